@@ -1,0 +1,158 @@
+#include "actors/status_writer.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <unordered_set>
+
+namespace nbm::actors {
+
+namespace {
+
+// --- the blocking half: one detached actor (own thread) per database session --------------------------
+
+struct worker_state {
+  std::unique_ptr<storage::status_store> store;
+  static inline const char* name = "status_db_worker";
+};
+
+status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<worker_state> self,
+                                            storage::db_options db) {
+  return {
+    [self, db](batch_atom,
+               const std::vector<storage::status_write>& batch) -> caf::result<std::vector<bool>> {
+      try {
+        if (!self->state.store)
+          self->state.store = std::make_unique<storage::status_store>(db);
+        return self->state.store->apply_batch(batch);
+      } catch (const std::exception& e) {
+        // The session may be broken (server restart, network): reconnect on the next batch.
+        self->state.store.reset();
+        spdlog::error("fenced status batch of {} writes failed: {}", batch.size(), e.what());
+        return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+      }
+    },
+  };
+}
+
+// --- the non-blocking half: queueing, per-peer ordering, batching --------------------------------------
+
+struct pending {
+  storage::status_write write;
+  caf::typed_response_promise<bool> promise;
+};
+
+struct writer_state {
+  std::deque<pending> queue;
+  std::vector<status_db_worker> idle;
+  std::unordered_set<std::string> busy_peers; // peers with a write in a batch in flight
+  writer_state_record counters;
+  std::size_t max_batch = 1024;
+  static inline const char* name = "status_writer";
+};
+
+using writer_ptr = status_writer::stateful_pointer<writer_state>;
+
+void dispatch(writer_ptr self);
+
+void finish_batch(writer_ptr self, status_db_worker worker, std::vector<pending>& batch,
+                  const std::vector<bool>* landed, const caf::error* err) {
+  auto& st = self->state;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    st.busy_peers.erase(batch[i].write.peer_id);
+    if (err) {
+      ++st.counters.errors;
+      batch[i].promise.deliver(*err);
+      continue;
+    }
+    bool ok = landed && i < landed->size() && (*landed)[i];
+    ++st.counters.writes;
+    if (ok)
+      ++st.counters.landed;
+    batch[i].promise.deliver(ok);
+  }
+  st.counters.in_flight -= batch.size();
+  st.idle.push_back(std::move(worker));
+  dispatch(self);
+}
+
+void dispatch(writer_ptr self) {
+  auto& st = self->state;
+  while (!st.idle.empty() && !st.queue.empty()) {
+    auto batch = std::make_shared<std::vector<pending>>();
+    std::unordered_set<std::string> in_batch;
+    std::deque<pending> rest;
+    // Take writes in arrival order; a peer already in this batch or in flight keeps its later writes
+    // queued, in order, for a later batch.
+    while (!st.queue.empty()) {
+      auto& p = st.queue.front();
+      const auto& peer = p.write.peer_id;
+      if (batch->size() < st.max_batch && !st.busy_peers.count(peer) && in_batch.insert(peer).second)
+        batch->push_back(std::move(p));
+      else
+        rest.push_back(std::move(p));
+      st.queue.pop_front();
+      if (batch->size() >= st.max_batch) {
+        std::move(st.queue.begin(), st.queue.end(), std::back_inserter(rest));
+        st.queue.clear();
+      }
+    }
+    st.queue = std::move(rest);
+    if (batch->empty())
+      return;
+    std::vector<storage::status_write> writes;
+    writes.reserve(batch->size());
+    for (auto& p : *batch) {
+      st.busy_peers.insert(p.write.peer_id);
+      writes.push_back(p.write);
+    }
+    auto worker = st.idle.back();
+    st.idle.pop_back();
+    ++st.counters.batches;
+    st.counters.in_flight += batch->size();
+    if (batch->size() > st.counters.max_batch)
+      st.counters.max_batch = batch->size();
+    self->request(worker, caf::infinite, batch_atom::value, std::move(writes))
+      .then(
+        [self, worker, batch](const std::vector<bool>& landed) {
+          finish_batch(self, worker, *batch, &landed, nullptr);
+        },
+        [self, worker, batch](caf::error& err) { finish_batch(self, worker, *batch, nullptr, &err); });
+  }
+}
+
+status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_worker> workers,
+                                         std::size_t max_batch) {
+  self->state.idle = std::move(workers);
+  self->state.counters.workers = self->state.idle.size();
+  self->state.max_batch = max_batch == 0 ? 1 : max_batch;
+  // The workers die with the writer.
+  for (auto& w : self->state.idle)
+    self->link_to(w);
+  return {
+    [self](write_atom, storage::status_write& w) -> caf::result<bool> {
+      auto rp = self->make_response_promise<bool>();
+      self->state.queue.push_back(pending{std::move(w), rp});
+      dispatch(self);
+      return rp;
+    },
+    [self](status_atom) -> writer_state_record {
+      auto r = self->state.counters;
+      r.queued = self->state.queue.size();
+      return r;
+    },
+  };
+}
+
+} // namespace
+
+status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config cfg) {
+  std::vector<status_db_worker> workers;
+  const auto n = cfg.workers == 0 ? 1 : cfg.workers;
+  for (std::size_t i = 0; i < n; ++i)
+    workers.push_back(sys.spawn<caf::detached>(worker_impl, cfg.db));
+  return sys.spawn(writer_impl, std::move(workers), cfg.max_batch);
+}
+
+} // namespace nbm::actors

@@ -1,0 +1,26 @@
+// status_writer: group commit of fenced peer-status writes (see interfaces.hpp).
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <cstddef>
+
+namespace nbm::actors {
+
+struct status_writer_config {
+  storage::db_options db;
+  // Detached worker threads, one database session each. SQLite has one writer at a time: use 1.
+  std::size_t workers = 1;
+  // Most writes in one statement. Larger batches amortise more; the statement grows linearly.
+  std::size_t max_batch = 1024;
+};
+
+// Spawns the writer and its workers. Batching is natural: while every worker is busy, arriving writes
+// queue; a free worker takes all queued writes at once (at most one per peer, at most max_batch). So the
+// window is exactly the time of the statement in flight: no timer adds latency to an idle system.
+status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config cfg);
+
+} // namespace nbm::actors

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages netbird-mgmt builds, runs and tests with. Idempotent.
+set -euo pipefail
+pkgs=(meson ninja-build pkg-config g++ python3
+  libcaf-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libsoci-dev libboost-dev libpq-dev libsqlite3-dev sqlite3 postgresql
+  libyaml-cpp-dev doctest-dev libsodium-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null

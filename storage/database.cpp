@@ -1,0 +1,42 @@
+#include "storage/database.hpp"
+
+#include <soci/connection-pool.h>
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+
+namespace nbm::storage {
+
+const char* to_string(engine e) {
+  return e == engine::postgres ? "postgres" : "sqlite";
+}
+
+void open_session(soci::session& sql, const db_options& opts) {
+  try {
+    if (opts.kind == engine::sqlite) {
+      // busy timeout as NetBird's default (_busy_timeout=30000), in seconds for SOCI.
+      sql.open(soci::sqlite3, "db=\"" + opts.target + "\" timeout=30 shared_cache=false");
+      std::string mode;
+      sql << "PRAGMA journal_mode=WAL", soci::into(mode);
+      sql << "PRAGMA synchronous=NORMAL";
+      sql << "PRAGMA foreign_keys=OFF"; // NetBird's dumps carry FKs that gorm does not enforce on SQLite
+    } else {
+      sql.open(soci::postgresql, opts.target);
+    }
+  } catch (const std::exception& e) {
+    throw store_error(std::string("cannot open ") + to_string(opts.kind) + " store '" +
+                      opts.target + "': " + e.what());
+  }
+}
+
+database::database(db_options opts)
+  : opts_(std::move(opts)), pool_(std::make_unique<soci::connection_pool>(opts_.pool_size)) {
+  if (opts_.pool_size == 0)
+    throw store_error("database pool size must be at least 1");
+  for (std::size_t i = 0; i < opts_.pool_size; ++i)
+    open_session(pool_->at(i), opts_);
+}
+
+database::~database() = default;
+
+} // namespace nbm::storage

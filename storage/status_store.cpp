@@ -1,0 +1,151 @@
+#include "storage/status_store.hpp"
+
+#include <soci/soci.h>
+
+#include <stdexcept>
+#include <unordered_map>
+
+namespace nbm::storage {
+
+namespace {
+
+constexpr const char* connect_sql =
+  "UPDATE peers SET peer_status_connected = true, peer_status_last_seen = CURRENT_TIMESTAMP, "
+  "peer_status_login_expired = false, peer_status_session_started_at = :tok "
+  "WHERE (account_id = :acc AND id = :id) AND peer_status_session_started_at < :tok";
+
+constexpr const char* disconnect_sql =
+  "UPDATE peers SET peer_status_connected = false, peer_status_last_seen = CURRENT_TIMESTAMP, "
+  "peer_status_session_started_at = 0 "
+  "WHERE (account_id = :acc AND id = :id) AND peer_status_session_started_at = :tok";
+
+// One statement for a whole batch on PostgreSQL. The arrays arrive as text literals and are unnested in
+// step, so the statement text never changes with the batch size (one prepared plan).
+constexpr const char* pg_batch_sql =
+  "UPDATE peers AS p SET "
+  "peer_status_connected = v.conn, "
+  "peer_status_login_expired = CASE WHEN v.conn THEN false ELSE p.peer_status_login_expired END, "
+  "peer_status_session_started_at = CASE WHEN v.conn THEN v.tok ELSE 0 END, "
+  "peer_status_last_seen = CURRENT_TIMESTAMP "
+  "FROM unnest(CAST(:accs AS text[]), CAST(:ids AS text[]), CAST(:toks AS bigint[]), "
+  "CAST(:conns AS boolean[])) AS v(acc, id, tok, conn) "
+  "WHERE p.account_id = v.acc AND p.id = v.id AND "
+  "((v.conn AND p.peer_status_session_started_at < v.tok) OR "
+  "(NOT v.conn AND v.tok <> 0 AND p.peer_status_session_started_at = v.tok)) "
+  "RETURNING p.id";
+
+// PostgreSQL array literal element: always quoted, with " and \ escaped.
+void append_pg_element(std::string& out, const std::string& s) {
+  if (out.size() > 1)
+    out += ',';
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
+} // namespace
+
+struct status_store::impl {
+  soci::session sql;
+  // Bound variables of the prepared single-row statements.
+  std::string acc, id;
+  long long tok = 0;
+  std::unique_ptr<soci::statement> connect_st, disconnect_st;
+
+  void prepare() {
+    connect_st = std::make_unique<soci::statement>(
+      (sql.prepare << connect_sql, soci::use(tok, "tok"), soci::use(acc, "acc"), soci::use(id, "id")));
+    disconnect_st = std::make_unique<soci::statement>((sql.prepare << disconnect_sql,
+                                                       soci::use(tok, "tok"), soci::use(acc, "acc"),
+                                                       soci::use(id, "id")));
+  }
+
+  bool run(soci::statement& st, const std::string& a, const std::string& p, long long t) {
+    acc = a;
+    id = p;
+    tok = t;
+    st.execute(true);
+    return st.get_affected_rows() > 0;
+  }
+};
+
+status_store::status_store(const db_options& opts) : impl_(std::make_unique<impl>()), kind_(opts.kind) {
+  open_session(impl_->sql, opts);
+  try {
+    impl_->prepare();
+  } catch (const std::exception& e) {
+    throw store_error(std::string("preparing fenced status statements: ") + e.what());
+  }
+}
+
+status_store::~status_store() = default;
+
+bool status_store::connect(const std::string& account_id, const std::string& peer_id,
+                           core::session_token token) {
+  ++statements_;
+  return impl_->run(*impl_->connect_st, account_id, peer_id, token);
+}
+
+bool status_store::disconnect(const std::string& account_id, const std::string& peer_id,
+                              core::session_token token) {
+  if (token == 0)
+    return false;
+  ++statements_;
+  return impl_->run(*impl_->disconnect_st, account_id, peer_id, token);
+}
+
+std::vector<bool> status_store::apply_batch(const std::vector<status_write>& batch) {
+  std::vector<bool> landed(batch.size(), false);
+  if (batch.empty())
+    return landed;
+  std::unordered_map<std::string, std::size_t> index;
+  index.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    if (!index.emplace(batch[i].peer_id, i).second)
+      throw std::invalid_argument("status batch holds two writes of peer " + batch[i].peer_id);
+  if (kind_ == engine::sqlite || batch.size() == 1) {
+    // SQLite: one transaction, so the batch costs one commit (one fsync) instead of one per row.
+    std::unique_ptr<soci::transaction> tr;
+    if (batch.size() > 1)
+      tr = std::make_unique<soci::transaction>(impl_->sql);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& w = batch[i];
+      landed[i] = w.op == status_op::connect ? connect(w.account_id, w.peer_id, w.token)
+                                             : disconnect(w.account_id, w.peer_id, w.token);
+    }
+    if (tr)
+      tr->commit();
+    return landed;
+  }
+  std::string accs = "{", ids = "{", toks = "{", conns = "{";
+  for (const auto& w : batch) {
+    append_pg_element(accs, w.account_id);
+    append_pg_element(ids, w.peer_id);
+    if (toks.size() > 1)
+      toks += ',';
+    toks += std::to_string(w.token);
+    if (conns.size() > 1)
+      conns += ',';
+    conns += w.op == status_op::connect ? "t" : "f";
+  }
+  accs += '}';
+  ids += '}';
+  toks += '}';
+  conns += '}';
+  ++statements_;
+  soci::rowset<std::string> rs = (impl_->sql.prepare << pg_batch_sql, soci::use(accs, "accs"),
+                                  soci::use(ids, "ids"), soci::use(toks, "toks"),
+                                  soci::use(conns, "conns"));
+  for (const auto& id : rs) {
+    auto it = index.find(id);
+    if (it != index.end())
+      landed[it->second] = true;
+  }
+  return landed;
+}
+
+} // namespace nbm::storage
