@@ -77,6 +77,10 @@ struct rig {
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     if (observer)
       caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
+    // A detached actor's thread ends only when its last handle is gone: drop ours before the system.
+    writer = status_writer{};
+    dir = peer_directory{};
+    observer = session_observer{};
     sys.reset();
   }
 
@@ -125,7 +129,7 @@ struct rig {
 
 TEST_CASE("peer actor: stale connect and foreign disconnect are dropped in memory before any SQL") {
   for (const auto& opts : test::fresh_backends("actor_stale")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     rig r(opts);
     auto p = r.peer("p0");
@@ -148,7 +152,7 @@ TEST_CASE("peer actor: stale connect and foreign disconnect are dropped in memor
 
 TEST_CASE("peer actor: a newer session closes the older sink; the older stream's end changes nothing") {
   for (const auto& opts : test::fresh_backends("actor_sinks")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     rig r(opts);
     auto p = r.peer("p0");
@@ -177,7 +181,7 @@ TEST_CASE("peer actor: a newer session closes the older sink; the older stream's
 
 TEST_CASE("peer actor: the directory returns one actor per peer") {
   for (const auto& opts : test::fresh_backends("actor_dir")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 2);
     rig r(opts);
     auto a = r.peer("p0");
@@ -190,7 +194,7 @@ TEST_CASE("peer actor: the directory returns one actor per peer") {
 
 TEST_CASE("peer actors: 16 threads racing connects -> highest wins in memory and in the database") {
   for (const auto& opts : test::fresh_backends("actor_race")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     rig r(opts, opts.kind == storage::engine::postgres ? 4 : 1);
     const session_token base = 1'900'000'000'000'000'000;
@@ -216,7 +220,7 @@ TEST_CASE("peer actors: 16 threads racing connects -> highest wins in memory and
 
 TEST_CASE("peer actor: a session that connects and dies at once ends disconnected with token 0") {
   for (const auto& opts : test::fresh_backends("actor_flash")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 50);
     rig r(opts, opts.kind == storage::engine::postgres ? 4 : 1);
     caf::scoped_actor self{*r.sys};
@@ -252,7 +256,7 @@ TEST_CASE("peer actor: a session that connects and dies at once ends disconnecte
 
 TEST_CASE("side effects fire once per landed write, after commit, never for a dropped one") {
   for (const auto& opts : test::fresh_backends("actor_effects")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     {
       // Another replica holds session 900 in the database only.
@@ -261,16 +265,25 @@ TEST_CASE("side effects fire once per landed write, after commit, never for a dr
     }
     rig r(opts, 1, true);
     auto p = r.peer("p0");
-    CHECK_FALSE(r.connect(p, 800));  // passes memory, refused by the database fence: no effect
-    CHECK(r.connect(p, 1000));       // lands: effect
-    CHECK_FALSE(r.connect(p, 999));  // dropped in memory: no effect
+    // Each step waits for the notices it may cause, so the observer reads the database before the next
+    // write: a notice must find its own write committed.
+    auto settle = [&](std::size_t n) {
+      for (int i = 0; i < 300 && r.events().size() < n; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20)); // and no extra one follows
+      return r.events().size();
+    };
+    CHECK_FALSE(r.connect(p, 800)); // passes memory, refused by the database fence: no effect
+    CHECK(settle(0) == 0);
+    CHECK(r.connect(p, 1000)); // lands: effect
+    CHECK(settle(1) == 1);
+    CHECK_FALSE(r.connect(p, 999));    // dropped in memory: no effect
     CHECK_FALSE(r.disconnect(p, 900)); // not ours: no effect
-    CHECK(r.disconnect(p, 1000));    // lands: effect
-    CHECK(r.connect(p, 1100));       // lands: effect
-    // Observer messages are asynchronous: wait until three arrived (or time out).
-    for (int i = 0; i < 200 && r.events().size() < 3; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50)); // and no extra one follows
+    CHECK(settle(1) == 1);
+    CHECK(r.disconnect(p, 1000)); // lands: effect
+    CHECK(settle(2) == 2);
+    CHECK(r.connect(p, 1100)); // lands: effect
+    CHECK(settle(3) == 3);
     auto evs = r.events();
     REQUIRE(evs.size() == 3);
     CHECK(evs[0].token == 1000);
@@ -288,7 +301,7 @@ TEST_CASE("side effects fire once per landed write, after commit, never for a dr
 
 TEST_CASE("two replicas racing on one database -> the highest session wins") {
   for (const auto& opts : test::fresh_backends("replicas")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 8);
     const bool pg = opts.kind == storage::engine::postgres;
     rig a(opts, pg ? 2 : 1), b(opts, pg ? 2 : 1);
@@ -328,7 +341,7 @@ TEST_CASE("two replicas racing on one database -> the highest session wins") {
 
 TEST_CASE("peer actors: randomized bursts keep mailbox order through group commit") {
   for (const auto& opts : test::fresh_backends("actor_random")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     constexpr int peers = 24;
     test::seed_peers(opts, peers);
     const bool pg = opts.kind == storage::engine::postgres;

@@ -19,7 +19,7 @@ using storage::status_write;
 
 TEST_CASE("fence: matched disconnect lands, then the session is gone") {
   for (const auto& opts : test::fresh_backends("fence_match")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     status_store s(opts);
     const core::session_token t = 1'700'000'000'000'000'000;
@@ -38,7 +38,7 @@ TEST_CASE("fence: matched disconnect lands, then the session is gone") {
 
 TEST_CASE("fence: stale disconnect is dropped (zombie stream)") {
   for (const auto& opts : test::fresh_backends("fence_stale_disc")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     status_store s(opts);
     const core::session_token t2 = 2'000'000'000'000'000'000;
@@ -52,7 +52,7 @@ TEST_CASE("fence: stale disconnect is dropped (zombie stream)") {
 
 TEST_CASE("fence: stale connect is dropped (blocked goroutine)") {
   for (const auto& opts : test::fresh_backends("fence_stale_conn")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     status_store s(opts);
     const core::session_token n2 = 3'000'000'000'000'000'000;
@@ -67,7 +67,7 @@ TEST_CASE("fence: stale connect is dropped (blocked goroutine)") {
 
 TEST_CASE("fence: zero-token disconnect is refused without touching the database") {
   for (const auto& opts : test::fresh_backends("fence_zero")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 2);
     status_store s(opts);
     // p1 never connected: its stored token is 0, so "= 0" would match it.
@@ -85,7 +85,7 @@ TEST_CASE("fence: zero-token disconnect is refused without touching the database
 
 TEST_CASE("fence: connect of an unknown peer or the wrong account does not land") {
   for (const auto& opts : test::fresh_backends("fence_unknown")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     status_store s(opts);
     CHECK_FALSE(s.connect("acc1", "nope", 5));
@@ -96,14 +96,10 @@ TEST_CASE("fence: connect of an unknown peer or the wrong account does not land"
 
 TEST_CASE("fence: last_seen is the database's clock and login_expired is cleared on connect") {
   for (const auto& opts : test::fresh_backends("fence_last_seen")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
-    {
-      soci::session sql;
-      storage::open_session(sql, opts);
-      sql << "UPDATE peers SET peer_status_last_seen = '2001-01-01 00:00:00+00:00', "
-             "peer_status_login_expired = true WHERE id = 'p0'";
-    }
+    test::exec_sql(opts, "UPDATE peers SET peer_status_last_seen = '2001-01-01 00:00:00+00:00', "
+                         "peer_status_login_expired = true WHERE id = 'p0'");
     status_store s(opts);
     const double before = test::db_now(opts);
     REQUIRE(s.connect("acc1", "p0", 42));
@@ -124,7 +120,7 @@ TEST_CASE("fence: last_seen is the database's clock and login_expired is cleared
 
 TEST_CASE("fence: 16 threads racing connects straight at the store -> the highest token is stored") {
   for (const auto& opts : test::fresh_backends("fence_race16")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     const core::session_token base = 1'800'000'000'000'000'000;
     constexpr int n = 16;
@@ -156,7 +152,7 @@ TEST_CASE("fence: 16 threads racing connects straight at the store -> the highes
 
 TEST_CASE("group commit: one batch, every row with its own fence, landed per item") {
   for (const auto& opts : test::fresh_backends("batch_mixed")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 6);
     status_store s(opts);
     REQUIRE(s.connect("acc1", "p1", 100)); // p1 holds session 100
@@ -185,7 +181,7 @@ TEST_CASE("group commit: one batch, every row with its own fence, landed per ite
 
 TEST_CASE("group commit: a batch never holds two writes of one peer") {
   for (const auto& opts : test::fresh_backends("batch_dup")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
     status_store s(opts);
     CHECK_THROWS_AS(s.apply_batch({{"acc1", "p0", 1, status_op::connect},
@@ -197,14 +193,10 @@ TEST_CASE("group commit: a batch never holds two writes of one peer") {
 
 TEST_CASE("group commit: ids that need quoting in array literals") {
   for (const auto& opts : test::fresh_backends("batch_quote")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     test::seed_peers(opts, 0, "acc \"q\" \\ {x}");
-    {
-      soci::session sql;
-      storage::open_session(sql, opts);
-      sql << "INSERT INTO peers (id, account_id, key, ip, name, dns_label, user_id) VALUES "
-             "('we,ird\"id}', 'acc \"q\" \\ {x}', 'k', '\"100.64.0.9\"', 'n', 'n', '')";
-    }
+    test::exec_sql(opts, "INSERT INTO peers (id, account_id, key, ip, name, dns_label, user_id) VALUES "
+                         "('we,ird\"id}', 'acc \"q\" \\ {x}', 'k', '\"100.64.0.9\"', 'n', 'n', '')");
     status_store s(opts);
     auto landed = s.apply_batch({{"acc \"q\" \\ {x}", "we,ird\"id}", 9, status_op::connect}});
     CHECK(landed == std::vector<bool>{true});
@@ -215,7 +207,7 @@ TEST_CASE("group commit: ids that need quoting in array literals") {
 // A reference model of the fence, applied sequentially: the state a correct fence must end in.
 TEST_CASE("fence: randomized interleaved histories match the reference model") {
   for (const auto& opts : test::fresh_backends("fence_random")) {
-    INFO(storage::to_string(opts.kind));
+    INFO(test::backend_name(opts));
     constexpr int peers = 8;
     test::seed_peers(opts, peers);
     status_store s(opts);

@@ -37,7 +37,7 @@ peer_status_row read_status(const storage::db_options& opts, const std::string& 
   long long token = 0;
   std::string seen;
   soci::indicator seen_ind = soci::i_ok;
-  sql << "SELECT CAST(peer_status_connected AS INTEGER), peer_status_session_started_at, "
+  sql << "SELECT CAST(COALESCE(peer_status_connected, false) AS INTEGER), peer_status_session_started_at, "
          "CAST(COALESCE(peer_status_login_expired, false) AS INTEGER), "
          "CAST(peer_status_last_seen AS TEXT) FROM peers WHERE id = :id",
     soci::into(connected), soci::into(token), soci::into(expired), soci::into(seen, seen_ind),
@@ -49,6 +49,12 @@ peer_status_row read_status(const storage::db_options& opts, const std::string& 
   r.login_expired = expired != 0;
   r.last_seen = seen_ind == soci::i_null ? "" : seen;
   return r;
+}
+
+void exec_sql(const storage::db_options& opts, const std::string& statement) {
+  soci::session sql;
+  storage::open_session(sql, opts);
+  sql << statement;
 }
 
 double db_now(const storage::db_options& opts) {

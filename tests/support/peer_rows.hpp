@@ -20,6 +20,9 @@ void seed_peers(const storage::db_options& opts, int n, const std::string& accou
 
 peer_status_row read_status(const storage::db_options& opts, const std::string& peer_id);
 
+// Runs one SQL statement on its own session.
+void exec_sql(const storage::db_options& opts, const std::string& statement);
+
 // The database's own clock, as epoch seconds.
 double db_now(const storage::db_options& opts);
 
