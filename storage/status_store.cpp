@@ -55,6 +55,10 @@ struct status_store::impl {
   std::string acc, id;
   long long tok = 0;
   std::unique_ptr<soci::statement> connect_st, disconnect_st;
+  // PostgreSQL group commit: one prepared statement, arrays bound as text, landed ids fetched in bulk.
+  std::string accs, ids, toks, conns;
+  std::vector<std::string> landed_ids;
+  std::unique_ptr<soci::statement> batch_st;
 
   void prepare() {
     connect_st = std::make_unique<soci::statement>(
@@ -62,6 +66,13 @@ struct status_store::impl {
     disconnect_st = std::make_unique<soci::statement>((sql.prepare << disconnect_sql,
                                                        soci::use(tok, "tok"), soci::use(acc, "acc"),
                                                        soci::use(id, "id")));
+  }
+
+  void prepare_batch() {
+    landed_ids.resize(1);
+    batch_st = std::make_unique<soci::statement>(
+      (sql.prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
+       soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns")));
   }
 
   bool run(soci::statement& st, const std::string& a, const std::string& p, long long t) {
@@ -77,6 +88,8 @@ status_store::status_store(const db_options& opts) : impl_(std::make_unique<impl
   open_session(impl_->sql, opts);
   try {
     impl_->prepare();
+    if (kind_ == engine::postgres)
+      impl_->prepare_batch();
   } catch (const std::exception& e) {
     throw store_error(std::string("preparing fenced status statements: ") + e.what());
   }
@@ -121,26 +134,31 @@ std::vector<bool> status_store::apply_batch(const std::vector<status_write>& bat
       tr->commit();
     return landed;
   }
-  std::string accs = "{", ids = "{", toks = "{", conns = "{";
+  auto& m = *impl_;
+  m.accs = "{";
+  m.ids = "{";
+  m.toks = "{";
+  m.conns = "{";
   for (const auto& w : batch) {
-    append_pg_element(accs, w.account_id);
-    append_pg_element(ids, w.peer_id);
-    if (toks.size() > 1)
-      toks += ',';
-    toks += std::to_string(w.token);
-    if (conns.size() > 1)
-      conns += ',';
-    conns += w.op == status_op::connect ? "t" : "f";
+    append_pg_element(m.accs, w.account_id);
+    append_pg_element(m.ids, w.peer_id);
+    if (m.toks.size() > 1)
+      m.toks += ',';
+    m.toks += std::to_string(w.token);
+    if (m.conns.size() > 1)
+      m.conns += ',';
+    m.conns += w.op == status_op::connect ? "t" : "f";
   }
-  accs += '}';
-  ids += '}';
-  toks += '}';
-  conns += '}';
+  m.accs += '}';
+  m.ids += '}';
+  m.toks += '}';
+  m.conns += '}';
   ++statements_;
-  soci::rowset<std::string> rs = (impl_->sql.prepare << pg_batch_sql, soci::use(accs, "accs"),
-                                  soci::use(ids, "ids"), soci::use(toks, "toks"),
-                                  soci::use(conns, "conns"));
-  for (const auto& id : rs) {
+  // Room for every row the statement can return; SOCI shrinks the vector to the rows fetched.
+  m.landed_ids.assign(batch.size(), std::string());
+  if (!m.batch_st->execute(true))
+    m.landed_ids.clear(); // no row passed its fence
+  for (const auto& id : m.landed_ids) {
     auto it = index.find(id);
     if (it != index.end())
       landed[it->second] = true;
