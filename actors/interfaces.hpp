@@ -1,5 +1,6 @@
-// The message vocabulary of the actor system: every atom, message record and typed actor interface, in one
-// place. Read this file to learn who talks to whom. Handlers are implemented one actor kind per file.
+// The message vocabulary of the actor system: every atom, message record and typed actor interface,
+// in one place. Read this file to learn who talks to whom. Handlers are implemented one actor kind
+// per file.
 #pragma once
 
 #include "core/session_token.hpp"
@@ -21,7 +22,8 @@ namespace nbm::actors {
 
 using core::session_token;
 
-// --- atoms (CAF 0.17: at most 10 characters) --------------------------------------------------------
+// --- atoms (CAF 0.17: at most 10 characters)
+// --------------------------------------------------------
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using disconn_atom = caf::atom_constant<caf::atom("disconnect")>;
 using write_atom = caf::atom_constant<caf::atom("write")>;
@@ -31,9 +33,10 @@ using get_atom = caf::atom_constant<caf::atom("get")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 
-// --- stream sinks -----------------------------------------------------------------------------------
-// The far end of a peer's Sync stream, as the actors see it. Implementations (the gRPC reactor bridge,
-// test sinks) are thread-safe and never block the caller. A sink belongs to exactly one session token.
+// --- stream sinks
+// ----------------------------------------------------------------------------------- The far end
+// of a peer's Sync stream, as the actors see it. Implementations (the gRPC reactor bridge, test
+// sinks) are thread-safe and never block the caller. A sink belongs to exactly one session token.
 class session_sink {
 public:
   virtual ~session_sink() = default;
@@ -42,8 +45,9 @@ public:
 };
 using sink_ptr = std::shared_ptr<session_sink>;
 
-// --- message records --------------------------------------------------------------------------------
-// A landed (committed) session write, as side effects see it.
+// --- message records
+// -------------------------------------------------------------------------------- A landed
+// (committed) session write, as side effects see it.
 struct session_event {
   std::string account_id;
   std::string peer_id;
@@ -60,12 +64,12 @@ typename Inspector::result_type inspect(Inspector& f, session_event& x) {
 struct peer_state_record {
   std::string account_id;
   std::string peer_id;
-  session_token token = 0;    // current session (0 = none)
-  bool has_sink = false;      // a live stream is attached
-  std::uint64_t landed = 0;   // writes that landed in the database
-  std::uint64_t dropped = 0;  // writes refused in memory (stale) before any SQL
-  std::uint64_t refused = 0;  // writes the database fence refused
-  std::uint64_t failed = 0;   // writes that failed with an error
+  session_token token = 0;   // current session (0 = none)
+  bool has_sink = false;     // a live stream is attached
+  std::uint64_t landed = 0;  // writes that landed in the database
+  std::uint64_t dropped = 0; // writes refused in memory (stale) before any SQL
+  std::uint64_t refused = 0; // writes the database fence refused
+  std::uint64_t failed = 0;  // writes that failed with an error
 };
 
 template <class Inspector>
@@ -76,13 +80,13 @@ typename Inspector::result_type inspect(Inspector& f, peer_state_record& x) {
 
 // What the status writer reports about itself.
 struct writer_state_record {
-  std::uint64_t queued = 0;      // writes waiting for a batch
-  std::uint64_t in_flight = 0;   // writes in batches being executed
-  std::uint64_t batches = 0;     // statements/transactions issued
-  std::uint64_t writes = 0;      // writes completed (landed or not)
+  std::uint64_t queued = 0;    // writes waiting for a batch
+  std::uint64_t in_flight = 0; // writes in batches being executed
+  std::uint64_t batches = 0;   // statements/transactions issued
+  std::uint64_t writes = 0;    // writes completed (landed or not)
   std::uint64_t landed = 0;
-  std::uint64_t errors = 0;      // writes answered with an error
-  std::uint64_t max_batch = 0;   // largest batch so far
+  std::uint64_t errors = 0;    // writes answered with an error
+  std::uint64_t max_batch = 0; // largest batch so far
   std::uint64_t workers = 0;
 };
 
@@ -92,40 +96,43 @@ typename Inspector::result_type inspect(Inspector& f, writer_state_record& x) {
            x.landed, x.errors, x.max_batch, x.workers);
 }
 
-// --- actor interfaces -------------------------------------------------------------------------------
+// --- actor interfaces
+// -------------------------------------------------------------------------------
 
-// Receives the side effects of session writes that landed, after they committed (geo, expiry, fan-out).
+// Receives the side effects of session writes that landed, after they committed (geo, expiry,
+// fan-out).
 using session_observer = caf::typed_actor<
-  // One message per landed write; never for a write that was dropped, refused or failed.
-  caf::reacts_to<landed_atom, session_event>>;
+    // One message per landed write; never for a write that was dropped, refused or failed.
+    caf::reacts_to<landed_atom, session_event>>;
 
 // Runs blocking database work on its own thread (spawned detached); one SOCI session each.
 using status_db_worker = caf::typed_actor<
-  // Applies one batch (no peer twice) and answers landed per item, in order.
-  caf::replies_to<batch_atom, std::vector<storage::status_write>>::with<std::vector<bool>>>;
+    // Applies one batch (no peer twice) and answers landed per item, in order.
+    caf::replies_to<batch_atom, std::vector<storage::status_write>>::with<std::vector<bool>>>;
 
 // Persistence of fenced status writes with group commit; keeps each peer's writes in arrival order.
 using status_writer = caf::typed_actor<
-  // One fenced write; answers whether it landed (an error if the database failed).
-  caf::replies_to<write_atom, storage::status_write>::with<bool>,
-  // Counters for the inspector.
-  caf::replies_to<status_atom>::with<writer_state_record>>;
+    // One fenced write; answers whether it landed (an error if the database failed).
+    caf::replies_to<write_atom, storage::status_write>::with<bool>,
+    // Counters for the inspector.
+    caf::replies_to<status_atom>::with<writer_state_record>>;
 
 // One per peer with a live or recent session: its mailbox is the in-memory fence.
 using peer_actor = caf::typed_actor<
-  // A Sync stream opened with `token`; answers whether it now owns the session (in memory and database).
-  caf::replies_to<connect_atom, session_token, sink_ptr>::with<bool>,
-  // The stream of `token` ended; answers whether that ended the session.
-  caf::replies_to<disconn_atom, session_token>::with<bool>,
-  // Current session state and counters.
-  caf::replies_to<status_atom>::with<peer_state_record>>;
+    // A Sync stream opened with `token`; answers whether it now owns the session (in memory and
+    // database).
+    caf::replies_to<connect_atom, session_token, sink_ptr>::with<bool>,
+    // The stream of `token` ended; answers whether that ended the session.
+    caf::replies_to<disconn_atom, session_token>::with<bool>,
+    // Current session state and counters.
+    caf::replies_to<status_atom>::with<peer_state_record>>;
 
 // Finds or spawns the peer actor of a peer.
 using peer_directory = caf::typed_actor<
-  // (account id, peer id) -> that peer's actor.
-  caf::replies_to<get_atom, std::string, std::string>::with<peer_actor>,
-  // Number of peer actors alive.
-  caf::replies_to<status_atom>::with<std::uint64_t>>;
+    // (account id, peer id) -> that peer's actor.
+    caf::replies_to<get_atom, std::string, std::string>::with<peer_actor>,
+    // Number of peer actors alive.
+    caf::replies_to<status_atom>::with<std::uint64_t>>;
 
 } // namespace nbm::actors
 

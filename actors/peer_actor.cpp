@@ -21,34 +21,36 @@ struct peer_state {
 
 using peer_ptr = peer_actor::stateful_pointer<peer_state>;
 
-// Persists one write and, only once it landed (the writer answers after commit), fires the side effects.
+// Persists one write and, only once it landed (the writer answers after commit), fires the side
+// effects.
 caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token token) {
   auto rp = self->make_response_promise<bool>();
   const bool connected = op == storage::status_op::connect;
   storage::status_write w{self->state.rec.account_id, self->state.rec.peer_id, token, op};
   self->request(self->state.writer, caf::infinite, write_atom::value, std::move(w))
-    .then(
-      [self, rp, token, connected](bool landed) mutable {
-        auto& st = self->state;
-        if (landed) {
-          ++st.rec.landed;
-          if (st.observer)
-            self->send(st.observer, landed_atom::value,
-                       session_event{st.rec.account_id, st.rec.peer_id, token, connected});
-        } else {
-          ++st.rec.refused;
-          // The database holds a newer session (another replica): this stream does not own the peer.
-          if (connected && st.rec.token == token)
-            st.sink = nullptr;
-        }
-        rp.deliver(landed);
-      },
-      [self, rp, connected](caf::error& err) mutable {
-        ++self->state.rec.failed;
-        spdlog::error("peer {}: fenced {} failed: {}", self->state.rec.peer_id,
-                      connected ? "connect" : "disconnect", caf::to_string(err));
-        rp.deliver(std::move(err));
-      });
+      .then(
+          [self, rp, token, connected](bool landed) mutable {
+            auto& st = self->state;
+            if (landed) {
+              ++st.rec.landed;
+              if (st.observer)
+                self->send(st.observer, landed_atom::value,
+                           session_event{st.rec.account_id, st.rec.peer_id, token, connected});
+            } else {
+              ++st.rec.refused;
+              // The database holds a newer session (another replica): this stream does not own the
+              // peer.
+              if (connected && st.rec.token == token)
+                st.sink = nullptr;
+            }
+            rp.deliver(landed);
+          },
+          [self, rp, connected](caf::error& err) mutable {
+            ++self->state.rec.failed;
+            spdlog::error("peer {}: fenced {} failed: {}", self->state.rec.peer_id,
+                          connected ? "connect" : "disconnect", caf::to_string(err));
+            rp.deliver(std::move(err));
+          });
   return rp;
 }
 
@@ -60,33 +62,33 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
   st.writer = std::move(writer);
   st.observer = std::move(observer);
   return {
-    [self](connect_atom, session_token token, sink_ptr& sink) -> caf::result<bool> {
-      auto& st = self->state;
-      if (!core::connect_wins(st.rec.token, token)) {
-        ++st.rec.dropped;
-        return false;
-      }
-      st.rec.token = token;
-      auto older = std::exchange(st.sink, std::move(sink));
-      if (older)
-        older->close("a newer session of this peer took over");
-      return persist(self, storage::status_op::connect, token);
-    },
-    [self](disconn_atom, session_token token) -> caf::result<bool> {
-      auto& st = self->state;
-      if (!core::disconnect_owns(st.rec.token, token)) {
-        ++st.rec.dropped;
-        return false;
-      }
-      st.rec.token = 0;
-      st.sink = nullptr;
-      return persist(self, storage::status_op::disconnect, token);
-    },
-    [self](status_atom) {
-      auto r = self->state.rec;
-      r.has_sink = static_cast<bool>(self->state.sink);
-      return r;
-    },
+      [self](connect_atom, session_token token, sink_ptr& sink) -> caf::result<bool> {
+        auto& st = self->state;
+        if (!core::connect_wins(st.rec.token, token)) {
+          ++st.rec.dropped;
+          return false;
+        }
+        st.rec.token = token;
+        auto older = std::exchange(st.sink, std::move(sink));
+        if (older)
+          older->close("a newer session of this peer took over");
+        return persist(self, storage::status_op::connect, token);
+      },
+      [self](disconn_atom, session_token token) -> caf::result<bool> {
+        auto& st = self->state;
+        if (!core::disconnect_owns(st.rec.token, token)) {
+          ++st.rec.dropped;
+          return false;
+        }
+        st.rec.token = 0;
+        st.sink = nullptr;
+        return persist(self, storage::status_op::disconnect, token);
+      },
+      [self](status_atom) {
+        auto r = self->state.rec;
+        r.has_sink = static_cast<bool>(self->state.sink);
+        return r;
+      },
   };
 }
 
@@ -101,18 +103,30 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                                              status_writer writer, session_observer observer) {
   self->state.writer = std::move(writer);
   self->state.observer = std::move(observer);
+  // A peer actor that fails is forgotten, and spawned afresh on the next lookup; the directory
+  // lives on.
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& peers = self->state.peers;
+    for (auto it = peers.begin(); it != peers.end(); ++it)
+      if (it->second.address() == dm.source) {
+        if (dm.reason)
+          spdlog::warn("peer actor {} went down: {}", it->first, caf::to_string(dm.reason));
+        peers.erase(it);
+        break;
+      }
+  });
   return {
-    [self](get_atom, const std::string& account_id, const std::string& peer_id) -> peer_actor {
-      auto& st = self->state;
-      auto it = st.peers.find(peer_id);
-      if (it != st.peers.end())
-        return it->second;
-      auto p = self->spawn(peer_impl, account_id, peer_id, st.writer, st.observer);
-      self->link_to(p);
-      st.peers.emplace(peer_id, p);
-      return p;
-    },
-    [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
+      [self](get_atom, const std::string& account_id, const std::string& peer_id) -> peer_actor {
+        auto& st = self->state;
+        auto it = st.peers.find(peer_id);
+        if (it != st.peers.end())
+          return it->second;
+        auto p = self->spawn(peer_impl, account_id, peer_id, st.writer, st.observer);
+        self->monitor(p);
+        st.peers.emplace(peer_id, p);
+        return p;
+      },
+      [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
   };
 }
 

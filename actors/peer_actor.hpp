@@ -1,5 +1,6 @@
-// peer_actor: one per peer; serializes its connects and disconnects (the in-memory fence), persists them
-// through the status_writer (the database fence), and reports landed writes to the session observer.
+// peer_actor: one per peer; serializes its connects and disconnects (the in-memory fence), persists
+// them through the status_writer (the database fence), and reports landed writes to the session
+// observer.
 #pragma once
 
 #include "actors/interfaces.hpp"

@@ -10,7 +10,8 @@ namespace nbm::actors {
 
 namespace {
 
-// --- the blocking half: one detached actor (own thread) per database session --------------------------
+// --- the blocking half: one detached actor (own thread) per database session
+// --------------------------
 
 struct worker_state {
   std::unique_ptr<storage::status_store> store;
@@ -20,23 +21,25 @@ struct worker_state {
 status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<worker_state> self,
                                             storage::db_options db) {
   return {
-    [self, db](batch_atom,
-               const std::vector<storage::status_write>& batch) -> caf::result<std::vector<bool>> {
-      try {
-        if (!self->state.store)
-          self->state.store = std::make_unique<storage::status_store>(db);
-        return self->state.store->apply_batch(batch);
-      } catch (const std::exception& e) {
-        // The session may be broken (server restart, network): reconnect on the next batch.
-        self->state.store.reset();
-        spdlog::error("fenced status batch of {} writes failed: {}", batch.size(), e.what());
-        return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-      }
-    },
+      [self,
+       db](batch_atom,
+           const std::vector<storage::status_write>& batch) -> caf::result<std::vector<bool>> {
+        try {
+          if (!self->state.store)
+            self->state.store = std::make_unique<storage::status_store>(db);
+          return self->state.store->apply_batch(batch);
+        } catch (const std::exception& e) {
+          // The session may be broken (server restart, network): reconnect on the next batch.
+          self->state.store.reset();
+          spdlog::error("fenced status batch of {} writes failed: {}", batch.size(), e.what());
+          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
+        }
+      },
   };
 }
 
-// --- the non-blocking half: queueing, per-peer ordering, batching --------------------------------------
+// --- the non-blocking half: queueing, per-peer ordering, batching
+// --------------------------------------
 
 struct pending {
   storage::status_write write;
@@ -83,12 +86,13 @@ void dispatch(writer_ptr self) {
     auto batch = std::make_shared<std::vector<pending>>();
     std::unordered_set<std::string> in_batch;
     std::deque<pending> rest;
-    // Take writes in arrival order; a peer already in this batch or in flight keeps its later writes
-    // queued, in order, for a later batch.
+    // Take writes in arrival order; a peer already in this batch or in flight keeps its later
+    // writes queued, in order, for a later batch.
     while (!st.queue.empty()) {
       auto& p = st.queue.front();
       const auto& peer = p.write.peer_id;
-      if (batch->size() < st.max_batch && !st.busy_peers.count(peer) && in_batch.insert(peer).second)
+      if (batch->size() < st.max_batch && !st.busy_peers.count(peer) &&
+          in_batch.insert(peer).second)
         batch->push_back(std::move(p));
       else
         rest.push_back(std::move(p));
@@ -114,11 +118,13 @@ void dispatch(writer_ptr self) {
     if (batch->size() > st.counters.max_batch)
       st.counters.max_batch = batch->size();
     self->request(worker, caf::infinite, batch_atom::value, std::move(writes))
-      .then(
-        [self, worker, batch](const std::vector<bool>& landed) {
-          finish_batch(self, worker, *batch, &landed, nullptr);
-        },
-        [self, worker, batch](caf::error& err) { finish_batch(self, worker, *batch, nullptr, &err); });
+        .then(
+            [self, worker, batch](const std::vector<bool>& landed) {
+              finish_batch(self, worker, *batch, &landed, nullptr);
+            },
+            [self, worker, batch](caf::error& err) {
+              finish_batch(self, worker, *batch, nullptr, &err);
+            });
   }
 }
 
@@ -131,17 +137,17 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_
   for (auto& w : self->state.idle)
     self->link_to(w);
   return {
-    [self](write_atom, storage::status_write& w) -> caf::result<bool> {
-      auto rp = self->make_response_promise<bool>();
-      self->state.queue.push_back(pending{std::move(w), rp});
-      dispatch(self);
-      return rp;
-    },
-    [self](status_atom) -> writer_state_record {
-      auto r = self->state.counters;
-      r.queued = self->state.queue.size();
-      return r;
-    },
+      [self](write_atom, storage::status_write& w) -> caf::result<bool> {
+        auto rp = self->make_response_promise<bool>();
+        self->state.queue.push_back(pending{std::move(w), rp});
+        dispatch(self);
+        return rp;
+      },
+      [self](status_atom) -> writer_state_record {
+        auto r = self->state.counters;
+        r.queued = self->state.queue.size();
+        return r;
+      },
   };
 }
 

@@ -18,9 +18,10 @@ struct status_writer_config {
   std::size_t max_batch = 1024;
 };
 
-// Spawns the writer and its workers. Batching is natural: while every worker is busy, arriving writes
-// queue; a free worker takes all queued writes at once (at most one per peer, at most max_batch). So the
-// window is exactly the time of the statement in flight: no timer adds latency to an idle system.
+// Spawns the writer and its workers. Batching is natural: while every worker is busy, arriving
+// writes queue; a free worker takes all queued writes at once (at most one per peer, at most
+// max_batch). So the window is exactly the time of the statement in flight: no timer adds latency
+// to an idle system.
 status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config cfg);
 
 } // namespace nbm::actors

@@ -1,5 +1,6 @@
-// The fencing rule for peer sessions, as pure functions: the one definition the peer actor (memory) and the
-// tests' reference model share. The database enforces the same rule in its UPDATE predicates.
+// The fencing rule for peer sessions, as pure functions: the one definition the peer actor (memory)
+// and the tests' reference model share. The database enforces the same rule in its UPDATE
+// predicates.
 #pragma once
 
 #include "core/session_token.hpp"

@@ -1,5 +1,6 @@
-// Session tokens: the fencing token of a peer's Sync stream is its open time in Unix nanoseconds, made
-// strictly increasing within one process so two streams opened in the same nanosecond still differ.
+// Session tokens: the fencing token of a peer's Sync stream is its open time in Unix nanoseconds,
+// made strictly increasing within one process so two streams opened in the same nanosecond still
+// differ.
 #pragma once
 
 #include <atomic>
@@ -15,8 +16,8 @@ class session_clock {
 public:
   session_token next() {
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
     session_token last = last_.load(std::memory_order_relaxed);
     session_token want;
     do {

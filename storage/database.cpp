@@ -19,7 +19,8 @@ void open_session(soci::session& sql, const db_options& opts) {
       std::string mode;
       sql << "PRAGMA journal_mode=WAL", soci::into(mode);
       sql << "PRAGMA synchronous=NORMAL";
-      sql << "PRAGMA foreign_keys=OFF"; // NetBird's dumps carry FKs that gorm does not enforce on SQLite
+      sql << "PRAGMA foreign_keys=OFF"; // NetBird's dumps carry FKs that gorm does not enforce on
+                                        // SQLite
     } else {
       sql.open(soci::postgresql, opts.target);
     }
@@ -30,7 +31,7 @@ void open_session(soci::session& sql, const db_options& opts) {
 }
 
 database::database(db_options opts)
-  : opts_(std::move(opts)), pool_(std::make_unique<soci::connection_pool>(opts_.pool_size)) {
+    : opts_(std::move(opts)), pool_(std::make_unique<soci::connection_pool>(opts_.pool_size)) {
   if (opts_.pool_size == 0)
     throw store_error("database pool size must be at least 1");
   for (std::size_t i = 0; i < opts_.pool_size; ++i)

@@ -10,29 +10,29 @@ namespace nbm::storage {
 namespace {
 
 constexpr const char* connect_sql =
-  "UPDATE peers SET peer_status_connected = true, peer_status_last_seen = CURRENT_TIMESTAMP, "
-  "peer_status_login_expired = false, peer_status_session_started_at = :tok "
-  "WHERE (account_id = :acc AND id = :id) AND peer_status_session_started_at < :tok";
+    "UPDATE peers SET peer_status_connected = true, peer_status_last_seen = CURRENT_TIMESTAMP, "
+    "peer_status_login_expired = false, peer_status_session_started_at = :tok "
+    "WHERE (account_id = :acc AND id = :id) AND peer_status_session_started_at < :tok";
 
 constexpr const char* disconnect_sql =
-  "UPDATE peers SET peer_status_connected = false, peer_status_last_seen = CURRENT_TIMESTAMP, "
-  "peer_status_session_started_at = 0 "
-  "WHERE (account_id = :acc AND id = :id) AND peer_status_session_started_at = :tok";
+    "UPDATE peers SET peer_status_connected = false, peer_status_last_seen = CURRENT_TIMESTAMP, "
+    "peer_status_session_started_at = 0 "
+    "WHERE (account_id = :acc AND id = :id) AND peer_status_session_started_at = :tok";
 
-// One statement for a whole batch on PostgreSQL. The arrays arrive as text literals and are unnested in
-// step, so the statement text never changes with the batch size (one prepared plan).
+// One statement for a whole batch on PostgreSQL. The arrays arrive as text literals and are
+// unnested in step, so the statement text never changes with the batch size (one prepared plan).
 constexpr const char* pg_batch_sql =
-  "UPDATE peers AS p SET "
-  "peer_status_connected = v.conn, "
-  "peer_status_login_expired = CASE WHEN v.conn THEN false ELSE p.peer_status_login_expired END, "
-  "peer_status_session_started_at = CASE WHEN v.conn THEN v.tok ELSE 0 END, "
-  "peer_status_last_seen = CURRENT_TIMESTAMP "
-  "FROM unnest(CAST(:accs AS text[]), CAST(:ids AS text[]), CAST(:toks AS bigint[]), "
-  "CAST(:conns AS boolean[])) AS v(acc, id, tok, conn) "
-  "WHERE p.account_id = v.acc AND p.id = v.id AND "
-  "((v.conn AND p.peer_status_session_started_at < v.tok) OR "
-  "(NOT v.conn AND v.tok <> 0 AND p.peer_status_session_started_at = v.tok)) "
-  "RETURNING p.id";
+    "UPDATE peers AS p SET "
+    "peer_status_connected = v.conn, "
+    "peer_status_login_expired = CASE WHEN v.conn THEN false ELSE p.peer_status_login_expired END, "
+    "peer_status_session_started_at = CASE WHEN v.conn THEN v.tok ELSE 0 END, "
+    "peer_status_last_seen = CURRENT_TIMESTAMP "
+    "FROM unnest(CAST(:accs AS text[]), CAST(:ids AS text[]), CAST(:toks AS bigint[]), "
+    "CAST(:conns AS boolean[])) AS v(acc, id, tok, conn) "
+    "WHERE p.account_id = v.acc AND p.id = v.id AND "
+    "((v.conn AND p.peer_status_session_started_at < v.tok) OR "
+    "(NOT v.conn AND v.tok <> 0 AND p.peer_status_session_started_at = v.tok)) "
+    "RETURNING p.id";
 
 // PostgreSQL array literal element: always quoted, with " and \ escaped.
 void append_pg_element(std::string& out, const std::string& s) {
@@ -55,24 +55,26 @@ struct status_store::impl {
   std::string acc, id;
   long long tok = 0;
   std::unique_ptr<soci::statement> connect_st, disconnect_st;
-  // PostgreSQL group commit: one prepared statement, arrays bound as text, landed ids fetched in bulk.
+  // PostgreSQL group commit: one prepared statement, arrays bound as text, landed ids fetched in
+  // bulk.
   std::string accs, ids, toks, conns;
   std::vector<std::string> landed_ids;
   std::unique_ptr<soci::statement> batch_st;
 
   void prepare() {
-    connect_st = std::make_unique<soci::statement>(
-      (sql.prepare << connect_sql, soci::use(tok, "tok"), soci::use(acc, "acc"), soci::use(id, "id")));
-    disconnect_st = std::make_unique<soci::statement>((sql.prepare << disconnect_sql,
-                                                       soci::use(tok, "tok"), soci::use(acc, "acc"),
-                                                       soci::use(id, "id")));
+    connect_st =
+        std::make_unique<soci::statement>((sql.prepare << connect_sql, soci::use(tok, "tok"),
+                                           soci::use(acc, "acc"), soci::use(id, "id")));
+    disconnect_st =
+        std::make_unique<soci::statement>((sql.prepare << disconnect_sql, soci::use(tok, "tok"),
+                                           soci::use(acc, "acc"), soci::use(id, "id")));
   }
 
   void prepare_batch() {
     landed_ids.resize(1);
     batch_st = std::make_unique<soci::statement>(
-      (sql.prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
-       soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns")));
+        (sql.prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
+         soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns")));
   }
 
   bool run(soci::statement& st, const std::string& a, const std::string& p, long long t) {
@@ -84,7 +86,8 @@ struct status_store::impl {
   }
 };
 
-status_store::status_store(const db_options& opts) : impl_(std::make_unique<impl>()), kind_(opts.kind) {
+status_store::status_store(const db_options& opts)
+    : impl_(std::make_unique<impl>()), kind_(opts.kind) {
   open_session(impl_->sql, opts);
   try {
     impl_->prepare();

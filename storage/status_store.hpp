@@ -1,7 +1,8 @@
 // Fenced peer-status writes: the only code that touches peers.peer_status_connected, _last_seen,
-// _session_started_at (and _login_expired on connect). Each write is ONE optimistic UPDATE whose WHERE clause
-// carries the fence; rows affected (or rows returned) say whether it landed. No read-then-write, no
-// transaction around a single write, and the caller never supplies last_seen: the database's clock does.
+// _session_started_at (and _login_expired on connect). Each write is ONE optimistic UPDATE whose
+// WHERE clause carries the fence; rows affected (or rows returned) say whether it landed. No
+// read-then-write, no transaction around a single write, and the caller never supplies last_seen:
+// the database's clock does.
 #pragma once
 
 #include "core/session_token.hpp"
@@ -35,16 +36,18 @@ public:
 
   // connected=true, login_expired=false, session_started_at=token, last_seen=now
   // WHERE account_id, id match AND session_started_at < token.
-  bool connect(const std::string& account_id, const std::string& peer_id, core::session_token token);
+  bool connect(const std::string& account_id, const std::string& peer_id,
+               core::session_token token);
 
   // connected=false, session_started_at=0, last_seen=now WHERE ... AND session_started_at = token.
   // token 0 is refused here, before any SQL (it would match every never-connected peer).
   bool disconnect(const std::string& account_id, const std::string& peer_id,
                   core::session_token token);
 
-  // Group commit: every item keeps its own fence predicate. PostgreSQL: one UPDATE ... FROM (unnest) ...
-  // RETURNING id; SQLite: one transaction of single-row UPDATEs. Precondition: no peer appears twice (the
-  // caller orders a peer's writes across batches). Returns landed per item, in input order.
+  // Group commit: every item keeps its own fence predicate. PostgreSQL: one UPDATE ... FROM
+  // (unnest) ... RETURNING id; SQLite: one transaction of single-row UPDATEs. Precondition: no peer
+  // appears twice (the caller orders a peer's writes across batches). Returns landed per item, in
+  // input order.
   std::vector<bool> apply_batch(const std::vector<status_write>& batch);
 
   // SQL statements issued so far (tests assert "no SQL" for refused writes).

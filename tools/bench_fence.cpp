@@ -1,7 +1,7 @@
 // Fenced status writes per second through the store path: single-row UPDATEs (one connection per
 // concurrent peer) against group commit through peer actors and the status writer, on SQLite and
-// PostgreSQL, for a range of concurrent peers. Prints a table. Not a test: it asserts nothing but that
-// every write it expected to land did land.
+// PostgreSQL, for a range of concurrent peers. Prints a table. Not a test: it asserts nothing but
+// that every write it expected to land did land.
 //
 //   build/tools/bench_fence [--seconds S] [--peers 1,4,16,64] [--pg-dsn DSN] [--workers N]
 //   scripts/pg_throwaway.sh sh -c 'build/tools/bench_fence --pg-dsn "$NBM_TEST_PG_DSN"'
@@ -42,13 +42,15 @@ void seed(const storage::db_options& db, int n) {
   storage::ensure_schema(sql, db.kind);
   sql << "DELETE FROM peers";
   soci::transaction tr(sql);
-  sql << "INSERT INTO accounts (id, domain) VALUES ('bench', 'bench.example') ON CONFLICT DO NOTHING";
+  sql << "INSERT INTO accounts (id, domain) VALUES ('bench', 'bench.example') ON CONFLICT DO "
+         "NOTHING";
   for (int i = 0; i < n; ++i) {
     std::string id = "bp" + std::to_string(i), key = "bench-key-" + std::to_string(i);
-    std::string ip = "\"100.64." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) + "\"";
+    std::string ip =
+        "\"100.64." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) + "\"";
     sql << "INSERT INTO peers (id, account_id, key, ip, name, dns_label, user_id) VALUES "
            "(:id, 'bench', :key, :ip, :id, :id, '')",
-      soci::use(id, "id"), soci::use(key, "key"), soci::use(ip, "ip");
+        soci::use(id, "id"), soci::use(key, "key"), soci::use(ip, "ip");
   }
   tr.commit();
 }
@@ -82,8 +84,10 @@ result run_single(const storage::db_options& db, int peers, double seconds) {
   return {writes / el, writes.load(), missed.load(), 1.0};
 }
 
-// One simulated peer: connect, then disconnect, then the next session, each after the previous answer.
-void drive(caf::event_based_actor* self, actors::peer_actor p, std::shared_ptr<std::atomic<bool>> stop,
+// One simulated peer: connect, then disconnect, then the next session, each after the previous
+// answer.
+void drive(caf::event_based_actor* self, actors::peer_actor p,
+           std::shared_ptr<std::atomic<bool>> stop,
            std::shared_ptr<std::atomic<std::uint64_t>> writes,
            std::shared_ptr<std::atomic<std::uint64_t>> missed) {
   if (stop->load(std::memory_order_relaxed)) {
@@ -92,16 +96,16 @@ void drive(caf::event_based_actor* self, actors::peer_actor p, std::shared_ptr<s
   }
   auto t = token_source.fetch_add(1);
   self->request(p, caf::infinite, actors::connect_atom::value, t, actors::sink_ptr{})
-    .then([=](bool ok) {
-      if (!ok)
-        ++*missed;
-      self->request(p, caf::infinite, actors::disconn_atom::value, t).then([=](bool ok2) {
-        if (!ok2)
+      .then([=](bool ok) {
+        if (!ok)
           ++*missed;
-        *writes += 2;
-        drive(self, p, stop, writes, missed);
+        self->request(p, caf::infinite, actors::disconn_atom::value, t).then([=](bool ok2) {
+          if (!ok2)
+            ++*missed;
+          *writes += 2;
+          drive(self, p, stop, writes, missed);
+        });
       });
-    });
 }
 
 result run_group(const storage::db_options& db, int peers, double seconds, std::size_t workers) {
@@ -115,7 +119,7 @@ result run_group(const storage::db_options& db, int peers, double seconds, std::
     for (int i = 0; i < peers; ++i)
       self->request(dir, caf::infinite, actors::get_atom::value, std::string("bench"),
                     "bp" + std::to_string(i))
-        .receive([&](const actors::peer_actor& p) { ps.push_back(p); }, [](caf::error&) {});
+          .receive([&](const actors::peer_actor& p) { ps.push_back(p); }, [](caf::error&) {});
   }
   auto stop = std::make_shared<std::atomic<bool>>(false);
   auto writes = std::make_shared<std::atomic<std::uint64_t>>(0);
@@ -131,7 +135,7 @@ result run_group(const storage::db_options& db, int peers, double seconds, std::
   {
     caf::scoped_actor self{sys};
     self->request(writer, caf::infinite, actors::status_atom::value)
-      .receive([&](const actors::writer_state_record& r) { ws = r; }, [](caf::error&) {});
+        .receive([&](const actors::writer_state_record& r) { ws = r; }, [](caf::error&) {});
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100)); // drivers finish their round trip
   caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
@@ -173,8 +177,9 @@ int main(int argc, char** argv) {
     else if (a == "--workers")
       pg_workers = std::stoul(next());
     else {
-      std::fprintf(stderr,
-                   "usage: bench_fence [--seconds S] [--peers 1,4,16] [--pg-dsn DSN] [--workers N]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_fence [--seconds S] [--peers 1,4,16] [--pg-dsn DSN] [--workers N]\n");
       return 2;
     }
   }
@@ -189,8 +194,8 @@ int main(int argc, char** argv) {
   if (!pg_dsn.empty())
     dbs.push_back({storage::engine::postgres, pg_dsn, 1});
 
-  std::printf("%-9s %-13s %6s %14s %12s %10s %8s\n", "engine", "mode", "peers", "writes/s", "writes",
-              "refused", "batch");
+  std::printf("%-9s %-13s %6s %14s %12s %10s %8s\n", "engine", "mode", "peers", "writes/s",
+              "writes", "refused", "batch");
   for (const auto& db : dbs) {
     seed(db, max_peers);
     for (int peers : peer_counts) {
@@ -199,7 +204,8 @@ int main(int argc, char** argv) {
         // Single-row mode opens one connection per peer: past 256 that measures connection limits.
         if (mode == 0 && peers > 256)
           continue;
-        result r = mode == 0 ? run_single(db, peers, seconds) : run_group(db, peers, seconds, workers);
+        result r =
+            mode == 0 ? run_single(db, peers, seconds) : run_group(db, peers, seconds, workers);
         std::printf("%-9s %-13s %6d %14.0f %12llu %10llu %8.1f\n", storage::to_string(db.kind),
                     mode == 0 ? "single-row" : "group-commit", peers, r.writes_per_s,
                     static_cast<unsigned long long>(r.writes),

@@ -1,5 +1,6 @@
-// The session fence through the actor system: peer actors (in-memory fence, mailbox order), the status
-// writer (group commit, per-peer order) and the side-effect seam, against real SQLite and PostgreSQL.
+// The session fence through the actor system: peer actors (in-memory fence, mailbox order), the
+// status writer (group commit, per-peer order) and the side-effect seam, against real SQLite and
+// PostgreSQL.
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "storage/status_store.hpp"
@@ -43,17 +44,17 @@ struct observed {
 };
 
 // A detached observer (it reads the database, a blocking call, on its own thread).
-session_observer::behavior_type observer_impl(session_observer::pointer, std::shared_ptr<observed> out,
-                                              storage::db_options db) {
+session_observer::behavior_type
+observer_impl(session_observer::pointer, std::shared_ptr<observed> out, storage::db_options db) {
   return {
-    [out, db](landed_atom, const session_event& ev) {
-      auto row = test::read_status(db, ev.peer_id);
-      bool visible = ev.connected ? (row.connected && row.token == ev.token)
-                                  : (!row.connected || row.token != ev.token);
-      std::lock_guard<std::mutex> lk(out->mu);
-      out->events.push_back(ev);
-      out->committed_before_notice.push_back(visible);
-    },
+      [out, db](landed_atom, const session_event& ev) {
+        auto row = test::read_status(db, ev.peer_id);
+        bool visible = ev.connected ? (row.connected && row.token == ev.token)
+                                    : (!row.connected || row.token != ev.token);
+        std::lock_guard<std::mutex> lk(out->mu);
+        out->events.push_back(ev);
+        out->committed_before_notice.push_back(visible);
+      },
   };
 }
 
@@ -77,7 +78,8 @@ struct rig {
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     if (observer)
       caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
-    // A detached actor's thread ends only when its last handle is gone: drop ours before the system.
+    // A detached actor's thread ends only when its last handle is gone: drop ours before the
+    // system.
     writer = status_writer{};
     dir = peer_directory{};
     observer = session_observer{};
@@ -88,35 +90,38 @@ struct rig {
     caf::scoped_actor self{*sys};
     peer_actor out;
     self->request(dir, caf::infinite, get_atom::value, acc, id)
-      .receive([&](const peer_actor& p) { out = p; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
+        .receive([&](const peer_actor& p) { out = p; },
+                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return out;
   }
   bool connect(const peer_actor& p, session_token t, sink_ptr sink = nullptr) {
     caf::scoped_actor self{*sys};
     bool landed = false;
     self->request(p, caf::infinite, connect_atom::value, t, std::move(sink))
-      .receive([&](bool b) { landed = b; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
+        .receive([&](bool b) { landed = b; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return landed;
   }
   bool disconnect(const peer_actor& p, session_token t) {
     caf::scoped_actor self{*sys};
     bool landed = false;
     self->request(p, caf::infinite, disconn_atom::value, t)
-      .receive([&](bool b) { landed = b; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
+        .receive([&](bool b) { landed = b; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return landed;
   }
   peer_state_record state(const peer_actor& p) {
     caf::scoped_actor self{*sys};
     peer_state_record r;
     self->request(p, caf::infinite, status_atom::value)
-      .receive([&](const peer_state_record& x) { r = x; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
+        .receive([&](const peer_state_record& x) { r = x; },
+                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return r;
   }
   writer_state_record writer_state() {
     caf::scoped_actor self{*sys};
     writer_state_record r;
     self->request(writer, caf::infinite, status_atom::value)
-      .receive([&](const writer_state_record& x) { r = x; }, [&](caf::error& e) { FAIL(caf::to_string(e)); });
+        .receive([&](const writer_state_record& x) { r = x; },
+                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return r;
   }
   std::vector<session_event> events() {
@@ -150,7 +155,8 @@ TEST_CASE("peer actor: stale connect and foreign disconnect are dropped in memor
   }
 }
 
-TEST_CASE("peer actor: a newer session closes the older sink; the older stream's end changes nothing") {
+TEST_CASE(
+    "peer actor: a newer session closes the older sink; the older stream's end changes nothing") {
   for (const auto& opts : test::fresh_backends("actor_sinks")) {
     INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
@@ -162,7 +168,8 @@ TEST_CASE("peer actor: a newer session closes the older sink; the older stream's
     REQUIRE(r.connect(p, 200, s2));
     CHECK(s1->closed() == 1);
     CHECK(s2->closed() == 0);
-    // The old stream now ends: its disconnect is dropped, the peer stays connected with session 200.
+    // The old stream now ends: its disconnect is dropped, the peer stays connected with session
+    // 200.
     CHECK_FALSE(r.disconnect(p, 100));
     CHECK(s2->closed() == 0);
     auto row = test::read_status(opts, "p0");
@@ -231,9 +238,10 @@ TEST_CASE("peer actor: a session that connects and dies at once ends disconnecte
     int replies = 0, landed = 0;
     for (int i = 0; i < 50; ++i) {
       self->request(ps[i], caf::infinite, connect_atom::value, session_token{1000 + i}, sink_ptr{})
-        .receive([&](bool b) { ++replies, landed += b; }, [&](caf::error&) {});
+          .receive([&](bool b) { ++replies, landed += b; }, [&](caf::error&) {});
     }
-    // Each connect above was awaited; now the real flash: both messages sent before either is persisted.
+    // Each connect above was awaited; now the real flash: both messages sent before either is
+    // persisted.
     for (int i = 0; i < 50; ++i) {
       self->send(ps[i], connect_atom::value, session_token{5000 + i}, sink_ptr{});
       self->send(ps[i], disconn_atom::value, session_token{5000 + i});
@@ -265,8 +273,8 @@ TEST_CASE("side effects fire once per landed write, after commit, never for a dr
     }
     rig r(opts, 1, true);
     auto p = r.peer("p0");
-    // Each step waits for the notices it may cause, so the observer reads the database before the next
-    // write: a notice must find its own write committed.
+    // Each step waits for the notices it may cause, so the observer reads the database before the
+    // next write: a notice must find its own write committed.
     auto settle = [&](std::size_t n) {
       for (int i = 0; i < 300 && r.events().size() < n; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -306,7 +314,8 @@ TEST_CASE("two replicas racing on one database -> the highest session wins") {
     const bool pg = opts.kind == storage::engine::postgres;
     rig a(opts, pg ? 2 : 1), b(opts, pg ? 2 : 1);
     std::mt19937_64 rng(7);
-    // Each replica sees its own interleaved sessions of the same peers; tokens are globally distinct.
+    // Each replica sees its own interleaved sessions of the same peers; tokens are globally
+    // distinct.
     std::vector<std::vector<session_token>> for_a(8), for_b(8);
     session_token t = 10'000;
     std::vector<session_token> highest(8, 0);
@@ -349,8 +358,9 @@ TEST_CASE("peer actors: randomized bursts keep mailbox order through group commi
     std::vector<peer_actor> ps;
     for (int i = 0; i < peers; ++i)
       ps.push_back(r.peer("p" + std::to_string(i)));
-    // One thread per peer group sends a seeded random history without waiting, then collects replies
-    // in order; the reference model applied in send order gives the expected replies and final state.
+    // One thread per peer group sends a seeded random history without waiting, then collects
+    // replies in order; the reference model applied in send order gives the expected replies and
+    // final state.
     std::atomic<int> mismatches{0}, total{0};
     std::vector<session_token> final_model(peers, 0);
     std::vector<std::thread> ths;
@@ -366,8 +376,8 @@ TEST_CASE("peer actors: randomized bursts keep mailbox order through group commi
           const int p = g + 4 * static_cast<int>(rng() % (peers / 4)); // this thread's peers only
           if (rng() % 2 == 0) {
             session_token tok = (rng() % 4 == 0 && !issued[p].empty())
-                                  ? issued[p][rng() % issued[p].size()] - 1
-                                  : (next += 1 + rng() % 4);
+                                    ? issued[p][rng() % issued[p].size()] - 1
+                                    : (next += 1 + rng() % 4);
             issued[p].push_back(tok);
             bool e = tok > model[p];
             if (e)
@@ -383,7 +393,8 @@ TEST_CASE("peer actors: randomized bursts keep mailbox order through group commi
             self->send(ps[p], disconn_atom::value, tok);
           }
         }
-        // Replies from different peers may interleave; count landed per history instead of by position.
+        // Replies from different peers may interleave; count landed per history instead of by
+        // position.
         int want = 0, got = 0;
         for (bool e : expected)
           want += e;

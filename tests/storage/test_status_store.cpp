@@ -1,5 +1,5 @@
-// The database half of the session fence: single fenced UPDATEs and group-committed batches, on SQLite and
-// PostgreSQL.
+// The database half of the session fence: single fenced UPDATEs and group-committed batches, on
+// SQLite and PostgreSQL.
 #include "storage/status_store.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
@@ -118,7 +118,8 @@ TEST_CASE("fence: last_seen is the database's clock and login_expired is cleared
   }
 }
 
-TEST_CASE("fence: 16 threads racing connects straight at the store -> the highest token is stored") {
+TEST_CASE(
+    "fence: 16 threads racing connects straight at the store -> the highest token is stored") {
   for (const auto& opts : test::fresh_backends("fence_race16")) {
     INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
@@ -160,12 +161,12 @@ TEST_CASE("group commit: one batch, every row with its own fence, landed per ite
     REQUIRE(s.connect("acc1", "p3", 100));
     const auto before = s.statements();
     auto landed = s.apply_batch({
-      {"acc1", "p0", 10, status_op::connect},     // fresh peer: lands
-      {"acc1", "p1", 50, status_op::connect},     // older than 100: refused
-      {"acc1", "p2", 100, status_op::disconnect}, // owner: lands
-      {"acc1", "p3", 99, status_op::disconnect},  // not the owner: refused
-      {"acc1", "p4", 0, status_op::disconnect},   // zero token: refused
-      {"wrong", "p5", 7, status_op::connect},     // wrong account: refused
+        {"acc1", "p0", 10, status_op::connect},     // fresh peer: lands
+        {"acc1", "p1", 50, status_op::connect},     // older than 100: refused
+        {"acc1", "p2", 100, status_op::disconnect}, // owner: lands
+        {"acc1", "p3", 99, status_op::disconnect},  // not the owner: refused
+        {"acc1", "p4", 0, status_op::disconnect},   // zero token: refused
+        {"wrong", "p5", 7, status_op::connect},     // wrong account: refused
     });
     CHECK(landed == std::vector<bool>{true, false, true, false, false, false});
     if (opts.kind == storage::engine::postgres)
@@ -195,8 +196,9 @@ TEST_CASE("group commit: ids that need quoting in array literals") {
   for (const auto& opts : test::fresh_backends("batch_quote")) {
     INFO(test::backend_name(opts));
     test::seed_peers(opts, 0, "acc \"q\" \\ {x}");
-    test::exec_sql(opts, "INSERT INTO peers (id, account_id, key, ip, name, dns_label, user_id) VALUES "
-                         "('we,ird\"id}', 'acc \"q\" \\ {x}', 'k', '\"100.64.0.9\"', 'n', 'n', '')");
+    test::exec_sql(opts,
+                   "INSERT INTO peers (id, account_id, key, ip, name, dns_label, user_id) VALUES "
+                   "('we,ird\"id}', 'acc \"q\" \\ {x}', 'k', '\"100.64.0.9\"', 'n', 'n', '')");
     status_store s(opts);
     auto landed = s.apply_batch({{"acc \"q\" \\ {x}", "we,ird\"id}", 9, status_op::connect}});
     CHECK(landed == std::vector<bool>{true});

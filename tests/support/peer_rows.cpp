@@ -15,7 +15,7 @@ void seed_peers(const storage::db_options& opts, int n, const std::string& accou
   storage::ensure_schema(sql, opts.kind);
   soci::transaction tr(sql);
   sql << "INSERT INTO accounts (id, domain) VALUES (:a, 'test.example') ON CONFLICT DO NOTHING",
-    soci::use(account);
+      soci::use(account);
   for (int i = 0; i < n; ++i) {
     std::string id = "p" + std::to_string(i);
     std::string key = account + "-key-" + std::to_string(i);
@@ -23,8 +23,8 @@ void seed_peers(const storage::db_options& opts, int n, const std::string& accou
     std::string label = "peer-" + std::to_string(i);
     sql << "INSERT INTO peers (id, account_id, key, ip, name, dns_label, user_id) "
            "VALUES (:id, :acc, :key, :ip, :name, :label, '')",
-      soci::use(id, "id"), soci::use(account, "acc"), soci::use(key, "key"), soci::use(ip, "ip"),
-      soci::use(label, "name"), soci::use(label, "label");
+        soci::use(id, "id"), soci::use(account, "acc"), soci::use(key, "key"), soci::use(ip, "ip"),
+        soci::use(label, "name"), soci::use(label, "label");
   }
   tr.commit();
 }
@@ -37,11 +37,12 @@ peer_status_row read_status(const storage::db_options& opts, const std::string& 
   long long token = 0;
   std::string seen;
   soci::indicator seen_ind = soci::i_ok;
-  sql << "SELECT CAST(COALESCE(peer_status_connected, false) AS INTEGER), peer_status_session_started_at, "
+  sql << "SELECT CAST(COALESCE(peer_status_connected, false) AS INTEGER), "
+         "peer_status_session_started_at, "
          "CAST(COALESCE(peer_status_login_expired, false) AS INTEGER), "
          "CAST(peer_status_last_seen AS TEXT) FROM peers WHERE id = :id",
-    soci::into(connected), soci::into(token), soci::into(expired), soci::into(seen, seen_ind),
-    soci::use(peer_id);
+      soci::into(connected), soci::into(token), soci::into(expired), soci::into(seen, seen_ind),
+      soci::use(peer_id);
   if (!sql.got_data())
     throw std::runtime_error("no peer " + peer_id);
   r.connected = connected != 0;

@@ -15,7 +15,8 @@ struct peer_status_row {
   std::string last_seen; // as text, "" when NULL
 };
 
-// Creates the store's schema (storage::ensure_schema) and inserts `n` peers p0..p{n-1} in account "acc1".
+// Creates the store's schema (storage::ensure_schema) and inserts `n` peers p0..p{n-1} in account
+// "acc1".
 void seed_peers(const storage::db_options& opts, int n, const std::string& account = "acc1");
 
 peer_status_row read_status(const storage::db_options& opts, const std::string& peer_id);

@@ -21,7 +21,8 @@ std::atomic<int> counter{0};
 std::string unique_suffix(const std::string& label) {
   std::string clean;
   for (char c : label)
-    clean += (std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_');
+    clean +=
+        (std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_');
   return clean + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
 }
 
@@ -93,7 +94,8 @@ void load_sqlite_dump(const std::string& dump_path, const std::string& db_path) 
 
 std::string fixture(const std::string& name) {
   const char* root = std::getenv("NBM_FIXTURES");
-  fs::path base = root ? fs::path(root) : fs::path(NBM_SOURCE_ROOT) / ".." / "shared" / "fixtures" / "netbird";
+  fs::path base =
+      root ? fs::path(root) : fs::path(NBM_SOURCE_ROOT) / ".." / "shared" / "fixtures" / "netbird";
   return (base / name).string();
 }
 

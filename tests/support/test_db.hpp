@@ -8,9 +8,10 @@
 
 namespace nbm::test {
 
-// A fresh, empty store per call. PostgreSQL comes from NBM_TEST_PG_DSN (a libpq DSN; the test script starts
-// a throwaway server and sets it); each call gets its own schema through search_path. Without the variable
-// the PostgreSQL backend is left out unless NBM_REQUIRE_PG=1, which makes its absence a failure.
+// A fresh, empty store per call. PostgreSQL comes from NBM_TEST_PG_DSN (a libpq DSN; the test
+// script starts a throwaway server and sets it); each call gets its own schema through search_path.
+// Without the variable the PostgreSQL backend is left out unless NBM_REQUIRE_PG=1, which makes its
+// absence a failure.
 std::vector<storage::db_options> fresh_backends(const std::string& label);
 // Usage: for (const auto& opts : fresh_backends("x")) { INFO(backend_name(opts)); ... }
 
@@ -20,7 +21,9 @@ storage::db_options fresh_store(storage::engine kind, const std::string& label);
 bool postgres_available();
 
 // "sqlite" / "postgres", for INFO() in loops over fresh_backends().
-inline std::string backend_name(const storage::db_options& o) { return storage::to_string(o.kind); }
+inline std::string backend_name(const storage::db_options& o) {
+  return storage::to_string(o.kind);
+}
 
 // Directory for temporary files of this test run.
 std::string temp_dir();
