@@ -23,6 +23,7 @@ void open_session(soci::session& sql, const db_options& opts) {
                                         // SQLite
     } else {
       sql.open(soci::postgresql, opts.target);
+      sql << "SET client_min_messages TO WARNING"; // no NOTICEs for IF NOT EXISTS on stderr
     }
   } catch (const std::exception& e) {
     throw store_error(std::string("cannot open ") + to_string(opts.kind) + " store '" +
