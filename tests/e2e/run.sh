@@ -3,7 +3,7 @@
 # PostgreSQL, clean shutdown. Prints "e2e: N passed, M failed".
 set -u
 cd "$(dirname "$0")/../.."
-bin=build/server/netbird-mgmt
+bin=${NBM_BIN:-build/server/netbird-mgmt}
 fixtures=${NBM_FIXTURES:-../shared/fixtures/netbird}
 work=$(mktemp -d /tmp/nbm-e2e.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -16,7 +16,8 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; 
 out=$($bin --version 2>&1); rc=$?
 check "--version exits 0 and names the version" test $rc -eq 0 -a -n "$(grep -E '[0-9]+\.[0-9]+\.[0-9]+' <<<"$out")"
 out=$($bin management --help 2>&1); rc=$?
-check "management --help lists the flags" bash -c "[ $rc -eq 0 ] && grep -q -- --letsencrypt-domain <<<'$out' && grep -q -- --datadir <<<'$out'"
+if [ $rc -eq 0 ] && grep -q -- --letsencrypt-domain <<<"$out" && grep -q -- --datadir <<<"$out"; then
+  ok "management --help lists the flags"; else bad "management --help lists the flags (rc=$rc)" "$out"; fi
 
 # bad flags: error + usage on stderr, non-zero exit
 for args in "management --no-such-flag" "management --port abc" "management --port 70000" "management --log-level loud"; do
@@ -25,7 +26,7 @@ for args in "management --no-such-flag" "management --port abc" "management --po
 done
 
 # config errors name the file and the line
-printf '{\n  "Stuns": [\n    {"Proto": "udp", "URI": 5}\n  ],\n  "TURNConfig": "not an object"\n}\n' > "$work/bad.json"
+printf '{\n  "Stuns": [\n    {"Proto": "udp", "URI": "stun:a:3478"}\n  ],\n  "TURNConfig": "not an object"\n}\n' > "$work/bad.json"
 err=$($bin management --config "$work/bad.json" --datadir "$work/d0" --log-file console 2>&1); rc=$?
 if [ $rc -ne 0 ] && grep -q "bad.json" <<<"$err" && grep -q "TURNConfig" <<<"$err" && grep -Eq "line 5" <<<"$err"; then
   ok "a wrong type names file, field and line"; else bad "a wrong type names file, field and line (rc=$rc)" "$err"; fi
@@ -33,11 +34,11 @@ err=$($bin management --config "$work/missing.json" --datadir "$work/d0" --log-f
 if [ $rc -ne 0 ] && grep -q "missing.json" <<<"$err"; then ok "a missing config file is named"; else bad "missing config (rc=$rc)" "$err"; fi
 
 # start on SQLite: creates <datadir>/store.db with NetBird's schema, stops cleanly on SIGTERM
-start_server() { # $1 = datadir, rest = env
+start_server() { # $1 = datadir, rest = env; sets $pid
   local dir=$1; shift
   env "$@" $bin management --config "$fixtures/management.json" --datadir "$dir" --log-file console \
     --log-level debug >"$dir.log" 2>&1 &
-  echo $!
+  pid=$!
 }
 wait_for() { # $1 = seconds, rest = command
   local t=$1; shift
@@ -45,7 +46,7 @@ wait_for() { # $1 = seconds, rest = command
   return 1
 }
 mkdir -p "$work/d1"
-pid=$(start_server "$work/d1" NETBIRD_STORE_ENGINE=)
+start_server "$work/d1" NETBIRD_STORE_ENGINE=
 if wait_for 10 test -s "$work/d1/store.db" && wait_for 10 grep -q "ready" "$work/d1.log"; then
   ok "sqlite: server starts and creates store.db"
   tables=$(sqlite3 "$work/d1/store.db" ".tables")
@@ -63,7 +64,7 @@ else bad "sqlite: SIGTERM stops the server"; kill -KILL "$pid"; fi
 # an existing NetBird store opens as it is (and is migrated forward)
 mkdir -p "$work/d2"
 sqlite3 "$work/d2/store.db" < "$fixtures/store.sql"
-pid=$(start_server "$work/d2" NETBIRD_STORE_ENGINE=sqlite)
+start_server "$work/d2" NETBIRD_STORE_ENGINE=sqlite
 if wait_for 10 grep -q "ready" "$work/d2.log"; then
   n=$(sqlite3 "$work/d2/store.db" "SELECT count(*) FROM peers WHERE id='ct286bi7qv930dsrrug0' AND peer_status_session_started_at = 0")
   check "sqlite: NetBird's store.sql opens and gains session_started_at" test "$n" = 1
@@ -73,7 +74,7 @@ kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 # PostgreSQL chosen by environment, as NetBird does
 if [ -n "${NBM_TEST_PG_DSN:-}" ]; then
   mkdir -p "$work/d3"
-  pid=$(start_server "$work/d3" NETBIRD_STORE_ENGINE=postgres NB_STORE_ENGINE_POSTGRES_DSN="$NBM_TEST_PG_DSN")
+  start_server "$work/d3" NETBIRD_STORE_ENGINE=postgres NB_STORE_ENGINE_POSTGRES_DSN="$NBM_TEST_PG_DSN"
   if wait_for 15 grep -q "ready" "$work/d3.log"; then
     host=$(sed -nE 's/.*host=([^ ]+).*/\1/p' <<<"$NBM_TEST_PG_DSN"); port=$(sed -nE 's/.*port=([0-9]+).*/\1/p' <<<"$NBM_TEST_PG_DSN")
     n=$(psql -h "$host" -p "$port" -U postgres -d postgres -tAc "SELECT count(*) FROM information_schema.columns WHERE table_schema='public' AND table_name='peers' AND column_name='peer_status_session_started_at'" 2>&1)

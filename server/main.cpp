@@ -1,0 +1,32 @@
+// netbird-mgmt: command line -> config -> logging -> run.
+#include "server/cli.hpp"
+#include "server/run.hpp"
+#include "storage/database.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread exists, so only run_management's sigwait sees them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto parsed = nbm::server::parse_cli(argc, argv);
+  std::cout << parsed.out;
+  std::cerr << parsed.err;
+  if (!parsed.options)
+    return parsed.exit_code;
+  const auto& opts = *parsed.options;
+  try {
+    auto cfg = nbm::config::load_file(opts.config_path);
+    nbm::server::setup_logging(opts.log_file, opts.log_level);
+    return nbm::server::run_management(opts, std::move(cfg));
+  } catch (const std::exception& e) {
+    std::cerr << "Error: " << e.what() << "\n";
+    return 1;
+  }
+}

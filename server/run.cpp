@@ -1,0 +1,99 @@
+#include "server/run.hpp"
+
+#include "actors/peer_actor.hpp"
+#include "actors/status_writer.hpp"
+#include "storage/database.hpp"
+#include "storage/schema.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <filesystem>
+
+namespace nbm::server {
+
+void setup_logging(const std::string& log_file, const std::string& level) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (log_file == "console") {
+    logger = spdlog::stdout_logger_mt("netbird-mgmt");
+  } else {
+    auto parent = std::filesystem::path(log_file).parent_path();
+    if (!parent.empty())
+      std::filesystem::create_directories(parent);
+    logger = spdlog::basic_logger_mt("netbird-mgmt", log_file);
+  }
+  // logrus levels -> spdlog levels
+  spdlog::level::level_enum lvl = spdlog::level::info;
+  if (level == "panic" || level == "fatal")
+    lvl = spdlog::level::critical;
+  else if (level == "error")
+    lvl = spdlog::level::err;
+  else if (level == "warn" || level == "warning")
+    lvl = spdlog::level::warn;
+  else if (level == "debug")
+    lvl = spdlog::level::debug;
+  else if (level == "trace")
+    lvl = spdlog::level::trace;
+  logger->set_level(lvl);
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+void apply_flags(const management_options& opts, config::management_config& cfg) {
+  // NetBird: --datadir always wins (its default is non-empty), the TLS flags when given.
+  cfg.datadir = opts.datadir;
+  if (!opts.letsencrypt_domain.empty()) {
+    if (!cfg.http)
+      cfg.http.emplace();
+    cfg.http->lets_encrypt_domain = opts.letsencrypt_domain;
+  }
+  if (!opts.cert_file.empty() && !opts.cert_key.empty()) {
+    if (!cfg.http)
+      cfg.http.emplace();
+    cfg.http->cert_file = opts.cert_file;
+    cfg.http->cert_key = opts.cert_key;
+  }
+}
+
+int run_management(const management_options& opts, config::management_config cfg) {
+  apply_flags(opts, cfg);
+  for (const auto& w : cfg.warnings)
+    spdlog::warn("config {}: {}", opts.config_path, w);
+  std::filesystem::create_directories(cfg.datadir);
+
+  const auto choice = config::resolve_store(cfg);
+  storage::db_options db;
+  db.kind = choice.engine == "postgres" ? storage::engine::postgres : storage::engine::sqlite;
+  db.target = choice.target;
+  db.pool_size = db.kind == storage::engine::postgres ? 8 : 4;
+  spdlog::info("opening {} store {}", choice.engine,
+               db.kind == storage::engine::sqlite ? db.target
+                                                  : std::string("(DSN from environment)"));
+  storage::database database(db);
+  storage::ensure_schema(database);
+
+  caf::actor_system_config caf_cfg;
+  caf::actor_system sys{caf_cfg};
+  {
+    auto writer = actors::spawn_status_writer(
+        sys, {db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024});
+    auto directory = actors::spawn_peer_directory(sys, writer, {});
+    spdlog::info("netbird-mgmt {} ready: store {}, port {}", NBM_VERSION, choice.engine, opts.port);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+  }
+  return 0;
+}
+
+} // namespace nbm::server
