@@ -11,7 +11,7 @@ export NBM_TEST_TMPDIR=$(mktemp -d /tmp/nbm-tests.XXXXXX)
 trap 'rm -rf "$NBM_TEST_TMPDIR"' EXIT
 passed=0; failed=0; broken=()
 for t in build/tests/*/test_*; do
-  [ -x "$t" ] || continue
+  [ -f "$t" ] && [ -x "$t" ] || continue
   name=$(basename "$t")
   log="$NBM_TEST_TMPDIR/$name.log"
   echo "== $name"
