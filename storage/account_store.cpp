@@ -1,10 +1,10 @@
 #include "storage/account_store.hpp"
 
+#include "crypto/crypto.hpp"
 #include "storage/schema.hpp"
 
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
-#include <sodium.h>
 
 #include <bit>
 #include <cstdio>
@@ -102,14 +102,12 @@ std::string ipnet_to_prefix(const json& j) {
     return "";
   std::string ip = j.value("IP", "");
   std::string mask_b64 = j.value("Mask", "");
-  unsigned char mask[16];
-  std::size_t len = 0;
-  if (sodium_base642bin(mask, sizeof mask, mask_b64.c_str(), mask_b64.size(), nullptr, &len,
-                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+  auto mask = crypto::base64_decode(mask_b64);
+  if (!mask)
     return ip;
   int bits = 0;
-  for (std::size_t i = 0; i < len; ++i)
-    bits += std::popcount(static_cast<unsigned>(mask[i]));
+  for (unsigned char c : *mask)
+    bits += std::popcount(static_cast<unsigned>(c));
   return ip + "/" + std::to_string(bits);
 }
 

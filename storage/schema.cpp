@@ -1,8 +1,9 @@
 #include "storage/schema.hpp"
 
+#include "crypto/crypto.hpp"
+
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -300,14 +301,6 @@ void backfill_session_token(soci::session& sql, engine kind) {
   }
 }
 
-std::string sha256_base64(const std::string& in) {
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(in.data()), in.size());
-  char out[sodium_base64_ENCODED_LEN(crypto_hash_sha256_BYTES, sodium_base64_VARIANT_ORIGINAL)];
-  sodium_bin2base64(out, sizeof out, digest, sizeof digest, sodium_base64_VARIANT_ORIGINAL);
-  return out;
-}
-
 // Plain setup keys (a '-' as 9th character: the UUID form of old stores) are replaced by
 // base64(SHA-256(key)), and key_secret shows the first five characters and four '*'.
 std::size_t hash_plain_setup_keys(soci::session& sql) {
@@ -320,7 +313,7 @@ std::size_t hash_plain_setup_keys(soci::session& sql) {
     plain.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
   for (auto& [id, key] : plain) {
     std::string secret = key.substr(0, 5) + "****";
-    std::string hashed = sha256_base64(key);
+    std::string hashed = crypto::sha256_base64(key);
     sql << "UPDATE setup_keys SET key_secret = :s, \"key\" = :k WHERE id = :id",
         soci::use(secret, "s"), soci::use(hashed, "k"), soci::use(id, "id");
   }
@@ -422,8 +415,6 @@ std::vector<std::string> existing_columns(soci::session& sql, engine kind,
 }
 
 void ensure_schema(soci::session& sql, engine kind) {
-  if (sodium_init() < 0)
-    throw store_error("libsodium failed to initialise");
   // One transaction (DDL is transactional on both engines): a failed step leaves the store as it
   // was.
   soci::transaction tr(sql);

@@ -1,0 +1,192 @@
+#include "crypto/crypto.hpp"
+
+#include <sodium.h>
+
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+namespace nbm::crypto {
+
+namespace {
+constexpr char alphabet62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+const unsigned char* u(const std::string& s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+} // namespace
+
+void init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (sodium_init() < 0)
+      throw std::runtime_error("libsodium failed to initialise");
+  });
+}
+
+std::string base64_encode(const std::string& bytes) {
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), u(bytes), bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1); // the terminating NUL
+  return out;
+}
+
+std::optional<std::string> base64_decode(const std::string& text) {
+  std::string out(text.size(), '\0');
+  std::size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
+                        text.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+    return std::nullopt;
+  out.resize(len);
+  return out;
+}
+
+std::string sha256_base64(const std::string& text) {
+  init();
+  std::string digest(crypto_hash_sha256_BYTES, '\0');
+  crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()), u(text), text.size());
+  return base64_encode(digest);
+}
+
+std::uint32_t crc32_ieee(const std::string& data) {
+  std::uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char c : data) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k)
+      crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+std::string base62(std::uint32_t n) {
+  if (n == 0)
+    return "0";
+  std::string out;
+  while (n > 0) {
+    out.insert(out.begin(), alphabet62[n % 62]);
+    n /= 62;
+  }
+  return out;
+}
+
+std::string random_base62(std::size_t n) {
+  init();
+  std::string out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    out += alphabet62[randombytes_uniform(62)];
+  return out;
+}
+
+std::string random_uuid_upper() {
+  init();
+  unsigned char b[16];
+  randombytes_buf(b, sizeof b);
+  b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
+  static const char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out += '-';
+    out += hex[b[i] >> 4];
+    out += hex[b[i] & 15];
+  }
+  return out;
+}
+
+std::string random_id() {
+  init();
+  static const char b32[] = "0123456789abcdefghijklmnopqrstuv";
+  std::string out;
+  for (int i = 0; i < 20; ++i)
+    out += b32[randombytes_uniform(32)];
+  return out;
+}
+
+pat make_pat() {
+  const std::string secret = random_base62(30);
+  std::string checksum = base62(crc32_ieee(secret));
+  checksum.insert(0, 6 - checksum.size(), '0');
+  pat p;
+  p.plain = "nbp_" + secret + checksum;
+  p.hashed = sha256_base64(p.plain);
+  return p;
+}
+
+bool pat_well_formed(const std::string& token) {
+  if (token.size() != 40 || token.rfind("nbp_", 0) != 0)
+    return false;
+  std::string checksum = base62(crc32_ieee(token.substr(4, 30)));
+  checksum.insert(0, 6 - checksum.size(), '0');
+  return token.substr(34) == checksum;
+}
+
+key_pair make_wg_key_pair() {
+  init();
+  key_pair kp;
+  kp.public_key.resize(crypto_box_PUBLICKEYBYTES);
+  kp.private_key.resize(crypto_box_SECRETKEYBYTES);
+  crypto_box_keypair(reinterpret_cast<unsigned char*>(kp.public_key.data()),
+                     reinterpret_cast<unsigned char*>(kp.private_key.data()));
+  return kp;
+}
+
+std::string box_seal(const std::string& message, const std::string& their_public,
+                     const std::string& my_private) {
+  init();
+  if (their_public.size() != crypto_box_PUBLICKEYBYTES ||
+      my_private.size() != crypto_box_SECRETKEYBYTES)
+    throw std::invalid_argument("box_seal: keys must be 32 bytes");
+  std::string out(crypto_box_NONCEBYTES + crypto_box_MACBYTES + message.size(), '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data());
+  randombytes_buf(nonce, crypto_box_NONCEBYTES);
+  if (crypto_box_easy(nonce + crypto_box_NONCEBYTES, u(message), message.size(), nonce,
+                      u(their_public), u(my_private)) != 0)
+    throw std::runtime_error("box_seal failed");
+  return out;
+}
+
+std::optional<std::string> box_open(const std::string& body, const std::string& their_public,
+                                    const std::string& my_private) {
+  init();
+  if (their_public.size() != crypto_box_PUBLICKEYBYTES ||
+      my_private.size() != crypto_box_SECRETKEYBYTES ||
+      body.size() < crypto_box_NONCEBYTES + crypto_box_MACBYTES)
+    return std::nullopt;
+  std::string out(body.size() - crypto_box_NONCEBYTES - crypto_box_MACBYTES, '\0');
+  const auto* nonce = u(body);
+  if (crypto_box_open_easy(reinterpret_cast<unsigned char*>(out.data()),
+                           nonce + crypto_box_NONCEBYTES, body.size() - crypto_box_NONCEBYTES,
+                           nonce, u(their_public), u(my_private)) != 0)
+    return std::nullopt;
+  return out;
+}
+
+std::string secret_seal(const std::string& plain, const std::string& key32) {
+  init();
+  if (key32.size() != crypto_secretbox_KEYBYTES)
+    throw std::invalid_argument("secret_seal: the key must be 32 bytes");
+  std::string out(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + plain.size(), '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data());
+  randombytes_buf(nonce, crypto_secretbox_NONCEBYTES);
+  crypto_secretbox_easy(nonce + crypto_secretbox_NONCEBYTES, u(plain), plain.size(), nonce,
+                        u(key32));
+  return out;
+}
+
+std::optional<std::string> secret_open(const std::string& sealed, const std::string& key32) {
+  init();
+  if (key32.size() != crypto_secretbox_KEYBYTES ||
+      sealed.size() < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+    return std::nullopt;
+  std::string out(sealed.size() - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES, '\0');
+  const auto* nonce = u(sealed);
+  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(out.data()),
+                                 nonce + crypto_secretbox_NONCEBYTES,
+                                 sealed.size() - crypto_secretbox_NONCEBYTES, nonce, u(key32)) != 0)
+    return std::nullopt;
+  return out;
+}
+
+} // namespace nbm::crypto

@@ -1,0 +1,74 @@
+// libsodium wrappers: NetBird's token and key formats, the envelope box, secrets at rest.
+#include "crypto/crypto.hpp"
+
+#include <doctest/doctest.h>
+
+#include <regex>
+#include <set>
+
+using namespace nbm::crypto;
+
+TEST_CASE("hashes and encodings match NetBird's stored values") {
+  // store.sql: the PAT "nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp" is stored as this hash.
+  CHECK(sha256_base64("nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp") ==
+        "smJvzexPcQ3NRezrVDUmF++0XqvFvXzx8Rsn2y9r1z0=");
+  CHECK(pat_well_formed("nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp"));
+  CHECK_FALSE(pat_well_formed("nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURq")); // checksum off by one
+  CHECK_FALSE(pat_well_formed("xyz_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp"));
+  CHECK_FALSE(pat_well_formed("nbp_short"));
+  CHECK(crc32_ieee("123456789") == 0xCBF43926u);
+  CHECK(base62(0) == "0");
+  CHECK(base62(61) == "z");
+  CHECK(base62(62) == "10");
+  CHECK(base64_encode("hello") == "aGVsbG8=");
+  CHECK(*base64_decode("aGVsbG8=") == "hello");
+  CHECK_FALSE(base64_decode("***").has_value());
+}
+
+TEST_CASE("new tokens, setup keys and ids have NetBird's shapes and differ") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 50; ++i) {
+    auto p = make_pat();
+    CHECK(p.plain.size() == 40);
+    CHECK(pat_well_formed(p.plain));
+    CHECK(p.hashed == sha256_base64(p.plain));
+    CHECK(seen.insert(p.plain).second);
+  }
+  static const std::regex uuid(
+      "[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}");
+  auto k = random_uuid_upper();
+  CHECK(std::regex_match(k, uuid));
+  CHECK(k[8] == '-'); // the form the plain-key migration recognises
+  auto id = random_id();
+  CHECK(id.size() == 20);
+  CHECK(id != random_id());
+}
+
+TEST_CASE("envelope box: sealed for the receiver, opened by it only") {
+  auto server = make_wg_key_pair();
+  auto peer = make_wg_key_pair();
+  auto other = make_wg_key_pair();
+  CHECK(server.public_key.size() == 32);
+  const std::string msg = "a serialized LoginRequest";
+  auto body = box_seal(msg, server.public_key, peer.private_key);
+  CHECK(body.size() == 24 + 16 + msg.size()); // nonce || MAC || ciphertext
+  CHECK(*box_open(body, peer.public_key, server.private_key) == msg);
+  CHECK_FALSE(box_open(body, other.public_key, server.private_key).has_value()); // wrong sender
+  auto tampered = body;
+  tampered[30] ^= 1;
+  CHECK_FALSE(box_open(tampered, peer.public_key, server.private_key).has_value());
+  CHECK_FALSE(box_open(body.substr(0, 39), peer.public_key, server.private_key).has_value());
+  CHECK_FALSE(box_open(body, "short", server.private_key).has_value());
+  CHECK(box_seal(msg, server.public_key, peer.private_key) != body); // fresh nonce each time
+  CHECK_THROWS_AS(box_seal(msg, "bad", peer.private_key), std::invalid_argument);
+}
+
+TEST_CASE("secrets at rest open with their key only") {
+  const std::string key(32, 'k');
+  auto sealed = secret_seal("private half", key);
+  CHECK(sealed.find("private half") == std::string::npos);
+  CHECK(*secret_open(sealed, key) == "private half");
+  CHECK_FALSE(secret_open(sealed, std::string(32, 'x')).has_value());
+  CHECK_FALSE(secret_open("short", key).has_value());
+  CHECK_THROWS_AS(secret_seal("x", "short key"), std::invalid_argument);
+}
