@@ -167,6 +167,11 @@ const std::vector<table_def>& tables() {
     {"installations", {
       {"id", ct::integer}, {"installation_id_value", ct::text},
     }, {"id"}},
+    // Ours, not NetBird's: the server's WireGuard key pair, shared by every replica and every restart.
+    {"netbird_mgmt_server_keys", {
+      {"id", ct::integer}, {"public_key", ct::text}, {"private_key", ct::text},
+      {"encrypted", ct::boolean}, {"created_at", ct::datetime},
+    }, {"id"}},
   };
   return defs;
 }

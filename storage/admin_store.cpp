@@ -1,0 +1,285 @@
+#include "storage/admin_store.hpp"
+
+#include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
+
+#include <nlohmann/json.hpp>
+#include <soci/soci.h>
+#include <sodium.h>
+
+#include <chrono>
+#include <ctime>
+
+namespace nbm::storage {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Placeholders typed per engine: PostgreSQL needs casts from bound text, SQLite stores by affinity.
+std::string as_time(engine k, const std::string& ph) {
+  return k == engine::postgres ? "CAST(:" + ph + " AS timestamptz)" : ":" + ph;
+}
+std::string as_bool(engine k, const std::string& ph) {
+  return k == engine::postgres ? "CAST(:" + ph + " AS boolean)" : ":" + ph;
+}
+// Bound values must outlive the statement (SOCI binds by reference): static strings, never
+// temporaries.
+const std::string& b(bool v) {
+  static const std::string one = "1", zero = "0";
+  return v ? one : zero;
+}
+
+} // namespace
+
+std::string store_time(std::int64_t offset_seconds) {
+  using namespace std::chrono;
+  const auto now = system_clock::now() + seconds(offset_seconds);
+  const std::time_t t = system_clock::to_time_t(now);
+  const auto micros = duration_cast<microseconds>(now.time_since_epoch()).count() % 1000000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00:00", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(micros));
+  return buf;
+}
+
+created_account admin_store::create_account(const new_account& spec) {
+  created_account out;
+  out.account_id = crypto::random_id();
+  out.owner_user_id = crypto::random_id();
+  out.all_group_id = crypto::random_id();
+  // NetBird's NewNetwork: one random /16 out of 100.64.0.0/10.
+  const int second_octet = 64 + static_cast<int>(randombytes_uniform(64));
+  const std::string ip = "100." + std::to_string(second_octet) + ".0.0";
+  out.network = ip + "/16";
+  const std::string net_json = json{{"IP", ip}, {"Mask", "//8AAA=="}}.dump();
+  const std::string now = store_time();
+  const std::string identifier = crypto::random_id();
+  const std::string empty_list = "[]";
+  const std::string all_list = json::array({out.all_group_id}).dump();
+
+  soci::transaction tr(sql_);
+  sql_
+      << "INSERT INTO accounts (id, created_by, created_at, domain, domain_category, "
+         "is_domain_primary_account, network_identifier, network_net, network_dns, network_serial, "
+         "dns_settings_disabled_management_groups, settings_peer_login_expiration_enabled, "
+         "settings_peer_login_expiration, settings_peer_inactivity_expiration_enabled, "
+         "settings_peer_inactivity_expiration, settings_regular_users_view_blocked, "
+         "settings_groups_propagation_enabled, settings_routing_peer_dns_resolution_enabled, "
+         "settings_extra_user_approval_required, settings_lazy_connection_enabled, "
+         "settings_ipv6_enabled_groups) VALUES (:id, :owner, " +
+             as_time(kind_, "now") + ", :domain, 'private', " + as_bool(kind_, "t1") +
+             ", :ident, :net, '', 0, :empty, " + as_bool(kind_, "t2") + ", 86400000000000, " +
+             as_bool(kind_, "f1") + ", 600000000000, " + as_bool(kind_, "t3") + ", " +
+             as_bool(kind_, "t4") + ", " + as_bool(kind_, "t5") + ", " + as_bool(kind_, "t6") +
+             ", " + as_bool(kind_, "t7") + ", :all)",
+      soci::use(out.account_id, "id"), soci::use(out.owner_user_id, "owner"), soci::use(now, "now"),
+      soci::use(spec.domain, "domain"), soci::use(b(true), "t1"), soci::use(identifier, "ident"),
+      soci::use(net_json, "net"), soci::use(empty_list, "empty"), soci::use(b(true), "t2"),
+      soci::use(b(false), "f1"), soci::use(b(true), "t3"), soci::use(b(true), "t4"),
+      soci::use(b(true), "t5"), soci::use(b(true), "t6"), soci::use(b(true), "t7"),
+      soci::use(all_list, "all");
+  sql_ << "INSERT INTO \"groups\" (id, account_id, name, issued, resources) VALUES (:id, :acc, "
+          "'All', "
+          "'api', '[]')",
+      soci::use(out.all_group_id, "id"), soci::use(out.account_id, "acc");
+  if (spec.default_policy) {
+    const std::string policy_id = crypto::random_id(), rule_id = crypto::random_id();
+    const std::string text =
+        "This is a default rule that allows connections between all the resources";
+    sql_ << "INSERT INTO policies (id, account_id, name, description, enabled, "
+            "source_posture_checks) "
+            "VALUES (:id, :acc, 'Default', :d, " +
+                as_bool(kind_, "e") + ", '[]')",
+        soci::use(policy_id, "id"), soci::use(out.account_id, "acc"), soci::use(text, "d"),
+        soci::use(b(true), "e");
+    sql_ << "INSERT INTO policy_rules (id, policy_id, name, description, enabled, action, "
+            "destinations, "
+            "sources, bidirectional, protocol) VALUES (:id, :pid, 'Default', :d, " +
+                as_bool(kind_, "e") + ", 'accept', :all, :all, " + as_bool(kind_, "bi") +
+                ", 'all')",
+        soci::use(rule_id, "id"), soci::use(policy_id, "pid"), soci::use(text, "d"),
+        soci::use(b(true), "e"), soci::use(all_list, "all"), soci::use(b(true), "bi");
+  }
+  sql_ << "INSERT INTO users (id, account_id, role, is_service_user, non_deletable, "
+          "service_user_name, "
+          "auto_groups, blocked, pending_approval, created_at, issued, name, email) VALUES (:id, "
+          ":acc, "
+          "'owner', " +
+              as_bool(kind_, "f1") + ", " + as_bool(kind_, "f2") + ", '', '[]', " +
+              as_bool(kind_, "f3") + ", " + as_bool(kind_, "f4") + ", " + as_time(kind_, "now") +
+              ", 'api', :name, :email)",
+      soci::use(out.owner_user_id, "id"), soci::use(out.account_id, "acc"),
+      soci::use(b(false), "f1"), soci::use(b(false), "f2"), soci::use(b(false), "f3"),
+      soci::use(b(false), "f4"), soci::use(now, "now"), soci::use(spec.owner_name, "name"),
+      soci::use(spec.owner_email, "email");
+  if (spec.with_pat) {
+    auto token = crypto::make_pat();
+    const std::string pat_id = crypto::random_id();
+    const std::string expires = store_time(365LL * 24 * 3600);
+    sql_ << "INSERT INTO personal_access_tokens (id, user_id, name, hashed_token, expiration_date, "
+            "created_by, created_at) VALUES (:id, :user, 'bootstrap', :hash, " +
+                as_time(kind_, "exp") + ", :user, " + as_time(kind_, "now") + ")",
+        soci::use(pat_id, "id"), soci::use(out.owner_user_id, "user"),
+        soci::use(token.hashed, "hash"), soci::use(expires, "exp"), soci::use(now, "now");
+    out.pat = token.plain;
+  }
+  tr.commit();
+  return out;
+}
+
+std::pair<core::setup_key, std::string> admin_store::create_setup_key(const new_setup_key& spec) {
+  account_store accounts(sql_, kind_);
+  auto account = accounts.load_account(spec.account_id);
+  if (!account)
+    throw store_error("no account " + spec.account_id);
+  for (const auto& g : spec.auto_groups) {
+    bool found = false;
+    for (const auto& have : account->groups)
+      found = found || have.id == g;
+    if (!found)
+      throw store_error("auto-group " + g + " does not exist in account " + spec.account_id);
+  }
+  if (spec.usage_limit < 0)
+    throw store_error("usage limit must not be negative");
+  const std::string plain = crypto::random_uuid_upper();
+  core::setup_key k;
+  k.id = crypto::random_id();
+  k.account_id = spec.account_id;
+  k.key = crypto::sha256_base64(plain);
+  k.key_secret = plain.substr(0, 5) + "****";
+  k.name = spec.name;
+  k.type = spec.reusable ? "reusable" : "one-off";
+  k.created_at = k.updated_at = store_time();
+  k.expires_at = spec.expires_in_seconds > 0 ? store_time(spec.expires_in_seconds)
+                                             : std::string("0001-01-01 00:00:00+00:00");
+  k.usage_limit = spec.reusable ? spec.usage_limit : 1;
+  k.auto_groups = spec.auto_groups;
+  k.ephemeral = spec.ephemeral;
+  k.allow_extra_dns_labels = spec.allow_extra_dns_labels;
+  const std::string groups = json(k.auto_groups).dump();
+  const long long limit = k.usage_limit;
+  sql_ << "INSERT INTO setup_keys (id, account_id, \"key\", key_secret, name, type, created_at, "
+          "expires_at, updated_at, revoked, used_times, auto_groups, usage_limit, ephemeral, "
+          "allow_extra_dns_labels) VALUES (:id, :acc, :key, :secret, :name, :type, " +
+              as_time(kind_, "created") + ", " + as_time(kind_, "expires") + ", " +
+              as_time(kind_, "created") + ", " + as_bool(kind_, "rev") + ", 0, :groups, :lim, " +
+              as_bool(kind_, "eph") + ", " + as_bool(kind_, "extra") + ")",
+      soci::use(k.id, "id"), soci::use(k.account_id, "acc"), soci::use(k.key, "key"),
+      soci::use(k.key_secret, "secret"), soci::use(k.name, "name"), soci::use(k.type, "type"),
+      soci::use(*k.created_at, "created"), soci::use(*k.expires_at, "expires"),
+      soci::use(b(false), "rev"), soci::use(groups, "groups"), soci::use(limit, "lim"),
+      soci::use(b(k.ephemeral), "eph"), soci::use(b(k.allow_extra_dns_labels), "extra");
+  return {k, plain};
+}
+
+std::vector<core::setup_key> admin_store::list_setup_keys(const std::string& account_id) {
+  account_store accounts(sql_, kind_);
+  auto account = accounts.load_account(account_id);
+  if (!account)
+    throw store_error("no account " + account_id);
+  return account->setup_keys;
+}
+
+bool admin_store::revoke_setup_key(const std::string& account_id, const std::string& key_id) {
+  const std::string now = store_time();
+  soci::statement st = (sql_.prepare << "UPDATE setup_keys SET revoked = " + as_bool(kind_, "t") +
+                                            ", updated_at = " + as_time(kind_, "now") +
+                                            " WHERE account_id = :acc AND id = :id",
+                        soci::use(b(true), "t"), soci::use(now, "now"),
+                        soci::use(account_id, "acc"), soci::use(key_id, "id"));
+  st.execute(true);
+  return st.get_affected_rows() > 0;
+}
+
+std::optional<core::setup_key> admin_store::setup_key_by_plain(const std::string& plain) {
+  std::string upper = plain;
+  for (auto& c : upper)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string hashed = crypto::sha256_base64(upper);
+  std::string account_id;
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT account_id FROM setup_keys WHERE \"key\" = :k", soci::use(hashed, "k"),
+      soci::into(account_id, ind);
+  if (!sql_.got_data() || ind == soci::i_null)
+    return std::nullopt;
+  for (auto& k : list_setup_keys(account_id))
+    if (k.key == hashed)
+      return k;
+  return std::nullopt;
+}
+
+bool admin_store::use_setup_key(const std::string& key_id) {
+  // The guard repeats NetBird's IsValid/IsOverUsed in SQL (not revoked; one-off: limit 1; reusable:
+  // usage_limit, 0 = unlimited), so the check and the increment are one statement.
+  const std::string now = store_time();
+  const std::string no = kind_ == engine::postgres ? "false" : "0";
+  soci::statement st =
+      (sql_.prepare
+           << "UPDATE setup_keys SET used_times = COALESCE(used_times, 0) + 1, last_used = " +
+                  as_time(kind_, "now") + " WHERE id = :id AND COALESCE(revoked, " + no +
+                  ") = " + no +
+                  " AND (CASE WHEN type = 'one-off' THEN 1 ELSE COALESCE(usage_limit, 0) END = 0 "
+                  "OR COALESCE(used_times, 0) < CASE WHEN type = 'one-off' THEN 1 ELSE usage_limit "
+                  "END)",
+       soci::use(now, "now"), soci::use(key_id, "id"));
+  st.execute(true);
+  return st.get_affected_rows() > 0;
+}
+
+admin_store::server_key admin_store::server_key_pair(const std::string& encryption_key_b64) {
+  std::optional<std::string> enc_key;
+  if (!encryption_key_b64.empty()) {
+    enc_key = crypto::base64_decode(encryption_key_b64);
+    if (!enc_key || enc_key->size() != 32)
+      throw store_error("DataStoreEncryptionKey must be the base64 of 32 bytes");
+  }
+  auto read = [&]() -> std::optional<server_key> {
+    std::string pub, priv;
+    int encrypted = 0;
+    soci::indicator ip = soci::i_null, iv = soci::i_null;
+    sql_ << "SELECT public_key, private_key, CAST(COALESCE(encrypted, " +
+                std::string(kind_ == engine::postgres ? "false" : "0") +
+                ") AS INTEGER) FROM netbird_mgmt_server_keys WHERE id = 1",
+        soci::into(pub, ip), soci::into(priv, iv), soci::into(encrypted);
+    if (!sql_.got_data() || ip == soci::i_null || iv == soci::i_null)
+      return std::nullopt;
+    auto pub_raw = crypto::base64_decode(pub);
+    auto priv_raw = crypto::base64_decode(priv);
+    if (!pub_raw || !priv_raw)
+      throw store_error("the stored server key is not valid base64");
+    if (encrypted) {
+      if (!enc_key)
+        throw store_error(
+            "the stored server key is encrypted, but no DataStoreEncryptionKey is set");
+      priv_raw = crypto::secret_open(*priv_raw, *enc_key);
+      if (!priv_raw)
+        throw store_error("DataStoreEncryptionKey does not open the stored server key");
+    }
+    return server_key{*pub_raw, *priv_raw};
+  };
+  if (auto existing = read())
+    return *existing;
+  auto kp = crypto::make_wg_key_pair();
+  const std::string pub = crypto::base64_encode(kp.public_key);
+  const std::string priv = crypto::base64_encode(
+      enc_key ? crypto::secret_seal(kp.private_key, *enc_key) : kp.private_key);
+  const std::string now = store_time();
+  // Two replicas starting at once: one insert wins, both then read the same row.
+  sql_ << "INSERT INTO netbird_mgmt_server_keys (id, public_key, private_key, encrypted, "
+          "created_at) "
+          "VALUES (1, :pub, :priv, " +
+              as_bool(kind_, "enc") + ", " + as_time(kind_, "now") +
+              ") ON CONFLICT (id) DO NOTHING",
+      soci::use(pub, "pub"), soci::use(priv, "priv"), soci::use(b(enc_key.has_value()), "enc"),
+      soci::use(now, "now");
+  auto stored = read();
+  if (!stored)
+    throw store_error("the server key could not be stored");
+  return *stored;
+}
+
+} // namespace nbm::storage

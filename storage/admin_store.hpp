@@ -1,0 +1,81 @@
+// Writes that bootstrap and administer a store without an IdP: accounts with their owner and a
+// personal access token, setup keys, and the server's own WireGuard key pair.
+#pragma once
+
+#include "core/model.hpp"
+#include "storage/database.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace soci {
+class session;
+}
+
+namespace nbm::storage {
+
+// "YYYY-MM-DD HH:MM:SS.ffffff+00:00" for now + offset_seconds (NetBird's text form of a UTC time).
+std::string store_time(std::int64_t offset_seconds = 0);
+
+struct new_account {
+  std::string domain;
+  std::string owner_email;
+  std::string owner_name;
+  bool default_policy = true; // NetBird: the All<->All policy unless DisableDefaultPolicy
+  bool with_pat = true;
+};
+
+struct created_account {
+  std::string account_id;
+  std::string owner_user_id;
+  std::string all_group_id;
+  std::string network; // e.g. "100.93.0.0/16"
+  std::string pat;     // the plain token, shown once ("" without with_pat)
+};
+
+struct new_setup_key {
+  std::string account_id;
+  std::string name;
+  bool reusable = false;
+  std::int64_t expires_in_seconds = 30 * 24 * 3600; // NetBird's default 30 days; 0 = never
+  std::int64_t usage_limit = 0;                     // 0 = unlimited (one-off keys: 1)
+  std::vector<std::string> auto_groups;
+  bool ephemeral = false;
+  bool allow_extra_dns_labels = false;
+};
+
+class admin_store {
+public:
+  admin_store(soci::session& sql, engine kind) : sql_(sql), kind_(kind) {}
+
+  // One transaction: account (a random /16 of 100.64.0.0/10, NetBird's defaults), group All, the
+  // default policy, the owner user, and a PAT for the owner.
+  created_account create_account(const new_account& spec);
+
+  // Returns the stored key and its plain text (shown once). Throws store_error for an unknown
+  // account or auto-group.
+  std::pair<core::setup_key, std::string> create_setup_key(const new_setup_key& spec);
+  std::vector<core::setup_key> list_setup_keys(const std::string& account_id);
+  bool revoke_setup_key(const std::string& account_id, const std::string& key_id);
+  // The stored key a peer presents (NetBird upper-cases, then hashes).
+  std::optional<core::setup_key> setup_key_by_plain(const std::string& plain);
+  // Counts one use, atomically: lands only while the key is not revoked and under its limit, so of
+  // two peers racing for a one-off key exactly one wins.
+  bool use_setup_key(const std::string& key_id);
+
+  struct server_key {
+    std::string public_key;  // raw 32 bytes
+    std::string private_key; // raw 32 bytes
+  };
+  // The server's key pair: created once (the first replica to get there wins), then read by
+  // everyone. With `encryption_key_b64` (DataStoreEncryptionKey) the private half is stored sealed.
+  server_key server_key_pair(const std::string& encryption_key_b64);
+
+private:
+  soci::session& sql_;
+  engine kind_;
+};
+
+} // namespace nbm::storage

@@ -1,0 +1,243 @@
+// Bootstrapping without an IdP: accounts with owner and PAT, setup keys and their atomic use, the
+// server's key pair shared by replicas — on SQLite and PostgreSQL.
+#include "core/registration.hpp"
+#include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/schema.hpp"
+#include "tests/support/test_db.hpp"
+
+#include <doctest/doctest.h>
+#include <soci/soci.h>
+
+#include <atomic>
+#include <barrier>
+#include <thread>
+
+using namespace nbm;
+using storage::admin_store;
+
+namespace {
+
+struct session_of {
+  soci::session sql;
+  explicit session_of(const storage::db_options& o) {
+    storage::open_session(sql, o);
+    storage::ensure_schema(sql, o.kind);
+  }
+};
+
+} // namespace
+
+TEST_CASE("admin: a new account has NetBird's defaults, an owner and a working PAT") {
+  for (const auto& opts : test::fresh_backends("admin_account")) {
+    INFO(test::backend_name(opts));
+    session_of s(opts);
+    admin_store admin(s.sql, opts.kind);
+    auto made = admin.create_account({"example.com", "owner@example.com", "Owner", true, true});
+    CHECK(made.account_id.size() == 20);
+    storage::account_store accounts(s.sql, opts.kind);
+    auto a = accounts.load_account(made.account_id);
+    REQUIRE(a.has_value());
+    CHECK(a->domain == "example.com");
+    CHECK(a->net.net == made.network);
+    CHECK(a->net.net.rfind("100.", 0) == 0);
+    const int second = std::stoi(a->net.net.substr(4));
+    CHECK(second >= 64);
+    CHECK(second < 128);
+    CHECK(a->net.net.size() > 3);
+    CHECK(a->net.net.substr(a->net.net.size() - 3) == "/16");
+    CHECK(a->settings.peer_login_expiration_enabled);
+    CHECK(a->settings.peer_login_expiration_ns == 86400000000000);
+    CHECK_FALSE(a->settings.peer_inactivity_expiration_enabled);
+    CHECK(a->settings.groups_propagation_enabled);
+    CHECK(a->settings.lazy_connection_enabled);
+    auto* all = a->find_group_by_name("All");
+    REQUIRE(all != nullptr);
+    CHECK(all->id == made.all_group_id);
+    REQUIRE(a->policies.size() == 1);
+    REQUIRE(a->policies[0].rules.size() == 1);
+    const auto& rule = a->policies[0].rules[0];
+    CHECK(rule.sources == std::vector<std::string>{made.all_group_id});
+    CHECK(rule.destinations == std::vector<std::string>{made.all_group_id});
+    CHECK(rule.bidirectional);
+    CHECK(rule.action == "accept");
+    CHECK(rule.protocol == "all");
+    REQUIRE(a->users.size() == 1);
+    CHECK(a->users[0].id == made.owner_user_id);
+    CHECK(a->users[0].role == "owner");
+    CHECK(a->users[0].email == "owner@example.com");
+    REQUIRE(a->tokens.size() == 1);
+    CHECK(crypto::pat_well_formed(made.pat));
+    CHECK(a->tokens[0].hashed_token == crypto::sha256_base64(made.pat));
+    CHECK(a->tokens[0].user_id == made.owner_user_id);
+
+    auto bare = admin.create_account({"other.com", "", "", false, false});
+    auto b = accounts.load_account(bare.account_id);
+    REQUIRE(b.has_value());
+    CHECK(b->policies.empty());
+    CHECK(b->tokens.empty());
+    CHECK(bare.pat.empty());
+  }
+}
+
+TEST_CASE("admin: setup keys are created, found by their plain text, used, revoked") {
+  for (const auto& opts : test::fresh_backends("admin_keys")) {
+    INFO(test::backend_name(opts));
+    session_of s(opts);
+    admin_store admin(s.sql, opts.kind);
+    auto acc = admin.create_account({"example.com", "", "", true, false});
+
+    storage::new_setup_key one;
+    one.account_id = acc.account_id;
+    one.name = "laptop";
+    one.auto_groups = {acc.all_group_id};
+    one.ephemeral = true;
+    auto [key, plain] = admin.create_setup_key(one);
+    CHECK(key.type == "one-off");
+    CHECK(key.usage_limit == 1);
+    CHECK(key.key_secret == plain.substr(0, 5) + "****");
+    CHECK(key.key == crypto::sha256_base64(plain));
+    std::string lower = plain;
+    for (auto& c : lower)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto found = admin.setup_key_by_plain(lower); // NetBird upper-cases what the peer sends
+    REQUIRE(found.has_value());
+    CHECK(found->id == key.id);
+    CHECK(found->ephemeral);
+    CHECK(found->auto_groups == std::vector<std::string>{acc.all_group_id});
+    REQUIRE(found->expires_at.has_value());
+    const double now = static_cast<double>(std::time(nullptr));
+    CHECK(*core::parse_store_time(*found->expires_at) ==
+          doctest::Approx(now + 30 * 24 * 3600).epsilon(1e-6));
+    CHECK(core::check_setup_key(*found, now) == core::key_verdict::valid);
+    CHECK_FALSE(admin.setup_key_by_plain("00000000-0000-4000-8000-000000000000").has_value());
+
+    CHECK(admin.use_setup_key(key.id));
+    CHECK_FALSE(admin.use_setup_key(key.id)); // one-off: used up
+    auto after = admin.setup_key_by_plain(plain);
+    CHECK(after->used_times == 1);
+    CHECK(after->last_used.has_value());
+    CHECK(core::check_setup_key(*after, now) == core::key_verdict::overused);
+
+    storage::new_setup_key multi;
+    multi.account_id = acc.account_id;
+    multi.name = "fleet";
+    multi.reusable = true;
+    multi.usage_limit = 2;
+    multi.expires_in_seconds = 0; // never expires
+    auto [mkey, mplain] = admin.create_setup_key(multi);
+    CHECK(admin.use_setup_key(mkey.id));
+    CHECK(admin.use_setup_key(mkey.id));
+    CHECK_FALSE(admin.use_setup_key(mkey.id));
+
+    multi.usage_limit = 0; // unlimited
+    auto [ukey, uplain] = admin.create_setup_key(multi);
+    for (int i = 0; i < 5; ++i)
+      CHECK(admin.use_setup_key(ukey.id));
+    CHECK(admin.revoke_setup_key(acc.account_id, ukey.id));
+    CHECK_FALSE(admin.use_setup_key(ukey.id)); // revoked
+    CHECK(admin.setup_key_by_plain(uplain)->revoked);
+    CHECK_FALSE(admin.revoke_setup_key("other-account", mkey.id));
+    CHECK(admin.list_setup_keys(acc.account_id).size() == 3);
+
+    one.auto_groups = {"no-such-group"};
+    CHECK_THROWS_WITH_AS(admin.create_setup_key(one), doctest::Contains("no-such-group"),
+                         storage::store_error);
+    one.account_id = "no-such-account";
+    CHECK_THROWS_AS(admin.create_setup_key(one), storage::store_error);
+  }
+}
+
+TEST_CASE("admin: two peers racing for a one-off key -> exactly one wins") {
+  for (const auto& opts : test::fresh_backends("admin_race")) {
+    INFO(test::backend_name(opts));
+    std::string key_id;
+    {
+      session_of s(opts);
+      admin_store admin(s.sql, opts.kind);
+      auto acc = admin.create_account({"example.com", "", "", true, false});
+      storage::new_setup_key k;
+      k.account_id = acc.account_id;
+      k.name = "once";
+      key_id = admin.create_setup_key(k).first.id;
+    }
+    constexpr int n = 8;
+    std::vector<std::unique_ptr<session_of>> sessions;
+    for (int i = 0; i < n; ++i)
+      sessions.push_back(std::make_unique<session_of>(opts));
+    std::barrier start(n);
+    std::atomic<int> wins{0}, errors{0};
+    std::vector<std::thread> ths;
+    for (int i = 0; i < n; ++i)
+      ths.emplace_back([&, i] {
+        admin_store admin(sessions[i]->sql, opts.kind);
+        start.arrive_and_wait();
+        try {
+          wins += admin.use_setup_key(key_id);
+        } catch (...) {
+          ++errors;
+        }
+      });
+    for (auto& t : ths)
+      t.join();
+    CHECK(errors == 0);
+    CHECK(wins == 1);
+  }
+}
+
+TEST_CASE(
+    "server key: created once, the same for every replica and restart, sealed at rest when asked") {
+  for (const auto& opts : test::fresh_backends("server_key")) {
+    INFO(test::backend_name(opts));
+    // Replicas starting together: every one gets the same pair.
+    constexpr int n = 4;
+    std::vector<std::string> pubs(n);
+    std::vector<std::unique_ptr<session_of>> sessions;
+    for (int i = 0; i < n; ++i)
+      sessions.push_back(std::make_unique<session_of>(opts));
+    std::barrier start(n);
+    std::vector<std::thread> ths;
+    std::atomic<int> errors{0};
+    for (int i = 0; i < n; ++i)
+      ths.emplace_back([&, i] {
+        admin_store admin(sessions[i]->sql, opts.kind);
+        start.arrive_and_wait();
+        try {
+          pubs[i] = admin.server_key_pair("").public_key;
+        } catch (const std::exception& e) {
+          MESSAGE(e.what());
+          ++errors;
+        }
+      });
+    for (auto& t : ths)
+      t.join();
+    CHECK(errors == 0);
+    for (int i = 1; i < n; ++i)
+      CHECK(pubs[i] == pubs[0]);
+    CHECK(pubs[0].size() == 32);
+    // The pair works for the envelope: a peer seals for the server, the server opens.
+    admin_store admin(sessions[0]->sql, opts.kind);
+    auto server = admin.server_key_pair("");
+    auto peer = crypto::make_wg_key_pair();
+    auto body = crypto::box_seal("hello", server.public_key, peer.private_key);
+    CHECK(*crypto::box_open(body, peer.public_key, server.private_key) == "hello");
+  }
+  for (const auto& opts : test::fresh_backends("server_key_sealed")) {
+    INFO(test::backend_name(opts));
+    session_of s(opts);
+    admin_store admin(s.sql, opts.kind);
+    const std::string enc = crypto::base64_encode(std::string(32, '\x07'));
+    auto kp = admin.server_key_pair(enc);
+    std::string stored;
+    s.sql << "SELECT private_key FROM netbird_mgmt_server_keys WHERE id = 1", soci::into(stored);
+    CHECK(stored != crypto::base64_encode(kp.private_key)); // not in the clear
+    CHECK(admin.server_key_pair(enc).private_key == kp.private_key);
+    CHECK_THROWS_WITH_AS(admin.server_key_pair(crypto::base64_encode(std::string(32, 'x'))),
+                         doctest::Contains("does not open"), storage::store_error);
+    CHECK_THROWS_WITH_AS(admin.server_key_pair(""), doctest::Contains("no DataStoreEncryptionKey"),
+                         storage::store_error);
+    CHECK_THROWS_WITH_AS(admin.server_key_pair("not-base64!"), doctest::Contains("32 bytes"),
+                         storage::store_error);
+  }
+}
