@@ -73,13 +73,56 @@ parse_result parse_cli(int argc, const char* const* argv) {
                  "disables automatic updates to the Geolite2 geolocation databases")
       ->capture_default_str();
 
+  admin_command ac;
+  auto* admin = app.add_subcommand("admin", "administer the configured store without an IdP");
+  admin->require_subcommand(1);
+  admin->add_option("--datadir", ac.datadir, "server data directory location")
+      ->capture_default_str();
+  auto* account = admin->add_subcommand("account", "accounts")->require_subcommand(1);
+  auto* acc_create =
+      account->add_subcommand("create", "create an account with an owner and print a PAT");
+  acc_create->add_option("--domain", ac.domain, "the account's domain")->required();
+  acc_create->add_option("--owner-email", ac.owner_email, "the owner's email");
+  acc_create->add_option("--owner-name", ac.owner_name, "the owner's name");
+  acc_create->add_flag("--no-default-policy", ac.no_default_policy,
+                       "do not create the default All<->All policy");
+  auto* keys = admin->add_subcommand("setup-key", "setup keys")->require_subcommand(1);
+  auto* key_create = keys->add_subcommand("create", "create a setup key and print it");
+  key_create->add_option("--account", ac.account_id, "account id")->required();
+  key_create->add_option("--name", ac.name, "key name")->required();
+  key_create->add_flag("--reusable", ac.reusable, "reusable instead of one-off");
+  key_create->add_option("--expires-in", ac.expires_in, "validity (Go duration; 0 = never)")
+      ->capture_default_str();
+  key_create
+      ->add_option("--usage-limit", ac.usage_limit,
+                   "uses allowed for a reusable key (0 = unlimited)")
+      ->check(CLI::NonNegativeNumber);
+  key_create->add_option("--auto-groups", ac.auto_groups, "group ids new peers join")
+      ->delimiter(',');
+  key_create->add_flag("--ephemeral", ac.ephemeral, "peers registered with it are ephemeral");
+  key_create->add_flag("--allow-extra-dns-labels", ac.allow_extra_dns_labels,
+                       "allow extra DNS labels");
+  auto* key_list = keys->add_subcommand("list", "list an account's setup keys");
+  key_list->add_option("--account", ac.account_id, "account id")->required();
+  auto* key_revoke = keys->add_subcommand("revoke", "revoke a setup key");
+  key_revoke->add_option("--account", ac.account_id, "account id")->required();
+  key_revoke->add_option("--id", ac.key_id, "setup key id")->required();
+
   parse_result r;
   std::ostringstream out, err;
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     // Help of the subcommand that was asked, as cobra prints it.
-    r.out = (mgmt->parsed() ? mgmt->help() : app.help());
+    const CLI::App* asked = &app;
+    for (const CLI::App* c :
+         {static_cast<const CLI::App*>(mgmt), static_cast<const CLI::App*>(admin),
+          static_cast<const CLI::App*>(account), static_cast<const CLI::App*>(keys),
+          static_cast<const CLI::App*>(acc_create), static_cast<const CLI::App*>(key_create),
+          static_cast<const CLI::App*>(key_list), static_cast<const CLI::App*>(key_revoke)})
+      if (c->parsed())
+        asked = c;
+    r.out = asked->help();
     return r;
   } catch (const CLI::CallForVersion& e) {
     r.out = app.version() + "\n";
@@ -88,6 +131,17 @@ parse_result parse_cli(int argc, const char* const* argv) {
     r.exit_code = e.get_exit_code() == 0 ? 1 : e.get_exit_code();
     r.err = std::string("Error: ") + e.what() + "\n\nUsage:\n" +
             (mgmt->parsed() ? mgmt->help() : app.help());
+    return r;
+  }
+  if (admin->parsed()) {
+    ac.config_path = o.config_path;
+    if (app.get_option("--log-level")->count() > 0)
+      ac.log_level = o.log_level;
+    ac.action = acc_create->parsed()   ? "account-create"
+                : key_create->parsed() ? "setup-key-create"
+                : key_list->parsed()   ? "setup-key-list"
+                                       : "setup-key-revoke";
+    r.admin = ac;
     return r;
   }
   r.options = o;

@@ -26,9 +26,28 @@ struct management_options {
   bool disable_geolite_update = true;
 };
 
-// Either options to run with, or text to print and an exit code (help, version, errors).
+// `netbird-mgmt admin ...`: bootstrap and administer the configured store without an IdP.
+struct admin_command {
+  std::string action; // account-create, setup-key-create, setup-key-list, setup-key-revoke
+  std::string config_path = "/etc/netbird/management.json";
+  std::string datadir = "/var/lib/netbird/";
+  std::string log_level = "warn";
+  // account create
+  std::string domain, owner_email, owner_name;
+  bool no_default_policy = false;
+  // setup-key
+  std::string account_id, name, key_id;
+  bool reusable = false, ephemeral = false, allow_extra_dns_labels = false;
+  std::string expires_in = "720h"; // NetBird's default 30 days; 0 = never
+  long long usage_limit = 0;
+  std::vector<std::string> auto_groups;
+};
+
+// Either options to run with, an admin command, or text to print and an exit code (help, version,
+// errors).
 struct parse_result {
   std::optional<management_options> options;
+  std::optional<admin_command> admin;
   int exit_code = 0;
   std::string out; // for stdout
   std::string err; // for stderr

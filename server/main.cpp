@@ -1,4 +1,5 @@
 // netbird-mgmt: command line -> config -> logging -> run.
+#include "server/admin.hpp"
 #include "server/cli.hpp"
 #include "server/run.hpp"
 #include "storage/database.hpp"
@@ -18,10 +19,15 @@ int main(int argc, char** argv) {
   auto parsed = nbm::server::parse_cli(argc, argv);
   std::cout << parsed.out;
   std::cerr << parsed.err;
-  if (!parsed.options)
-    return parsed.exit_code;
-  const auto& opts = *parsed.options;
   try {
+    if (parsed.admin) {
+      auto cfg = nbm::config::load_file(parsed.admin->config_path);
+      nbm::server::setup_logging("stderr", parsed.admin->log_level);
+      return nbm::server::run_admin(*parsed.admin, std::move(cfg));
+    }
+    if (!parsed.options)
+      return parsed.exit_code;
+    const auto& opts = *parsed.options;
     auto cfg = nbm::config::load_file(opts.config_path);
     nbm::server::setup_logging(opts.log_file, opts.log_level);
     return nbm::server::run_management(opts, std::move(cfg));

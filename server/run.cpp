@@ -19,6 +19,8 @@ void setup_logging(const std::string& log_file, const std::string& level) {
   std::shared_ptr<spdlog::logger> logger;
   if (log_file == "console") {
     logger = spdlog::stdout_logger_mt("netbird-mgmt");
+  } else if (log_file == "stderr") { // admin commands keep stdout for their output
+    logger = spdlog::stderr_logger_mt("netbird-mgmt");
   } else {
     auto parent = std::filesystem::path(log_file).parent_path();
     if (!parent.empty())
@@ -58,18 +60,24 @@ void apply_flags(const management_options& opts, config::management_config& cfg)
   }
 }
 
+storage::db_options store_options(const config::management_config& cfg) {
+  const auto choice = config::resolve_store(cfg);
+  storage::db_options db;
+  db.kind = choice.engine == "postgres" ? storage::engine::postgres : storage::engine::sqlite;
+  db.target = choice.target;
+  db.pool_size = db.kind == storage::engine::postgres ? 8 : 4;
+  return db;
+}
+
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
   for (const auto& w : cfg.warnings)
     spdlog::warn("config {}: {}", opts.config_path, w);
   std::filesystem::create_directories(cfg.datadir);
 
-  const auto choice = config::resolve_store(cfg);
-  storage::db_options db;
-  db.kind = choice.engine == "postgres" ? storage::engine::postgres : storage::engine::sqlite;
-  db.target = choice.target;
-  db.pool_size = db.kind == storage::engine::postgres ? 8 : 4;
-  spdlog::info("opening {} store {}", choice.engine,
+  const auto db = store_options(cfg);
+  const char* engine_name = storage::to_string(db.kind);
+  spdlog::info("opening {} store {}", engine_name,
                db.kind == storage::engine::sqlite ? db.target
                                                   : std::string("(DSN from environment)"));
   storage::database database(db);
@@ -81,7 +89,7 @@ int run_management(const management_options& opts, config::management_config cfg
     auto writer = actors::spawn_status_writer(
         sys, {db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024});
     auto directory = actors::spawn_peer_directory(sys, writer, {});
-    spdlog::info("netbird-mgmt {} ready: store {}, port {}", NBM_VERSION, choice.engine, opts.port);
+    spdlog::info("netbird-mgmt {} ready: store {}, port {}", NBM_VERSION, engine_name, opts.port);
 
     sigset_t set;
     sigemptyset(&set);

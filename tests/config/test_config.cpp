@@ -287,3 +287,35 @@ TEST_CASE("cli: --version, --help, and bad input with usage and a non-zero exit"
     CHECK(r.err.find("Usage") != std::string::npos);
   }
 }
+
+TEST_CASE("cli: admin subcommands parse into one command each") {
+  auto r = cli({"--config", "/tmp/m.json", "admin", "--datadir", "/srv/nb", "setup-key", "create",
+                "--account", "acc1", "--name", "fleet", "--reusable", "--usage-limit", "5",
+                "--auto-groups", "g1,g2", "--ephemeral", "--expires-in", "24h"});
+  REQUIRE(r.admin.has_value());
+  CHECK_FALSE(r.options.has_value());
+  const auto& a = *r.admin;
+  CHECK(a.action == "setup-key-create");
+  CHECK(a.config_path == "/tmp/m.json");
+  CHECK(a.datadir == "/srv/nb");
+  CHECK(a.account_id == "acc1");
+  CHECK(a.reusable);
+  CHECK(a.ephemeral);
+  CHECK(a.usage_limit == 5);
+  CHECK(a.auto_groups == std::vector<std::string>{"g1", "g2"});
+  CHECK(a.expires_in == "24h");
+  CHECK(cli({"admin", "account", "create", "--domain", "x.com"}).admin->action == "account-create");
+  CHECK(cli({"admin", "setup-key", "list", "--account", "a"}).admin->action == "setup-key-list");
+  CHECK(cli({"admin", "setup-key", "revoke", "--account", "a", "--id", "k"}).admin->action ==
+        "setup-key-revoke");
+  for (auto args :
+       std::vector<std::vector<const char*>>{{"admin"},
+                                             {"admin", "account", "create"}, // --domain required
+                                             {"admin", "setup-key", "revoke", "--account", "a"},
+                                             {"admin", "setup-key", "create", "--account", "a",
+                                              "--name", "n", "--usage-limit", "-1"}}) {
+    auto bad = cli(args);
+    CHECK_FALSE(bad.admin.has_value());
+    CHECK(bad.exit_code != 0);
+  }
+}
