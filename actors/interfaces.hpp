@@ -3,6 +3,7 @@
 // per file.
 #pragma once
 
+#include "core/model.hpp"
 #include "core/session_token.hpp"
 #include "storage/status_store.hpp"
 
@@ -32,6 +33,9 @@ using landed_atom = caf::atom_constant<caf::atom("landed")>;
 using get_atom = caf::atom_constant<caf::atom("get")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
+using login_atom = caf::atom_constant<caf::atom("login")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 
 // --- stream sinks
 // ----------------------------------------------------------------------------------- The far end
@@ -42,6 +46,8 @@ public:
   virtual ~session_sink() = default;
   // Ends the stream; `reason` says why (a newer session took over, the connect was refused, ...).
   virtual void close(const std::string& reason) = 0;
+  // The peer's account changed: compute and send the peer its new map (asynchronously).
+  virtual void refresh() = 0;
 };
 using sink_ptr = std::shared_ptr<session_sink>;
 
@@ -96,6 +102,29 @@ typename Inspector::result_type inspect(Inspector& f, writer_state_record& x) {
            x.landed, x.errors, x.max_batch, x.workers);
 }
 
+// A Login as the api layer decoded it (no protobuf types past api/).
+struct login_request {
+  std::string wg_key; // base64, as in the envelope
+  std::string setup_key;
+  std::string jwt;
+  bool has_meta = false;
+  core::peer_meta meta;
+  std::string ssh_key;
+  std::vector<std::string> extra_dns_labels;
+  std::string remote_addr;
+};
+
+// A peer as the wire layer needs it, or the gRPC status NetBird answers with (code != 0).
+struct peer_view {
+  int code = 0; // a grpc::StatusCode; 0 = OK
+  std::string message;
+  core::peer peer;
+  std::string network; // the account network, e.g. "100.64.0.0/16"
+  std::uint64_t serial = 0;
+  std::vector<core::peer> others; // the account's other peers (Sync only)
+  bool registered = false;        // Login registered this peer just now
+};
+
 // --- actor interfaces
 // -------------------------------------------------------------------------------
 
@@ -125,17 +154,33 @@ using peer_actor = caf::typed_actor<
     // The stream of `token` ended; answers whether that ended the session.
     caf::replies_to<disconn_atom, session_token>::with<bool>,
     // Current session state and counters.
-    caf::replies_to<status_atom>::with<peer_state_record>>;
+    caf::replies_to<status_atom>::with<peer_state_record>,
+    // The account changed: the live stream (if any) gets a new map.
+    caf::reacts_to<refresh_atom>>;
 
 // Finds or spawns the peer actor of a peer.
 using peer_directory = caf::typed_actor<
     // (account id, peer id) -> that peer's actor.
     caf::replies_to<get_atom, std::string, std::string>::with<peer_actor>,
     // Number of peer actors alive.
-    caf::replies_to<status_atom>::with<std::uint64_t>>;
+    caf::replies_to<status_atom>::with<std::uint64_t>,
+    // Refresh every peer of an account except one (a change that touches every map in the account).
+    caf::reacts_to<refresh_atom, std::string, std::string>>;
+
+// Blocking store work of the wire RPCs (Login registration, Sync lookup), on its own thread
+// (detached). Serializing registrations here makes IP and DNS-label choices unique by construction
+// within a process; the store's unique indexes and a retry cover replicas.
+using login_service = caf::typed_actor<
+    // Log in a known peer or register a new one with a setup key.
+    caf::replies_to<login_atom, login_request>::with<peer_view>,
+    // A Sync's peer (by WireGuard key) with its account's other peers; stores the meta it brings.
+    caf::replies_to<lookup_atom, std::string, bool, core::peer_meta>::with<peer_view>>;
 
 } // namespace nbm::actors
 
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::storage::status_write)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::storage::status_write>)

@@ -89,11 +89,16 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         r.has_sink = static_cast<bool>(self->state.sink);
         return r;
       },
+      [self](refresh_atom) {
+        if (self->state.sink)
+          self->state.sink->refresh();
+      },
   };
 }
 
 struct directory_state {
-  std::unordered_map<std::string, peer_actor> peers; // by peer id (unique across accounts)
+  std::unordered_map<std::string, peer_actor> peers;       // by peer id (unique across accounts)
+  std::unordered_map<std::string, std::string> account_of; // peer id -> account id
   status_writer writer;
   session_observer observer;
   static inline const char* name = "peer_directory";
@@ -111,6 +116,8 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
       if (it->second.address() == dm.source) {
         if (dm.reason)
           spdlog::warn("peer actor {} went down: {}", it->first, caf::to_string(dm.reason));
+        self->state.account_of.erase(it->first);
+        self->state.account_of.erase(it->first);
         peers.erase(it);
         break;
       }
@@ -124,9 +131,15 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
         auto p = self->spawn(peer_impl, account_id, peer_id, st.writer, st.observer);
         self->monitor(p);
         st.peers.emplace(peer_id, p);
+        st.account_of.emplace(peer_id, account_id);
         return p;
       },
       [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
+      [self](refresh_atom, const std::string& account_id, const std::string& except) {
+        for (const auto& [id, acc] : self->state.account_of)
+          if (acc == account_id && id != except)
+            self->send(self->state.peers.at(id), refresh_atom::value);
+      },
   };
 }
 

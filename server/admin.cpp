@@ -6,6 +6,7 @@
 
 #include <soci/soci.h>
 
+#include <filesystem>
 #include <iostream>
 
 namespace nbm::server {
@@ -14,6 +15,7 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
   management_options as_server;
   as_server.datadir = cmd.datadir;
   apply_flags(as_server, cfg);
+  std::filesystem::create_directories(cfg.datadir);
   const auto db = store_options(cfg);
   soci::session sql;
   storage::open_session(sql, db);

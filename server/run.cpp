@@ -1,11 +1,15 @@
 #include "server/run.hpp"
 
+#include "actors/login_service.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
+#include "api/grpc/server.hpp"
+#include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/schema.hpp"
 
 #include <caf/all.hpp>
+#include <soci/soci.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -82,6 +86,11 @@ int run_management(const management_options& opts, config::management_config cfg
                                                   : std::string("(DSN from environment)"));
   storage::database database(db);
   storage::ensure_schema(database);
+  storage::admin_store::server_key key;
+  {
+    soci::session sql(database.pool());
+    key = storage::admin_store(sql, db.kind).server_key_pair(cfg.data_store_encryption_key);
+  }
 
   caf::actor_system_config caf_cfg;
   caf::actor_system sys{caf_cfg};
@@ -89,7 +98,18 @@ int run_management(const management_options& opts, config::management_config cfg
     auto writer = actors::spawn_status_writer(
         sys, {db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024});
     auto directory = actors::spawn_peer_directory(sys, writer, {});
-    spdlog::info("netbird-mgmt {} ready: store {}, port {}", NBM_VERSION, engine_name, opts.port);
+    auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
+    api::grpc_deps deps;
+    deps.sys = &sys;
+    deps.directory = directory;
+    deps.login = login;
+    deps.server_public = key.public_key;
+    deps.server_private = key.private_key;
+    deps.cfg = cfg;
+    deps.dns_domain = opts.dns_domain;
+    api::grpc_server grpc(std::move(deps), "0.0.0.0:" + std::to_string(opts.port));
+    spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}", NBM_VERSION, engine_name,
+                 grpc.port());
 
     sigset_t set;
     sigemptyset(&set);
@@ -98,6 +118,8 @@ int run_management(const management_options& opts, config::management_config cfg
     int sig = 0;
     sigwait(&set, &sig);
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    grpc.shutdown();
+    caf::anon_send_exit(login, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   }

@@ -65,6 +65,15 @@ public:
   // two peers racing for a one-off key exactly one wins.
   bool use_setup_key(const std::string& key_id);
 
+  enum class register_result { registered, key_refused, conflict };
+  // One transaction: counts a use of `setup_key_id` (refused when used up or revoked meanwhile),
+  // inserts the peer (status columns at their defaults: never connected), adds it to `group_ids`,
+  // bumps the account's network serial. `conflict` = the IP, DNS label or WireGuard key is taken
+  // (another registration won a race): nothing was written and the caller may retry with fresh
+  // choices.
+  register_result register_peer(const core::peer& p, const std::vector<std::string>& group_ids,
+                                const std::string& setup_key_id);
+
   struct server_key {
     std::string public_key;  // raw 32 bytes
     std::string private_key; // raw 32 bytes

@@ -34,6 +34,7 @@ struct test_sink : session_sink {
     std::lock_guard<std::mutex> lk(mu);
     return closes;
   }
+  void refresh() override {}
 };
 
 // What the observer saw, and whether the database already showed the write when it was told.

@@ -34,10 +34,11 @@ err=$($bin management --config "$work/missing.json" --datadir "$work/d0" --log-f
 if [ $rc -ne 0 ] && grep -q "missing.json" <<<"$err"; then ok "a missing config file is named"; else bad "missing config (rc=$rc)" "$err"; fi
 
 # start on SQLite: creates <datadir>/store.db with NetBird's schema, stops cleanly on SIGTERM
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 start_server() { # $1 = datadir, rest = env; sets $pid
   local dir=$1; shift
   env "$@" $bin management --config "$fixtures/management.json" --datadir "$dir" --log-file console \
-    --log-level debug >"$dir.log" 2>&1 &
+    --log-level debug --port "$(free_port)" >"$dir.log" 2>&1 &
   pid=$!
 }
 wait_for() { # $1 = seconds, rest = command

@@ -1,0 +1,215 @@
+#include "actors/login_service.hpp"
+
+#include "core/registration.hpp"
+#include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <soci/soci.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <set>
+
+namespace nbm::actors {
+
+namespace {
+
+// gRPC status codes (kept numeric: no gRPC in actors/).
+constexpr int not_found = 5, permission_denied = 7, failed_precondition = 9, internal = 13;
+
+peer_view fail(int code, std::string msg) {
+  peer_view v;
+  v.code = code;
+  v.message = std::move(msg);
+  return v;
+}
+
+struct state {
+  login_service_config cfg;
+  std::unique_ptr<soci::session> sql;
+  static inline const char* name = "login_service";
+
+  soci::session& session() {
+    if (!sql) {
+      sql = std::make_unique<soci::session>();
+      storage::open_session(*sql, cfg.db);
+    }
+    return *sql;
+  }
+};
+
+double now_unix() {
+  return static_cast<double>(std::time(nullptr));
+}
+
+// NetBird: only SSO-added peers with expiration enabled (peer and account) can have an expired
+// login.
+bool login_expired(const core::account& a, const core::peer& p) {
+  if (p.user_id.empty() || !p.login_expiration_enabled || !a.settings.peer_login_expiration_enabled)
+    return false;
+  if (p.status.login_expired)
+    return true;
+  if (!p.last_login)
+    return false;
+  auto last = core::parse_store_time(*p.last_login);
+  return last &&
+         *last + static_cast<double>(a.settings.peer_login_expiration_ns) / 1e9 <= now_unix();
+}
+
+peer_view view_of(const core::account& a, const core::peer& p, bool with_others) {
+  peer_view v;
+  v.peer = p;
+  v.network = a.net.net;
+  v.serial = a.net.serial;
+  if (with_others)
+    for (const auto& o : a.peers)
+      if (o.id != p.id)
+        v.others.push_back(o);
+  return v;
+}
+
+peer_view do_login(state& st, const login_request& req) {
+  auto& sql = st.session();
+  const auto kind = st.cfg.db.kind;
+  storage::account_store accounts(sql, kind);
+  storage::admin_store admin(sql, kind);
+
+  if (auto known = accounts.peer_by_key(req.wg_key)) {
+    auto account = accounts.load_account(known->account_id);
+    if (!account)
+      return fail(not_found, "account not found: index lookup failed");
+    if (login_expired(*account, *known))
+      return fail(permission_denied, "peer login has expired, please log in once more");
+    return view_of(*account, *known, false);
+  }
+  if (req.setup_key.empty() && req.jwt.empty())
+    return fail(permission_denied,
+                "no peer auth method provided, please use a setup key or interactive SSO login");
+  if (req.setup_key.empty())
+    return fail(failed_precondition,
+                "SSO login is not available: this server has no identity provider "
+                "configured; register the peer with a setup key");
+  if (!req.has_meta)
+    return fail(failed_precondition, "peer system meta has to be provided to log in. Peer " +
+                                         req.wg_key + ", remote addr " + req.remote_addr);
+  auto key = admin.setup_key_by_plain(req.setup_key);
+  if (!key || core::check_setup_key(*key, now_unix()) != core::key_verdict::valid)
+    return fail(not_found, "couldn't add peer: setup key is invalid");
+  if (!req.extra_dns_labels.empty() && !key->allow_extra_dns_labels)
+    return fail(failed_precondition, "couldn't add peer: setup key doesn't allow extra DNS labels");
+
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    auto account = accounts.load_account(key->account_id);
+    if (!account)
+      return fail(not_found, "couldn't add peer: setup key is invalid");
+    const auto* all = account->find_group_by_name("All");
+    if (!all)
+      return fail(not_found, "group 'All' not found for account " + account->id);
+    std::set<std::string> ips, labels;
+    for (const auto& p : account->peers) {
+      ips.insert(p.ip);
+      labels.insert(p.dns_label);
+    }
+    auto ip = core::allocate_peer_ip(account->net.net, ips, randombytes_random());
+    if (!ip)
+      return fail(failed_precondition, "network " + account->net.net + " is out of IPs");
+    auto base = core::parsed_domain_label(req.meta.hostname);
+    auto label = core::unique_host_label(base.value_or("peer"), labels);
+    if (!label)
+      return fail(internal, "failed handling request");
+    core::peer p;
+    p.id = crypto::random_id();
+    p.account_id = account->id;
+    p.key = req.wg_key;
+    p.ip = *ip;
+    p.name = req.meta.hostname;
+    p.dns_label = *label;
+    p.ssh_key = req.ssh_key;
+    p.ephemeral = key->ephemeral;
+    p.extra_dns_labels = req.extra_dns_labels;
+    p.meta = req.meta;
+    std::vector<std::string> groups{all->id};
+    for (const auto& g : key->auto_groups)
+      if (g != all->id)
+        groups.push_back(g);
+    switch (admin.register_peer(p, groups, key->id)) {
+    case storage::admin_store::register_result::registered: {
+      auto fresh = accounts.load_account(account->id);
+      auto stored = accounts.peer_by_key(req.wg_key);
+      if (!fresh || !stored)
+        return fail(internal, "failed handling request");
+      spdlog::info("peer {} registered in account {} with setup key {} as {} ({})", p.id,
+                   p.account_id, key->id, p.ip, p.dns_label);
+      auto v = view_of(*fresh, *stored, false);
+      v.registered = true;
+      return v;
+    }
+    case storage::admin_store::register_result::key_refused:
+      return fail(failed_precondition, "couldn't add peer: setup key is invalid");
+    case storage::admin_store::register_result::conflict:
+      if (accounts.peer_by_key(req.wg_key))
+        return fail(failed_precondition, "peer has been already registered");
+      continue; // another replica took the IP or label: choose again
+    }
+  }
+  return fail(internal, "failed handling request");
+}
+
+peer_view do_lookup(state& st, const std::string& wg_key, bool has_meta,
+                    const core::peer_meta& meta) {
+  auto& sql = st.session();
+  storage::account_store accounts(sql, st.cfg.db.kind);
+  auto p = accounts.peer_by_key(wg_key);
+  if (!p)
+    return fail(permission_denied, "peer is not registered");
+  auto account = accounts.load_account(p->account_id);
+  if (!account)
+    return fail(permission_denied, "peer is not registered");
+  if (login_expired(*account, *p))
+    return fail(permission_denied, "peer login has expired, please log in once more");
+  if (has_meta && !meta.hostname.empty()) {
+    // The meta the stream brings is stored (its own columns only); an empty UI version keeps the
+    // old one.
+    core::peer_meta m = meta;
+    if (m.ui_version.empty())
+      m.ui_version = p->meta.ui_version;
+    accounts.update_peer_meta(p->account_id, p->id, m);
+    p->meta = m;
+  }
+  return view_of(*account, *p, true);
+}
+
+login_service::behavior_type impl(login_service::stateful_pointer<state> self,
+                                  login_service_config cfg) {
+  self->state.cfg = std::move(cfg);
+  auto guarded = [self](auto&& fn) -> peer_view {
+    try {
+      return fn();
+    } catch (const std::exception& e) {
+      self->state.sql.reset(); // reconnect on the next request
+      spdlog::error("login service: {}", e.what());
+      return fail(internal, "failed handling request");
+    }
+  };
+  return {
+      [self, guarded](login_atom, const login_request& req) {
+        return guarded([&] { return do_login(self->state, req); });
+      },
+      [self, guarded](lookup_atom, const std::string& key, bool has_meta,
+                      const core::peer_meta& meta) {
+        return guarded([&] { return do_lookup(self->state, key, has_meta, meta); });
+      },
+  };
+}
+
+} // namespace
+
+login_service spawn_login_service(caf::actor_system& sys, login_service_config cfg) {
+  return sys.spawn<caf::detached>(impl, std::move(cfg));
+}
+
+} // namespace nbm::actors

@@ -1,0 +1,477 @@
+#include "api/grpc/server.hpp"
+
+#include "api/grpc/convert.hpp"
+#include "crypto/crypto.hpp"
+#include "management.grpc.pb.h"
+
+#include <caf/all.hpp>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+
+namespace nbm::api {
+
+namespace {
+
+using grpc::Status;
+using grpc::StatusCode;
+using management::EncryptedMessage;
+
+core::session_clock session_tokens;
+
+// The peer's key from the envelope, or the status NetBird answers for a bad one.
+std::optional<std::string> peer_key(const EncryptedMessage& m) {
+  auto raw = crypto::base64_decode(m.wgpubkey());
+  if (!raw || raw->size() != 32)
+    return std::nullopt;
+  return raw;
+}
+
+template <class Msg>
+bool open_body(const grpc_deps& d, const EncryptedMessage& env, const std::string& their_key,
+               Msg& out) {
+  auto plain = crypto::box_open(env.body(), their_key, d.server_private);
+  return plain && out.ParseFromString(*plain);
+}
+
+EncryptedMessage seal(const grpc_deps& d, const google::protobuf::Message& msg,
+                      const std::string& their_key) {
+  EncryptedMessage env;
+  env.set_wgpubkey(crypto::base64_encode(d.server_public));
+  env.set_body(crypto::box_seal(msg.SerializeAsString(), their_key, d.server_private));
+  return env;
+}
+
+management::SyncResponse initial_sync(const grpc_deps& d, const actors::peer_view& v) {
+  management::SyncResponse r;
+  *r.mutable_netbirdconfig() = to_netbird_config(d.cfg);
+  *r.mutable_peerconfig() = to_peer_config(v.peer, v.network, d.dns_domain);
+  auto* map = r.mutable_networkmap();
+  map->set_serial(v.serial);
+  *map->mutable_peerconfig() = r.peerconfig();
+  // Until network maps are computed from policies, every peer of the account sees every other one;
+  // login-expired peers go to offlinePeers as NetBird does.
+  for (const auto& o : v.others) {
+    auto remote = to_remote_peer(o, d.dns_domain);
+    if (o.status.login_expired)
+      *map->add_offlinepeers() = remote;
+    else
+      *map->add_remotepeers() = remote;
+  }
+  map->set_remotepeersisempty(map->remotepeers_size() == 0);
+  map->set_firewallrulesisempty(true);
+  map->set_routesfirewallrulesisempty(true);
+  *r.mutable_remotepeers() = map->remotepeers();
+  r.set_remotepeersisempty(map->remotepeersisempty());
+  return r;
+}
+
+// ---- Sync: the stream and its sink
+// ------------------------------------------------------------------------
+
+class sync_reactor;
+
+// What the peer actor holds: the stream of exactly one session token. Outlives the reactor.
+struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_stream> {
+  const grpc_deps* deps = nullptr;
+  std::string wg_key_b64, wg_key_raw;
+  std::mutex mu;
+  sync_reactor* reactor = nullptr; // null once gRPC is done with the stream
+  std::optional<actors::peer_actor> peer;
+  core::session_token token = 0;
+  bool connect_sent = false;
+  bool done = false;
+
+  void close(const std::string& reason) override;
+  void refresh() override;
+  void push(EncryptedMessage msg);
+  void fail(Status s);
+};
+
+class sync_reactor final : public grpc::ServerWriteReactor<EncryptedMessage> {
+public:
+  explicit sync_reactor(std::shared_ptr<sync_stream> st) : st_(std::move(st)) {}
+
+  void push(EncryptedMessage msg) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (finish_requested_)
+      return;
+    if (writing_) {
+      pending_ = std::move(msg); // the newest map replaces an older unsent one
+      return;
+    }
+    current_ = std::move(msg);
+    writing_ = true;
+    lk.unlock();
+    StartWrite(&current_);
+  }
+
+  void finish(Status s) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (finish_requested_)
+      return;
+    finish_requested_ = true;
+    status_ = std::move(s);
+    if (writing_)
+      return; // OnWriteDone finishes
+    lk.unlock();
+    Finish(status_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    writing_ = false;
+    if (!ok) {
+      const bool first = !finish_requested_;
+      finish_requested_ = true;
+      lk.unlock();
+      if (first)
+        Finish(Status(StatusCode::INTERNAL, "failed sending update message"));
+      else
+        Finish(status_);
+      return;
+    }
+    if (pending_ && !finish_requested_) {
+      current_ = std::move(*pending_);
+      pending_.reset();
+      writing_ = true;
+      lk.unlock();
+      StartWrite(&current_);
+      return;
+    }
+    if (finish_requested_) {
+      lk.unlock();
+      Finish(status_);
+    }
+  }
+
+  void OnCancel() override { finish(Status::CANCELLED); }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lk(st_->mu);
+      st_->reactor = nullptr;
+      st_->done = true;
+      if (st_->peer && st_->connect_sent)
+        caf::anon_send(*st_->peer, actors::disconn_atom::value, st_->token);
+    }
+    delete this;
+  }
+
+private:
+  std::shared_ptr<sync_stream> st_;
+  std::mutex mu_;
+  bool writing_ = false;
+  bool finish_requested_ = false;
+  Status status_;
+  EncryptedMessage current_;
+  std::optional<EncryptedMessage> pending_;
+};
+
+void sync_stream::close(const std::string& reason) {
+  std::lock_guard<std::mutex> lk(mu);
+  spdlog::debug("closing sync stream of session {}: {}", token, reason);
+  if (reactor)
+    reactor->finish(Status::OK); // NetBird ends a replaced stream cleanly; the client reconnects
+}
+
+void sync_stream::refresh() {
+  // Interim until account actors own the maps: read the account again and send the peer its map.
+  auto self_ptr = shared_from_this();
+  const auto* d = deps;
+  d->sys->spawn([self_ptr, d](caf::event_based_actor* self) {
+    self->request(d->login, caf::infinite, actors::lookup_atom::value, self_ptr->wg_key_b64, false,
+                  core::peer_meta{})
+        .then(
+            [self_ptr, d](const actors::peer_view& v) {
+              if (v.code != 0)
+                return;
+              auto update = initial_sync(*d, v);
+              update.clear_netbirdconfig(); // map updates carry no NetbirdConfig, as NetBird's
+              self_ptr->push(seal(*d, update, self_ptr->wg_key_raw));
+            },
+            [](caf::error&) {});
+  });
+}
+
+void sync_stream::push(EncryptedMessage msg) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (reactor)
+    reactor->push(std::move(msg));
+}
+
+void sync_stream::fail(Status s) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (reactor)
+    reactor->finish(std::move(s));
+}
+
+// ---- the service
+// ------------------------------------------------------------------------------------------
+
+class service final : public management::ManagementService::CallbackService {
+public:
+  explicit service(grpc_deps d) : d_(std::move(d)) {}
+
+  grpc::ServerUnaryReactor* GetServerKey(grpc::CallbackServerContext* ctx, const management::Empty*,
+                                         management::ServerKeyResponse* resp) override {
+    resp->set_key(crypto::base64_encode(d_.server_public));
+    // The key is long-lived (kept in the store); clients re-fetch it per connection anyway.
+    const auto expires = std::chrono::system_clock::now() + std::chrono::hours(24);
+    resp->mutable_expiresat()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(expires.time_since_epoch()).count());
+    auto* r = ctx->DefaultReactor();
+    r->Finish(Status::OK);
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* isHealthy(grpc::CallbackServerContext* ctx, const management::Empty*,
+                                      management::Empty*) override {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(Status::OK);
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* Login(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
+                                  EncryptedMessage* resp) override {
+    auto* r = ctx->DefaultReactor();
+    auto key = peer_key(*req);
+    if (!key) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "provided wgPubKey " + req->wgpubkey() + " is invalid"));
+      return r;
+    }
+    management::LoginRequest login;
+    if (!open_body(d_, *req, *key, login)) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+      return r;
+    }
+    actors::login_request lr;
+    lr.wg_key = req->wgpubkey();
+    lr.setup_key = login.setupkey();
+    lr.jwt = login.jwttoken();
+    lr.has_meta = login.has_meta();
+    lr.meta = to_meta(login.meta());
+    lr.ssh_key = login.peerkeys().sshpubkey();
+    lr.extra_dns_labels.assign(login.dnslabels().begin(), login.dnslabels().end());
+    lr.remote_addr = ctx->peer();
+    auto d = &d_;
+    const std::string their = *key;
+    d_.sys->spawn([=](caf::event_based_actor* self) {
+      self->request(d->login, caf::infinite, actors::login_atom::value, lr)
+          .then(
+              [=](const actors::peer_view& v) {
+                if (v.code != 0) {
+                  r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
+                  return;
+                }
+                management::LoginResponse out;
+                *out.mutable_netbirdconfig() = to_netbird_config(d->cfg);
+                *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
+                *resp = seal(*d, out, their);
+                r->Finish(Status::OK);
+                if (v.registered) // a new peer is in every map of its account
+                  caf::anon_send(d->directory, actors::refresh_atom::value, v.peer.account_id,
+                                 v.peer.id);
+              },
+              [=](caf::error&) {
+                r->Finish(Status(StatusCode::INTERNAL, "failed logging in peer"));
+              });
+    });
+    return r;
+  }
+
+  grpc::ServerWriteReactor<EncryptedMessage>* Sync(grpc::CallbackServerContext* ctx,
+                                                   const EncryptedMessage* req) override {
+    auto st = std::make_shared<sync_stream>();
+    st->deps = &d_;
+    st->wg_key_b64 = req->wgpubkey();
+    auto* reactor = new sync_reactor(st);
+    st->reactor = reactor;
+    st->token = session_tokens.next(); // the fencing token: this stream's open time
+    auto key = peer_key(*req);
+    if (!key) {
+      reactor->finish(Status(StatusCode::INVALID_ARGUMENT,
+                             "provided wgPubKey " + req->wgpubkey() + " is invalid"));
+      return reactor;
+    }
+    st->wg_key_raw = *key;
+    management::SyncRequest sync;
+    if (!open_body(d_, *req, *key, sync)) {
+      reactor->finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+      return reactor;
+    }
+    (void)ctx;
+    auto d = &d_;
+    const std::string their = *key, wg = req->wgpubkey();
+    const bool has_meta = sync.has_meta();
+    const auto meta = to_meta(sync.meta());
+    d_.sys->spawn([=](caf::event_based_actor* self) {
+      self->request(d->login, caf::infinite, actors::lookup_atom::value, wg, has_meta, meta)
+          .then(
+              [=](const actors::peer_view& v) {
+                if (v.code != 0) {
+                  st->fail(Status(static_cast<StatusCode>(v.code), v.message));
+                  return;
+                }
+                self->request(d->directory, caf::infinite, actors::get_atom::value,
+                              v.peer.account_id, v.peer.id)
+                    .then(
+                        [=](actors::peer_actor p) {
+                          std::unique_lock<std::mutex> lk(st->mu);
+                          if (st->done)
+                            return; // the stream ended before its session began: nothing to fence
+                          st->peer = p;
+                          st->connect_sent = true;
+                          // Sent under the lock: a later disconnect from OnDone lands behind it in
+                          // the mailbox.
+                          auto handle = self->request(p, caf::infinite, actors::connect_atom::value,
+                                                      st->token, actors::sink_ptr(st));
+                          lk.unlock();
+                          handle.then(
+                              [=](bool landed) {
+                                if (!landed) {
+                                  st->fail(Status(StatusCode::ABORTED,
+                                                  "a newer session of this peer is active"));
+                                  return;
+                                }
+                                st->push(seal(*d, initial_sync(*d, v), their));
+                              },
+                              [=](caf::error&) {
+                                st->fail(Status(StatusCode::INTERNAL, "error handling request"));
+                              });
+                        },
+                        [=](caf::error&) {
+                          st->fail(Status(StatusCode::INTERNAL, "error handling request"));
+                        });
+              },
+              [=](caf::error&) {
+                st->fail(Status(StatusCode::INTERNAL, "error handling request"));
+              });
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* GetDeviceAuthorizationFlow(grpc::CallbackServerContext* ctx,
+                                                       const EncryptedMessage* req,
+                                                       EncryptedMessage* resp) override {
+    auto* r = ctx->DefaultReactor();
+    auto key = peer_key(*req);
+    if (!key) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "error while parsing peer's Wireguard public key " + req->wgpubkey() +
+                           " on GetDeviceAuthorizationFlow request."));
+      return r;
+    }
+    management::DeviceAuthorizationFlowRequest in;
+    if (!open_body(d_, *req, *key, in)) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "error while decrypting peer's message with Wireguard public key " +
+                           req->wgpubkey() + "."));
+      return r;
+    }
+    const auto& flow = d_.cfg.device_auth_flow;
+    if (!flow || flow->provider.empty() || flow->provider == "none") {
+      r->Finish(
+          Status(StatusCode::NOT_FOUND, "no device authorization flow information available"));
+      return r;
+    }
+    management::DeviceAuthorizationFlow out;
+    out.set_provider(management::DeviceAuthorizationFlow::HOSTED);
+    fill_provider(*out.mutable_providerconfig(), flow->config);
+    *resp = seal(d_, out, *key);
+    r->Finish(Status::OK);
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* GetPKCEAuthorizationFlow(grpc::CallbackServerContext* ctx,
+                                                     const EncryptedMessage* req,
+                                                     EncryptedMessage* resp) override {
+    auto* r = ctx->DefaultReactor();
+    auto key = peer_key(*req);
+    if (!key) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "error while parsing peer's Wireguard public key " + req->wgpubkey() +
+                           " on GetPKCEAuthorizationFlow request."));
+      return r;
+    }
+    management::PKCEAuthorizationFlowRequest in;
+    if (!open_body(d_, *req, *key, in)) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "error while decrypting peer's message with Wireguard public key " +
+                           req->wgpubkey() + "."));
+      return r;
+    }
+    if (!d_.cfg.pkce_auth_flow) {
+      r->Finish(Status(StatusCode::NOT_FOUND, "no pkce authorization flow information available"));
+      return r;
+    }
+    management::PKCEAuthorizationFlow out;
+    fill_provider(*out.mutable_providerconfig(), d_.cfg.pkce_auth_flow->config);
+    *resp = seal(d_, out, *key);
+    r->Finish(Status::OK);
+    return r;
+  }
+
+private:
+  static void fill_provider(management::ProviderConfig& pc, const config::provider_config& c) {
+    pc.set_clientid(c.client_id);
+    pc.set_domain(c.domain);
+    pc.set_audience(c.audience);
+    pc.set_deviceauthendpoint(c.device_auth_endpoint);
+    pc.set_tokenendpoint(c.token_endpoint);
+    pc.set_scope(c.scope);
+    pc.set_useidtoken(c.use_id_token);
+    pc.set_authorizationendpoint(c.authorization_endpoint);
+    for (const auto& u : c.redirect_urls)
+      pc.add_redirecturls(u);
+    pc.set_disablepromptlogin(c.disable_prompt_login);
+    pc.set_loginflag(static_cast<std::uint32_t>(c.login_flag));
+  }
+
+  grpc_deps d_;
+};
+
+} // namespace
+
+struct grpc_server::impl {
+  std::unique_ptr<service> svc;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
+
+grpc_server::grpc_server(grpc_deps deps, const std::string& address)
+    : impl_(std::make_unique<impl>()) {
+  impl_->svc = std::make_unique<service>(std::move(deps));
+  grpc::ServerBuilder b;
+  b.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl_->port);
+  // HTTP/2 keepalive as NetBird configures it: liveness of Sync streams without an app heartbeat.
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 15000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.RegisterService(impl_->svc.get());
+  impl_->server = b.BuildAndStart();
+  if (!impl_->server || impl_->port == 0)
+    throw std::runtime_error("cannot listen on " + address);
+}
+
+grpc_server::~grpc_server() {
+  shutdown();
+}
+
+int grpc_server::port() const {
+  return impl_->port;
+}
+
+void grpc_server::shutdown() {
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    impl_->server.reset();
+  }
+}
+
+} // namespace nbm::api

@@ -1,0 +1,43 @@
+// The gRPC ManagementService on its listening port: envelope crypto, and hand-off to the actors.
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "config/config.hpp"
+#include "core/session_token.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <memory>
+#include <string>
+
+namespace nbm::api {
+
+struct grpc_deps {
+  caf::actor_system* sys = nullptr;
+  actors::peer_directory directory;
+  actors::login_service login;
+  std::string server_public;  // raw 32 bytes
+  std::string server_private; // raw 32 bytes
+  config::management_config cfg;
+  std::string dns_domain = "netbird.selfhosted";
+};
+
+class grpc_server {
+public:
+  // Binds `address` ("0.0.0.0:33073", "127.0.0.1:0") and starts serving; throws std::runtime_error
+  // if the port cannot be bound.
+  grpc_server(grpc_deps deps, const std::string& address);
+  ~grpc_server();
+  grpc_server(const grpc_server&) = delete;
+  grpc_server& operator=(const grpc_server&) = delete;
+
+  int port() const;
+  // Ends every stream and stops serving (waits at most a few seconds).
+  void shutdown();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace nbm::api

@@ -1,0 +1,126 @@
+#include "tools/peer_sim/peer_client.hpp"
+
+#include "crypto/crypto.hpp"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+namespace nbm::tools {
+
+peer_client::peer_client(const std::string& target, const std::string& key_file) {
+  channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  stub_ = management::ManagementService::NewStub(channel_);
+  if (!key_file.empty()) {
+    std::ifstream in(key_file);
+    std::string pub, priv;
+    if (in >> pub >> priv) {
+      public_key_ = crypto::base64_decode(pub).value_or("");
+      private_key_ = crypto::base64_decode(priv).value_or("");
+    }
+  }
+  if (public_key_.size() != 32 || private_key_.size() != 32) {
+    auto kp = crypto::make_wg_key_pair();
+    public_key_ = kp.public_key;
+    private_key_ = kp.private_key;
+    if (!key_file.empty()) {
+      std::ofstream out(key_file);
+      out << crypto::base64_encode(public_key_) << "\n"
+          << crypto::base64_encode(private_key_) << "\n";
+    }
+  }
+}
+
+std::string peer_client::public_key_b64() const {
+  return crypto::base64_encode(public_key_);
+}
+
+call_result peer_client::fetch_server_key() {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  management::Empty req;
+  management::ServerKeyResponse resp;
+  auto s = stub_->GetServerKey(&ctx, req, &resp);
+  if (!s.ok())
+    return {s.error_code(), s.error_message()};
+  server_key_ = crypto::base64_decode(resp.key()).value_or("");
+  if (server_key_.size() != 32)
+    return {13, "server key is not a 32-byte base64 key: " + resp.key()};
+  return {};
+}
+
+management::EncryptedMessage peer_client::envelope(const google::protobuf::Message& msg) const {
+  management::EncryptedMessage env;
+  env.set_wgpubkey(public_key_b64());
+  env.set_body(crypto::box_seal(msg.SerializeAsString(), server_key_, private_key_));
+  return env;
+}
+
+namespace {
+void fill_meta(management::PeerSystemMeta& m, const std::string& hostname) {
+  m.set_hostname(hostname);
+  m.set_goos("linux");
+  m.set_os("Debian GNU/Linux");
+  m.set_osversion("12");
+  m.set_kernel("Linux");
+  m.set_netbirdversion("0.60.0");
+  m.mutable_environment();
+}
+} // namespace
+
+call_result peer_client::login(const std::string& setup_key, const std::string& hostname,
+                               management::LoginResponse* out) {
+  if (server_key_.empty())
+    if (auto r = fetch_server_key(); !r.ok())
+      return r;
+  management::LoginRequest req;
+  req.set_setupkey(setup_key);
+  fill_meta(*req.mutable_meta(), hostname);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+  management::EncryptedMessage resp;
+  auto s = stub_->Login(&ctx, envelope(req), &resp);
+  if (!s.ok())
+    return {s.error_code(), s.error_message()};
+  auto plain = crypto::box_open(resp.body(), server_key_, private_key_);
+  management::LoginResponse lr;
+  if (!plain || !lr.ParseFromString(*plain))
+    return {13, "cannot open the login response"};
+  if (out)
+    *out = lr;
+  return {};
+}
+
+call_result peer_client::sync(const std::string& hostname,
+                              const std::function<bool(const management::SyncResponse&)>& on_map,
+                              int timeout_ms) {
+  if (server_key_.empty())
+    if (auto r = fetch_server_key(); !r.ok())
+      return r;
+  management::SyncRequest req;
+  fill_meta(*req.mutable_meta(), hostname);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  auto reader = stub_->Sync(&ctx, envelope(req));
+  management::EncryptedMessage msg;
+  bool stopped = false;
+  while (reader->Read(&msg)) {
+    auto plain = crypto::box_open(msg.body(), server_key_, private_key_);
+    management::SyncResponse sr;
+    if (!plain || !sr.ParseFromString(*plain))
+      return {13, "cannot open a sync message"};
+    if (!on_map(sr)) {
+      stopped = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  auto s = reader->Finish();
+  if (stopped)
+    return {1, "stopped"};
+  return {s.error_code(), s.error_message()};
+}
+
+} // namespace nbm::tools
