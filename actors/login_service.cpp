@@ -11,7 +11,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
-#include <ctime>
+#include <chrono>
 #include <set>
 
 namespace nbm::actors {
@@ -43,7 +43,7 @@ struct state {
 };
 
 double now_unix() {
-  return static_cast<double>(std::time(nullptr));
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // NetBird: only SSO-added peers with expiration enabled (peer and account) can have an expired

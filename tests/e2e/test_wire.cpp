@@ -1,0 +1,384 @@
+// End to end over the real wire: the real netbird-mgmt binary on 127.0.0.1, driven by the peer
+// simulator speaking NetBird's protocol (GetServerKey, Login, Sync), on SQLite and on PostgreSQL.
+#include "storage/account_store.hpp"
+#include "tests/support/test_db.hpp"
+#include "tools/peer_sim/peer_client.hpp"
+
+#include <doctest/doctest.h>
+#include <grpcpp/grpcpp.h>
+#include <soci/soci.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace nbm;
+using namespace std::chrono_literals;
+
+namespace {
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p))
+    out += buf;
+  ::pclose(p);
+  return out;
+}
+
+std::string field(const std::string& text, const std::string& name) {
+  auto pos = text.find(name + ": ");
+  if (pos == std::string::npos)
+    return "";
+  auto end = text.find('\n', pos);
+  return text.substr(pos + name.size() + 2, end - pos - name.size() - 2);
+}
+
+// The real server, its store and an account with a setup key.
+struct server {
+  storage::db_options db;
+  std::string dir, config, account, all_group;
+  int port = 0;
+  pid_t pid = -1;
+
+  explicit server(storage::engine kind) {
+    db = test::fresh_store(kind, "wire");
+    dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
+          std::to_string(free_port());
+    std::filesystem::create_directories(dir);
+    config = test::fixture("management.json");
+    if (kind == storage::engine::postgres) {
+      ::setenv("NETBIRD_STORE_ENGINE", "postgres", 1);
+      ::setenv("NB_STORE_ENGINE_POSTGRES_DSN", db.target.c_str(), 1);
+    } else {
+      ::setenv("NETBIRD_STORE_ENGINE", "sqlite", 1);
+      db.target = dir + "/store.db";
+    }
+    auto out = admin("account create --domain example.com");
+    account = field(out, "account_id");
+    all_group = field(out, "all_group_id");
+    REQUIRE(account.size() == 20);
+    start();
+  }
+  ~server() { stop(); }
+
+  std::string admin(const std::string& args) {
+    return run(std::string(NBM_SERVER_BIN) + " admin --config " + config + " --datadir " + dir +
+               " " + args + " 2>&1");
+  }
+  std::string setup_key(const std::string& args) {
+    auto out = admin("setup-key create --account " + account + " " + args);
+    auto k = field(out, "setup_key");
+    REQUIRE_MESSAGE(k.size() == 36, out);
+    return k;
+  }
+  std::string key_id_of(const std::string& plain) {
+    auto out = admin("setup-key list --account " + account);
+    auto pos = out.find("key=" + plain.substr(0, 5));
+    REQUIRE(pos != std::string::npos);
+    auto line_start = out.rfind('\n', pos);
+    line_start = line_start == std::string::npos ? 0 : line_start + 1;
+    return out.substr(line_start, out.find(' ', line_start) - line_start);
+  }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
+
+  void start() {
+    port = free_port();
+    pid = ::fork();
+    if (pid == 0) {
+      const std::string log = dir + "/server.log";
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
+      (void)f;
+      ::dup2(::fileno(stdout), 2);
+      const std::string p = std::to_string(port);
+      ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "management", "--config", config.c_str(), "--datadir",
+              dir.c_str(), "--port", p.c_str(), "--log-file", "console", "--log-level", "debug",
+              static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+    // Ready when GetServerKey answers.
+    for (int i = 0; i < 100; ++i) {
+      tools::peer_client probe(target());
+      if (probe.fetch_server_key().ok())
+        return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL("server did not come up on " << target());
+  }
+  void stop() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      pid = -1;
+    }
+  }
+
+  std::optional<core::peer> peer_by_key(const std::string& key) {
+    soci::session sql;
+    storage::open_session(sql, db);
+    return storage::account_store(sql, db.kind).peer_by_key(key);
+  }
+};
+
+// A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers).
+struct stream {
+  std::mutex mu;
+  std::vector<std::vector<std::string>> maps;
+  tools::call_result end;
+  std::atomic<bool> finished{false};
+  std::thread th;
+
+  stream(tools::peer_client& peer, const std::string& hostname) {
+    th = std::thread([this, &peer, hostname] {
+      auto r = peer.sync(
+          hostname,
+          [this](const management::SyncResponse& sr) {
+            std::vector<std::string> names;
+            for (const auto& p : sr.networkmap().remotepeers())
+              names.push_back(p.fqdn());
+            std::lock_guard<std::mutex> lk(mu);
+            maps.push_back(names);
+            return true;
+          },
+          20000);
+      std::lock_guard<std::mutex> lk(mu);
+      end = r;
+      finished = true;
+    });
+  }
+  ~stream() {
+    if (th.joinable())
+      th.join();
+  }
+  std::size_t count() {
+    std::lock_guard<std::mutex> lk(mu);
+    return maps.size();
+  }
+  std::vector<std::string> last() {
+    std::lock_guard<std::mutex> lk(mu);
+    return maps.empty() ? std::vector<std::string>{} : maps.back();
+  }
+  bool wait_maps(std::size_t n, std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (count() < n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    return count() >= n;
+  }
+  bool wait_end(std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (!finished && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    return finished;
+  }
+};
+
+template <class Pred>
+bool eventually(Pred p, std::chrono::milliseconds limit = 3000ms) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (p())
+      return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return p();
+}
+
+std::vector<storage::engine> engines() {
+  std::vector<storage::engine> e{storage::engine::sqlite};
+  if (test::postgres_available())
+    e.push_back(storage::engine::postgres);
+  return e;
+}
+
+} // namespace
+
+TEST_CASE("wire: the server key is stored, survives a restart and is valid for the envelope") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    tools::peer_client a(s.target());
+    REQUIRE(a.fetch_server_key().ok());
+    const auto first = a.server_key();
+    CHECK(first.size() == 32);
+    s.stop();
+    s.start();
+    tools::peer_client b(s.target());
+    REQUIRE(b.fetch_server_key().ok());
+    CHECK(b.server_key() == first);
+    grpc::ClientContext ctx;
+    management::Empty e;
+    management::ServerKeyResponse resp;
+    REQUIRE(b.stub().GetServerKey(&ctx, e, &resp).ok());
+    CHECK(resp.expiresat().seconds() > std::time(nullptr));
+    grpc::ClientContext hctx;
+    management::Empty out;
+    CHECK(b.stub().isHealthy(&hctx, e, &out).ok());
+  }
+}
+
+TEST_CASE(
+    "wire: register, sync, see a new peer live; a newer stream replaces the older; disconnect") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    const auto key = s.setup_key("--name fleet --reusable --auto-groups " + s.all_group);
+    tools::peer_client a(s.target()), b(s.target());
+    management::LoginResponse la;
+    REQUIRE(a.login(key, "alpha", &la).ok());
+    CHECK(la.peerconfig().fqdn() == "alpha.netbird.selfhosted");
+    CHECK(la.peerconfig().address().find("/16") != std::string::npos);
+    auto stored = s.peer_by_key(a.public_key_b64());
+    REQUIRE(stored.has_value());
+    CHECK(la.peerconfig().address() == stored->ip + "/16");
+    CHECK(stored->dns_label == "alpha");
+    CHECK(stored->meta.hostname == "alpha");
+
+    stream first(a, "alpha");
+    REQUIRE(first.wait_maps(1, 5000ms));
+    CHECK(first.last().empty()); // alone in the account
+    CHECK(eventually([&] { return s.peer_by_key(a.public_key_b64())->status.connected; }));
+
+    // B registers: A's stream receives B within a second.
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(b.login(key, "beta").ok());
+    REQUIRE(first.wait_maps(2, 1000ms));
+    CHECK(std::chrono::steady_clock::now() - t0 < 1000ms);
+    CHECK(first.last() == std::vector<std::string>{"beta.netbird.selfhosted"});
+
+    // A opens a second stream: the first one ends cleanly, A stays connected with the new session.
+    const auto token_before = s.peer_by_key(a.public_key_b64())->status.session_started_at;
+    auto second = std::make_unique<stream>(a, "alpha");
+    REQUIRE(second->wait_maps(1, 5000ms));
+    REQUIRE(first.wait_end(3000ms));
+    CHECK(first.end.code == 0);
+    CHECK(eventually([&] {
+      auto p = s.peer_by_key(a.public_key_b64());
+      return p->status.connected && p->status.session_started_at > token_before;
+    }));
+    std::this_thread::sleep_for(200ms); // the old stream's disconnect has been handled by now
+    auto p = s.peer_by_key(a.public_key_b64());
+    CHECK(p->status.connected);
+
+    // Closing the newest stream marks A disconnected.
+    s.stop(); // ends every stream
+    second.reset();
+    s.start();
+    CHECK(eventually([&] { return !s.peer_by_key(a.public_key_b64())->status.connected; }));
+  }
+}
+
+TEST_CASE("wire: setup keys and peers that must be refused, with NetBird's codes") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    const auto once = s.setup_key("--name once");
+    tools::peer_client p1(s.target()), p2(s.target());
+    REQUIRE(p1.login(once, "one").ok());
+    auto r = p2.login(once, "two"); // one-off key used twice
+    CHECK(r.code == grpc::StatusCode::NOT_FOUND);
+    CHECK(r.message == "couldn't add peer: setup key is invalid");
+
+    const auto limited = s.setup_key("--name lim --reusable --usage-limit 1");
+    tools::peer_client p3(s.target()), p4(s.target());
+    REQUIRE(p3.login(limited, "three").ok());
+    CHECK(p4.login(limited, "four").code == grpc::StatusCode::NOT_FOUND); // exhausted
+
+    const auto revoked = s.setup_key("--name rev --reusable");
+    s.admin("setup-key revoke --account " + s.account + " --id " + s.key_id_of(revoked));
+    tools::peer_client p5(s.target());
+    CHECK(p5.login(revoked, "five").code == grpc::StatusCode::NOT_FOUND);
+
+    const auto expiring = s.setup_key("--name exp --reusable --expires-in 1s");
+    std::this_thread::sleep_for(1500ms);
+    tools::peer_client p6(s.target());
+    CHECK(p6.login(expiring, "six").code == grpc::StatusCode::NOT_FOUND);
+
+    tools::peer_client p7(s.target());
+    CHECK(p7.login("00000000-0000-4000-8000-000000000000", "seven").code ==
+          grpc::StatusCode::NOT_FOUND);
+    auto none = p7.login("", "seven"); // unknown peer, no setup key
+    CHECK(none.code == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(none.message ==
+          "no peer auth method provided, please use a setup key or interactive SSO login");
+    auto sync = p7.sync(
+        "seven", [](const management::SyncResponse&) { return true; }, 5000);
+    CHECK(sync.code == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(sync.message == "peer is not registered");
+
+    // A garbage body, a body sealed for another key, an invalid wgPubKey.
+    management::EncryptedMessage env;
+    env.set_wgpubkey(p7.public_key_b64());
+    env.set_body("not a box at all, just bytes");
+    grpc::ClientContext c1;
+    management::EncryptedMessage out;
+    auto st = p7.stub().Login(&c1, env, &out);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == "invalid request message");
+    tools::peer_client other(s.target());
+    REQUIRE(other.fetch_server_key().ok());
+    management::LoginRequest lr;
+    lr.set_setupkey(once);
+    auto sealed_by_other = other.envelope(lr);
+    sealed_by_other.set_wgpubkey(p7.public_key_b64()); // claims to be p7, sealed by `other`
+    grpc::ClientContext c2;
+    CHECK(p7.stub().Login(&c2, sealed_by_other, &out).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+    env.set_wgpubkey("not-a-key");
+    grpc::ClientContext c3;
+    st = p7.stub().Login(&c3, env, &out);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == "provided wgPubKey not-a-key is invalid");
+
+    // SSO without an IdP, an unserved RPC, and flows that are not configured.
+    tools::peer_client p8(s.target());
+    REQUIRE(p8.fetch_server_key().ok());
+    management::LoginRequest jwt;
+    jwt.set_jwttoken("eyJhbGciOiJSUzI1NiJ9.e30.sig");
+    jwt.mutable_meta()->set_hostname("eight");
+    grpc::ClientContext c4;
+    CHECK(p8.stub().Login(&c4, p8.envelope(jwt), &out).error_code() ==
+          grpc::StatusCode::FAILED_PRECONDITION);
+    grpc::ClientContext c5;
+    management::DeviceAuthorizationFlowRequest dreq;
+    CHECK(p8.stub().GetDeviceAuthorizationFlow(&c5, p8.envelope(dreq), &out).error_code() ==
+          grpc::StatusCode::NOT_FOUND);
+    grpc::ClientContext c6;
+    management::Empty empty;
+    CHECK(p8.stub().Logout(&c6, p8.envelope(empty), &empty).error_code() != grpc::StatusCode::OK);
+    grpc::ClientContext c7;
+    auto job = p8.stub().Job(&c7);
+    job->WritesDone();
+    CHECK(job->Finish().error_code() == grpc::StatusCode::UNIMPLEMENTED);
+
+    // The server stayed up and nothing was half-written: two peers registered, the first still
+    // there.
+    tools::peer_client probe(s.target());
+    CHECK(probe.fetch_server_key().ok());
+    CHECK(s.peer_by_key(p1.public_key_b64()).has_value());
+    CHECK_FALSE(s.peer_by_key(p2.public_key_b64()).has_value());
+    CHECK_FALSE(s.peer_by_key(p7.public_key_b64()).has_value());
+  }
+}
