@@ -36,6 +36,8 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using login_atom = caf::atom_constant<caf::atom("login")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
+using logout_atom = caf::atom_constant<caf::atom("logout")>;
+using close_atom = caf::atom_constant<caf::atom("close")>;
 
 // --- stream sinks
 // ----------------------------------------------------------------------------------- The far end
@@ -156,7 +158,9 @@ using peer_actor = caf::typed_actor<
     // Current session state and counters.
     caf::replies_to<status_atom>::with<peer_state_record>,
     // The account changed: the live stream (if any) gets a new map.
-    caf::reacts_to<refresh_atom>>;
+    caf::reacts_to<refresh_atom>,
+    // The peer is gone (deleted, logged out): its live stream ends.
+    caf::reacts_to<close_atom, std::string>>;
 
 // Finds or spawns the peer actor of a peer.
 using peer_directory = caf::typed_actor<
@@ -174,7 +178,9 @@ using login_service = caf::typed_actor<
     // Log in a known peer or register a new one with a setup key.
     caf::replies_to<login_atom, login_request>::with<peer_view>,
     // A Sync's peer (by WireGuard key) with its account's other peers; stores the meta it brings.
-    caf::replies_to<lookup_atom, std::string, bool, core::peer_meta>::with<peer_view>>;
+    caf::replies_to<lookup_atom, std::string, bool, core::peer_meta>::with<peer_view>,
+    // Logout: deletes the peer (NetBird's semantics); answers the deleted peer, or NotFound.
+    caf::replies_to<logout_atom, std::string>::with<peer_view>>;
 
 } // namespace nbm::actors
 

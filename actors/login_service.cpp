@@ -183,6 +183,20 @@ peer_view do_lookup(state& st, const std::string& wg_key, bool has_meta,
   return view_of(*account, *p, true);
 }
 
+peer_view do_logout(state& st, const std::string& wg_key) {
+  auto& sql = st.session();
+  storage::account_store accounts(sql, st.cfg.db.kind);
+  auto p = accounts.peer_by_key(wg_key);
+  if (!p)
+    return fail(not_found, "peer not found: " + wg_key);
+  if (!storage::admin_store(sql, st.cfg.db.kind).delete_peer(p->account_id, p->id))
+    return fail(not_found, "peer not found: " + wg_key);
+  spdlog::info("peer {} of account {} logged out and deleted", p->id, p->account_id);
+  peer_view v;
+  v.peer = *p;
+  return v;
+}
+
 login_service::behavior_type impl(login_service::stateful_pointer<state> self,
                                   login_service_config cfg) {
   self->state.cfg = std::move(cfg);
@@ -202,6 +216,9 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
       [self, guarded](lookup_atom, const std::string& key, bool has_meta,
                       const core::peer_meta& meta) {
         return guarded([&] { return do_lookup(self->state, key, has_meta, meta); });
+      },
+      [self, guarded](logout_atom, const std::string& key) {
+        return guarded([&] { return do_logout(self->state, key); });
       },
   };
 }

@@ -93,6 +93,10 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         if (self->state.sink)
           self->state.sink->refresh();
       },
+      [self](close_atom, const std::string& reason) {
+        if (auto sink = std::exchange(self->state.sink, nullptr))
+          sink->close(reason);
+      },
   };
 }
 
@@ -108,6 +112,13 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                                              status_writer writer, session_observer observer) {
   self->state.writer = std::move(writer);
   self->state.observer = std::move(observer);
+  // The directory's end (shutdown) ends every peer actor: a peer actor and its stream sink refer to
+  // each other, so nothing else would.
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    for (const auto& [id, p] : self->state.peers)
+      self->send_exit(p, msg.reason);
+    self->quit(msg.reason);
+  });
   // A peer actor that fails is forgotten, and spawned afresh on the next lookup; the directory
   // lives on.
   self->set_down_handler([self](const caf::down_msg& dm) {

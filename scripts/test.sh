@@ -15,7 +15,7 @@ for t in build/tests/*/test_*; do
   name=$(basename "$t")
   log="$NBM_TEST_TMPDIR/$name.log"
   echo "== $name"
-  "$t" --no-colors "$@" >"$log" 2>&1
+  timeout -k 10 600 "$t" --no-colors "$@" >"$log" 2>&1
   rc=$?
   summary=$(grep -E '^\[doctest\] test cases:' "$log" | tail -n1)
   p=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$summary")
@@ -31,7 +31,7 @@ for t in build/tests/*/test_*; do
 done
 if [ -x tests/e2e/run.sh ]; then
   echo "== e2e"
-  out=$(tests/e2e/run.sh 2>&1); rc=$?
+  out=$(timeout -k 10 600 tests/e2e/run.sh 2>&1); rc=$?
   echo "$out"
   p=$(sed -nE 's/^e2e: ([0-9]+) passed, ([0-9]+) failed$/\1/p' <<<"$out" | tail -n1)
   f=$(sed -nE 's/^e2e: ([0-9]+) passed, ([0-9]+) failed$/\2/p' <<<"$out" | tail -n1)

@@ -298,6 +298,21 @@ admin_store::register_result admin_store::register_peer(const core::peer& p,
   }
 }
 
+bool admin_store::delete_peer(const std::string& account_id, const std::string& peer_id) {
+  soci::transaction tr(sql_);
+  sql_ << "DELETE FROM group_peers WHERE account_id = :acc AND peer_id = :id",
+      soci::use(account_id, "acc"), soci::use(peer_id, "id");
+  soci::statement st = (sql_.prepare << "DELETE FROM peers WHERE account_id = :acc AND id = :id",
+                        soci::use(account_id, "acc"), soci::use(peer_id, "id"));
+  st.execute(true);
+  const bool deleted = st.get_affected_rows() > 0;
+  if (deleted)
+    sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",
+        soci::use(account_id, "acc");
+  tr.commit();
+  return deleted;
+}
+
 admin_store::server_key admin_store::server_key_pair(const std::string& encryption_key_b64) {
   std::optional<std::string> enc_key;
   if (!encryption_key_b64.empty()) {

@@ -74,6 +74,9 @@ public:
   register_result register_peer(const core::peer& p, const std::vector<std::string>& group_ids,
                                 const std::string& setup_key_id);
 
+  // NetBird's DeletePeer, in one transaction: group memberships, the peer, the account serial bump.
+  bool delete_peer(const std::string& account_id, const std::string& peer_id);
+
   struct server_key {
     std::string public_key;  // raw 32 bytes
     std::string private_key; // raw 32 bytes

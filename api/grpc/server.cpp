@@ -157,6 +157,7 @@ public:
       st_->done = true;
       if (st_->peer && st_->connect_sent)
         caf::anon_send(*st_->peer, actors::disconn_atom::value, st_->token);
+      st_->peer.reset(); // the peer actor holds this stream: no cycle once the stream is done
     }
     delete this;
   }
@@ -353,6 +354,85 @@ public:
               });
     });
     return reactor;
+  }
+
+  grpc::ServerUnaryReactor* SyncMeta(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
+                                     management::Empty*) override {
+    auto* r = ctx->DefaultReactor();
+    auto key = peer_key(*req);
+    if (!key) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "provided wgPubKey " + req->wgpubkey() + " is invalid"));
+      return r;
+    }
+    management::SyncMetaRequest in;
+    if (!open_body(d_, *req, *key, in)) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+      return r;
+    }
+    auto d = &d_;
+    const std::string wg = req->wgpubkey();
+    const bool has_meta = in.has_meta();
+    const auto meta = to_meta(in.meta());
+    d_.sys->spawn([=](caf::event_based_actor* self) {
+      self->request(d->login, caf::infinite, actors::lookup_atom::value, wg, has_meta, meta)
+          .then(
+              [=](const actors::peer_view& v) {
+                if (v.code == static_cast<int>(StatusCode::PERMISSION_DENIED) &&
+                    v.message == "peer is not registered")
+                  r->Finish(
+                      Status(StatusCode::NOT_FOUND, "account not found: index lookup failed"));
+                else if (v.code != 0)
+                  r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
+                else
+                  r->Finish(Status::OK);
+              },
+              [=](caf::error&) {
+                r->Finish(Status(StatusCode::INTERNAL, "failed handling request"));
+              });
+    });
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* Logout(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
+                                   management::Empty*) override {
+    auto* r = ctx->DefaultReactor();
+    auto key = peer_key(*req);
+    if (!key) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                       "provided wgPubKey " + req->wgpubkey() + " is invalid"));
+      return r;
+    }
+    management::Empty in;
+    if (!open_body(d_, *req, *key, in)) {
+      r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+      return r;
+    }
+    auto d = &d_;
+    const std::string wg = req->wgpubkey();
+    d_.sys->spawn([=](caf::event_based_actor* self) {
+      self->request(d->login, caf::infinite, actors::logout_atom::value, wg)
+          .then(
+              [=](const actors::peer_view& v) {
+                if (v.code != 0) {
+                  r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
+                  return;
+                }
+                r->Finish(Status::OK);
+                // The deleted peer's stream ends; the other peers of the account lose it from their
+                // maps.
+                const auto account = v.peer.account_id, id = v.peer.id;
+                self->request(d->directory, caf::infinite, actors::get_atom::value, account, id)
+                    .then([=](actors::peer_actor p) {
+                      self->send(p, actors::close_atom::value, std::string("peer deleted"));
+                      self->send(d->directory, actors::refresh_atom::value, account, id);
+                    });
+              },
+              [=](caf::error&) {
+                r->Finish(Status(StatusCode::INTERNAL, "failed handling request"));
+              });
+    });
+    return r;
   }
 
   grpc::ServerUnaryReactor* GetDeviceAuthorizationFlow(grpc::CallbackServerContext* ctx,

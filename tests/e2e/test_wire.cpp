@@ -1,5 +1,6 @@
 // End to end over the real wire: the real netbird-mgmt binary on 127.0.0.1, driven by the peer
 // simulator speaking NetBird's protocol (GetServerKey, Login, Sync), on SQLite and on PostgreSQL.
+#include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
 #include "tests/support/test_db.hpp"
 #include "tools/peer_sim/peer_client.hpp"
@@ -106,6 +107,8 @@ struct server {
 
   void start() {
     port = free_port();
+    std::fflush(stdout);
+    std::fflush(stderr);
     pid = ::fork();
     if (pid == 0) {
       const std::string log = dir + "/server.log";
@@ -128,12 +131,24 @@ struct server {
     FAIL("server did not come up on " << target());
   }
   void stop() {
-    if (pid > 0) {
-      ::kill(pid, SIGTERM);
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      pid = -1;
+    if (pid <= 0)
+      return;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    bool exited = false;
+    for (int i = 0; i < 200 && !exited; ++i) { // a clean shutdown takes well under 10 s
+      exited = ::waitpid(pid, &status, WNOHANG) == pid;
+      if (!exited)
+        std::this_thread::sleep_for(50ms);
     }
+    if (!exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+    pid = -1;
+    CHECK_MESSAGE(exited, "the server did not stop within 10 s of SIGTERM");
+    CHECK_MESSAGE((exited && WIFEXITED(status) && WEXITSTATUS(status) == 0),
+                  "server exit status " << status);
   }
 
   std::optional<core::peer> peer_by_key(const std::string& key) {
@@ -367,7 +382,28 @@ TEST_CASE("wire: setup keys and peers that must be refused, with NetBird's codes
           grpc::StatusCode::NOT_FOUND);
     grpc::ClientContext c6;
     management::Empty empty;
-    CHECK(p8.stub().Logout(&c6, p8.envelope(empty), &empty).error_code() != grpc::StatusCode::OK);
+    auto lo = p8.stub().Logout(&c6, p8.envelope(empty), &empty);
+    CHECK(lo.error_code() == grpc::StatusCode::NOT_FOUND);
+    CHECK(lo.error_message() == "peer not found: " + p8.public_key_b64());
+
+    // A body sealed for another server key does not open.
+    auto fake_server = crypto::make_wg_key_pair();
+    auto mine = crypto::make_wg_key_pair();
+    management::EncryptedMessage wrong;
+    wrong.set_wgpubkey(crypto::base64_encode(mine.public_key));
+    wrong.set_body(
+        crypto::box_seal(lr.SerializeAsString(), fake_server.public_key, mine.private_key));
+    grpc::ClientContext c8;
+    st = p8.stub().Login(&c8, wrong, &out);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == "invalid request message");
+
+    // A 10 MiB message is refused by the transport limit, and the next client is served.
+    management::EncryptedMessage huge;
+    huge.set_wgpubkey(p8.public_key_b64());
+    huge.set_body(std::string(10 * 1024 * 1024, 'x'));
+    grpc::ClientContext c9;
+    CHECK(p8.stub().Login(&c9, huge, &out).error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
     grpc::ClientContext c7;
     auto job = p8.stub().Job(&c7);
     job->WritesDone();
@@ -380,5 +416,67 @@ TEST_CASE("wire: setup keys and peers that must be refused, with NetBird's codes
     CHECK(s.peer_by_key(p1.public_key_b64()).has_value());
     CHECK_FALSE(s.peer_by_key(p2.public_key_b64()).has_value());
     CHECK_FALSE(s.peer_by_key(p7.public_key_b64()).has_value());
+  }
+}
+
+TEST_CASE("wire: SyncMeta stores the meta; Logout deletes the peer, ends its stream and leaves the "
+          "others' maps") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    const auto key = s.setup_key("--name fleet --reusable");
+    tools::peer_client a(s.target()), b(s.target());
+    REQUIRE(a.login(key, "alpha").ok());
+    REQUIRE(b.login(key, "beta").ok());
+
+    management::SyncMetaRequest meta;
+    meta.mutable_meta()->set_hostname("alpha");
+    meta.mutable_meta()->set_netbirdversion("0.61.2");
+    meta.mutable_meta()->set_kernelversion("6.1.0");
+    grpc::ClientContext c1;
+    management::Empty empty;
+    REQUIRE(a.stub().SyncMeta(&c1, a.envelope(meta), &empty).ok());
+    auto pa = s.peer_by_key(a.public_key_b64());
+    REQUIRE(pa.has_value());
+    CHECK(pa->meta.wt_version == "0.61.2");
+    CHECK(pa->meta.kernel_version == "6.1.0");
+
+    stream sa(a, "alpha"), sb(b, "beta");
+    REQUIRE(sa.wait_maps(1, 5000ms));
+    REQUIRE(sb.wait_maps(1, 5000ms));
+    CHECK(sa.last() == std::vector<std::string>{"beta.netbird.selfhosted"});
+
+    grpc::ClientContext c2;
+    REQUIRE(b.stub().Logout(&c2, b.envelope(empty), &empty).ok());
+    CHECK_FALSE(s.peer_by_key(b.public_key_b64()).has_value());
+    REQUIRE(sb.wait_end(3000ms));
+    REQUIRE(sa.wait_maps(2, 2000ms));
+    CHECK(sa.last().empty());
+    s.stop();
+  }
+}
+
+TEST_CASE(
+    "wire: a peer syncing twice at once and racing itself ends connected with the newest session") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    const auto key = s.setup_key("--name fleet --reusable");
+    tools::peer_client a(s.target());
+    REQUIRE(a.login(key, "alpha").ok());
+    std::vector<std::unique_ptr<stream>> streams;
+    for (int i = 0; i < 4; ++i)
+      streams.push_back(std::make_unique<stream>(a, "alpha"));
+    // Exactly one stream survives; the others end (replaced, or refused as stale).
+    CHECK(eventually(
+        [&] {
+          int live = 0;
+          for (auto& st : streams)
+            live += !st->finished;
+          return live == 1;
+        },
+        5000ms));
+    CHECK(eventually([&] { return s.peer_by_key(a.public_key_b64())->status.connected; }));
+    s.stop();
   }
 }
