@@ -50,6 +50,8 @@ public:
   virtual void close(const std::string& reason) = 0;
   // The peer's account changed: compute and send the peer its new map (asynchronously).
   virtual void refresh() = 0;
+  // The address the stream comes from ("" when unknown), for geolocation.
+  virtual std::string remote_ip() const { return {}; }
 };
 using sink_ptr = std::shared_ptr<session_sink>;
 
@@ -61,11 +63,13 @@ struct session_event {
   std::string peer_id;
   session_token token = 0;
   bool connected = false;
+  std::string connection_ip; // the stream's remote address (connects only)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, session_event& x) {
-  return f(caf::meta::type_name("session_event"), x.account_id, x.peer_id, x.token, x.connected);
+  return f(caf::meta::type_name("session_event"), x.account_id, x.peer_id, x.token, x.connected,
+           x.connection_ip);
 }
 
 // What a peer actor reports about itself.

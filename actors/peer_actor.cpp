@@ -23,19 +23,20 @@ using peer_ptr = peer_actor::stateful_pointer<peer_state>;
 
 // Persists one write and, only once it landed (the writer answers after commit), fires the side
 // effects.
-caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token token) {
+caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token token,
+                          std::string ip = {}) {
   auto rp = self->make_response_promise<bool>();
   const bool connected = op == storage::status_op::connect;
   storage::status_write w{self->state.rec.account_id, self->state.rec.peer_id, token, op};
   self->request(self->state.writer, caf::infinite, write_atom::value, std::move(w))
       .then(
-          [self, rp, token, connected](bool landed) mutable {
+          [self, rp, token, connected, ip](bool landed) mutable {
             auto& st = self->state;
             if (landed) {
               ++st.rec.landed;
               if (st.observer)
                 self->send(st.observer, landed_atom::value,
-                           session_event{st.rec.account_id, st.rec.peer_id, token, connected});
+                           session_event{st.rec.account_id, st.rec.peer_id, token, connected, ip});
             } else {
               ++st.rec.refused;
               // The database holds a newer session (another replica): this stream does not own the
@@ -72,7 +73,8 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         auto older = std::exchange(st.sink, std::move(sink));
         if (older)
           older->close("a newer session of this peer took over");
-        return persist(self, storage::status_op::connect, token);
+        return persist(self, storage::status_op::connect, token,
+                       st.sink ? st.sink->remote_ip() : std::string());
       },
       [self](disconn_atom, session_token token) -> caf::result<bool> {
         auto& st = self->state;

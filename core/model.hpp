@@ -30,7 +30,11 @@ struct account_settings {
   std::string dns_domain;
   bool extra_peer_approval_enabled = false;
   bool extra_user_approval_required = false;
+  std::string extra_integrated_validator;
+  std::vector<std::string> extra_integrated_validator_groups;
   bool lazy_connection_enabled = false;
+
+  bool operator==(const account_settings&) const = default;
 };
 
 struct network {
@@ -38,12 +42,16 @@ struct network {
   std::string net; // IPv4 prefix, e.g. "100.64.0.0/10"
   std::string dns;
   std::uint64_t serial = 0;
+
+  bool operator==(const network&) const = default;
 };
 
 struct peer_meta {
   std::string hostname, go_os, kernel, core, platform, os, os_version, wt_version, ui_version,
       kernel_version, system_serial_number, system_product_name, system_manufacturer;
   std::string network_addresses_json, environment_json, flags_json, files_json, capabilities_json;
+
+  bool operator==(const peer_meta&) const = default;
 };
 
 struct peer_status {
@@ -52,6 +60,8 @@ struct peer_status {
   bool connected = false;
   bool login_expired = false;
   bool requires_approval = false;
+
+  bool operator==(const peer_status&) const = default;
 };
 
 struct peer_location {
@@ -59,6 +69,8 @@ struct peer_location {
   std::string country_code;
   std::string city_name;
   std::uint64_t geo_name_id = 0;
+
+  bool operator==(const peer_location&) const = default;
 };
 
 struct peer {
@@ -72,6 +84,9 @@ struct peer {
   peer_meta meta;
   peer_status status;
   peer_location location;
+  bool allow_extra_dns_labels = false;
+
+  bool operator==(const peer&) const = default;
 };
 
 struct user {
@@ -79,20 +94,37 @@ struct user {
   bool is_service_user = false, non_deletable = false, blocked = false, pending_approval = false;
   std::vector<std::string> auto_groups;
   opt_time last_login, created_at;
+
+  bool operator==(const user&) const = default;
 };
 
 struct personal_access_token {
   std::string id, user_id, name, hashed_token, created_by;
   opt_time expiration_date, created_at, last_used;
+
+  bool operator==(const personal_access_token&) const = default;
+};
+
+// A network resource a group holds or a rule names: NetBird's {"ID": ..., "Type": ...}
+// ("host" | "subnet" | "domain" | "peer"); an empty id means none.
+struct resource {
+  std::string id, type;
+
+  bool operator==(const resource&) const = default;
 };
 
 struct group {
   std::string id, account_id, name, issued;
   std::vector<std::string> peers; // from group_peers
+  std::vector<resource> resources;
+
+  bool operator==(const group&) const = default;
 };
 
 struct port_range {
   std::uint16_t start = 0, end = 0;
+
+  bool operator==(const port_range&) const = default;
 };
 
 struct policy_rule {
@@ -100,6 +132,12 @@ struct policy_rule {
   bool enabled = false, bidirectional = false;
   std::vector<std::string> sources, destinations, ports;
   std::vector<port_range> port_ranges;
+  resource source_resource, destination_resource;
+  // SSH rules: group id -> local users it may log in as; or one user.
+  std::map<std::string, std::vector<std::string>> authorized_groups;
+  std::string authorized_user;
+
+  bool operator==(const policy_rule&) const = default;
 };
 
 struct policy {
@@ -107,6 +145,8 @@ struct policy {
   bool enabled = false;
   std::vector<std::string> source_posture_checks;
   std::vector<policy_rule> rules;
+
+  bool operator==(const policy&) const = default;
 };
 
 struct setup_key {
@@ -115,6 +155,8 @@ struct setup_key {
   bool revoked = false, ephemeral = false, allow_extra_dns_labels = false;
   std::int64_t used_times = 0, usage_limit = 0;
   std::vector<std::string> auto_groups;
+
+  bool operator==(const setup_key&) const = default;
 };
 
 struct route {
@@ -122,12 +164,16 @@ struct route {
   std::vector<std::string> domains, peer_groups, groups, access_control_groups;
   bool keep_route = false, masquerade = false, enabled = false, skip_auto_apply = false;
   std::int64_t network_type = 0, metric = 0;
+
+  bool operator==(const route&) const = default;
 };
 
 struct nameserver {
   std::string ip;
   int ns_type = 1;
   int port = 53;
+
+  bool operator==(const nameserver&) const = default;
 };
 
 struct nameserver_group {
@@ -135,10 +181,14 @@ struct nameserver_group {
   std::vector<nameserver> nameservers;
   std::vector<std::string> groups, domains;
   bool primary = false, enabled = false, search_domains_enabled = false;
+
+  bool operator==(const nameserver_group&) const = default;
 };
 
 struct posture_check {
   std::string id, account_id, name, description, checks_json;
+
+  bool operator==(const posture_check&) const = default;
 };
 
 struct account {
@@ -160,6 +210,8 @@ struct account {
 
   const peer* find_peer(const std::string& peer_id) const;
   const group* find_group_by_name(const std::string& name) const;
+
+  bool operator==(const account&) const = default;
 };
 
 } // namespace nbm::core

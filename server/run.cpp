@@ -1,9 +1,11 @@
 #include "server/run.hpp"
 
+#include "actors/geo_actor.hpp"
 #include "actors/login_service.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "api/grpc/server.hpp"
+#include "geo/geo.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/schema.hpp"
@@ -97,7 +99,20 @@ int run_management(const management_options& opts, config::management_config cfg
   {
     auto writer = actors::spawn_status_writer(
         sys, {db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024});
-    auto directory = actors::spawn_peer_directory(sys, writer, {});
+    // Geolocation as NetBird: a GeoLite2-City*.mmdb in the datadir, unless NB_DISABLE_GEOLOCATION
+    // is true.
+    actors::session_observer observer;
+    const char* no_geo = std::getenv("NB_DISABLE_GEOLOCATION");
+    if (!(no_geo && std::string(no_geo) == "true")) {
+      if (auto mmdb = geo::find_city_database(cfg.datadir)) {
+        auto g = std::make_shared<const geo::database>(*mmdb);
+        observer = actors::spawn_geo_actor(sys, db, g);
+        spdlog::info("geolocation from {}", *mmdb);
+      } else {
+        spdlog::info("no GeoLite2-City*.mmdb in {}: peers get no location", cfg.datadir);
+      }
+    }
+    auto directory = actors::spawn_peer_directory(sys, writer, observer);
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
     api::grpc_deps deps;
     deps.sys = &sys;
@@ -120,6 +135,8 @@ int run_management(const management_options& opts, config::management_config cfg
     spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     grpc.shutdown();
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);
+    if (observer)
+      caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   }

@@ -9,6 +9,7 @@
 #include <bit>
 #include <cstdio>
 #include <map>
+#include <utility>
 
 namespace nbm::storage {
 
@@ -17,8 +18,68 @@ namespace {
 using json = nlohmann::json;
 using cell = std::optional<std::string>;
 
+// ------------------------------------------------------------------------------------------------
+// Catalog and text conversions
+
+struct column_info {
+  std::string name;
+  std::string type; // as the catalog says: SQLite's declared type, PostgreSQL's data_type
+};
+
+std::string sql_ident(const std::string& ident) {
+  return "\"" + ident + "\"";
+}
+
+std::vector<column_info> catalog_columns(soci::session& sql, engine kind,
+                                         const std::string& table) {
+  std::vector<column_info> out;
+  if (kind == engine::sqlite) {
+    soci::rowset<soci::row> rs = (sql.prepare << "PRAGMA table_info(" + sql_ident(table) + ")");
+    for (const auto& r : rs)
+      out.push_back({r.get<std::string>(1), r.get<std::string>(2, "")});
+  } else {
+    std::string t = table;
+    soci::rowset<soci::row> rs =
+        (sql.prepare << "SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND table_name = :t "
+                        "ORDER BY ordinal_position",
+         soci::use(t, "t"));
+    for (const auto& r : rs)
+      out.push_back({r.get<std::string>(0), r.get<std::string>(1)});
+  }
+  return out;
+}
+
+bool is_pg_timestamp(const std::string& type) {
+  return type.rfind("timestamp", 0) == 0;
+}
+
+// PostgreSQL's "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) -> Go's "2006-01-02 15:04:05.999999999-07:00"
+// form in UTC: trailing zeros of the fraction go, "+00:00" follows.
+std::string go_utc_time(std::string t) {
+  auto dot = t.find('.');
+  if (dot != std::string::npos) {
+    while (!t.empty() && t.back() == '0')
+      t.pop_back();
+    if (t.size() == dot + 1)
+      t.pop_back();
+  }
+  return t + "+00:00";
+}
+
+// True when a store time text names its zone ("+01:00", "-0700", "+00", "Z" after the clock).
+bool has_zone(const std::string& t) {
+  return t.size() > 19 && t.find_first_of("+-Z", 19) != std::string::npos;
+}
+
+// A time bound for PostgreSQL: text without a zone (SQLite's CURRENT_TIMESTAMP) is UTC, not the
+// session's time zone.
+std::string pg_time_text(const std::string& t) {
+  return has_zone(t) ? t : t + "+00:00";
+}
+
 // Rows as text, keyed by column name: one reading path for both engines (booleans come back as
-// "1"/"0" from SQLite and "true"/"false" from PostgreSQL; times as each engine prints them).
+// "1"/"0" from SQLite and "true"/"false" from PostgreSQL; times as NetBird's text).
 struct text_row {
   std::map<std::string, cell> cells;
 
@@ -30,7 +91,7 @@ struct text_row {
   std::string str(const std::string& c) const { return at(c).value_or(""); }
   bool boolean(const std::string& c) const {
     const auto& v = at(c);
-    return v && (*v == "1" || *v == "true" || *v == "t" || *v == "TRUE");
+    return v && (*v == "1" || *v == "true" || *v == "t" || *v == "TRUE" || *v == "1.0");
   }
   std::int64_t integer(const std::string& c) const {
     const auto& v = at(c);
@@ -39,39 +100,47 @@ struct text_row {
     try {
       return static_cast<std::int64_t>(std::stoll(*v));
     } catch (...) {
-      return static_cast<std::int64_t>(std::stod(*v)); // SQLite numeric affinity may say "1.0"
+      try {
+        return static_cast<std::int64_t>(std::stod(*v)); // SQLite numeric affinity: "1.0"
+      } catch (...) {
+        return 0;
+      }
     }
   }
   core::opt_time time(const std::string& c) const { return at(c); }
+  json parsed(const std::string& c) const {
+    const auto& v = at(c);
+    return v && !v->empty() ? json::parse(*v, nullptr, false) : json();
+  }
   std::vector<std::string> strings(const std::string& c) const {
     std::vector<std::string> out;
-    const auto& v = at(c);
-    if (!v || v->empty())
-      return out;
-    auto j = json::parse(*v, nullptr, false);
+    auto j = parsed(c);
     if (j.is_array())
       for (const auto& e : j)
         if (e.is_string())
           out.push_back(e.get<std::string>());
     return out;
   }
-  json parsed(const std::string& c) const {
-    const auto& v = at(c);
-    return v && !v->empty() ? json::parse(*v, nullptr, false) : json();
-  }
 };
-
-std::string sql_ident(const std::string& ident) {
-  return "\"" + ident + "\"";
-}
 
 // SELECT every column of `table` as text WHERE <where> (with one bound value :v, if given).
 std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::string& table,
                                   const std::string& where, const std::string& value) {
-  auto cols = existing_columns(sql, kind, table);
+  auto cols = catalog_columns(sql, kind, table);
+  std::vector<bool> pg_time(cols.size(), false);
   std::string q = "SELECT ";
-  for (std::size_t i = 0; i < cols.size(); ++i)
-    q += (i ? ", CAST(" : "CAST(") + sql_ident(cols[i]) + " AS TEXT)";
+  for (std::size_t i = 0; i < cols.size(); ++i) {
+    const std::string c = sql_ident(cols[i].name);
+    q += i ? ", " : "";
+    if (kind == engine::postgres && is_pg_timestamp(cols[i].type)) {
+      pg_time[i] = true;
+      q += "to_char(" + c +
+           (cols[i].type == "timestamp with time zone" ? " AT TIME ZONE 'UTC'" : "") +
+           ", 'YYYY-MM-DD HH24:MI:SS.US')";
+    } else {
+      q += "CAST(" + c + " AS TEXT)";
+    }
+  }
   q += " FROM " + sql_ident(table);
   if (!where.empty())
     q += " WHERE " + where;
@@ -80,13 +149,19 @@ std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::st
   auto consume = [&](soci::rowset<soci::row>& rs) {
     for (const auto& r : rs) {
       text_row tr;
-      for (std::size_t i = 0; i < cols.size(); ++i)
-        tr.cells[cols[i]] =
-            r.get_indicator(i) == soci::i_null ? cell{} : cell{r.get<std::string>(i)};
+      for (std::size_t i = 0; i < cols.size(); ++i) {
+        cell v;
+        if (r.get_indicator(i) != soci::i_null) {
+          v = r.get<std::string>(i);
+          if (pg_time[i])
+            v = go_utc_time(*v);
+        }
+        tr.cells[cols[i].name] = std::move(v);
+      }
       out.push_back(std::move(tr));
     }
   };
-  if (where.empty()) {
+  if (where.find(":v") == std::string::npos) {
     soci::rowset<soci::row> rs = (sql.prepare << q);
     consume(rs);
   } else {
@@ -96,13 +171,15 @@ std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::st
   return out;
 }
 
+// ------------------------------------------------------------------------------------------------
+// NetBird's JSON encodings
+
 // Go's net.IPNet JSON {"IP":"100.64.0.0","Mask":"//8AAA=="} -> "100.64.0.0/10".
 std::string ipnet_to_prefix(const json& j) {
   if (!j.is_object() || !j.contains("IP"))
     return "";
   std::string ip = j.value("IP", "");
-  std::string mask_b64 = j.value("Mask", "");
-  auto mask = crypto::base64_decode(mask_b64);
+  auto mask = crypto::base64_decode(j.value("Mask", ""));
   if (!mask)
     return ip;
   int bits = 0;
@@ -111,13 +188,47 @@ std::string ipnet_to_prefix(const json& j) {
   return ip + "/" + std::to_string(bits);
 }
 
+// "100.64.0.0/10" -> {"IP":"100.64.0.0","Mask":"/8AAAA=="} (an IPv4 net: a 4-byte mask).
+json prefix_to_ipnet(const std::string& prefix) {
+  auto slash = prefix.find('/');
+  if (slash == std::string::npos)
+    return nullptr;
+  int bits = std::stoi(prefix.substr(slash + 1));
+  const bool v6 = prefix.find(':') != std::string::npos;
+  std::string mask(v6 ? 16 : 4, '\0');
+  for (int i = 0; i < bits && i < static_cast<int>(mask.size()) * 8; ++i)
+    mask[static_cast<std::size_t>(i / 8)] |= static_cast<char>(0x80 >> (i % 8));
+  return json{{"IP", prefix.substr(0, slash)}, {"Mask", crypto::base64_encode(mask)}};
+}
+
 // A JSON string column ("\"100.64.0.5\"") -> its value; anything else unchanged.
 std::string json_string(const cell& v) {
   if (!v || v->empty())
     return "";
   auto j = json::parse(*v, nullptr, false);
+  if (j.is_null())
+    return "";
   return j.is_string() ? j.get<std::string>() : *v;
 }
+
+// A raw JSON text kept by the model; "" (nothing known) is stored as null, which every Go decoder
+// accepts (an empty string would fail json.Unmarshal).
+std::string raw_json(const std::string& text) {
+  return text.empty() ? "null" : text;
+}
+
+core::resource to_resource(const json& j) {
+  if (!j.is_object())
+    return {};
+  return {j.value("ID", ""), j.value("Type", "")};
+}
+
+json from_resource(const core::resource& r) {
+  return json{{"ID", r.id}, {"Type", r.type}};
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rows -> model
 
 core::peer to_peer(const text_row& r) {
   core::peer p;
@@ -137,6 +248,7 @@ core::peer to_peer(const text_row& r) {
   p.created_at = r.time("created_at");
   p.ephemeral = r.boolean("ephemeral");
   p.extra_dns_labels = r.strings("extra_dns_labels");
+  p.allow_extra_dns_labels = r.boolean("allow_extra_dns_labels");
   auto& m = p.meta;
   m.hostname = r.str("meta_hostname");
   m.go_os = r.str("meta_go_os");
@@ -151,11 +263,15 @@ core::peer to_peer(const text_row& r) {
   m.system_serial_number = r.str("meta_system_serial_number");
   m.system_product_name = r.str("meta_system_product_name");
   m.system_manufacturer = r.str("meta_system_manufacturer");
-  m.network_addresses_json = r.str("meta_network_addresses");
-  m.environment_json = r.str("meta_environment");
-  m.flags_json = r.str("meta_flags");
-  m.files_json = r.str("meta_files");
-  m.capabilities_json = r.str("meta_capabilities");
+  auto raw = [&](const char* c) {
+    auto v = r.str(c);
+    return v == "null" ? std::string() : v;
+  };
+  m.network_addresses_json = raw("meta_network_addresses");
+  m.environment_json = raw("meta_environment");
+  m.flags_json = raw("meta_flags");
+  m.files_json = raw("meta_files");
+  m.capabilities_json = raw("meta_capabilities");
   auto& s = p.status;
   s.last_seen = r.time("peer_status_last_seen");
   s.session_started_at = r.integer("peer_status_session_started_at");
@@ -169,11 +285,96 @@ core::peer to_peer(const text_row& r) {
   return p;
 }
 
+core::setup_key to_setup_key(const text_row& kr) {
+  core::setup_key k;
+  k.id = kr.str("id");
+  k.account_id = kr.str("account_id");
+  k.key = kr.str("key");
+  k.key_secret = kr.str("key_secret");
+  k.name = kr.str("name");
+  k.type = kr.str("type");
+  k.created_at = kr.time("created_at");
+  k.expires_at = kr.time("expires_at");
+  k.updated_at = kr.time("updated_at");
+  k.last_used = kr.time("last_used");
+  k.revoked = kr.boolean("revoked");
+  k.used_times = kr.integer("used_times");
+  k.usage_limit = kr.integer("usage_limit");
+  k.ephemeral = kr.boolean("ephemeral");
+  k.allow_extra_dns_labels = kr.boolean("allow_extra_dns_labels");
+  k.auto_groups = kr.strings("auto_groups");
+  return k;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Model -> rows
+
+// One row to insert: values as text (NULL = nullopt), typed per engine at bind time from the
+// schema's column types (PostgreSQL casts the text; SQLite's column affinity converts it).
+struct row_values {
+  std::vector<std::string> cols;
+  std::vector<cell> vals;
+
+  void put(const std::string& c, cell v) {
+    cols.push_back(c);
+    vals.push_back(std::move(v));
+  }
+  void text(const std::string& c, const std::string& v) { put(c, v); }
+  void flag(const std::string& c, bool v) { put(c, std::string(v ? "1" : "0")); }
+  void number(const std::string& c, std::int64_t v) { put(c, std::to_string(v)); }
+  void time(const std::string& c, const core::opt_time& v) { put(c, v); }
+  void js(const std::string& c, const json& v) { put(c, v.dump()); }
+  void strings(const std::string& c, const std::vector<std::string>& v) { js(c, json(v)); }
+};
+
+// Executes INSERT INTO table (...) VALUES (...) [suffix]; returns rows inserted.
+std::size_t insert_row(soci::session& sql, engine kind, const std::string& table,
+                       const row_values& r, const std::string& suffix = "") {
+  std::string q = "INSERT INTO " + sql_ident(table) + " (";
+  std::string v = ") VALUES (";
+  std::vector<std::string> values(r.cols.size());
+  std::vector<soci::indicator> inds(r.cols.size());
+  for (std::size_t i = 0; i < r.cols.size(); ++i) {
+    const std::string ph = ":c" + std::to_string(i);
+    q += (i ? ", " : "") + sql_ident(r.cols[i]);
+    v += i ? ", " : "";
+    values[i] = r.vals[i].value_or("");
+    inds[i] = r.vals[i] ? soci::i_ok : soci::i_null;
+    auto type = schema_column_type(table, r.cols[i]).value_or(column_type::text);
+    if (kind == engine::postgres && type != column_type::text) {
+      const char* pg = type == column_type::boolean   ? "boolean"
+                       : type == column_type::integer ? "bigint"
+                                                      : "timestamptz";
+      if (type == column_type::datetime && r.vals[i])
+        values[i] = pg_time_text(values[i]);
+      v += "CAST(" + ph + " AS " + pg + ")";
+    } else {
+      v += ph;
+    }
+  }
+  q += v + ")" + (suffix.empty() ? "" : " " + suffix);
+  soci::statement st(sql);
+  st.alloc();
+  st.prepare(q);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    st.exchange(soci::use(values[i], inds[i], "c" + std::to_string(i)));
+  st.define_and_bind();
+  st.execute(true);
+  return static_cast<std::size_t>(st.get_affected_rows());
+}
+
+std::string or_new_id(const std::string& id) {
+  return id.empty() ? crypto::random_id() : id;
+}
+
 bool affected(soci::statement& st) {
   return st.get_affected_rows() > 0;
 }
 
 } // namespace
+
+// ------------------------------------------------------------------------------------------------
+// Reads
 
 std::vector<std::string> account_store::account_ids() {
   std::vector<std::string> ids;
@@ -214,6 +415,8 @@ std::optional<core::account> account_store::load_account(const std::string& id) 
   s.dns_domain = r.str("settings_dns_domain");
   s.extra_peer_approval_enabled = r.boolean("settings_extra_peer_approval_enabled");
   s.extra_user_approval_required = r.boolean("settings_extra_user_approval_required");
+  s.extra_integrated_validator = r.str("settings_extra_integrated_validator");
+  s.extra_integrated_validator_groups = r.strings("settings_extra_integrated_validator_groups");
   s.lazy_connection_enabled = r.boolean("settings_lazy_connection_enabled");
 
   for (const auto& pr : select_rows(sql_, kind_, "peers", "account_id = :v ORDER BY id", id))
@@ -261,6 +464,10 @@ std::optional<core::account> account_store::load_account(const std::string& id) 
     g.name = gr.str("name");
     g.issued = gr.str("issued");
     g.peers = members[g.id];
+    auto res = gr.parsed("resources");
+    if (res.is_array())
+      for (const auto& e : res)
+        g.resources.push_back(to_resource(e));
     a.groups.push_back(std::move(g));
   }
   std::map<std::string, std::vector<core::policy_rule>> rules;
@@ -278,12 +485,25 @@ std::optional<core::account> account_store::load_account(const std::string& id) 
     x.bidirectional = rr.boolean("bidirectional");
     x.sources = rr.strings("sources");
     x.destinations = rr.strings("destinations");
+    x.source_resource = to_resource(rr.parsed("source_resource"));
+    x.destination_resource = to_resource(rr.parsed("destination_resource"));
     x.ports = rr.strings("ports");
     auto pr = rr.parsed("port_ranges");
     if (pr.is_array())
       for (const auto& e : pr)
-        x.port_ranges.push_back(
-            {e.value<std::uint16_t>("Start", 0), e.value<std::uint16_t>("End", 0)});
+        if (e.is_object())
+          x.port_ranges.push_back(
+              {e.value<std::uint16_t>("Start", 0), e.value<std::uint16_t>("End", 0)});
+    auto ag = rr.parsed("authorized_groups");
+    if (ag.is_object())
+      for (const auto& [group, users] : ag.items()) {
+        auto& list = x.authorized_groups[group];
+        if (users.is_array())
+          for (const auto& u : users)
+            if (u.is_string())
+              list.push_back(u.get<std::string>());
+      }
+    x.authorized_user = rr.str("authorized_user");
     rules[x.policy_id].push_back(std::move(x));
   }
   for (const auto& pr : select_rows(sql_, kind_, "policies", "account_id = :v ORDER BY id", id)) {
@@ -297,26 +517,8 @@ std::optional<core::account> account_store::load_account(const std::string& id) 
     p.rules = rules[p.id];
     a.policies.push_back(std::move(p));
   }
-  for (const auto& kr : select_rows(sql_, kind_, "setup_keys", "account_id = :v ORDER BY id", id)) {
-    core::setup_key k;
-    k.id = kr.str("id");
-    k.account_id = kr.str("account_id");
-    k.key = kr.str("key");
-    k.key_secret = kr.str("key_secret");
-    k.name = kr.str("name");
-    k.type = kr.str("type");
-    k.created_at = kr.time("created_at");
-    k.expires_at = kr.time("expires_at");
-    k.updated_at = kr.time("updated_at");
-    k.last_used = kr.time("last_used");
-    k.revoked = kr.boolean("revoked");
-    k.used_times = kr.integer("used_times");
-    k.usage_limit = kr.integer("usage_limit");
-    k.ephemeral = kr.boolean("ephemeral");
-    k.allow_extra_dns_labels = kr.boolean("allow_extra_dns_labels");
-    k.auto_groups = kr.strings("auto_groups");
-    a.setup_keys.push_back(std::move(k));
-  }
+  for (const auto& kr : select_rows(sql_, kind_, "setup_keys", "account_id = :v ORDER BY id", id))
+    a.setup_keys.push_back(to_setup_key(kr));
   for (const auto& rr : select_rows(sql_, kind_, "routes", "account_id = :v ORDER BY id", id)) {
     core::route x;
     x.id = rr.str("id");
@@ -347,7 +549,8 @@ std::optional<core::account> account_store::load_account(const std::string& id) 
     auto ns = nr.parsed("name_servers");
     if (ns.is_array())
       for (const auto& e : ns)
-        g.nameservers.push_back({e.value("IP", ""), e.value("NSType", 1), e.value("Port", 53)});
+        if (e.is_object())
+          g.nameservers.push_back({e.value("IP", ""), e.value("NSType", 1), e.value("Port", 53)});
     g.groups = nr.strings("groups");
     g.primary = nr.boolean("primary");
     g.domains = nr.strings("domains");
@@ -377,9 +580,349 @@ std::optional<core::peer> account_store::peer_by_id(const std::string& account_i
   return to_peer(rows.front());
 }
 
+std::optional<core::setup_key> account_store::setup_key_by_hashed_key(const std::string& hashed) {
+  auto rows = select_rows(sql_, kind_, "setup_keys", "\"key\" = :v", hashed);
+  if (rows.empty())
+    return std::nullopt;
+  return to_setup_key(rows.front());
+}
+
+std::optional<core::setup_key> account_store::setup_key_by_id(const std::string& account_id,
+                                                              const std::string& key_id) {
+  auto rows = select_rows(sql_, kind_, "setup_keys", "id = :v", key_id);
+  if (rows.empty() || rows.front().str("account_id") != account_id)
+    return std::nullopt;
+  return to_setup_key(rows.front());
+}
+
+// ------------------------------------------------------------------------------------------------
+// Inserts
+
+void account_store::insert_account(const core::account& a) {
+  row_values r;
+  r.text("id", a.id);
+  r.text("created_by", a.created_by);
+  r.time("created_at", a.created_at);
+  r.text("domain", a.domain);
+  r.text("domain_category", a.domain_category);
+  r.flag("is_domain_primary_account", a.is_domain_primary_account);
+  r.text("network_identifier", a.net.identifier);
+  r.js("network_net", prefix_to_ipnet(a.net.net));
+  r.text("network_dns", a.net.dns);
+  r.number("network_serial", static_cast<std::int64_t>(a.net.serial));
+  r.strings("dns_settings_disabled_management_groups", a.dns_disabled_management_groups);
+  const auto& s = a.settings;
+  r.flag("settings_peer_login_expiration_enabled", s.peer_login_expiration_enabled);
+  r.number("settings_peer_login_expiration", s.peer_login_expiration_ns);
+  r.flag("settings_peer_inactivity_expiration_enabled", s.peer_inactivity_expiration_enabled);
+  r.number("settings_peer_inactivity_expiration", s.peer_inactivity_expiration_ns);
+  r.flag("settings_regular_users_view_blocked", s.regular_users_view_blocked);
+  r.flag("settings_groups_propagation_enabled", s.groups_propagation_enabled);
+  r.flag("settings_jwt_groups_enabled", s.jwt_groups_enabled);
+  r.text("settings_jwt_groups_claim_name", s.jwt_groups_claim_name);
+  r.strings("settings_jwt_allow_groups", s.jwt_allow_groups);
+  r.flag("settings_routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled);
+  r.text("settings_dns_domain", s.dns_domain);
+  r.flag("settings_extra_peer_approval_enabled", s.extra_peer_approval_enabled);
+  r.flag("settings_extra_user_approval_required", s.extra_user_approval_required);
+  r.text("settings_extra_integrated_validator", s.extra_integrated_validator);
+  r.strings("settings_extra_integrated_validator_groups", s.extra_integrated_validator_groups);
+  r.flag("settings_lazy_connection_enabled", s.lazy_connection_enabled);
+  insert_row(sql_, kind_, "accounts", r);
+}
+
+void account_store::insert_account_tree(const core::account& a) {
+  soci::transaction tr(sql_);
+  insert_account(a);
+  for (const auto& u : a.users)
+    insert_user(u);
+  for (const auto& t : a.tokens)
+    insert_token(t);
+  for (const auto& p : a.peers)
+    insert_peer(p);
+  for (const auto& g : a.groups)
+    insert_group(g);
+  for (const auto& p : a.policies)
+    insert_policy(p);
+  for (const auto& k : a.setup_keys)
+    insert_setup_key(k);
+  for (const auto& x : a.routes)
+    insert_route(x);
+  for (const auto& g : a.nameserver_groups)
+    insert_nameserver_group(g);
+  for (const auto& c : a.posture_checks)
+    insert_posture_check(c);
+  tr.commit();
+}
+
+void account_store::insert_peer(const core::peer& p) {
+  row_values r;
+  r.text("id", p.id);
+  r.text("account_id", p.account_id);
+  r.text("key", p.key);
+  r.js("ip", p.ip); // NetBird's netip.Addr JSON: "\"100.64.0.5\""
+  r.js("ipv6", p.ipv6);
+  r.text("name", p.name);
+  r.text("dns_label", p.dns_label);
+  r.text("user_id", p.user_id);
+  r.text("ssh_key", p.ssh_key);
+  r.flag("ssh_enabled", p.ssh_enabled);
+  r.flag("login_expiration_enabled", p.login_expiration_enabled);
+  r.flag("inactivity_expiration_enabled", p.inactivity_expiration_enabled);
+  r.time("last_login", p.last_login);
+  r.time("created_at", p.created_at);
+  r.flag("ephemeral", p.ephemeral);
+  r.strings("extra_dns_labels", p.extra_dns_labels);
+  r.flag("allow_extra_dns_labels", p.allow_extra_dns_labels);
+  const auto& m = p.meta;
+  r.text("meta_hostname", m.hostname);
+  r.text("meta_go_os", m.go_os);
+  r.text("meta_kernel", m.kernel);
+  r.text("meta_core", m.core);
+  r.text("meta_platform", m.platform);
+  r.text("meta_os", m.os);
+  r.text("meta_os_version", m.os_version);
+  r.text("meta_wt_version", m.wt_version);
+  r.text("meta_ui_version", m.ui_version);
+  r.text("meta_kernel_version", m.kernel_version);
+  r.text("meta_network_addresses", raw_json(m.network_addresses_json));
+  r.text("meta_system_serial_number", m.system_serial_number);
+  r.text("meta_system_product_name", m.system_product_name);
+  r.text("meta_system_manufacturer", m.system_manufacturer);
+  r.text("meta_environment", raw_json(m.environment_json));
+  r.text("meta_flags", raw_json(m.flags_json));
+  r.text("meta_files", raw_json(m.files_json));
+  r.text("meta_capabilities", raw_json(m.capabilities_json));
+  r.time("peer_status_last_seen", p.status.last_seen);
+  r.number("peer_status_session_started_at", p.status.session_started_at);
+  r.flag("peer_status_connected", p.status.connected);
+  r.flag("peer_status_login_expired", p.status.login_expired);
+  r.flag("peer_status_requires_approval", p.status.requires_approval);
+  r.js("location_connection_ip", p.location.connection_ip);
+  r.text("location_country_code", p.location.country_code);
+  r.text("location_city_name", p.location.city_name);
+  r.number("location_geo_name_id", static_cast<std::int64_t>(p.location.geo_name_id));
+  insert_row(sql_, kind_, "peers", r);
+}
+
+void account_store::insert_user(const core::user& u) {
+  row_values r;
+  r.text("id", u.id);
+  r.text("account_id", u.account_id);
+  r.text("role", u.role);
+  r.flag("is_service_user", u.is_service_user);
+  r.flag("non_deletable", u.non_deletable);
+  r.text("service_user_name", u.service_user_name);
+  r.strings("auto_groups", u.auto_groups);
+  r.flag("blocked", u.blocked);
+  r.flag("pending_approval", u.pending_approval);
+  r.time("last_login", u.last_login);
+  r.time("created_at", u.created_at);
+  r.text("issued", u.issued.empty() ? "api" : u.issued);
+  r.text("name", u.name);
+  r.text("email", u.email);
+  insert_row(sql_, kind_, "users", r);
+}
+
+void account_store::insert_token(const core::personal_access_token& t) {
+  row_values r;
+  r.text("id", t.id);
+  r.text("user_id", t.user_id);
+  r.text("name", t.name);
+  r.text("hashed_token", t.hashed_token);
+  r.time("expiration_date", t.expiration_date);
+  r.text("created_by", t.created_by);
+  r.time("created_at", t.created_at);
+  r.time("last_used", t.last_used);
+  insert_row(sql_, kind_, "personal_access_tokens", r);
+}
+
+void account_store::insert_group(const core::group& g) {
+  soci::transaction tr(sql_);
+  row_values r;
+  r.text("id", g.id);
+  r.text("account_id", g.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("name", g.name);
+  r.text("issued", g.issued);
+  json res = json::array();
+  for (const auto& x : g.resources)
+    res.push_back(from_resource(x));
+  r.js("resources", res);
+  insert_row(sql_, kind_, "groups", r);
+  for (const auto& p : g.peers)
+    add_group_peer(g.account_id, g.id, p);
+  tr.commit();
+}
+
+bool account_store::add_group_peer(const std::string& account_id, const std::string& group_id,
+                                   const std::string& peer_id) {
+  row_values r;
+  r.text("account_id", account_id);
+  r.text("group_id", group_id);
+  r.text("peer_id", peer_id);
+  return insert_row(sql_, kind_, "group_peers", r, "ON CONFLICT DO NOTHING") > 0;
+}
+
+bool account_store::remove_group_peer(const std::string& account_id, const std::string& group_id,
+                                      const std::string& peer_id) {
+  std::string acc = account_id, g = group_id, p = peer_id;
+  soci::statement st =
+      (sql_.prepare
+           << "DELETE FROM group_peers WHERE account_id = :acc AND group_id = :g AND peer_id = :p",
+       soci::use(acc, "acc"), soci::use(g, "g"), soci::use(p, "p"));
+  st.execute(true);
+  return affected(st);
+}
+
+void account_store::insert_policy(const core::policy& p) {
+  soci::transaction tr(sql_);
+  row_values r;
+  r.text("id", p.id);
+  r.text("public_id", crypto::random_id());
+  r.text("account_id", p.account_id);
+  r.text("name", p.name);
+  r.text("description", p.description);
+  r.flag("enabled", p.enabled);
+  r.strings("source_posture_checks", p.source_posture_checks);
+  insert_row(sql_, kind_, "policies", r);
+  for (const auto& x : p.rules) {
+    row_values q;
+    q.text("id", or_new_id(x.id));
+    q.text("policy_id", p.id);
+    q.text("name", x.name);
+    q.text("description", x.description);
+    q.flag("enabled", x.enabled);
+    q.text("action", x.action);
+    q.strings("destinations", x.destinations);
+    q.js("destination_resource", from_resource(x.destination_resource));
+    q.strings("sources", x.sources);
+    q.js("source_resource", from_resource(x.source_resource));
+    q.flag("bidirectional", x.bidirectional);
+    q.text("protocol", x.protocol);
+    q.strings("ports", x.ports);
+    nlohmann::ordered_json ranges = nlohmann::ordered_json::array(); // Go's field order
+    for (const auto& pr : x.port_ranges)
+      ranges.push_back(nlohmann::ordered_json{{"Start", pr.start}, {"End", pr.end}});
+    q.text("port_ranges", ranges.dump());
+    q.js("authorized_groups",
+         x.authorized_groups.empty() ? json(nullptr) : json(x.authorized_groups));
+    q.text("authorized_user", x.authorized_user);
+    insert_row(sql_, kind_, "policy_rules", q);
+  }
+  tr.commit();
+}
+
+void account_store::insert_setup_key(const core::setup_key& k) {
+  row_values r;
+  r.text("id", k.id);
+  r.text("account_id", k.account_id);
+  r.text("key", k.key);
+  r.text("key_secret", k.key_secret);
+  r.text("name", k.name);
+  r.text("type", k.type);
+  r.time("created_at", k.created_at);
+  r.time("expires_at", k.expires_at);
+  r.time("updated_at", k.updated_at);
+  r.flag("revoked", k.revoked);
+  r.number("used_times", k.used_times);
+  r.time("last_used", k.last_used);
+  r.strings("auto_groups", k.auto_groups);
+  r.number("usage_limit", k.usage_limit);
+  r.flag("ephemeral", k.ephemeral);
+  r.flag("allow_extra_dns_labels", k.allow_extra_dns_labels);
+  insert_row(sql_, kind_, "setup_keys", r);
+}
+
+void account_store::insert_route(const core::route& x) {
+  row_values r;
+  r.text("id", x.id);
+  r.text("account_id", x.account_id);
+  r.text("public_id", crypto::random_id());
+  r.js("network", x.network); // netip.Prefix JSON: "\"10.10.0.0/16\""
+  r.strings("domains", x.domains);
+  r.flag("keep_route", x.keep_route);
+  r.text("net_id", x.net_id);
+  r.text("description", x.description);
+  r.text("peer", x.peer);
+  r.strings("peer_groups", x.peer_groups);
+  r.number("network_type", x.network_type);
+  r.flag("masquerade", x.masquerade);
+  r.number("metric", x.metric);
+  r.flag("enabled", x.enabled);
+  r.strings("groups", x.groups);
+  r.strings("access_control_groups", x.access_control_groups);
+  r.flag("skip_auto_apply", x.skip_auto_apply);
+  insert_row(sql_, kind_, "routes", r);
+}
+
+void account_store::insert_nameserver_group(const core::nameserver_group& g) {
+  row_values r;
+  r.text("id", g.id);
+  r.text("account_id", g.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("name", g.name);
+  r.text("description", g.description);
+  json ns = json::array();
+  for (const auto& n : g.nameservers)
+    ns.push_back(json{{"IP", n.ip}, {"NSType", n.ns_type}, {"Port", n.port}});
+  r.js("name_servers", ns);
+  r.strings("groups", g.groups);
+  r.flag("primary", g.primary);
+  r.strings("domains", g.domains);
+  r.flag("enabled", g.enabled);
+  r.flag("search_domains_enabled", g.search_domains_enabled);
+  insert_row(sql_, kind_, "name_server_groups", r);
+}
+
+void account_store::insert_posture_check(const core::posture_check& c) {
+  row_values r;
+  r.text("id", c.id);
+  r.text("name", c.name);
+  r.text("description", c.description);
+  r.text("account_id", c.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("checks", raw_json(c.checks_json));
+  insert_row(sql_, kind_, "posture_checks", r);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Setup keys
+
+bool account_store::use_setup_key(const std::string& key_id) {
+  // NetBird's IsValid (not revoked, not expired, not over-used) as the guard of the increment, so
+  // check and count are one statement and concurrent uses cannot overshoot the limit.
+  const bool pg = kind_ == engine::postgres;
+  const std::string now = pg ? "CURRENT_TIMESTAMP" : "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')";
+  const std::string not_revoked =
+      pg ? "COALESCE(revoked, false) = false" : "COALESCE(revoked, 0) = 0";
+  const std::string not_expired =
+      pg ? "(expires_at IS NULL OR expires_at < TIMESTAMPTZ '0002-01-01 00:00:00+00' OR "
+           "expires_at > CURRENT_TIMESTAMP)"
+         : "(expires_at IS NULL OR julianday(expires_at) IS NULL OR "
+           "julianday(expires_at) < julianday('0002-01-01') OR "
+           "julianday(expires_at) > julianday('now'))";
+  const std::string limit = "(CASE WHEN type = 'one-off' THEN 1 ELSE COALESCE(usage_limit, 0) END)";
+  std::string id = key_id;
+  soci::statement st =
+      (sql_.prepare << "UPDATE setup_keys SET used_times = COALESCE(used_times, 0) + 1, "
+                       "last_used = " +
+                           now + " WHERE id = :id AND " + not_revoked + " AND " + not_expired +
+                           " AND (" + limit + " = 0 OR COALESCE(used_times, 0) < " + limit + ")",
+       soci::use(id, "id"));
+  st.execute(true);
+  return affected(st);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Column-scoped peer writes
+
 bool account_store::update_peer_meta(const std::string& account_id, const std::string& peer_id,
                                      const core::peer_meta& m) {
   std::string acc = account_id, id = peer_id;
+  std::string na = raw_json(m.network_addresses_json), env = raw_json(m.environment_json),
+              fl = raw_json(m.flags_json), fi = raw_json(m.files_json),
+              cap = raw_json(m.capabilities_json);
   soci::statement st =
       (sql_.prepare
            << "UPDATE peers SET meta_hostname = :h, meta_go_os = :goos, meta_kernel = :k, "
@@ -394,9 +937,8 @@ bool account_store::update_peer_meta(const std::string& account_id, const std::s
        soci::use(m.os_version, "osv"), soci::use(m.wt_version, "wt"), soci::use(m.ui_version, "ui"),
        soci::use(m.kernel_version, "kv"), soci::use(m.system_serial_number, "sn"),
        soci::use(m.system_product_name, "pn"), soci::use(m.system_manufacturer, "mf"),
-       soci::use(m.network_addresses_json, "na"), soci::use(m.environment_json, "env"),
-       soci::use(m.flags_json, "fl"), soci::use(m.files_json, "fi"),
-       soci::use(m.capabilities_json, "cap"), soci::use(acc, "acc"), soci::use(id, "id"));
+       soci::use(na, "na"), soci::use(env, "env"), soci::use(fl, "fl"), soci::use(fi, "fi"),
+       soci::use(cap, "cap"), soci::use(acc, "acc"), soci::use(id, "id"));
   st.execute(true);
   return affected(st);
 }
@@ -414,7 +956,8 @@ bool account_store::rename_peer(const std::string& account_id, const std::string
 
 bool account_store::update_last_login(const std::string& account_id, const std::string& peer_id,
                                       const std::string& when) {
-  std::string acc = account_id, id = peer_id, w = when;
+  std::string acc = account_id, id = peer_id;
+  std::string w = kind_ == engine::postgres ? pg_time_text(when) : when;
   const char* q = kind_ == engine::postgres
                       ? "UPDATE peers SET last_login = CAST(:w AS timestamptz) "
                         "WHERE account_id = :acc AND id = :id"
@@ -428,7 +971,7 @@ bool account_store::update_last_login(const std::string& account_id, const std::
 bool account_store::update_location(const std::string& account_id, const std::string& peer_id,
                                     const core::peer_location& loc) {
   std::string acc = account_id, id = peer_id;
-  std::string ip = json(loc.connection_ip).dump();
+  std::string ip = json(loc.connection_ip).dump(); // net.IP JSON: "\"203.0.113.7\""
   std::string cc = loc.country_code, city = loc.city_name;
   long long geo = static_cast<long long>(loc.geo_name_id);
   soci::statement st =
@@ -442,83 +985,85 @@ bool account_store::update_location(const std::string& account_id, const std::st
   return affected(st);
 }
 
-namespace {
-
-// Declared type of each column of `table` in `kind`'s catalog.
-std::map<std::string, std::string> column_types(soci::session& sql, engine kind,
-                                                const std::string& table) {
-  std::map<std::string, std::string> out;
-  if (kind == engine::sqlite) {
-    soci::rowset<soci::row> rs = (sql.prepare << "PRAGMA table_info(" + sql_ident(table) + ")");
-    for (const auto& r : rs)
-      out[r.get<std::string>(1)] = r.get<std::string>(2, "");
-  } else {
-    std::string t = table;
-    soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT column_name, data_type FROM information_schema.columns "
-                        "WHERE table_schema = current_schema() AND table_name = :t",
-         soci::use(t, "t"));
-    for (const auto& r : rs)
-      out[r.get<std::string>(0)] = r.get<std::string>(1);
-  }
-  return out;
-}
-
-} // namespace
+// ------------------------------------------------------------------------------------------------
+// Copy between stores
 
 std::size_t copy_store(soci::session& src, engine src_kind, soci::session& dst, engine dst_kind) {
   std::size_t copied = 0;
-  soci::transaction tr(dst);
-  for (const auto& table : core_tables()) {
-    auto src_types = column_types(src, src_kind, table);
-    if (src_types.empty())
-      continue;
-    auto dst_types = column_types(dst, dst_kind, table);
-    std::vector<std::string> cols;
-    for (const auto& [c, _] : dst_types)
-      if (src_types.count(c))
-        cols.push_back(c);
-    if (cols.empty())
-      continue;
-    auto rows = select_rows(src, src_kind, table, "", "");
-    std::string q = "INSERT INTO " + sql_ident(table) + " (";
-    for (std::size_t i = 0; i < cols.size(); ++i)
-      q += (i ? ", " : "") + sql_ident(cols[i]);
-    q += ") VALUES (";
-    for (std::size_t i = 0; i < cols.size(); ++i) {
-      std::string ph = ":c" + std::to_string(i);
-      q += (i ? ", " : "");
-      q += dst_kind == engine::postgres ? "CAST(" + ph + " AS " + dst_types[cols[i]] + ")" : ph;
-    }
-    q += ")";
-    std::vector<std::string> values(cols.size());
-    std::vector<soci::indicator> inds(cols.size());
-    soci::statement st(dst);
-    st.alloc();
-    st.prepare(q);
-    for (std::size_t i = 0; i < cols.size(); ++i)
-      st.exchange(soci::use(values[i], inds[i], "c" + std::to_string(i)));
-    st.define_and_bind();
-    for (const auto& r : rows) {
+  std::string table;
+  try {
+    soci::transaction tr(dst);
+    for (const auto& t : core_tables()) {
+      table = t;
+      auto src_cols = catalog_columns(src, src_kind, table);
+      if (src_cols.empty())
+        continue; // an older source without this table
+      auto dst_cols = catalog_columns(dst, dst_kind, table);
+      if (dst_cols.empty())
+        throw store_error("destination has no table " + table + " (run ensure_schema first)");
+      long long present = 0;
+      dst << "SELECT COUNT(*) FROM " + sql_ident(table), soci::into(present);
+      if (present > 0)
+        throw store_error("destination table " + table + " is not empty (" +
+                          std::to_string(present) + " rows)");
+      std::map<std::string, std::string> dst_type;
+      for (const auto& c : dst_cols)
+        dst_type[c.name] = c.type;
+      std::vector<std::string> cols;
+      for (const auto& c : src_cols)
+        if (dst_type.count(c.name))
+          cols.push_back(c.name);
+      if (cols.empty())
+        continue;
+      std::string q = "INSERT INTO " + sql_ident(table) + " (";
+      std::string v = ") VALUES (";
       for (std::size_t i = 0; i < cols.size(); ++i) {
-        const auto& v = r.at(cols[i]);
-        inds[i] = v ? soci::i_ok : soci::i_null;
-        values[i] = v.value_or("");
-        const auto& type = dst_types[cols[i]];
-        if (v && (type == "numeric" || type == "boolean")) { // booleans across engines
-          if (*v == "true" || *v == "t")
-            values[i] = dst_kind == engine::postgres ? "true" : "1";
-          else if (*v == "false" || *v == "f")
-            values[i] = dst_kind == engine::postgres ? "false" : "0";
-        }
-        if (v && v->empty() && dst_kind == engine::postgres && type != "text")
-          inds[i] = soci::i_null; // '' is no bigint/boolean/timestamp
+        const std::string ph = ":c" + std::to_string(i);
+        q += (i ? ", " : "") + sql_ident(cols[i]);
+        v += i ? ", " : "";
+        const auto& type = dst_type[cols[i]];
+        v += dst_kind == engine::postgres && type != "text" ? "CAST(" + ph + " AS " + type + ")"
+                                                            : ph;
       }
-      st.execute(true);
-      ++copied;
+      q += v + ")";
+      std::vector<std::string> values(cols.size());
+      std::vector<soci::indicator> inds(cols.size());
+      soci::statement st(dst);
+      st.alloc();
+      st.prepare(q);
+      for (std::size_t i = 0; i < cols.size(); ++i)
+        st.exchange(soci::use(values[i], inds[i], "c" + std::to_string(i)));
+      st.define_and_bind();
+      for (const auto& r : select_rows(src, src_kind, table, "", "")) {
+        for (std::size_t i = 0; i < cols.size(); ++i) {
+          const auto& val = r.at(cols[i]);
+          const auto& type = dst_type[cols[i]];
+          inds[i] = val ? soci::i_ok : soci::i_null;
+          values[i] = val.value_or("");
+          if (!val)
+            continue;
+          if (type == "numeric" || type == "boolean") { // booleans across engines
+            if (*val == "true" || *val == "t")
+              values[i] = dst_kind == engine::postgres ? "true" : "1";
+            else if (*val == "false" || *val == "f")
+              values[i] = dst_kind == engine::postgres ? "false" : "0";
+          }
+          if (dst_kind == engine::postgres && is_pg_timestamp(type) && !val->empty())
+            values[i] = pg_time_text(*val);
+          if (val->empty() && dst_kind == engine::postgres && type != "text")
+            inds[i] = soci::i_null; // '' is no bigint/boolean/timestamp
+        }
+        st.execute(true);
+        ++copied;
+      }
     }
+    table.clear();
+    tr.commit();
+  } catch (const store_error& e) {
+    throw store_error(std::string("copy_store: ") + e.what());
+  } catch (const std::exception& e) {
+    throw store_error("copy_store: table " + table + ": " + e.what());
   }
-  tr.commit();
   return copied;
 }
 

@@ -1,10 +1,13 @@
-// Typed reads of NetBird's core objects, column-scoped peer writes that never touch the
-// session-status columns, and a whole-store copy between engines (SQLite -> PostgreSQL migration).
+// Typed reads and writes of NetBird's core objects in NetBird's encodings (JSON columns as NetBird
+// writes them, booleans 0/1 on SQLite and boolean on PostgreSQL, times as text / timestamptz),
+// column-scoped peer writes that never touch the session-status columns, the atomic use of a setup
+// key, and a whole-store copy between engines (the SQLite -> PostgreSQL migration).
 #pragma once
 
 #include "core/model.hpp"
 #include "storage/database.hpp"
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,16 +22,51 @@ class account_store {
 public:
   account_store(soci::session& sql, engine kind) : sql_(sql), kind_(kind) {}
 
+  // --- reads -------------------------------------------------------------------------------------
   std::vector<std::string> account_ids();
   // The account with every child object (peers, users, tokens, groups with members, policies with
   // rules, setup keys, routes, nameserver groups, posture checks); nullopt if it does not exist.
+  // Times read back as NetBird's text form; from PostgreSQL in UTC ("...+00:00", microseconds).
   std::optional<core::account> load_account(const std::string& account_id);
   std::optional<core::peer> peer_by_key(const std::string& wg_key);
   std::optional<core::peer> peer_by_id(const std::string& account_id, const std::string& peer_id);
+  // By the stored key: base64(SHA-256(upper-case plain key)), as NetBird looks it up.
+  std::optional<core::setup_key> setup_key_by_hashed_key(const std::string& hashed_key);
+  std::optional<core::setup_key> setup_key_by_id(const std::string& account_id,
+                                                 const std::string& key_id);
 
-  // Column-scoped peer writes: each updates only its own columns, never connected, last_seen,
-  // session_started_at or login_expired (those belong to the fenced status writes). Return rows
-  // changed.
+  // --- inserts (one row each unless said otherwise; throw on a duplicate key)
+  // --------------------- Missing public_ids are generated. Nothing here bumps the account's
+  // network serial.
+  void insert_account(const core::account& a); // the accounts row only
+  // The account and every child object it holds, in one transaction.
+  void insert_account_tree(const core::account& a);
+  void insert_peer(const core::peer& p); // every column, the status as given
+  void insert_user(const core::user& u);
+  void insert_token(const core::personal_access_token& t);
+  void insert_group(const core::group& g); // the group and its group_peers rows
+  // Membership rows; add is a no-op (false) when present, remove false when absent.
+  bool add_group_peer(const std::string& account_id, const std::string& group_id,
+                      const std::string& peer_id);
+  bool remove_group_peer(const std::string& account_id, const std::string& group_id,
+                         const std::string& peer_id);
+  void insert_policy(const core::policy& p); // the policy and its rules, in one transaction
+  void insert_setup_key(const core::setup_key& k);
+  void insert_route(const core::route& r);
+  void insert_nameserver_group(const core::nameserver_group& g);
+  void insert_posture_check(const core::posture_check& c);
+
+  // --- setup keys --------------------------------------------------------------------------------
+  // Counts one use of the key in one guarded UPDATE: lands only while the key is not revoked, not
+  // expired (a NULL or Go-zero expires_at never expires) and used fewer times than its limit
+  // (one-off keys: 1, whatever usage_limit says; reusable: usage_limit, 0 = unlimited), so of
+  // racing registrations exactly as many land as the key allows. Sets last_used from the database
+  // clock. Returns whether the use landed.
+  bool use_setup_key(const std::string& key_id);
+
+  // --- column-scoped peer writes -----------------------------------------------------------------
+  // Each updates only its own columns, never connected, last_seen, session_started_at or
+  // login_expired (those belong to the fenced status writes). Return whether the peer was there.
   bool update_peer_meta(const std::string& account_id, const std::string& peer_id,
                         const core::peer_meta& meta);
   bool rename_peer(const std::string& account_id, const std::string& peer_id,
@@ -43,10 +81,11 @@ private:
   engine kind_;
 };
 
-// Copies every row of the core tables from `src` into `dst` (whose schema ensure_schema made),
-// converting column types per engine (numeric 0/1 <-> boolean, datetime text <-> timestamptz).
-// Columns only one side has are skipped. Returns the number of rows copied. Runs in one transaction
-// on `dst`.
+// Copies every row of the core tables from `src` into `dst` (whose schema ensure_schema made and
+// whose core tables must be empty: store_error otherwise), converting column types per engine
+// (numeric 0/1 <-> boolean, datetime text <-> timestamptz; PostgreSQL times arrive in SQLite as
+// UTC "YYYY-MM-DD HH:MM:SS.ffffff+00:00"). Columns only one side has are skipped. Returns the
+// number of rows copied. One transaction on `dst`: on failure nothing was copied.
 std::size_t copy_store(soci::session& src, engine src_kind, soci::session& dst, engine dst_kind);
 
 } // namespace nbm::storage

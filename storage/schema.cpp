@@ -8,14 +8,14 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <set>
 
 namespace nbm::storage {
 
 namespace {
 
-// Logical column types, mapped per engine as gorm maps Go types (SQLite / PostgreSQL).
-enum class ct { text, boolean, integer, datetime };
+using ct = column_type;
 
 struct column_def {
   const char* name;
@@ -191,6 +191,8 @@ const std::vector<index_def>& indexes() {
     {"idx_peers_account_id", "peers", "\"account_id\""},
     {"idx_peers_name", "peers", "\"name\""},
     {"idx_peers_ephemeral", "peers", "\"ephemeral\""},
+    {"idx_peers_proxy_meta_embedded", "peers", "\"proxy_meta_embedded\""},
+    {"idx_peers_proxy_meta_cluster", "peers", "\"proxy_meta_cluster\""},
     {"idx_peers_key_unique", "peers", "\"key\"", true},
     {"idx_account_ip", "peers", "\"account_id\", \"ip\"", true},
     {"idx_account_dnslabel", "peers", "\"account_id\", \"dns_label\"", true},
@@ -292,22 +294,29 @@ void add_missing_columns(soci::session& sql, engine kind, const table_def& t) {
     if (have.count(c.name))
       continue;
     spdlog::info("store migration: adding column {}.{}", t.name, c.name);
-    sql << "ALTER TABLE " + quote(t.name) + " ADD COLUMN " + column_sql(c, kind);
+    sql << "ALTER TABLE " + quote(t.name) + " ADD COLUMN " +
+               (kind == engine::postgres ? "IF NOT EXISTS " : "") + column_sql(c, kind);
   }
 }
 
-// peer_status_session_started_at: bigint NOT NULL DEFAULT 0, NULLs of older rows become 0.
-void backfill_session_token(soci::session& sql, engine kind) {
+// NetBird's MigrateNewField: rows an older store left NULL get the new field's default.
+void backfill_new_fields(soci::session& sql, engine kind) {
+  // peer_status_session_started_at: bigint NOT NULL DEFAULT 0, NULLs of older rows become 0.
   sql << "UPDATE peers SET peer_status_session_started_at = 0 "
          "WHERE peer_status_session_started_at IS NULL";
   if (kind == engine::postgres) {
     sql << "ALTER TABLE peers ALTER COLUMN peer_status_session_started_at SET DEFAULT 0";
     sql << "ALTER TABLE peers ALTER COLUMN peer_status_session_started_at SET NOT NULL";
   }
+  sql << "UPDATE users SET name = '' WHERE name IS NULL";
+  sql << "UPDATE users SET email = '' WHERE email IS NULL";
+  const std::string yes = kind == engine::postgres ? "true" : "1";
+  sql << "UPDATE network_resources SET enabled = " + yes + " WHERE enabled IS NULL";
+  sql << "UPDATE network_routers SET enabled = " + yes + " WHERE enabled IS NULL";
 }
 
 // Plain setup keys (a '-' as 9th character: the UUID form of old stores) are replaced by
-// base64(SHA-256(key)), and key_secret shows the first five characters and four '*'.
+// base64(SHA-256(key as stored)), and key_secret shows the first five characters and four '*'.
 std::size_t hash_plain_setup_keys(soci::session& sql) {
   std::vector<std::pair<std::string, std::string>> plain;
   soci::rowset<soci::row> rs =
@@ -325,6 +334,67 @@ std::size_t hash_plain_setup_keys(soci::session& sql) {
   if (!plain.empty())
     spdlog::info("store migration: hashed {} plain setup key(s)", plain.size());
   return plain.size();
+}
+
+// Indexes NetBird drops: the non-unique key index (replaced by idx_peers_key_unique) and the
+// redundant id indexes of the networks tables.
+void drop_legacy_indexes(soci::session& sql) {
+  for (const char* ix :
+       {"idx_peers_key", "idx_networks_id", "idx_network_resources_id", "idx_network_routers_id"})
+    sql << std::string("DROP INDEX IF EXISTS ") + ix;
+}
+
+// NetBird's RemoveDuplicatePeerKeys: of peers sharing a WireGuard key, the one seen last stays
+// (never-seen ones count as oldest on both engines), the others go, with their group memberships.
+void remove_duplicate_peer_keys(soci::session& sql, engine kind) {
+  std::vector<std::string> keys;
+  soci::rowset<std::string> rs =
+      (sql.prepare << "SELECT \"key\" FROM peers WHERE \"key\" IS NOT NULL GROUP BY \"key\" "
+                      "HAVING COUNT(*) > 1");
+  for (const auto& k : rs)
+    keys.push_back(k);
+  if (keys.empty())
+    return;
+  spdlog::warn("store migration: {} WireGuard key(s) shared by several peers; keeping the peer "
+               "seen last of each",
+               keys.size());
+  const std::string seen =
+      kind == engine::sqlite ? "julianday(peer_status_last_seen)" : "peer_status_last_seen";
+  for (const auto& key : keys) {
+    std::vector<std::string> ids;
+    std::string k = key;
+    soci::rowset<std::string> peers =
+        (sql.prepare << "SELECT id FROM peers WHERE \"key\" = :k ORDER BY " + seen +
+                            " DESC NULLS LAST, id",
+         soci::use(k, "k"));
+    for (const auto& id : peers)
+      ids.push_back(id);
+    for (std::size_t i = 1; i < ids.size(); ++i) {
+      spdlog::warn("store migration: deleting peer {} (duplicate of {})", ids[i], ids[0]);
+      sql << "DELETE FROM group_peers WHERE peer_id = :id", soci::use(ids[i], "id");
+      sql << "DELETE FROM peers WHERE id = :id", soci::use(ids[i], "id");
+    }
+  }
+}
+
+// NetBird's BackfillPublicIDs: every row of these tables carries an xid-shaped public_id.
+void backfill_public_ids(soci::session& sql) {
+  for (const char* table : {"policies", "groups", "routes", "network_resources", "network_routers",
+                            "name_server_groups", "networks", "posture_checks"}) {
+    std::vector<std::string> ids;
+    soci::rowset<std::string> rs =
+        (sql.prepare << "SELECT id FROM " + quote(table) +
+                            " WHERE public_id IS NULL OR public_id = ''");
+    for (const auto& id : rs)
+      ids.push_back(id);
+    for (const auto& id : ids) {
+      std::string pub = crypto::random_id();
+      sql << "UPDATE " + quote(table) + " SET public_id = :p WHERE id = :id", soci::use(pub, "p"),
+          soci::use(id, "id");
+    }
+    if (!ids.empty())
+      spdlog::info("store migration: gave {} row(s) of {} a public_id", ids.size(), table);
+  }
 }
 
 // Legacy groups.peers JSON lists -> group_peers rows; then the column goes, as NetBird drops it.
@@ -362,6 +432,9 @@ void migrate_group_peers(soci::session& sql, engine kind) {
   sql << "ALTER TABLE \"groups\" DROP COLUMN peers";
 }
 
+// Inside the migration transaction. A unique index that an old store's duplicates violate must not
+// stop the server (NetBird would refuse to start): a savepoint keeps the transaction usable and a
+// warning names the index.
 void create_indexes(soci::session& sql) {
   for (const auto& ix : indexes()) {
     const std::string stmt = std::string("CREATE ") + (ix.unique ? "UNIQUE " : "") +
@@ -371,13 +444,15 @@ void create_indexes(soci::session& sql) {
       sql << stmt;
       continue;
     }
-    // A unique index an old store's duplicates violate must not stop the server: warn instead.
+    sql << "SAVEPOINT nbm_unique_index";
     try {
-      soci::transaction tr(sql);
       sql << stmt;
-      tr.commit();
+      sql << "RELEASE SAVEPOINT nbm_unique_index";
     } catch (const soci::soci_error& e) {
-      spdlog::warn("store migration: cannot create unique index {}: {}", ix.name, e.what());
+      sql << "ROLLBACK TO SAVEPOINT nbm_unique_index";
+      sql << "RELEASE SAVEPOINT nbm_unique_index";
+      spdlog::warn("store migration: cannot create unique index {} (duplicate rows?): {}", ix.name,
+                   e.what());
     }
   }
 }
@@ -401,6 +476,24 @@ std::vector<std::string> core_tables() {
   return out;
 }
 
+std::vector<std::string> schema_columns(const std::string& table) {
+  std::vector<std::string> out;
+  for (const auto& t : tables())
+    if (table == t.name)
+      for (const auto& c : t.columns)
+        out.emplace_back(c.name);
+  return out;
+}
+
+std::optional<column_type> schema_column_type(const std::string& table, const std::string& column) {
+  for (const auto& t : tables())
+    if (table == t.name)
+      for (const auto& c : t.columns)
+        if (column == c.name)
+          return c.type;
+  return std::nullopt;
+}
+
 std::vector<std::string> existing_columns(soci::session& sql, engine kind,
                                           const std::string& table) {
   std::vector<std::string> cols;
@@ -422,7 +515,8 @@ std::vector<std::string> existing_columns(soci::session& sql, engine kind,
 void ensure_schema(soci::session& sql, engine kind) {
   // One transaction (DDL is transactional on both engines): a failed step leaves the store as it
   // was.
-  soci::transaction tr(sql);
+  std::optional<soci::transaction> tr;
+  run_step("starting the migration transaction", [&] { tr.emplace(sql); });
   if (kind == engine::postgres) // replicas starting together migrate one after another
     run_step("taking the migration lock", [&] { sql << "SELECT pg_advisory_xact_lock(7336151)"; });
   if (has_table(sql, kind, "peers"))
@@ -435,7 +529,7 @@ void ensure_schema(soci::session& sql, engine kind) {
         create_table(sql, kind, t);
     });
   }
-  run_step("peer_status_session_started_at", [&] { backfill_session_token(sql, kind); });
+  run_step("defaults of new columns", [&] { backfill_new_fields(sql, kind); });
   run_step("hashing plain setup keys", [&] {
     // As NetBird: once plain keys were hashed, the peers' legacy plain setup_key column goes too.
     if (hash_plain_setup_keys(sql) > 0) {
@@ -444,9 +538,12 @@ void ensure_schema(soci::session& sql, engine kind) {
         sql << "ALTER TABLE peers DROP COLUMN setup_key";
     }
   });
+  run_step("dropping legacy indexes", [&] { drop_legacy_indexes(sql); });
+  run_step("duplicate peer keys", [&] { remove_duplicate_peer_keys(sql, kind); });
+  run_step("public ids", [&] { backfill_public_ids(sql); });
   run_step("groups.peers to group_peers", [&] { migrate_group_peers(sql, kind); });
-  run_step("committing", [&] { tr.commit(); });
   run_step("indexes", [&] { create_indexes(sql); });
+  run_step("committing", [&] { tr->commit(); });
 }
 
 void ensure_schema(database& db) {

@@ -5,6 +5,7 @@
 
 #include "storage/database.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,15 @@ void ensure_schema(database& db);
 
 // The core tables this schema manages, in creation order.
 std::vector<std::string> core_tables();
+
+// Logical column types, stored as gorm stores Go types: SQLite text/numeric/integer/datetime,
+// PostgreSQL text/boolean/bigint/timestamptz.
+enum class column_type { text, boolean, integer, datetime };
+
+// The columns this schema gives `table` (empty for a table it does not manage), in order.
+std::vector<std::string> schema_columns(const std::string& table);
+// The type of one of them; nullopt for a column the schema does not define.
+std::optional<column_type> schema_column_type(const std::string& table, const std::string& column);
 
 // Columns of `table` as the database has them now (empty if the table does not exist).
 std::vector<std::string> existing_columns(soci::session& sql, engine kind,

@@ -22,6 +22,18 @@ using management::EncryptedMessage;
 
 core::session_clock session_tokens;
 
+// gRPC's peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678") -> the address alone.
+std::string address_of(const std::string& peer) {
+  auto colon = peer.find(':');
+  std::string rest = colon == std::string::npos ? peer : peer.substr(colon + 1);
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    return close == std::string::npos ? rest : rest.substr(1, close - 1);
+  }
+  auto port = rest.rfind(':');
+  return port == std::string::npos ? rest : rest.substr(0, port);
+}
+
 // The peer's key from the envelope, or the status NetBird answers for a bad one.
 std::optional<std::string> peer_key(const EncryptedMessage& m) {
   auto raw = crypto::base64_decode(m.wgpubkey());
@@ -85,8 +97,10 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   bool connect_sent = false;
   bool done = false;
 
+  std::string ip; // the stream's remote address
   void close(const std::string& reason) override;
   void refresh() override;
+  std::string remote_ip() const override { return ip; }
   void push(EncryptedMessage msg);
   void fail(Status s);
 };
@@ -300,12 +314,12 @@ public:
       return reactor;
     }
     st->wg_key_raw = *key;
+    st->ip = address_of(ctx->peer());
     management::SyncRequest sync;
     if (!open_body(d_, *req, *key, sync)) {
       reactor->finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
       return reactor;
     }
-    (void)ctx;
     auto d = &d_;
     const std::string their = *key, wg = req->wgpubkey();
     const bool has_meta = sync.has_meta();

@@ -1,14 +1,18 @@
 // The session fence through the actor system: peer actors (in-memory fence, mailbox order), the
 // status writer (group commit, per-peer order) and the side-effect seam, against real SQLite and
 // PostgreSQL.
+#include "actors/geo_actor.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
+#include "geo/geo.hpp"
+#include "storage/account_store.hpp"
 #include "storage/status_store.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
+#include <soci/soci.h>
 
 #include <barrier>
 #include <mutex>
@@ -35,6 +39,8 @@ struct test_sink : session_sink {
     return closes;
   }
   void refresh() override {}
+  std::string ip;
+  std::string remote_ip() const override { return ip; }
 };
 
 // What the observer saw, and whether the database already showed the write when it was told.
@@ -67,11 +73,14 @@ struct rig {
   session_observer observer;
   std::shared_ptr<observed> seen = std::make_shared<observed>();
 
-  explicit rig(const storage::db_options& db, std::size_t workers = 1, bool with_observer = false) {
+  explicit rig(const storage::db_options& db, std::size_t workers = 1, bool with_observer = false,
+               std::shared_ptr<const geo::database> geo_db = nullptr) {
     sys = std::make_unique<caf::actor_system>(cfg);
     writer = spawn_status_writer(*sys, {db, workers, 1024});
     if (with_observer)
       observer = sys->spawn<caf::detached>(observer_impl, seen, db);
+    if (geo_db)
+      observer = spawn_geo_actor(*sys, db, geo_db);
     dir = spawn_peer_directory(*sys, writer, observer);
   }
   ~rig() {
@@ -419,5 +428,50 @@ TEST_CASE("peer actors: randomized bursts keep mailbox order through group commi
     auto ws = r.writer_state();
     CHECK(ws.errors == 0);
     CHECK(ws.max_batch > 1); // writes of different peers were group-committed
+  }
+}
+
+TEST_CASE("geo side effect: a landed connect records the location; the same IP writes nothing") {
+  auto geo_db = std::make_shared<const geo::database>(test::fixture("GeoLite2-City_20240305.mmdb"));
+  for (const auto& opts : test::fresh_backends("actor_geo")) {
+    INFO(test::backend_name(opts));
+    test::seed_peers(opts, 1);
+    rig r(opts, 1, false, geo_db);
+    auto p = r.peer("p0");
+    auto location = [&] {
+      soci::session sql;
+      storage::open_session(sql, opts);
+      return storage::account_store(sql, opts.kind).peer_by_id("acc1", "p0")->location;
+    };
+    auto wait_for = [&](auto pred) {
+      for (int i = 0; i < 300 && !pred(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return pred();
+    };
+    auto sink = std::make_shared<test_sink>();
+    sink->ip = "89.160.20.128";
+    REQUIRE(r.connect(p, 100, sink));
+    REQUIRE(wait_for([&] { return location().country_code == "SE"; }));
+    CHECK(location().connection_ip == "89.160.20.128");
+    CHECK(location().geo_name_id == 2694762);
+    // Mark the stored row: a reconnect from the same address must not rewrite it.
+    test::exec_sql(opts, "UPDATE peers SET location_country_code = 'XX' WHERE id = 'p0'");
+    auto again = std::make_shared<test_sink>();
+    again->ip = "89.160.20.128";
+    REQUIRE(r.connect(p, 200, again));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(location().country_code == "XX");
+    // A refused connect (older token) records nothing either.
+    auto stale = std::make_shared<test_sink>();
+    stale->ip = "81.2.69.142";
+    CHECK_FALSE(r.connect(p, 150, stale));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(location().country_code == "XX");
+    // A new address is looked up and written.
+    auto moved = std::make_shared<test_sink>();
+    moved->ip = "81.2.69.142";
+    REQUIRE(r.connect(p, 300, moved));
+    REQUIRE(wait_for([&] { return location().country_code == "GB"; }));
+    CHECK(location().geo_name_id == 2643743);
   }
 }

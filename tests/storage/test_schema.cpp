@@ -2,6 +2,7 @@
 // with concrete values, on SQLite and (copied) on PostgreSQL.
 #include "storage/account_store.hpp"
 #include "storage/schema.hpp"
+#include "tests/storage/store_fixtures.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
 
@@ -17,38 +18,15 @@ using storage::engine;
 
 namespace {
 
-const std::string acc_id = "bf1c8084-ba50-4ce7-9439-34653001fc3b";
-
-// A NetBird SQLite dump as a migrated store of `target`'s engine: SQLite directly, PostgreSQL by
-// copying.
-void load_fixture(const std::string& dump, const storage::db_options& target) {
-  if (target.kind == engine::sqlite) {
-    test::load_sqlite_dump(test::fixture(dump), target.target);
-    soci::session sql;
-    storage::open_session(sql, target);
-    storage::ensure_schema(sql, target.kind);
-    return;
-  }
-  auto staging = test::fresh_store(engine::sqlite, "staging");
-  load_fixture(dump, staging);
-  soci::session src, dst;
-  storage::open_session(src, staging);
-  storage::open_session(dst, target);
-  storage::ensure_schema(dst, target.kind);
-  CHECK(storage::copy_store(src, engine::sqlite, dst, target.kind) > 0);
-}
+const std::string& acc_id = test::fixture_account;
+using test::load_fixture;
 
 core::account load(const storage::db_options& opts, const std::string& id) {
-  soci::session sql;
-  storage::open_session(sql, opts);
-  storage::account_store st(sql, opts.kind);
-  auto a = st.load_account(id);
-  REQUIRE(a.has_value());
-  return *a;
+  return test::load_account(opts, id);
 }
 
 bool has(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
+  return test::contains(v, x);
 }
 
 } // namespace
