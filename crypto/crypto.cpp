@@ -1,5 +1,7 @@
 #include "crypto/crypto.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 
 #include <mutex>
@@ -120,6 +122,38 @@ bool pat_well_formed(const std::string& token) {
   std::string checksum = base62(crc32_ieee(token.substr(4, 30)));
   checksum.insert(0, 6 - checksum.size(), '0');
   return token.substr(34) == checksum;
+}
+
+namespace {
+std::string hmac(const EVP_MD* md, const std::string& key, const std::string& data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!HMAC(md, key.data(), static_cast<int>(key.size()), u(data), data.size(), out, &len))
+    throw std::runtime_error("HMAC failed");
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+} // namespace
+
+std::string hmac_sha1(const std::string& key, const std::string& data) {
+  return hmac(EVP_sha1(), key, data);
+}
+
+std::string hmac_sha256(const std::string& key, const std::string& data) {
+  return hmac(EVP_sha256(), key, data);
+}
+
+timed_token turn_credentials(const std::string& secret, std::int64_t expires_unix) {
+  timed_token t;
+  t.payload = std::to_string(expires_unix);
+  t.signature = base64_encode(hmac_sha1(secret, t.payload));
+  return t;
+}
+
+timed_token relay_token(const std::string& secret, std::int64_t expires_unix) {
+  timed_token t;
+  t.payload = std::to_string(expires_unix);
+  t.signature = base64_encode(hmac_sha256(secret, t.payload));
+  return t;
 }
 
 key_pair make_wg_key_pair() {

@@ -7,6 +7,7 @@
 #include <soci/soci.h>
 
 #include <bit>
+#include <cctype>
 #include <cstdio>
 #include <map>
 #include <utility>
@@ -35,8 +36,12 @@ std::vector<column_info> catalog_columns(soci::session& sql, engine kind,
   std::vector<column_info> out;
   if (kind == engine::sqlite) {
     soci::rowset<soci::row> rs = (sql.prepare << "PRAGMA table_info(" + sql_ident(table) + ")");
-    for (const auto& r : rs)
-      out.push_back({r.get<std::string>(1), r.get<std::string>(2, "")});
+    for (const auto& r : rs) {
+      std::string type = r.get<std::string>(2, ""); // as declared; SQLite upper-cases INTEGER
+      for (auto& ch : type)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      out.push_back({r.get<std::string>(1), type});
+    }
   } else {
     std::string t = table;
     soci::rowset<soci::row> rs =
@@ -367,6 +372,69 @@ std::string or_new_id(const std::string& id) {
   return id.empty() ? crypto::random_id() : id;
 }
 
+bool write_group_peer(soci::session& sql, engine kind, const std::string& account_id,
+                      const std::string& group_id, const std::string& peer_id) {
+  row_values r;
+  r.text("account_id", account_id);
+  r.text("group_id", group_id);
+  r.text("peer_id", peer_id);
+  return insert_row(sql, kind, "group_peers", r, "ON CONFLICT DO NOTHING") > 0;
+}
+
+// The group row and its memberships (the caller holds the transaction).
+void write_group(soci::session& sql, engine kind, const core::group& g) {
+  row_values r;
+  r.text("id", g.id);
+  r.text("account_id", g.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("name", g.name);
+  r.text("issued", g.issued);
+  json res = json::array();
+  for (const auto& x : g.resources)
+    res.push_back(from_resource(x));
+  r.js("resources", res);
+  insert_row(sql, kind, "groups", r);
+  for (const auto& p : g.peers)
+    write_group_peer(sql, kind, g.account_id, g.id, p);
+}
+
+// The policy row and its rules (the caller holds the transaction).
+void write_policy(soci::session& sql, engine kind, const core::policy& p) {
+  row_values r;
+  r.text("id", p.id);
+  r.text("public_id", crypto::random_id());
+  r.text("account_id", p.account_id);
+  r.text("name", p.name);
+  r.text("description", p.description);
+  r.flag("enabled", p.enabled);
+  r.strings("source_posture_checks", p.source_posture_checks);
+  insert_row(sql, kind, "policies", r);
+  for (const auto& x : p.rules) {
+    row_values q;
+    q.text("id", or_new_id(x.id));
+    q.text("policy_id", p.id);
+    q.text("name", x.name);
+    q.text("description", x.description);
+    q.flag("enabled", x.enabled);
+    q.text("action", x.action);
+    q.strings("destinations", x.destinations);
+    q.js("destination_resource", from_resource(x.destination_resource));
+    q.strings("sources", x.sources);
+    q.js("source_resource", from_resource(x.source_resource));
+    q.flag("bidirectional", x.bidirectional);
+    q.text("protocol", x.protocol);
+    q.strings("ports", x.ports);
+    nlohmann::ordered_json ranges = nlohmann::ordered_json::array(); // Go's field order
+    for (const auto& pr : x.port_ranges)
+      ranges.push_back(nlohmann::ordered_json{{"Start", pr.start}, {"End", pr.end}});
+    q.text("port_ranges", ranges.dump());
+    q.js("authorized_groups",
+         x.authorized_groups.empty() ? json(nullptr) : json(x.authorized_groups));
+    q.text("authorized_user", x.authorized_user);
+    insert_row(sql, kind, "policy_rules", q);
+  }
+}
+
 bool affected(soci::statement& st) {
   return st.get_affected_rows() > 0;
 }
@@ -641,9 +709,9 @@ void account_store::insert_account_tree(const core::account& a) {
   for (const auto& p : a.peers)
     insert_peer(p);
   for (const auto& g : a.groups)
-    insert_group(g);
+    write_group(sql_, kind_, g);
   for (const auto& p : a.policies)
-    insert_policy(p);
+    write_policy(sql_, kind_, p);
   for (const auto& k : a.setup_keys)
     insert_setup_key(k);
   for (const auto& x : a.routes)
@@ -739,29 +807,13 @@ void account_store::insert_token(const core::personal_access_token& t) {
 
 void account_store::insert_group(const core::group& g) {
   soci::transaction tr(sql_);
-  row_values r;
-  r.text("id", g.id);
-  r.text("account_id", g.account_id);
-  r.text("public_id", crypto::random_id());
-  r.text("name", g.name);
-  r.text("issued", g.issued);
-  json res = json::array();
-  for (const auto& x : g.resources)
-    res.push_back(from_resource(x));
-  r.js("resources", res);
-  insert_row(sql_, kind_, "groups", r);
-  for (const auto& p : g.peers)
-    add_group_peer(g.account_id, g.id, p);
+  write_group(sql_, kind_, g);
   tr.commit();
 }
 
 bool account_store::add_group_peer(const std::string& account_id, const std::string& group_id,
                                    const std::string& peer_id) {
-  row_values r;
-  r.text("account_id", account_id);
-  r.text("group_id", group_id);
-  r.text("peer_id", peer_id);
-  return insert_row(sql_, kind_, "group_peers", r, "ON CONFLICT DO NOTHING") > 0;
+  return write_group_peer(sql_, kind_, account_id, group_id, peer_id);
 }
 
 bool account_store::remove_group_peer(const std::string& account_id, const std::string& group_id,
@@ -777,39 +829,7 @@ bool account_store::remove_group_peer(const std::string& account_id, const std::
 
 void account_store::insert_policy(const core::policy& p) {
   soci::transaction tr(sql_);
-  row_values r;
-  r.text("id", p.id);
-  r.text("public_id", crypto::random_id());
-  r.text("account_id", p.account_id);
-  r.text("name", p.name);
-  r.text("description", p.description);
-  r.flag("enabled", p.enabled);
-  r.strings("source_posture_checks", p.source_posture_checks);
-  insert_row(sql_, kind_, "policies", r);
-  for (const auto& x : p.rules) {
-    row_values q;
-    q.text("id", or_new_id(x.id));
-    q.text("policy_id", p.id);
-    q.text("name", x.name);
-    q.text("description", x.description);
-    q.flag("enabled", x.enabled);
-    q.text("action", x.action);
-    q.strings("destinations", x.destinations);
-    q.js("destination_resource", from_resource(x.destination_resource));
-    q.strings("sources", x.sources);
-    q.js("source_resource", from_resource(x.source_resource));
-    q.flag("bidirectional", x.bidirectional);
-    q.text("protocol", x.protocol);
-    q.strings("ports", x.ports);
-    nlohmann::ordered_json ranges = nlohmann::ordered_json::array(); // Go's field order
-    for (const auto& pr : x.port_ranges)
-      ranges.push_back(nlohmann::ordered_json{{"Start", pr.start}, {"End", pr.end}});
-    q.text("port_ranges", ranges.dump());
-    q.js("authorized_groups",
-         x.authorized_groups.empty() ? json(nullptr) : json(x.authorized_groups));
-    q.text("authorized_user", x.authorized_user);
-    insert_row(sql_, kind_, "policy_rules", q);
-  }
+  write_policy(sql_, kind_, p);
   tr.commit();
 }
 

@@ -1,8 +1,12 @@
 #include "api/grpc/convert.hpp"
 
+#include "crypto/crypto.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
 #include <cctype>
 
 namespace nbm::api {
@@ -30,22 +34,36 @@ void fill_host(management::HostConfig& out, const config::host& h) {
 
 } // namespace
 
-management::NetbirdConfig to_netbird_config(const config::management_config& cfg) {
+management::NetbirdConfig to_netbird_config(const config::management_config& cfg, std::int64_t now_unix) {
   management::NetbirdConfig nc;
   for (const auto& s : cfg.stuns)
     fill_host(*nc.add_stuns(), s);
-  if (cfg.turn)
+  if (cfg.turn) {
+    // Time-based credentials as NetBird's: user = expiry (Unix s), password = base64 HMAC-SHA1.
+    std::optional<crypto::timed_token> creds;
+    if (cfg.turn->time_based_credentials)
+      creds = crypto::turn_credentials(
+        cfg.turn->secret,
+        now_unix + std::chrono::duration_cast<std::chrono::seconds>(cfg.turn->credentials_ttl).count());
     for (const auto& t : cfg.turn->turns) {
       auto* pt = nc.add_turns();
       fill_host(*pt->mutable_hostconfig(), t);
-      pt->set_user(t.username);
-      pt->set_password(t.password);
+      pt->set_user(creds ? creds->payload : t.username);
+      pt->set_password(creds ? creds->signature : t.password);
     }
+  }
   if (cfg.signal)
     fill_host(*nc.mutable_signal(), *cfg.signal);
-  if (cfg.relay && !cfg.relay->addresses.empty())
+  if (cfg.relay && !cfg.relay->addresses.empty()) {
+    auto* relay = nc.mutable_relay();
     for (const auto& a : cfg.relay->addresses)
-      nc.mutable_relay()->add_urls(a);
+      relay->add_urls(a);
+    auto token = crypto::relay_token(
+      cfg.relay->secret,
+      now_unix + std::chrono::duration_cast<std::chrono::seconds>(cfg.relay->credentials_ttl).count());
+    relay->set_tokenpayload(token.payload);
+    relay->set_tokensignature(token.signature);
+  }
   return nc;
 }
 

@@ -22,6 +22,12 @@ using management::EncryptedMessage;
 
 core::session_clock session_tokens;
 
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 // gRPC's peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678") -> the address alone.
 std::string address_of(const std::string& peer) {
   auto colon = peer.find(':');
@@ -59,7 +65,7 @@ EncryptedMessage seal(const grpc_deps& d, const google::protobuf::Message& msg,
 
 management::SyncResponse initial_sync(const grpc_deps& d, const actors::peer_view& v) {
   management::SyncResponse r;
-  *r.mutable_netbirdconfig() = to_netbird_config(d.cfg);
+  *r.mutable_netbirdconfig() = to_netbird_config(d.cfg, unix_now());
   *r.mutable_peerconfig() = to_peer_config(v.peer, v.network, d.dns_domain);
   auto* map = r.mutable_networkmap();
   map->set_serial(v.serial);
@@ -284,7 +290,7 @@ public:
                   return;
                 }
                 management::LoginResponse out;
-                *out.mutable_netbirdconfig() = to_netbird_config(d->cfg);
+                *out.mutable_netbirdconfig() = to_netbird_config(d->cfg, unix_now());
                 *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
                 *resp = seal(*d, out, their);
                 r->Finish(Status::OK);

@@ -51,7 +51,7 @@ core::account full_account() {
   core::peer p;
   p.id = "p1";
   p.account_id = a.id;
-  p.key = "6kjbmVq1hmucVzvBXo5OucY5OYv+jSsB1jUTLq291Do=";
+  p.key = "aWgOP7dYvN6ZbZ3uR5bXo3h1DBnGJ6mrr5JcMZQ0oXM=";
   p.ip = "100.64.0.5";
   p.name = "laptop";
   p.dns_label = "laptop";
@@ -75,7 +75,7 @@ core::account full_account() {
   p.location = {"203.0.113.7", "DE", "Berlin", 2950159};
   core::peer q = p;
   q.id = "p2";
-  q.key = "RlSy2vzoG2HyMBTUImXOiVhCBiiBa5qD5xzMxkiFDW4=";
+  q.key = "tBL1cWnPQ6qfS6gWMRBFy7+0XQPtXb0b2w0J3bbHd3E=";
   q.ip = "100.64.0.6";
   q.name = q.dns_label = "server";
   q.user_id.clear();
@@ -209,12 +209,13 @@ std::map<std::string, std::string> catalog(const storage::db_options& opts) {
   std::map<std::string, std::string> out;
   if (opts.kind == engine::sqlite) {
     soci::rowset<soci::row> rs =
-        (sql.prepare << "SELECT m.name, p.name, p.type, p.\"notnull\", COALESCE(p.dflt_value, '') "
+        (sql.prepare << "SELECT m.name, p.name, LOWER(p.type), CAST(p.\"notnull\" AS TEXT), "
+                        "COALESCE(p.dflt_value, '') "
                         "FROM sqlite_master m JOIN pragma_table_info(m.name) p "
                         "WHERE m.type = 'table'");
     for (const auto& r : rs)
       out[r.get<std::string>(0) + "." + r.get<std::string>(1)] =
-          r.get<std::string>(2) + " " + std::to_string(r.get<int>(3)) + " " + r.get<std::string>(4);
+          r.get<std::string>(2) + " " + r.get<std::string>(3) + " " + r.get<std::string>(4);
     soci::rowset<std::string> ix =
         (sql.prepare << "SELECT name FROM sqlite_master WHERE type = 'index'");
     for (const auto& n : ix)
