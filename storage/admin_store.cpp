@@ -213,21 +213,9 @@ std::optional<core::setup_key> admin_store::setup_key_by_plain(const std::string
 }
 
 bool admin_store::use_setup_key(const std::string& key_id) {
-  // The guard repeats NetBird's IsValid/IsOverUsed in SQL (not revoked; one-off: limit 1; reusable:
-  // usage_limit, 0 = unlimited), so the check and the increment are one statement.
-  const std::string now = store_time();
-  const std::string no = kind_ == engine::postgres ? "false" : "0";
-  soci::statement st =
-      (sql_.prepare
-           << "UPDATE setup_keys SET used_times = COALESCE(used_times, 0) + 1, last_used = " +
-                  as_time(kind_, "now") + " WHERE id = :id AND COALESCE(revoked, " + no +
-                  ") = " + no +
-                  " AND (CASE WHEN type = 'one-off' THEN 1 ELSE COALESCE(usage_limit, 0) END = 0 "
-                  "OR COALESCE(used_times, 0) < CASE WHEN type = 'one-off' THEN 1 ELSE usage_limit "
-                  "END)",
-       soci::use(now, "now"), soci::use(key_id, "id"));
-  st.execute(true);
-  return st.get_affected_rows() > 0;
+  // One guarded UPDATE (not revoked, not expired, under its limit): see
+  // account_store::use_setup_key.
+  return account_store(sql_, kind_).use_setup_key(key_id);
 }
 
 admin_store::register_result admin_store::register_peer(const core::peer& p,
@@ -237,7 +225,17 @@ admin_store::register_result admin_store::register_peer(const core::peer& p,
   const std::string ip = json(p.ip).dump(); // NetBird stores the IP as a JSON string
   const std::string ipv6 = json(p.ipv6).dump();
   const std::string labels = json(p.extra_dns_labels).dump();
-  const auto& m = p.meta;
+  // JSON columns hold JSON: an empty value is written as null (Go's decoder rejects '').
+  auto js = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
+  const core::peer_meta m = [&] {
+    core::peer_meta x = p.meta;
+    x.network_addresses_json = js(x.network_addresses_json);
+    x.environment_json = js(x.environment_json);
+    x.flags_json = js(x.flags_json);
+    x.files_json = js(x.files_json);
+    x.capabilities_json = js(x.capabilities_json);
+    return x;
+  }();
   try {
     soci::transaction tr(sql_);
     if (!setup_key_id.empty() && !use_setup_key(setup_key_id)) {
