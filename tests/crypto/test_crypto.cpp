@@ -72,3 +72,17 @@ TEST_CASE("secrets at rest open with their key only") {
   CHECK_FALSE(secret_open("short", key).has_value());
   CHECK_THROWS_AS(secret_seal("x", "short key"), std::invalid_argument);
 }
+
+TEST_CASE("time-based TURN credentials and relay tokens are signed as NetBird's TimedHMAC") {
+  const std::string fox = "The quick brown fox jumps over the lazy dog";
+  // RFC 2104 examples as widely published.
+  CHECK(base64_encode(hmac_sha1("key", fox)) == "3nybhbi3iqa8ino29wqQcBydtNk=");
+  CHECK(base64_encode(hmac_sha256("key", fox)) == "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=");
+  auto turn = turn_credentials("secret", 1700000000);
+  CHECK(turn.payload == "1700000000");
+  CHECK(turn.signature == base64_encode(hmac_sha1("secret", "1700000000")));
+  auto relay = relay_token("netbird", 1700000000);
+  CHECK(relay.payload == "1700000000");
+  CHECK(relay.signature == base64_encode(hmac_sha256("netbird", "1700000000")));
+  CHECK(relay.signature != turn.signature);
+}
