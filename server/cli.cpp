@@ -1,8 +1,12 @@
 #include "server/cli.hpp"
 
+#include "config/logging.hpp"
+
 #include <CLI/CLI.hpp>
 
-#include <sstream>
+#include <algorithm>
+#include <cctype>
+#include <regex>
 
 #ifndef NBM_VERSION
 #define NBM_VERSION "dev"
@@ -10,68 +14,136 @@
 
 namespace nbm::server {
 
+namespace {
+
+// pflag's IntVar: strconv.ParseInt(s, 0, 64), so 0x50 and 010 are numbers too.
+CLI::Validator port_validator() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        try {
+          std::size_t pos = 0;
+          const long long port = std::stoll(v, &pos, 0);
+          if (pos == v.size() && port >= 1 && port <= 65535)
+            return {};
+        } catch (const std::exception&) {
+        }
+        return "invalid port \"" + v + "\": expected a number from 1 to 65535";
+      },
+      "PORT");
+}
+
+void add_management_flags(CLI::App& cmd, management_options& o) {
+  cmd.add_option("--port", o.port,
+                 "server port to listen on (netbird-mgmt's default 33073; NetBird's Go server "
+                 "defaults to 443 if TLS is enabled, 80 otherwise)")
+      ->capture_default_str()
+      ->check(port_validator());
+  cmd.add_flag("--disable-legacy-port", o.disable_legacy_port,
+               "disabling the old legacy port (33073)");
+  cmd.add_option("--metrics-port", o.metrics_port,
+                 "metrics endpoint http port. Metrics are accessible under "
+                 "host:metrics-port/metrics")
+      ->capture_default_str()
+      ->check(port_validator());
+  cmd.add_option("--datadir", o.datadir, "server data directory location")->capture_default_str();
+  cmd.add_option("--letsencrypt-domain", o.letsencrypt_domain,
+                 "a domain to issue Let's Encrypt certificate for. Enables TLS using Let's "
+                 "Encrypt. Will fetch and renew certificate, and run the server with TLS");
+  cmd.add_option("--single-account-mode-domain", o.single_account_mode_domain,
+                 "Enables single account mode. This means that all the users will be under the "
+                 "same account grouped by the specified domain. If the installation has more than "
+                 "one account, the property is ineffective. Enabled by default with the default "
+                 "domain netbird.selfhosted")
+      ->capture_default_str();
+  cmd.add_flag("--disable-single-account-mode", o.disable_single_account_mode,
+               "If set to true, disables single account mode. The --single-account-mode-domain "
+               "property will be ignored and every new user will have a separate NetBird account.");
+  cmd.add_option("--cert-file", o.cert_file,
+                 "Location of your SSL certificate. Can be used when you have an existing "
+                 "certificate and don't want a new certificate be generated automatically. If "
+                 "letsencrypt-domain is specified this property has no effect");
+  cmd.add_option("--cert-key", o.cert_key,
+                 "Location of your SSL certificate private key. Can be used when you have an "
+                 "existing certificate and don't want a new certificate be generated "
+                 "automatically. If letsencrypt-domain is specified this property has no effect");
+  cmd.add_flag("--disable-anonymous-metrics", o.disable_anonymous_metrics,
+               "disables push of anonymous usage metrics to NetBird");
+  cmd.add_option("--dns-domain", o.dns_domain,
+                 "Domain used for peer resolution. This is appended to the peer's name, e.g. "
+                 "pi-server.netbird.selfhosted. Max length is 192 characters to allow appending "
+                 "to a peer name with up to 63 characters.")
+      ->capture_default_str();
+  cmd.add_flag("--idp-sign-key-refresh-enabled", o.idp_sign_key_refresh_enabled,
+               "Enable cache headers evaluation to determine signing key rotation period. This "
+               "will refresh the signing key upon expiry.");
+  cmd.add_flag("--user-delete-from-idp", o.user_delete_from_idp,
+               "Allows to delete user from IDP when user is deleted from account");
+  cmd.add_flag("--disable-geolite-update", o.disable_geolite_update,
+               "disables automatic updates to the Geolite2 geolocation databases (default true; "
+               "--disable-geolite-update=false enables them)");
+}
+
+parse_result failure(const std::string& message, const CLI::App& usage_of) {
+  parse_result r;
+  r.exit_code = 1; // NetBird's main: os.Exit(1) on any command error
+  r.err = "Error: " + message + "\n\n" + usage_of.help();
+  return r;
+}
+
+} // namespace
+
 bool valid_log_level(const std::string& level) {
-  for (const char* l : {"panic", "fatal", "error", "warn", "warning", "info", "debug", "trace"})
-    if (level == l)
-      return true;
-  return false;
+  return config::parse_log_level(level).has_value();
+}
+
+bool valid_dns_domain(const std::string& domain) {
+  if (domain.empty() || domain.rfind("*.", 0) == 0)
+    return false;
+  static const std::regex pattern(
+      R"(^(?:\*\.)?(?:(?:xn--)?[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*(?:xn--)?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$)");
+  std::string lowered = domain;
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return std::regex_match(lowered, pattern);
 }
 
 parse_result parse_cli(int argc, const char* const* argv) {
   management_options o;
   CLI::App app{"netbird-mgmt: the NetBird management server (C++ actor system)", "netbird-mgmt"};
-  app.set_version_flag("--version", std::string("netbird-mgmt version ") + NBM_VERSION);
-  app.require_subcommand(1);
-  app.fallthrough(); // global flags may follow the subcommand, as with cobra's persistent flags
-  app.add_option("--config", o.config_path, "Netbird config file location")->capture_default_str();
+  app.set_version_flag("-v,--version", std::string("netbird-mgmt version ") + NBM_VERSION,
+                       "version for netbird-mgmt");
+  // Flags of the root may also follow the subcommand (cobra's persistent flags; cobra also lets
+  // `--config` come before `management`).
+  app.fallthrough();
+  app.add_option("--config", o.config_path,
+                 "Netbird config file location. Config params specified via command line (e.g. "
+                 "datadir) have a precedence over configuration from this file")
+      ->capture_default_str();
   app.add_option("--log-file", o.log_file,
                  "sets Netbird log path. If console is specified the log will be output to stdout")
       ->capture_default_str();
   app.add_option("--log-level", o.log_level,
-                 "log level (panic, fatal, error, warn, info, debug, trace)")
+                 "log level: panic, fatal, error, warn, info, debug or trace")
       ->capture_default_str()
       ->check(CLI::Validator(
-          [](std::string& v) { return valid_log_level(v) ? "" : "unknown log level " + v; },
+          [](std::string& v) -> std::string {
+            return valid_log_level(v) ? std::string()
+                                      : "not a valid logrus Level: \"" + v +
+                                            "\" (use panic, fatal, error, warn, info, debug or "
+                                            "trace)";
+          },
           "LEVEL"));
 
   auto* mgmt = app.add_subcommand("management", "start NetBird Management Server");
-  mgmt->add_option(
-      "--cert-file", o.cert_file,
-      "Location of your SSL certificate. Can be used when you have an existing certificate "
-      "and don't want a new certificate be generated automatically. If letsencrypt-domain is "
-      "specified this property has no effect");
-  mgmt->add_option(
-      "--cert-key", o.cert_key,
-      "Location of your SSL certificate private key. If letsencrypt-domain is specified this "
-      "property has no effect");
-  mgmt->add_option("--datadir", o.datadir, "server data directory location")->capture_default_str();
-  mgmt->add_option(
-      "--letsencrypt-domain", o.letsencrypt_domain,
-      "a domain to issue Let's Encrypt certificate for. Enables TLS using Let's Encrypt. "
-      "Will fetch and renew certificate, and run the server with TLS");
-  mgmt->add_option("--port", o.port, "server port to listen on")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  mgmt->add_option("--metrics-port", o.metrics_port, "metrics endpoint http port")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  mgmt->add_flag("--disable-legacy-port", o.disable_legacy_port, "disable the legacy port (33073)");
-  mgmt->add_option("--single-account-mode-domain", o.single_account_mode_domain,
-                   "domain of the single account mode")
-      ->capture_default_str();
-  mgmt->add_flag("--disable-single-account-mode", o.disable_single_account_mode,
-                 "every new user gets a separate NetBird account");
-  mgmt->add_option("--dns-domain", o.dns_domain, "domain used for peer resolution")
-      ->capture_default_str();
-  mgmt->add_flag("--disable-anonymous-metrics", o.disable_anonymous_metrics,
-                 "disables push of anonymous usage metrics");
-  mgmt->add_flag("--idp-sign-key-refresh-enabled", o.idp_sign_key_refresh_enabled,
-                 "refresh the IdP signing keys when they expire");
-  mgmt->add_flag("--user-delete-from-idp", o.user_delete_from_idp,
-                 "delete users from the IdP when they are deleted from the account");
-  mgmt->add_flag("--disable-geolite-update", o.disable_geolite_update,
-                 "disables automatic updates to the Geolite2 geolocation databases")
-      ->capture_default_str();
+  add_management_flags(*mgmt, o);
+  // cobra lists the root's persistent flags under the subcommand's own.
+  mgmt->footer("Global Flags:\n"
+               "  --config TEXT [/etc/netbird/management.json]\n"
+               "                              Netbird config file location\n"
+               "  --log-file TEXT [/var/log/netbird/management.log]\n"
+               "                              sets Netbird log path (console = stdout)\n"
+               "  --log-level LEVEL [info]    panic, fatal, error, warn, info, debug or trace\n"
+               "  -v,--version                version for netbird-mgmt");
 
   admin_command ac;
   auto* admin = app.add_subcommand("admin", "administer the configured store without an IdP");
@@ -108,31 +180,45 @@ parse_result parse_cli(int argc, const char* const* argv) {
   key_revoke->add_option("--account", ac.account_id, "account id")->required();
   key_revoke->add_option("--id", ac.key_id, "setup key id")->required();
 
+  const std::vector<const CLI::App*> commands = {mgmt,       admin,      account,  keys,
+                                                 acc_create, key_create, key_list, key_revoke};
   parse_result r;
-  std::ostringstream out, err;
+
+  // cobra's `help [command [subcommand...]]`.
+  if (argc >= 2 && std::string(argv[1]) == "help") {
+    CLI::App* asked = &app;
+    for (int i = 2; i < argc; ++i) {
+      try {
+        asked = asked->get_subcommand(argv[i]);
+      } catch (const CLI::Error&) {
+        return failure("unknown help topic \"" + std::string(argv[i]) + "\"", *asked);
+      }
+    }
+    r.out = asked->help();
+    return r;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    // Help of the subcommand that was asked, as cobra prints it.
+    // The help of the deepest command given, as cobra prints it.
     const CLI::App* asked = &app;
-    for (const CLI::App* c :
-         {static_cast<const CLI::App*>(mgmt), static_cast<const CLI::App*>(admin),
-          static_cast<const CLI::App*>(account), static_cast<const CLI::App*>(keys),
-          static_cast<const CLI::App*>(acc_create), static_cast<const CLI::App*>(key_create),
-          static_cast<const CLI::App*>(key_list), static_cast<const CLI::App*>(key_revoke)})
+    for (const CLI::App* c : commands)
       if (c->parsed())
         asked = c;
     r.out = asked->help();
     return r;
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::CallForVersion&) {
     r.out = app.version() + "\n";
     return r;
   } catch (const CLI::ParseError& e) {
-    r.exit_code = e.get_exit_code() == 0 ? 1 : e.get_exit_code();
-    r.err = std::string("Error: ") + e.what() + "\n\nUsage:\n" +
-            (mgmt->parsed() ? mgmt->help() : app.help());
-    return r;
+    const CLI::App* deepest = &app;
+    for (const CLI::App* c : commands)
+      if (c->parsed())
+        deepest = c;
+    return failure(e.what(), *deepest);
   }
+
   if (admin->parsed()) {
     ac.config_path = o.config_path;
     if (app.get_option("--log-level")->count() > 0)
@@ -144,8 +230,45 @@ parse_result parse_cli(int argc, const char* const* argv) {
     r.admin = ac;
     return r;
   }
+  if (!mgmt->parsed()) {
+    // cobra: a root command that cannot run itself prints its help, and the exit status is 0.
+    r.out = app.help();
+    return r;
+  }
+  // NetBird's PreRunE validates the DNS domain before anything starts.
+  if (!valid_dns_domain(o.dns_domain))
+    return failure("invalid dns-domain: " + o.dns_domain, *mgmt);
+  o.port_set = mgmt->get_option("--port")->count() > 0;
+  o.datadir_set = mgmt->get_option("--datadir")->count() > 0;
+  o.idp_sign_key_refresh_enabled_set =
+      mgmt->get_option("--idp-sign-key-refresh-enabled")->count() > 0;
   r.options = o;
   return r;
+}
+
+void apply_overrides(management_options& opts, config::management_config& cfg) {
+  auto http = [&cfg]() -> config::http_config& {
+    if (!cfg.http)
+      cfg.http.emplace();
+    return *cfg.http;
+  };
+  // ApplyCommandLineOverrides.
+  if (!opts.letsencrypt_domain.empty())
+    http().lets_encrypt_domain = opts.letsencrypt_domain;
+  if (!opts.datadir.empty())
+    cfg.datadir = opts.datadir;
+  if (!opts.cert_key.empty() && !opts.cert_file.empty()) {
+    http().cert_file = opts.cert_file;
+    http().cert_key = opts.cert_key;
+  }
+  // ApplyEmbeddedIdPConfig (it also turns user deletion from the IdP on).
+  if (config::apply_embedded_idp(cfg, opts.port, opts.disable_single_account_mode))
+    opts.user_delete_from_idp = true;
+  // The management command's PreRunE, then RunE.
+  if (opts.idp_sign_key_refresh_enabled_set)
+    http().idp_sign_key_refresh_enabled = opts.idp_sign_key_refresh_enabled;
+  if (opts.disable_single_account_mode)
+    opts.single_account_mode_domain.clear();
 }
 
 } // namespace nbm::server

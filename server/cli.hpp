@@ -1,6 +1,10 @@
-// The command line, as NetBird's cobra commands define it: `netbird-mgmt management [flags]` plus
-// the global --config, --log-file, --log-level, and `netbird-mgmt --version`.
+// The command line, as NetBird's cobra commands define it (management/cmd/root.go, management.go):
+// `netbird-mgmt management [flags]`, the global --config, --log-file, --log-level, and
+// `netbird-mgmt --version`; plus this project's `admin` commands. Parsing never exits: it returns
+// what to do or what to print.
 #pragma once
+
+#include "config/config.hpp"
 
 #include <optional>
 #include <string>
@@ -8,22 +12,31 @@
 
 namespace nbm::server {
 
+// `netbird-mgmt management`: the flags as given (with NetBird's defaults).
 struct management_options {
-  std::string config_path = "/etc/netbird/management.json";
-  std::string log_file = "/var/log/netbird/management.log";
-  std::string log_level = "info";
-  std::string datadir = "/var/lib/netbird/";
+  std::string config_path = "/etc/netbird/management.json"; // --config
+  std::string log_file = "/var/log/netbird/management.log"; // --log-file ("console" = stdout)
+  std::string log_level = "info";                           // --log-level (logrus names)
+  std::string datadir = "/var/lib/netbird/";                // --datadir
+  // --port. This project documents 33073; NetBird's Go server now defaults to 80, or 443 with TLS
+  // when the flag is not given (port_set tells whether it was).
   int port = 33073;
-  std::string cert_file, cert_key, letsencrypt_domain;
-  int metrics_port = 9090;
-  bool disable_legacy_port = false;
-  std::string single_account_mode_domain = "netbird.selfhosted";
-  bool disable_single_account_mode = false;
-  std::string dns_domain = "netbird.selfhosted";
-  bool disable_anonymous_metrics = false;
-  bool idp_sign_key_refresh_enabled = false;
-  bool user_delete_from_idp = false;
-  bool disable_geolite_update = true;
+  std::string cert_file, cert_key,
+      letsencrypt_domain;           // --cert-file, --cert-key, --letsencrypt-domain
+  int metrics_port = 9090;          // --metrics-port
+  bool disable_legacy_port = false; // --disable-legacy-port
+  std::string single_account_mode_domain = "netbird.selfhosted"; // --single-account-mode-domain
+  bool disable_single_account_mode = false;                      // --disable-single-account-mode
+  std::string dns_domain = "netbird.selfhosted"; // --dns-domain (validated as NetBird does)
+  bool disable_anonymous_metrics = false;        // --disable-anonymous-metrics
+  bool idp_sign_key_refresh_enabled = false;     // --idp-sign-key-refresh-enabled
+  bool user_delete_from_idp = false;             // --user-delete-from-idp
+  bool disable_geolite_update = true;            // --disable-geolite-update
+
+  // Whether the flag was on the command line (cobra's Flag.Changed).
+  bool port_set = false;
+  bool datadir_set = false;
+  bool idp_sign_key_refresh_enabled_set = false;
 };
 
 // `netbird-mgmt admin ...`: bootstrap and administer the configured store without an IdP.
@@ -43,8 +56,8 @@ struct admin_command {
   std::vector<std::string> auto_groups;
 };
 
-// Either options to run with, an admin command, or text to print and an exit code (help, version,
-// errors).
+// Either options to run with, an admin command, or text to print and an exit code (help,
+// version, errors). Errors: exit_code 1 (as NetBird's main), the message and the usage in `err`.
 struct parse_result {
   std::optional<management_options> options;
   std::optional<admin_command> admin;
@@ -53,9 +66,29 @@ struct parse_result {
   std::string err; // for stderr
 };
 
+// argv[0] is the program name. `netbird-mgmt` alone prints the help and exits 0, as cobra does for
+// a root command without a Run of its own; `netbird-mgmt help [command]` too.
 parse_result parse_cli(int argc, const char* const* argv);
 
-// The log levels NetBird (logrus) accepts.
+// The log levels NetBird (logrus) accepts, case-insensitively.
 bool valid_log_level(const std::string& level);
+
+// shared/management/domain.IsValidDomainNoWildcard, which NetBird applies to --dns-domain.
+bool valid_dns_domain(const std::string& domain);
+
+// What NetBird does with the flags once management.json is loaded (LoadMgmtConfig,
+// ApplyCommandLineOverrides, ApplyEmbeddedIdPConfig, then the management command itself):
+// - --letsencrypt-domain, when not empty, sets HttpConfig.LetsEncryptDomain;
+// - --datadir, when not empty, sets Datadir: its default is not empty, so the flag's value (given
+//   or default) always wins over the file's Datadir unless `--datadir ""` is passed;
+// - --cert-file and --cert-key, when both are given, set HttpConfig.CertFile/CertKey;
+// - EmbeddedIdP.Enabled: HttpConfig from the issuer, LocalAddress localhost:<port>, storage
+//   defaults, and user deletion from the IdP forced on (refused with
+//   --disable-single-account-mode: config_error);
+// - --idp-sign-key-refresh-enabled, when given (even =false), sets
+//   HttpConfig.IdpSignKeyRefreshEnabled (after the embedded IdP, as in NetBird);
+// - --disable-single-account-mode empties single_account_mode_domain.
+// HttpConfig is created when a flag needs it (NetBird would dereference nil).
+void apply_overrides(management_options& opts, config::management_config& cfg);
 
 } // namespace nbm::server

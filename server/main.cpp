@@ -1,11 +1,11 @@
 // netbird-mgmt: command line -> config -> logging -> run.
+#include "config/config.hpp"
+#include "config/logging.hpp"
 #include "server/admin.hpp"
 #include "server/cli.hpp"
 #include "server/run.hpp"
-#include "storage/database.hpp"
 
 #include <csignal>
-#include <cstdio>
 #include <iostream>
 
 int main(int argc, char** argv) {
@@ -17,19 +17,22 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   auto parsed = nbm::server::parse_cli(argc, argv);
-  std::cout << parsed.out;
-  std::cerr << parsed.err;
+  std::cout << parsed.out << std::flush;
+  std::cerr << parsed.err << std::flush;
+  if (!parsed.options && !parsed.admin)
+    return parsed.exit_code; // help, version, or a command-line error (already printed)
+
   try {
     if (parsed.admin) {
       auto cfg = nbm::config::load_file(parsed.admin->config_path);
-      nbm::server::setup_logging("stderr", parsed.admin->log_level);
+      // Admin commands print their results on stdout: logs go to stderr.
+      nbm::config::setup_logging("stderr", parsed.admin->log_level);
       return nbm::server::run_admin(*parsed.admin, std::move(cfg));
     }
-    if (!parsed.options)
-      return parsed.exit_code;
-    const auto& opts = *parsed.options;
+    auto opts = *parsed.options;
     auto cfg = nbm::config::load_file(opts.config_path);
-    nbm::server::setup_logging(opts.log_file, opts.log_level);
+    nbm::server::apply_overrides(opts, cfg);
+    nbm::config::setup_logging(opts.log_file, opts.log_level);
     return nbm::server::run_management(opts, std::move(cfg));
   } catch (const std::exception& e) {
     std::cerr << "Error: " << e.what() << "\n";

@@ -12,43 +12,12 @@
 
 #include <caf/all.hpp>
 #include <soci/soci.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <filesystem>
 
 namespace nbm::server {
-
-void setup_logging(const std::string& log_file, const std::string& level) {
-  std::shared_ptr<spdlog::logger> logger;
-  if (log_file == "console") {
-    logger = spdlog::stdout_logger_mt("netbird-mgmt");
-  } else if (log_file == "stderr") { // admin commands keep stdout for their output
-    logger = spdlog::stderr_logger_mt("netbird-mgmt");
-  } else {
-    auto parent = std::filesystem::path(log_file).parent_path();
-    if (!parent.empty())
-      std::filesystem::create_directories(parent);
-    logger = spdlog::basic_logger_mt("netbird-mgmt", log_file);
-  }
-  // logrus levels -> spdlog levels
-  spdlog::level::level_enum lvl = spdlog::level::info;
-  if (level == "panic" || level == "fatal")
-    lvl = spdlog::level::critical;
-  else if (level == "error")
-    lvl = spdlog::level::err;
-  else if (level == "warn" || level == "warning")
-    lvl = spdlog::level::warn;
-  else if (level == "debug")
-    lvl = spdlog::level::debug;
-  else if (level == "trace")
-    lvl = spdlog::level::trace;
-  logger->set_level(lvl);
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
-}
 
 void apply_flags(const management_options& opts, config::management_config& cfg) {
   // NetBird: --datadir always wins (its default is non-empty), the TLS flags when given.

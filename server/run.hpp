@@ -18,7 +18,4 @@ storage::db_options store_options(const config::management_config& cfg);
 // code.
 int run_management(const management_options& opts, config::management_config cfg);
 
-// spdlog to stdout ("console") or to a file (parent directories created). Throws on failure.
-void setup_logging(const std::string& log_file, const std::string& level);
-
 } // namespace nbm::server
