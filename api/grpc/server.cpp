@@ -24,8 +24,8 @@ core::session_clock session_tokens;
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 // gRPC's peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678") -> the address alone.
@@ -61,6 +61,24 @@ EncryptedMessage seal(const grpc_deps& d, const google::protobuf::Message& msg,
   env.set_wgpubkey(crypto::base64_encode(d.server_public));
   env.set_body(crypto::box_seal(msg.SerializeAsString(), their_key, d.server_private));
   return env;
+}
+
+// Opens a unary request's envelope into `msg`, or finishes `r` with NetBird's status for a bad key
+// or body. Returns the peer's raw key.
+template <class Msg>
+std::optional<std::string> open_request(const grpc_deps& d, const EncryptedMessage& req, Msg& msg,
+                                        grpc::ServerUnaryReactor* r) {
+  auto key = peer_key(req);
+  if (!key) {
+    r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                     "provided wgPubKey " + req.wgpubkey() + " is invalid"));
+    return std::nullopt;
+  }
+  if (!open_body(d, req, *key, msg)) {
+    r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+    return std::nullopt;
+  }
+  return key;
 }
 
 management::SyncResponse initial_sync(const grpc_deps& d, const actors::peer_view& v) {
@@ -259,17 +277,10 @@ public:
   grpc::ServerUnaryReactor* Login(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
                                   EncryptedMessage* resp) override {
     auto* r = ctx->DefaultReactor();
-    auto key = peer_key(*req);
-    if (!key) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "provided wgPubKey " + req->wgpubkey() + " is invalid"));
-      return r;
-    }
     management::LoginRequest login;
-    if (!open_body(d_, *req, *key, login)) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+    auto key = open_request(d_, *req, login, r);
+    if (!key)
       return r;
-    }
     actors::login_request lr;
     lr.wg_key = req->wgpubkey();
     lr.setup_key = login.setupkey();
@@ -379,17 +390,10 @@ public:
   grpc::ServerUnaryReactor* SyncMeta(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
                                      management::Empty*) override {
     auto* r = ctx->DefaultReactor();
-    auto key = peer_key(*req);
-    if (!key) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "provided wgPubKey " + req->wgpubkey() + " is invalid"));
-      return r;
-    }
     management::SyncMetaRequest in;
-    if (!open_body(d_, *req, *key, in)) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+    auto key = open_request(d_, *req, in, r);
+    if (!key)
       return r;
-    }
     auto d = &d_;
     const std::string wg = req->wgpubkey();
     const bool has_meta = in.has_meta();
@@ -417,17 +421,10 @@ public:
   grpc::ServerUnaryReactor* Logout(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
                                    management::Empty*) override {
     auto* r = ctx->DefaultReactor();
-    auto key = peer_key(*req);
-    if (!key) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "provided wgPubKey " + req->wgpubkey() + " is invalid"));
-      return r;
-    }
     management::Empty in;
-    if (!open_body(d_, *req, *key, in)) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
+    auto key = open_request(d_, *req, in, r);
+    if (!key)
       return r;
-    }
     auto d = &d_;
     const std::string wg = req->wgpubkey();
     d_.sys->spawn([=](caf::event_based_actor* self) {

@@ -1,5 +1,6 @@
 #include "tests/support/peer_rows.hpp"
 
+#include "core/registration.hpp"
 #include "storage/schema.hpp"
 
 #include <soci/soci.h>
@@ -67,26 +68,10 @@ double db_now(const storage::db_options& opts) {
 }
 
 double parse_db_time(const std::string& text) {
-  std::tm tm{};
-  int y, mo, d, h, mi;
-  double s;
-  if (std::sscanf(text.c_str(), "%d-%d-%d %d:%d:%lf", &y, &mo, &d, &h, &mi, &s) != 6)
+  auto t = core::parse_store_time(text);
+  if (!t)
     throw std::runtime_error("not a database time: " + text);
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  double t = static_cast<double>(timegm(&tm)) + s;
-  // Offset: the first '+' or '-' after the time part.
-  auto pos = text.find_first_of("+-", 19);
-  if (pos != std::string::npos) {
-    int oh = 0, om = 0;
-    std::sscanf(text.c_str() + pos + 1, "%d:%d", &oh, &om);
-    double off = oh * 3600.0 + om * 60.0;
-    t += text[pos] == '+' ? -off : off;
-  }
-  return t;
+  return *t;
 }
 
 } // namespace nbm::test
