@@ -1,6 +1,7 @@
 #include "storage/account_store.hpp"
 
 #include "crypto/crypto.hpp"
+#include "storage/encode.hpp"
 #include "storage/schema.hpp"
 
 #include <nlohmann/json.hpp>
@@ -17,7 +18,11 @@ namespace nbm::storage {
 namespace {
 
 using json = nlohmann::json;
-using cell = std::optional<std::string>;
+using detail::cell;
+using detail::insert_row;
+using detail::pg_time_text;
+using detail::row_values;
+using detail::sql_ident;
 
 // ------------------------------------------------------------------------------------------------
 // Catalog and text conversions
@@ -26,10 +31,6 @@ struct column_info {
   std::string name;
   std::string type; // as the catalog says: SQLite's declared type, PostgreSQL's data_type
 };
-
-std::string sql_ident(const std::string& ident) {
-  return "\"" + ident + "\"";
-}
 
 std::vector<column_info> catalog_columns(soci::session& sql, engine kind,
                                          const std::string& table) {
@@ -70,17 +71,6 @@ std::string go_utc_time(std::string t) {
       t.pop_back();
   }
   return t + "+00:00";
-}
-
-// True when a store time text names its zone ("+01:00", "-0700", "+00", "Z" after the clock).
-bool has_zone(const std::string& t) {
-  return t.size() > 19 && t.find_first_of("+-Z", 19) != std::string::npos;
-}
-
-// A time bound for PostgreSQL: text without a zone (SQLite's CURRENT_TIMESTAMP) is UTC, not the
-// session's time zone.
-std::string pg_time_text(const std::string& t) {
-  return has_zone(t) ? t : t + "+00:00";
 }
 
 // Rows as text, keyed by column name: one reading path for both engines (booleans come back as
@@ -228,10 +218,6 @@ core::resource to_resource(const json& j) {
   return {j.value("ID", ""), j.value("Type", "")};
 }
 
-json from_resource(const core::resource& r) {
-  return json{{"ID", r.id}, {"Type", r.type}};
-}
-
 // ------------------------------------------------------------------------------------------------
 // Rows -> model
 
@@ -314,125 +300,18 @@ core::setup_key to_setup_key(const text_row& kr) {
 // ------------------------------------------------------------------------------------------------
 // Model -> rows
 
-// One row to insert: values as text (NULL = nullopt), typed per engine at bind time from the
-// schema's column types (PostgreSQL casts the text; SQLite's column affinity converts it).
-struct row_values {
-  std::vector<std::string> cols;
-  std::vector<cell> vals;
-
-  void put(const std::string& c, cell v) {
-    cols.push_back(c);
-    vals.push_back(std::move(v));
-  }
-  void text(const std::string& c, const std::string& v) { put(c, v); }
-  void flag(const std::string& c, bool v) { put(c, std::string(v ? "1" : "0")); }
-  void number(const std::string& c, std::int64_t v) { put(c, std::to_string(v)); }
-  void time(const std::string& c, const core::opt_time& v) { put(c, v); }
-  void js(const std::string& c, const json& v) { put(c, v.dump()); }
-  void strings(const std::string& c, const std::vector<std::string>& v) { js(c, json(v)); }
-};
-
-// Executes INSERT INTO table (...) VALUES (...) [suffix]; returns rows inserted.
-std::size_t insert_row(soci::session& sql, engine kind, const std::string& table,
-                       const row_values& r, const std::string& suffix = "") {
-  std::string q = "INSERT INTO " + sql_ident(table) + " (";
-  std::string v = ") VALUES (";
-  std::vector<std::string> values(r.cols.size());
-  std::vector<soci::indicator> inds(r.cols.size());
-  for (std::size_t i = 0; i < r.cols.size(); ++i) {
-    const std::string ph = ":c" + std::to_string(i);
-    q += (i ? ", " : "") + sql_ident(r.cols[i]);
-    v += i ? ", " : "";
-    values[i] = r.vals[i].value_or("");
-    inds[i] = r.vals[i] ? soci::i_ok : soci::i_null;
-    auto type = schema_column_type(table, r.cols[i]).value_or(column_type::text);
-    if (kind == engine::postgres && type != column_type::text) {
-      const char* pg = type == column_type::boolean   ? "boolean"
-                       : type == column_type::integer ? "bigint"
-                                                      : "timestamptz";
-      if (type == column_type::datetime && r.vals[i])
-        values[i] = pg_time_text(values[i]);
-      v += "CAST(" + ph + " AS " + pg + ")";
-    } else {
-      v += ph;
-    }
-  }
-  q += v + ")" + (suffix.empty() ? "" : " " + suffix);
-  soci::statement st(sql);
-  st.alloc();
-  st.prepare(q);
-  for (std::size_t i = 0; i < values.size(); ++i)
-    st.exchange(soci::use(values[i], inds[i], "c" + std::to_string(i)));
-  st.define_and_bind();
-  st.execute(true);
-  return static_cast<std::size_t>(st.get_affected_rows());
-}
-
-std::string or_new_id(const std::string& id) {
-  return id.empty() ? crypto::random_id() : id;
-}
-
-bool write_group_peer(soci::session& sql, engine kind, const std::string& account_id,
-                      const std::string& group_id, const std::string& peer_id) {
-  row_values r;
-  r.text("account_id", account_id);
-  r.text("group_id", group_id);
-  r.text("peer_id", peer_id);
-  return insert_row(sql, kind, "group_peers", r, "ON CONFLICT DO NOTHING") > 0;
-}
-
 // The group row and its memberships (the caller holds the transaction).
 void write_group(soci::session& sql, engine kind, const core::group& g) {
-  row_values r;
-  r.text("id", g.id);
-  r.text("account_id", g.account_id);
-  r.text("public_id", crypto::random_id());
-  r.text("name", g.name);
-  r.text("issued", g.issued);
-  json res = json::array();
-  for (const auto& x : g.resources)
-    res.push_back(from_resource(x));
-  r.js("resources", res);
-  insert_row(sql, kind, "groups", r);
+  insert_row(sql, kind, "groups", detail::group_row(g));
   for (const auto& p : g.peers)
-    write_group_peer(sql, kind, g.account_id, g.id, p);
+    detail::write_group_peer(sql, kind, g.account_id, g.id, p);
 }
 
 // The policy row and its rules (the caller holds the transaction).
 void write_policy(soci::session& sql, engine kind, const core::policy& p) {
-  row_values r;
-  r.text("id", p.id);
-  r.text("public_id", crypto::random_id());
-  r.text("account_id", p.account_id);
-  r.text("name", p.name);
-  r.text("description", p.description);
-  r.flag("enabled", p.enabled);
-  r.strings("source_posture_checks", p.source_posture_checks);
-  insert_row(sql, kind, "policies", r);
-  for (const auto& x : p.rules) {
-    row_values q;
-    q.text("id", or_new_id(x.id));
-    q.text("policy_id", p.id);
-    q.text("name", x.name);
-    q.text("description", x.description);
-    q.flag("enabled", x.enabled);
-    q.text("action", x.action);
-    q.strings("destinations", x.destinations);
-    q.js("destination_resource", from_resource(x.destination_resource));
-    q.strings("sources", x.sources);
-    q.js("source_resource", from_resource(x.source_resource));
-    q.flag("bidirectional", x.bidirectional);
-    q.text("protocol", x.protocol);
-    q.strings("ports", x.ports);
-    nlohmann::ordered_json ranges = nlohmann::ordered_json::array(); // Go's field order
-    for (const auto& pr : x.port_ranges)
-      ranges.push_back(nlohmann::ordered_json{{"Start", pr.start}, {"End", pr.end}});
-    q.text("port_ranges", ranges.dump());
-    q.js("authorized_groups",
-         x.authorized_groups.empty() ? json(nullptr) : json(x.authorized_groups));
-    q.text("authorized_user", x.authorized_user);
-    insert_row(sql, kind, "policy_rules", q);
-  }
+  insert_row(sql, kind, "policies", detail::policy_row(p));
+  for (const auto& x : p.rules)
+    insert_row(sql, kind, "policy_rules", detail::policy_rule_row(x, p.id));
 }
 
 bool affected(soci::statement& st) {
@@ -675,27 +554,11 @@ void account_store::insert_account(const core::account& a) {
   r.text("domain_category", a.domain_category);
   r.flag("is_domain_primary_account", a.is_domain_primary_account);
   r.text("network_identifier", a.net.identifier);
-  r.js("network_net", prefix_to_ipnet(a.net.net));
+  r.json_text("network_net", prefix_to_ipnet(a.net.net).dump());
   r.text("network_dns", a.net.dns);
   r.number("network_serial", static_cast<std::int64_t>(a.net.serial));
   r.strings("dns_settings_disabled_management_groups", a.dns_disabled_management_groups);
-  const auto& s = a.settings;
-  r.flag("settings_peer_login_expiration_enabled", s.peer_login_expiration_enabled);
-  r.number("settings_peer_login_expiration", s.peer_login_expiration_ns);
-  r.flag("settings_peer_inactivity_expiration_enabled", s.peer_inactivity_expiration_enabled);
-  r.number("settings_peer_inactivity_expiration", s.peer_inactivity_expiration_ns);
-  r.flag("settings_regular_users_view_blocked", s.regular_users_view_blocked);
-  r.flag("settings_groups_propagation_enabled", s.groups_propagation_enabled);
-  r.flag("settings_jwt_groups_enabled", s.jwt_groups_enabled);
-  r.text("settings_jwt_groups_claim_name", s.jwt_groups_claim_name);
-  r.strings("settings_jwt_allow_groups", s.jwt_allow_groups);
-  r.flag("settings_routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled);
-  r.text("settings_dns_domain", s.dns_domain);
-  r.flag("settings_extra_peer_approval_enabled", s.extra_peer_approval_enabled);
-  r.flag("settings_extra_user_approval_required", s.extra_user_approval_required);
-  r.text("settings_extra_integrated_validator", s.extra_integrated_validator);
-  r.strings("settings_extra_integrated_validator_groups", s.extra_integrated_validator_groups);
-  r.flag("settings_lazy_connection_enabled", s.lazy_connection_enabled);
+  detail::put_settings(r, a.settings);
   insert_row(sql_, kind_, "accounts", r);
 }
 
@@ -728,8 +591,8 @@ void account_store::insert_peer(const core::peer& p) {
   r.text("id", p.id);
   r.text("account_id", p.account_id);
   r.text("key", p.key);
-  r.js("ip", p.ip); // NetBird's netip.Addr JSON: "\"100.64.0.5\""
-  r.js("ipv6", p.ipv6);
+  r.json_text("ip", json(p.ip).dump()); // NetBird's netip.Addr JSON: "\"100.64.0.5\""
+  r.json_text("ipv6", json(p.ipv6).dump());
   r.text("name", p.name);
   r.text("dns_label", p.dns_label);
   r.text("user_id", p.user_id);
@@ -766,7 +629,7 @@ void account_store::insert_peer(const core::peer& p) {
   r.flag("peer_status_connected", p.status.connected);
   r.flag("peer_status_login_expired", p.status.login_expired);
   r.flag("peer_status_requires_approval", p.status.requires_approval);
-  r.js("location_connection_ip", p.location.connection_ip);
+  r.json_text("location_connection_ip", json(p.location.connection_ip).dump());
   r.text("location_country_code", p.location.country_code);
   r.text("location_city_name", p.location.city_name);
   r.number("location_geo_name_id", static_cast<std::int64_t>(p.location.geo_name_id));
@@ -813,7 +676,7 @@ void account_store::insert_group(const core::group& g) {
 
 bool account_store::add_group_peer(const std::string& account_id, const std::string& group_id,
                                    const std::string& peer_id) {
-  return write_group_peer(sql_, kind_, account_id, group_id, peer_id);
+  return detail::write_group_peer(sql_, kind_, account_id, group_id, peer_id);
 }
 
 bool account_store::remove_group_peer(const std::string& account_id, const std::string& group_id,
@@ -855,44 +718,11 @@ void account_store::insert_setup_key(const core::setup_key& k) {
 }
 
 void account_store::insert_route(const core::route& x) {
-  row_values r;
-  r.text("id", x.id);
-  r.text("account_id", x.account_id);
-  r.text("public_id", crypto::random_id());
-  r.js("network", x.network); // netip.Prefix JSON: "\"10.10.0.0/16\""
-  r.strings("domains", x.domains);
-  r.flag("keep_route", x.keep_route);
-  r.text("net_id", x.net_id);
-  r.text("description", x.description);
-  r.text("peer", x.peer);
-  r.strings("peer_groups", x.peer_groups);
-  r.number("network_type", x.network_type);
-  r.flag("masquerade", x.masquerade);
-  r.number("metric", x.metric);
-  r.flag("enabled", x.enabled);
-  r.strings("groups", x.groups);
-  r.strings("access_control_groups", x.access_control_groups);
-  r.flag("skip_auto_apply", x.skip_auto_apply);
-  insert_row(sql_, kind_, "routes", r);
+  insert_row(sql_, kind_, "routes", detail::route_row(x));
 }
 
 void account_store::insert_nameserver_group(const core::nameserver_group& g) {
-  row_values r;
-  r.text("id", g.id);
-  r.text("account_id", g.account_id);
-  r.text("public_id", crypto::random_id());
-  r.text("name", g.name);
-  r.text("description", g.description);
-  json ns = json::array();
-  for (const auto& n : g.nameservers)
-    ns.push_back(json{{"IP", n.ip}, {"NSType", n.ns_type}, {"Port", n.port}});
-  r.js("name_servers", ns);
-  r.strings("groups", g.groups);
-  r.flag("primary", g.primary);
-  r.strings("domains", g.domains);
-  r.flag("enabled", g.enabled);
-  r.flag("search_domains_enabled", g.search_domains_enabled);
-  insert_row(sql_, kind_, "name_server_groups", r);
+  insert_row(sql_, kind_, "name_server_groups", detail::nameserver_group_row(g));
 }
 
 void account_store::insert_posture_check(const core::posture_check& c) {
