@@ -180,8 +180,85 @@ parse_result parse_cli(int argc, const char* const* argv) {
   key_revoke->add_option("--account", ac.account_id, "account id")->required();
   key_revoke->add_option("--id", ac.key_id, "setup key id")->required();
 
-  const std::vector<const CLI::App*> commands = {mgmt,       admin,      account,  keys,
-                                                 acc_create, key_create, key_list, key_revoke};
+  // Configuration objects of one account: <kind> create | list | delete.
+  struct object_commands {
+    std::string kind;
+    CLI::App *parent, *create, *list, *del;
+  };
+  auto objects = [&](const std::string& kind, const std::string& plural,
+                     const std::string& id_flag) {
+    object_commands c{kind, admin->add_subcommand(kind, plural), nullptr, nullptr, nullptr};
+    c.parent->require_subcommand(1);
+    c.create = c.parent->add_subcommand("create", "create one; prints its id");
+    c.list = c.parent->add_subcommand("list", "list the account's " + plural + ", one per line");
+    c.del = c.parent->add_subcommand("delete", "delete one");
+    for (auto* sub : {c.create, c.list, c.del})
+      sub->add_option("--account-id", ac.account_id, "account id")->required();
+    c.del->add_option(id_flag, ac.object_id, "id of the " + kind + " to delete")->required();
+    return c;
+  };
+  auto group = objects("group", "groups", "--group-id");
+  group.create->add_option("--name", ac.name, "group name (unique in the account)")->required();
+  group.create->add_option("--peers", ac.peers, "peer ids, comma-separated")->delimiter(',');
+
+  auto policy = objects("policy", "policies (one rule each, named like the policy)", "--policy-id");
+  policy.create->add_option("--name", ac.name, "policy name")->required();
+  policy.create->add_option("--description", ac.description, "policy description");
+  policy.create->add_option("--source", ac.sources, "source group ids")->delimiter(',')->required();
+  policy.create->add_option("--destination", ac.destinations, "destination group ids")
+      ->delimiter(',')
+      ->required();
+  policy.create->add_option("--protocol", ac.protocol, "all, tcp, udp or icmp")
+      ->capture_default_str();
+  policy.create->add_option("--ports", ac.ports, "ports, comma-separated (tcp/udp only)")
+      ->delimiter(',');
+  policy.create
+      ->add_option("--port-range", ac.port_ranges, "port ranges START-END, comma-separated")
+      ->delimiter(',');
+  policy.create->add_option("--action", ac.rule_action, "accept or drop")->capture_default_str();
+  policy.create->add_flag("--bidirectional", ac.bidirectional, "traffic in both directions");
+  policy.create->add_flag("--disabled", ac.disabled, "create the policy disabled");
+
+  auto route = objects("route", "network routes", "--route-id");
+  route.create->add_option("--network", ac.network, "IPv4 or IPv6 prefix (CIDR)")->required();
+  route.create->add_option("--net-id", ac.net_id, "network identifier (1-40 characters)")
+      ->required();
+  route.create->add_option("--description", ac.description, "route description");
+  auto* route_peer = route.create->add_option("--peer", ac.peer, "routing peer id");
+  route.create->add_option("--peer-groups", ac.peer_groups, "routing peer group ids")
+      ->delimiter(',')
+      ->excludes(route_peer);
+  route.create->add_option("--groups", ac.groups, "distribution group ids")
+      ->delimiter(',')
+      ->required();
+  route.create->add_option("--metric", ac.metric, "route metric, 1-9999")->capture_default_str();
+  route.create->add_flag("--masquerade", ac.masquerade, "masquerade traffic to the network");
+  route.create
+      ->add_option("--access-control-groups", ac.access_control_groups, "access control group ids")
+      ->delimiter(',');
+  route.create->add_flag("--disabled", ac.disabled, "create the route disabled");
+
+  auto ns = objects("nameserver", "nameserver groups", "--nameserver-group-id");
+  ns.create->add_option("--name", ac.name, "nameserver group name (1-40 characters)")->required();
+  ns.create->add_option("--description", ac.description, "description");
+  ns.create->add_option("--nameservers", ac.nameservers, "IP[:port] (IPv6: [IP]:port), 1 to 3")
+      ->delimiter(',')
+      ->required();
+  ns.create->add_option("--groups", ac.groups, "distribution group ids")
+      ->delimiter(',')
+      ->required();
+  ns.create->add_option("--domains", ac.domains, "match domains (none: --primary)")->delimiter(',');
+  ns.create->add_flag("--primary", ac.primary, "resolve every domain with these nameservers");
+  ns.create->add_flag("--search-domains", ac.search_domains,
+                      "add the match domains as search "
+                      "domains");
+  ns.create->add_flag("--disabled", ac.disabled, "create the nameserver group disabled");
+
+  const std::vector<object_commands> object_kinds = {group, policy, route, ns};
+  std::vector<const CLI::App*> commands = {mgmt,       admin,      account,  keys,
+                                           acc_create, key_create, key_list, key_revoke};
+  for (const auto& c : object_kinds)
+    commands.insert(commands.end(), {c.parent, c.create, c.list, c.del});
   parse_result r;
 
   // cobra's `help [command [subcommand...]]`.
@@ -227,6 +304,11 @@ parse_result parse_cli(int argc, const char* const* argv) {
                 : key_create->parsed() ? "setup-key-create"
                 : key_list->parsed()   ? "setup-key-list"
                                        : "setup-key-revoke";
+    for (const auto& c : object_kinds)
+      if (c.parent->parsed())
+        ac.action = c.kind + (c.create->parsed() ? "-create"
+                              : c.list->parsed() ? "-list"
+                                                 : "-delete");
     r.admin = ac;
     return r;
   }

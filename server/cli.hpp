@@ -41,7 +41,9 @@ struct management_options {
 
 // `netbird-mgmt admin ...`: bootstrap and administer the configured store without an IdP.
 struct admin_command {
-  std::string action; // account-create, setup-key-create, setup-key-list, setup-key-revoke
+  // account-create, setup-key-create, setup-key-list, setup-key-revoke, and
+  // {group,policy,route,nameserver}-{create,list,delete}
+  std::string action;
   std::string config_path = "/etc/netbird/management.json";
   std::string datadir = "/var/lib/netbird/";
   std::string log_level = "warn";
@@ -54,6 +56,22 @@ struct admin_command {
   std::string expires_in = "720h"; // NetBird's default 30 days; 0 = never
   long long usage_limit = 0;
   std::vector<std::string> auto_groups;
+  // group / policy / route / nameserver (--account-id fills account_id, --name name); values are
+  // taken as written, validated by run_admin against the account.
+  std::string object_id; // --group-id, --policy-id, --route-id, --nameserver-group-id
+  std::string description;
+  bool disabled = false;
+  std::vector<std::string> peers;                 // group create --peers
+  std::vector<std::string> sources, destinations; // policy create
+  std::string protocol = "all", rule_action = "accept";
+  std::vector<std::string> ports, port_ranges; // "80"; "1000-2000"
+  bool bidirectional = false;
+  std::string network, net_id, peer; // route create
+  std::vector<std::string> peer_groups, groups, access_control_groups;
+  long long metric = 9999;
+  bool masquerade = false;
+  std::vector<std::string> nameservers, domains; // nameserver create: "IP[:port]", match domains
+  bool primary = false, search_domains = false;
 };
 
 // Either options to run with, an admin command, or text to print and an exit code (help,

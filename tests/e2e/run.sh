@@ -120,5 +120,84 @@ admin_flow() { # $1 = label, rest = env
 admin_flow sqlite NETBIRD_STORE_ENGINE=sqlite
 [ -n "${NBM_TEST_PG_DSN:-}" ] && admin_flow postgres NETBIRD_STORE_ENGINE=postgres NB_STORE_ENGINE_POSTGRES_DSN="$NBM_TEST_PG_DSN"
 
+# admin configuration objects: groups, policies, routes, nameserver groups created, listed, deleted; bad input
+# refused with "Error: ..." and exit 1, nothing written (the network serial counts exactly the writes)
+config_flow() { # $1 = label, rest = env
+  local label=$1; shift
+  local dir="$work/config-$label"; mkdir -p "$dir"
+  local adm=(env "$@" $bin admin --config "$fixtures/management.json" --datadir "$dir")
+  local sql
+  if [ "$label" = sqlite ]; then sql=(sqlite3 "$dir/store.db")
+  else sql=(psql -h "$(sed -nE 's/.*host=([^ ]+).*/\1/p' <<<"$NBM_TEST_PG_DSN")" \
+    -p "$(sed -nE 's/.*port=([0-9]+).*/\1/p' <<<"$NBM_TEST_PG_DSN")" -U postgres -d postgres -tA -c); fi
+  refused() { # $1 = name, $2 = expected error text, rest = admin args
+    local name=$1 want=$2; shift 2
+    err=$("${adm[@]}" "$@" 2>&1 >/dev/null); rc=$?
+    if [ $rc -eq 1 ] && grep -q "^Error: .*$want" <<<"$err"; then ok "$label: refused: $name"; else bad "$label: refused: $name (rc=$rc)" "$err"; fi
+  }
+  out=$("${adm[@]}" account create --domain config.example --no-default-policy 2>&1)
+  acc=$(sed -nE 's/^account_id: (.*)$/\1/p' <<<"$out"); all=$(sed -nE 's/^all_group_id: (.*)$/\1/p' <<<"$out")
+  [ -n "$acc" ] || { bad "$label: config: account create" "$out"; return; }
+  local id_of='s/^id: (.*)$/\1/p' serial_of='s/^network_serial: (.*)$/\1/p'
+
+  out=$("${adm[@]}" group create --account-id "$acc" --name servers 2>&1); rc=$?
+  grp=$(sed -nE "$id_of" <<<"$out")
+  if [ $rc -eq 0 ] && [ ${#grp} -eq 20 ] && grep -q "^network_serial: 1$" <<<"$out"; then
+    ok "$label: group create prints the id and bumps the serial"; else bad "$label: group create (rc=$rc)" "$out"; fi
+  out=$("${adm[@]}" group list --account-id "$acc" 2>&1)
+  if grep -q "^$grp name=servers peers=$" <<<"$out" && grep -q "^$all name=All peers=" <<<"$out"; then
+    ok "$label: group list"; else bad "$label: group list" "$out"; fi
+  refused "group with an unknown peer" "no peer nope" group create --account-id "$acc" --name other --peers nope
+  refused "group of an unknown account" "no account nope" group create --account-id nope --name x
+
+  out=$("${adm[@]}" policy create --account-id "$acc" --name web --source "$all" --destination "$grp" \
+    --protocol tcp --ports 80,443 2>&1); rc=$?
+  pol=$(sed -nE "$id_of" <<<"$out")
+  rule=$("${sql[@]}" "SELECT protocol || '|' || action || '|' || ports || '|' || sources || '|' || name FROM policy_rules WHERE policy_id = '$pol'" 2>&1)
+  if [ $rc -eq 0 ] && [ "$rule" = "tcp|accept|[\"80\",\"443\"]|[\"$all\"]|web" ]; then
+    ok "$label: policy create stores NetBird's rule encoding"; else bad "$label: policy create (rc=$rc)" "$out"$'\n'"$rule"; fi
+  out=$("${adm[@]}" policy list --account-id "$acc" 2>&1)
+  if grep -q "^$pol name=web enabled=true rules=1$" <<<"$out" && grep -q "rule $pol name=web action=accept protocol=tcp .*ports=80,443" <<<"$out"; then
+    ok "$label: policy list"; else bad "$label: policy list" "$out"; fi
+  refused "a bad protocol" "unknown protocol type: sctp" policy create --account-id "$acc" --name p --source "$all" --destination "$grp" --protocol sctp
+  refused "a bad port range" "invalid port range 2000-1000" policy create --account-id "$acc" --name p --source "$all" --destination "$grp" --protocol udp --port-range 2000-1000
+  refused "a policy with an unknown group" "no group missing" policy create --account-id "$acc" --name p --source missing --destination "$grp"
+
+  out=$("${adm[@]}" route create --account-id "$acc" --network 10.20.0.9/24 --net-id office --peer-groups "$grp" --groups "$all" --masquerade 2>&1); rc=$?
+  rt=$(sed -nE "$id_of" <<<"$out")
+  row=$("${sql[@]}" "SELECT network || '|' || network_type || '|' || peer_groups || '|' || metric FROM routes WHERE id = '$rt'" 2>&1)
+  if [ $rc -eq 0 ] && [ "$row" = "\"10.20.0.0/24\"|1|[\"$grp\"]|9999" ]; then
+    ok "$label: route create stores the masked IPv4 network (network_type 1)"; else bad "$label: route create (rc=$rc)" "$out"$'\n'"$row"; fi
+  out=$("${adm[@]}" route list --account-id "$acc" 2>&1)
+  if grep -q "^$rt net_id=office network=10.20.0.0/24 peer= peer_groups=$grp groups=$all metric=9999 masquerade=true" <<<"$out"; then
+    ok "$label: route list"; else bad "$label: route list" "$out"; fi
+  refused "a bad CIDR" "invalid network 10.20.0.0/33" route create --account-id "$acc" --network 10.20.0.0/33 --net-id x --peer-groups "$grp" --groups "$all"
+  refused "a route without a routing peer" "either --peer or --peer-groups" route create --account-id "$acc" --network 10.30.0.0/16 --net-id x --groups "$all"
+
+  out=$("${adm[@]}" nameserver create --account-id "$acc" --name google --nameservers 8.8.8.8,8.8.4.4:5353 --groups "$all" --primary 2>&1); rc=$?
+  ns=$(sed -nE "$id_of" <<<"$out")
+  row=$("${sql[@]}" "SELECT name_servers FROM name_server_groups WHERE id = '$ns'" 2>&1)
+  if [ $rc -eq 0 ] && [ "$row" = '[{"IP":"8.8.8.8","NSType":1,"Port":53},{"IP":"8.8.4.4","NSType":1,"Port":5353}]' ]; then
+    ok "$label: nameserver create stores NetBird's encoding"; else bad "$label: nameserver create (rc=$rc)" "$out"$'\n'"$row"; fi
+  out=$("${adm[@]}" nameserver list --account-id "$acc" 2>&1)
+  if grep -q "^$ns name=google nameservers=8.8.8.8:53,8.8.4.4:5353 groups=$all domains= primary=true" <<<"$out"; then
+    ok "$label: nameserver list"; else bad "$label: nameserver list" "$out"; fi
+  refused "a bad nameserver IP" "invalid nameserver IP 8.8.8.300" nameserver create --account-id "$acc" --name bad --nameservers 8.8.8.300 --groups "$all" --primary
+
+  refused "deleting a group a route uses" "linked to route: office" group delete --account-id "$acc" --group-id "$grp"
+  refused "deleting an unknown policy" "no policy nope" policy delete --account-id "$acc" --policy-id nope
+  local deleted=0
+  for args in "policy delete --policy-id $pol" "route delete --route-id $rt" "nameserver delete --nameserver-group-id $ns" "group delete --group-id $grp"; do
+    out=$("${adm[@]}" $args --account-id "$acc" 2>&1) && grep -q "^deleted: " <<<"$out" && deleted=$((deleted + 1))
+  done
+  serial=$(sed -nE "$serial_of" <<<"$out")
+  left=$("${sql[@]}" "SELECT (SELECT COUNT(*) FROM policies WHERE account_id = '$acc') + (SELECT COUNT(*) FROM routes WHERE account_id = '$acc') + (SELECT COUNT(*) FROM name_server_groups WHERE account_id = '$acc') + (SELECT COUNT(*) FROM \"groups\" WHERE account_id = '$acc') + (SELECT COUNT(*) FROM group_peers WHERE account_id = '$acc')" 2>&1)
+  # 4 creates + 4 deletes landed; none of the refused commands wrote or bumped anything.
+  if [ $deleted -eq 4 ] && [ "$serial" = 8 ] && [ "$left" = 1 ]; then
+    ok "$label: deletes land; the serial counts exactly the 8 writes"; else bad "$label: deletes (deleted=$deleted serial=$serial left=$left)" "$out"; fi
+}
+config_flow sqlite NETBIRD_STORE_ENGINE=sqlite
+[ -n "${NBM_TEST_PG_DSN:-}" ] && config_flow postgres NETBIRD_STORE_ENGINE=postgres NB_STORE_ENGINE_POSTGRES_DSN="$NBM_TEST_PG_DSN"
+
 echo "e2e: $pass passed, $fail failed"
 [ $fail -eq 0 ]
