@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/model.hpp"
+#include "core/network_map.hpp"
 #include "core/session_token.hpp"
 #include "storage/status_store.hpp"
 
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,9 +37,39 @@ using status_atom = caf::atom_constant<caf::atom("status")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using login_atom = caf::atom_constant<caf::atom("login")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
-using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 using logout_atom = caf::atom_constant<caf::atom("logout")>;
 using close_atom = caf::atom_constant<caf::atom("close")>;
+using attach_atom = caf::atom_constant<caf::atom("attach")>;
+using detach_atom = caf::atom_constant<caf::atom("detach")>;
+using map_atom = caf::atom_constant<caf::atom("map")>;
+using account_atom = caf::atom_constant<caf::atom("account")>;
+using added_atom = caf::atom_constant<caf::atom("added")>;
+using deleted_atom = caf::atom_constant<caf::atom("deleted")>;
+using meta_atom = caf::atom_constant<caf::atom("meta")>;
+using reload_atom = caf::atom_constant<caf::atom("reload")>;
+using check_atom = caf::atom_constant<caf::atom("check")>;
+using sync_atom = caf::atom_constant<caf::atom("sync")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;
+
+// --- network maps on their way to a stream
+// --------------------------------------------------------------- What one change of an account
+// produced, shared by every peer's update: the immutable account with its indexes, and a slot for
+// the encodings of remote peers that every receiver shares (filled once, by whichever encoder gets
+// there first; the wire format is the api layer's business).
+struct account_change {
+  std::shared_ptr<const core::account_view> view;
+  std::once_flag rendered_once;
+  std::vector<std::string> rendered_peers; // per peer index, an encoded remote-peer entry
+};
+
+// One peer's map from one change.
+struct map_update {
+  std::shared_ptr<account_change> change;
+  std::uint32_t peer = 0; // index of the receiving peer in change->view->acc().peers
+  core::network_map map;
+};
+using map_update_ptr = std::shared_ptr<const map_update>;
 
 // --- stream sinks
 // ----------------------------------------------------------------------------------- The far end
@@ -48,8 +80,10 @@ public:
   virtual ~session_sink() = default;
   // Ends the stream; `reason` says why (a newer session took over, the connect was refused, ...).
   virtual void close(const std::string& reason) = 0;
-  // The peer's account changed: compute and send the peer its new map (asynchronously).
-  virtual void refresh() = 0;
+  // A map for the peer. The first one of a session is `initial` (it carries the server config
+  // too); a sink that cannot keep up sends only the newest (an unsent initial stays initial).
+  // Encoding and encryption happen in the sink, off the caller's thread where it can.
+  virtual void deliver(map_update_ptr update, bool initial) = 0;
   // The address the stream comes from ("" when unknown), for geolocation.
   virtual std::string remote_ip() const { return {}; }
 };
@@ -127,9 +161,30 @@ struct peer_view {
   core::peer peer;
   std::string network; // the account network, e.g. "100.64.0.0/16"
   std::uint64_t serial = 0;
-  std::vector<core::peer> others; // the account's other peers (Sync only)
-  bool registered = false;        // Login registered this peer just now
+  bool registered = false;         // Login registered this peer just now
+  std::vector<std::string> groups; // the groups a registered peer joined
 };
+
+using account_ptr = std::shared_ptr<const core::account>;
+
+// What an account actor reports about itself.
+struct account_state_record {
+  std::string account_id;
+  bool loaded = false;
+  std::uint64_t serial = 0;
+  std::uint64_t peers = 0;
+  std::uint64_t connected = 0;    // sessions attached
+  std::uint64_t changes = 0;      // fan-outs run (each after one or more changes)
+  std::uint64_t maps_sent = 0;    // maps handed to peers (initial ones included)
+  std::uint64_t maps_skipped = 0; // connected peers a change left unchanged
+  std::uint64_t reloads = 0;      // full reads of the account from the store
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, account_state_record& x) {
+  return f(caf::meta::type_name("account_state_record"), x.account_id, x.loaded, x.serial, x.peers,
+           x.connected, x.changes, x.maps_sent, x.maps_skipped, x.reloads);
+}
 
 // --- actor interfaces
 // -------------------------------------------------------------------------------
@@ -155,25 +210,61 @@ using status_writer = caf::typed_actor<
 // One per peer with a live or recent session: its mailbox is the in-memory fence.
 using peer_actor = caf::typed_actor<
     // A Sync stream opened with `token`; answers whether it now owns the session (in memory and
-    // database).
+    // database). Once it owns it, the account actor is told (attach) and sends the first map.
     caf::replies_to<connect_atom, session_token, sink_ptr>::with<bool>,
     // The stream of `token` ended; answers whether that ended the session.
     caf::replies_to<disconn_atom, session_token>::with<bool>,
     // Current session state and counters.
     caf::replies_to<status_atom>::with<peer_state_record>,
-    // The account changed: the live stream (if any) gets a new map.
-    caf::reacts_to<refresh_atom>,
+    // A map for the session `token` (dropped when that session is no longer the current one).
+    caf::reacts_to<map_atom, session_token, map_update_ptr, bool>,
     // The peer is gone (deleted, logged out): its live stream ends.
     caf::reacts_to<close_atom, std::string>>;
 
-// Finds or spawns the peer actor of a peer.
+// Reads accounts for the account actors: blocking store work on its own thread (detached).
+using account_loader = caf::typed_actor<
+    // The account with all its objects; a null pointer if it does not exist. The asking account
+    // actor is then polled: told (check) the store's serial of its account at every tick.
+    caf::replies_to<load_atom, std::string>::with<account_ptr>,
+    // Internal: a poll tick.
+    caf::reacts_to<check_atom>>;
+
+// One per account in use: owns the in-memory account, computes maps (core::account_view) and hands
+// each connected peer whose map a change altered its new map, once. Changes are applied after
+// they were committed to the store; several changes arriving together are fanned out once.
+using account_actor = caf::typed_actor<
+    // A peer's session landed (committed): the peer actor's session `token` gets its first map.
+    caf::reacts_to<attach_atom, std::string, session_token, peer_actor>,
+    // The session `token` of a peer ended.
+    caf::reacts_to<detach_atom, std::string, session_token>,
+    // A Sync is about to begin for a peer: checks it may (0 or a gRPC status code with message),
+    // and takes the meta the stream brought (already stored) when `has_meta`.
+    caf::replies_to<sync_atom, std::string, bool, core::peer_meta>::with<int, std::string>,
+    // A peer was registered (committed) as member of these groups; the account's serial is now
+    // `serial`.
+    caf::reacts_to<added_atom, core::peer, std::vector<std::string>, std::uint64_t>,
+    // A peer was deleted (committed).
+    caf::reacts_to<deleted_atom, std::string>,
+    // The store's serial of this account is `serial`: reload when it is ahead of ours (a change
+    // made by another process or replica).
+    caf::reacts_to<check_atom, std::uint64_t>,
+    // Read the account again from the store and fan out what changed.
+    caf::reacts_to<reload_atom>,
+    // Internal: run the fan-out of the changes applied so far.
+    caf::reacts_to<flush_atom>,
+    // State and counters.
+    caf::replies_to<status_atom>::with<account_state_record>>;
+
+// Finds or spawns the peer actor of a peer, and the account actor of an account.
 using peer_directory = caf::typed_actor<
     // (account id, peer id) -> that peer's actor.
     caf::replies_to<get_atom, std::string, std::string>::with<peer_actor>,
+    // account id -> its account actor.
+    caf::replies_to<account_atom, std::string>::with<account_actor>,
+    // Every account actor alive.
+    caf::replies_to<account_atom>::with<std::vector<account_actor>>,
     // Number of peer actors alive.
-    caf::replies_to<status_atom>::with<std::uint64_t>,
-    // Refresh every peer of an account except one (a change that touches every map in the account).
-    caf::reacts_to<refresh_atom, std::string, std::string>>;
+    caf::replies_to<status_atom>::with<std::uint64_t>>;
 
 // Blocking store work of the wire RPCs (Login registration, Sync lookup), on its own thread
 // (detached). Serializing registrations here makes IP and DNS-label choices unique by construction
@@ -181,7 +272,7 @@ using peer_directory = caf::typed_actor<
 using login_service = caf::typed_actor<
     // Log in a known peer or register a new one with a setup key.
     caf::replies_to<login_atom, login_request>::with<peer_view>,
-    // A Sync's peer (by WireGuard key) with its account's other peers; stores the meta it brings.
+    // A Sync's peer (by WireGuard key); stores the meta it brings (its own columns only).
     caf::replies_to<lookup_atom, std::string, bool, core::peer_meta>::with<peer_view>,
     // Logout: deletes the peer (NetBird's semantics); answers the deleted peer, or NotFound.
     caf::replies_to<logout_atom, std::string>::with<peer_view>>;
@@ -192,5 +283,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::account_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::storage::status_write)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::storage::status_write>)

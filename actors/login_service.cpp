@@ -46,29 +46,15 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// NetBird: only SSO-added peers with expiration enabled (peer and account) can have an expired
-// login.
 bool login_expired(const core::account& a, const core::peer& p) {
-  if (p.user_id.empty() || !p.login_expiration_enabled || !a.settings.peer_login_expiration_enabled)
-    return false;
-  if (p.status.login_expired)
-    return true;
-  if (!p.last_login)
-    return false;
-  auto last = core::parse_store_time(*p.last_login);
-  return last &&
-         *last + static_cast<double>(a.settings.peer_login_expiration_ns) / 1e9 <= now_unix();
+  return core::login_expired(a, p, now_unix());
 }
 
-peer_view view_of(const core::account& a, const core::peer& p, bool with_others) {
+peer_view view_of(const core::account& a, const core::peer& p) {
   peer_view v;
   v.peer = p;
   v.network = a.net.net;
   v.serial = a.net.serial;
-  if (with_others)
-    for (const auto& o : a.peers)
-      if (o.id != p.id)
-        v.others.push_back(o);
   return v;
 }
 
@@ -84,7 +70,7 @@ peer_view do_login(state& st, const login_request& req) {
       return fail(not_found, "account not found: index lookup failed");
     if (login_expired(*account, *known))
       return fail(permission_denied, "peer login has expired, please log in once more");
-    return view_of(*account, *known, false);
+    return view_of(*account, *known);
   }
   if (req.setup_key.empty() && req.jwt.empty())
     return fail(permission_denied,
@@ -144,8 +130,9 @@ peer_view do_login(state& st, const login_request& req) {
         return fail(internal, "failed handling request");
       spdlog::info("peer {} registered in account {} with setup key {} as {} ({})", p.id,
                    p.account_id, key->id, p.ip, p.dns_label);
-      auto v = view_of(*fresh, *stored, false);
+      auto v = view_of(*fresh, *stored);
       v.registered = true;
+      v.groups = groups;
       return v;
     }
     case storage::admin_store::register_result::key_refused:
@@ -166,21 +153,20 @@ peer_view do_lookup(state& st, const std::string& wg_key, bool has_meta,
   auto p = accounts.peer_by_key(wg_key);
   if (!p)
     return fail(permission_denied, "peer is not registered");
-  auto account = accounts.load_account(p->account_id);
-  if (!account)
-    return fail(permission_denied, "peer is not registered");
-  if (login_expired(*account, *p))
-    return fail(permission_denied, "peer login has expired, please log in once more");
   if (has_meta && !meta.hostname.empty()) {
     // The meta the stream brings is stored (its own columns only); an empty UI version keeps the
     // old one.
     core::peer_meta m = meta;
     if (m.ui_version.empty())
       m.ui_version = p->meta.ui_version;
-    accounts.update_peer_meta(p->account_id, p->id, m);
+    if (!(m == p->meta))
+      accounts.update_peer_meta(p->account_id, p->id, m);
     p->meta = m;
   }
-  return view_of(*account, *p, true);
+  // Login expiration and the map are the account actor's business (it holds the account).
+  peer_view v;
+  v.peer = std::move(*p);
+  return v;
 }
 
 peer_view do_logout(state& st, const std::string& wg_key) {

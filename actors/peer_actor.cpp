@@ -1,5 +1,6 @@
 #include "actors/peer_actor.hpp"
 
+#include "actors/account_actor.hpp"
 #include "core/fence.hpp"
 
 #include <caf/all.hpp>
@@ -16,6 +17,7 @@ struct peer_state {
   sink_ptr sink;
   status_writer writer;
   session_observer observer;
+  account_actor account; // may be invalid (tests without maps)
   static inline const char* name = "peer_actor";
 };
 
@@ -34,6 +36,10 @@ caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token to
             auto& st = self->state;
             if (landed) {
               ++st.rec.landed;
+              // The session is ours in the database too: its stream gets maps from now on (unless
+              // it already ended, or a newer one took over while the write was in flight).
+              if (connected && st.rec.token == token && st.sink && st.account)
+                self->send(st.account, attach_atom::value, st.rec.peer_id, token, peer_actor{self});
               if (st.observer)
                 self->send(st.observer, landed_atom::value,
                            session_event{st.rec.account_id, st.rec.peer_id, token, connected, ip});
@@ -56,12 +62,14 @@ caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token to
 }
 
 peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::string peer_id,
-                                    status_writer writer, session_observer observer) {
+                                    status_writer writer, session_observer observer,
+                                    account_actor account) {
   auto& st = self->state;
   st.rec.account_id = std::move(account_id);
   st.rec.peer_id = std::move(peer_id);
   st.writer = std::move(writer);
   st.observer = std::move(observer);
+  st.account = std::move(account);
   return {
       [self](connect_atom, session_token token, sink_ptr& sink) -> caf::result<bool> {
         auto& st = self->state;
@@ -84,6 +92,8 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         }
         st.rec.token = 0;
         st.sink = nullptr;
+        if (st.account)
+          self->send(st.account, detach_atom::value, st.rec.peer_id, token);
         return persist(self, storage::status_op::disconnect, token);
       },
       [self](status_atom) {
@@ -91,9 +101,10 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         r.has_sink = static_cast<bool>(self->state.sink);
         return r;
       },
-      [self](refresh_atom) {
-        if (self->state.sink)
-          self->state.sink->refresh();
+      [self](map_atom, session_token token, const map_update_ptr& update, bool initial) {
+        auto& st = self->state;
+        if (token == st.rec.token && st.sink)
+          st.sink->deliver(update, initial);
       },
       [self](close_atom, const std::string& reason) {
         if (auto sink = std::exchange(self->state.sink, nullptr))
@@ -105,68 +116,91 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
 struct directory_state {
   std::unordered_map<std::string, peer_actor> peers;       // by peer id (unique across accounts)
   std::unordered_map<std::string, std::string> account_of; // peer id -> account id
-  status_writer writer;
-  session_observer observer;
+  std::unordered_map<std::string, account_actor> accounts; // by account id
+  directory_config cfg;
   static inline const char* name = "peer_directory";
 };
 
 peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<directory_state> self,
-                                             status_writer writer, session_observer observer) {
-  self->state.writer = std::move(writer);
-  self->state.observer = std::move(observer);
-  // The directory's end (shutdown) ends every peer actor: a peer actor and its stream sink refer to
-  // each other, so nothing else would.
+                                             directory_config cfg) {
+  self->state.cfg = std::move(cfg);
+  // The directory's end (shutdown) ends every peer and account actor: a peer actor and its stream
+  // sink refer to each other, so nothing else would.
   self->set_exit_handler([self](const caf::exit_msg& msg) {
     for (const auto& [id, p] : self->state.peers)
       self->send_exit(p, msg.reason);
+    for (const auto& [id, a] : self->state.accounts)
+      self->send_exit(a, msg.reason);
     self->quit(msg.reason);
   });
-  // A peer actor that fails is forgotten, and spawned afresh on the next lookup; the directory
-  // lives on.
+  // An actor that fails is forgotten, and spawned afresh on the next lookup; the directory lives
+  // on.
   self->set_down_handler([self](const caf::down_msg& dm) {
-    auto& peers = self->state.peers;
-    for (auto it = peers.begin(); it != peers.end(); ++it)
+    auto& st = self->state;
+    for (auto it = st.peers.begin(); it != st.peers.end(); ++it)
       if (it->second.address() == dm.source) {
         if (dm.reason)
           spdlog::warn("peer actor {} went down: {}", it->first, caf::to_string(dm.reason));
-        self->state.account_of.erase(it->first);
-        self->state.account_of.erase(it->first);
-        peers.erase(it);
-        break;
+        st.account_of.erase(it->first);
+        st.peers.erase(it);
+        return;
+      }
+    for (auto it = st.accounts.begin(); it != st.accounts.end(); ++it)
+      if (it->second.address() == dm.source) {
+        if (dm.reason)
+          spdlog::warn("account actor {} went down: {}", it->first, caf::to_string(dm.reason));
+        st.accounts.erase(it);
+        return;
       }
   });
+  auto account_of = [self](const std::string& account_id) -> account_actor {
+    auto& st = self->state;
+    if (!st.cfg.loader)
+      return {};
+    auto it = st.accounts.find(account_id);
+    if (it != st.accounts.end())
+      return it->second;
+    auto a = spawn_account_actor(self->system(), account_id, st.cfg.loader, st.cfg.maps);
+    self->monitor(a);
+    st.accounts.emplace(account_id, a);
+    return a;
+  };
   return {
-      [self](get_atom, const std::string& account_id, const std::string& peer_id) -> peer_actor {
+      [self, account_of](get_atom, const std::string& account_id,
+                         const std::string& peer_id) -> peer_actor {
         auto& st = self->state;
         auto it = st.peers.find(peer_id);
         if (it != st.peers.end())
           return it->second;
-        auto p = self->spawn(peer_impl, account_id, peer_id, st.writer, st.observer);
+        auto p = self->spawn(peer_impl, account_id, peer_id, st.cfg.writer, st.cfg.observer,
+                             account_of(account_id));
         self->monitor(p);
         st.peers.emplace(peer_id, p);
         st.account_of.emplace(peer_id, account_id);
         return p;
       },
-      [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
-      [self](refresh_atom, const std::string& account_id, const std::string& except) {
-        for (const auto& [id, acc] : self->state.account_of)
-          if (acc == account_id && id != except)
-            self->send(self->state.peers.at(id), refresh_atom::value);
+      [account_of](account_atom, const std::string& account_id) { return account_of(account_id); },
+      [self](account_atom) {
+        std::vector<account_actor> out;
+        for (const auto& [id, a] : self->state.accounts)
+          out.push_back(a);
+        return out;
       },
+      [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
   };
 }
 
 } // namespace
 
 peer_actor spawn_peer_actor(caf::actor_system& sys, std::string account_id, std::string peer_id,
-                            status_writer writer, session_observer observer) {
+                            status_writer writer, session_observer observer,
+                            account_actor account) {
   return sys.spawn(peer_impl, std::move(account_id), std::move(peer_id), std::move(writer),
-                   std::move(observer));
+                   std::move(observer), std::move(account));
 }
 
-peer_directory spawn_peer_directory(caf::actor_system& sys, status_writer writer,
-                                    session_observer observer) {
-  return sys.spawn(directory_impl, std::move(writer), std::move(observer));
+peer_directory spawn_peer_directory(caf::actor_system& sys, directory_config cfg) {
+  return sys.spawn(directory_impl, std::move(cfg));
 }
 
 } // namespace nbm::actors

@@ -101,6 +101,7 @@ struct dns_config {
 // deterministic order (the same account gives the same map, byte for byte, once encoded).
 struct network_map {
   std::uint64_t serial = 0;
+  std::uint32_t peer = 0; // the target
   std::vector<std::uint32_t> remote_peers;
   std::vector<std::uint32_t> offline_peers; // login-expired peers the target may see
   std::vector<firewall_rule> firewall_rules;
@@ -125,6 +126,8 @@ public:
   ~account_view();
   account_view(const account_view&) = delete;
   account_view& operator=(const account_view&) = delete;
+  account_view(account_view&&) noexcept;            // the indexes point into the shared account,
+  account_view& operator=(account_view&&) noexcept; // which moves along unchanged
 
   const account& acc() const { return *acc_; }
   const std::shared_ptr<const account>& shared() const { return acc_; }

@@ -224,4 +224,15 @@ std::optional<std::string> unique_host_label(const std::string& label,
   return std::nullopt;
 }
 
+bool login_expired(const account& a, const peer& p, double now_unix) {
+  if (p.user_id.empty() || !p.login_expiration_enabled || !a.settings.peer_login_expiration_enabled)
+    return false;
+  if (p.status.login_expired)
+    return true;
+  if (!p.last_login)
+    return false;
+  auto last = parse_store_time(*p.last_login);
+  return last && *last + static_cast<double>(a.settings.peer_login_expiration_ns) / 1e9 <= now_unix;
+}
+
 } // namespace nbm::core

@@ -39,6 +39,11 @@ std::optional<std::string> parsed_domain_label(const std::string& name);
 std::optional<std::string> unique_host_label(const std::string& label,
                                              const std::set<std::string>& taken);
 
+// NetBird's peer login expiration: only peers added by a user (SSO) with expiration enabled on
+// the peer and in the account expire, when last login + the account's period has passed (or the
+// stored flag says so).
+bool login_expired(const account& a, const peer& p, double now_unix);
+
 // RFC 3492 punycode of a UTF-8 string (without the "xn--" prefix); nullopt on invalid UTF-8.
 std::optional<std::string> punycode_encode(const std::string& utf8);
 

@@ -1,5 +1,6 @@
 #include "server/run.hpp"
 
+#include "actors/account_actor.hpp"
 #include "actors/geo_actor.hpp"
 #include "actors/login_service.hpp"
 #include "actors/peer_actor.hpp"
@@ -81,7 +82,17 @@ int run_management(const management_options& opts, config::management_config cfg
         spdlog::info("no GeoLite2-City*.mmdb in {}: peers get no location", cfg.datadir);
       }
     }
-    auto directory = actors::spawn_peer_directory(sys, writer, observer);
+    actors::loader_config lc;
+    lc.db = db;
+    if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
+      lc.poll_interval = std::chrono::milliseconds(std::atol(ms));
+    auto loader = actors::spawn_account_loader(sys, lc);
+    actors::directory_config dc;
+    dc.writer = writer;
+    dc.observer = observer;
+    dc.loader = loader;
+    dc.maps.dns_domain = opts.dns_domain;
+    auto directory = actors::spawn_peer_directory(sys, dc);
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
     api::grpc_deps deps;
     deps.sys = &sys;
@@ -107,6 +118,7 @@ int run_management(const management_options& opts, config::management_config cfg
     if (observer)
       caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   }
   return 0;

@@ -1,6 +1,7 @@
 #include "api/grpc/server.hpp"
 
 #include "api/grpc/convert.hpp"
+#include "api/grpc/wire_map.hpp"
 #include "crypto/crypto.hpp"
 #include "management.grpc.pb.h"
 
@@ -9,8 +10,12 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 namespace nbm::api {
 
@@ -81,29 +86,58 @@ std::optional<std::string> open_request(const grpc_deps& d, const EncryptedMessa
   return key;
 }
 
-management::SyncResponse initial_sync(const grpc_deps& d, const actors::peer_view& v) {
-  management::SyncResponse r;
-  *r.mutable_netbirdconfig() = to_netbird_config(d.cfg, unix_now());
-  *r.mutable_peerconfig() = to_peer_config(v.peer, v.network, d.dns_domain);
-  auto* map = r.mutable_networkmap();
-  map->set_serial(v.serial);
-  *map->mutable_peerconfig() = r.peerconfig();
-  // Until network maps are computed from policies, every peer of the account sees every other one;
-  // login-expired peers go to offlinePeers as NetBird does.
-  for (const auto& o : v.others) {
-    auto remote = to_remote_peer(o, d.dns_domain);
-    if (o.status.login_expired)
-      *map->add_offlinepeers() = remote;
-    else
-      *map->add_remotepeers() = remote;
+// ---- map encoding off the actors' threads
+// ---------------------------------------------------------------
+
+// A few threads that serialize and encrypt maps for the streams (never on CAF's scheduler).
+class encoder_pool {
+public:
+  explicit encoder_pool(unsigned n) {
+    for (unsigned i = 0; i < std::max(1u, n); ++i)
+      threads_.emplace_back([this] { run(); });
   }
-  map->set_remotepeersisempty(map->remotepeers_size() == 0);
-  map->set_firewallrulesisempty(true);
-  map->set_routesfirewallrulesisempty(true);
-  *r.mutable_remotepeers() = map->remotepeers();
-  r.set_remotepeersisempty(map->remotepeersisempty());
-  return r;
-}
+  ~encoder_pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      t.join();
+  }
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+
+private:
+  void run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty())
+          return; // stopping, and everything posted ran
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      try {
+        job();
+      } catch (const std::exception& e) {
+        spdlog::error("encoding a map failed: {}", e.what());
+      }
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  bool stop_ = false;
+};
 
 // ---- Sync: the stream and its sink
 // ------------------------------------------------------------------------
@@ -113,6 +147,7 @@ class sync_reactor;
 // What the peer actor holds: the stream of exactly one session token. Outlives the reactor.
 struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_stream> {
   const grpc_deps* deps = nullptr;
+  encoder_pool* encoders = nullptr;
   std::string wg_key_b64, wg_key_raw;
   std::mutex mu;
   sync_reactor* reactor = nullptr; // null once gRPC is done with the stream
@@ -122,10 +157,15 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   bool done = false;
 
   std::string ip; // the stream's remote address
+  // The newest map not yet encoded (a newer one replaces it; an initial one stays initial).
+  actors::map_update_ptr pending;
+  bool pending_initial = false;
+  bool encoding = false; // an encoder job owns the pending map: one at a time, in order
+
   void close(const std::string& reason) override;
-  void refresh() override;
+  void deliver(actors::map_update_ptr update, bool initial) override;
+  void encode_pending();
   std::string remote_ip() const override { return ip; }
-  void push(EncryptedMessage msg);
   void fail(Status s);
 };
 
@@ -217,29 +257,37 @@ void sync_stream::close(const std::string& reason) {
     reactor->finish(Status::OK); // NetBird ends a replaced stream cleanly; the client reconnects
 }
 
-void sync_stream::refresh() {
-  // Interim until account actors own the maps: read the account again and send the peer its map.
-  auto self_ptr = shared_from_this();
-  const auto* d = deps;
-  d->sys->spawn([self_ptr, d](caf::event_based_actor* self) {
-    self->request(d->login, caf::infinite, actors::lookup_atom::value, self_ptr->wg_key_b64, false,
-                  core::peer_meta{})
-        .then(
-            [self_ptr, d](const actors::peer_view& v) {
-              if (v.code != 0)
-                return;
-              auto update = initial_sync(*d, v);
-              update.clear_netbirdconfig(); // map updates carry no NetbirdConfig, as NetBird's
-              self_ptr->push(seal(*d, update, self_ptr->wg_key_raw));
-            },
-            [](caf::error&) {});
-  });
+void sync_stream::deliver(actors::map_update_ptr update, bool initial) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (!reactor)
+    return;
+  pending = std::move(update);
+  pending_initial = pending_initial || initial;
+  if (encoding)
+    return; // the running job picks it up
+  encoding = true;
+  encoders->post([self = shared_from_this()] { self->encode_pending(); });
 }
 
-void sync_stream::push(EncryptedMessage msg) {
-  std::lock_guard<std::mutex> lk(mu);
-  if (reactor)
-    reactor->push(std::move(msg));
+void sync_stream::encode_pending() {
+  std::unique_lock<std::mutex> lk(mu);
+  while (pending && reactor) {
+    auto u = std::move(pending);
+    const bool initial = std::exchange(pending_initial, false);
+    lk.unlock();
+    std::optional<management::NetbirdConfig> cfg;
+    if (initial)
+      cfg = to_netbird_config(deps->cfg, unix_now());
+    EncryptedMessage env;
+    env.set_wgpubkey(crypto::base64_encode(deps->server_public));
+    env.set_body(crypto::box_seal(encode_sync_response(*u, cfg ? &*cfg : nullptr), wg_key_raw,
+                                  deps->server_private));
+    lk.lock();
+    if (reactor)
+      reactor->push(std::move(env));
+  }
+  pending.reset();
+  encoding = false;
 }
 
 void sync_stream::fail(Status s) {
@@ -305,9 +353,12 @@ public:
                 *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
                 *resp = seal(*d, out, their);
                 r->Finish(Status::OK);
-                if (v.registered) // a new peer is in every map of its account
-                  caf::anon_send(d->directory, actors::refresh_atom::value, v.peer.account_id,
-                                 v.peer.id);
+                if (v.registered) // a new peer: its account actor fans out the maps it changes
+                  self->request(d->directory, caf::infinite, actors::account_atom::value,
+                                v.peer.account_id)
+                      .then([=](actors::account_actor acc) {
+                        self->send(acc, actors::added_atom::value, v.peer, v.groups, v.serial);
+                      });
               },
               [=](caf::error&) {
                 r->Finish(Status(StatusCode::INTERNAL, "failed logging in peer"));
@@ -320,6 +371,7 @@ public:
                                                    const EncryptedMessage* req) override {
     auto st = std::make_shared<sync_stream>();
     st->deps = &d_;
+    st->encoders = &encoders_;
     st->wg_key_b64 = req->wgpubkey();
     auto* reactor = new sync_reactor(st);
     st->reactor = reactor;
@@ -342,6 +394,11 @@ public:
     const bool has_meta = sync.has_meta();
     const auto meta = to_meta(sync.meta());
     d_.sys->spawn([=](caf::event_based_actor* self) {
+      // 1. the peer (by key) and its meta, stored; 2. its account actor: may it sync?; 3. its
+      // peer actor: connect (the fence); once that landed, the account actor sends the first map.
+      auto fail = [st](caf::error&) {
+        st->fail(Status(StatusCode::INTERNAL, "error handling request"));
+      };
       self->request(d->login, caf::infinite, actors::lookup_atom::value, wg, has_meta, meta)
           .then(
               [=](const actors::peer_view& v) {
@@ -349,42 +406,55 @@ public:
                   st->fail(Status(static_cast<StatusCode>(v.code), v.message));
                   return;
                 }
-                self->request(d->directory, caf::infinite, actors::get_atom::value,
-                              v.peer.account_id, v.peer.id)
+                const auto account = v.peer.account_id, id = v.peer.id;
+                self->request(d->directory, caf::infinite, actors::account_atom::value, account)
                     .then(
-                        [=](actors::peer_actor p) {
-                          std::unique_lock<std::mutex> lk(st->mu);
-                          if (st->done)
-                            return; // the stream ended before its session began: nothing to fence
-                          st->peer = p;
-                          st->connect_sent = true;
-                          // Sent under the lock: a later disconnect from OnDone lands behind it in
-                          // the mailbox.
-                          auto handle = self->request(p, caf::infinite, actors::connect_atom::value,
-                                                      st->token, actors::sink_ptr(st));
-                          lk.unlock();
-                          handle.then(
-                              [=](bool landed) {
-                                if (!landed) {
-                                  st->fail(Status(StatusCode::ABORTED,
-                                                  "a newer session of this peer is active"));
-                                  return;
-                                }
-                                st->push(seal(*d, initial_sync(*d, v), their));
-                              },
-                              [=](caf::error&) {
-                                st->fail(Status(StatusCode::INTERNAL, "error handling request"));
-                              });
+                        [=](actors::account_actor acc) {
+                          self->request(acc, caf::infinite, actors::sync_atom::value, id, has_meta,
+                                        v.peer.meta)
+                              .then(
+                                  [=](int code, const std::string& message) {
+                                    if (code != 0) {
+                                      st->fail(Status(static_cast<StatusCode>(code), message));
+                                      return;
+                                    }
+                                    connect(self, d, st, account, id);
+                                  },
+                                  fail);
                         },
-                        [=](caf::error&) {
-                          st->fail(Status(StatusCode::INTERNAL, "error handling request"));
-                        });
+                        fail);
               },
-              [=](caf::error&) {
-                st->fail(Status(StatusCode::INTERNAL, "error handling request"));
-              });
+              fail);
     });
     return reactor;
+  }
+
+  static void connect(caf::event_based_actor* self, const grpc_deps* d,
+                      std::shared_ptr<sync_stream> st, const std::string& account,
+                      const std::string& id) {
+    self->request(d->directory, caf::infinite, actors::get_atom::value, account, id)
+        .then(
+            [=](actors::peer_actor p) {
+              std::unique_lock<std::mutex> lk(st->mu);
+              if (st->done)
+                return; // the stream ended before its session began: nothing to fence
+              st->peer = p;
+              st->connect_sent = true;
+              // Sent under the lock: a later disconnect from OnDone lands behind it in the mailbox.
+              auto handle = self->request(p, caf::infinite, actors::connect_atom::value, st->token,
+                                          actors::sink_ptr(st));
+              lk.unlock();
+              handle.then(
+                  [=](bool landed) {
+                    if (!landed)
+                      st->fail(
+                          Status(StatusCode::ABORTED, "a newer session of this peer is active"));
+                  },
+                  [=](caf::error&) {
+                    st->fail(Status(StatusCode::INTERNAL, "error handling request"));
+                  });
+            },
+            [=](caf::error&) { st->fail(Status(StatusCode::INTERNAL, "error handling request")); });
   }
 
   grpc::ServerUnaryReactor* SyncMeta(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
@@ -408,8 +478,23 @@ public:
                       Status(StatusCode::NOT_FOUND, "account not found: index lookup failed"));
                 else if (v.code != 0)
                   r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
-                else
-                  r->Finish(Status::OK);
+                else // the account actor takes the new meta (the agent version shapes maps)
+                  self->request(d->directory, caf::infinite, actors::account_atom::value,
+                                v.peer.account_id)
+                      .then([=](actors::account_actor acc) {
+                        self->request(acc, caf::infinite, actors::sync_atom::value, v.peer.id,
+                                      has_meta, v.peer.meta)
+                            .then(
+                                [=](int code, const std::string& message) {
+                                  r->Finish(code == 0
+                                                ? Status::OK
+                                                : Status(static_cast<StatusCode>(code), message));
+                                },
+                                [=](caf::error&) {
+                                  r->Finish(
+                                      Status(StatusCode::INTERNAL, "failed handling request"));
+                                });
+                      });
               },
               [=](caf::error&) {
                 r->Finish(Status(StatusCode::INTERNAL, "failed handling request"));
@@ -442,7 +527,10 @@ public:
                 self->request(d->directory, caf::infinite, actors::get_atom::value, account, id)
                     .then([=](actors::peer_actor p) {
                       self->send(p, actors::close_atom::value, std::string("peer deleted"));
-                      self->send(d->directory, actors::refresh_atom::value, account, id);
+                    });
+                self->request(d->directory, caf::infinite, actors::account_atom::value, account)
+                    .then([=](actors::account_actor acc) {
+                      self->send(acc, actors::deleted_atom::value, id);
                     });
               },
               [=](caf::error&) {
@@ -530,6 +618,7 @@ private:
   }
 
   grpc_deps d_;
+  encoder_pool encoders_{std::max(2u, std::thread::hardware_concurrency())};
 };
 
 } // namespace

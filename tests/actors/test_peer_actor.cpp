@@ -38,7 +38,7 @@ struct test_sink : session_sink {
     std::lock_guard<std::mutex> lk(mu);
     return closes;
   }
-  void refresh() override {}
+  void deliver(map_update_ptr, bool) override {}
   std::string ip;
   std::string remote_ip() const override { return ip; }
 };
@@ -81,7 +81,7 @@ struct rig {
       observer = sys->spawn<caf::detached>(observer_impl, seen, db);
     if (geo_db)
       observer = spawn_geo_actor(*sys, db, geo_db);
-    dir = spawn_peer_directory(*sys, writer, observer);
+    dir = spawn_peer_directory(*sys, {writer, observer, {}, {}});
   }
   ~rig() {
     caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);

@@ -1,0 +1,379 @@
+#include "actors/account_actor.hpp"
+
+#include "core/registration.hpp"
+#include "storage/account_store.hpp"
+
+#include <caf/all.hpp>
+#include <soci/soci.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace nbm::actors {
+
+namespace {
+
+// gRPC status codes (kept numeric: no gRPC in actors/).
+constexpr int permission_denied = 7;
+
+double now_unix() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// ---- account_actor ---------------------------------------------------------------------------
+
+struct session {
+  session_token token = 0;
+  peer_actor peer;
+  std::uint64_t fingerprint = 0; // of the last map sent
+};
+
+struct account_state {
+  account_state_record rec;
+  account_loader loader;
+  core::map_context ctx;
+  account_ptr acc;                        // the account as committed (null: does not exist)
+  std::shared_ptr<core::account> working; // changes applied since the last fan-out
+  std::shared_ptr<account_change> change; // maps of `acc`, built on demand
+  std::unordered_map<std::string, session> sessions; // by peer id
+  bool flush_scheduled = false;
+  static inline const char* name = "account_actor";
+};
+
+using account_ptr_t = account_actor::stateful_pointer<account_state>;
+
+// The account to change in place (copied once per fan-out: maps being encoded elsewhere keep
+// reading the previous one).
+core::account& mutable_account(account_state& st) {
+  if (!st.working)
+    st.working =
+        st.acc ? std::make_shared<core::account>(*st.acc) : std::make_shared<core::account>();
+  return *st.working;
+}
+
+// The account with every applied change, indexed for maps.
+const std::shared_ptr<account_change>& current_change(account_state& st) {
+  if (st.working) {
+    st.acc = std::move(st.working);
+    st.working.reset();
+    st.change.reset();
+  }
+  if (!st.change) {
+    auto ch = std::make_shared<account_change>();
+    auto ctx = st.ctx;
+    ctx.now = std::chrono::system_clock::now();
+    ch->view = std::make_shared<core::account_view>(
+        st.acc ? st.acc : std::make_shared<core::account>(), std::move(ctx));
+    st.change = std::move(ch);
+  }
+  return st.change;
+}
+
+void update_record(account_state& st) {
+  const auto& a = st.working ? static_cast<const core::account&>(*st.working) : *st.acc;
+  st.rec.serial = a.net.serial;
+  st.rec.peers = a.peers.size();
+  st.rec.connected = st.sessions.size();
+}
+
+void schedule_flush(account_ptr_t self) {
+  if (!self->state.flush_scheduled) {
+    self->state.flush_scheduled = true;
+    // Behind every message already queued: a burst of changes is fanned out once.
+    self->send(self, flush_atom::value);
+  }
+}
+
+// Every connected peer whose map the changes altered gets its new map, once; the others nothing.
+void fan_out(account_ptr_t self) {
+  auto& st = self->state;
+  ++st.rec.changes;
+  if (st.sessions.empty()) { // nobody to tell: commit the changes, index them when needed
+    if (st.working) {
+      st.acc = std::move(st.working);
+      st.working.reset();
+      st.change.reset();
+    }
+    update_record(st);
+    return;
+  }
+  const auto ch = current_change(st);
+  const auto& view = *ch->view;
+  for (auto it = st.sessions.begin(); it != st.sessions.end();) {
+    auto& s = it->second;
+    auto idx = view.peer_index(it->first);
+    if (!idx) { // the peer is gone: its stream ends
+      self->send(s.peer, close_atom::value, std::string("peer deleted"));
+      it = st.sessions.erase(it);
+      continue;
+    }
+    auto m = view.map_for(*idx);
+    const auto fp = view.fingerprint(m);
+    if (fp == s.fingerprint) {
+      ++st.rec.maps_skipped;
+    } else {
+      s.fingerprint = fp;
+      auto u = std::make_shared<map_update>();
+      u->change = ch;
+      u->peer = *idx;
+      u->map = std::move(m);
+      self->send(s.peer, map_atom::value, s.token, map_update_ptr(std::move(u)), false);
+      ++st.rec.maps_sent;
+    }
+    ++it;
+  }
+  update_record(st);
+}
+
+void reload(account_ptr_t self) {
+  self->request(self->state.loader, caf::infinite, load_atom::value, self->state.rec.account_id)
+      .await(
+          [self](const account_ptr& acc) {
+            auto& st = self->state;
+            ++st.rec.reloads;
+            st.acc = acc ? acc : std::make_shared<const core::account>();
+            st.rec.loaded = static_cast<bool>(acc);
+            st.working.reset();
+            st.change.reset();
+            fan_out(self);
+          },
+          [self](caf::error& err) {
+            spdlog::error("account {}: reload failed: {}", self->state.rec.account_id,
+                          caf::to_string(err));
+          });
+}
+
+account_actor::behavior_type account_impl(account_ptr_t self, std::string account_id,
+                                          account_loader loader, core::map_context ctx) {
+  auto& st = self->state;
+  st.rec.account_id = std::move(account_id);
+  st.loader = std::move(loader);
+  st.ctx = std::move(ctx);
+  // Loaded once, before any message is handled (await keeps them queued).
+  self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
+      .await(
+          [self](const account_ptr& acc) {
+            auto& st = self->state;
+            st.acc = acc ? acc : std::make_shared<const core::account>();
+            st.rec.loaded = static_cast<bool>(acc);
+            update_record(st);
+          },
+          [self](caf::error& err) {
+            spdlog::error("account {}: load failed: {}", self->state.rec.account_id,
+                          caf::to_string(err));
+            self->quit(err); // the directory forgets it; the next lookup tries again
+          });
+  return {
+      [self](attach_atom, const std::string& peer_id, session_token token, peer_actor peer) {
+        auto& st = self->state;
+        auto& s = st.sessions[peer_id];
+        if (s.token > token)
+          return; // an older session's attach arrived late
+        const auto ch = current_change(st);
+        auto idx = ch->view->peer_index(peer_id);
+        if (!idx) {
+          st.sessions.erase(peer_id);
+          self->send(peer, close_atom::value, std::string("peer not found"));
+          return;
+        }
+        s.token = token;
+        s.peer = std::move(peer);
+        auto u = std::make_shared<map_update>();
+        u->change = ch;
+        u->peer = *idx;
+        u->map = ch->view->map_for(*idx);
+        s.fingerprint = ch->view->fingerprint(u->map);
+        self->send(s.peer, map_atom::value, token, map_update_ptr(std::move(u)), true);
+        ++st.rec.maps_sent;
+        update_record(st);
+      },
+      [self](detach_atom, const std::string& peer_id, session_token token) {
+        auto& st = self->state;
+        auto it = st.sessions.find(peer_id);
+        if (it != st.sessions.end() && it->second.token == token)
+          st.sessions.erase(it);
+        update_record(st);
+      },
+      [self](sync_atom, const std::string& peer_id, bool has_meta,
+             const core::peer_meta& meta) -> std::tuple<int, std::string> {
+        auto& st = self->state;
+        const core::account& a = st.working ? *st.working : *st.acc;
+        auto it = std::find_if(a.peers.begin(), a.peers.end(),
+                               [&](const core::peer& p) { return p.id == peer_id; });
+        if (it == a.peers.end())
+          return {permission_denied, "peer is not registered"};
+        if (core::login_expired(a, *it, now_unix()))
+          return {permission_denied, "peer login has expired, please log in once more"};
+        if (has_meta && !meta.hostname.empty() && !(it->meta == meta)) {
+          // Stored by the caller already; the agent version, for one, shapes maps.
+          auto& m = mutable_account(st);
+          for (auto& p : m.peers)
+            if (p.id == peer_id)
+              p.meta = meta;
+          schedule_flush(self);
+        }
+        return {0, std::string()};
+      },
+      [self](added_atom, core::peer& p, const std::vector<std::string>& groups,
+             std::uint64_t serial) {
+        auto& a = mutable_account(self->state);
+        auto it = std::find_if(a.peers.begin(), a.peers.end(),
+                               [&](const core::peer& q) { return q.id == p.id; });
+        const std::string id = p.id;
+        if (it != a.peers.end())
+          *it = std::move(p); // a reload already brought it
+        else
+          a.peers.push_back(std::move(p));
+        for (auto& g : a.groups)
+          if (std::find(groups.begin(), groups.end(), g.id) != groups.end() &&
+              std::find(g.peers.begin(), g.peers.end(), id) == g.peers.end())
+            g.peers.push_back(id);
+        a.net.serial = std::max(a.net.serial, serial);
+        schedule_flush(self);
+      },
+      [self](deleted_atom, const std::string& peer_id) {
+        auto& a = mutable_account(self->state);
+        auto it = std::find_if(a.peers.begin(), a.peers.end(),
+                               [&](const core::peer& q) { return q.id == peer_id; });
+        if (it == a.peers.end())
+          return;
+        a.peers.erase(it);
+        for (auto& g : a.groups)
+          g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), peer_id), g.peers.end());
+        ++a.net.serial; // as the store's delete did
+        schedule_flush(self);
+      },
+      [self](check_atom, std::uint64_t serial) {
+        auto& st = self->state;
+        const auto ours = st.working ? st.working->net.serial : st.acc->net.serial;
+        if (serial > ours)
+          reload(self);
+      },
+      [self](reload_atom) { reload(self); },
+      [self](flush_atom) {
+        self->state.flush_scheduled = false;
+        fan_out(self);
+      },
+      [self](status_atom) {
+        update_record(self->state);
+        return self->state.rec;
+      },
+  };
+}
+
+// ---- account_loader --------------------------------------------------------------------------
+
+struct loader_state {
+  loader_config cfg;
+  std::unique_ptr<soci::session> sql;
+  std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
+  bool ticking = false;
+  static inline const char* name = "account_loader";
+
+  soci::session& session() {
+    if (!sql) {
+      sql = std::make_unique<soci::session>();
+      storage::open_session(*sql, cfg.db);
+    }
+    return *sql;
+  }
+};
+
+using loader_ptr = account_loader::stateful_pointer<loader_state>;
+
+void poll_serials(loader_ptr self) {
+  auto& st = self->state;
+  if (st.watched.empty())
+    return;
+  std::vector<std::pair<std::string, std::uint64_t>> serials;
+  try {
+    soci::rowset<soci::row> rows = st.session().prepare
+                                   << "SELECT id, network_serial FROM accounts";
+    for (const auto& r : rows) {
+      auto id = r.get<std::string>(0);
+      if (!st.watched.count(id))
+        continue;
+      std::uint64_t serial = 0;
+      switch (r.get_properties(1).get_data_type()) {
+      case soci::dt_integer:
+        serial = static_cast<std::uint64_t>(r.get<int>(1));
+        break;
+      case soci::dt_long_long:
+        serial = static_cast<std::uint64_t>(r.get<long long>(1));
+        break;
+      case soci::dt_unsigned_long_long:
+        serial = r.get<unsigned long long>(1);
+        break;
+      default:
+        serial = static_cast<std::uint64_t>(r.get<double>(1));
+      }
+      serials.emplace_back(std::move(id), serial);
+    }
+  } catch (const std::exception& e) {
+    st.sql.reset();
+    spdlog::warn("account serial poll failed: {}", e.what());
+    return;
+  }
+  for (const auto& [id, serial] : serials)
+    for (const auto& a : st.watched[id])
+      self->send(a, check_atom::value, serial);
+}
+
+account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
+  self->state.cfg = std::move(cfg);
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& w = self->state.watched;
+    for (auto it = w.begin(); it != w.end();) {
+      auto& v = it->second;
+      v.erase(std::remove_if(v.begin(), v.end(),
+                             [&](const account_actor& a) { return a.address() == dm.source; }),
+              v.end());
+      it = v.empty() ? w.erase(it) : std::next(it);
+    }
+  });
+  return {
+      [self](load_atom, const std::string& account_id) -> caf::result<account_ptr> {
+        auto& st = self->state;
+        if (auto sender = caf::actor_cast<account_actor>(self->current_sender())) {
+          auto& v = st.watched[account_id];
+          if (std::find(v.begin(), v.end(), sender) == v.end()) {
+            v.push_back(sender);
+            self->monitor(sender);
+          }
+          if (!st.ticking && st.cfg.poll_interval.count() > 0) {
+            st.ticking = true;
+            self->delayed_send(self, st.cfg.poll_interval, check_atom::value);
+          }
+        }
+        try {
+          storage::account_store store(st.session(), st.cfg.db.kind);
+          auto acc = store.load_account(account_id);
+          if (!acc)
+            return account_ptr{};
+          return account_ptr(std::make_shared<const core::account>(std::move(*acc)));
+        } catch (const std::exception& e) {
+          st.sql.reset();
+          spdlog::error("loading account {} failed: {}", account_id, e.what());
+          return caf::make_error(caf::sec::runtime_error, e.what());
+        }
+      },
+      [self](check_atom) {
+        poll_serials(self);
+        self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
+      },
+  };
+}
+
+} // namespace
+
+account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
+                                  account_loader loader, core::map_context maps) {
+  return sys.spawn(account_impl, std::move(account_id), std::move(loader), std::move(maps));
+}
+
+account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg) {
+  return sys.spawn<caf::detached>(loader_impl, std::move(cfg));
+}
+
+} // namespace nbm::actors

@@ -1,0 +1,26 @@
+// account_actor: one per account in use; owns the in-memory account and fans out network maps
+// (see interfaces.hpp). account_loader: the blocking store reads behind it, plus a poll of the
+// accounts' serials that notices changes made by another process or replica.
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+
+namespace nbm::actors {
+
+account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
+                                  account_loader loader, core::map_context maps);
+
+struct loader_config {
+  storage::db_options db;
+  // How often the serials of the loaded accounts are compared with the store's (0 = never).
+  std::chrono::milliseconds poll_interval{1000};
+};
+
+account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg);
+
+} // namespace nbm::actors

@@ -1,0 +1,365 @@
+// Account actors against real SQLite and PostgreSQL stores: the first map of a landed session,
+// fan-out of exactly the maps a change alters (k of n), nothing for plain connects and
+// disconnects, reloads when the store's serial moves, a deleted peer's stream ends, and an older
+// session never receives a newer session's maps.
+#include "actors/account_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "actors/status_writer.hpp"
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/schema.hpp"
+#include "tests/support/test_db.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+#include <soci/soci.h>
+
+#include <algorithm>
+#include <mutex>
+#include <thread>
+
+using namespace nbm;
+using namespace nbm::actors;
+
+namespace {
+
+// Records every map it is handed.
+struct map_sink : session_sink {
+  std::mutex mu;
+  std::vector<std::pair<map_update_ptr, bool>> maps;
+  int closes = 0;
+  void close(const std::string&) override {
+    std::lock_guard<std::mutex> lk(mu);
+    ++closes;
+  }
+  void deliver(map_update_ptr u, bool initial) override {
+    std::lock_guard<std::mutex> lk(mu);
+    maps.emplace_back(std::move(u), initial);
+  }
+  std::size_t count() {
+    std::lock_guard<std::mutex> lk(mu);
+    return maps.size();
+  }
+  int closed() {
+    std::lock_guard<std::mutex> lk(mu);
+    return closes;
+  }
+  std::pair<map_update_ptr, bool> last() {
+    std::lock_guard<std::mutex> lk(mu);
+    REQUIRE_FALSE(maps.empty());
+    return maps.back();
+  }
+  // Ids of the peers the last map lists as reachable.
+  std::vector<std::string> remote_ids() {
+    auto [u, initial] = last();
+    std::vector<std::string> out;
+    for (auto i : u->map.remote_peers)
+      out.push_back(u->change->view->acc().peers[i].id);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+core::peer make_peer(const std::string& account, const std::string& id, int n) {
+  core::peer p;
+  p.id = id;
+  p.account_id = account;
+  p.key = "key-" + id;
+  p.ip = "100.64.0." + std::to_string(n);
+  p.name = id;
+  p.dns_label = id;
+  p.meta.hostname = id;
+  p.meta.wt_version = "0.60.0";
+  return p;
+}
+
+struct world {
+  storage::db_options db;
+  std::string account;
+  std::string all_group;
+  std::unique_ptr<soci::session> sql;
+
+  explicit world(storage::db_options o) : db(std::move(o)) {
+    storage::database d(db);
+    storage::ensure_schema(d);
+    sql = std::make_unique<soci::session>();
+    storage::open_session(*sql, db);
+    storage::admin_store admin(*sql, db.kind);
+    storage::new_account spec;
+    spec.owner_email = "owner@example.com";
+    spec.with_pat = false;
+    auto created = admin.create_account(spec);
+    account = created.account_id;
+    all_group = created.all_group_id;
+  }
+  storage::account_store store() { return storage::account_store(*sql, db.kind); }
+  // A peer in the store, in All and `groups`; returns it.
+  core::peer add_peer(const std::string& id, int n, const std::vector<std::string>& groups = {}) {
+    auto p = make_peer(account, id, n);
+    store().insert_peer(p);
+    store().add_group_peer(account, all_group, id);
+    for (const auto& g : groups)
+      store().add_group_peer(account, g, id);
+    bump();
+    return p;
+  }
+  std::uint64_t bump() {
+    *sql << "UPDATE accounts SET network_serial = network_serial + 1 WHERE id = :id",
+        soci::use(account);
+    long long s = 0;
+    *sql << "SELECT network_serial FROM accounts WHERE id = :id", soci::into(s), soci::use(account);
+    return static_cast<std::uint64_t>(s);
+  }
+  void drop_policies() {
+    *sql << "DELETE FROM policy_rules WHERE policy_id IN (SELECT id FROM policies WHERE "
+            "account_id = :a)",
+        soci::use(account);
+    *sql << "DELETE FROM policies WHERE account_id = :a", soci::use(account);
+  }
+  std::string add_group(const std::string& id, const std::vector<std::string>& members) {
+    core::group g;
+    g.id = id;
+    g.account_id = account;
+    g.name = id;
+    g.issued = "api";
+    g.peers = members;
+    store().insert_group(g);
+    return id;
+  }
+  // An accept-all bidirectional policy between two groups.
+  void add_policy(const std::string& id, const std::string& src, const std::string& dst) {
+    core::policy p;
+    p.id = id;
+    p.account_id = account;
+    p.name = id;
+    p.enabled = true;
+    core::policy_rule r;
+    r.id = id + "-rule";
+    r.policy_id = id;
+    r.name = id;
+    r.enabled = true;
+    r.bidirectional = true;
+    r.action = "accept";
+    r.protocol = "all";
+    r.sources = {src};
+    r.destinations = {dst};
+    p.rules.push_back(r);
+    store().insert_policy(p);
+  }
+};
+
+struct rig {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  status_writer writer;
+  account_loader loader;
+  peer_directory dir;
+
+  explicit rig(const storage::db_options& db) {
+    sys = std::make_unique<caf::actor_system>(cfg);
+    writer = spawn_status_writer(*sys, {db, 1, 1024});
+    loader = spawn_account_loader(*sys, {db, std::chrono::milliseconds(0)});
+    dir = spawn_peer_directory(*sys, {writer, {}, loader, {}});
+  }
+  ~rig() {
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+    writer = status_writer{};
+    loader = account_loader{};
+    dir = peer_directory{};
+    sys.reset();
+  }
+  template <class Handle, class... Ts>
+  auto ask(const Handle& h, Ts&&... xs) {
+    caf::scoped_actor self{*sys};
+    using result = typename caf::detail::tl_head<typename caf::response_type<
+        typename Handle::signatures, caf::detail::strip_and_convert_t<Ts>...>::type>::type;
+    result out{};
+    self->request(h, caf::infinite, std::forward<Ts>(xs)...)
+        .receive([&](result& x) { out = std::move(x); },
+                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
+    return out;
+  }
+  account_actor account(const std::string& id) { return ask(dir, account_atom::value, id); }
+  peer_actor peer(const std::string& acc, const std::string& id) {
+    return ask(dir, get_atom::value, acc, id);
+  }
+  bool connect(const peer_actor& p, session_token t, sink_ptr s) {
+    return ask(p, connect_atom::value, t, std::move(s));
+  }
+  bool disconnect(const peer_actor& p, session_token t) { return ask(p, disconn_atom::value, t); }
+  account_state_record status(const account_actor& a) { return ask(a, status_atom::value); }
+  // Until everything sent so far ran: the account actor's queued changes and fan-out, and the
+  // peer actors' deliveries (attach comes from a peer actor after its write landed: wait for it).
+  void settle(const account_actor& a, const std::vector<peer_actor>& peers) {
+    for (int i = 0; i < 3; ++i) {
+      status(a);
+      for (const auto& p : peers)
+        ask(p, status_atom::value);
+    }
+  }
+};
+
+template <class Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+using ids = std::vector<std::string>;
+
+} // namespace
+
+TEST_CASE("account actor: a landed session gets its first map; a new peer reaches exactly the "
+          "peers it changes; plain connects send nothing") {
+  for (const auto& opts : test::fresh_backends("acct_first")) {
+    INFO(test::backend_name(opts));
+    world w(opts); // the default policy: All <-> All
+    w.add_peer("pa", 1);
+    w.add_peer("pb", 2);
+    w.add_peer("pc", 3);
+    rig r(opts);
+    auto acc = r.account(w.account);
+    auto a = r.peer(w.account, "pa"), b = r.peer(w.account, "pb"), c = r.peer(w.account, "pc");
+    auto sa = std::make_shared<map_sink>(), sb = std::make_shared<map_sink>();
+    REQUIRE(r.connect(a, 10, sa));
+    REQUIRE(eventually([&] { return sa->count() == 1; }));
+    CHECK(sa->last().second);                   // initial
+    CHECK(sa->remote_ids() == ids{"pb", "pc"}); // a disconnected peer is still in the map
+    REQUIRE(r.connect(b, 11, sb));
+    REQUIRE(eventually([&] { return sb->count() == 1; }));
+    CHECK(sb->remote_ids() == ids{"pa", "pc"});
+    r.settle(acc, {a, b});
+    CHECK(sa->count() == 1); // b's connect changed no map
+
+    // c connects and disconnects: nobody hears of it.
+    auto sc = std::make_shared<map_sink>();
+    REQUIRE(r.connect(c, 12, sc));
+    REQUIRE(eventually([&] { return sc->count() == 1; }));
+    REQUIRE(r.disconnect(c, 12));
+    r.settle(acc, {a, b, c});
+    CHECK(sa->count() == 1);
+    CHECK(sb->count() == 1);
+    CHECK(r.status(acc).connected == 2);
+
+    // A registration (committed first) reaches both connected peers, once each.
+    auto pd = w.add_peer("pd", 4);
+    const auto serial = w.bump();
+    caf::anon_send(acc, added_atom::value, pd, std::vector<std::string>{w.all_group}, serial);
+    REQUIRE(eventually([&] { return sa->count() == 2 && sb->count() == 2; }));
+    r.settle(acc, {a, b});
+    CHECK(sa->count() == 2);
+    CHECK(sb->count() == 2);
+    CHECK_FALSE(sa->last().second);
+    CHECK(sa->remote_ids() == ids{"pb", "pc", "pd"});
+    CHECK(sa->last().first->map.serial == serial);
+    const auto st = r.status(acc);
+    CHECK(st.maps_sent == 5); // 3 initial + 2 for the registration
+    CHECK(st.peers == 4);
+  }
+}
+
+TEST_CASE("account actor: a change that alters k of n maps sends exactly k maps") {
+  for (const auto& opts : test::fresh_backends("acct_kofn")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    w.drop_policies();
+    w.add_group("g1", {});
+    w.add_group("g2", {});
+    w.add_policy("pol1", "g1", "g1");
+    w.add_policy("pol2", "g2", "g2");
+    for (int i = 0; i < 6; ++i)
+      w.add_peer("p" + std::to_string(i), 10 + i, {i < 3 ? "g1" : "g2"});
+    rig r(opts);
+    auto acc = r.account(w.account);
+    std::vector<peer_actor> peers;
+    std::vector<std::shared_ptr<map_sink>> sinks;
+    for (int i = 0; i < 6; ++i) {
+      peers.push_back(r.peer(w.account, "p" + std::to_string(i)));
+      sinks.push_back(std::make_shared<map_sink>());
+      REQUIRE(r.connect(peers.back(), 100 + i, sinks.back()));
+    }
+    REQUIRE(eventually([&] {
+      return std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; });
+    }));
+    CHECK(sinks[0]->remote_ids() == ids{"p1", "p2"});
+    CHECK(sinks[4]->remote_ids() == ids{"p3", "p5"});
+    const auto before = r.status(acc).maps_sent;
+
+    // A new peer in g2: the maps of p3..p5 change, p0..p2 see nothing.
+    auto p6 = w.add_peer("p6", 20, {"g2"});
+    caf::anon_send(acc, added_atom::value, p6, std::vector<std::string>{w.all_group, "g2"},
+                   w.bump());
+    REQUIRE(eventually([&] { return sinks[3]->count() == 2; }));
+    r.settle(acc, peers);
+    for (int i = 0; i < 3; ++i)
+      CHECK(sinks[i]->count() == 1);
+    for (int i = 3; i < 6; ++i) {
+      CHECK(sinks[i]->count() == 2);
+      CHECK(sinks[i]->remote_ids().back() == "p6");
+    }
+    CHECK(r.status(acc).maps_sent == before + 3);
+
+    // A policy made in the store by another process (g1 -> g2), noticed by the serial: every map
+    // changes (g1 now reaches g2's peers and the reverse), each exactly once more.
+    w.add_policy("pol3", "g1", "g2");
+    const auto s = w.bump();
+    caf::anon_send(acc, check_atom::value, s);
+    REQUIRE(eventually([&] { return sinks[0]->count() == 2 && sinks[5]->count() == 3; }));
+    r.settle(acc, peers);
+    for (int i = 0; i < 3; ++i)
+      CHECK(sinks[i]->count() == 2);
+    for (int i = 3; i < 6; ++i)
+      CHECK(sinks[i]->count() == 3);
+    CHECK(sinks[0]->remote_ids() == ids{"p1", "p2", "p3", "p4", "p5", "p6"});
+    CHECK(r.status(acc).reloads == 1);
+    // The same serial again: nothing to reload.
+    caf::anon_send(acc, check_atom::value, s);
+    r.settle(acc, peers);
+    CHECK(r.status(acc).reloads == 1);
+  }
+}
+
+TEST_CASE("account actor: a newer session takes the maps; a deleted peer's stream ends") {
+  for (const auto& opts : test::fresh_backends("acct_sessions")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    w.add_peer("pa", 1);
+    w.add_peer("pb", 2);
+    rig r(opts);
+    auto acc = r.account(w.account);
+    auto a = r.peer(w.account, "pa"), b = r.peer(w.account, "pb");
+    auto old_sink = std::make_shared<map_sink>(), new_sink = std::make_shared<map_sink>();
+    auto sb = std::make_shared<map_sink>();
+    REQUIRE(r.connect(a, 100, old_sink));
+    REQUIRE(eventually([&] { return old_sink->count() == 1; }));
+    REQUIRE(r.connect(a, 200, new_sink));
+    REQUIRE(eventually([&] { return new_sink->count() == 1; }));
+    CHECK(new_sink->last().second); // the new session's own first map
+    CHECK(old_sink->closed() == 1);
+    REQUIRE(r.connect(b, 300, sb));
+    REQUIRE(eventually([&] { return sb->count() == 1; }));
+    // The old stream ends late: its disconnect is dropped, the new session keeps its maps.
+    CHECK_FALSE(r.disconnect(a, 100));
+    auto pc = w.add_peer("pc", 3);
+    caf::anon_send(acc, added_atom::value, pc, std::vector<std::string>{w.all_group}, w.bump());
+    REQUIRE(eventually([&] { return new_sink->count() == 2; }));
+    r.settle(acc, {a, b});
+    CHECK(old_sink->count() == 1);
+    CHECK(new_sink->remote_ids() == ids{"pb", "pc"});
+
+    // b is deleted (committed): its stream ends, a's map loses it.
+    storage::admin_store(*w.sql, opts.kind).delete_peer(w.account, "pb");
+    caf::anon_send(acc, deleted_atom::value, std::string("pb"));
+    REQUIRE(eventually([&] { return new_sink->count() == 3; }));
+    REQUIRE(eventually([&] { return sb->closed() == 1; }));
+    CHECK(new_sink->remote_ids() == ids{"pc"});
+    r.settle(acc, {a});
+    CHECK(r.status(acc).connected == 1);
+  }
+}

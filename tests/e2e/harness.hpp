@@ -1,0 +1,243 @@
+// The e2e harness: the real netbird-mgmt binary on 127.0.0.1 with its own store (SQLite file or a
+// fresh PostgreSQL schema), driven through its admin subcommands and by peer simulators.
+#pragma once
+
+#include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
+#include "tests/support/test_db.hpp"
+#include "tools/peer_sim/peer_client.hpp"
+
+#include <doctest/doctest.h>
+#include <grpcpp/grpcpp.h>
+#include <soci/soci.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <netinet/in.h>
+#include <optional>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace nbm::e2e {
+
+using namespace std::chrono_literals;
+
+
+inline int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+inline std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p))
+    out += buf;
+  ::pclose(p);
+  return out;
+}
+
+inline std::string field(const std::string& text, const std::string& name) {
+  auto pos = text.find(name + ": ");
+  if (pos == std::string::npos)
+    return "";
+  auto end = text.find('\n', pos);
+  return text.substr(pos + name.size() + 2, end - pos - name.size() - 2);
+}
+
+// The real server, its store and an account with a setup key.
+struct server {
+  storage::db_options db;
+  std::string dir, config, account, all_group;
+  int port = 0;
+  pid_t pid = -1;
+
+  explicit server(storage::engine kind) {
+    db = test::fresh_store(kind, "wire");
+    dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
+          std::to_string(free_port());
+    std::filesystem::create_directories(dir);
+    config = test::fixture("management.json");
+    // Changes made through the admin subcommands (another process) reach live streams when the
+    // server polls the accounts' serials; keep that quick in tests.
+    ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
+    if (kind == storage::engine::postgres) {
+      ::setenv("NETBIRD_STORE_ENGINE", "postgres", 1);
+      ::setenv("NB_STORE_ENGINE_POSTGRES_DSN", db.target.c_str(), 1);
+    } else {
+      ::setenv("NETBIRD_STORE_ENGINE", "sqlite", 1);
+      db.target = dir + "/store.db";
+    }
+    auto out = admin("account create --domain example.com");
+    account = field(out, "account_id");
+    all_group = field(out, "all_group_id");
+    REQUIRE(account.size() == 20);
+    start();
+  }
+  ~server() { stop(); }
+
+  std::string admin(const std::string& args) {
+    return run(std::string(NBM_SERVER_BIN) + " admin --config " + config + " --datadir " + dir +
+               " " + args + " 2>&1");
+  }
+  std::string setup_key(const std::string& args) {
+    auto out = admin("setup-key create --account " + account + " " + args);
+    auto k = field(out, "setup_key");
+    REQUIRE_MESSAGE(k.size() == 36, out);
+    return k;
+  }
+  std::string key_id_of(const std::string& plain) {
+    auto out = admin("setup-key list --account " + account);
+    auto pos = out.find("key=" + plain.substr(0, 5));
+    REQUIRE(pos != std::string::npos);
+    auto line_start = out.rfind('\n', pos);
+    line_start = line_start == std::string::npos ? 0 : line_start + 1;
+    return out.substr(line_start, out.find(' ', line_start) - line_start);
+  }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
+
+  void start() {
+    port = free_port();
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid = ::fork();
+    if (pid == 0) {
+      const std::string log = dir + "/server.log";
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
+      (void)f;
+      ::dup2(::fileno(stdout), 2);
+      const std::string p = std::to_string(port);
+      ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "management", "--config", config.c_str(), "--datadir",
+              dir.c_str(), "--port", p.c_str(), "--log-file", "console", "--log-level", "debug",
+              static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+    // Ready when GetServerKey answers.
+    for (int i = 0; i < 100; ++i) {
+      tools::peer_client probe(target());
+      if (probe.fetch_server_key().ok())
+        return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL("server did not come up on " << target());
+  }
+  void stop() {
+    if (pid <= 0)
+      return;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    bool exited = false;
+    for (int i = 0; i < 200 && !exited; ++i) { // a clean shutdown takes well under 10 s
+      exited = ::waitpid(pid, &status, WNOHANG) == pid;
+      if (!exited)
+        std::this_thread::sleep_for(50ms);
+    }
+    if (!exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+    pid = -1;
+    CHECK_MESSAGE(exited, "the server did not stop within 10 s of SIGTERM");
+    CHECK_MESSAGE((exited && WIFEXITED(status) && WEXITSTATUS(status) == 0),
+                  "server exit status " << status);
+  }
+
+  std::optional<core::peer> peer_by_key(const std::string& key) {
+    soci::session sql;
+    storage::open_session(sql, db);
+    return storage::account_store(sql, db.kind).peer_by_key(key);
+  }
+};
+
+// A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers).
+struct stream {
+  std::mutex mu;
+  std::vector<std::vector<std::string>> maps;
+  std::vector<management::SyncResponse> responses;
+  tools::call_result end;
+  std::atomic<bool> finished{false};
+  std::thread th;
+
+  stream(tools::peer_client& peer, const std::string& hostname, int timeout_ms = 20000) {
+    th = std::thread([this, &peer, hostname, timeout_ms] {
+      auto r = peer.sync(
+          hostname,
+          [this](const management::SyncResponse& sr) {
+            std::vector<std::string> names;
+            for (const auto& p : sr.networkmap().remotepeers())
+              names.push_back(p.fqdn());
+            std::lock_guard<std::mutex> lk(mu);
+            maps.push_back(names);
+            responses.push_back(sr);
+            return true;
+          },
+          timeout_ms);
+      std::lock_guard<std::mutex> lk(mu);
+      end = r;
+      finished = true;
+    });
+  }
+  ~stream() {
+    if (th.joinable())
+      th.join();
+  }
+  std::size_t count() {
+    std::lock_guard<std::mutex> lk(mu);
+    return maps.size();
+  }
+  management::SyncResponse last_response() {
+    std::lock_guard<std::mutex> lk(mu);
+    return responses.empty() ? management::SyncResponse{} : responses.back();
+  }
+  std::vector<std::string> last() {
+    std::lock_guard<std::mutex> lk(mu);
+    return maps.empty() ? std::vector<std::string>{} : maps.back();
+  }
+  bool wait_maps(std::size_t n, std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (count() < n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    return count() >= n;
+  }
+  bool wait_end(std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (!finished && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    return finished;
+  }
+};
+
+template <class Pred>
+inline bool eventually(Pred p, std::chrono::milliseconds limit = 3000ms) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (p())
+      return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return p();
+}
+
+inline std::vector<storage::engine> engines() {
+  std::vector<storage::engine> e{storage::engine::sqlite};
+  if (test::postgres_available())
+    e.push_back(storage::engine::postgres);
+  return e;
+}
+
+} // namespace nbm::e2e
