@@ -1,0 +1,382 @@
+// Network-map benchmarks on NetBird's own benchmark shapes (setupTestAccountManager(peers, groups)
+// in management/server/peer_test.go): `peers` peers split into `groups` groups, each group with a
+// policy group <-> group (all, bidirectional) and one extra routing peer (agent "development")
+// serving a route 192.0.2.0/32 to its group (NetBird's fixture uses a network resource there; a
+// legacy route has the same shape in the map: one route + route firewall rules per router).
+//
+// update_account_peers: what NetBird's UpdateAccountPeers does for one change — index the account,
+//   compute every peer's map, encode it (SyncResponse bytes) and encrypt it (NaCl box) for that
+//   peer, hand it to a sink. Single thread, and split over the machine's cores (as the encoder
+//   pool does), median of several runs.
+// sync_and_mark_peer: one peer's Sync through the real actors on a real store (SQLite file, or
+//   PostgreSQL with --pg-dsn): fenced connect (a database write that lands) -> attach -> the first
+//   map computed, encoded and encrypted in the sink. Median and p99 over many sessions.
+// memory: resident memory of the account and its indexes, per peer.
+//
+//   build/tools/bench_netmap [--runs N] [--pg-dsn DSN] [--sizes 50/5,500/100,...]
+#include "actors/account_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "actors/status_writer.hpp"
+#include "api/grpc/wire_map.hpp"
+#include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
+#include "storage/schema.hpp"
+
+#include <caf/all.hpp>
+#include <soci/soci.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+using namespace nbm;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(clk::time_point t0) {
+  return std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+}
+
+std::string ip_of(int i) {
+  return "100.64." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+}
+
+core::account bench_account(int peers, int groups) {
+  core::account a;
+  a.id = "bench";
+  a.domain = "bench.example";
+  a.net.identifier = "net";
+  a.net.net = "100.64.0.0/10";
+  a.net.serial = 1;
+  core::group all;
+  all.id = "group-all";
+  all.account_id = a.id;
+  all.name = "All";
+  all.issued = "api";
+  auto add_peer = [&](const std::string& id, int n, const std::string& version) {
+    core::peer p;
+    p.id = id;
+    p.account_id = a.id;
+    p.key = crypto::base64_encode(crypto::make_wg_key_pair().public_key);
+    p.ip = ip_of(n + 1);
+    p.name = id;
+    p.dns_label = id;
+    p.meta.hostname = id;
+    p.meta.wt_version = version;
+    p.user_id = "regular_user";
+    p.status.connected = true;
+    a.peers.push_back(p);
+    all.peers.push_back(id);
+  };
+  for (int i = 0; i < peers; ++i)
+    add_peer("peer-" + std::to_string(i), i, "0.60.0");
+  const int per_group = std::max(1, peers / groups);
+  for (int g = 0; g < groups; ++g) {
+    core::group gr;
+    gr.id = "group-" + std::to_string(g);
+    gr.account_id = a.id;
+    gr.name = gr.id;
+    gr.issued = "api";
+    for (int i = g * per_group; i < std::min(peers, (g + 1) * per_group); ++i)
+      gr.peers.push_back("peer-" + std::to_string(i));
+    const std::string router = "peer-nr-" + std::to_string(g);
+    add_peer(router, peers + g, "development");
+    gr.peers.push_back(router);
+    a.groups.push_back(gr);
+
+    core::policy pol;
+    pol.id = "policy-" + std::to_string(g);
+    pol.account_id = a.id;
+    pol.name = pol.id;
+    pol.enabled = true;
+    core::policy_rule r;
+    r.id = pol.id + "-rule";
+    r.policy_id = pol.id;
+    r.name = r.id;
+    r.enabled = true;
+    r.bidirectional = true;
+    r.action = "accept";
+    r.protocol = "all";
+    r.sources = {gr.id};
+    r.destinations = {gr.id};
+    pol.rules.push_back(r);
+    a.policies.push_back(pol);
+
+    core::route rt;
+    rt.id = "route-" + std::to_string(g);
+    rt.account_id = a.id;
+    rt.network = "192.0.2.0/32";
+    rt.network_type = 1;
+    rt.net_id = "resource-" + std::to_string(g);
+    rt.peer = router;
+    rt.metric = 9999;
+    rt.enabled = true;
+    rt.groups = {gr.id};
+    a.routes.push_back(rt);
+  }
+  a.groups.push_back(all);
+  return a;
+}
+
+struct sealed_out {
+  std::size_t bytes = 0;
+  std::size_t maps = 0;
+};
+
+// One full fan-out: index, then per peer map + encode + seal; peers [from, to) by `stride`.
+void fan_out_range(const std::shared_ptr<actors::account_change>& ch, std::uint32_t first,
+                   std::uint32_t stride, const std::string& server_private,
+                   const std::vector<std::string>& raw_keys, sealed_out& out) {
+  const auto& view = *ch->view;
+  const auto n = static_cast<std::uint32_t>(view.acc().peers.size());
+  for (std::uint32_t i = first; i < n; i += stride) {
+    actors::map_update u;
+    u.change = ch;
+    u.peer = i;
+    u.map = view.map_for(i);
+    auto body =
+        crypto::box_seal(api::encode_sync_response(u, nullptr), raw_keys[i], server_private);
+    out.bytes += body.size();
+    ++out.maps;
+  }
+}
+
+struct fan_out_result {
+  double ms_single = 0, ms_parallel = 0, index_ms = 0;
+  double avg_remote = 0, avg_rules = 0, avg_bytes = 0;
+};
+
+fan_out_result update_account_peers(int peers, int groups, int runs) {
+  auto acc = std::make_shared<const core::account>(bench_account(peers, groups));
+  std::vector<std::string> raw_keys;
+  for (const auto& p : acc->peers)
+    raw_keys.push_back(*crypto::base64_decode(p.key));
+  const auto server = crypto::make_wg_key_pair();
+  fan_out_result r;
+  std::vector<double> single, parallel, index;
+  const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
+  for (int run = 0; run < runs; ++run) {
+    for (int mode = 0; mode < 2; ++mode) {
+      auto t0 = clk::now();
+      auto ch = std::make_shared<actors::account_change>();
+      ch->view = std::make_shared<core::account_view>(acc, core::map_context{});
+      const double idx_ms = ms_since(t0);
+      if (mode == 0) {
+        sealed_out out;
+        fan_out_range(ch, 0, 1, server.private_key, raw_keys, out);
+        single.push_back(ms_since(t0));
+        index.push_back(idx_ms);
+        r.avg_bytes = static_cast<double>(out.bytes) / static_cast<double>(out.maps);
+      } else {
+        std::vector<sealed_out> outs(threads);
+        std::vector<std::thread> ts;
+        for (unsigned t = 0; t < threads; ++t)
+          ts.emplace_back(
+              [&, t] { fan_out_range(ch, t, threads, server.private_key, raw_keys, outs[t]); });
+        for (auto& t : ts)
+          t.join();
+        parallel.push_back(ms_since(t0));
+      }
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  r.ms_single = median(single);
+  r.ms_parallel = median(parallel);
+  r.index_ms = median(index);
+  core::account_view view(acc, core::map_context{});
+  double remote = 0, rules = 0;
+  for (std::uint32_t i = 0; i < acc->peers.size(); ++i) {
+    auto m = view.map_for(i);
+    remote += static_cast<double>(m.remote_peers.size());
+    rules += static_cast<double>(m.firewall_rules.size());
+  }
+  r.avg_remote = remote / static_cast<double>(acc->peers.size());
+  r.avg_rules = rules / static_cast<double>(acc->peers.size());
+  return r;
+}
+
+// A sink that encodes and seals what it receives, and wakes the benchmark.
+struct bench_sink : actors::session_sink {
+  std::string server_private, peer_key;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t delivered = 0, bytes = 0;
+  void close(const std::string&) override {}
+  void deliver(actors::map_update_ptr u, bool initial) override {
+    management::NetbirdConfig cfg;
+    auto body = crypto::box_seal(api::encode_sync_response(*u, initial ? &cfg : nullptr), peer_key,
+                                 server_private);
+    std::lock_guard<std::mutex> lk(mu);
+    ++delivered;
+    bytes = body.size();
+    cv.notify_all();
+  }
+  void wait_for(std::size_t n) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return delivered >= n; });
+  }
+};
+
+struct sync_result {
+  double p50 = 0, p99 = 0;
+  std::size_t bytes = 0;
+};
+
+sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int groups, int runs) {
+  auto acc = bench_account(peers, groups);
+  {
+    soci::session sql;
+    storage::open_session(sql, db);
+    storage::ensure_schema(sql, db.kind);
+    sql << "DELETE FROM group_peers";
+    sql << "DELETE FROM groups";
+    sql << "DELETE FROM routes";
+    sql << "DELETE FROM policy_rules";
+    sql << "DELETE FROM policies";
+    sql << "DELETE FROM peers";
+    sql << "DELETE FROM accounts";
+    storage::account_store(sql, db.kind).insert_account_tree(acc);
+  }
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto writer = actors::spawn_status_writer(sys, {db, 1, 1024});
+  auto loader = actors::spawn_account_loader(sys, {db, std::chrono::milliseconds(0)});
+  auto dir = actors::spawn_peer_directory(sys, {writer, {}, loader, {}});
+  const auto server = crypto::make_wg_key_pair();
+  caf::scoped_actor self{sys};
+  actors::peer_actor p;
+  self->request(dir, caf::infinite, actors::get_atom::value, acc.id, std::string("peer-1"))
+      .receive([&](actors::peer_actor x) { p = x; }, [](caf::error&) {});
+  std::vector<double> times;
+  std::size_t bytes = 0;
+  core::session_token token = 1;
+  for (int i = 0; i < runs + 5; ++i) {
+    auto sink = std::make_shared<bench_sink>();
+    sink->server_private = server.private_key;
+    sink->peer_key = *crypto::base64_decode(acc.peers[1].key);
+    auto t0 = clk::now();
+    bool landed = false;
+    self->request(p, caf::infinite, actors::connect_atom::value, ++token, actors::sink_ptr(sink))
+        .receive([&](bool b) { landed = b; }, [](caf::error&) {});
+    sink->wait_for(1);
+    if (i >= 5) // the first sessions load the account and warm up
+      times.push_back(ms_since(t0));
+    if (!landed)
+      std::fprintf(stderr, "a connect did not land\n");
+    bytes = sink->bytes;
+    self->request(p, caf::infinite, actors::disconn_atom::value, token)
+        .receive([](bool) {}, [](caf::error&) {});
+  }
+  std::sort(times.begin(), times.end());
+  sync_result r;
+  r.p50 = times[times.size() / 2];
+  r.p99 = times[std::min(times.size() - 1, times.size() * 99 / 100)];
+  r.bytes = bytes;
+  caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+  return r;
+}
+
+long rss_kb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stol(line.substr(6));
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int runs = 5;
+  std::string pg_dsn;
+  std::vector<std::pair<int, int>> sizes{{50, 5},   {500, 100}, {5000, 200}, {50, 10},
+                                         {500, 10}, {5000, 15}, {2000, 2000}};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc)
+      runs = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--pg-dsn" && i + 1 < argc)
+      pg_dsn = argv[++i];
+    else if (a == "--sizes" && i + 1 < argc) {
+      sizes.clear();
+      std::stringstream ss(argv[++i]);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        auto slash = item.find('/');
+        sizes.emplace_back(std::stoi(item.substr(0, slash)), std::stoi(item.substr(slash + 1)));
+      }
+    } else {
+      std::fprintf(stderr, "usage: %s [--runs N] [--pg-dsn DSN] [--sizes P/G,...]\n", argv[0]);
+      return 2;
+    }
+  }
+
+  std::printf(
+      "update_account_peers: index + map + encode + encrypt for every peer (median of %d)\n", runs);
+  std::printf("%8s %7s | %10s %12s %12s | %9s %9s %9s\n", "peers", "groups", "index ms",
+              "1 thread ms", "parallel ms", "remote/pr", "rules/pr", "bytes/pr");
+  for (auto [peers, groups] : sizes) {
+    auto r = update_account_peers(peers, groups, runs);
+    std::printf("%8d %7d | %10.2f %12.2f %12.2f | %9.1f %9.1f %9.0f\n", peers, groups, r.index_ms,
+                r.ms_single, r.ms_parallel, r.avg_remote, r.avg_rules, r.avg_bytes);
+    std::fflush(stdout);
+  }
+
+  std::printf("\nmemory: resident growth holding the account and its indexes\n");
+  std::printf("%8s %7s | %10s %10s\n", "peers", "groups", "KiB", "B/peer");
+  for (auto [peers, groups] :
+       std::vector<std::pair<int, int>>{{500, 100}, {5000, 200}, {20000, 400}}) {
+    const long before = rss_kb();
+    auto acc = std::make_shared<const core::account>(bench_account(peers, groups));
+    auto view = std::make_shared<core::account_view>(acc, core::map_context{});
+    const long after = rss_kb();
+    std::printf("%8d %7d | %10ld %10.0f\n", peers, groups, after - before,
+                static_cast<double>(after - before) * 1024.0 / peers);
+  }
+
+  std::vector<storage::db_options> dbs;
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("bench_netmap_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  storage::db_options sqlite;
+  sqlite.kind = storage::engine::sqlite;
+  sqlite.target = (dir / "store.db").string();
+  dbs.push_back(sqlite);
+  if (!pg_dsn.empty()) {
+    storage::db_options pg;
+    pg.kind = storage::engine::postgres;
+    pg.target = pg_dsn;
+    dbs.push_back(pg);
+  }
+  std::printf("\nsync_and_mark_peer: fenced connect + first map encoded and encrypted (%d "
+              "sessions)\n",
+              runs * 20);
+  std::printf("%9s %8s %7s | %9s %9s %9s\n", "store", "peers", "groups", "p50 ms", "p99 ms",
+              "bytes");
+  for (const auto& db : dbs)
+    for (auto [peers, groups] :
+         std::vector<std::pair<int, int>>{{50, 5}, {500, 100}, {5000, 200}}) {
+      auto r = sync_and_mark_peer(db, peers, groups, runs * 20);
+      std::printf("%9s %8d %7d | %9.2f %9.2f %9zu\n", storage::to_string(db.kind), peers,
+                  groups, r.p50, r.p99, r.bytes);
+      std::fflush(stdout);
+    }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
