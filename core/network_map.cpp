@@ -154,6 +154,9 @@ struct account_view::indexes {
   std::vector<std::vector<std::uint32_t>> group_members; // per group, stored order
   std::vector<std::vector<std::uint32_t>> peer_groups;   // per peer, ascending group indices
   std::vector<std::uint8_t> valid, expired, dns_disabled_group;
+  // Peers in id order (the store's order), so a map does not depend on the order in which an
+  // account's peers were loaded or added: rank[i] is peer i's place, by_rank the inverse.
+  std::vector<std::uint32_t> rank, by_rank;
   std::vector<features> feat;
   std::vector<compiled_rule> rules;
   std::vector<std::vector<std::uint32_t>> peer_rules; // per peer, ascending rule indices
@@ -162,6 +165,16 @@ struct account_view::indexes {
   std::vector<std::vector<std::uint32_t>> route_dist;     // per route: members of its groups
   std::vector<std::vector<std::uint32_t>> route_acg_pols; // per route: policy indices
   std::int64_t forwarder_port = 5353;
+
+  bool before(std::uint32_t x, std::uint32_t y) const { return rank[x] < rank[y]; }
+  void sort_unique(std::vector<std::uint32_t>& v) const {
+    std::sort(v.begin(), v.end(), [this](auto x, auto y) { return before(x, y); });
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+  }
+  bool has(const std::vector<std::uint32_t>& sorted, std::uint32_t p) const {
+    return std::binary_search(sorted.begin(), sorted.end(), p,
+                              [this](auto x, auto y) { return before(x, y); });
+  }
 
   std::optional<std::uint32_t> group(const std::string& id) const {
     auto it = group_by_id.find(id);
@@ -195,8 +208,7 @@ struct account_view::indexes {
       }
       out.insert(out.end(), members.begin(), members.end());
     }
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
+    sort_unique(out);
     std::erase_if(out, [&](std::uint32_t p) { return !valid[p]; });
     return out;
   }
@@ -227,6 +239,14 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
   ix.valid.resize(n);
   ix.expired.resize(n);
   ix.feat.resize(n);
+  ix.by_rank.resize(n);
+  ix.rank.resize(n);
+  for (std::uint32_t i = 0; i < n; ++i)
+    ix.by_rank[i] = i;
+  std::sort(ix.by_rank.begin(), ix.by_rank.end(),
+            [&](auto x, auto y) { return a.peers[x].id < a.peers[y].id; });
+  for (std::uint32_t r = 0; r < n; ++r)
+    ix.rank[ix.by_rank[r]] = r;
   bool all_new_enough = n > 0;
   for (std::uint32_t i = 0; i < n; ++i) {
     const auto& p = a.peers[i];
@@ -451,9 +471,8 @@ network_map account_view::map_for(std::uint32_t t) const {
 
   for (auto ri : ix.peer_rules[t]) {
     const auto& cr = ix.rules[ri];
-    const bool in_src = std::binary_search(cr.sources.begin(), cr.sources.end(), t);
-    const bool in_dst =
-        std::binary_search(cr.destinations.begin(), cr.destinations.end(), t);
+    const bool in_src = ix.has(cr.sources, t);
+    const bool in_dst = ix.has(cr.destinations, t);
     const auto rule_gen = ++s.generation;
     const auto generate = [&](const std::vector<std::uint32_t>& peers, rule_direction dir) {
       auto& seen = dir == rule_direction::in ? s.seen_in : s.seen_out;
@@ -573,8 +592,7 @@ network_map account_view::map_for(std::uint32_t t) const {
         if (rule.source_resource.type == "peer" && !rule.source_resource.id.empty())
           if (auto p = ix.peer(rule.source_resource.id))
             admit(*p);
-        std::sort(sources.begin(), sources.end());
-        sources.erase(std::unique(sources.begin(), sources.end()), sources.end());
+        ix.sort_unique(sources);
         auto fr = base;
         for (auto p : sources)
           fr.source_ranges.push_back(a.peers[p].ip + "/32");
@@ -647,7 +665,7 @@ network_map account_view::map_for(std::uint32_t t) const {
     custom_zone zone;
     zone.domain = ix.dns_domain + ".";
     const std::string suffix = "." + ix.dns_domain;
-    for (std::uint32_t p = 0; p < a.peers.size(); ++p) {
+    for (auto p : ix.by_rank) {
       const auto& peer = a.peers[p];
       if (s.seen_peer[p] != view_gen || peer.dns_label.empty())
         continue;
