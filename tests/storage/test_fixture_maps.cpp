@@ -1,0 +1,156 @@
+// Golden maps on NetBird's own test stores: the account as NetBird's tests load it, and for named
+// peers the map NetBird's rules (networkmap_components.go) give, each expectation with its reason.
+#include "core/network_map.hpp"
+#include "core/registration.hpp"
+#include "tests/storage/store_fixtures.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace nbm;
+
+namespace {
+
+std::chrono::system_clock::time_point utc(const char* text) {
+  auto t = core::parse_store_time(text);
+  REQUIRE(t.has_value());
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::duration<double>(*t)));
+}
+
+std::vector<std::string> ids(const core::account_view& v, const std::vector<std::uint32_t>& idx) {
+  std::vector<std::string> out;
+  for (auto i : idx)
+    out.push_back(v.acc().peers[i].id);
+  return out;
+}
+
+core::network_map map_of(const core::account_view& v, const std::string& id) {
+  auto i = v.peer_index(id);
+  REQUIRE(i.has_value());
+  return v.map_for(*i);
+}
+
+// store_with_expired_peers.sql holds five peers and no groups or policies. NetBird's tests give
+// such an account the defaults of a new account: group All with every peer, policy Default
+// All <-> All (all protocols, bidirectional, accept).
+core::account with_defaults(core::account a) {
+  core::group all;
+  all.id = "all-group";
+  all.account_id = a.id;
+  all.name = "All";
+  for (const auto& p : a.peers)
+    all.peers.push_back(p.id);
+  a.groups.push_back(all);
+  core::policy pol;
+  pol.id = "default-policy";
+  pol.account_id = a.id;
+  pol.name = "Default";
+  pol.enabled = true;
+  core::policy_rule r;
+  r.id = "default-rule";
+  r.policy_id = pol.id;
+  r.enabled = true;
+  r.action = "accept";
+  r.protocol = "all";
+  r.bidirectional = true;
+  r.sources = r.destinations = {all.id};
+  pol.rules.push_back(r);
+  a.policies.push_back(pol);
+  return a;
+}
+
+} // namespace
+
+TEST_CASE("golden: store_with_expired_peers.sql, Default policy, login expiration at two instants") {
+  auto db = test::fresh_store(storage::engine::sqlite, "golden");
+  test::load_fixture("store_with_expired_peers.sql", db);
+  auto acc = with_defaults(test::load_account(db, test::fixture_account));
+  REQUIRE(acc.peers.size() == 5);
+  // The account expires SSO peers' logins after one hour.
+  REQUIRE(acc.settings.peer_login_expiration_enabled);
+  REQUIRE(acc.settings.peer_login_expiration_ns == 3600'000'000'000);
+
+  core::map_context ctx;
+  // 08:30 UTC on 2023-03-07: notexpired01 (SSO, expiration on) last logged in at 08:02:47 UTC, so
+  // it has half an hour left; cg05lnblo1hkg2j514p0 (SSO, expiration on, last login 2023-03-02)
+  // has expired.
+  ctx.now = utc("2023-03-07 08:30:00+00:00");
+  core::account_view v(std::make_shared<const core::account>(acc), ctx);
+  const auto shared = v.shared();
+
+  // The setup-key peer (no user: its login never expires) as the target.
+  auto m = map_of(v, "cfvprsrlo1hqoo49ohog");
+  CHECK(m.serial == acc.net.serial);
+  // cg3161rlo1hs9cq94gdg and csrnkiq7qv9d8aitqd50 have expiration off; notexpired01 has time left.
+  CHECK(ids(v, m.remote_peers) ==
+        std::vector<std::string>{"cg3161rlo1hs9cq94gdg", "csrnkiq7qv9d8aitqd50", "notexpired01"});
+  // The expired peer is still sent, as an offline peer.
+  CHECK(ids(v, m.offline_peers) == std::vector<std::string>{"cg05lnblo1hkg2j514p0"});
+  // Default rule, bidirectional, target in sources and destinations: IN for every other peer
+  // (expired included: NetBird filters the peer list, not the rules), then OUT for each; the
+  // second (dest, OUT)/(src, IN) pass is removed by NetBird's dedup key.
+  std::vector<std::string> rules;
+  for (const auto& r : m.firewall_rules)
+    rules.push_back(std::string(r.direction == core::rule_direction::in ? "in " : "out ") +
+                    r.peer_ip + " " + r.policy_id + (r.port.empty() ? "" : " port"));
+  CHECK(rules == std::vector<std::string>{
+                     "in 100.64.39.54 default-rule", "in 100.64.117.96 default-rule",
+                     "in 100.64.117.97 default-rule", "in 100.64.117.98 default-rule",
+                     "out 100.64.39.54 default-rule", "out 100.64.117.96 default-rule",
+                     "out 100.64.117.97 default-rule", "out 100.64.117.98 default-rule"});
+  for (const auto& r : m.firewall_rules)
+    CHECK(r.protocol == core::rule_protocol::all);
+  // Protocol all implies legacy SSH only for a target with SSH enabled (this one has not).
+  CHECK_FALSE(m.ssh_enabled);
+  // DNS: the peers zone holds the target and every peer it is connected to, expired included
+  // (filterDNSRecordsByPeers keeps the component peers); no nameserver groups in this store.
+  CHECK(m.dns.service_enable);
+  REQUIRE(m.dns.custom_zones.size() == 1);
+  CHECK(m.dns.custom_zones[0].domain == "netbird.selfhosted.");
+  std::vector<std::string> records;
+  for (const auto& r : m.dns.custom_zones[0].records)
+    records.push_back(r.name + " " + r.rdata);
+  CHECK(records == std::vector<std::string>{
+                       "f2a34f6a4731.netbird.selfhosted 100.64.114.31",
+                       "expiredhost.netbird.selfhosted 100.64.39.54",
+                       "testhost.netbird.selfhosted 100.64.117.96",
+                       "testhost-1.netbird.selfhosted 100.64.117.97",
+                       "activehost.netbird.selfhosted 100.64.117.98"});
+  CHECK(m.dns.nameserver_groups.empty());
+  // One peer runs 0.12.0: the old forwarder port.
+  CHECK(m.dns.forwarder_port == 5353);
+  CHECK(m.routes.empty());
+
+  // An hour later notexpired01 has expired too.
+  ctx.now = utc("2023-03-07 09:30:00+00:00");
+  core::account_view later(shared, ctx);
+  auto m2 = map_of(later, "cfvprsrlo1hqoo49ohog");
+  CHECK(ids(later, m2.remote_peers) ==
+        std::vector<std::string>{"cg3161rlo1hs9cq94gdg", "csrnkiq7qv9d8aitqd50"});
+  CHECK(ids(later, m2.offline_peers) ==
+        std::vector<std::string>{"cg05lnblo1hkg2j514p0", "notexpired01"});
+  // The expired peer itself still gets its map (its own Sync is refused elsewhere, at login).
+  auto m3 = map_of(later, "notexpired01");
+  CHECK(m3.remote_peers.size() == 3);
+}
+
+TEST_CASE("golden: store.sql, its one peer alone under the Default policy") {
+  auto db = test::fresh_store(storage::engine::sqlite, "golden");
+  test::load_fixture("store.sql", db);
+  auto acc = test::load_account(db, test::fixture_account);
+  REQUIRE(acc.peers.size() == 1);
+  REQUIRE(acc.policies.size() == 1);
+  core::account_view v(std::make_shared<const core::account>(acc), {});
+  auto m = map_of(v, "ct286bi7qv930dsrrug0");
+  // Nobody else to see, so no rules either.
+  CHECK(m.remote_peers.empty());
+  CHECK(m.offline_peers.empty());
+  CHECK(m.firewall_rules.empty());
+  // Its own record only: label "test" at its stored address.
+  REQUIRE(m.dns.custom_zones.size() == 1);
+  REQUIRE(m.dns.custom_zones[0].records.size() == 1);
+  CHECK(m.dns.custom_zones[0].records[0].name == "test.netbird.selfhosted");
+  CHECK(m.dns.custom_zones[0].records[0].rdata == "192.168.0.0");
+  CHECK(v.fqdn(0) == "test.netbird.selfhosted");
+}
