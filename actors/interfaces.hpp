@@ -61,6 +61,8 @@ struct account_change {
   std::shared_ptr<const core::account_view> view;
   std::once_flag rendered_once;
   std::vector<std::string> rendered_peers; // per peer index, an encoded remote-peer entry
+  std::once_flag records_once;
+  std::vector<std::string> rendered_records; // per peer index, its encoded peers-zone records
 };
 
 // One peer's map from one change.

@@ -164,6 +164,9 @@ struct account_view::indexes {
   std::vector<std::string> route_ha;                      // per route
   std::vector<std::vector<std::uint32_t>> route_dist;     // per route: members of its groups
   std::vector<std::vector<std::uint32_t>> route_acg_pols; // per route: policy indices
+  std::vector<std::vector<std::uint32_t>> route_groups;   // per route: its distribution groups
+  // per group: the routes it is a peer group of, or an enabled route's distribution group of
+  std::vector<std::vector<std::uint32_t>> group_routes;
   std::int64_t forwarder_port = 5353;
 
   bool before(std::uint32_t x, std::uint32_t y) const { return rank[x] < rank[y]; }
@@ -186,6 +189,12 @@ struct account_view::indexes {
   }
   bool in_group(std::uint32_t p, std::uint32_t g) const {
     return std::binary_search(peer_groups[p].begin(), peer_groups[p].end(), g);
+  }
+  bool in_any(std::uint32_t p, const std::vector<std::uint32_t>& groups) const {
+    for (auto g : groups)
+      if (in_group(p, g))
+        return true;
+    return false;
   }
   bool in_any(std::uint32_t p, const std::vector<std::string>& group_ids) const {
     for (const auto& id : group_ids)
@@ -323,12 +332,25 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
   ix.route_ha.resize(nr);
   ix.route_dist.resize(nr);
   ix.route_acg_pols.resize(nr);
+  ix.route_groups.resize(nr);
+  ix.group_routes.resize(ng);
   for (std::uint32_t ri = 0; ri < nr; ++ri) {
     const auto& r = a.routes[ri];
     for (const auto& gid : r.peer_groups)
-      if (auto g = ix.group(gid))
+      if (auto g = ix.group(gid)) {
         for (auto p : ix.group_members[*g])
           ix.routes_by_peer[p].push_back({ri, true});
+        auto& gr = ix.group_routes[*g];
+        if (gr.empty() || gr.back() != ri)
+          gr.push_back(ri);
+      }
+    for (const auto& gid : r.groups)
+      if (auto g = ix.group(gid)) {
+        ix.route_groups[ri].push_back(*g);
+        auto& gr = ix.group_routes[*g];
+        if (r.enabled && (gr.empty() || gr.back() != ri))
+          gr.push_back(ri);
+      }
     if (!r.peer.empty())
       if (auto p = ix.peer(r.peer))
         ix.routes_by_peer[*p].push_back({ri, false});
@@ -374,6 +396,18 @@ std::string account_view::fqdn(std::uint32_t peer) const {
   return label + "." + ix_->dns_domain;
 }
 
+std::vector<dns_record> account_view::peer_records(std::uint32_t peer) const {
+  const auto& p = acc_->peers[peer];
+  std::vector<dns_record> out;
+  if (p.dns_label.empty() || ix_->dns_domain.empty())
+    return out;
+  const std::string suffix = "." + ix_->dns_domain;
+  out.push_back({p.dns_label + suffix, 1, "IN", 300, p.ip});
+  for (const auto& extra : p.extra_dns_labels)
+    out.push_back({extra + suffix, 1, "IN", 300, p.ip});
+  return out;
+}
+
 std::optional<std::uint32_t> account_view::peer_index(const std::string& peer_id) const {
   return ix_->peer(peer_id);
 }
@@ -387,9 +421,13 @@ namespace {
 
 // Per-thread scratch marks, so a map costs no allocation proportional to the account.
 struct scratch {
-  std::vector<std::uint64_t> seen_peer, seen_in, seen_out;
+  std::vector<std::uint64_t> seen_peer, seen_in, seen_out, seen_route;
   std::uint64_t generation = 0;
 
+  void fit_routes(std::size_t n) {
+    if (seen_route.size() < n)
+      seen_route.resize(n, 0);
+  }
   void fit(std::size_t n) {
     if (seen_peer.size() < n) {
       seen_peer.resize(n, 0);
@@ -514,12 +552,17 @@ network_map account_view::map_for(std::uint32_t t) const {
   };
   const auto routes_of = [&](std::uint32_t p, std::vector<served>& out,
                              std::vector<std::string>* disabled_ha) {
-    std::unordered_set<std::string> seen;
-    for (const auto& e : ix.routes_by_peer[p]) {
+    const auto& entries = ix.routes_by_peer[p];
+    for (std::size_t k = 0; k < entries.size(); ++k) {
+      const auto& e = entries[k];
       const auto& r = a.routes[e.route];
-      std::string id = e.via_group ? r.id + ":" + a.peers[p].id : r.id;
-      if (!seen.insert(id).second)
+      // The same route reached twice (two of its peer groups hold p): one copy.
+      bool dup = false;
+      for (std::size_t j = 0; j < k && !dup; ++j)
+        dup = entries[j].route == e.route && entries[j].via_group == e.via_group;
+      if (dup)
         continue;
+      std::string id = e.via_group ? r.id + ":" + a.peers[p].id : r.id;
       if (!r.enabled) {
         if (disabled_ha)
           disabled_ha->push_back(ix.route_ha[e.route]);
@@ -544,8 +587,7 @@ network_map account_view::map_for(std::uint32_t t) const {
     std::vector<served> theirs;
     routes_of(p, theirs, nullptr);
     for (auto& o : theirs) {
-      const auto& r = a.routes[o.route];
-      if (!ix.in_any(t, r.groups))
+      if (!ix.in_any(t, ix.route_groups[o.route]))
         continue;
       if (std::find(own_ha.begin(), own_ha.end(), ix.route_ha[o.route]) != own_ha.end())
         continue;
@@ -644,37 +686,45 @@ network_map account_view::map_for(std::uint32_t t) const {
   // The peers zone holds the peers of the target's view: itself, those it connects to, and the
   // routing peers of the routes that concern it.
   const auto view_gen = ++s.generation;
-  s.seen_peer[t] = view_gen;
+  std::vector<std::uint32_t> zone_peers;
+  zone_peers.reserve(acl.size() + 1);
+  const auto in_view = [&](std::uint32_t p) {
+    if (s.seen_peer[p] != view_gen) {
+      s.seen_peer[p] = view_gen;
+      zone_peers.push_back(p);
+    }
+  };
+  in_view(t);
   for (auto p : acl)
-    s.seen_peer[p] = view_gen;
-  for (std::uint32_t ri = 0; ri < a.routes.size(); ++ri) {
+    in_view(p);
+  const auto add_advertisers = [&](std::uint32_t ri) {
+    if (s.seen_route[ri] == view_gen)
+      return;
+    s.seen_route[ri] = view_gen;
     const auto& r = a.routes[ri];
-    const bool relevant = r.peer == target.id || ix.in_any(t, r.peer_groups) ||
-                          (r.enabled && ix.in_any(t, r.groups));
-    if (!relevant)
-      continue;
     if (auto p = ix.peer(r.peer); p && ix.valid[*p])
-      s.seen_peer[*p] = view_gen;
+      in_view(*p);
     for (const auto& gid : r.peer_groups)
       if (auto g = ix.group(gid))
         for (auto p : ix.group_members[*g])
           if (ix.valid[p])
-            s.seen_peer[p] = view_gen;
-  }
+            in_view(p);
+  };
+  s.fit_routes(a.routes.size());
+  for (const auto& e : ix.routes_by_peer[t]) // routes the target serves (as peer or peer group)
+    add_advertisers(e.route);
+  for (auto g : ix.peer_groups[t]) // routes distributed to one of its groups
+    for (auto ri : ix.group_routes[g])
+      add_advertisers(ri);
   if (!ix.dns_domain.empty()) {
-    custom_zone zone;
-    zone.domain = ix.dns_domain + ".";
-    const std::string suffix = "." + ix.dns_domain;
-    for (auto p : ix.by_rank) {
-      const auto& peer = a.peers[p];
-      if (s.seen_peer[p] != view_gen || peer.dns_label.empty())
-        continue;
-      zone.records.push_back({peer.dns_label + suffix, 1, "IN", 300, peer.ip});
-      for (const auto& extra : peer.extra_dns_labels)
-        zone.records.push_back({extra + suffix, 1, "IN", 300, peer.ip});
-    }
-    if (!zone.records.empty())
+    std::erase_if(zone_peers, [&](std::uint32_t p) { return a.peers[p].dns_label.empty(); });
+    if (!zone_peers.empty()) {
+      ix.sort_unique(zone_peers);
+      custom_zone zone;
+      zone.domain = ix.dns_domain + ".";
+      zone.peers = std::move(zone_peers);
       m.dns.custom_zones.push_back(std::move(zone));
+    }
   }
   for (const auto& ns : a.nameserver_groups) {
     if (!ns.enabled || !ix.in_any(t, ns.groups))
@@ -768,6 +818,15 @@ std::uint64_t account_view::fingerprint(const network_map& m) const {
   h.num(m.dns.custom_zones.size());
   for (const auto& z : m.dns.custom_zones) {
     h.bytes(z.domain);
+    h.num(z.peers.size());
+    for (auto i : z.peers) {
+      const auto& p = a.peers[i];
+      h.bytes(p.dns_label);
+      h.bytes(p.ip);
+      h.num(p.extra_dns_labels.size());
+      for (const auto& l : p.extra_dns_labels)
+        h.bytes(l);
+    }
     h.num(z.records.size());
     for (const auto& r : z.records) {
       h.bytes(r.name);

@@ -74,6 +74,10 @@ struct dns_record {
 
 struct custom_zone {
   std::string domain; // FQDN with a trailing dot
+  // Peers whose records (an A record for the DNS label and for each extra label) the zone holds,
+  // in id order, before `records`: account_view::peer_records renders them, once per account
+  // version rather than once per receiving peer.
+  std::vector<std::uint32_t> peers;
   std::vector<dns_record> records;
 
   bool operator==(const custom_zone&) const = default;
@@ -135,6 +139,8 @@ public:
   // The DNS domain peers' FQDNs are under (the account's setting, else the server's).
   const std::string& dns_domain() const;
   std::string fqdn(std::uint32_t peer) const;
+  // The peers-zone records of one peer (none without a DNS label or domain).
+  std::vector<dns_record> peer_records(std::uint32_t peer) const;
 
   std::optional<std::uint32_t> peer_index(const std::string& peer_id) const;
   std::optional<std::uint32_t> peer_index_by_key(const std::string& wg_key) const;

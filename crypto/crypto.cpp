@@ -181,6 +181,46 @@ std::string box_seal(const std::string& message, const std::string& their_public
   return out;
 }
 
+std::string box_precompute(const std::string& their_public, const std::string& my_private) {
+  init();
+  if (their_public.size() != crypto_box_PUBLICKEYBYTES ||
+      my_private.size() != crypto_box_SECRETKEYBYTES)
+    throw std::invalid_argument("box_precompute: keys must be 32 bytes");
+  std::string key(crypto_box_BEFORENMBYTES, '\0');
+  if (crypto_box_beforenm(reinterpret_cast<unsigned char*>(key.data()), u(their_public),
+                          u(my_private)) != 0)
+    throw std::runtime_error("box_precompute failed");
+  return key;
+}
+
+std::string box_seal_precomputed(const std::string& message, const std::string& shared_key) {
+  init();
+  if (shared_key.size() != crypto_box_BEFORENMBYTES)
+    throw std::invalid_argument("box_seal_precomputed: the key must be 32 bytes");
+  std::string out(crypto_box_NONCEBYTES + crypto_box_MACBYTES + message.size(), '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data());
+  randombytes_buf(nonce, crypto_box_NONCEBYTES);
+  if (crypto_box_easy_afternm(nonce + crypto_box_NONCEBYTES, u(message), message.size(), nonce,
+                              u(shared_key)) != 0)
+    throw std::runtime_error("box_seal_precomputed failed");
+  return out;
+}
+
+std::optional<std::string> box_open_precomputed(const std::string& body,
+                                                const std::string& shared_key) {
+  init();
+  if (shared_key.size() != crypto_box_BEFORENMBYTES ||
+      body.size() < crypto_box_NONCEBYTES + crypto_box_MACBYTES)
+    return std::nullopt;
+  std::string out(body.size() - crypto_box_NONCEBYTES - crypto_box_MACBYTES, '\0');
+  const auto* nonce = u(body);
+  if (crypto_box_open_easy_afternm(reinterpret_cast<unsigned char*>(out.data()),
+                                   nonce + crypto_box_NONCEBYTES,
+                                   body.size() - crypto_box_NONCEBYTES, nonce, u(shared_key)) != 0)
+    return std::nullopt;
+  return out;
+}
+
 std::optional<std::string> box_open(const std::string& body, const std::string& their_public,
                                     const std::string& my_private) {
   init();

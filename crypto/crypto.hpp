@@ -63,6 +63,12 @@ key_pair make_wg_key_pair();
 // `my_private` are raw 32-byte keys.
 std::string box_seal(const std::string& message, const std::string& their_public,
                      const std::string& my_private);
+// The same box with a key precomputed once per (their_public, my_private) pair: a stream that sends
+// many maps to one peer skips the Curve25519 multiplication crypto_box_easy does per message.
+std::string box_precompute(const std::string& their_public, const std::string& my_private);
+std::string box_seal_precomputed(const std::string& message, const std::string& shared_key);
+std::optional<std::string> box_open_precomputed(const std::string& body,
+                                                const std::string& shared_key);
 // nullopt when the body is too short or does not open with these keys.
 std::optional<std::string> box_open(const std::string& body, const std::string& their_public,
                                     const std::string& my_private);

@@ -135,8 +135,8 @@ struct sealed_out {
 
 // One full fan-out: index, then per peer map + encode + seal; peers [from, to) by `stride`.
 void fan_out_range(const std::shared_ptr<actors::account_change>& ch, std::uint32_t first,
-                   std::uint32_t stride, const std::string& server_private,
-                   const std::vector<std::string>& raw_keys, sealed_out& out) {
+                   std::uint32_t stride, const std::vector<std::string>& box_keys,
+                   sealed_out& out) {
   const auto& view = *ch->view;
   const auto n = static_cast<std::uint32_t>(view.acc().peers.size());
   for (std::uint32_t i = first; i < n; i += stride) {
@@ -144,8 +144,8 @@ void fan_out_range(const std::shared_ptr<actors::account_change>& ch, std::uint3
     u.change = ch;
     u.peer = i;
     u.map = view.map_for(i);
-    auto body =
-        crypto::box_seal(api::encode_sync_response(u, nullptr), raw_keys[i], server_private);
+    // A stream precomputes its peer's box key once, when it opens (as the server does).
+    auto body = crypto::box_seal_precomputed(api::encode_sync_response(u, nullptr), box_keys[i]);
     out.bytes += body.size();
     ++out.maps;
   }
@@ -154,14 +154,15 @@ void fan_out_range(const std::shared_ptr<actors::account_change>& ch, std::uint3
 struct fan_out_result {
   double ms_single = 0, ms_parallel = 0, index_ms = 0;
   double avg_remote = 0, avg_rules = 0, avg_bytes = 0;
+  double map_ms = 0, encode_ms = 0, seal_ms = 0; // one thread, phase by phase
 };
 
 fan_out_result update_account_peers(int peers, int groups, int runs) {
   auto acc = std::make_shared<const core::account>(bench_account(peers, groups));
-  std::vector<std::string> raw_keys;
-  for (const auto& p : acc->peers)
-    raw_keys.push_back(*crypto::base64_decode(p.key));
   const auto server = crypto::make_wg_key_pair();
+  std::vector<std::string> box_keys;
+  for (const auto& p : acc->peers)
+    box_keys.push_back(crypto::box_precompute(*crypto::base64_decode(p.key), server.private_key));
   fan_out_result r;
   std::vector<double> single, parallel, index;
   const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
@@ -173,7 +174,7 @@ fan_out_result update_account_peers(int peers, int groups, int runs) {
       const double idx_ms = ms_since(t0);
       if (mode == 0) {
         sealed_out out;
-        fan_out_range(ch, 0, 1, server.private_key, raw_keys, out);
+        fan_out_range(ch, 0, 1, box_keys, out);
         single.push_back(ms_since(t0));
         index.push_back(idx_ms);
         r.avg_bytes = static_cast<double>(out.bytes) / static_cast<double>(out.maps);
@@ -182,7 +183,7 @@ fan_out_result update_account_peers(int peers, int groups, int runs) {
         std::vector<std::thread> ts;
         for (unsigned t = 0; t < threads; ++t)
           ts.emplace_back(
-              [&, t] { fan_out_range(ch, t, threads, server.private_key, raw_keys, outs[t]); });
+              [&, t] { fan_out_range(ch, t, threads, box_keys, outs[t]); });
         for (auto& t : ts)
           t.join();
         parallel.push_back(ms_since(t0));
@@ -196,12 +197,31 @@ fan_out_result update_account_peers(int peers, int groups, int runs) {
   r.ms_single = median(single);
   r.ms_parallel = median(parallel);
   r.index_ms = median(index);
-  core::account_view view(acc, core::map_context{});
+  auto ch = std::make_shared<actors::account_change>();
+  ch->view = std::make_shared<core::account_view>(acc, core::map_context{});
+  const auto& view = *ch->view;
   double remote = 0, rules = 0;
-  for (std::uint32_t i = 0; i < acc->peers.size(); ++i) {
-    auto m = view.map_for(i);
-    remote += static_cast<double>(m.remote_peers.size());
-    rules += static_cast<double>(m.firewall_rules.size());
+  const auto n = static_cast<std::uint32_t>(acc->peers.size());
+  std::vector<actors::map_update> updates(n);
+  auto t0 = clk::now();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    updates[i].change = ch;
+    updates[i].peer = i;
+    updates[i].map = view.map_for(i);
+  }
+  r.map_ms = ms_since(t0);
+  std::vector<std::string> encoded(n);
+  t0 = clk::now();
+  for (std::uint32_t i = 0; i < n; ++i)
+    encoded[i] = api::encode_sync_response(updates[i], nullptr);
+  r.encode_ms = ms_since(t0);
+  t0 = clk::now();
+  for (std::uint32_t i = 0; i < n; ++i)
+    encoded[i] = crypto::box_seal_precomputed(encoded[i], box_keys[i]);
+  r.seal_ms = ms_since(t0);
+  for (const auto& u : updates) {
+    remote += static_cast<double>(u.map.remote_peers.size());
+    rules += static_cast<double>(u.map.firewall_rules.size());
   }
   r.avg_remote = remote / static_cast<double>(acc->peers.size());
   r.avg_rules = rules / static_cast<double>(acc->peers.size());
@@ -329,12 +349,14 @@ int main(int argc, char** argv) {
 
   std::printf(
       "update_account_peers: index + map + encode + encrypt for every peer (median of %d)\n", runs);
-  std::printf("%8s %7s | %10s %12s %12s | %9s %9s %9s\n", "peers", "groups", "index ms",
-              "1 thread ms", "parallel ms", "remote/pr", "rules/pr", "bytes/pr");
+  std::printf("%8s %7s | %10s %12s %12s | %9s %9s %9s | %8s %8s %8s\n", "peers", "groups",
+              "index ms", "1 thread ms", "parallel ms", "remote/pr", "rules/pr", "bytes/pr",
+              "map ms", "enc ms", "seal ms");
   for (auto [peers, groups] : sizes) {
     auto r = update_account_peers(peers, groups, runs);
-    std::printf("%8d %7d | %10.2f %12.2f %12.2f | %9.1f %9.1f %9.0f\n", peers, groups, r.index_ms,
-                r.ms_single, r.ms_parallel, r.avg_remote, r.avg_rules, r.avg_bytes);
+    std::printf("%8d %7d | %10.2f %12.2f %12.2f | %9.1f %9.1f %9.0f | %8.1f %8.1f %8.1f\n", peers,
+                groups, r.index_ms, r.ms_single, r.ms_parallel, r.avg_remote, r.avg_rules,
+                r.avg_bytes, r.map_ms, r.encode_ms, r.seal_ms);
     std::fflush(stdout);
   }
 

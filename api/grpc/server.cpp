@@ -149,6 +149,7 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   const grpc_deps* deps = nullptr;
   encoder_pool* encoders = nullptr;
   std::string wg_key_b64, wg_key_raw;
+  std::string box_key; // precomputed for this peer and the server key: one scalar mult per stream
   std::mutex mu;
   sync_reactor* reactor = nullptr; // null once gRPC is done with the stream
   std::optional<actors::peer_actor> peer;
@@ -280,8 +281,8 @@ void sync_stream::encode_pending() {
       cfg = to_netbird_config(deps->cfg, unix_now());
     EncryptedMessage env;
     env.set_wgpubkey(crypto::base64_encode(deps->server_public));
-    env.set_body(crypto::box_seal(encode_sync_response(*u, cfg ? &*cfg : nullptr), wg_key_raw,
-                                  deps->server_private));
+    env.set_body(
+        crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
     lk.lock();
     if (reactor)
       reactor->push(std::move(env));
@@ -383,9 +384,11 @@ public:
       return reactor;
     }
     st->wg_key_raw = *key;
+    st->box_key = crypto::box_precompute(*key, d_.server_private);
     st->ip = address_of(ctx->peer());
     management::SyncRequest sync;
-    if (!open_body(d_, *req, *key, sync)) {
+    auto plain = crypto::box_open_precomputed(req->body(), st->box_key);
+    if (!plain || !sync.ParseFromString(*plain)) {
       reactor->finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
       return reactor;
     }

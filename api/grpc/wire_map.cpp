@@ -21,10 +21,58 @@ void put_varint(std::string& out, std::uint64_t v) {
 }
 
 // A length-delimited field (wire type 2).
-void put_bytes_field(std::string& out, int field, const std::string& bytes) {
+void put_bytes_field(std::string& out, int field, std::string_view bytes) {
   put_varint(out, (static_cast<std::uint64_t>(field) << 3) | 2);
   put_varint(out, bytes.size());
   out += bytes;
+}
+
+// proto3 scalars: a zero value is not written.
+void put_uint_field(std::string& out, int field, std::uint64_t v) {
+  if (v == 0)
+    return;
+  put_varint(out, static_cast<std::uint64_t>(field) << 3);
+  put_varint(out, v);
+}
+
+void put_string_field(std::string& out, int field, std::string_view s) {
+  if (!s.empty())
+    put_bytes_field(out, field, s);
+}
+
+// The hot messages (many per map) are written by hand, field numbers from management.proto; the
+// tests compare the result with protobuf's own encoding of the same message.
+constexpr int map_dns_config = 6, map_firewall_rules = 8;
+
+// SimpleRecord{Name=1, Type=2, Class=3, TTL=4, RData=5}.
+void encode_record(std::string& out, const core::dns_record& r) {
+  put_string_field(out, 1, r.name);
+  put_uint_field(out, 2, static_cast<std::uint64_t>(r.type));
+  put_string_field(out, 3, r.record_class);
+  put_uint_field(out, 4, static_cast<std::uint64_t>(r.ttl));
+  put_string_field(out, 5, r.rdata);
+}
+
+// FirewallRule{PeerIP=1, Direction=2, Action=3, Protocol=4, Port=5, PortInfo=6, PolicyID=7};
+// PortInfo{port=1, range=2}, Range{start=1, end=2}.
+void encode_firewall_rule(std::string& out, const core::firewall_rule& fr) {
+  put_string_field(out, 1, fr.peer_ip);
+  put_uint_field(out, 2, static_cast<std::uint64_t>(fr.direction));
+  put_uint_field(out, 3, static_cast<std::uint64_t>(fr.action));
+  put_uint_field(out, 4, static_cast<std::uint64_t>(fr.protocol));
+  put_string_field(out, 5, fr.port);
+  if (fr.port.empty() &&
+      (fr.protocol == core::rule_protocol::tcp || fr.protocol == core::rule_protocol::udp)) {
+    std::string info;
+    if (fr.range) {
+      std::string range;
+      put_uint_field(range, 1, fr.range->start);
+      put_uint_field(range, 2, fr.range->end);
+      put_bytes_field(info, 2, range);
+    }
+    put_bytes_field(out, 6, info);
+  }
+  put_string_field(out, 7, fr.policy_id);
 }
 
 management::RuleProtocol protocol_of(core::rule_protocol p) {
@@ -61,6 +109,72 @@ management::RemotePeerConfig remote_peer_of(const core::account_view& view, std:
   r.set_fqdn(view.fqdn(i));
   r.set_agentversion(p.meta.wt_version);
   return r;
+}
+
+// Each peer's peers-zone records as CustomZone.Records (field 2) entries, once per change.
+const std::vector<std::string>& rendered_records(actors::account_change& ch) {
+  std::call_once(ch.records_once, [&ch] {
+    const auto& view = *ch.view;
+    const auto n = view.acc().peers.size();
+    ch.rendered_records.resize(n);
+    std::string body;
+    for (std::uint32_t i = 0; i < n; ++i)
+      for (const auto& rec : view.peer_records(i)) {
+        body.clear();
+        encode_record(body, rec);
+        put_bytes_field(ch.rendered_records[i], 2, body);
+      }
+  });
+  return ch.rendered_records;
+}
+
+// DNSConfig{ServiceEnable=1, NameServerGroups=2, CustomZones=3, ForwarderPort=4};
+// CustomZone{Domain=1, Records=2}.
+void append_dns_config(std::string& map_bytes, const actors::map_update& u) {
+  const auto& dns = u.map.dns;
+  std::string d;
+  put_uint_field(d, 1, dns.service_enable ? 1 : 0);
+  for (const auto& g : dns.nameserver_groups) {
+    management::NameServerGroup o;
+    for (const auto& ns : g.nameservers) {
+      auto* n = o.add_nameservers();
+      n->set_ip(ns.ip);
+      n->set_nstype(ns.ns_type);
+      n->set_port(ns.port);
+    }
+    o.set_primary(g.primary);
+    for (const auto& dom : g.domains)
+      o.add_domains(dom);
+    o.set_searchdomainsenabled(g.search_domains_enabled);
+    put_bytes_field(d, 2, o.SerializeAsString());
+  }
+  if (!dns.custom_zones.empty()) {
+    const auto& records = rendered_records(*u.change);
+    std::string zone, body;
+    for (const auto& z : dns.custom_zones) {
+      zone.clear();
+      put_string_field(zone, 1, z.domain);
+      for (auto p : z.peers)
+        zone += records[p];
+      for (const auto& rec : z.records) {
+        body.clear();
+        encode_record(body, rec);
+        put_bytes_field(zone, 2, body);
+      }
+      put_bytes_field(d, 3, zone);
+    }
+  }
+  put_uint_field(d, 4, static_cast<std::uint64_t>(dns.forwarder_port));
+  put_bytes_field(map_bytes, map_dns_config, d);
+}
+
+void append_firewall_rules(std::string& map_bytes, const core::network_map& m) {
+  std::string rule;
+  for (const auto& fr : m.firewall_rules) {
+    rule.clear();
+    encode_firewall_rule(rule, fr);
+    put_bytes_field(map_bytes, map_firewall_rules, rule);
+  }
 }
 
 const std::vector<std::string>& rendered_peers(actors::account_change& ch) {
@@ -101,46 +215,6 @@ management::SyncResponse skeleton(const actors::map_update& u,
       o->add_domains(d);
     o->set_keeproute(rt.keep_route);
     o->set_skipautoapply(rt.skip_auto_apply);
-  }
-  auto* dns = nm->mutable_dnsconfig();
-  dns->set_serviceenable(m.dns.service_enable);
-  for (const auto& g : m.dns.nameserver_groups) {
-    auto* o = dns->add_nameservergroups();
-    for (const auto& ns : g.nameservers) {
-      auto* n = o->add_nameservers();
-      n->set_ip(ns.ip);
-      n->set_nstype(ns.ns_type);
-      n->set_port(ns.port);
-    }
-    o->set_primary(g.primary);
-    for (const auto& d : g.domains)
-      o->add_domains(d);
-    o->set_searchdomainsenabled(g.search_domains_enabled);
-  }
-  for (const auto& z : m.dns.custom_zones) {
-    auto* o = dns->add_customzones();
-    o->set_domain(z.domain);
-    for (const auto& rec : z.records) {
-      auto* s = o->add_records();
-      s->set_name(rec.name);
-      s->set_type(rec.type);
-      s->set_class_(rec.record_class);
-      s->set_ttl(rec.ttl);
-      s->set_rdata(rec.rdata);
-    }
-  }
-  dns->set_forwarderport(m.dns.forwarder_port);
-  for (const auto& fr : m.firewall_rules) {
-    auto* o = nm->add_firewallrules();
-    o->set_peerip(fr.peer_ip);
-    o->set_direction(static_cast<management::RuleDirection>(fr.direction));
-    o->set_action(static_cast<management::RuleAction>(fr.action));
-    o->set_protocol(protocol_of(fr.protocol));
-    o->set_port(fr.port);
-    if (fr.port.empty() &&
-        (fr.protocol == core::rule_protocol::tcp || fr.protocol == core::rule_protocol::udp))
-      fill_port_info(*o->mutable_portinfo(), fr.port, fr.range);
-    o->set_policyid(fr.policy_id);
   }
   nm->set_firewallrulesisempty(m.firewall_rules.empty());
   for (const auto& rr : m.route_firewall_rules) {
@@ -193,6 +267,8 @@ std::string encode_sync_response(const actors::map_update& u,
     put_bytes_field(map_bytes, map_remote_peers, peers[i]);
   for (auto i : u.map.offline_peers)
     put_bytes_field(map_bytes, map_offline_peers, peers[i]);
+  append_dns_config(map_bytes, u);
+  append_firewall_rules(map_bytes, u.map);
   std::string out = r.SerializeAsString();
   out.reserve(out.size() + map_bytes.size() + 6);
   put_bytes_field(out, sync_network_map, map_bytes);

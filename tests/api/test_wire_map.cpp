@@ -78,8 +78,23 @@ TEST_CASE("wire map: spliced remote peers parse into the message built field by 
   rt.metric = 9999;
   rt.net_id = "office";
   u.map.routes.push_back(rt);
-  u.map.dns.custom_zones.push_back(
-      {"netbird.test.", {{"b.netbird.test.", 1, "IN", 300, "100.64.0.2"}}});
+  // A tcp rule without port or range: an empty PortInfo (as protobuf writes mutable_portinfo());
+  // icmp: no PortInfo at all.
+  core::firewall_rule bare = fr;
+  bare.range.reset();
+  bare.direction = core::rule_direction::in;
+  u.map.firewall_rules.push_back(bare);
+  core::firewall_rule icmp = bare;
+  icmp.protocol = core::rule_protocol::icmp;
+  icmp.action = core::rule_action::drop;
+  u.map.firewall_rules.push_back(icmp);
+  // The peers zone: b's and c's records rendered from the account, then a record of the zone's own.
+  core::custom_zone peers_zone;
+  peers_zone.domain = "netbird.test.";
+  peers_zone.peers = {1, 2};
+  peers_zone.records = {{"alias.netbird.test", 5, "IN", 60, "b.netbird.test."}};
+  u.map.dns.custom_zones.push_back(peers_zone);
+  u.map.dns.nameserver_groups.push_back({{{"1.1.1.1", 1, 53}}, false, {"corp.test"}, true});
 
   management::NetbirdConfig cfg;
   cfg.add_stuns()->set_uri("stun:127.0.0.1:3478");
@@ -115,12 +130,27 @@ TEST_CASE("wire map: spliced remote peers parse into the message built field by 
   dns->set_serviceenable(true);
   auto* zone = dns->add_customzones();
   zone->set_domain("netbird.test.");
-  auto* rec = zone->add_records();
-  rec->set_name("b.netbird.test.");
-  rec->set_type(1);
-  rec->set_class_("IN");
-  rec->set_ttl(300);
-  rec->set_rdata("100.64.0.2");
+  for (const char* id : {"b", "c"}) {
+    auto* rec = zone->add_records();
+    rec->set_name(std::string(id) + ".netbird.test");
+    rec->set_type(1);
+    rec->set_class_("IN");
+    rec->set_ttl(300);
+    rec->set_rdata(std::string("100.64.0.") + (id[0] == 'b' ? "2" : "3"));
+  }
+  auto* alias = zone->add_records();
+  alias->set_name("alias.netbird.test");
+  alias->set_type(5);
+  alias->set_class_("IN");
+  alias->set_ttl(60);
+  alias->set_rdata("b.netbird.test.");
+  auto* nsg = dns->add_nameservergroups();
+  auto* ns = nsg->add_nameservers();
+  ns->set_ip("1.1.1.1");
+  ns->set_nstype(1);
+  ns->set_port(53);
+  nsg->add_domains("corp.test");
+  nsg->set_searchdomainsenabled(true);
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   dns->set_forwarderport(5353);
@@ -139,6 +169,18 @@ TEST_CASE("wire map: spliced remote peers parse into the message built field by 
   f2->set_protocol(management::RuleProtocol::TCP);
   f2->set_port("22"); // a single port: Port, no PortInfo
   f2->set_policyid("rule-1");
+  auto* f3 = nm->add_firewallrules();
+  f3->set_peerip("100.64.0.2");
+  f3->set_direction(management::RuleDirection::IN);
+  f3->set_protocol(management::RuleProtocol::TCP);
+  f3->mutable_portinfo(); // present and empty
+  f3->set_policyid("rule-1");
+  auto* f4 = nm->add_firewallrules();
+  f4->set_peerip("100.64.0.2");
+  f4->set_direction(management::RuleDirection::IN);
+  f4->set_action(management::RuleAction::DROP);
+  f4->set_protocol(management::RuleProtocol::ICMP);
+  f4->set_policyid("rule-1");
 #pragma GCC diagnostic pop
   nm->set_firewallrulesisempty(false);
   nm->set_routesfirewallrulesisempty(true);
@@ -147,9 +189,14 @@ TEST_CASE("wire map: spliced remote peers parse into the message built field by 
   google::protobuf::util::MessageDifferencer md;
   md.ReportDifferencesToString(&diff);
   CHECK_MESSAGE(md.Compare(want, got), diff);
+  // Presence matters too: the empty PortInfo is there, icmp has none.
+  REQUIRE(got.networkmap().firewallrules_size() == 4);
+  CHECK(got.networkmap().firewallrules(2).has_portinfo());
+  CHECK_FALSE(got.networkmap().firewallrules(3).has_portinfo());
 
   // The shared encodings were made once for the change: every peer of the account, receiver-free.
   CHECK(ch->rendered_peers.size() == 3);
+  CHECK(ch->rendered_records.size() == 3);
 }
 
 TEST_CASE("wire map: an update without config, empty lists flagged empty") {

@@ -81,6 +81,16 @@ std::vector<std::string> ids(const account_view& v, const std::vector<std::uint3
   return out;
 }
 
+// A zone's records as they reach the wire: its peers' records, then its own.
+std::vector<dns_record> zone_records(const account_view& v, const custom_zone& z) {
+  std::vector<dns_record> out;
+  for (auto p : z.peers)
+    for (auto& r : v.peer_records(p))
+      out.push_back(std::move(r));
+  out.insert(out.end(), z.records.begin(), z.records.end());
+  return out;
+}
+
 network_map map_of(const account_view& v, const std::string& peer_id) {
   auto i = v.peer_index(peer_id);
   REQUIRE(i.has_value());
@@ -417,7 +427,7 @@ TEST_CASE("DNS: the peers zone of what the peer sees, nameserver groups by group
   REQUIRE(ma.dns.custom_zones.size() == 1);
   CHECK(ma.dns.custom_zones[0].domain == "netbird.selfhosted.");
   std::vector<std::string> names;
-  for (const auto& r : ma.dns.custom_zones[0].records)
+  for (const auto& r : zone_records(v, ma.dns.custom_zones[0]))
     names.push_back(r.name + "=" + r.rdata);
   // a itself and b (with its extra label); c is not in a's view.
   CHECK(names == std::vector<std::string>{"h-a.netbird.selfhosted=100.64.0.1",
@@ -429,7 +439,7 @@ TEST_CASE("DNS: the peers zone of what the peer sees, nameserver groups by group
   auto mc = map_of(v, "c");
   CHECK(mc.dns.nameserver_groups.empty());
   REQUIRE(mc.dns.custom_zones.size() == 1);
-  CHECK(mc.dns.custom_zones[0].records.size() == 1);
+  CHECK(zone_records(v, mc.dns.custom_zones[0]).size() == 1);
 
   // The account's domain wins over the server's.
   b.a.settings.dns_domain = "corp.internal";

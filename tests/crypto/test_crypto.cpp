@@ -63,6 +63,29 @@ TEST_CASE("envelope box: sealed for the receiver, opened by it only") {
   CHECK_THROWS_AS(box_seal(msg, "bad", peer.private_key), std::invalid_argument);
 }
 
+TEST_CASE("envelope box with a precomputed key: the same box both ways") {
+  auto server = make_wg_key_pair();
+  auto peer = make_wg_key_pair();
+  auto other = make_wg_key_pair();
+  const std::string msg = "a serialized SyncResponse";
+  const auto server_side = box_precompute(peer.public_key, server.private_key);
+  const auto peer_side = box_precompute(server.public_key, peer.private_key);
+  CHECK(server_side == peer_side); // X25519 is symmetric: both ends derive one key
+  // Sealed with the precomputed key, opened by the plain box and the other way round.
+  auto body = box_seal_precomputed(msg, server_side);
+  CHECK(body.size() == 24 + 16 + msg.size());
+  CHECK(*box_open(body, server.public_key, peer.private_key) == msg);
+  CHECK(*box_open_precomputed(box_seal(msg, server.public_key, peer.private_key), server_side) ==
+        msg);
+  CHECK_FALSE(box_open(body, other.public_key, peer.private_key).has_value());
+  auto tampered = body;
+  tampered[40] ^= 1;
+  CHECK_FALSE(box_open_precomputed(tampered, server_side).has_value());
+  CHECK_FALSE(box_open_precomputed(body.substr(0, 39), server_side).has_value());
+  CHECK_THROWS_AS(box_precompute("short", server.private_key), std::invalid_argument);
+  CHECK_THROWS_AS(box_seal_precomputed(msg, "short"), std::invalid_argument);
+}
+
 TEST_CASE("secrets at rest open with their key only") {
   const std::string key(32, 'k');
   auto sealed = secret_seal("private half", key);

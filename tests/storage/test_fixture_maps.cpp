@@ -109,8 +109,9 @@ TEST_CASE("golden: store_with_expired_peers.sql, Default policy, login expiratio
   REQUIRE(m.dns.custom_zones.size() == 1);
   CHECK(m.dns.custom_zones[0].domain == "netbird.selfhosted.");
   std::vector<std::string> records;
-  for (const auto& r : m.dns.custom_zones[0].records)
-    records.push_back(r.name + " " + r.rdata);
+  for (auto i : m.dns.custom_zones[0].peers)
+    for (const auto& r : v.peer_records(i))
+      records.push_back(r.name + " " + r.rdata);
   CHECK(records == std::vector<std::string>{
                        "f2a34f6a4731.netbird.selfhosted 100.64.114.31",
                        "expiredhost.netbird.selfhosted 100.64.39.54",
@@ -149,8 +150,13 @@ TEST_CASE("golden: store.sql, its one peer alone under the Default policy") {
   CHECK(m.firewall_rules.empty());
   // Its own record only: label "test" at its stored address.
   REQUIRE(m.dns.custom_zones.size() == 1);
-  REQUIRE(m.dns.custom_zones[0].records.size() == 1);
-  CHECK(m.dns.custom_zones[0].records[0].name == "test.netbird.selfhosted");
-  CHECK(m.dns.custom_zones[0].records[0].rdata == "192.168.0.0");
+  REQUIRE(m.dns.custom_zones[0].peers.size() == 1);
+  const auto records = v.peer_records(m.dns.custom_zones[0].peers[0]);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].name == "test.netbird.selfhosted");
+  CHECK(records[0].rdata == "192.168.0.0");
+  CHECK(records[0].type == 1);
+  CHECK(records[0].ttl == 300);
+  CHECK(records[0].record_class == "IN");
   CHECK(v.fqdn(0) == "test.netbird.selfhosted");
 }
