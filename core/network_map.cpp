@@ -303,7 +303,13 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
       indexes::compiled_rule cr;
       cr.pol = &pol;
       cr.rule = &r;
-      cr.sources = ix.rule_side(a, r.source_resource, r.sources);
+      // Source posture checks are not evaluated yet. NetBird drops every source peer that fails
+      // one; until we evaluate them, no source peer passes (fail closed: a policy guarded by
+      // posture checks grants nothing rather than granting what NetBird would refuse).
+      if (!pol.source_posture_checks.empty())
+        cr.sources.clear();
+      else
+        cr.sources = ix.rule_side(a, r.source_resource, r.sources);
       cr.destinations = ix.rule_side(a, r.destination_resource, r.destinations);
       cr.protocol = protocol_of(r.protocol);
       cr.action = action_of(r.action);

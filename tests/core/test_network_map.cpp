@@ -200,6 +200,18 @@ TEST_CASE("disabled policies and disabled rules give nothing") {
   CHECK(map_of(b.view(), "a").remote_peers.size() == 1);
 }
 
+TEST_CASE("a policy with source posture checks grants nothing (checks not evaluated yet: fail closed)") {
+  builder b;
+  b.add_peer("a");
+  b.add_peer("b");
+  b.add_group("all", {"a", "b"}, "All");
+  b.add_policy("p", {"all"}, {"all"}, "all", true);
+  CHECK(map_of(b.view(), "a").remote_peers.size() == 1);
+  b.a.policies[0].source_posture_checks = {"check-1"};
+  CHECK(map_of(b.view(), "a").remote_peers.empty());
+  CHECK(map_of(b.view(), "a").firewall_rules.empty());
+}
+
 TEST_CASE("ports and port ranges by the target's agent version; drop and icmp") {
   builder b;
   b.add_peer("a", "0.47.9");
