@@ -45,6 +45,11 @@ void add_management_flags(CLI::App& cmd, management_options& o) {
                  "host:metrics-port/metrics")
       ->capture_default_str()
       ->check(port_validator());
+  cmd.add_option("--api-port", o.api_port,
+                 "HTTP port of the REST API under /api (netbird-mgmt; NetBird's Go server serves "
+                 "it on --port)")
+      ->capture_default_str()
+      ->check(port_validator());
   cmd.add_option("--datadir", o.datadir, "server data directory location")->capture_default_str();
   cmd.add_option("--letsencrypt-domain", o.letsencrypt_domain,
                  "a domain to issue Let's Encrypt certificate for. Enables TLS using Let's "

@@ -6,6 +6,7 @@
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "api/grpc/server.hpp"
+#include "api/http/rest.hpp"
 #include "geo/geo.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
@@ -66,6 +67,7 @@ int run_management(const management_options& opts, config::management_config cfg
 
   caf::actor_system_config caf_cfg;
   caf::actor_system sys{caf_cfg};
+  int exit_code = 0;
   {
     auto writer = actors::spawn_status_writer(
         sys, {db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024});
@@ -103,16 +105,26 @@ int run_management(const management_options& opts, config::management_config cfg
     deps.cfg = cfg;
     deps.dns_domain = opts.dns_domain;
     api::grpc_server grpc(std::move(deps), "0.0.0.0:" + std::to_string(opts.port));
-    spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}", NBM_VERSION, engine_name,
-                 grpc.port());
+    api::http::rest_api rest({db, &sys, directory, opts.dns_domain, 4});
+    api::http::http_listener http(rest);
+    const bool serving = http.start("0.0.0.0", opts.api_port);
+    if (!serving) {
+      spdlog::error("cannot listen on port {} for the REST API", opts.api_port);
+      exit_code = 1;
+    } else
+      spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}, REST API on port {}",
+                 NBM_VERSION, engine_name, grpc.port(), opts.api_port);
 
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (serving) {
+      sigwait(&set, &sig);
+      spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    http.stop();
     grpc.shutdown();
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);
     if (observer)
@@ -121,7 +133,7 @@ int run_management(const management_options& opts, config::management_config cfg
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   }
-  return 0;
+  return exit_code;
 }
 
 } // namespace nbm::server

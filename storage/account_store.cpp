@@ -527,6 +527,17 @@ std::optional<core::peer> account_store::peer_by_id(const std::string& account_i
   return to_peer(rows.front());
 }
 
+std::optional<std::string> account_store::account_of_token(const std::string& hashed_token) {
+  std::string account_id;
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT u.account_id FROM personal_access_tokens t JOIN users u ON u.id = t.user_id "
+          "WHERE t.hashed_token = :h",
+      soci::use(hashed_token), soci::into(account_id, ind);
+  if (!sql_.got_data() || ind != soci::i_ok)
+    return std::nullopt;
+  return account_id;
+}
+
 std::optional<core::setup_key> account_store::setup_key_by_hashed_key(const std::string& hashed) {
   auto rows = select_rows(sql_, kind_, "setup_keys", "\"key\" = :v", hashed);
   if (rows.empty())

@@ -30,6 +30,8 @@ public:
   std::optional<core::account> load_account(const std::string& account_id);
   std::optional<core::peer> peer_by_key(const std::string& wg_key);
   std::optional<core::peer> peer_by_id(const std::string& account_id, const std::string& peer_id);
+  // The account of the user owning the personal access token stored as `hashed_token`.
+  std::optional<std::string> account_of_token(const std::string& hashed_token);
   // By the stored key: base64(SHA-256(upper-case plain key)), as NetBird looks it up.
   std::optional<core::setup_key> setup_key_by_hashed_key(const std::string& hashed_key);
   std::optional<core::setup_key> setup_key_by_id(const std::string& account_id,

@@ -63,8 +63,9 @@ inline std::string field(const std::string& text, const std::string& name) {
 // The real server, its store and an account with a setup key.
 struct server {
   storage::db_options db;
-  std::string dir, config, account, all_group;
+  std::string dir, config, account, all_group, pat;
   int port = 0;
+  int api_port = 0; // the REST API
   pid_t pid = -1;
 
   explicit server(storage::engine kind) {
@@ -86,6 +87,7 @@ struct server {
     auto out = admin("account create --domain example.com");
     account = field(out, "account_id");
     all_group = field(out, "all_group_id");
+    pat = field(out, "personal_access_token");
     REQUIRE(account.size() == 20);
     start();
   }
@@ -113,6 +115,7 @@ struct server {
 
   void start() {
     port = free_port();
+    api_port = free_port();
     std::fflush(stdout);
     std::fflush(stderr);
     pid = ::fork();
@@ -121,9 +124,9 @@ struct server {
       FILE* f = std::freopen(log.c_str(), "a", stdout);
       (void)f;
       ::dup2(::fileno(stdout), 2);
-      const std::string p = std::to_string(port);
+      const std::string p = std::to_string(port), ap = std::to_string(api_port);
       ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "management", "--config", config.c_str(), "--datadir",
-              dir.c_str(), "--port", p.c_str(), "--log-file", "console", "--log-level", "debug",
+              dir.c_str(), "--port", p.c_str(), "--api-port", ap.c_str(), "--log-file", "console", "--log-level", "debug",
               static_cast<char*>(nullptr));
       std::_Exit(127);
     }

@@ -1,0 +1,945 @@
+#include "api/http/rest.hpp"
+
+#include "core/registration.hpp"
+#include "core/validate.hpp"
+#include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/config_store.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <soci/soci.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <regex>
+
+namespace nbm::api::http {
+
+using json = nlohmann::json;
+
+namespace {
+
+// A refusal on its way to the client: NetBird's {"message","code"} body.
+struct http_error : std::runtime_error {
+  int status;
+  http_error(int s, const std::string& m) : std::runtime_error(m), status(s) {}
+};
+
+[[noreturn]] void fail(int status, const std::string& message) { throw http_error(status, message); }
+[[noreturn]] void fail(const core::problem& p) { throw http_error(p.status, p.message); }
+
+response json_response(const json& body) { return {200, body.dump()}; }
+
+response error_response(int status, const std::string& message) {
+  return {status, json{{"message", message}, {"code", status}}.dump()};
+}
+
+// Store text -> RFC 3339 ("2023-03-07 09:02:47.44+01:00" -> "2023-03-07T09:02:47.44+01:00";
+// SQLite's CURRENT_TIMESTAMP has no zone: UTC).
+json rfc3339(const core::opt_time& t) {
+  if (!t || t->size() < 19)
+    return "0001-01-01T00:00:00Z";
+  std::string s = *t;
+  s[10] = 'T';
+  if (s.size() == 19)
+    s += "Z";
+  return s;
+}
+
+// --- request bodies
+// ---------------------------------------------------------------------------------
+
+json parse_body(const std::string& body) {
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    fail(400, "couldn't parse JSON request");
+  return j;
+}
+
+// A field of the expected JSON type, or its default when absent or null; a wrong type is a 400
+// naming the field (Go's decoder refuses the whole body the same way).
+template <class T> T field(const json& j, const char* name, T fallback = T{}) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null())
+    return fallback;
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    fail(400, std::string("couldn't parse JSON request: field ") + name + " has the wrong type");
+  }
+}
+
+bool has(const json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && !it->is_null();
+}
+
+// --- responses
+// -------------------------------------------------------------------------------------
+
+const core::group* find_group(const core::account& a, const std::string& id) {
+  for (const auto& g : a.groups)
+    if (g.id == id)
+      return &g;
+  return nullptr;
+}
+
+json group_minimum(const core::group& g) {
+  return {{"id", g.id},
+          {"name", g.name},
+          {"peers_count", g.peers.size()},
+          {"resources_count", g.resources.size()},
+          {"issued", g.issued.empty() ? "api" : g.issued}};
+}
+
+json group_minimums(const core::account& a, const std::vector<std::string>& ids) {
+  json out = json::array();
+  for (const auto& id : ids)
+    if (const auto* g = find_group(a, id))
+      out.push_back(group_minimum(*g));
+  return out;
+}
+
+json group_json(const core::account& a, const core::group& g) {
+  json j = group_minimum(g);
+  json peers = json::array();
+  for (const auto& pid : g.peers)
+    if (const auto* p = a.find_peer(pid))
+      peers.push_back({{"id", p->id}, {"name", p->name}});
+  j["peers"] = peers;
+  json res = json::array();
+  for (const auto& r : g.resources)
+    res.push_back({{"id", r.id}, {"type", r.type}});
+  j["resources"] = res;
+  return j;
+}
+
+json resource_json(const core::resource& r) { return {{"id", r.id}, {"type", r.type}}; }
+
+json policy_json(const core::account& a, const core::policy& p) {
+  json rules = json::array();
+  for (const auto& r : p.rules) {
+    json jr = {{"id", r.id},
+               {"name", r.name},
+               {"description", r.description},
+               {"enabled", r.enabled},
+               {"action", r.action},
+               {"bidirectional", r.bidirectional},
+               {"protocol", r.protocol},
+               {"sources", group_minimums(a, r.sources)},
+               {"destinations", group_minimums(a, r.destinations)}};
+    if (!r.ports.empty())
+      jr["ports"] = r.ports;
+    if (!r.port_ranges.empty()) {
+      json pr = json::array();
+      for (const auto& x : r.port_ranges)
+        pr.push_back({{"start", x.start}, {"end", x.end}});
+      jr["port_ranges"] = pr;
+    }
+    if (!r.source_resource.id.empty())
+      jr["sourceResource"] = resource_json(r.source_resource);
+    if (!r.destination_resource.id.empty())
+      jr["destinationResource"] = resource_json(r.destination_resource);
+    rules.push_back(jr);
+  }
+  return {{"id", p.id},
+          {"name", p.name},
+          {"description", p.description},
+          {"enabled", p.enabled},
+          {"source_posture_checks", p.source_posture_checks},
+          {"rules", rules}};
+}
+
+json route_json(const core::route& r) {
+  const char* type = r.network_type == 3 ? "Domain" : r.network_type == 2 ? "IPv6" : "IPv4";
+  json j = {{"id", r.id},
+            {"network_type", type},
+            {"description", r.description},
+            {"network_id", r.net_id},
+            {"enabled", r.enabled},
+            {"metric", r.metric},
+            {"masquerade", r.masquerade},
+            {"groups", r.groups},
+            {"keep_route", r.keep_route},
+            {"skip_auto_apply", r.skip_auto_apply}};
+  if (!r.peer.empty())
+    j["peer"] = r.peer;
+  if (!r.peer_groups.empty())
+    j["peer_groups"] = r.peer_groups;
+  if (r.network_type == 3)
+    j["domains"] = r.domains;
+  else
+    j["network"] = r.network;
+  if (!r.access_control_groups.empty())
+    j["access_control_groups"] = r.access_control_groups;
+  return j;
+}
+
+json nameserver_group_json(const core::nameserver_group& g) {
+  json ns = json::array();
+  for (const auto& n : g.nameservers)
+    ns.push_back({{"ip", n.ip}, {"ns_type", "udp"}, {"port", n.port}});
+  return {{"id", g.id},
+          {"name", g.name},
+          {"description", g.description},
+          {"nameservers", ns},
+          {"enabled", g.enabled},
+          {"groups", g.groups},
+          {"primary", g.primary},
+          {"domains", g.domains},
+          {"search_domains_enabled", g.search_domains_enabled}};
+}
+
+double now_unix() { return static_cast<double>(std::time(nullptr)); }
+
+json setup_key_json(const core::setup_key& k, const std::string& plain = "") {
+  const auto verdict = core::check_setup_key(k, now_unix());
+  const char* state = "valid";
+  switch (verdict) {
+  case core::key_verdict::expired:
+    state = "expired";
+    break;
+  case core::key_verdict::revoked:
+    state = "revoked";
+    break;
+  case core::key_verdict::overused:
+    state = "overused";
+    break;
+  default:
+    break;
+  }
+  return {{"id", k.id},
+          {"key", plain.empty() ? k.key_secret : plain},
+          {"name", k.name},
+          {"expires", rfc3339(k.expires_at)},
+          {"type", k.type},
+          {"valid", verdict == core::key_verdict::valid},
+          {"revoked", k.revoked},
+          {"used_times", k.used_times},
+          {"last_used", rfc3339(k.last_used)},
+          {"state", state},
+          {"auto_groups", k.auto_groups},
+          {"updated_at", rfc3339(k.updated_at)},
+          {"usage_limit", k.usage_limit},
+          {"ephemeral", k.ephemeral},
+          {"allow_extra_dns_labels", k.allow_extra_dns_labels}};
+}
+
+json peer_json(const core::account& a, const core::peer& p, const std::string& dns_domain) {
+  json groups = json::array();
+  for (const auto& g : a.groups)
+    if (std::find(g.peers.begin(), g.peers.end(), p.id) != g.peers.end())
+      groups.push_back(group_minimum(g));
+  const auto& m = p.meta;
+  const std::string os_version = m.os_version.empty() ? m.core : m.os_version;
+  return {{"id", p.id},
+          {"name", p.name},
+          {"created_at", rfc3339(p.created_at)},
+          {"ip", p.ip},
+          {"connection_ip", p.location.connection_ip},
+          {"connected", p.status.connected},
+          {"last_seen", rfc3339(p.status.last_seen)},
+          {"os", m.os + " " + os_version},
+          {"kernel_version", m.kernel_version},
+          {"geoname_id", p.location.geo_name_id},
+          {"version", m.wt_version},
+          {"groups", groups},
+          {"ssh_enabled", p.ssh_enabled},
+          {"user_id", p.user_id},
+          {"hostname", m.hostname},
+          {"ui_version", m.ui_version},
+          {"dns_label", p.dns_label.empty() ? "" : p.dns_label + "." + dns_domain},
+          {"extra_dns_labels", p.extra_dns_labels},
+          {"login_expiration_enabled", p.login_expiration_enabled},
+          {"login_expired", p.status.login_expired},
+          {"last_login", rfc3339(p.last_login)},
+          {"inactivity_expiration_enabled", p.inactivity_expiration_enabled},
+          {"approval_required", p.status.requires_approval},
+          {"country_code", p.location.country_code},
+          {"city_name", p.location.city_name},
+          {"serial_number", m.system_serial_number},
+          {"ephemeral", p.ephemeral}};
+}
+
+json settings_json(const core::account_settings& s) {
+  return {{"peer_login_expiration_enabled", s.peer_login_expiration_enabled},
+          {"peer_login_expiration", s.peer_login_expiration_ns / 1'000'000'000},
+          {"peer_inactivity_expiration_enabled", s.peer_inactivity_expiration_enabled},
+          {"peer_inactivity_expiration", s.peer_inactivity_expiration_ns / 1'000'000'000},
+          {"regular_users_view_blocked", s.regular_users_view_blocked},
+          {"groups_propagation_enabled", s.groups_propagation_enabled},
+          {"jwt_groups_enabled", s.jwt_groups_enabled},
+          {"jwt_groups_claim_name", s.jwt_groups_claim_name},
+          {"jwt_allow_groups", s.jwt_allow_groups},
+          {"routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled},
+          {"dns_domain", s.dns_domain},
+          {"lazy_connection_enabled", s.lazy_connection_enabled},
+          {"extra",
+           {{"peer_approval_enabled", s.extra_peer_approval_enabled},
+            {"user_approval_required", s.extra_user_approval_required}}}};
+}
+
+// --- request -> model
+// -------------------------------------------------------------------------------
+
+core::resource resource_of(const json& j, const char* name) {
+  if (!has(j, name))
+    return {};
+  const auto& r = j.at(name);
+  if (!r.is_object())
+    fail(400, std::string("couldn't parse JSON request: field ") + name + " has the wrong type");
+  return {field<std::string>(r, "id"), field<std::string>(r, "type")};
+}
+
+core::policy policy_of(const json& j, const std::string& account_id, const std::string& id) {
+  core::policy p;
+  p.id = id;
+  p.account_id = account_id;
+  p.name = field<std::string>(j, "name");
+  p.description = field<std::string>(j, "description");
+  p.enabled = field<bool>(j, "enabled");
+  p.source_posture_checks = field<std::vector<std::string>>(j, "source_posture_checks");
+  if (has(j, "rules") && !j.at("rules").is_array())
+    fail(400, "couldn't parse JSON request: field rules has the wrong type");
+  std::size_t i = 0;
+  for (const auto& jr : has(j, "rules") ? j.at("rules") : json::array()) {
+    if (!jr.is_object())
+      fail(400, "couldn't parse JSON request: field rules has the wrong type");
+    core::policy_rule r;
+    // A rule id is honoured on update only (NetBird); new rules get ids from the store.
+    r.id = id.empty() ? "" : field<std::string>(jr, "id");
+    if (i == 0 && r.id.empty() && !id.empty())
+      r.id = id;
+    ++i;
+    r.policy_id = id;
+    r.name = field<std::string>(jr, "name");
+    r.description = field<std::string>(jr, "description");
+    r.enabled = field<bool>(jr, "enabled");
+    r.action = field<std::string>(jr, "action");
+    r.bidirectional = field<bool>(jr, "bidirectional");
+    r.protocol = field<std::string>(jr, "protocol");
+    r.ports = field<std::vector<std::string>>(jr, "ports");
+    if (has(jr, "port_ranges")) {
+      const auto& prs = jr.at("port_ranges");
+      if (!prs.is_array())
+        fail(400, "couldn't parse JSON request: field port_ranges has the wrong type");
+      for (const auto& pr : prs) {
+        const auto start = field<long>(pr, "start"), end = field<long>(pr, "end");
+        if (start < 1 || start > 65535 || end < 1 || end > 65535)
+          fail(422, "valid port value is in 1..65535 range");
+        r.port_ranges.push_back(
+            {static_cast<std::uint16_t>(start), static_cast<std::uint16_t>(end)});
+      }
+    }
+    r.sources = field<std::vector<std::string>>(jr, "sources");
+    r.destinations = field<std::vector<std::string>>(jr, "destinations");
+    r.source_resource = resource_of(jr, "sourceResource");
+    r.destination_resource = resource_of(jr, "destinationResource");
+    p.rules.push_back(std::move(r));
+  }
+  return p;
+}
+
+core::route route_of(const json& j, const std::string& account_id, const std::string& id) {
+  core::route r;
+  r.id = id;
+  r.account_id = account_id;
+  r.description = field<std::string>(j, "description");
+  r.net_id = field<std::string>(j, "network_id");
+  r.enabled = field<bool>(j, "enabled");
+  r.peer = field<std::string>(j, "peer");
+  r.peer_groups = field<std::vector<std::string>>(j, "peer_groups");
+  r.domains = field<std::vector<std::string>>(j, "domains");
+  r.metric = field<std::int64_t>(j, "metric");
+  r.masquerade = field<bool>(j, "masquerade");
+  r.groups = field<std::vector<std::string>>(j, "groups");
+  r.keep_route = field<bool>(j, "keep_route");
+  r.access_control_groups = field<std::vector<std::string>>(j, "access_control_groups");
+  r.skip_auto_apply = field<bool>(j, "skip_auto_apply");
+  const auto network = field<std::string>(j, "network");
+  if (!network.empty()) {
+    auto canon = core::canonical_prefix(network);
+    if (!canon)
+      fail(422, "invalid Prefix");
+    r.network = canon->first;
+    r.network_type = canon->second;
+  } else if (!r.domains.empty()) {
+    r.network_type = 3;
+    r.network = "192.0.2.0/32"; // NetBird's placeholder prefix of a domain route
+  }
+  return r;
+}
+
+core::nameserver_group nameserver_group_of(const json& j, const std::string& account_id,
+                                           const std::string& id) {
+  core::nameserver_group g;
+  g.id = id;
+  g.account_id = account_id;
+  g.name = field<std::string>(j, "name");
+  g.description = field<std::string>(j, "description");
+  g.enabled = field<bool>(j, "enabled");
+  g.groups = field<std::vector<std::string>>(j, "groups");
+  g.primary = field<bool>(j, "primary");
+  g.domains = field<std::vector<std::string>>(j, "domains");
+  g.search_domains_enabled = field<bool>(j, "search_domains_enabled");
+  if (has(j, "nameservers")) {
+    if (!j.at("nameservers").is_array())
+      fail(400, "couldn't parse JSON request: field nameservers has the wrong type");
+    for (const auto& n : j.at("nameservers")) {
+      const auto type = field<std::string>(n, "ns_type", "udp");
+      if (type != "udp")
+        fail(422, "invalid nameserver type " + type);
+      g.nameservers.push_back(
+          {field<std::string>(n, "ip"), 1, static_cast<int>(field<long>(n, "port", 53))});
+    }
+  }
+  return g;
+}
+
+} // namespace
+
+// --- the API
+// ----------------------------------------------------------------------------------------
+
+struct rest_api::impl {
+  rest_deps deps;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<soci::session>> idle;
+
+  // One database session for the length of a request.
+  struct lease {
+    impl& owner;
+    std::unique_ptr<soci::session> sql;
+    explicit lease(impl& o) : owner(o) {
+      std::unique_lock<std::mutex> lk(o.mu);
+      o.cv.wait(lk, [&] { return !o.idle.empty(); });
+      sql = std::move(o.idle.back());
+      o.idle.pop_back();
+    }
+    ~lease() {
+      std::lock_guard<std::mutex> lk(owner.mu);
+      owner.idle.push_back(std::move(sql));
+      owner.cv.notify_one();
+    }
+  };
+
+  struct caller {
+    core::account acc;
+    const core::user* user = nullptr;
+    bool admin() const { return user->role == "owner" || user->role == "admin"; }
+  };
+
+  explicit impl(rest_deps d) : deps(std::move(d)) {
+    for (int i = 0; i < std::max(1, deps.db_sessions); ++i) {
+      auto s = std::make_unique<soci::session>();
+      storage::open_session(*s, deps.db);
+      idle.push_back(std::move(s));
+    }
+  }
+
+  std::string dns_domain(const core::account& a) const {
+    return a.settings.dns_domain.empty() ? deps.dns_domain : a.settings.dns_domain;
+  }
+
+  // Authorization: "Token <pat>" or "Bearer <pat>" (a bearer value with NetBird's PAT prefix is a
+  // PAT); JWTs need an IdP, which is not configured here.
+  caller authenticate(soci::session& sql, const std::string& header) {
+    const auto space = header.find(' ');
+    if (header.empty() || space == std::string::npos)
+      fail(401, "no valid authentication provided");
+    std::string scheme = header.substr(0, space);
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string token = header.substr(space + 1);
+    if (scheme != "token" && !(scheme == "bearer" && token.rfind("nbp_", 0) == 0))
+      fail(401, scheme == "bearer" ? "token invalid" : "no valid authentication provided");
+    if (!crypto::pat_well_formed(token))
+      fail(401, "token invalid");
+    const auto hashed = crypto::sha256_base64(token);
+    storage::account_store store(sql, deps.db.kind);
+    auto account_id = store.account_of_token(hashed);
+    if (!account_id)
+      fail(401, "token invalid");
+    auto acc = store.load_account(*account_id);
+    if (!acc)
+      fail(401, "token invalid");
+    caller c{std::move(*acc), nullptr};
+    const core::personal_access_token* pat = nullptr;
+    for (const auto& t : c.acc.tokens)
+      if (t.hashed_token == hashed)
+        pat = &t;
+    if (!pat)
+      fail(401, "token invalid");
+    if (pat->expiration_date) {
+      auto exp = core::parse_store_time(*pat->expiration_date);
+      if (exp && *exp < now_unix())
+        fail(401, "token expired");
+    }
+    for (const auto& u : c.acc.users)
+      if (u.id == pat->user_id)
+        c.user = &u;
+    if (!c.user || c.user->blocked)
+      fail(401, "token invalid");
+    return c;
+  }
+
+  void require_admin(const caller& c) {
+    if (!c.admin())
+      fail(403, "permission denied");
+  }
+
+  // The account actor re-reads the account when its serial moved and sends the affected peers
+  // their new maps; a deleted peer's stream is ended.
+  void changed(const std::string& account_id, std::uint64_t serial,
+               const std::string& deleted_peer = "") {
+    if (!deps.sys || !deps.directory)
+      return;
+    caf::scoped_actor self{*deps.sys};
+    self->request(deps.directory, std::chrono::seconds(5), actors::account_atom::value, account_id)
+        .receive(
+            [&](actors::account_actor& acc) {
+              if (!deleted_peer.empty())
+                caf::anon_send(acc, actors::deleted_atom::value, deleted_peer);
+              caf::anon_send(acc, actors::check_atom::value, serial);
+            },
+            [&](caf::error& err) {
+              spdlog::warn("REST change of account {} not pushed to peers: {}", account_id,
+                           self->system().render(err));
+            });
+  }
+
+  response route(const request& req);
+};
+
+rest_api::rest_api(rest_deps deps) : p_(std::make_unique<impl>(std::move(deps))) {}
+rest_api::~rest_api() = default;
+
+response rest_api::handle(const request& req) {
+  try {
+    return p_->route(req);
+  } catch (const http_error& e) {
+    return error_response(e.status, e.what());
+  } catch (const storage::store_error& e) {
+    spdlog::error("REST {} {}: {}", req.method, req.path, e.what());
+    return error_response(500, "internal server error");
+  } catch (const std::exception& e) {
+    spdlog::error("REST {} {}: {}", req.method, req.path, e.what());
+    return error_response(500, "internal server error");
+  }
+}
+
+response rest_api::impl::route(const request& req) {
+  static const std::regex path_re(R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?/?$)");
+  std::smatch m;
+  if (!std::regex_match(req.path, m, path_re))
+    return error_response(404, "not found");
+  const std::string kind = m[1], id = m[2], sub = m[3];
+  const auto& method = req.method;
+
+  lease db(*this);
+  auto& sql = *db.sql;
+  auto c = authenticate(sql, req.authorization);
+  auto& a = c.acc;
+  storage::config_store cfg(sql, deps.db.kind);
+  storage::admin_store admin(sql, deps.db.kind);
+
+  const auto not_found = [](const std::string& what, const std::string& which) {
+    fail(404, what + ": " + which + " not found");
+  };
+  const auto method_not_allowed = [] { return error_response(405, "method not allowed"); };
+
+  // --- accounts
+  if (kind == "accounts") {
+    if (method == "GET" && id.empty())
+      return json_response(json::array({{{"id", a.id},
+                                         {"domain", a.domain},
+                                         {"domain_category", a.domain_category},
+                                         {"created_at", rfc3339(a.created_at)},
+                                         {"created_by", a.created_by},
+                                         {"settings", settings_json(a.settings)}}}));
+    if (method == "PUT" && !id.empty()) {
+      if (id != a.id)
+        fail(404, "account not found: " + id);
+      require_admin(c);
+      const auto body = parse_body(req.body);
+      if (!has(body, "settings") || !body.at("settings").is_object())
+        fail(422, "settings shouldn't be empty");
+      const auto& js = body.at("settings");
+      auto s = a.settings;
+      s.peer_login_expiration_enabled =
+          field<bool>(js, "peer_login_expiration_enabled", s.peer_login_expiration_enabled);
+      const auto login_exp = field<std::int64_t>(js, "peer_login_expiration",
+                                                 s.peer_login_expiration_ns / 1'000'000'000);
+      if (login_exp < 3600 || login_exp > 15'552'000)
+        fail(422, "peer login expiration can't be smaller than one hour or larger than 180 days");
+      s.peer_login_expiration_ns = login_exp * 1'000'000'000;
+      s.peer_inactivity_expiration_enabled = field<bool>(
+          js, "peer_inactivity_expiration_enabled", s.peer_inactivity_expiration_enabled);
+      const auto inact = field<std::int64_t>(js, "peer_inactivity_expiration",
+                                             s.peer_inactivity_expiration_ns / 1'000'000'000);
+      if (inact < 0)
+        fail(422, "peer inactivity expiration can't be negative");
+      s.peer_inactivity_expiration_ns = inact * 1'000'000'000;
+      s.regular_users_view_blocked =
+          field<bool>(js, "regular_users_view_blocked", s.regular_users_view_blocked);
+      s.groups_propagation_enabled =
+          field<bool>(js, "groups_propagation_enabled", s.groups_propagation_enabled);
+      s.routing_peer_dns_resolution_enabled = field<bool>(
+          js, "routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled);
+      s.lazy_connection_enabled =
+          field<bool>(js, "lazy_connection_enabled", s.lazy_connection_enabled);
+      s.dns_domain = field<std::string>(js, "dns_domain", s.dns_domain);
+      auto serial = cfg.update_settings(a.id, s);
+      if (!serial)
+        fail(404, "account not found: " + id);
+      changed(a.id, *serial);
+      a.settings = s;
+      return json_response({{"id", a.id},
+                            {"domain", a.domain},
+                            {"domain_category", a.domain_category},
+                            {"created_at", rfc3339(a.created_at)},
+                            {"created_by", a.created_by},
+                            {"settings", settings_json(a.settings)}});
+    }
+    return method_not_allowed();
+  }
+
+  // --- peers
+  if (kind == "peers" && sub.empty()) {
+    const auto visible = [&](const core::peer& p) {
+      return c.admin() || p.user_id == c.user->id;
+    };
+    const auto domain = dns_domain(a);
+    if (method == "GET" && id.empty()) {
+      if (!c.admin() && a.settings.regular_users_view_blocked)
+        return json_response(json::array());
+      core::account_view view(std::make_shared<const core::account>(a), {domain});
+      json out = json::array();
+      const auto name = req.query.count("name") ? req.query.at("name") : "";
+      const auto ip = req.query.count("ip") ? req.query.at("ip") : "";
+      for (std::uint32_t i = 0; i < a.peers.size(); ++i) {
+        const auto& p = a.peers[i];
+        if (!visible(p) || (!name.empty() && p.name != name) || (!ip.empty() && p.ip != ip))
+          continue;
+        auto j = peer_json(a, p, domain);
+        const auto map = view.map_for(i);
+        j["accessible_peers_count"] = map.remote_peers.size() + map.offline_peers.size();
+        out.push_back(std::move(j));
+      }
+      return json_response(out);
+    }
+    const auto* p = a.find_peer(id);
+    if (!p || !visible(*p))
+      fail(404, "peer not found: " + id);
+    if (method == "GET")
+      return json_response(peer_json(a, *p, domain));
+    require_admin(c);
+    if (method == "DELETE") {
+      if (!admin.delete_peer(a.id, id))
+        fail(404, "peer not found: " + id);
+      // The serial moved in the delete; the account actor finds it when it checks.
+      changed(a.id, a.net.serial + 1, id);
+      return json_response(json::object());
+    }
+    return method_not_allowed();
+  }
+
+  // --- setup keys
+  if (kind == "setup-keys" && sub.empty()) {
+    require_admin(c);
+    if (method == "GET" && id.empty()) {
+      json out = json::array();
+      for (const auto& k : a.setup_keys)
+        out.push_back(setup_key_json(k));
+      return json_response(out);
+    }
+    if (method == "POST" && id.empty()) {
+      const auto body = parse_body(req.body);
+      storage::new_setup_key spec;
+      spec.account_id = a.id;
+      spec.name = field<std::string>(body, "name");
+      if (spec.name.empty())
+        fail(422, "setup key name shouldn't be empty");
+      const auto type = field<std::string>(body, "type");
+      if (type != "reusable" && type != "one-off")
+        fail(422, "unknown setup key type " + type);
+      spec.reusable = type == "reusable";
+      spec.expires_in_seconds = field<std::int64_t>(body, "expires_in");
+      if (spec.expires_in_seconds < 0)
+        fail(422, "expiration can't be negative");
+      spec.usage_limit = field<std::int64_t>(body, "usage_limit");
+      if (spec.usage_limit < 0)
+        fail(422, "usage limit can't be negative");
+      if (!spec.reusable && spec.usage_limit > 1)
+        fail(422, "one-off setup key can only be used once");
+      spec.auto_groups = field<std::vector<std::string>>(body, "auto_groups");
+      for (const auto& gid : spec.auto_groups) {
+        const auto* g = find_group(a, gid);
+        if (!g)
+          fail(422, "invalid auto groups: group " + gid + " not found");
+        if (g->name == "All")
+          fail(422, "can't add 'All' group to the setup key");
+      }
+      spec.ephemeral = field<bool>(body, "ephemeral");
+      spec.allow_extra_dns_labels = field<bool>(body, "allow_extra_dns_labels");
+      auto [key, plain] = admin.create_setup_key(spec);
+      return json_response(setup_key_json(key, plain));
+    }
+    const core::setup_key* key = nullptr;
+    for (const auto& k : a.setup_keys)
+      if (k.id == id)
+        key = &k;
+    if (!key)
+      not_found("setup key", id);
+    if (method == "GET")
+      return json_response(setup_key_json(*key));
+    if (method == "PUT") {
+      const auto body = parse_body(req.body);
+      const bool revoked = field<bool>(body, "revoked");
+      if (key->revoked && !revoked)
+        fail(422, "can't un-revoke a revoked setup key");
+      if (!has(body, "auto_groups"))
+        fail(400, "auto_groups field can't be absent");
+      const auto groups = field<std::vector<std::string>>(body, "auto_groups");
+      if (groups != key->auto_groups)
+        fail(422, "changing a setup key's auto groups is not supported yet");
+      if (revoked && !key->revoked)
+        admin.revoke_setup_key(a.id, id);
+      auto updated = *key;
+      updated.revoked = revoked;
+      return json_response(setup_key_json(updated));
+    }
+    return method_not_allowed();
+  }
+
+  // --- groups
+  if (kind == "groups" && sub.empty()) {
+    if (method == "GET" && id.empty()) {
+      json out = json::array();
+      const auto name = req.query.count("name") ? req.query.at("name") : "";
+      for (const auto& g : a.groups)
+        if (name.empty() || g.name == name)
+          out.push_back(group_json(a, g));
+      if (!name.empty() && out.empty())
+        fail(404, "group with name " + name + " not found");
+      return json_response(out);
+    }
+    if (method == "GET") {
+      const auto* g = find_group(a, id);
+      if (!g)
+        not_found("group", id);
+      return json_response(group_json(a, *g));
+    }
+    require_admin(c);
+    if (method == "POST" || method == "PUT") {
+      if (method == "PUT" && (id.empty() || !find_group(a, id)))
+        not_found("group", id);
+      if (method == "POST" && !id.empty())
+        return method_not_allowed();
+      const auto body = parse_body(req.body);
+      core::group g;
+      g.id = id;
+      g.account_id = a.id;
+      g.name = field<std::string>(body, "name");
+      g.issued = "api";
+      g.peers = field<std::vector<std::string>>(body, "peers");
+      if (const auto* old = find_group(a, id)) {
+        g.issued = old->issued;
+        g.resources = old->resources;
+        if (old->name == "All")
+          fail(422, "updating group ALL is not allowed");
+      }
+      if (auto bad = core::validate_group(a, g))
+        fail(*bad);
+      auto saved = cfg.save_group(g);
+      changed(a.id, saved.serial);
+      g.id = saved.id;
+      return json_response(group_json(a, g));
+    }
+    if (method == "DELETE") {
+      if (auto bad = core::validate_group_delete(a, id))
+        fail(*bad);
+      auto serial = cfg.delete_group(a.id, id);
+      if (!serial)
+        not_found("group", id);
+      changed(a.id, *serial);
+      return json_response(json::object());
+    }
+    return method_not_allowed();
+  }
+
+  // --- policies
+  if (kind == "policies" && sub.empty()) {
+    const auto find = [&](const std::string& pid) -> const core::policy* {
+      for (const auto& p : a.policies)
+        if (p.id == pid)
+          return &p;
+      return nullptr;
+    };
+    if (method == "GET" && id.empty()) {
+      json out = json::array();
+      for (const auto& p : a.policies)
+        out.push_back(policy_json(a, p));
+      return json_response(out);
+    }
+    if (method == "GET") {
+      const auto* p = find(id);
+      if (!p)
+        not_found("policy", id);
+      return json_response(policy_json(a, *p));
+    }
+    require_admin(c);
+    if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
+      if (method == "PUT" && !find(id))
+        not_found("policy", id);
+      const auto body = parse_body(req.body);
+      auto p = policy_of(body, a.id, id);
+      if (auto bad = core::validate_policy(a, p))
+        fail(*bad);
+      auto saved = cfg.save_policy(p);
+      changed(a.id, saved.serial);
+      storage::account_store store(sql, deps.db.kind);
+      auto fresh = store.load_account(a.id);
+      for (const auto& q : fresh ? fresh->policies : std::vector<core::policy>{})
+        if (q.id == saved.id)
+          return json_response(policy_json(*fresh, q));
+      fail(500, "internal server error");
+    }
+    if (method == "DELETE") {
+      auto serial = cfg.delete_policy(a.id, id);
+      if (!serial)
+        not_found("policy", id);
+      changed(a.id, *serial);
+      return json_response(json::object());
+    }
+    return method_not_allowed();
+  }
+
+  // --- routes
+  if (kind == "routes" && sub.empty()) {
+    const auto find = [&](const std::string& rid) -> const core::route* {
+      for (const auto& r : a.routes)
+        if (r.id == rid)
+          return &r;
+      return nullptr;
+    };
+    if (method == "GET" && id.empty()) {
+      json out = json::array();
+      for (const auto& r : a.routes)
+        out.push_back(route_json(r));
+      return json_response(out);
+    }
+    if (method == "GET") {
+      const auto* r = find(id);
+      if (!r)
+        fail(404, "route: " + id + " not found");
+      return json_response(route_json(*r));
+    }
+    require_admin(c);
+    if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
+      if (method == "PUT" && !find(id))
+        fail(404, "route: " + id + " not found");
+      auto r = route_of(parse_body(req.body), a.id, id);
+      if (auto bad = core::validate_route(a, r))
+        fail(*bad);
+      auto saved = cfg.save_route(r);
+      changed(a.id, saved.serial);
+      r.id = saved.id;
+      return json_response(route_json(r));
+    }
+    if (method == "DELETE") {
+      auto serial = cfg.delete_route(a.id, id);
+      if (!serial)
+        fail(404, "route: " + id + " not found");
+      changed(a.id, *serial);
+      return json_response(json::object());
+    }
+    return method_not_allowed();
+  }
+
+  // --- DNS
+  if (kind == "dns" && id == "settings" && sub.empty()) {
+    if (method == "GET")
+      return json_response({{"disabled_management_groups", a.dns_disabled_management_groups}});
+    require_admin(c);
+    if (method == "PUT") {
+      const auto body = parse_body(req.body);
+      if (!has(body, "disabled_management_groups"))
+        fail(422, "disabled_management_groups shouldn't be absent");
+      const auto groups = field<std::vector<std::string>>(body, "disabled_management_groups");
+      for (const auto& gid : groups)
+        if (!find_group(a, gid))
+          fail(422, "group " + gid + " not found");
+      auto serial = cfg.update_dns_settings(a.id, groups);
+      if (!serial)
+        fail(404, "account not found: " + a.id);
+      changed(a.id, *serial);
+      return json_response({{"disabled_management_groups", groups}});
+    }
+    return method_not_allowed();
+  }
+  if (kind == "dns" && id == "nameservers") {
+    const std::string nsid = sub;
+    const auto find = [&](const std::string& nid) -> const core::nameserver_group* {
+      for (const auto& g : a.nameserver_groups)
+        if (g.id == nid)
+          return &g;
+      return nullptr;
+    };
+    if (method == "GET" && nsid.empty()) {
+      json out = json::array();
+      for (const auto& g : a.nameserver_groups)
+        out.push_back(nameserver_group_json(g));
+      return json_response(out);
+    }
+    if (method == "GET") {
+      const auto* g = find(nsid);
+      if (!g)
+        not_found("nameserver group", nsid);
+      return json_response(nameserver_group_json(*g));
+    }
+    require_admin(c);
+    if ((method == "POST" && nsid.empty()) || (method == "PUT" && !nsid.empty())) {
+      if (method == "PUT" && !find(nsid))
+        not_found("nameserver group", nsid);
+      auto g = nameserver_group_of(parse_body(req.body), a.id, nsid);
+      if (auto bad = core::validate_nameserver_group(a, g))
+        fail(*bad);
+      auto saved = cfg.save_nameserver_group(g);
+      changed(a.id, saved.serial);
+      g.id = saved.id;
+      return json_response(nameserver_group_json(g));
+    }
+    if (method == "DELETE") {
+      auto serial = cfg.delete_nameserver_group(a.id, nsid);
+      if (!serial)
+        not_found("nameserver group", nsid);
+      changed(a.id, *serial);
+      return json_response(json::object());
+    }
+    return method_not_allowed();
+  }
+
+  // --- users (read-only here: the caller)
+  if (kind == "users" && id == "current" && method == "GET") {
+    const auto& u = *c.user;
+    return json_response({{"id", u.id},
+                          {"email", u.email},
+                          {"name", u.name},
+                          {"role", u.role},
+                          {"status", u.blocked ? "blocked" : "active"},
+                          {"auto_groups", u.auto_groups},
+                          {"is_current", true},
+                          {"is_service_user", u.is_service_user},
+                          {"is_blocked", u.blocked},
+                          {"issued", u.issued.empty() ? "api" : u.issued}});
+  }
+  return error_response(404, "not found");
+}
+
+} // namespace nbm::api::http

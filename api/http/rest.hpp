@@ -1,0 +1,70 @@
+// NetBird's REST API (the core of its OpenAPI under /api): authentication with personal access
+// tokens, NetBird's error body and status codes, and the handlers of the account's objects.
+// Transport-free: `rest_api::handle` takes a parsed request; http_listener serves it over HTTP.
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace caf {
+class actor_system;
+}
+
+namespace nbm::api::http {
+
+struct request {
+  std::string method; // GET, POST, PUT, DELETE
+  std::string path;   // e.g. /api/groups/abc
+  std::string body;
+  std::string authorization; // the Authorization header
+  std::map<std::string, std::string> query;
+};
+
+struct response {
+  int status = 200;
+  std::string body; // JSON
+};
+
+struct rest_deps {
+  storage::db_options db;
+  caf::actor_system* sys = nullptr;
+  actors::peer_directory directory; // may be invalid (tests): no live fan-out then
+  std::string dns_domain = "netbird.selfhosted";
+  int db_sessions = 4;
+};
+
+class rest_api {
+public:
+  explicit rest_api(rest_deps deps);
+  ~rest_api();
+  rest_api(const rest_api&) = delete;
+  rest_api& operator=(const rest_api&) = delete;
+
+  // Thread-safe; every answer is JSON (errors as {"message","code"}).
+  response handle(const request& req);
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> p_;
+};
+
+// Serves `api` on host:port over HTTP/1.1 (cpp-httplib), adding X-Request-Id to every response.
+class http_listener {
+public:
+  explicit http_listener(rest_api& api);
+  ~http_listener();
+  // Binds and starts serving on a thread; false if the address cannot be bound.
+  bool start(const std::string& host, int port);
+  void stop();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> p_;
+};
+
+} // namespace nbm::api::http

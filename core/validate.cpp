@@ -1,0 +1,250 @@
+#include "core/validate.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+
+namespace nbm::core {
+
+namespace {
+
+problem invalid(std::string m) { return {422, std::move(m)}; }
+
+const group* find_group(const account& a, const std::string& id) {
+  for (const auto& g : a.groups)
+    if (g.id == id)
+      return &g;
+  return nullptr;
+}
+
+bool listed(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::size_t runes(const std::string& s) {
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+verdict groups_known(const account& a, const std::vector<std::string>& ids) {
+  for (const auto& id : ids)
+    if (!find_group(a, id))
+      return problem{422, "group " + id + " not found"};
+  return std::nullopt;
+}
+
+bool valid_port(const std::string& p) {
+  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) {
+        return c >= '0' && c <= '9';
+      }))
+    return false;
+  const auto n = std::stoul(p);
+  return n >= 1 && n <= 65535;
+}
+
+} // namespace
+
+std::optional<std::pair<std::string, int>> canonical_prefix(const std::string& text) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos || slash + 1 >= text.size())
+    return std::nullopt;
+  const std::string addr = text.substr(0, slash), bits_text = text.substr(slash + 1);
+  if (bits_text.size() > 3 ||
+      !std::all_of(bits_text.begin(), bits_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  const int bits = std::stoi(bits_text);
+  std::array<unsigned char, 16> raw{};
+  int family = 0, width = 0;
+  if (inet_pton(AF_INET, addr.c_str(), raw.data()) == 1) {
+    family = AF_INET;
+    width = 32;
+  } else if (inet_pton(AF_INET6, addr.c_str(), raw.data()) == 1) {
+    family = AF_INET6;
+    width = 128;
+  } else {
+    return std::nullopt;
+  }
+  if (bits > width)
+    return std::nullopt;
+  for (int i = bits; i < width; ++i)
+    raw[static_cast<std::size_t>(i / 8)] &= static_cast<unsigned char>(~(0x80 >> (i % 8)));
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family, raw.data(), buf, sizeof buf);
+  return std::pair{std::string(buf) + "/" + std::to_string(bits), family == AF_INET ? 1 : 2};
+}
+
+verdict validate_group(const account& a, const group& g) {
+  if (g.name.empty())
+    return invalid("group name shouldn't be empty");
+  if (!g.id.empty()) {
+    const auto* old = find_group(a, g.id);
+    if (!old)
+      return problem{404, "group: " + g.id + " not found"};
+    if (old->name == "All" && g.name != "All")
+      return invalid("updating group ALL is not allowed");
+  }
+  for (const auto& other : a.groups)
+    if (other.id != g.id && other.name == g.name)
+      return problem{409, "group with name " + g.name + " already exists"};
+  for (const auto& pid : g.peers)
+    if (!a.find_peer(pid))
+      return invalid("peer with ID " + pid + " not found");
+  return std::nullopt;
+}
+
+verdict validate_group_delete(const account& a, const std::string& group_id) {
+  const auto* g = find_group(a, group_id);
+  if (!g)
+    return problem{404, "group: " + group_id + " not found"};
+  if (g->name == "All")
+    return problem{400, "deleting group ALL is not allowed"};
+  for (const auto& p : a.policies)
+    for (const auto& r : p.rules)
+      if (listed(r.sources, group_id) || listed(r.destinations, group_id))
+        return problem{400, "group has been linked to policy: " + p.name};
+  for (const auto& r : a.routes)
+    if (listed(r.groups, group_id) || listed(r.peer_groups, group_id) ||
+        listed(r.access_control_groups, group_id))
+      return problem{400, "group has been linked to route: " + r.net_id};
+  for (const auto& n : a.nameserver_groups)
+    if (listed(n.groups, group_id))
+      return problem{400, "group has been linked to nameserver group: " + n.name};
+  for (const auto& k : a.setup_keys)
+    if (listed(k.auto_groups, group_id))
+      return problem{400, "group has been linked to setup key: " + k.name};
+  for (const auto& u : a.users)
+    if (listed(u.auto_groups, group_id))
+      return problem{400, "group has been linked to user: " + u.id};
+  if (listed(a.dns_disabled_management_groups, group_id))
+    return problem{400, "group has been linked to DNS settings"};
+  return std::nullopt;
+}
+
+verdict validate_policy(const account& a, const policy& p) {
+  if (p.name.empty())
+    return invalid("policy name shouldn't be empty");
+  if (p.rules.empty())
+    return invalid("policy rules shouldn't be empty");
+  for (const auto& r : p.rules) {
+    if (r.name.empty())
+      return invalid("policy rule name shouldn't be empty");
+    if (r.action != "accept" && r.action != "drop")
+      return invalid("unknown action type " + r.action);
+    static const std::array<const char*, 5> protocols = {"all", "tcp", "udp", "icmp",
+                                                         "netbird-ssh"};
+    if (std::find(protocols.begin(), protocols.end(), r.protocol) == protocols.end())
+      return invalid("unknown protocol type: " + r.protocol);
+    const bool has_src_res = !r.source_resource.id.empty();
+    const bool has_dst_res = !r.destination_resource.id.empty();
+    if (has_src_res && !r.sources.empty())
+      return invalid("specify either sources or source resource, not both");
+    if (has_dst_res && !r.destinations.empty())
+      return invalid("specify either destinations or destination resource, not both");
+    if (!has_src_res && r.sources.empty())
+      return invalid("policy rule sources shouldn't be empty");
+    if (!has_dst_res && r.destinations.empty())
+      return invalid("policy rule destinations shouldn't be empty");
+    if (has_src_res && r.source_resource.type == "peer" && !a.find_peer(r.source_resource.id))
+      return invalid("peer with ID " + r.source_resource.id + " not found");
+    if (has_dst_res && r.destination_resource.type == "peer" &&
+        !a.find_peer(r.destination_resource.id))
+      return invalid("peer with ID " + r.destination_resource.id + " not found");
+    if ((r.protocol == "all" || r.protocol == "icmp") &&
+        (!r.ports.empty() || !r.port_ranges.empty()))
+      return invalid("for ALL or ICMP protocol ports is not allowed");
+    if (!r.ports.empty() && !r.port_ranges.empty())
+      return invalid("specify either ports or port ranges, not both");
+    for (const auto& port : r.ports)
+      if (!valid_port(port))
+        return invalid("valid port value is in 1..65535 range");
+    for (const auto& pr : r.port_ranges)
+      if (pr.start < 1 || pr.end < 1 || pr.start > pr.end)
+        return invalid("valid port value is in 1..65535 range");
+    if (auto bad = groups_known(a, r.sources))
+      return bad;
+    if (auto bad = groups_known(a, r.destinations))
+      return bad;
+  }
+  return std::nullopt;
+}
+
+verdict validate_route(const account& a, const route& r) {
+  const bool has_net = !r.network.empty(), has_domains = !r.domains.empty();
+  if (has_net && has_domains)
+    return invalid("only one of 'network' or 'domains' should be provided");
+  if (!has_net && !has_domains)
+    return invalid("either 'network' or 'domains' should be provided");
+  if (r.domains.size() > 32)
+    return invalid("domains list exceeds maximum allowed domains: 32");
+  if (has_net && !canonical_prefix(r.network))
+    return invalid("invalid Prefix");
+  if (r.peer.empty() && r.peer_groups.empty())
+    return invalid("either 'peer' or 'peer_groups' should be provided");
+  if (!r.peer.empty() && !r.peer_groups.empty())
+    return invalid("only one of 'peer' or 'peer_groups' should be provided");
+  if (r.net_id.empty() || runes(r.net_id) > 40)
+    return invalid("identifier should be between 1 and 40 characters");
+  if (r.metric < 1 || r.metric > 9999)
+    return invalid("metric should be between 1 and 9999");
+  if (r.groups.empty())
+    return invalid("route groups shouldn't be empty");
+  if (!r.peer.empty() && !a.find_peer(r.peer))
+    return invalid("peer with ID " + r.peer + " not found");
+  for (const auto* list : {&r.peer_groups, &r.groups, &r.access_control_groups})
+    if (auto bad = groups_known(a, *list))
+      return bad;
+  const auto same_target = [&](const route& o) {
+    return has_net ? o.network == r.network : o.domains == r.domains;
+  };
+  for (const auto& o : a.routes) {
+    if (o.id == r.id || !same_target(o))
+      continue;
+    if (!r.peer.empty() && o.peer == r.peer)
+      return problem{409, "failed to add route with network " + r.network +
+                              ": the peer already has this route"};
+    for (const auto& g : r.peer_groups)
+      if (listed(o.peer_groups, g))
+        return problem{409, "failed to add route with network " + r.network +
+                                ": the peer group already has this route"};
+  }
+  return std::nullopt;
+}
+
+verdict validate_nameserver_group(const account& a, const nameserver_group& g) {
+  if (g.name.empty() || runes(g.name) > 40)
+    return invalid("nameserver group name should be between 1 and 40 characters");
+  for (const auto& o : a.nameserver_groups)
+    if (o.id != g.id && o.name == g.name)
+      return invalid("nameserver group with name " + g.name + " already exists");
+  if (g.nameservers.empty() || g.nameservers.size() > 3)
+    return invalid("the list of nameservers should be 1 or 3, got " +
+                   std::to_string(g.nameservers.size()));
+  for (const auto& ns : g.nameservers) {
+    std::array<unsigned char, 16> raw{};
+    if (inet_pton(AF_INET, ns.ip.c_str(), raw.data()) != 1 &&
+        inet_pton(AF_INET6, ns.ip.c_str(), raw.data()) != 1)
+      return invalid("invalid nameserver IP " + ns.ip);
+    if (ns.port < 1 || ns.port > 65535)
+      return invalid("invalid nameserver port " + std::to_string(ns.port));
+  }
+  if (g.primary && !g.domains.empty())
+    return invalid("nameserver group primary status is true and domains are not empty, you "
+                   "should set either primary or domain");
+  if (!g.primary && g.domains.empty())
+    return invalid("nameserver group primary status is false and domains are empty, it should "
+                   "be primary or have at least one domain");
+  if (g.search_domains_enabled && g.domains.empty())
+    return invalid("search domains are enabled but no domains are set");
+  for (const auto& d : g.domains)
+    if (d.empty() || d.size() > 255)
+      return invalid("domain should consist of 1 to 255 characters: " + d);
+  if (g.groups.empty())
+    return invalid("nameserver group should have at least 1 group");
+  for (const auto& id : g.groups)
+    if (id.empty())
+      return invalid("group ID should not be empty");
+  return groups_known(a, g.groups);
+}
+
+} // namespace nbm::core

@@ -1,0 +1,311 @@
+// The REST API end to end: the real binary, a PAT from the admin subcommand, NetBird's paths,
+// shapes, status codes and error bodies; changes over REST reach live Sync streams.
+#include "tests/e2e/harness.hpp"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+using namespace nbm;
+using namespace nbm::e2e;
+using json = nlohmann::json;
+
+namespace {
+
+struct reply {
+  int status = 0;
+  json body;
+  std::string request_id;
+};
+
+struct api_client {
+  int port;
+  std::string auth;
+
+  reply call(const std::string& method, const std::string& path, const std::string& body = "",
+             const std::string& authorization = "\x01") {
+    httplib::Client cli("127.0.0.1", port);
+    cli.set_connection_timeout(5);
+    cli.set_read_timeout(10);
+    httplib::Headers h;
+    const std::string a = authorization == "\x01" ? auth : authorization;
+    if (!a.empty())
+      h.emplace("Authorization", a);
+    const auto send = [&] {
+      if (method == "GET")
+        return cli.Get(path, h);
+      if (method == "POST")
+        return cli.Post(path, h, body, "application/json");
+      if (method == "PUT")
+        return cli.Put(path, h, body, "application/json");
+      return cli.Delete(path, h);
+    };
+    auto r = send();
+    // The REST listener comes up right after gRPC: retry a refused connection briefly.
+    for (int i = 0; i < 50 && !r; ++i) {
+      std::this_thread::sleep_for(100ms);
+      r = send();
+    }
+    REQUIRE_MESSAGE(r, method << " " << path << ": no answer");
+    reply out;
+    out.status = r->status;
+    out.body = json::parse(r->body, nullptr, false);
+    out.request_id = r->get_header_value("X-Request-Id");
+    return out;
+  }
+  reply get(const std::string& p) { return call("GET", p); }
+  reply post(const std::string& p, const json& b) { return call("POST", p, b.dump()); }
+  reply put(const std::string& p, const json& b) { return call("PUT", p, b.dump()); }
+  reply del(const std::string& p) { return call("DELETE", p); }
+};
+
+void check_error(const reply& r, int status, const std::string& message) {
+  CHECK(r.status == status);
+  CHECK(r.body.value("code", 0) == status);
+  CHECK(r.body.value("message", std::string()) == message);
+}
+
+} // namespace
+
+TEST_CASE("rest: authentication, NetBird's error bodies and request ids") {
+  server s(storage::engine::sqlite);
+  api_client api{s.api_port, "Token " + s.pat};
+  auto r = api.call("GET", "/api/groups", "", "");
+  check_error(r, 401, "no valid authentication provided");
+  CHECK(r.request_id.size() == 20);
+  check_error(api.call("GET", "/api/groups", "", "Basic abc"), 401,
+              "no valid authentication provided");
+  check_error(api.call("GET", "/api/groups", "", "Token nbp_notarealtoken"), 401, "token invalid");
+  // A well-formed PAT that is not stored.
+  check_error(api.call("GET", "/api/groups", "", "Token " + crypto::make_pat().plain), 401,
+              "token invalid");
+  check_error(api.call("GET", "/api/groups", "", "Bearer some.jwt.value"), 401, "token invalid");
+  // The owner's PAT, as Token and as Bearer (NetBird takes an nbp_ bearer value as a PAT).
+  r = api.get("/api/groups");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body.is_array());
+  CHECK(r.body[0]["name"] == "All");
+  CHECK(api.call("GET", "/api/groups", "", "Bearer " + s.pat).status == 200);
+  CHECK(api.get("/api/users/current").body["role"] == "owner");
+  const auto first = api.get("/api/accounts");
+  REQUIRE(first.body.size() == 1);
+  CHECK(first.body[0]["id"] == s.account);
+  CHECK(first.request_id != r.request_id);
+  check_error(api.get("/api/nothing-here"), 404, "not found");
+}
+
+TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with bad inputs") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    api_client api{s.api_port, "Token " + s.pat};
+
+    // Groups.
+    auto g = api.post("/api/groups", {{"name", "devs"}});
+    REQUIRE(g.status == 200);
+    const std::string devs = g.body["id"];
+    CHECK(devs.size() == 20);
+    CHECK(g.body["peers_count"] == 0);
+    check_error(api.post("/api/groups", {{"name", "devs"}}), 409,
+                "group with name devs already exists");
+    check_error(api.post("/api/groups", {{"name", ""}}), 422, "group name shouldn't be empty");
+    check_error(api.call("POST", "/api/groups", "{not json"), 400, "couldn't parse JSON request");
+    CHECK(api.post("/api/groups", {{"name", 5}}).status == 400);
+    check_error(api.post("/api/groups", {{"name", "x"}, {"peers", {"ghost"}}}), 422,
+                "peer with ID ghost not found");
+    auto renamed = api.put("/api/groups/" + devs, {{"name", "developers"}});
+    CHECK(renamed.status == 200);
+    CHECK(api.get("/api/groups/" + devs).body["name"] == "developers");
+    check_error(api.put("/api/groups/" + s.all_group, {{"name", "Everyone"}}), 422,
+                "updating group ALL is not allowed");
+    check_error(api.del("/api/groups/" + s.all_group), 400, "deleting group ALL is not allowed");
+
+    // Policies.
+    const json rule = {{"name", "web"},
+                       {"enabled", true},
+                       {"action", "accept"},
+                       {"bidirectional", false},
+                       {"protocol", "tcp"},
+                       {"ports", {"80", "443"}},
+                       {"sources", {devs}},
+                       {"destinations", {devs}}};
+    auto p = api.post("/api/policies", {{"name", "web"}, {"enabled", true}, {"rules", {rule}}});
+    REQUIRE(p.status == 200);
+    const std::string web = p.body["id"];
+    CHECK(p.body["rules"][0]["ports"] == json({"80", "443"}));
+    CHECK(p.body["rules"][0]["sources"][0]["id"] == devs);
+    CHECK(p.body["rules"][0]["sources"][0]["name"] == "developers");
+    auto bad = rule;
+    bad["ports"] = {"70000"};
+    check_error(api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", {bad}}}),
+                422, "valid port value is in 1..65535 range");
+    bad = rule;
+    bad["protocol"] = "all";
+    check_error(api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", {bad}}}),
+                422, "for ALL or ICMP protocol ports is not allowed");
+    bad = rule;
+    bad["sources"] = {"nosuchgroup"};
+    check_error(api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", {bad}}}),
+                422, "group nosuchgroup not found");
+    check_error(api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", json::array()}}),
+                422, "policy rules shouldn't be empty");
+    CHECK(api.get("/api/policies").body.size() == 2); // Default + web: nothing half-written
+    auto upd = rule;
+    upd["ports"] = {"8080"};
+    auto p2 = api.put("/api/policies/" + web, {{"name", "web2"}, {"enabled", true}, {"rules", {upd}}});
+    REQUIRE(p2.status == 200);
+    CHECK(p2.body["name"] == "web2");
+    CHECK(p2.body["rules"].size() == 1);
+    CHECK(p2.body["rules"][0]["ports"] == json({"8080"}));
+    check_error(api.del("/api/groups/" + devs), 400, "group has been linked to policy: web2");
+    CHECK(api.del("/api/policies/" + web).body == json::object());
+    check_error(api.get("/api/policies/" + web), 404, "policy: " + web + " not found");
+
+    // Routes need a routing peer.
+    const auto key = s.setup_key("--name k --reusable --auto-groups " + s.all_group);
+    tools::peer_client router(s.target());
+    REQUIRE(router.login(key, "router").ok());
+    const auto router_id = s.peer_by_key(router.public_key_b64())->id;
+    const json route = {{"description", "office"}, {"network_id", "office"},
+                        {"enabled", true},         {"peer", router_id},
+                        {"network", "10.1.0.7/16"}, {"metric", 100},
+                        {"masquerade", true},       {"groups", {devs}}};
+    auto rt = api.post("/api/routes", route);
+    REQUIRE(rt.status == 200);
+    CHECK(rt.body["network"] == "10.1.0.0/16"); // masked, as NetBird stores it
+    CHECK(rt.body["network_type"] == "IPv4");
+    const std::string rt_id = rt.body["id"];
+    check_error(api.post("/api/routes", route), 409,
+                "failed to add route with network 10.1.0.0/16: the peer already has this route");
+    auto badr = route;
+    badr["metric"] = 0;
+    check_error(api.post("/api/routes", badr), 422, "metric should be between 1 and 9999");
+    badr = route;
+    badr["network"] = "10.1.0.0/33";
+    check_error(api.post("/api/routes", badr), 422, "invalid Prefix");
+    badr = route;
+    badr["peer_groups"] = {devs};
+    check_error(api.post("/api/routes", badr), 422,
+                "only one of 'peer' or 'peer_groups' should be provided");
+    CHECK(api.get("/api/routes").body.size() == 1);
+    CHECK(api.del("/api/routes/" + rt_id).status == 200);
+
+    // Nameservers and DNS settings.
+    const json ns = {{"name", "corp"},
+                     {"description", ""},
+                     {"nameservers", {{{"ip", "10.0.0.53"}, {"ns_type", "udp"}, {"port", 53}}}},
+                     {"enabled", true},
+                     {"groups", {devs}},
+                     {"primary", false},
+                     {"domains", {"corp.example"}},
+                     {"search_domains_enabled", true}};
+    auto n = api.post("/api/dns/nameservers", ns);
+    REQUIRE(n.status == 200);
+    const std::string ns_id = n.body["id"];
+    CHECK(api.get("/api/dns/nameservers/" + ns_id).body["domains"] == json({"corp.example"}));
+    auto badn = ns;
+    badn["name"] = "corp2";
+    badn["nameservers"] = json::array();
+    check_error(api.post("/api/dns/nameservers", badn), 422,
+                "the list of nameservers should be 1 or 3, got 0");
+    CHECK(api.del("/api/dns/nameservers/" + ns_id).status == 200);
+    auto d = api.put("/api/dns/settings", {{"disabled_management_groups", {devs}}});
+    CHECK(d.status == 200);
+    CHECK(api.get("/api/dns/settings").body["disabled_management_groups"] == json({devs}));
+    check_error(api.put("/api/dns/settings", {{"disabled_management_groups", {"nope"}}}), 422,
+                "group nope not found");
+  }
+}
+
+TEST_CASE("rest: setup keys and peers; another account's objects are not found") {
+  server s(storage::engine::sqlite);
+  api_client api{s.api_port, "Token " + s.pat};
+  auto k = api.post("/api/setup-keys", {{"name", "laptops"},
+                                        {"type", "reusable"},
+                                        {"expires_in", 86400},
+                                        {"auto_groups", json::array()},
+                                        {"usage_limit", 0}});
+  REQUIRE(k.status == 200);
+  const std::string plain = k.body["key"];
+  CHECK(plain.size() == 36);
+  CHECK(k.body["state"] == "valid");
+  const std::string key_id = k.body["id"];
+  CHECK(api.get("/api/setup-keys/" + key_id).body["key"].get<std::string>().size() < 36);
+  check_error(api.post("/api/setup-keys", {{"name", "x"}, {"type", "weird"}}), 422,
+              "unknown setup key type weird");
+  check_error(api.post("/api/setup-keys", {{"name", "x"},
+                                           {"type", "reusable"},
+                                           {"auto_groups", {s.all_group}}}),
+              422, "can't add 'All' group to the setup key");
+
+  tools::peer_client a(s.target());
+  REQUIRE(a.login(plain, "alpha").ok());
+  const auto pa = *s.peer_by_key(a.public_key_b64());
+  stream sa(a, "alpha");
+  REQUIRE(sa.wait_maps(1, 5000ms));
+  // Status comes from the store: connected once the fence landed.
+  REQUIRE(eventually([&] { return api.get("/api/peers/" + pa.id).body["connected"] == true; }));
+  auto peers = api.get("/api/peers");
+  REQUIRE(peers.body.size() == 1);
+  CHECK(peers.body[0]["dns_label"] == "alpha.netbird.selfhosted");
+  CHECK(peers.body[0]["ip"] == pa.ip);
+  CHECK(peers.body[0]["groups"][0]["name"] == "All");
+  CHECK(peers.body[0]["accessible_peers_count"] == 0);
+
+  // Revoking the key refuses the next registration.
+  auto rev = api.put("/api/setup-keys/" + key_id, {{"revoked", true}, {"auto_groups", json::array()}});
+  CHECK(rev.body["revoked"] == true);
+  check_error(api.put("/api/setup-keys/" + key_id, {{"revoked", false}, {"auto_groups", json::array()}}),
+              422, "can't un-revoke a revoked setup key");
+  tools::peer_client b(s.target());
+  CHECK_FALSE(b.login(plain, "beta").ok());
+
+  // A second account: none of the first one's objects exist for it.
+  auto out = s.admin("account create --domain other.example");
+  api_client other{s.api_port, "Token " + field(out, "personal_access_token")};
+  check_error(other.get("/api/peers/" + pa.id), 404, "peer not found: " + pa.id);
+  check_error(other.del("/api/peers/" + pa.id), 404, "peer not found: " + pa.id);
+  check_error(other.get("/api/groups/" + s.all_group), 404, "group: " + s.all_group + " not found");
+  check_error(other.put("/api/groups/" + s.all_group, {{"name", "mine"}}), 404,
+              "group: " + s.all_group + " not found");
+  check_error(other.get("/api/setup-keys/" + key_id), 404, "setup key: " + key_id + " not found");
+  CHECK(other.get("/api/peers").body.empty());
+  check_error(other.put("/api/accounts/" + s.account, {{"settings", json::object()}}), 404,
+              "account not found: " + s.account);
+
+  // Deleting a connected peer ends its stream.
+  CHECK(api.del("/api/peers/" + pa.id).body == json::object());
+  CHECK(sa.wait_end(3000ms));
+  check_error(api.get("/api/peers/" + pa.id), 404, "peer not found: " + pa.id);
+}
+
+TEST_CASE("rest: a policy change over REST reaches live streams") {
+  server s(storage::engine::sqlite);
+  api_client api{s.api_port, "Token " + s.pat};
+  const auto key = s.setup_key("--name k --reusable --auto-groups " + s.all_group);
+  tools::peer_client a(s.target()), b(s.target());
+  REQUIRE(a.login(key, "alpha").ok());
+  REQUIRE(b.login(key, "beta").ok());
+  stream sa(a, "alpha");
+  REQUIRE(eventually([&] { return sa.last().size() == 1; }, 5000ms));
+  // Delete the default policy: A loses B at once (no serial poll involved: the REST handler tells
+  // the account actor).
+  std::string def;
+  for (const auto& p : api.get("/api/policies").body)
+    if (p["name"] == "Default")
+      def = p["id"];
+  REQUIRE(def.size() == 20);
+  CHECK(api.del("/api/policies/" + def).status == 200);
+  REQUIRE(eventually([&] { return sa.last().empty(); }, 3000ms));
+  // A new bidirectional policy over All brings B back with its firewall rules.
+  const json rule = {{"name", "all"},   {"enabled", true},          {"action", "accept"},
+                     {"bidirectional", true}, {"protocol", "udp"}, {"port_ranges", {{{"start", 1000}, {"end", 2000}}}},
+                     {"sources", {s.all_group}}, {"destinations", {s.all_group}}};
+  REQUIRE(api.post("/api/policies", {{"name", "udp"}, {"enabled", true}, {"rules", {rule}}}).status ==
+          200);
+  REQUIRE(eventually([&] { return sa.last().size() == 1; }, 3000ms));
+  const auto m = sa.last_response().networkmap();
+  REQUIRE(m.firewallrules_size() == 2);
+  CHECK(m.firewallrules(0).protocol() == management::RuleProtocol::UDP);
+  CHECK(m.firewallrules(0).portinfo().range().start() == 1000);
+  CHECK(m.firewallrules(0).portinfo().range().end() == 2000);
+}
