@@ -1,5 +1,7 @@
 #include "storage/admin_store.hpp"
 
+#include "storage/encode.hpp"
+
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
 
@@ -11,6 +13,9 @@
 #include <ctime>
 
 namespace nbm::storage {
+
+using detail::row_values;
+using detail::update_row;
 
 namespace {
 
@@ -309,6 +314,67 @@ bool admin_store::delete_peer(const std::string& account_id, const std::string& 
         soci::use(account_id, "acc");
   tr.commit();
   return deleted;
+}
+
+bool admin_store::update_user(const core::user& u) {
+  row_values r;
+  r.text("id", u.id);
+  r.text("account_id", u.account_id);
+  r.text("role", u.role);
+  r.strings("auto_groups", u.auto_groups);
+  r.flag("blocked", u.blocked);
+  return update_row(sql_, kind_, "users", r, {"id", "account_id"}) > 0;
+}
+
+bool admin_store::delete_user(const std::string& account_id, const std::string& user_id) {
+  soci::transaction tr(sql_);
+  soci::statement st = (sql_.prepare << "DELETE FROM users WHERE account_id = :acc AND id = :id",
+                        soci::use(account_id, "acc"), soci::use(user_id, "id"));
+  st.execute(true);
+  const bool deleted = st.get_affected_rows() > 0;
+  if (deleted)
+    sql_ << "DELETE FROM personal_access_tokens WHERE user_id = :id", soci::use(user_id, "id");
+  tr.commit();
+  return deleted;
+}
+
+bool admin_store::delete_token(const std::string& user_id, const std::string& token_id) {
+  soci::statement st =
+      (sql_.prepare << "DELETE FROM personal_access_tokens WHERE user_id = :u AND id = :id",
+       soci::use(user_id, "u"), soci::use(token_id, "id"));
+  st.execute(true);
+  return st.get_affected_rows() > 0;
+}
+
+bool admin_store::update_setup_key_groups(const std::string& account_id, const std::string& key_id,
+                                          const std::vector<std::string>& auto_groups) {
+  row_values r;
+  r.text("id", key_id);
+  r.text("account_id", account_id);
+  r.strings("auto_groups", auto_groups);
+  r.time("updated_at", store_time());
+  return update_row(sql_, kind_, "setup_keys", r, {"id", "account_id"}) > 0;
+}
+
+std::optional<std::uint64_t> admin_store::update_peer(const core::peer& p) {
+  soci::transaction tr(sql_);
+  row_values r;
+  r.text("id", p.id);
+  r.text("account_id", p.account_id);
+  r.text("name", p.name);
+  r.text("dns_label", p.dns_label);
+  r.flag("ssh_enabled", p.ssh_enabled);
+  r.flag("login_expiration_enabled", p.login_expiration_enabled);
+  r.flag("inactivity_expiration_enabled", p.inactivity_expiration_enabled);
+  if (update_row(sql_, kind_, "peers", r, {"id", "account_id"}) == 0)
+    return std::nullopt;
+  sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",
+      soci::use(p.account_id, "acc");
+  long long serial = 0;
+  sql_ << "SELECT network_serial FROM accounts WHERE id = :acc", soci::use(p.account_id, "acc"),
+      soci::into(serial);
+  tr.commit();
+  return static_cast<std::uint64_t>(serial);
 }
 
 admin_store::server_key admin_store::server_key_pair(const std::string& encryption_key_b64) {

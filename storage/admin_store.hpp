@@ -77,6 +77,18 @@ public:
   // NetBird's DeletePeer, in one transaction: group memberships, the peer, the account serial bump.
   bool delete_peer(const std::string& account_id, const std::string& peer_id);
 
+  // --- the REST API's writes (each one statement or one transaction; false / nullopt: no such
+  // object in that account) ---------------------------------------------------------------------
+  // role, auto_groups and blocked of the stored user (account_id, id).
+  bool update_user(const core::user& u);
+  // The user and its personal access tokens.
+  bool delete_user(const std::string& account_id, const std::string& user_id);
+  bool delete_token(const std::string& user_id, const std::string& token_id);
+  bool update_setup_key_groups(const std::string& account_id, const std::string& key_id,
+                               const std::vector<std::string>& auto_groups);
+  // A peer's editable fields; bumps the account's network serial (names and SSH reach maps).
+  std::optional<std::uint64_t> update_peer(const core::peer& p);
+
   struct server_key {
     std::string public_key;  // raw 32 bytes
     std::string private_key; // raw 32 bytes

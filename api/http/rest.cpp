@@ -16,6 +16,7 @@
 #include <ctime>
 #include <mutex>
 #include <regex>
+#include <set>
 
 namespace nbm::api::http {
 
@@ -514,6 +515,8 @@ struct rest_api::impl {
   }
 
   response route(const request& req);
+  response users(caller& c, const request& req, const std::string& id, const std::string& sub,
+                 const std::string& token_id, soci::session& sql);
 };
 
 rest_api::rest_api(rest_deps deps) : p_(std::make_unique<impl>(std::move(deps))) {}
@@ -534,17 +537,22 @@ response rest_api::handle(const request& req) {
 }
 
 response rest_api::impl::route(const request& req) {
-  static const std::regex path_re(R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?/?$)");
+  static const std::regex path_re(
+      R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?(?:/([^/]+))?/?$)");
   std::smatch m;
   if (!std::regex_match(req.path, m, path_re))
     return error_response(404, "not found");
-  const std::string kind = m[1], id = m[2], sub = m[3];
+  const std::string kind = m[1], id = m[2], sub = m[3], sub_id = m[4];
   const auto& method = req.method;
 
   lease db(*this);
   auto& sql = *db.sql;
   auto c = authenticate(sql, req.authorization);
   auto& a = c.acc;
+  // NetBird's "user" role has no permission on the account's objects: it sees its own peers, its
+  // own user and its own tokens.
+  if (kind != "peers" && kind != "users" && !c.admin())
+    fail(403, "permission denied");
   storage::config_store cfg(sql, deps.db.kind);
   storage::admin_store admin(sql, deps.db.kind);
 
@@ -639,6 +647,40 @@ response rest_api::impl::route(const request& req) {
     if (method == "GET")
       return json_response(peer_json(a, *p, domain));
     require_admin(c);
+    if (method == "PUT") {
+      const auto body = parse_body(req.body);
+      auto upd = *p;
+      upd.name = field<std::string>(body, "name", p->name);
+      if (upd.name.empty())
+        fail(422, "peer name shouldn't be empty");
+      upd.ssh_enabled = field<bool>(body, "ssh_enabled", p->ssh_enabled);
+      upd.login_expiration_enabled =
+          field<bool>(body, "login_expiration_enabled", p->login_expiration_enabled);
+      upd.inactivity_expiration_enabled =
+          field<bool>(body, "inactivity_expiration_enabled", p->inactivity_expiration_enabled);
+      if (upd.name != p->name) {
+        // NetBird derives a new DNS label from the new name, unique in the account.
+        auto label = core::parsed_domain_label(upd.name);
+        if (!label)
+          fail(422, "invalid peer name " + upd.name);
+        std::set<std::string> taken;
+        for (const auto& q : a.peers)
+          if (q.id != p->id)
+            taken.insert(q.dns_label);
+        auto unique = core::unique_host_label(*label, taken);
+        if (!unique)
+          fail(409, "peer name " + upd.name + " is taken");
+        upd.dns_label = *unique;
+      }
+      auto serial = admin.update_peer(upd);
+      if (!serial)
+        fail(404, "peer not found: " + id);
+      changed(a.id, *serial);
+      for (auto& q : a.peers)
+        if (q.id == upd.id)
+          q = upd;
+      return json_response(peer_json(a, upd, domain));
+    }
     if (method == "DELETE") {
       if (!admin.delete_peer(a.id, id))
         fail(404, "peer not found: " + id);
@@ -706,12 +748,20 @@ response rest_api::impl::route(const request& req) {
       if (!has(body, "auto_groups"))
         fail(400, "auto_groups field can't be absent");
       const auto groups = field<std::vector<std::string>>(body, "auto_groups");
+      for (const auto& gid : groups) {
+        const auto* g = find_group(a, gid);
+        if (!g)
+          fail(422, "invalid auto groups: group " + gid + " not found");
+        if (g->name == "All")
+          fail(422, "can't add 'All' group to the setup key");
+      }
       if (groups != key->auto_groups)
-        fail(422, "changing a setup key's auto groups is not supported yet");
+        admin.update_setup_key_groups(a.id, id, groups);
       if (revoked && !key->revoked)
         admin.revoke_setup_key(a.id, id);
       auto updated = *key;
       updated.revoked = revoked;
+      updated.auto_groups = groups;
       return json_response(setup_key_json(updated));
     }
     return method_not_allowed();
@@ -925,21 +975,184 @@ response rest_api::impl::route(const request& req) {
     return method_not_allowed();
   }
 
-  // --- users (read-only here: the caller)
-  if (kind == "users" && id == "current" && method == "GET") {
-    const auto& u = *c.user;
-    return json_response({{"id", u.id},
-                          {"email", u.email},
-                          {"name", u.name},
-                          {"role", u.role},
-                          {"status", u.blocked ? "blocked" : "active"},
-                          {"auto_groups", u.auto_groups},
-                          {"is_current", true},
-                          {"is_service_user", u.is_service_user},
-                          {"is_blocked", u.blocked},
-                          {"issued", u.issued.empty() ? "api" : u.issued}});
-  }
+  // --- users and their personal access tokens
+  if (kind == "users")
+    return users(c, req, id, sub, sub_id, sql);
   return error_response(404, "not found");
+}
+
+namespace {
+
+json user_json(const core::user& u, const std::string& caller_id) {
+  return {{"id", u.id},
+          {"email", u.email},
+          {"name", u.is_service_user ? u.service_user_name : u.name},
+          {"role", u.role},
+          {"status", u.blocked ? "blocked" : "active"},
+          {"last_login", rfc3339(u.last_login)},
+          {"auto_groups", u.auto_groups},
+          {"is_current", u.id == caller_id},
+          {"is_service_user", u.is_service_user},
+          {"is_blocked", u.blocked},
+          {"pending_approval", u.pending_approval},
+          {"issued", u.issued.empty() ? "api" : u.issued}};
+}
+
+json token_json(const core::personal_access_token& t) {
+  return {{"id", t.id},
+          {"name", t.name},
+          {"expiration_date", rfc3339(t.expiration_date)},
+          {"created_by", t.created_by},
+          {"created_at", rfc3339(t.created_at)},
+          {"last_used", rfc3339(t.last_used)}};
+}
+
+bool known_role(const std::string& r) {
+  return r == "owner" || r == "admin" || r == "user" || r == "billing_admin" || r == "auditor" ||
+         r == "network_admin";
+}
+
+} // namespace
+
+response rest_api::impl::users(caller& c, const request& req, const std::string& id,
+                               const std::string& sub, const std::string& token_id,
+                               soci::session& sql) {
+  auto& a = c.acc;
+  const auto& method = req.method;
+  storage::admin_store admin(sql, deps.db.kind);
+  storage::account_store store(sql, deps.db.kind);
+  if (id == "current" && method == "GET" && sub.empty())
+    return json_response(user_json(*c.user, c.user->id));
+  const auto find = [&](const std::string& uid) -> const core::user* {
+    for (const auto& u : a.users)
+      if (u.id == uid)
+        return &u;
+    return nullptr;
+  };
+  if (sub.empty()) {
+    if (method == "GET" && id.empty()) {
+      if (!c.admin())
+        fail(403, "permission denied");
+      const auto filter = req.query.count("service_user") ? req.query.at("service_user") : "";
+      json out = json::array();
+      for (const auto& u : a.users)
+        if (filter.empty() || (filter == "true") == u.is_service_user)
+          out.push_back(user_json(u, c.user->id));
+      return json_response(out);
+    }
+    require_admin(c);
+    if (method == "POST" && id.empty()) {
+      const auto body = parse_body(req.body);
+      core::user u;
+      u.account_id = a.id;
+      u.role = field<std::string>(body, "role");
+      if (!known_role(u.role))
+        fail(422, "invalid user role " + u.role);
+      if (u.role == "owner")
+        fail(422, "can't create user with owner role");
+      u.auto_groups = field<std::vector<std::string>>(body, "auto_groups");
+      for (const auto& gid : u.auto_groups)
+        if (!find_group(a, gid))
+          fail(422, "group " + gid + " not found");
+      if (!field<bool>(body, "is_service_user"))
+        fail(412, "inviting users needs an identity provider; only service users can be created");
+      u.is_service_user = true;
+      u.service_user_name = field<std::string>(body, "name");
+      u.name = u.service_user_name;
+      u.id = crypto::random_uuid_upper();
+      std::transform(u.id.begin(), u.id.end(), u.id.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+      u.issued = "api";
+      u.created_at = storage::store_time();
+      store.insert_user(u);
+      return json_response(user_json(u, c.user->id));
+    }
+    const auto* u = find(id);
+    if (!u)
+      fail(404, "user: " + id + " not found");
+    if (method == "PUT") {
+      const auto body = parse_body(req.body);
+      auto upd = *u;
+      upd.role = field<std::string>(body, "role", u->role);
+      if (!known_role(upd.role))
+        fail(422, "invalid user role " + upd.role);
+      upd.auto_groups = field<std::vector<std::string>>(body, "auto_groups", u->auto_groups);
+      for (const auto& gid : upd.auto_groups)
+        if (!find_group(a, gid))
+          fail(422, "group " + gid + " not found");
+      upd.blocked = field<bool>(body, "is_blocked", u->blocked);
+      if (u->id == c.user->id && upd.blocked)
+        fail(422, "unable to block own user");
+      if (u->id == c.user->id && upd.role != u->role)
+        fail(403, "admins can't change their own role");
+      if ((u->role == "owner" || upd.role == "owner") && c.user->role != "owner")
+        fail(403, "only an owner can change an owner's role");
+      if (!admin.update_user(upd))
+        fail(404, "user: " + id + " not found");
+      return json_response(user_json(upd, c.user->id));
+    }
+    if (method == "DELETE") {
+      if (u->id == c.user->id)
+        fail(422, "self deletion is not allowed");
+      if (u->role == "owner")
+        fail(403, "unable to delete a user with owner role");
+      if (!admin.delete_user(a.id, id))
+        fail(404, "user: " + id + " not found");
+      return json_response(json::object());
+    }
+    return error_response(405, "method not allowed");
+  }
+  if (sub != "tokens")
+    return error_response(404, "not found");
+  // Tokens: one's own, or (admins) a service user's.
+  const auto* u = find(id);
+  if (!u)
+    fail(404, "user: " + id + " not found");
+  if (u->id != c.user->id && !(c.admin() && u->is_service_user))
+    fail(403, "no permission to manage tokens of this user");
+  std::vector<const core::personal_access_token*> mine;
+  for (const auto& t : a.tokens)
+    if (t.user_id == u->id)
+      mine.push_back(&t);
+  if (token_id.empty() && method == "GET") {
+    json out = json::array();
+    for (const auto* t : mine)
+      out.push_back(token_json(*t));
+    return json_response(out);
+  }
+  if (token_id.empty() && method == "POST") {
+    const auto body = parse_body(req.body);
+    core::personal_access_token t;
+    t.name = field<std::string>(body, "name");
+    if (t.name.empty())
+      fail(422, "name for personal access token should not be empty");
+    const auto days = field<std::int64_t>(body, "expires_in");
+    if (days < 1 || days > 365)
+      fail(422, "expiration has to be between 1 and 365");
+    auto pat = crypto::make_pat();
+    t.id = crypto::random_id();
+    t.user_id = u->id;
+    t.hashed_token = pat.hashed;
+    t.created_by = c.user->id;
+    t.created_at = storage::store_time();
+    t.expiration_date = storage::store_time(days * 86400);
+    store.insert_token(t);
+    return json_response({{"plain_token", pat.plain}, {"personal_access_token", token_json(t)}});
+  }
+  const core::personal_access_token* tok = nullptr;
+  for (const auto* t : mine)
+    if (t->id == token_id)
+      tok = t;
+  if (!tok)
+    fail(404, "PAT: " + token_id + " not found");
+  if (method == "GET")
+    return json_response(token_json(*tok));
+  if (method == "DELETE") {
+    if (!admin.delete_token(u->id, token_id))
+      fail(404, "PAT: " + token_id + " not found");
+    return json_response(json::object());
+  }
+  return error_response(405, "method not allowed");
 }
 
 } // namespace nbm::api::http

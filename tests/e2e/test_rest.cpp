@@ -272,6 +272,16 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   check_error(other.put("/api/accounts/" + s.account, {{"settings", json::object()}}), 404,
               "account not found: " + s.account);
 
+  // Renaming a peer gives it a new DNS label, which reaches its own stream (its FQDN).
+  auto ren = api.put("/api/peers/" + pa.id, {{"name", "Alpha Two"}, {"ssh_enabled", true}});
+  REQUIRE(ren.status == 200);
+  CHECK(ren.body["dns_label"] == "alpha-two.netbird.selfhosted");
+  CHECK(ren.body["ssh_enabled"] == true);
+  CHECK(eventually([&] {
+    return sa.last_response().peerconfig().fqdn() == "alpha-two.netbird.selfhosted";
+  }));
+  check_error(api.put("/api/peers/" + pa.id, {{"name", ""}}), 422, "peer name shouldn't be empty");
+
   // Deleting a connected peer ends its stream.
   CHECK(api.del("/api/peers/" + pa.id).body == json::object());
   CHECK(sa.wait_end(3000ms));
@@ -308,4 +318,63 @@ TEST_CASE("rest: a policy change over REST reaches live streams") {
   CHECK(m.firewallrules(0).protocol() == management::RuleProtocol::UDP);
   CHECK(m.firewallrules(0).portinfo().range().start() == 1000);
   CHECK(m.firewallrules(0).portinfo().range().end() == 2000);
+}
+
+TEST_CASE("rest: users, service users and their tokens; a regular user's limits") {
+  server s(storage::engine::sqlite);
+  api_client api{s.api_port, "Token " + s.pat};
+  const auto me = api.get("/api/users/current").body["id"].get<std::string>();
+  auto su = api.post("/api/users", {{"name", "ci-bot"},
+                                    {"role", "user"},
+                                    {"auto_groups", json::array()},
+                                    {"is_service_user", true}});
+  REQUIRE(su.status == 200);
+  const std::string bot = su.body["id"];
+  CHECK(su.body["is_service_user"] == true);
+  CHECK(su.body["name"] == "ci-bot");
+  check_error(api.post("/api/users", {{"email", "a@b.c"}, {"role", "user"}, {"auto_groups", json::array()},
+                                      {"is_service_user", false}}),
+              412, "inviting users needs an identity provider; only service users can be created");
+  check_error(api.post("/api/users", {{"role", "king"}, {"is_service_user", true}}), 422,
+              "invalid user role king");
+  CHECK(api.get("/api/users").body.size() == 2);
+  CHECK(api.get("/api/users?service_user=true").body.size() == 1);
+
+  // An admin makes a token for the service user; the plain token is shown once.
+  check_error(api.post("/api/users/" + bot + "/tokens", {{"name", "t"}, {"expires_in", 0}}), 422,
+              "expiration has to be between 1 and 365");
+  auto t = api.post("/api/users/" + bot + "/tokens", {{"name", "deploy"}, {"expires_in", 30}});
+  REQUIRE(t.status == 200);
+  const std::string bot_token = t.body["plain_token"];
+  const std::string token_id = t.body["personal_access_token"]["id"];
+  CHECK(bot_token.rfind("nbp_", 0) == 0);
+  CHECK(api.get("/api/users/" + bot + "/tokens").body.size() == 1);
+  CHECK(api.get("/api/users/" + bot + "/tokens/" + token_id).body["name"] == "deploy");
+
+  // The bot (role user) may not touch the account's objects.
+  api_client as_bot{s.api_port, "Token " + bot_token};
+  CHECK(as_bot.get("/api/users/current").body["role"] == "user");
+  check_error(as_bot.get("/api/groups"), 403, "permission denied");
+  check_error(as_bot.post("/api/groups", {{"name", "mine"}}), 403, "permission denied");
+  check_error(as_bot.get("/api/setup-keys"), 403, "permission denied");
+  check_error(as_bot.get("/api/users"), 403, "permission denied");
+  CHECK(as_bot.get("/api/peers").body.empty());
+  check_error(as_bot.post("/api/users/" + me + "/tokens", {{"name", "steal"}, {"expires_in", 1}}), 403,
+              "no permission to manage tokens of this user");
+  // Made admin, it may.
+  CHECK(api.put("/api/users/" + bot, {{"role", "admin"}, {"auto_groups", json::array()}, {"is_blocked", false}})
+            .body["role"] == "admin");
+  CHECK(as_bot.get("/api/groups").status == 200);
+  // Blocked, its token stops working; the owner cannot block or delete itself.
+  CHECK(api.put("/api/users/" + bot, {{"role", "admin"}, {"auto_groups", json::array()}, {"is_blocked", true}})
+            .status == 200);
+  check_error(as_bot.get("/api/groups"), 401, "token invalid");
+  check_error(api.put("/api/users/" + me, {{"role", "owner"}, {"auto_groups", json::array()}, {"is_blocked", true}}),
+              422, "unable to block own user");
+  check_error(api.del("/api/users/" + me), 422, "self deletion is not allowed");
+  // Deleting the token, then the user.
+  CHECK(api.del("/api/users/" + bot + "/tokens/" + token_id).body == json::object());
+  check_error(api.get("/api/users/" + bot + "/tokens/" + token_id), 404, "PAT: " + token_id + " not found");
+  CHECK(api.del("/api/users/" + bot).body == json::object());
+  check_error(api.del("/api/users/" + bot), 404, "user: " + bot + " not found");
 }
