@@ -489,7 +489,7 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
 
   if (cmd.action == "account-create") {
     auto made = admin.create_account(
-        {cmd.domain, cmd.owner_email, cmd.owner_name, !cmd.no_default_policy, true});
+        {cmd.domain, cmd.owner_email, cmd.owner_name, !cmd.no_default_policy, true, ""});
     std::cout << "account_id: " << made.account_id << "\nowner_user_id: " << made.owner_user_id
               << "\nall_group_id: " << made.all_group_id << "\nnetwork: " << made.network
               << "\npersonal_access_token: " << made.pat << "\n";

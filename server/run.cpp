@@ -105,7 +105,15 @@ int run_management(const management_options& opts, config::management_config cfg
     deps.cfg = cfg;
     deps.dns_domain = opts.dns_domain;
     api::grpc_server grpc(std::move(deps), "0.0.0.0:" + std::to_string(opts.port));
-    api::http::rest_api rest({db, &sys, directory, opts.dns_domain, 4});
+    api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, {}};
+    if (cfg.http) {
+      rd.jwt.issuer = cfg.http->auth_issuer;
+      rd.jwt.audience = cfg.http->auth_audience;
+      rd.jwt.keys_location = cfg.http->auth_keys_location;
+      if (!cfg.http->auth_user_id_claim.empty())
+        rd.jwt.user_id_claim = cfg.http->auth_user_id_claim;
+    }
+    api::http::rest_api rest(std::move(rd));
     api::http::http_listener http(rest);
     const bool serving = http.start("0.0.0.0", opts.api_port);
     if (!serving) {

@@ -538,6 +538,16 @@ std::optional<std::string> account_store::account_of_token(const std::string& ha
   return account_id;
 }
 
+std::optional<std::string> account_store::account_of_user(const std::string& user_id) {
+  std::string account_id;
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT account_id FROM users WHERE id = :id", soci::use(user_id),
+      soci::into(account_id, ind);
+  if (!sql_.got_data() || ind != soci::i_ok)
+    return std::nullopt;
+  return account_id;
+}
+
 std::optional<core::setup_key> account_store::setup_key_by_hashed_key(const std::string& hashed) {
   auto rows = select_rows(sql_, kind_, "setup_keys", "\"key\" = :v", hashed);
   if (rows.empty())

@@ -32,6 +32,8 @@ public:
   std::optional<core::peer> peer_by_id(const std::string& account_id, const std::string& peer_id);
   // The account of the user owning the personal access token stored as `hashed_token`.
   std::optional<std::string> account_of_token(const std::string& hashed_token);
+  // The account a user (by id: an IdP subject or NetBird's id) belongs to.
+  std::optional<std::string> account_of_user(const std::string& user_id);
   // By the stored key: base64(SHA-256(upper-case plain key)), as NetBird looks it up.
   std::optional<core::setup_key> setup_key_by_hashed_key(const std::string& hashed_key);
   std::optional<core::setup_key> setup_key_by_id(const std::string& account_id,

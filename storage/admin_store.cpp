@@ -54,7 +54,7 @@ std::string store_time(std::int64_t offset_seconds) {
 created_account admin_store::create_account(const new_account& spec) {
   created_account out;
   out.account_id = crypto::random_id();
-  out.owner_user_id = crypto::random_id();
+  out.owner_user_id = spec.owner_user_id.empty() ? crypto::random_id() : spec.owner_user_id;
   out.all_group_id = crypto::random_id();
   // NetBird's NewNetwork: one random /16 out of 100.64.0.0/10.
   const int second_octet = 64 + static_cast<int>(randombytes_uniform(64));

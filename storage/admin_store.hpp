@@ -25,6 +25,7 @@ struct new_account {
   std::string owner_name;
   bool default_policy = true; // NetBird: the All<->All policy unless DisableDefaultPolicy
   bool with_pat = true;
+  std::string owner_user_id; // the IdP's user id (JWT subject); empty: a fresh id
 };
 
 struct created_account {

@@ -435,7 +435,9 @@ struct rest_api::impl {
     bool admin() const { return user->role == "owner" || user->role == "admin"; }
   };
 
-  explicit impl(rest_deps d) : deps(std::move(d)) {
+  jwt_verifier jwt;
+
+  explicit impl(rest_deps d) : deps(std::move(d)), jwt(deps.jwt) {
     for (int i = 0; i < std::max(1, deps.db_sessions); ++i) {
       auto s = std::make_unique<soci::session>();
       storage::open_session(*s, deps.db);
@@ -457,8 +459,10 @@ struct rest_api::impl {
     std::transform(scheme.begin(), scheme.end(), scheme.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     const std::string token = header.substr(space + 1);
-    if (scheme != "token" && !(scheme == "bearer" && token.rfind("nbp_", 0) == 0))
-      fail(401, scheme == "bearer" ? "token invalid" : "no valid authentication provided");
+    if (scheme == "bearer" && token.rfind("nbp_", 0) != 0)
+      return authenticate_jwt(sql, token);
+    if (scheme != "token" && scheme != "bearer")
+      fail(401, "no valid authentication provided");
     if (!crypto::pat_well_formed(token))
       fail(401, "token invalid");
     const auto hashed = crypto::sha256_base64(token);
@@ -483,6 +487,41 @@ struct rest_api::impl {
     }
     for (const auto& u : c.acc.users)
       if (u.id == pat->user_id)
+        c.user = &u;
+    if (!c.user || c.user->blocked)
+      fail(401, "token invalid");
+    return c;
+  }
+
+  // A JWT of the configured IdP: its user, or (first login, as NetBird) a new account it owns.
+  caller authenticate_jwt(soci::session& sql, const std::string& token) {
+    if (!jwt.configured())
+      fail(401, "token invalid");
+    std::string why;
+    auto claims = jwt.verify(token, why);
+    if (!claims) {
+      spdlog::debug("REST: JWT refused: {}", why);
+      fail(401, "token invalid");
+    }
+    storage::account_store store(sql, deps.db.kind);
+    auto account_id = store.account_of_user(claims->user_id);
+    if (!account_id) {
+      storage::admin_store admin(sql, deps.db.kind);
+      const auto at = claims->email.find('@');
+      storage::new_account spec;
+      spec.domain = at == std::string::npos ? "" : claims->email.substr(at + 1);
+      spec.owner_email = claims->email;
+      spec.with_pat = false;
+      spec.owner_user_id = claims->user_id;
+      account_id = admin.create_account(spec).account_id;
+      spdlog::info("REST: first login of {}: account {} created", claims->user_id, *account_id);
+    }
+    auto acc = store.load_account(*account_id);
+    if (!acc)
+      fail(401, "token invalid");
+    caller c{std::move(*acc), nullptr};
+    for (const auto& u : c.acc.users)
+      if (u.id == claims->user_id)
         c.user = &u;
     if (!c.user || c.user->blocked)
       fail(401, "token invalid");

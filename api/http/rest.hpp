@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/interfaces.hpp"
+#include "api/http/jwt.hpp"
 #include "storage/database.hpp"
 
 #include <map>
@@ -35,6 +36,7 @@ struct rest_deps {
   actors::peer_directory directory; // may be invalid (tests): no live fan-out then
   std::string dns_domain = "netbird.selfhosted";
   int db_sessions = 4;
+  jwt_config jwt; // Bearer JWTs: accepted only when keys_location is set
 };
 
 class rest_api {

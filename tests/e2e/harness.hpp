@@ -63,17 +63,18 @@ inline std::string field(const std::string& text, const std::string& name) {
 // The real server, its store and an account with a setup key.
 struct server {
   storage::db_options db;
-  std::string dir, config, account, all_group, pat;
+  std::string dir, config, account, all_group, pat, owner;
   int port = 0;
   int api_port = 0; // the REST API
   pid_t pid = -1;
 
-  explicit server(storage::engine kind) {
+  // `config_path`: a management.json of the test's own (default: NetBird's test config).
+  explicit server(storage::engine kind, const std::string& config_path = "") {
     db = test::fresh_store(kind, "wire");
     dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
           std::to_string(free_port());
     std::filesystem::create_directories(dir);
-    config = test::fixture("management.json");
+    config = config_path.empty() ? test::fixture("management.json") : config_path;
     // Changes made through the admin subcommands (another process) reach live streams when the
     // server polls the accounts' serials; keep that quick in tests.
     ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
@@ -88,6 +89,7 @@ struct server {
     account = field(out, "account_id");
     all_group = field(out, "all_group_id");
     pat = field(out, "personal_access_token");
+    owner = field(out, "owner_user_id");
     REQUIRE(account.size() == 20);
     start();
   }

@@ -4,6 +4,11 @@
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include <fstream>
 
 using namespace nbm;
 using namespace nbm::e2e;
@@ -56,6 +61,58 @@ struct api_client {
   reply post(const std::string& p, const json& b) { return call("POST", p, b.dump()); }
   reply put(const std::string& p, const json& b) { return call("PUT", p, b.dump()); }
   reply del(const std::string& p) { return call("DELETE", p); }
+};
+
+std::string b64url(const std::string& in) {
+  static const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  unsigned buf = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    buf = (buf << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(chars[(buf >> bits) & 0x3F]);
+    }
+  }
+  if (bits > 0)
+    out.push_back(chars[(buf << (6 - bits)) & 0x3F]);
+  return out;
+}
+
+// A locally generated RSA key: its JWK and RS256 signatures.
+struct rsa_key {
+  EVP_PKEY* key = EVP_RSA_gen(2048);
+  ~rsa_key() { EVP_PKEY_free(key); }
+
+  std::string bn_param(const char* name) const {
+    BIGNUM* bn = nullptr;
+    EVP_PKEY_get_bn_param(key, name, &bn);
+    std::string raw(static_cast<std::size_t>(BN_num_bytes(bn)), '\0');
+    BN_bn2bin(bn, reinterpret_cast<unsigned char*>(raw.data()));
+    BN_free(bn);
+    return b64url(raw);
+  }
+  json jwk(const std::string& kid) const {
+    return {{"kty", "RSA"}, {"kid", kid}, {"use", "sig"}, {"alg", "RS256"},
+            {"n", bn_param(OSSL_PKEY_PARAM_RSA_N)}, {"e", bn_param(OSSL_PKEY_PARAM_RSA_E)}};
+  }
+  std::string sign(const std::string& kid, const json& claims) const {
+    const std::string head = b64url(json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", kid}}.dump()) +
+                             "." + b64url(claims.dump());
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    std::size_t len = 0;
+    EVP_DigestSignInit(md, nullptr, EVP_sha256(), nullptr, key);
+    EVP_DigestSign(md, nullptr, &len, reinterpret_cast<const unsigned char*>(head.data()),
+                   head.size());
+    std::string sig(len, '\0');
+    EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &len,
+                   reinterpret_cast<const unsigned char*>(head.data()), head.size());
+    EVP_MD_CTX_free(md);
+    sig.resize(len);
+    return head + "." + b64url(sig);
+  }
 };
 
 void check_error(const reply& r, int status, const std::string& message) {
@@ -377,4 +434,70 @@ TEST_CASE("rest: users, service users and their tokens; a regular user's limits"
   check_error(api.get("/api/users/" + bot + "/tokens/" + token_id), 404, "PAT: " + token_id + " not found");
   CHECK(api.del("/api/users/" + bot).body == json::object());
   check_error(api.del("/api/users/" + bot), 404, "user: " + bot + " not found");
+}
+
+TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)") {
+  rsa_key idp, stranger;
+  // The IdP's JWKS over HTTP on 127.0.0.1.
+  httplib::Server jwks;
+  const std::string keys = json{{"keys", {idp.jwk("k1")}}}.dump();
+  jwks.Get("/.well-known/jwks.json", [&](const httplib::Request&, httplib::Response& r) {
+    r.set_content(keys, "application/json");
+  });
+  const int jwks_port = jwks.bind_to_any_port("127.0.0.1");
+  std::thread jt([&] { jwks.listen_after_bind(); });
+  // management.json: NetBird's test config with this IdP.
+  auto cfg = json::parse(std::ifstream(test::fixture("management.json")));
+  cfg["HttpConfig"]["AuthIssuer"] = "https://idp.test/";
+  cfg["HttpConfig"]["AuthAudience"] = "netbird-dashboard";
+  cfg["HttpConfig"]["AuthKeysLocation"] =
+      "http://127.0.0.1:" + std::to_string(jwks_port) + "/.well-known/jwks.json";
+  const auto path = test::temp_dir() + "/jwt-" + std::to_string(::getpid()) + ".json";
+  std::ofstream(path) << cfg.dump(2);
+  {
+    server s(storage::engine::sqlite, path);
+    const auto now = static_cast<long long>(std::time(nullptr));
+    const json good = {{"sub", s.owner}, {"iss", "https://idp.test/"},
+                       {"aud", {"netbird-dashboard", "other"}}, {"exp", now + 300},
+                       {"email", "owner@example.com"}};
+    api_client api{s.api_port, "Bearer " + idp.sign("k1", good)};
+    auto me = api.get("/api/users/current");
+    REQUIRE(me.status == 200);
+    CHECK(me.body["id"] == s.owner);
+    CHECK(me.body["role"] == "owner");
+    CHECK(api.get("/api/accounts").body[0]["id"] == s.account);
+
+    const auto refused = [&](const json& claims, const rsa_key& by, const std::string& kid) {
+      check_error(api.call("GET", "/api/groups", "", "Bearer " + by.sign(kid, claims)), 401,
+                  "token invalid");
+    };
+    auto bad = good;
+    bad["exp"] = now - 10;
+    refused(bad, idp, "k1"); // expired
+    bad = good;
+    bad["aud"] = "someone-else";
+    refused(bad, idp, "k1"); // audience
+    bad = good;
+    bad["iss"] = "https://evil.test/";
+    refused(bad, idp, "k1"); // issuer
+    refused(good, stranger, "k1"); // another key under the IdP's key id
+    refused(good, stranger, "k9"); // a key id the IdP does not have
+    check_error(api.call("GET", "/api/groups", "", "Bearer not-a-jwt"), 401, "token invalid");
+
+    // A user the store does not know yet: NetBird's first login makes an account it owns.
+    auto fresh = good;
+    fresh["sub"] = "idp-user-42";
+    fresh["email"] = "new@corp.example";
+    api_client newcomer{s.api_port, "Bearer " + idp.sign("k1", fresh)};
+    auto acc = newcomer.get("/api/accounts");
+    REQUIRE(acc.status == 200);
+    CHECK(acc.body[0]["id"] != s.account);
+    CHECK(acc.body[0]["domain"] == "corp.example");
+    CHECK(newcomer.get("/api/users/current").body["role"] == "owner");
+    // ... and nothing of the first account.
+    check_error(newcomer.get("/api/groups/" + s.all_group), 404,
+                "group: " + s.all_group + " not found");
+  }
+  jwks.stop();
+  jt.join();
 }
