@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
 
+#include <memory>
+#include <unordered_map>
+
 #include <bit>
 #include <cctype>
 #include <cstdio>
@@ -76,12 +79,14 @@ std::string go_utc_time(std::string t) {
 // Rows as text, keyed by column name: one reading path for both engines (booleans come back as
 // "1"/"0" from SQLite and "true"/"false" from PostgreSQL; times as NetBird's text).
 struct text_row {
-  std::map<std::string, cell> cells;
+  // Column name -> position, shared by every row of one SELECT.
+  std::shared_ptr<const std::unordered_map<std::string, std::size_t>> index;
+  std::vector<cell> values;
 
   const cell& at(const std::string& c) const {
     static const cell none;
-    auto it = cells.find(c);
-    return it == cells.end() ? none : it->second;
+    auto it = index->find(c);
+    return it == index->end() ? none : values[it->second];
   }
   std::string str(const std::string& c) const { return at(c).value_or(""); }
   bool boolean(const std::string& c) const {
@@ -141,17 +146,21 @@ std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::st
     q += " WHERE " + where;
   std::vector<text_row> out;
   std::string bound = value;
+  auto index = std::make_shared<std::unordered_map<std::string, std::size_t>>();
+  for (std::size_t i = 0; i < cols.size(); ++i)
+    index->emplace(cols[i].name, i);
   auto consume = [&](soci::rowset<soci::row>& rs) {
     for (const auto& r : rs) {
       text_row tr;
+      tr.index = index;
+      tr.values.resize(cols.size());
       for (std::size_t i = 0; i < cols.size(); ++i) {
-        cell v;
-        if (r.get_indicator(i) != soci::i_null) {
-          v = r.get<std::string>(i);
-          if (pg_time[i])
-            v = go_utc_time(*v);
-        }
-        tr.cells[cols[i].name] = std::move(v);
+        if (r.get_indicator(i) == soci::i_null)
+          continue;
+        auto& v = tr.values[i];
+        v = r.get<std::string>(i);
+        if (pg_time[i])
+          v = go_utc_time(*v);
       }
       out.push_back(std::move(tr));
     }

@@ -17,6 +17,8 @@
 #include <mutex>
 #include <regex>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 namespace nbm::api::http {
 
@@ -105,11 +107,30 @@ json group_minimums(const core::account& a, const std::vector<std::string>& ids)
   return out;
 }
 
-json group_json(const core::account& a, const core::group& g) {
+// Lookups over one loaded account, so lists stay linear in its size.
+struct account_index {
+  std::unordered_map<std::string_view, const core::peer*> peers;
+  std::unordered_map<std::string_view, std::vector<const core::group*>> groups_of;
+
+  explicit account_index(const core::account& a) {
+    peers.reserve(a.peers.size());
+    for (const auto& p : a.peers)
+      peers.emplace(p.id, &p);
+    for (const auto& g : a.groups)
+      for (const auto& pid : g.peers)
+        groups_of[pid].push_back(&g);
+  }
+  const core::peer* peer(const std::string& id) const {
+    auto it = peers.find(id);
+    return it == peers.end() ? nullptr : it->second;
+  }
+};
+
+json group_json(const account_index& ix, const core::group& g) {
   json j = group_minimum(g);
   json peers = json::array();
   for (const auto& pid : g.peers)
-    if (const auto* p = a.find_peer(pid))
+    if (const auto* p = ix.peer(pid))
       peers.push_back({{"id", p->id}, {"name", p->name}});
   j["peers"] = peers;
   json res = json::array();
@@ -230,11 +251,11 @@ json setup_key_json(const core::setup_key& k, const std::string& plain = "") {
           {"allow_extra_dns_labels", k.allow_extra_dns_labels}};
 }
 
-json peer_json(const core::account& a, const core::peer& p, const std::string& dns_domain) {
+json peer_json(const account_index& ix, const core::peer& p, const std::string& dns_domain) {
   json groups = json::array();
-  for (const auto& g : a.groups)
-    if (std::find(g.peers.begin(), g.peers.end(), p.id) != g.peers.end())
-      groups.push_back(group_minimum(g));
+  if (auto it = ix.groups_of.find(p.id); it != ix.groups_of.end())
+    for (const auto* g : it->second)
+      groups.push_back(group_minimum(*g));
   const auto& m = p.meta;
   const std::string os_version = m.os_version.empty() ? m.core : m.os_version;
   return {{"id", p.id},
@@ -592,6 +613,7 @@ response rest_api::impl::route(const request& req) {
   // own user and its own tokens.
   if (kind != "peers" && kind != "users" && !c.admin())
     fail(403, "permission denied");
+  const account_index ix(a);
   storage::config_store cfg(sql, deps.db.kind);
   storage::admin_store admin(sql, deps.db.kind);
 
@@ -673,7 +695,7 @@ response rest_api::impl::route(const request& req) {
         const auto& p = a.peers[i];
         if (!visible(p) || (!name.empty() && p.name != name) || (!ip.empty() && p.ip != ip))
           continue;
-        auto j = peer_json(a, p, domain);
+        auto j = peer_json(ix, p, domain);
         const auto map = view.map_for(i);
         j["accessible_peers_count"] = map.remote_peers.size() + map.offline_peers.size();
         out.push_back(std::move(j));
@@ -684,7 +706,7 @@ response rest_api::impl::route(const request& req) {
     if (!p || !visible(*p))
       fail(404, "peer not found: " + id);
     if (method == "GET")
-      return json_response(peer_json(a, *p, domain));
+      return json_response(peer_json(ix, *p, domain));
     require_admin(c);
     if (method == "PUT") {
       const auto body = parse_body(req.body);
@@ -718,7 +740,7 @@ response rest_api::impl::route(const request& req) {
       for (auto& q : a.peers)
         if (q.id == upd.id)
           q = upd;
-      return json_response(peer_json(a, upd, domain));
+      return json_response(peer_json(account_index(a), upd, domain));
     }
     if (method == "DELETE") {
       if (!admin.delete_peer(a.id, id))
@@ -813,7 +835,7 @@ response rest_api::impl::route(const request& req) {
       const auto name = req.query.count("name") ? req.query.at("name") : "";
       for (const auto& g : a.groups)
         if (name.empty() || g.name == name)
-          out.push_back(group_json(a, g));
+          out.push_back(group_json(ix, g));
       if (!name.empty() && out.empty())
         fail(404, "group with name " + name + " not found");
       return json_response(out);
@@ -822,7 +844,7 @@ response rest_api::impl::route(const request& req) {
       const auto* g = find_group(a, id);
       if (!g)
         not_found("group", id);
-      return json_response(group_json(a, *g));
+      return json_response(group_json(ix, *g));
     }
     require_admin(c);
     if (method == "POST" || method == "PUT") {
@@ -848,7 +870,7 @@ response rest_api::impl::route(const request& req) {
       auto saved = cfg.save_group(g);
       changed(a.id, saved.serial);
       g.id = saved.id;
-      return json_response(group_json(a, g));
+      return json_response(group_json(account_index(a), g));
     }
     if (method == "DELETE") {
       if (auto bad = core::validate_group_delete(a, id))

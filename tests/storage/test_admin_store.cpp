@@ -34,7 +34,7 @@ TEST_CASE("admin: a new account has NetBird's defaults, an owner and a working P
     INFO(test::backend_name(opts));
     session_of s(opts);
     admin_store admin(s.sql, opts.kind);
-    auto made = admin.create_account({"example.com", "owner@example.com", "Owner", true, true});
+    auto made = admin.create_account({"example.com", "owner@example.com", "Owner", true, true, ""});
     CHECK(made.account_id.size() == 20);
     storage::account_store accounts(s.sql, opts.kind);
     auto a = accounts.load_account(made.account_id);
@@ -72,7 +72,7 @@ TEST_CASE("admin: a new account has NetBird's defaults, an owner and a working P
     CHECK(a->tokens[0].hashed_token == crypto::sha256_base64(made.pat));
     CHECK(a->tokens[0].user_id == made.owner_user_id);
 
-    auto bare = admin.create_account({"other.com", "", "", false, false});
+    auto bare = admin.create_account({"other.com", "", "", false, false, ""});
     auto b = accounts.load_account(bare.account_id);
     REQUIRE(b.has_value());
     CHECK(b->policies.empty());
@@ -86,7 +86,7 @@ TEST_CASE("admin: setup keys are created, found by their plain text, used, revok
     INFO(test::backend_name(opts));
     session_of s(opts);
     admin_store admin(s.sql, opts.kind);
-    auto acc = admin.create_account({"example.com", "", "", true, false});
+    auto acc = admin.create_account({"example.com", "", "", true, false, ""});
 
     storage::new_setup_key one;
     one.account_id = acc.account_id;
@@ -156,7 +156,7 @@ TEST_CASE("admin: two peers racing for a one-off key -> exactly one wins") {
     {
       session_of s(opts);
       admin_store admin(s.sql, opts.kind);
-      auto acc = admin.create_account({"example.com", "", "", true, false});
+      auto acc = admin.create_account({"example.com", "", "", true, false, ""});
       storage::new_setup_key k;
       k.account_id = acc.account_id;
       k.name = "once";

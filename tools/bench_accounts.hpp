@@ -1,0 +1,95 @@
+// NetBird's benchmark account shape (management/server/peer_test.go setupTestAccountManager):
+// `peers` peers in `groups` groups, one group<->group policy per group and one routing peer per
+// group serving a route to it. Shared by the benchmarks.
+#pragma once
+
+#include "core/model.hpp"
+#include "crypto/crypto.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace nbm::bench {
+
+inline std::string ip_of(int i) {
+  return "100.64." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+}
+
+inline core::account bench_account(int peers, int groups) {
+  core::account a;
+  a.id = "bench";
+  a.domain = "bench.example";
+  a.net.identifier = "net";
+  a.net.net = "100.64.0.0/10";
+  a.net.serial = 1;
+  core::group all;
+  all.id = "group-all";
+  all.account_id = a.id;
+  all.name = "All";
+  all.issued = "api";
+  auto add_peer = [&](const std::string& id, int n, const std::string& version) {
+    core::peer p;
+    p.id = id;
+    p.account_id = a.id;
+    p.key = crypto::base64_encode(crypto::make_wg_key_pair().public_key);
+    p.ip = ip_of(n + 1);
+    p.name = id;
+    p.dns_label = id;
+    p.meta.hostname = id;
+    p.meta.wt_version = version;
+    p.user_id = "regular_user";
+    p.status.connected = true;
+    a.peers.push_back(p);
+    all.peers.push_back(id);
+  };
+  for (int i = 0; i < peers; ++i)
+    add_peer("peer-" + std::to_string(i), i, "0.60.0");
+  const int per_group = std::max(1, peers / groups);
+  for (int g = 0; g < groups; ++g) {
+    core::group gr;
+    gr.id = "group-" + std::to_string(g);
+    gr.account_id = a.id;
+    gr.name = gr.id;
+    gr.issued = "api";
+    for (int i = g * per_group; i < std::min(peers, (g + 1) * per_group); ++i)
+      gr.peers.push_back("peer-" + std::to_string(i));
+    const std::string router = "peer-nr-" + std::to_string(g);
+    add_peer(router, peers + g, "development");
+    gr.peers.push_back(router);
+    a.groups.push_back(gr);
+
+    core::policy pol;
+    pol.id = "policy-" + std::to_string(g);
+    pol.account_id = a.id;
+    pol.name = pol.id;
+    pol.enabled = true;
+    core::policy_rule r;
+    r.id = pol.id + "-rule";
+    r.policy_id = pol.id;
+    r.name = r.id;
+    r.enabled = true;
+    r.bidirectional = true;
+    r.action = "accept";
+    r.protocol = "all";
+    r.sources = {gr.id};
+    r.destinations = {gr.id};
+    pol.rules.push_back(r);
+    a.policies.push_back(pol);
+
+    core::route rt;
+    rt.id = "route-" + std::to_string(g);
+    rt.account_id = a.id;
+    rt.network = "192.0.2.0/32";
+    rt.network_type = 1;
+    rt.net_id = "resource-" + std::to_string(g);
+    rt.peer = router;
+    rt.metric = 9999;
+    rt.enabled = true;
+    rt.groups = {gr.id};
+    a.routes.push_back(rt);
+  }
+  a.groups.push_back(all);
+  return a;
+}
+
+} // namespace nbm::bench

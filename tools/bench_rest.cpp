@@ -1,0 +1,139 @@
+// REST list latency: GET /api/peers (and /api/groups, /api/policies) over HTTP on 127.0.0.1
+// against an account of NetBird's benchmark shape in a real store (SQLite file; PostgreSQL with
+// --pg-dsn), authenticated with a PAT. Prints p50 / p99 per size.
+//
+//   build/tools/bench_rest [--runs N] [--pg-dsn DSN] [--sizes 500/100,5000/200]
+#include "api/http/rest.hpp"
+#include "storage/account_store.hpp"
+#include "storage/schema.hpp"
+#include "tools/bench_accounts.hpp"
+
+#include <httplib.h>
+#include <soci/soci.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <unistd.h>
+
+using namespace nbm;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+struct result {
+  double p50 = 0, p99 = 0;
+  std::size_t bytes = 0;
+};
+
+result measure(int port, const std::string& pat, const std::string& path, int runs) {
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_read_timeout(60);
+  httplib::Headers h{{"Authorization", "Token " + pat}};
+  std::vector<double> ms;
+  result r;
+  for (int i = 0; i < runs + 2; ++i) {
+    const auto t0 = clk::now();
+    auto res = cli.Get(path, h);
+    const double d = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+    if (!res || res->status != 200) {
+      std::fprintf(stderr, "GET %s failed: %d\n", path.c_str(), res ? res->status : -1);
+      std::exit(1);
+    }
+    r.bytes = res->body.size();
+    if (i >= 2) // warm-up
+      ms.push_back(d);
+  }
+  std::sort(ms.begin(), ms.end());
+  r.p50 = ms[ms.size() / 2];
+  r.p99 = ms[std::min(ms.size() - 1, static_cast<std::size_t>(ms.size() * 0.99))];
+  return r;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int runs = 30;
+  std::string pg_dsn;
+  std::vector<std::pair<int, int>> sizes{{500, 100}, {5000, 200}};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc)
+      runs = std::max(3, std::atoi(argv[++i]));
+    else if (a == "--pg-dsn" && i + 1 < argc)
+      pg_dsn = argv[++i];
+    else if (a == "--sizes" && i + 1 < argc) {
+      sizes.clear();
+      std::stringstream ss(argv[++i]);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        auto slash = item.find('/');
+        sizes.emplace_back(std::stoi(item.substr(0, slash)), std::stoi(item.substr(slash + 1)));
+      }
+    } else {
+      std::fprintf(stderr, "usage: %s [--runs N] [--pg-dsn DSN] [--sizes P/G,...]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::vector<storage::db_options> stores;
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("nbm-bench-rest-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::printf("REST lists over HTTP on 127.0.0.1, PAT auth (%d requests each after warm-up)\n",
+              runs);
+  std::printf("%9s %7s %7s | %-15s | %9s %9s %10s\n", "store", "peers", "groups", "path",
+              "p50 ms", "p99 ms", "bytes");
+  for (const bool pg : {false, true}) {
+    if (pg && pg_dsn.empty())
+      continue;
+    for (auto [peers, groups] : sizes) {
+      storage::db_options db;
+      db.kind = pg ? storage::engine::postgres : storage::engine::sqlite;
+      db.target = pg ? pg_dsn : (dir / ("store-" + std::to_string(peers) + ".db")).string();
+      soci::session sql;
+      storage::open_session(sql, db);
+      storage::ensure_schema(sql, db.kind);
+      for (const char* t : {"personal_access_tokens", "users", "group_peers", "groups", "routes",
+                            "policy_rules", "policies", "peers", "accounts"})
+        sql << std::string("DELETE FROM ") + t;
+      auto acc = bench::bench_account(peers, groups);
+      core::user owner;
+      owner.id = "owner";
+      owner.account_id = acc.id;
+      owner.role = "owner";
+      owner.issued = "api";
+      acc.users.push_back(owner);
+      const auto pat = crypto::make_pat();
+      core::personal_access_token t;
+      t.id = "token";
+      t.user_id = owner.id;
+      t.name = "bench";
+      t.hashed_token = pat.hashed;
+      t.created_by = owner.id;
+      t.expiration_date = "2099-01-01 00:00:00+00:00";
+      acc.tokens.push_back(t);
+      storage::account_store(sql, db.kind).insert_account_tree(acc);
+
+      api::http::rest_deps deps;
+      deps.db = db;
+      api::http::rest_api rest(deps);
+      api::http::http_listener http(rest);
+      const int port = 40000 + static_cast<int>(::getpid() % 20000);
+      if (!http.start("127.0.0.1", port)) {
+        std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
+        return 1;
+      }
+      for (const char* path : {"/api/peers", "/api/groups", "/api/policies"}) {
+        auto r = measure(port, pat.plain, path, runs);
+        std::printf("%9s %7d %7d | %-15s | %9.2f %9.2f %10zu\n", pg ? "postgres" : "sqlite", peers,
+                    groups, path, r.p50, r.p99, r.bytes);
+        std::fflush(stdout);
+      }
+      http.stop();
+    }
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
