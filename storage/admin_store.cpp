@@ -346,6 +346,14 @@ bool admin_store::delete_token(const std::string& user_id, const std::string& to
   return st.get_affected_rows() > 0;
 }
 
+bool admin_store::delete_setup_key(const std::string& account_id, const std::string& key_id) {
+  soci::statement st =
+      (sql_.prepare << "DELETE FROM setup_keys WHERE account_id = :acc AND id = :id",
+       soci::use(account_id, "acc"), soci::use(key_id, "id"));
+  st.execute(true);
+  return st.get_affected_rows() > 0;
+}
+
 bool admin_store::update_setup_key_groups(const std::string& account_id, const std::string& key_id,
                                           const std::vector<std::string>& auto_groups) {
   row_values r;

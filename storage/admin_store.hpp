@@ -85,6 +85,7 @@ public:
   // The user and its personal access tokens.
   bool delete_user(const std::string& account_id, const std::string& user_id);
   bool delete_token(const std::string& user_id, const std::string& token_id);
+  bool delete_setup_key(const std::string& account_id, const std::string& key_id);
   bool update_setup_key_groups(const std::string& account_id, const std::string& key_id,
                                const std::vector<std::string>& auto_groups);
   // A peer's editable fields; bumps the account's network serial (names and SSH reach maps).

@@ -825,6 +825,11 @@ response rest_api::impl::route(const request& req) {
       updated.auto_groups = groups;
       return json_response(setup_key_json(updated));
     }
+    if (method == "DELETE") {
+      if (!admin.delete_setup_key(a.id, id))
+        not_found("setup key", id);
+      return json_response(json::object());
+    }
     return method_not_allowed();
   }
 

@@ -339,6 +339,53 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   }));
   check_error(api.put("/api/peers/" + pa.id, {{"name", ""}}), 422, "peer name shouldn't be empty");
 
+  // Every other resource of the first account, seen from the second: 404, and nothing changes.
+  auto g = api.post("/api/groups", {{"name", "devs"}});
+  const std::string gid = g.body["id"];
+  const json rule = {{"name", "r"}, {"enabled", true}, {"action", "accept"}, {"protocol", "all"},
+                     {"sources", {gid}}, {"destinations", {gid}}};
+  const std::string pol = api.post("/api/policies", {{"name", "p"}, {"enabled", true}, {"rules", {rule}}})
+                              .body["id"];
+  const std::string rt = api.post("/api/routes", {{"network_id", "n"}, {"enabled", true}, {"peer", pa.id},
+                                                  {"network", "10.9.0.0/24"}, {"metric", 9},
+                                                  {"groups", {gid}}})
+                             .body["id"];
+  const std::string ns = api.post("/api/dns/nameservers",
+                                  {{"name", "ns"}, {"nameservers", {{{"ip", "1.1.1.1"}, {"port", 53}}}},
+                                   {"enabled", true}, {"groups", {gid}}, {"primary", true}})
+                             .body["id"];
+  const auto owner_id = api.get("/api/users/current").body["id"].get<std::string>();
+  REQUIRE(pol.size() == 20);
+  REQUIRE(rt.size() == 20);
+  REQUIRE(ns.size() == 20);
+  check_error(other.get("/api/policies/" + pol), 404, "policy: " + pol + " not found");
+  check_error(other.put("/api/policies/" + pol, {{"name", "x"}, {"enabled", true}, {"rules", {rule}}}), 404,
+              "policy: " + pol + " not found");
+  check_error(other.del("/api/policies/" + pol), 404, "policy: " + pol + " not found");
+  check_error(other.get("/api/routes/" + rt), 404, "route: " + rt + " not found");
+  check_error(other.del("/api/routes/" + rt), 404, "route: " + rt + " not found");
+  check_error(other.get("/api/dns/nameservers/" + ns), 404, "nameserver group: " + ns + " not found");
+  check_error(other.del("/api/dns/nameservers/" + ns), 404, "nameserver group: " + ns + " not found");
+  check_error(other.del("/api/groups/" + gid), 404, "group: " + gid + " not found");
+  check_error(other.del("/api/setup-keys/" + key_id), 404, "setup key: " + key_id + " not found");
+  check_error(other.get("/api/users/" + owner_id + "/tokens"), 404, "user: " + owner_id + " not found");
+  check_error(other.del("/api/users/" + owner_id), 404, "user: " + owner_id + " not found");
+  // The other account's lists hold none of them; ours still has them all.
+  CHECK(other.get("/api/policies").body.size() == 1); // its own Default
+  CHECK(other.get("/api/routes").body.empty());
+  CHECK(other.get("/api/dns/nameservers").body.empty());
+  CHECK(api.get("/api/policies/" + pol).status == 200);
+  CHECK(api.get("/api/routes/" + rt).status == 200);
+  CHECK(api.get("/api/dns/nameservers/" + ns).status == 200);
+  CHECK(api.get("/api/groups/" + gid).status == 200);
+
+  // Our own key can be deleted; then it is gone.
+  auto spare = api.post("/api/setup-keys", {{"name", "spare"}, {"type", "one-off"}, {"usage_limit", 1},
+                                            {"auto_groups", json::array()}});
+  const std::string spare_id = spare.body["id"];
+  CHECK(api.del("/api/setup-keys/" + spare_id).body == json::object());
+  check_error(api.get("/api/setup-keys/" + spare_id), 404, "setup key: " + spare_id + " not found");
+
   // Deleting a connected peer ends its stream.
   CHECK(api.del("/api/peers/" + pa.id).body == json::object());
   CHECK(sa.wait_end(3000ms));
