@@ -1,5 +1,6 @@
 #include "actors/account_actor.hpp"
 
+#include "core/expiry.hpp"
 #include "core/registration.hpp"
 #include "storage/account_store.hpp"
 
@@ -108,6 +109,13 @@ void fan_out(account_ptr_t self) {
       it = st.sessions.erase(it);
       continue;
     }
+    if (core::must_log_in_again(view.acc(), view.acc().peers[*idx], now_unix())) {
+      // Its login expired (marked by the expiry actor here or on another replica): the stream
+      // ends, and the next Sync is refused until the peer logs in again.
+      self->send(s.peer, close_atom::value, std::string("peer login expired"));
+      it = st.sessions.erase(it);
+      continue;
+    }
     auto m = view.map_for(*idx);
     const auto fp = view.fingerprint(m);
     if (fp == s.fingerprint) {
@@ -177,6 +185,11 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           self->send(peer, close_atom::value, std::string("peer not found"));
           return;
         }
+        if (core::must_log_in_again(ch->view->acc(), ch->view->acc().peers[*idx], now_unix())) {
+          st.sessions.erase(peer_id);
+          self->send(peer, close_atom::value, std::string("peer login expired"));
+          return;
+        }
         s.token = token;
         s.peer = std::move(peer);
         auto u = std::make_shared<map_update>();
@@ -203,7 +216,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                                [&](const core::peer& p) { return p.id == peer_id; });
         if (it == a.peers.end())
           return {permission_denied, "peer is not registered"};
-        if (core::login_expired(a, *it, now_unix()))
+        if (core::must_log_in_again(a, *it, now_unix()))
           return {permission_denied, "peer login has expired, please log in once more"};
         if (has_meta && !meta.hostname.empty() && !(it->meta == meta)) {
           // Stored by the caller already; the agent version, for one, shapes maps.

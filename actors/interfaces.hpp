@@ -51,6 +51,9 @@ using check_atom = caf::atom_constant<caf::atom("check")>;
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using derive_atom = caf::atom_constant<caf::atom("derive")>;
+using dir_atom = caf::atom_constant<caf::atom("directory")>;
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -188,6 +191,24 @@ typename Inspector::result_type inspect(Inspector& f, account_state_record& x) {
            x.connected, x.changes, x.maps_sent, x.maps_skipped, x.reloads);
 }
 
+// What the expiry actor reports about itself.
+struct expiry_state_record {
+  std::uint64_t peers = 0;       // peers in its book (candidates of the lifecycle rules)
+  std::uint64_t scheduled = 0;   // live deadlines
+  std::int64_t next_ns = 0;      // the earliest deadline, Unix ns (0 = none)
+  std::uint64_t expired = 0;     // login-expired marks that landed (login or inactivity)
+  std::uint64_t deleted = 0;     // ephemeral peers deleted
+  std::uint64_t refused = 0;     // decisions the store's fence refused (the row had changed)
+  std::uint64_t derivations = 0; // accounts (re)derived from the store
+  std::uint64_t errors = 0;      // store failures (retried)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expiry_state_record& x) {
+  return f(caf::meta::type_name("expiry_state_record"), x.peers, x.scheduled, x.next_ns, x.expired,
+           x.deleted, x.refused, x.derivations, x.errors);
+}
+
 // --- actor interfaces
 // -------------------------------------------------------------------------------
 
@@ -278,6 +299,25 @@ using login_service = caf::typed_actor<
     caf::replies_to<lookup_atom, std::string, bool, core::peer_meta>::with<peer_view>,
     // Logout: deletes the peer (NetBird's semantics); answers the deleted peer, or NotFound.
     caf::replies_to<logout_atom, std::string>::with<peer_view>>;
+
+// Login expiration, inactivity expiration and ephemeral-peer cleanup for the whole process: one
+// book of deadlines derived from the store (at start, when an account's serial moves, and in a
+// periodic sweep) and kept current by landed sessions; one pending timer. Every expiration or
+// deletion is a write fenced by the store (storage/lifecycle_store); what lands is then told to
+// the account actor (maps) and the peer's stream is ended.
+using expiry_actor = caf::typed_actor<
+    // A landed connect or disconnect (it is a session observer): reschedules that peer.
+    caf::reacts_to<landed_atom, session_event>,
+    // The directory whose account and peer actors hear of what was expired or deleted.
+    caf::reacts_to<dir_atom, peer_directory>,
+    // Runs what is due (the timer's message; tests with an injected clock send it themselves).
+    caf::reacts_to<tick_atom, std::uint64_t>,
+    // Re-derives an account's schedule from the store ("" = every account).
+    caf::reacts_to<derive_atom, std::string>,
+    // Internal: the poll of the accounts' serials (and the periodic sweep).
+    caf::reacts_to<check_atom>,
+    // State and counters.
+    caf::replies_to<status_atom>::with<expiry_state_record>>;
 
 } // namespace nbm::actors
 

@@ -1,5 +1,6 @@
 #include "actors/login_service.hpp"
 
+#include "core/expiry.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
@@ -47,7 +48,7 @@ double now_unix() {
 }
 
 bool login_expired(const core::account& a, const core::peer& p) {
-  return core::login_expired(a, p, now_unix());
+  return core::must_log_in_again(a, p, now_unix()); // NetBird's peerLoginExpired
 }
 
 peer_view view_of(const core::account& a, const core::peer& p) {

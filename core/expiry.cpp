@@ -81,6 +81,10 @@ std::optional<unix_ns> due_at(const lifecycle_facts& f, lifecycle_rule r, unix_n
   return std::nullopt;
 }
 
+bool must_log_in_again(const account& a, const peer& p, double now_unix) {
+  return p.status.login_expired || login_expired(a, p, now_unix);
+}
+
 bool lifecycle_candidate(const lifecycle_facts& f) {
   return f.ephemeral || (f.sso && (f.login_expiration_enabled || f.inactivity_expiration_enabled));
 }

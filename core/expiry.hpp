@@ -72,6 +72,11 @@ std::optional<unix_ns> inactivity_expiry_at(const lifecycle_facts& f);
 std::optional<unix_ns> ephemeral_cleanup_at(const lifecycle_facts& f, unix_ns lifetime_ns);
 std::optional<unix_ns> due_at(const lifecycle_facts& f, lifecycle_rule r, unix_ns lifetime_ns);
 
+// NetBird's peerLoginExpired, the gate of Login and Sync: the login expired by time (SSO peer,
+// expiration enabled on the peer and in the account), or the store says so (a login or inactivity
+// expiration marked it), whatever the toggles say now.
+bool must_log_in_again(const account& a, const peer& p, double now_unix);
+
 // Whether `f` is a peer the lifecycle rules may ever concern (the store's candidate filter):
 // ephemeral, or SSO with one of the expirations enabled on the peer.
 bool lifecycle_candidate(const lifecycle_facts& f);

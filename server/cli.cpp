@@ -163,6 +163,21 @@ parse_result parse_cli(int argc, const char* const* argv) {
   acc_create->add_option("--owner-name", ac.owner_name, "the owner's name");
   acc_create->add_flag("--no-default-policy", ac.no_default_policy,
                        "do not create the default All<->All policy");
+  auto* acc_settings = account->add_subcommand(
+      "settings", "show or change an account's peer expiration settings (bumps its serial)");
+  acc_settings->add_option("--account-id", ac.account_id, "account id")->required();
+  acc_settings->add_option("--peer-login-expiration", ac.peer_login_expiration,
+                           "how long an SSO peer's login lasts (Go duration, 1h to 180 days)");
+  acc_settings
+      ->add_option("--peer-login-expiration-enabled", ac.peer_login_expiration_enabled,
+                   "true or false")
+      ->check(CLI::IsMember({"true", "false"}));
+  acc_settings->add_option("--peer-inactivity-expiration", ac.peer_inactivity_expiration,
+                           "how long an SSO peer may stay disconnected (Go duration)");
+  acc_settings
+      ->add_option("--peer-inactivity-expiration-enabled", ac.peer_inactivity_expiration_enabled,
+                   "true or false")
+      ->check(CLI::IsMember({"true", "false"}));
   auto* keys = admin->add_subcommand("setup-key", "setup keys")->require_subcommand(1);
   auto* key_create = keys->add_subcommand("create", "create a setup key and print it");
   key_create->add_option("--account", ac.account_id, "account id")->required();
@@ -264,6 +279,7 @@ parse_result parse_cli(int argc, const char* const* argv) {
                                            acc_create, key_create, key_list, key_revoke};
   for (const auto& c : object_kinds)
     commands.insert(commands.end(), {c.parent, c.create, c.list, c.del});
+  commands.push_back(acc_settings);
   parse_result r;
 
   // cobra's `help [command [subcommand...]]`.
@@ -305,7 +321,8 @@ parse_result parse_cli(int argc, const char* const* argv) {
     ac.config_path = o.config_path;
     if (app.get_option("--log-level")->count() > 0)
       ac.log_level = o.log_level;
-    ac.action = acc_create->parsed()   ? "account-create"
+    ac.action = acc_create->parsed()     ? "account-create"
+                : acc_settings->parsed() ? "account-settings"
                 : key_create->parsed() ? "setup-key-create"
                 : key_list->parsed()   ? "setup-key-list"
                                        : "setup-key-revoke";

@@ -51,6 +51,10 @@ struct admin_command {
   // account create
   std::string domain, owner_email, owner_name;
   bool no_default_policy = false;
+  // account settings (--account-id fills account_id): each empty = unchanged. Durations are Go
+  // durations, flags "true" or "false".
+  std::string peer_login_expiration, peer_login_expiration_enabled, peer_inactivity_expiration,
+      peer_inactivity_expiration_enabled;
   // setup-key
   std::string account_id, name, key_id;
   bool reusable = false, ephemeral = false, allow_extra_dns_labels = false;

@@ -1,8 +1,10 @@
 #include "server/run.hpp"
 
 #include "actors/account_actor.hpp"
+#include "actors/expiry_actor.hpp"
 #include "actors/geo_actor.hpp"
 #include "actors/login_service.hpp"
+#include "actors/observer_fanout.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "api/grpc/server.hpp"
@@ -46,6 +48,18 @@ storage::db_options store_options(const config::management_config& cfg) {
   return db;
 }
 
+// NBM_EPHEMERAL_LIFETIME (a Go duration, e.g. "30s"): how long an ephemeral peer may stay
+// disconnected before it is deleted; NetBird's 10 minutes when unset.
+static core::unix_ns ephemeral_lifetime() {
+  const char* v = std::getenv("NBM_EPHEMERAL_LIFETIME");
+  if (!v || !*v)
+    return core::default_ephemeral_lifetime_ns;
+  const auto d = config::parse_go_duration(v);
+  if (d.count() <= 0)
+    throw std::invalid_argument("NBM_EPHEMERAL_LIFETIME must be a positive duration");
+  return d.count();
+}
+
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
   for (const auto& w : cfg.warnings)
@@ -84,6 +98,15 @@ int run_management(const management_options& opts, config::management_config cfg
         spdlog::info("no GeoLite2-City*.mmdb in {}: peers get no location", cfg.datadir);
       }
     }
+    // Login expiration, inactivity expiration and ephemeral cleanup, fed by landed sessions (after
+    // the fence committed) next to geolocation.
+    actors::expiry_config ec;
+    ec.db = db;
+    ec.ephemeral_lifetime_ns = ephemeral_lifetime();
+    if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
+      ec.poll_interval = std::chrono::milliseconds(std::atol(ms));
+    auto expiry = actors::spawn_expiry_actor(sys, ec);
+    auto observers = actors::spawn_observer_fanout(sys, {observer, expiry});
     actors::loader_config lc;
     lc.db = db;
     if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
@@ -91,10 +114,11 @@ int run_management(const management_options& opts, config::management_config cfg
     auto loader = actors::spawn_account_loader(sys, lc);
     actors::directory_config dc;
     dc.writer = writer;
-    dc.observer = observer;
+    dc.observer = observers;
     dc.loader = loader;
     dc.maps.dns_domain = opts.dns_domain;
     auto directory = actors::spawn_peer_directory(sys, dc);
+    caf::anon_send(expiry, actors::dir_atom::value, directory);
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
     api::grpc_deps deps;
     deps.sys = &sys;
@@ -132,11 +156,15 @@ int run_management(const management_options& opts, config::management_config cfg
       sigwait(&set, &sig);
       spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     }
+    // A stopping server expires and deletes nothing more (the next start derives it all again).
+    caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
     http.stop();
     grpc.shutdown();
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);
     if (observer)
       caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
+    if (observers && observers != observer)
+      caf::anon_send_exit(observers, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);

@@ -171,3 +171,22 @@ TEST_CASE("expiry book: landed sessions reschedule; derivation replaces an accou
   CHECK(b.accounts() == 0);
   CHECK(b.scheduled() == 0);
 }
+
+TEST_CASE("expiry rules: the Login/Sync gate is NetBird's peerLoginExpired (time or stored mark)") {
+  account a;
+  a.settings.peer_login_expiration_enabled = true;
+  a.settings.peer_login_expiration_ns = hour;
+  peer p;
+  p.user_id = "u";
+  p.login_expiration_enabled = true;
+  p.last_login = t0;
+  const double t0_s = static_cast<double>(t0_ns / s);
+  CHECK_FALSE(must_log_in_again(a, p, t0_s + 3599));
+  CHECK(must_log_in_again(a, p, t0_s + 3600)); // by time
+  p.login_expiration_enabled = false;
+  CHECK_FALSE(must_log_in_again(a, p, t0_s + 3600));
+  p.status.login_expired = true; // marked (e.g. by inactivity): whatever the toggles say
+  CHECK(must_log_in_again(a, p, t0_s));
+  p.user_id.clear();
+  CHECK(must_log_in_again(a, p, t0_s));
+}

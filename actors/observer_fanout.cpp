@@ -1,0 +1,39 @@
+#include "actors/observer_fanout.hpp"
+
+#include <caf/all.hpp>
+
+namespace nbm::actors {
+
+namespace {
+
+struct fanout_state {
+  std::vector<session_observer> to;
+  static inline const char* name = "observer_fanout";
+};
+
+session_observer::behavior_type fanout_impl(session_observer::stateful_pointer<fanout_state> self,
+                                            std::vector<session_observer> to) {
+  self->state.to = std::move(to);
+  return {
+      [self](landed_atom, const session_event& ev) {
+        for (const auto& o : self->state.to)
+          self->send(o, landed_atom::value, ev);
+      },
+  };
+}
+
+} // namespace
+
+session_observer spawn_observer_fanout(caf::actor_system& sys, std::vector<session_observer> to) {
+  std::vector<session_observer> valid;
+  for (auto& o : to)
+    if (o)
+      valid.push_back(std::move(o));
+  if (valid.empty())
+    return {};
+  if (valid.size() == 1)
+    return valid.front();
+  return sys.spawn(fanout_impl, std::move(valid));
+}
+
+} // namespace nbm::actors
