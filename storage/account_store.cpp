@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 
 #include <bit>
@@ -57,6 +59,26 @@ std::vector<column_info> catalog_columns(soci::session& sql, engine kind,
       out.push_back({r.get<std::string>(0), r.get<std::string>(1)});
   }
   return out;
+}
+
+// The columns of a table of a migrated store, read from the catalog once per engine and table:
+// every store this process reads has been through ensure_schema, which forgets the cache.
+std::mutex column_cache_mu;
+std::map<std::pair<int, std::string>, std::shared_ptr<const std::vector<column_info>>>
+    column_cache;
+
+std::shared_ptr<const std::vector<column_info>> cached_columns(soci::session& sql, engine kind,
+                                                               const std::string& table) {
+  const auto key = std::pair(static_cast<int>(kind), table);
+  {
+    std::lock_guard<std::mutex> lk(column_cache_mu);
+    if (auto it = column_cache.find(key); it != column_cache.end())
+      return it->second;
+  }
+  auto cols = std::make_shared<const std::vector<column_info>>(catalog_columns(sql, kind, table));
+  std::lock_guard<std::mutex> lk(column_cache_mu);
+  column_cache[key] = cols;
+  return cols;
 }
 
 bool is_pg_timestamp(const std::string& type) {
@@ -126,7 +148,8 @@ struct text_row {
 // SELECT every column of `table` as text WHERE <where> (with one bound value :v, if given).
 std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::string& table,
                                   const std::string& where, const std::string& value) {
-  auto cols = catalog_columns(sql, kind, table);
+  const auto cols_ptr = cached_columns(sql, kind, table);
+  const auto& cols = *cols_ptr;
   std::vector<bool> pg_time(cols.size(), false);
   std::string q = "SELECT ";
   for (std::size_t i = 0; i < cols.size(); ++i) {
@@ -867,6 +890,11 @@ bool account_store::update_location(const std::string& account_id, const std::st
 
 // ------------------------------------------------------------------------------------------------
 // Copy between stores
+
+void forget_catalog() {
+  std::lock_guard<std::mutex> lk(column_cache_mu);
+  column_cache.clear();
+}
 
 std::size_t copy_store(soci::session& src, engine src_kind, soci::session& dst, engine dst_kind) {
   std::size_t copied = 0;

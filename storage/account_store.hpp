@@ -85,6 +85,9 @@ private:
   engine kind_;
 };
 
+// Reads cache each table's columns (per engine); ensure_schema calls this after it changed a schema.
+void forget_catalog();
+
 // Copies every row of the core tables from `src` into `dst` (whose schema ensure_schema made and
 // whose core tables must be empty: store_error otherwise), converting column types per engine
 // (numeric 0/1 <-> boolean, datetime text <-> timestamptz; PostgreSQL times arrive in SQLite as

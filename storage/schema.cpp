@@ -1,5 +1,7 @@
 #include "storage/schema.hpp"
 
+#include "storage/account_store.hpp"
+
 #include "crypto/crypto.hpp"
 
 #include <nlohmann/json.hpp>
@@ -544,6 +546,7 @@ void ensure_schema(soci::session& sql, engine kind) {
   run_step("groups.peers to group_peers", [&] { migrate_group_peers(sql, kind); });
   run_step("indexes", [&] { create_indexes(sql); });
   run_step("committing", [&] { tr->commit(); });
+  forget_catalog();
 }
 
 void ensure_schema(database& db) {
