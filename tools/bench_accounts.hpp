@@ -7,7 +7,12 @@
 #include "crypto/crypto.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nbm::bench {
 
@@ -90,6 +95,38 @@ inline core::account bench_account(int peers, int groups) {
   }
   a.groups.push_back(all);
   return a;
+}
+
+// The benchmarks' command line: [--runs N] [--pg-dsn DSN] [--sizes P/G,...]. False (after a usage
+// line on stderr) for anything else.
+struct bench_args {
+  int runs = 5;
+  std::string pg_dsn;
+  std::vector<std::pair<int, int>> sizes;
+};
+
+inline bool parse_bench_args(int argc, char** argv, bench_args& out, int min_runs) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc)
+      out.runs = std::max(min_runs, std::atoi(argv[++i]));
+    else if (a == "--pg-dsn" && i + 1 < argc)
+      out.pg_dsn = argv[++i];
+    else if (a == "--sizes" && i + 1 < argc) {
+      out.sizes.clear();
+      std::stringstream ss(argv[++i]);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        auto slash = item.find('/');
+        out.sizes.emplace_back(std::stoi(item.substr(0, slash)),
+                               std::stoi(item.substr(slash + 1)));
+      }
+    } else {
+      std::fprintf(stderr, "usage: %s [--runs N] [--pg-dsn DSN] [--sizes P/G,...]\n", argv[0]);
+      return false;
+    }
+  }
+  return true;
 }
 
 } // namespace nbm::bench

@@ -244,29 +244,15 @@ long rss_kb() {
 } // namespace
 
 int main(int argc, char** argv) {
-  int runs = 5;
-  std::string pg_dsn;
-  std::vector<std::pair<int, int>> sizes{{50, 5},   {500, 100}, {5000, 200}, {50, 10},
+  bench::bench_args args;
+  args.runs = 5;
+  args.sizes = {{50, 5},   {500, 100}, {5000, 200}, {50, 10},
                                          {500, 10}, {5000, 15}, {2000, 2000}};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc)
-      runs = std::max(1, std::atoi(argv[++i]));
-    else if (a == "--pg-dsn" && i + 1 < argc)
-      pg_dsn = argv[++i];
-    else if (a == "--sizes" && i + 1 < argc) {
-      sizes.clear();
-      std::stringstream ss(argv[++i]);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        auto slash = item.find('/');
-        sizes.emplace_back(std::stoi(item.substr(0, slash)), std::stoi(item.substr(slash + 1)));
-      }
-    } else {
-      std::fprintf(stderr, "usage: %s [--runs N] [--pg-dsn DSN] [--sizes P/G,...]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!bench::parse_bench_args(argc, argv, args, 1))
+    return 2;
+  const int runs = args.runs;
+  const std::string pg_dsn = args.pg_dsn;
+  const auto sizes = args.sizes;
 
   std::printf(
       "update_account_peers: index + map + encode + encrypt for every peer (median of %d)\n", runs);

@@ -55,28 +55,14 @@ result measure(int port, const std::string& pat, const std::string& path, int ru
 } // namespace
 
 int main(int argc, char** argv) {
-  int runs = 30;
-  std::string pg_dsn;
-  std::vector<std::pair<int, int>> sizes{{500, 100}, {5000, 200}};
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--runs" && i + 1 < argc)
-      runs = std::max(3, std::atoi(argv[++i]));
-    else if (a == "--pg-dsn" && i + 1 < argc)
-      pg_dsn = argv[++i];
-    else if (a == "--sizes" && i + 1 < argc) {
-      sizes.clear();
-      std::stringstream ss(argv[++i]);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        auto slash = item.find('/');
-        sizes.emplace_back(std::stoi(item.substr(0, slash)), std::stoi(item.substr(slash + 1)));
-      }
-    } else {
-      std::fprintf(stderr, "usage: %s [--runs N] [--pg-dsn DSN] [--sizes P/G,...]\n", argv[0]);
-      return 2;
-    }
-  }
+  bench::bench_args args;
+  args.runs = 30;
+  args.sizes = {{500, 100}, {5000, 200}};
+  if (!bench::parse_bench_args(argc, argv, args, 3))
+    return 2;
+  const int runs = args.runs;
+  const std::string pg_dsn = args.pg_dsn;
+  const auto sizes = args.sizes;
   std::vector<storage::db_options> stores;
   const auto dir = std::filesystem::temp_directory_path() /
                    ("nbm-bench-rest-" + std::to_string(::getpid()));
