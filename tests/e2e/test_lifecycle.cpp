@@ -116,12 +116,14 @@ struct replica {
     }
     FAIL("replica did not come up on " << target());
   }
-  ~replica() {
+  ~replica() { stop(); }
+  void stop() {
     if (pid <= 0)
       return;
     ::kill(pid, SIGTERM);
     int status = 0;
     ::waitpid(pid, &status, 0);
+    pid = -1;
   }
   std::string target() const { return "127.0.0.1:" + std::to_string(port); }
 };
@@ -167,6 +169,7 @@ TEST_CASE("lifecycle: an ephemeral peer is deleted after the lifetime disconnect
     CHECK(s.peer_by_key(back.public_key_b64()).has_value());
     CHECK_FALSE(kept.finished);
     CHECK(s.peer_by_key(back.public_key_b64())->status.connected);
+    s.stop(); // ends the streams still open
   }
 }
 
@@ -223,6 +226,7 @@ TEST_CASE("lifecycle: login expiration ends the SSO peer's stream, the others se
     stream su2(u, "laptop", 3000);
     REQUIRE(su2.wait_maps(1, 5000ms));
     REQUIRE(eventually([&] { return lists(so.last(), laptop_fqdn); }));
+    s.stop(); // ends the streams still open
   }
 }
 
@@ -313,4 +317,6 @@ TEST_CASE("lifecycle: two replicas on one PostgreSQL database delete a disconnec
   const auto log_a = read_file(a.dir + "/server.log"), log_b = read_file(b.log);
   CHECK(occurrences(log_a + log_b, "ephemeral peer " + gone_id + " ") == 1);
   CHECK(occurrences(log_a + log_b, "ephemeral peer " + moved_id + " ") == 0);
+  b.stop(); // ends the stream on B
+  a.stop();
 }
