@@ -9,6 +9,7 @@
 #include "actors/status_writer.hpp"
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
+#include "server/port_mux.hpp"
 #include "geo/geo.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
@@ -19,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <optional>
 #include <filesystem>
 
 namespace nbm::server {
@@ -128,7 +130,10 @@ int run_management(const management_options& opts, config::management_config cfg
     deps.server_private = key.private_key;
     deps.cfg = cfg;
     deps.dns_domain = opts.dns_domain;
-    api::grpc_server grpc(std::move(deps), "0.0.0.0:" + std::to_string(opts.port));
+    // --api-port equal to --port: one listener for both, as NetBird serves them.
+    const bool shared_port = opts.api_port == opts.port;
+    api::grpc_server grpc(std::move(deps),
+                          shared_port ? std::string() : "0.0.0.0:" + std::to_string(opts.port));
     api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, {}};
     if (cfg.http) {
       rd.jwt.issuer = cfg.http->auth_issuer;
@@ -139,13 +144,23 @@ int run_management(const management_options& opts, config::management_config cfg
     }
     api::http::rest_api rest(std::move(rd));
     api::http::http_listener http(rest);
-    const bool serving = http.start("0.0.0.0", opts.api_port);
+    std::optional<port_mux> mux;
+    bool serving = false;
+    if (shared_port) {
+      serving = http.start("127.0.0.1", 0);
+      if (serving) {
+        mux.emplace(grpc, http.port());
+        serving = mux->start("0.0.0.0", opts.port);
+      }
+    } else {
+      serving = http.start("0.0.0.0", opts.api_port);
+    }
     if (!serving) {
       spdlog::error("cannot listen on port {} for the REST API", opts.api_port);
       exit_code = 1;
     } else
       spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}, REST API on port {}",
-                 NBM_VERSION, engine_name, grpc.port(), opts.api_port);
+                 NBM_VERSION, engine_name, opts.port, opts.api_port);
 
     sigset_t set;
     sigemptyset(&set);
@@ -158,6 +173,8 @@ int run_management(const management_options& opts, config::management_config cfg
     }
     // A stopping server expires and deletes nothing more (the next start derives it all again).
     caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
+    if (mux)
+      mux->stop();
     http.stop();
     grpc.shutdown();
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);

@@ -1,5 +1,11 @@
 #include "api/grpc/server.hpp"
 
+#include <grpcpp/server_posix.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <unordered_map>
+
 #include "api/grpc/convert.hpp"
 #include "api/grpc/wire_map.hpp"
 #include "crypto/crypto.hpp"
@@ -34,7 +40,17 @@ std::int64_t unix_now() {
 }
 
 // gRPC's peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678") -> the address alone.
+// Connections handed over by a shared listener: gRPC names their peer "fd:<n>"; the listener
+// recorded each one's remote address.
+std::mutex adopted_mu;
+std::unordered_map<int, std::string> adopted_ip;
+
 std::string address_of(const std::string& peer) {
+  if (peer.rfind("fd:", 0) == 0) {
+    std::lock_guard<std::mutex> lk(adopted_mu);
+    auto it = adopted_ip.find(std::atoi(peer.c_str() + 3));
+    return it == adopted_ip.end() ? std::string() : it->second;
+  }
   auto colon = peer.find(':');
   std::string rest = colon == std::string::npos ? peer : peer.substr(colon + 1);
   if (!rest.empty() && rest.front() == '[') {
@@ -636,7 +652,8 @@ grpc_server::grpc_server(grpc_deps deps, const std::string& address)
     : impl_(std::make_unique<impl>()) {
   impl_->svc = std::make_unique<service>(std::move(deps));
   grpc::ServerBuilder b;
-  b.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl_->port);
+  if (!address.empty())
+    b.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl_->port);
   // HTTP/2 keepalive as NetBird configures it: liveness of Sync streams without an app heartbeat.
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
@@ -644,8 +661,19 @@ grpc_server::grpc_server(grpc_deps deps, const std::string& address)
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   b.RegisterService(impl_->svc.get());
   impl_->server = b.BuildAndStart();
-  if (!impl_->server || impl_->port == 0)
+  if (!impl_->server || (!address.empty() && impl_->port == 0))
     throw std::runtime_error("cannot listen on " + address);
+}
+
+void grpc_server::adopt(int fd, const std::string& remote_ip) {
+  {
+    std::lock_guard<std::mutex> lk(adopted_mu);
+    adopted_ip[fd] = remote_ip;
+  }
+  if (impl_->server)
+    grpc::AddInsecureChannelFromFd(impl_->server.get(), fd);
+  else
+    ::close(fd);
 }
 
 grpc_server::~grpc_server() {

@@ -25,13 +25,16 @@ struct grpc_deps {
 class grpc_server {
 public:
   // Binds `address` ("0.0.0.0:33073", "127.0.0.1:0") and starts serving; throws std::runtime_error
-  // if the port cannot be bound.
+  // if the port cannot be bound. An empty address: no port of its own; connections arrive through
+  // adopt() (a listener shared with the HTTP API).
   grpc_server(grpc_deps deps, const std::string& address);
   ~grpc_server();
   grpc_server(const grpc_server&) = delete;
   grpc_server& operator=(const grpc_server&) = delete;
 
   int port() const;
+  // Serves an accepted connection (its HTTP/2 preface not yet read) from `remote_ip`.
+  void adopt(int fd, const std::string& remote_ip);
   // Ends every stream and stops serving (waits at most a few seconds).
   void shutdown();
 

@@ -15,6 +15,7 @@ struct http_listener::impl {
   rest_api& api;
   httplib::Server server;
   std::thread th;
+  int port = 0;
 
   explicit impl(rest_api& a) : api(a) {}
 
@@ -62,11 +63,23 @@ bool http_listener::start(const std::string& host, int port) {
                       "application/json; charset=UTF-8");
   });
   s.set_payload_max_length(4 * 1024 * 1024);
-  if (!s.bind_to_port(host.c_str(), port))
-    return false;
+  // Idle keep-alive connections hold a worker; keep them short so a stopping server does not wait.
+  s.set_keep_alive_timeout(2);
+  s.set_read_timeout(10);
+  if (port == 0) {
+    p_->port = s.bind_to_any_port(host.c_str());
+    if (p_->port <= 0)
+      return false;
+  } else {
+    if (!s.bind_to_port(host.c_str(), port))
+      return false;
+    p_->port = port;
+  }
   p_->th = std::thread([this] { p_->server.listen_after_bind(); });
   return true;
 }
+
+int http_listener::port() const { return p_->port; }
 
 void http_listener::stop() {
   if (p_ && p_->th.joinable()) {

@@ -60,8 +60,10 @@ class http_listener {
 public:
   explicit http_listener(rest_api& api);
   ~http_listener();
-  // Binds and starts serving on a thread; false if the address cannot be bound.
+  // Binds and starts serving on a thread; false if the address cannot be bound. Port 0: any free
+  // port (see port()).
   bool start(const std::string& host, int port);
+  int port() const;
   void stop();
 
 private:

@@ -66,10 +66,13 @@ struct server {
   std::string dir, config, account, all_group, pat, owner;
   int port = 0;
   int api_port = 0; // the REST API
+  bool shared_port = false;
   pid_t pid = -1;
 
   // `config_path`: a management.json of the test's own (default: NetBird's test config).
-  explicit server(storage::engine kind, const std::string& config_path = "") {
+  // `one_port`: gRPC and the REST API on one port (--api-port = --port), as NetBird serves them.
+  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = false)
+      : shared_port(one_port) {
     db = test::fresh_store(kind, "wire");
     dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
           std::to_string(free_port());
@@ -117,7 +120,7 @@ struct server {
 
   void start() {
     port = free_port();
-    api_port = free_port();
+    api_port = shared_port ? port : free_port();
     std::fflush(stdout);
     std::fflush(stderr);
     pid = ::fork();

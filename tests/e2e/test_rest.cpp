@@ -548,3 +548,36 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
   jwks.stop();
   jt.join();
 }
+
+TEST_CASE("rest: gRPC and the REST API on one port (--api-port = --port)") {
+  server s(storage::engine::sqlite, "", true);
+  REQUIRE(s.api_port == s.port);
+  api_client api{s.api_port, "Token " + s.pat};
+  // HTTP/1.1 on the shared port reaches the REST API ...
+  auto groups = api.get("/api/groups");
+  REQUIRE(groups.status == 200);
+  CHECK(groups.body[0]["name"] == "All");
+  check_error(api.call("GET", "/api/groups", "", ""), 401, "no valid authentication provided");
+  // ... and HTTP/2 on the same port is the gRPC service: register, sync, see a second peer.
+  const auto key = s.setup_key("--name k --reusable --auto-groups " + s.all_group);
+  tools::peer_client a(s.target()), b(s.target());
+  REQUIRE(a.login(key, "alpha").ok());
+  stream sa(a, "alpha");
+  REQUIRE(sa.wait_maps(1, 5000ms));
+  REQUIRE(b.login(key, "beta").ok());
+  REQUIRE(eventually([&] { return sa.last().size() == 1; }));
+  // A REST change reaches the stream over the same port.
+  auto peers = api.get("/api/peers");
+  REQUIRE(peers.body.size() == 2);
+  std::string def;
+  for (const auto& p : api.get("/api/policies").body)
+    if (p["name"] == "Default")
+      def = p["id"];
+  CHECK(api.del("/api/policies/" + def).status == 200);
+  CHECK(eventually([&] { return sa.last().empty(); }));
+  // The client address is the real one (loopback here), not the gRPC socket's fd name.
+  CHECK(eventually([&] {
+    auto p = s.peer_by_key(a.public_key_b64());
+    return p && p->status.connected;
+  }));
+}
