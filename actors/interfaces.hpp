@@ -152,6 +152,7 @@ struct login_request {
   std::string wg_key; // base64, as in the envelope
   std::string setup_key;
   std::string jwt;
+  std::string jwt_user; // the user id of `jwt`, verified by the wire layer ("" = none)
   bool has_meta = false;
   core::peer_meta meta;
   std::string ssh_key;
@@ -167,6 +168,7 @@ struct peer_view {
   std::string network; // the account network, e.g. "100.64.0.0/16"
   std::uint64_t serial = 0;
   bool registered = false;         // Login registered this peer just now
+  bool relogged = false;           // an SSO login renewed this peer's login (serial moved)
   std::vector<std::string> groups; // the groups a registered peer joined
 };
 

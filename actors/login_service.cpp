@@ -5,6 +5,7 @@
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
+#include "storage/lifecycle_store.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -69,6 +70,22 @@ peer_view do_login(state& st, const login_request& req) {
     auto account = accounts.load_account(known->account_id);
     if (!account)
       return fail(not_found, "account not found: index lookup failed");
+    if (!req.jwt_user.empty()) {
+      // An SSO login of a peer its user added: renews the login (and clears an expiry), as
+      // NetBird's LoginPeer with a JWT. Another user's token is refused.
+      if (known->user_id.empty() || known->user_id != req.jwt_user)
+        return fail(permission_denied, "peer is not registered to the user of this token");
+      storage::lifecycle_store(sql, kind)
+          .record_login(known->account_id, known->id, storage::store_time());
+      auto fresh = accounts.load_account(known->account_id);
+      auto stored = accounts.peer_by_key(req.wg_key);
+      if (!fresh || !stored)
+        return fail(internal, "failed handling request");
+      spdlog::info("peer {} logged in again as user {}", stored->id, req.jwt_user);
+      auto v = view_of(*fresh, *stored);
+      v.relogged = true;
+      return v;
+    }
     if (login_expired(*account, *known))
       return fail(permission_denied, "peer login has expired, please log in once more");
     return view_of(*account, *known);
@@ -78,8 +95,11 @@ peer_view do_login(state& st, const login_request& req) {
                 "no peer auth method provided, please use a setup key or interactive SSO login");
   if (req.setup_key.empty())
     return fail(failed_precondition,
-                "SSO login is not available: this server has no identity provider "
-                "configured; register the peer with a setup key");
+                req.jwt_user.empty()
+                    ? "SSO login is not available: this server has no identity provider "
+                      "configured; register the peer with a setup key"
+                    : "registering a new peer with an SSO login is not supported yet; register "
+                      "it with a setup key");
   if (!req.has_meta)
     return fail(failed_precondition, "peer system meta has to be provided to log in. Peer " +
                                          req.wg_key + ", remote addr " + req.remote_addr);

@@ -130,18 +130,22 @@ int run_management(const management_options& opts, config::management_config cfg
     deps.server_private = key.private_key;
     deps.cfg = cfg;
     deps.dns_domain = opts.dns_domain;
+    // The IdP (HttpConfig): Bearer JWTs on the REST API and SSO logins of peers.
+    api::http::jwt_config jwt;
+    if (cfg.http) {
+      jwt.issuer = cfg.http->auth_issuer;
+      jwt.audience = cfg.http->auth_audience;
+      jwt.keys_location = cfg.http->auth_keys_location;
+      if (!cfg.http->auth_user_id_claim.empty())
+        jwt.user_id_claim = cfg.http->auth_user_id_claim;
+    }
+    if (!jwt.keys_location.empty())
+      deps.jwt = std::make_shared<api::http::jwt_verifier>(jwt);
     // --api-port equal to --port: one listener for both, as NetBird serves them.
     const bool shared_port = opts.api_port == opts.port;
     api::grpc_server grpc(std::move(deps),
                           shared_port ? std::string() : "0.0.0.0:" + std::to_string(opts.port));
-    api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, {}};
-    if (cfg.http) {
-      rd.jwt.issuer = cfg.http->auth_issuer;
-      rd.jwt.audience = cfg.http->auth_audience;
-      rd.jwt.keys_location = cfg.http->auth_keys_location;
-      if (!cfg.http->auth_user_id_claim.empty())
-        rd.jwt.user_id_claim = cfg.http->auth_user_id_claim;
-    }
+    api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, jwt};
     api::http::rest_api rest(std::move(rd));
     api::http::http_listener http(rest);
     std::optional<port_mux> mux;

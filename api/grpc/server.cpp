@@ -350,6 +350,16 @@ public:
     lr.wg_key = req->wgpubkey();
     lr.setup_key = login.setupkey();
     lr.jwt = login.jwttoken();
+    if (!lr.jwt.empty() && d_.jwt && d_.jwt->configured()) {
+      std::string why;
+      auto claims = d_.jwt->verify(lr.jwt, why);
+      if (!claims) {
+        spdlog::debug("Login: JWT refused: {}", why);
+        r->Finish(Status(StatusCode::PERMISSION_DENIED, "invalid jwt token"));
+        return r;
+      }
+      lr.jwt_user = claims->user_id;
+    }
     lr.has_meta = login.has_meta();
     lr.meta = to_meta(login.meta());
     lr.ssh_key = login.peerkeys().sshpubkey();
@@ -369,6 +379,19 @@ public:
                 *out.mutable_netbirdconfig() = to_netbird_config(d->cfg, unix_now());
                 *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
                 *resp = seal(*d, out, their);
+                if (v.relogged) {
+                  // The renewed login must be in the account actor before the peer's Sync
+                  // arrives: it re-reads (holding its mailbox) before the answer goes out.
+                  self->request(d->directory, caf::infinite, actors::account_atom::value,
+                                v.peer.account_id)
+                      .then(
+                          [=](actors::account_actor acc) {
+                            self->send(acc, actors::check_atom::value, v.serial);
+                            r->Finish(Status::OK);
+                          },
+                          [=](caf::error&) { r->Finish(Status::OK); });
+                  return;
+                }
                 r->Finish(Status::OK);
                 if (v.registered) // a new peer: its account actor fans out the maps it changes
                   self->request(d->directory, caf::infinite, actors::account_atom::value,

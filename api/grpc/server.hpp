@@ -2,6 +2,7 @@
 #pragma once
 
 #include "actors/interfaces.hpp"
+#include "api/http/jwt.hpp"
 #include "config/config.hpp"
 #include "core/session_token.hpp"
 
@@ -20,6 +21,7 @@ struct grpc_deps {
   std::string server_private; // raw 32 bytes
   config::management_config cfg;
   std::string dns_domain = "netbird.selfhosted";
+  std::shared_ptr<http::jwt_verifier> jwt; // SSO logins of peers; null: none configured
 };
 
 class grpc_server {

@@ -544,6 +544,41 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
     // ... and nothing of the first account.
     check_error(newcomer.get("/api/groups/" + s.all_group), 404,
                 "group: " + s.all_group + " not found");
+
+    // SSO peers: a peer of the owner whose login expired is refused until the owner's JWT logs it
+    // in again (issue 6's re-login), and another user's token cannot.
+    const auto key = s.setup_key("--name k --reusable --auto-groups " + s.all_group);
+    tools::peer_client laptop(s.target());
+    REQUIRE(laptop.login(key, "laptop").ok());
+    const auto lp = *s.peer_by_key(laptop.public_key_b64());
+    {
+      soci::session sql;
+      storage::open_session(sql, s.db);
+      const std::string owner = s.owner, id = lp.id;
+      sql << "UPDATE peers SET user_id = :u, login_expiration_enabled = 1, "
+             "last_login = '2020-01-01 00:00:00+00:00' WHERE id = :id",
+          soci::use(owner, "u"), soci::use(id, "id");
+    }
+    REQUIRE(api.put("/api/accounts/" + s.account,
+                    {{"settings", {{"peer_login_expiration_enabled", true},
+                                   {"peer_login_expiration", 3600}}}})
+                .status == 200);
+    auto expired = laptop.login("", "laptop");
+    CHECK(expired.code == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(expired.message == "peer login has expired, please log in once more");
+    auto other_user = laptop.login_jwt(idp.sign("k1", fresh), "laptop");
+    CHECK(other_user.code == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(laptop.login_jwt(stranger.sign("k1", good), "laptop").code ==
+          grpc::StatusCode::PERMISSION_DENIED); // a token the IdP did not sign
+    auto again = laptop.login_jwt(idp.sign("k1", good), "laptop");
+    REQUIRE_MESSAGE(again.ok(), again.message);
+    auto renewed = *s.peer_by_key(laptop.public_key_b64());
+    CHECK_FALSE(renewed.status.login_expired);
+    REQUIRE(renewed.last_login.has_value());
+    CHECK(renewed.last_login->rfind("2020", 0) != 0);
+    // Its Sync is accepted right away.
+    stream sl(laptop, "laptop");
+    CHECK(sl.wait_maps(1, 5000ms));
   }
   jwks.stop();
   jt.join();

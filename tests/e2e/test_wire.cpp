@@ -162,15 +162,17 @@ TEST_CASE("wire: setup keys and peers that must be refused, with NetBird's codes
     CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
     CHECK(st.error_message() == "provided wgPubKey not-a-key is invalid");
 
-    // SSO without an IdP, an unserved RPC, and flows that are not configured.
+    // A JWT the configured IdP (NetBird's template config: its JWKS cannot be read) does not
+    // vouch for, an unserved RPC, and flows that are not configured.
     tools::peer_client p8(s.target());
     REQUIRE(p8.fetch_server_key().ok());
     management::LoginRequest jwt;
     jwt.set_jwttoken("eyJhbGciOiJSUzI1NiJ9.e30.sig");
     jwt.mutable_meta()->set_hostname("eight");
     grpc::ClientContext c4;
-    CHECK(p8.stub().Login(&c4, p8.envelope(jwt), &out).error_code() ==
-          grpc::StatusCode::FAILED_PRECONDITION);
+    st = p8.stub().Login(&c4, p8.envelope(jwt), &out);
+    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(st.error_message() == "invalid jwt token");
     grpc::ClientContext c5;
     management::DeviceAuthorizationFlowRequest dreq;
     CHECK(p8.stub().GetDeviceAuthorizationFlow(&c5, p8.envelope(dreq), &out).error_code() ==

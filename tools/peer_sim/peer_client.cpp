@@ -70,13 +70,23 @@ void fill_meta(management::PeerSystemMeta& m, const std::string& hostname) {
 }
 } // namespace
 
+call_result peer_client::login_jwt(const std::string& jwt, const std::string& hostname) {
+  return login_with("", jwt, hostname, nullptr);
+}
+
 call_result peer_client::login(const std::string& setup_key, const std::string& hostname,
                                management::LoginResponse* out) {
+  return login_with(setup_key, "", hostname, out);
+}
+
+call_result peer_client::login_with(const std::string& setup_key, const std::string& jwt,
+                                    const std::string& hostname, management::LoginResponse* out) {
   if (server_key_.empty())
     if (auto r = fetch_server_key(); !r.ok())
       return r;
   management::LoginRequest req;
   req.set_setupkey(setup_key);
+  req.set_jwttoken(jwt);
   fill_meta(*req.mutable_meta(), hostname);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));

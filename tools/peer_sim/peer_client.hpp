@@ -29,6 +29,8 @@ public:
   // Login (registration when `setup_key` is non-empty and the server does not know us yet).
   call_result login(const std::string& setup_key, const std::string& hostname,
                     management::LoginResponse* out = nullptr);
+  // An SSO login: the IdP's JWT instead of a setup key.
+  call_result login_jwt(const std::string& jwt, const std::string& hostname);
 
   // Opens a Sync stream and calls `on_map` for every SyncResponse until it returns false, the
   // stream ends, or `timeout_ms` passes. Returns the stream's final status (CANCELLED when we
@@ -43,6 +45,8 @@ public:
   const std::string& server_key() const { return server_key_; }
 
 private:
+  call_result login_with(const std::string& setup_key, const std::string& jwt,
+                         const std::string& hostname, management::LoginResponse* out);
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<management::ManagementService::Stub> stub_;
   std::string public_key_, private_key_; // raw
