@@ -75,8 +75,8 @@ peer_view do_login(state& st, const login_request& req) {
       // NetBird's LoginPeer with a JWT. Another user's token is refused.
       if (known->user_id.empty() || known->user_id != req.jwt_user)
         return fail(permission_denied, "peer is not registered to the user of this token");
-      storage::lifecycle_store(sql, kind)
-          .record_login(known->account_id, known->id, storage::store_time());
+      storage::lifecycle_store(sql, kind).record_login(known->account_id, known->id,
+                                                       storage::store_time());
       auto fresh = accounts.load_account(known->account_id);
       auto stored = accounts.peer_by_key(req.wg_key);
       if (!fresh || !stored)

@@ -108,7 +108,9 @@ bool server_ssh_allowed(const std::string& flags_json) {
   return flags_json.compare(at, 4, "true") == 0;
 }
 
-bool is_v6_network(const std::string& prefix) { return prefix.find(':') != std::string::npos; }
+bool is_v6_network(const std::string& prefix) {
+  return prefix.find(':') != std::string::npos;
+}
 
 bool covers(const firewall_rule& r, std::string_view port, std::uint16_t n) {
   return r.port == port || (r.range && r.range->start <= n && n <= r.range->end);
@@ -240,8 +242,7 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
   auto& ix = *ix_;
   const auto n = static_cast<std::uint32_t>(a.peers.size());
   ix.dns_domain = a.settings.dns_domain.empty() ? ctx_.dns_domain : a.settings.dns_domain;
-  const double now_unix =
-      std::chrono::duration<double>(ctx_.now.time_since_epoch()).count();
+  const double now_unix = std::chrono::duration<double>(ctx_.now.time_since_epoch()).count();
 
   ix.peer_by_id.reserve(n);
   ix.peer_by_key.reserve(n);
@@ -393,7 +394,9 @@ account_view::~account_view() = default;
 account_view::account_view(account_view&&) noexcept = default;
 account_view& account_view::operator=(account_view&&) noexcept = default;
 
-const std::string& account_view::dns_domain() const { return ix_->dns_domain; }
+const std::string& account_view::dns_domain() const {
+  return ix_->dns_domain;
+}
 
 std::string account_view::fqdn(std::uint32_t peer) const {
   const auto& label = acc_->peers[peer].dns_label;
@@ -496,9 +499,9 @@ network_map account_view::map_for(std::uint32_t t) const {
           continue;
         m.firewall_rules.push_back(std::move(fr));
       }
-    const bool native_ssh = (tf.native_ssh && target.ssh_enabled && tf.server_ssh &&
-                             r.protocol == "tcp") ||
-                            cr.netbird_ssh;
+    const bool native_ssh =
+        (tf.native_ssh && target.ssh_enabled && tf.server_ssh && r.protocol == "tcp") ||
+        cr.netbird_ssh;
     if (native_ssh) {
       bool has22 = false;
       for (auto i = first; i < m.firewall_rules.size(); ++i) {
@@ -574,8 +577,8 @@ network_map account_view::map_for(std::uint32_t t) const {
           disabled_ha->push_back(ix.route_ha[e.route]);
         continue;
       }
-      map_route mr{std::move(id), r.network,    r.network_type, a.peers[p].key, r.metric,
-                   r.masquerade,  r.net_id,     r.domains,      r.keep_route,   r.skip_auto_apply};
+      map_route mr{std::move(id), r.network, r.network_type, a.peers[p].key, r.metric,
+                   r.masquerade,  r.net_id,  r.domains,      r.keep_route,   r.skip_auto_apply};
       out.push_back({e.route, std::move(mr)});
     }
   };
@@ -772,8 +775,8 @@ std::uint64_t account_view::fingerprint(const network_map& m) const {
   h.num(m.firewall_rules.size());
   for (const auto& r : m.firewall_rules) {
     h.bytes(r.peer_ip);
-    h.num(static_cast<std::uint64_t>(r.direction) << 16 | static_cast<std::uint64_t>(r.action) << 8 |
-          static_cast<std::uint64_t>(r.protocol));
+    h.num(static_cast<std::uint64_t>(r.direction) << 16 |
+          static_cast<std::uint64_t>(r.action) << 8 | static_cast<std::uint64_t>(r.protocol));
     h.bytes(r.port);
     h.num(r.range ? (std::uint64_t{1} << 32 | r.range->start << 16 | r.range->end) : 0);
     h.bytes(r.policy_id);

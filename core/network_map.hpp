@@ -63,7 +63,7 @@ struct map_route {
 };
 
 struct dns_record {
-  std::string name; // FQDN
+  std::string name;      // FQDN
   std::int64_t type = 1; // 1 A, 5 CNAME, 28 AAAA
   std::string record_class = "IN";
   std::int64_t ttl = 300;

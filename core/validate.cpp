@@ -9,7 +9,9 @@ namespace nbm::core {
 
 namespace {
 
-problem invalid(std::string m) { return {422, std::move(m)}; }
+problem invalid(std::string m) {
+  return {422, std::move(m)};
+}
 
 const group* find_group(const account& a, const std::string& id) {
   for (const auto& g : a.groups)
@@ -35,9 +37,8 @@ verdict groups_known(const account& a, const std::vector<std::string>& ids) {
 }
 
 bool valid_port(const std::string& p) {
-  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) {
-        return c >= '0' && c <= '9';
-      }))
+  if (p.empty() || p.size() > 5 ||
+      !std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return false;
   const auto n = std::stoul(p);
   return n >= 1 && n <= 65535;

@@ -39,18 +39,19 @@ pat make_pat();
 // Structure and checksum of a presented token (before any lookup).
 bool pat_well_formed(const std::string& token);
 
-// HMACs (raw digests), for NetBird's time-based TURN credentials (SHA-1) and relay tokens (SHA-256).
+// HMACs (raw digests), for NetBird's time-based TURN credentials (SHA-1) and relay tokens
+// (SHA-256).
 std::string hmac_sha1(const std::string& key, const std::string& data);
 std::string hmac_sha256(const std::string& key, const std::string& data);
 
-// A time-limited credential as NetBird's TimedHMAC makes it: payload = expiry as Unix seconds (text),
-// signature = base64(HMAC(secret, payload)).
+// A time-limited credential as NetBird's TimedHMAC makes it: payload = expiry as Unix seconds
+// (text), signature = base64(HMAC(secret, payload)).
 struct timed_token {
   std::string payload;
   std::string signature;
 };
-timed_token turn_credentials(const std::string& secret, std::int64_t expires_unix);  // HMAC-SHA1
-timed_token relay_token(const std::string& secret, std::int64_t expires_unix);       // HMAC-SHA256
+timed_token turn_credentials(const std::string& secret, std::int64_t expires_unix); // HMAC-SHA1
+timed_token relay_token(const std::string& secret, std::int64_t expires_unix);      // HMAC-SHA256
 
 // Curve25519 key pair, each half 32 bytes raw.
 struct key_pair {

@@ -488,10 +488,9 @@ int account_settings_command(const admin_command& cmd, soci::session& sql, stora
         throw bad_input(flag + ": not a duration: " + text);
       }
     };
-    const bool change = !cmd.peer_login_expiration.empty() ||
-                        !cmd.peer_login_expiration_enabled.empty() ||
-                        !cmd.peer_inactivity_expiration.empty() ||
-                        !cmd.peer_inactivity_expiration_enabled.empty();
+    const bool change =
+        !cmd.peer_login_expiration.empty() || !cmd.peer_login_expiration_enabled.empty() ||
+        !cmd.peer_inactivity_expiration.empty() || !cmd.peer_inactivity_expiration_enabled.empty();
     if (!cmd.peer_login_expiration.empty())
       s.peer_login_expiration_ns = period("--peer-login-expiration", cmd.peer_login_expiration);
     if (!cmd.peer_login_expiration_enabled.empty())

@@ -323,9 +323,9 @@ parse_result parse_cli(int argc, const char* const* argv) {
       ac.log_level = o.log_level;
     ac.action = acc_create->parsed()     ? "account-create"
                 : acc_settings->parsed() ? "account-settings"
-                : key_create->parsed() ? "setup-key-create"
-                : key_list->parsed()   ? "setup-key-list"
-                                       : "setup-key-revoke";
+                : key_create->parsed()   ? "setup-key-create"
+                : key_list->parsed()     ? "setup-key-list"
+                                         : "setup-key-revoke";
     for (const auto& c : object_kinds)
       if (c.parent->parsed())
         ac.action = c.kind + (c.create->parsed() ? "-create"

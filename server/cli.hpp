@@ -24,7 +24,7 @@ struct management_options {
   std::string cert_file, cert_key,
       letsencrypt_domain;           // --cert-file, --cert-key, --letsencrypt-domain
   int metrics_port = 9090;          // --metrics-port
-  int api_port = 33071; // --api-port: the REST API (NetBird's former HTTP API port)
+  int api_port = 33071;             // --api-port: the REST API (NetBird's former HTTP API port)
   bool disable_legacy_port = false; // --disable-legacy-port
   std::string single_account_mode_domain = "netbird.selfhosted"; // --single-account-mode-domain
   bool disable_single_account_mode = false;                      // --disable-single-account-mode

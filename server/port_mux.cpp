@@ -77,7 +77,9 @@ std::string ip_of(const sockaddr_storage& ss) {
 
 } // namespace
 
-port_mux::~port_mux() { stop(); }
+port_mux::~port_mux() {
+  stop();
+}
 
 bool port_mux::start(const std::string& host, int port) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -9,8 +9,8 @@
 #include "actors/status_writer.hpp"
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
-#include "server/port_mux.hpp"
 #include "geo/geo.hpp"
+#include "server/port_mux.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/schema.hpp"
@@ -20,8 +20,8 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
-#include <optional>
 #include <filesystem>
+#include <optional>
 
 namespace nbm::server {
 
@@ -164,7 +164,7 @@ int run_management(const management_options& opts, config::management_config cfg
       exit_code = 1;
     } else
       spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}, REST API on port {}",
-                 NBM_VERSION, engine_name, opts.port, opts.api_port);
+                   NBM_VERSION, engine_name, opts.port, opts.api_port);
 
     sigset_t set;
     sigemptyset(&set);

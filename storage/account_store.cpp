@@ -64,8 +64,7 @@ std::vector<column_info> catalog_columns(soci::session& sql, engine kind,
 // The columns of a table of a migrated store, read from the catalog once per engine and table:
 // every store this process reads has been through ensure_schema, which forgets the cache.
 std::mutex column_cache_mu;
-std::map<std::pair<int, std::string>, std::shared_ptr<const std::vector<column_info>>>
-    column_cache;
+std::map<std::pair<int, std::string>, std::shared_ptr<const std::vector<column_info>>> column_cache;
 
 std::shared_ptr<const std::vector<column_info>> cached_columns(soci::session& sql, engine kind,
                                                                const std::string& table) {

@@ -85,7 +85,8 @@ private:
   engine kind_;
 };
 
-// Reads cache each table's columns (per engine); ensure_schema calls this after it changed a schema.
+// Reads cache each table's columns (per engine); ensure_schema calls this after it changed a
+// schema.
 void forget_catalog();
 
 // Copies every row of the core tables from `src` into `dst` (whose schema ensure_schema made and

@@ -118,8 +118,7 @@ inline bool parse_bench_args(int argc, char** argv, bench_args& out, int min_run
       std::string item;
       while (std::getline(ss, item, ',')) {
         auto slash = item.find('/');
-        out.sizes.emplace_back(std::stoi(item.substr(0, slash)),
-                               std::stoi(item.substr(slash + 1)));
+        out.sizes.emplace_back(std::stoi(item.substr(0, slash)), std::stoi(item.substr(slash + 1)));
       }
     } else {
       std::fprintf(stderr, "usage: %s [--runs N] [--pg-dsn DSN] [--sizes P/G,...]\n", argv[0]);

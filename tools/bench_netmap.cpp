@@ -18,10 +18,10 @@
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "api/grpc/wire_map.hpp"
-#include "tools/bench_accounts.hpp"
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
 #include "storage/schema.hpp"
+#include "tools/bench_accounts.hpp"
 
 #include <caf/all.hpp>
 #include <soci/soci.h>
@@ -103,8 +103,7 @@ fan_out_result update_account_peers(int peers, int groups, int runs) {
         std::vector<sealed_out> outs(threads);
         std::vector<std::thread> ts;
         for (unsigned t = 0; t < threads; ++t)
-          ts.emplace_back(
-              [&, t] { fan_out_range(ch, t, threads, box_keys, outs[t]); });
+          ts.emplace_back([&, t] { fan_out_range(ch, t, threads, box_keys, outs[t]); });
         for (auto& t : ts)
           t.join();
         parallel.push_back(ms_since(t0));
@@ -246,8 +245,7 @@ long rss_kb() {
 int main(int argc, char** argv) {
   bench::bench_args args;
   args.runs = 5;
-  args.sizes = {{50, 5},   {500, 100}, {5000, 200}, {50, 10},
-                                         {500, 10}, {5000, 15}, {2000, 2000}};
+  args.sizes = {{50, 5}, {500, 100}, {5000, 200}, {50, 10}, {500, 10}, {5000, 15}, {2000, 2000}};
   if (!bench::parse_bench_args(argc, argv, args, 1))
     return 2;
   const int runs = args.runs;
@@ -302,8 +300,8 @@ int main(int argc, char** argv) {
     for (auto [peers, groups] :
          std::vector<std::pair<int, int>>{{50, 5}, {500, 100}, {5000, 200}}) {
       auto r = sync_and_mark_peer(db, peers, groups, runs * 20);
-      std::printf("%9s %8d %7d | %9.2f %9.2f %9zu\n", storage::to_string(db.kind), peers,
-                  groups, r.p50, r.p99, r.bytes);
+      std::printf("%9s %8d %7d | %9.2f %9.2f %9zu\n", storage::to_string(db.kind), peers, groups,
+                  r.p50, r.p99, r.bytes);
       std::fflush(stdout);
     }
   std::filesystem::remove_all(dir);

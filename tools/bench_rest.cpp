@@ -64,13 +64,13 @@ int main(int argc, char** argv) {
   const std::string pg_dsn = args.pg_dsn;
   const auto sizes = args.sizes;
   std::vector<storage::db_options> stores;
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("nbm-bench-rest-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nbm-bench-rest-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::printf("REST lists over HTTP on 127.0.0.1, PAT auth (%d requests each after warm-up)\n",
               runs);
-  std::printf("%9s %7s %7s | %-15s | %9s %9s %10s\n", "store", "peers", "groups", "path",
-              "p50 ms", "p99 ms", "bytes");
+  std::printf("%9s %7s %7s | %-15s | %9s %9s %10s\n", "store", "peers", "groups", "path", "p50 ms",
+              "p99 ms", "bytes");
   for (const bool pg : {false, true}) {
     if (pg && pg_dsn.empty())
       continue;

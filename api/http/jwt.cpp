@@ -153,7 +153,9 @@ jwt_verifier::jwt_verifier(jwt_config cfg) : p_(std::make_unique<impl>()) {
 }
 jwt_verifier::~jwt_verifier() = default;
 
-bool jwt_verifier::configured() const { return !p_->cfg.keys_location.empty(); }
+bool jwt_verifier::configured() const {
+  return !p_->cfg.keys_location.empty();
+}
 
 std::optional<jwt_claims> jwt_verifier::verify(const std::string& token, std::string& why) {
   const auto d1 = token.find('.');
@@ -185,8 +187,7 @@ std::optional<jwt_claims> jwt_verifier::verify(const std::string& token, std::st
     return std::nullopt;
   }
   const auto now = static_cast<double>(std::time(nullptr));
-  if (!claims.contains("exp") || !claims["exp"].is_number() ||
-      claims["exp"].get<double>() <= now) {
+  if (!claims.contains("exp") || !claims["exp"].is_number() || claims["exp"].get<double>() <= now) {
     why = "token is expired";
     return std::nullopt;
   }

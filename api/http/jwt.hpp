@@ -13,9 +13,9 @@
 namespace nbm::api::http {
 
 struct jwt_config {
-  std::string issuer;        // AuthIssuer
-  std::string audience;      // AuthAudience
-  std::string keys_location; // AuthKeysLocation
+  std::string issuer;                // AuthIssuer
+  std::string audience;              // AuthAudience
+  std::string keys_location;         // AuthKeysLocation
   std::string user_id_claim = "sub"; // AuthUserIDClaim
 };
 

@@ -37,7 +37,9 @@ struct http_listener::impl {
 
 http_listener::http_listener(rest_api& api) : p_(std::make_unique<impl>(api)) {}
 
-http_listener::~http_listener() { stop(); }
+http_listener::~http_listener() {
+  stop();
+}
 
 bool http_listener::start(const std::string& host, int port) {
   auto& s = p_->server;
@@ -79,7 +81,9 @@ bool http_listener::start(const std::string& host, int port) {
   return true;
 }
 
-int http_listener::port() const { return p_->port; }
+int http_listener::port() const {
+  return p_->port;
+}
 
 void http_listener::stop() {
   if (p_ && p_->th.joinable()) {

@@ -32,10 +32,16 @@ struct http_error : std::runtime_error {
   http_error(int s, const std::string& m) : std::runtime_error(m), status(s) {}
 };
 
-[[noreturn]] void fail(int status, const std::string& message) { throw http_error(status, message); }
-[[noreturn]] void fail(const core::problem& p) { throw http_error(p.status, p.message); }
+[[noreturn]] void fail(int status, const std::string& message) {
+  throw http_error(status, message);
+}
+[[noreturn]] void fail(const core::problem& p) {
+  throw http_error(p.status, p.message);
+}
 
-response json_response(const json& body) { return {200, body.dump()}; }
+response json_response(const json& body) {
+  return {200, body.dump()};
+}
 
 response error_response(int status, const std::string& message) {
   return {status, json{{"message", message}, {"code", status}}.dump()};
@@ -65,7 +71,8 @@ json parse_body(const std::string& body) {
 
 // A field of the expected JSON type, or its default when absent or null; a wrong type is a 400
 // naming the field (Go's decoder refuses the whole body the same way).
-template <class T> T field(const json& j, const char* name, T fallback = T{}) {
+template <class T>
+T field(const json& j, const char* name, T fallback = T{}) {
   auto it = j.find(name);
   if (it == j.end() || it->is_null())
     return fallback;
@@ -140,7 +147,9 @@ json group_json(const account_index& ix, const core::group& g) {
   return j;
 }
 
-json resource_json(const core::resource& r) { return {{"id", r.id}, {"type", r.type}}; }
+json resource_json(const core::resource& r) {
+  return {{"id", r.id}, {"type", r.type}};
+}
 
 json policy_json(const core::account& a, const core::policy& p) {
   json rules = json::array();
@@ -216,7 +225,9 @@ json nameserver_group_json(const core::nameserver_group& g) {
           {"search_domains_enabled", g.search_domains_enabled}};
 }
 
-double now_unix() { return static_cast<double>(std::time(nullptr)); }
+double now_unix() {
+  return static_cast<double>(std::time(nullptr));
+}
 
 json setup_key_json(const core::setup_key& k, const std::string& plain = "") {
   const auto verdict = core::check_setup_key(k, now_unix());
@@ -597,8 +608,7 @@ response rest_api::handle(const request& req) {
 }
 
 response rest_api::impl::route(const request& req) {
-  static const std::regex path_re(
-      R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?(?:/([^/]+))?/?$)");
+  static const std::regex path_re(R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?(?:/([^/]+))?/?$)");
   std::smatch m;
   if (!std::regex_match(req.path, m, path_re))
     return error_response(404, "not found");
@@ -647,8 +657,8 @@ response rest_api::impl::route(const request& req) {
       if (login_exp < 3600 || login_exp > 15'552'000)
         fail(422, "peer login expiration can't be smaller than one hour or larger than 180 days");
       s.peer_login_expiration_ns = login_exp * 1'000'000'000;
-      s.peer_inactivity_expiration_enabled = field<bool>(
-          js, "peer_inactivity_expiration_enabled", s.peer_inactivity_expiration_enabled);
+      s.peer_inactivity_expiration_enabled = field<bool>(js, "peer_inactivity_expiration_enabled",
+                                                         s.peer_inactivity_expiration_enabled);
       const auto inact = field<std::int64_t>(js, "peer_inactivity_expiration",
                                              s.peer_inactivity_expiration_ns / 1'000'000'000);
       if (inact < 0)
@@ -658,8 +668,8 @@ response rest_api::impl::route(const request& req) {
           field<bool>(js, "regular_users_view_blocked", s.regular_users_view_blocked);
       s.groups_propagation_enabled =
           field<bool>(js, "groups_propagation_enabled", s.groups_propagation_enabled);
-      s.routing_peer_dns_resolution_enabled = field<bool>(
-          js, "routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled);
+      s.routing_peer_dns_resolution_enabled = field<bool>(js, "routing_peer_dns_resolution_enabled",
+                                                          s.routing_peer_dns_resolution_enabled);
       s.lazy_connection_enabled =
           field<bool>(js, "lazy_connection_enabled", s.lazy_connection_enabled);
       s.dns_domain = field<std::string>(js, "dns_domain", s.dns_domain);
@@ -680,9 +690,7 @@ response rest_api::impl::route(const request& req) {
 
   // --- peers
   if (kind == "peers" && sub.empty()) {
-    const auto visible = [&](const core::peer& p) {
-      return c.admin() || p.user_id == c.user->id;
-    };
+    const auto visible = [&](const core::peer& p) { return c.admin() || p.user_id == c.user->id; };
     const auto domain = dns_domain(a);
     if (method == "GET" && id.empty()) {
       if (!c.admin() && a.settings.regular_users_view_blocked)

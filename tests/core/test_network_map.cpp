@@ -57,7 +57,8 @@ struct builder {
     a.policies.push_back(p);
     return a.policies.back().rules.back();
   }
-  route& add_route(const std::string& id, const std::string& network, std::vector<std::string> groups) {
+  route& add_route(const std::string& id, const std::string& network,
+                   std::vector<std::string> groups) {
     route r;
     r.id = id;
     r.network = network;
@@ -100,19 +101,20 @@ network_map map_of(const account_view& v, const std::string& peer_id) {
 std::vector<std::string> rule_lines(const network_map& m) {
   std::vector<std::string> out;
   for (const auto& r : m.firewall_rules)
-    out.push_back(r.peer_ip + (r.direction == rule_direction::in ? " in " : " out ") +
-                  std::to_string(static_cast<int>(r.protocol)) +
-                  (r.action == rule_action::drop ? " drop" : " accept") + " port=" + r.port +
-                  (r.range ? " range=" + std::to_string(r.range->start) + "-" +
-                                 std::to_string(r.range->end)
-                           : "") +
-                  " " + r.policy_id);
+    out.push_back(
+        r.peer_ip + (r.direction == rule_direction::in ? " in " : " out ") +
+        std::to_string(static_cast<int>(r.protocol)) +
+        (r.action == rule_action::drop ? " drop" : " accept") + " port=" + r.port +
+        (r.range ? " range=" + std::to_string(r.range->start) + "-" + std::to_string(r.range->end)
+                 : "") +
+        " " + r.policy_id);
   return out;
 }
 
 } // namespace
 
-TEST_CASE("a one-way rule: the source connects out, the destination accepts in, others see nothing") {
+TEST_CASE(
+    "a one-way rule: the source connects out, the destination accepts in, others see nothing") {
   builder b;
   b.add_peer("a");
   b.add_peer("b");
@@ -161,7 +163,8 @@ TEST_CASE("bidirectional All<->All: every other peer, IN and OUT once each, in t
   CHECK(map_of(b.view(), "b").ssh_enabled);
 }
 
-TEST_CASE("group expansion: several groups are united, but an All group (or a lone group) stands alone") {
+TEST_CASE(
+    "group expansion: several groups are united, but an All group (or a lone group) stands alone") {
   builder b;
   for (auto id : {"a", "b", "c", "d"})
     b.add_peer(id);
@@ -200,7 +203,8 @@ TEST_CASE("disabled policies and disabled rules give nothing") {
   CHECK(map_of(b.view(), "a").remote_peers.size() == 1);
 }
 
-TEST_CASE("a policy with source posture checks grants nothing (checks not evaluated yet: fail closed)") {
+TEST_CASE(
+    "a policy with source posture checks grants nothing (checks not evaluated yet: fail closed)") {
   builder b;
   b.add_peer("a");
   b.add_peer("b");
@@ -301,7 +305,8 @@ TEST_CASE("login-expired peers go to offline peers; peers awaiting approval are 
   CHECK(map_of(b.view(ctx), "a").offline_peers.empty());
 }
 
-TEST_CASE("SSH: netbird-ssh rules turn SSH on and add the native port; tcp/22 only with ssh enabled") {
+TEST_CASE(
+    "SSH: netbird-ssh rules turn SSH on and add the native port; tcp/22 only with ssh enabled") {
   builder b;
   b.add_peer("a");
   auto& srv = b.add_peer("s", "0.60.0");
@@ -329,7 +334,8 @@ TEST_CASE("SSH: netbird-ssh rules turn SSH on and add the native port; tcp/22 on
   CHECK(rule_lines(map_of(b.view(), "s")).size() == 1);
 }
 
-TEST_CASE("routes: the router's own route with a default permit, distribution groups, HA, peer groups") {
+TEST_CASE(
+    "routes: the router's own route with a default permit, distribution groups, HA, peer groups") {
   builder b;
   for (auto id : {"a", "b", "r1", "r2", "x"})
     b.add_peer(id);
@@ -408,7 +414,8 @@ TEST_CASE("routes with access-control groups: rules from the policies towards th
   CHECK(map_of(v, "a").routes.size() == 1);
 }
 
-TEST_CASE("DNS: the peers zone of what the peer sees, nameserver groups by group, disabled management") {
+TEST_CASE(
+    "DNS: the peers zone of what the peer sees, nameserver groups by group, disabled management") {
   builder b;
   for (auto id : {"a", "b", "c"})
     b.add_peer(id);

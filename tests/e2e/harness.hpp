@@ -28,7 +28,6 @@ namespace nbm::e2e {
 
 using namespace std::chrono_literals;
 
-
 inline int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -131,8 +130,8 @@ struct server {
       ::dup2(::fileno(stdout), 2);
       const std::string p = std::to_string(port), ap = std::to_string(api_port);
       ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "management", "--config", config.c_str(), "--datadir",
-              dir.c_str(), "--port", p.c_str(), "--api-port", ap.c_str(), "--log-file", "console", "--log-level", "debug",
-              static_cast<char*>(nullptr));
+              dir.c_str(), "--port", p.c_str(), "--api-port", ap.c_str(), "--log-file", "console",
+              "--log-level", "debug", static_cast<char*>(nullptr));
       std::_Exit(127);
     }
     // Ready when GetServerKey answers.

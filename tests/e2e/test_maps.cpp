@@ -92,7 +92,8 @@ TEST_CASE("maps: policies, routes and nameserver groups reach exactly the peers 
         CHECK(fr.protocol() == management::RuleProtocol::TCP);
         CHECK(fr.port() == "80");
         CHECK(fr.action() == management::RuleAction::ACCEPT);
-        CHECK(fr.policyid() == web); // NetBird sends the rule id; our CLI's first rule id = policy id
+        CHECK(fr.policyid() ==
+              web); // NetBird sends the rule id; our CLI's first rule id = policy id
       }
       CHECK_FALSE(m.firewallrulesisempty());
       // B's map has no rules left.
@@ -129,8 +130,9 @@ TEST_CASE("maps: policies, routes and nameserver groups reach exactly the peers 
     na = sa.count(), nb = sb.count(), nc = sc.count();
 
     // 4. A nameserver group for g1: A and B get it, C does not.
-    out = s.admin("nameserver create --account-id " + s.account +
-                  " --name corp --nameservers 10.10.0.53 --groups " + g1 + " --domains corp.example");
+    out =
+        s.admin("nameserver create --account-id " + s.account +
+                " --name corp --nameservers 10.10.0.53 --groups " + g1 + " --domains corp.example");
     REQUIRE_MESSAGE(field(out, "id").size() == 20, out);
     REQUIRE(eventually([&] { return ns_groups(sa.last_response()) == 1; }, 3000ms));
     REQUIRE(eventually([&] { return ns_groups(sb.last_response()) == 1; }, 3000ms));

@@ -95,8 +95,12 @@ struct rsa_key {
     return b64url(raw);
   }
   json jwk(const std::string& kid) const {
-    return {{"kty", "RSA"}, {"kid", kid}, {"use", "sig"}, {"alg", "RS256"},
-            {"n", bn_param(OSSL_PKEY_PARAM_RSA_N)}, {"e", bn_param(OSSL_PKEY_PARAM_RSA_E)}};
+    return {{"kty", "RSA"},
+            {"kid", kid},
+            {"use", "sig"},
+            {"alg", "RS256"},
+            {"n", bn_param(OSSL_PKEY_PARAM_RSA_N)},
+            {"e", bn_param(OSSL_PKEY_PARAM_RSA_E)}};
   }
   std::string sign(const std::string& kid, const json& claims) const {
     const std::string head = b64url(json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", kid}}.dump()) +
@@ -177,14 +181,9 @@ TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with ba
     check_error(api.del("/api/groups/" + s.all_group), 400, "deleting group ALL is not allowed");
 
     // Policies.
-    const json rule = {{"name", "web"},
-                       {"enabled", true},
-                       {"action", "accept"},
-                       {"bidirectional", false},
-                       {"protocol", "tcp"},
-                       {"ports", {"80", "443"}},
-                       {"sources", {devs}},
-                       {"destinations", {devs}}};
+    const json rule = {{"name", "web"},          {"enabled", true},       {"action", "accept"},
+                       {"bidirectional", false}, {"protocol", "tcp"},     {"ports", {"80", "443"}},
+                       {"sources", {devs}},      {"destinations", {devs}}};
     auto p = api.post("/api/policies", {{"name", "web"}, {"enabled", true}, {"rules", {rule}}});
     REQUIRE(p.status == 200);
     const std::string web = p.body["id"];
@@ -203,12 +202,14 @@ TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with ba
     bad["sources"] = {"nosuchgroup"};
     check_error(api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", {bad}}}),
                 422, "group nosuchgroup not found");
-    check_error(api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", json::array()}}),
-                422, "policy rules shouldn't be empty");
+    check_error(
+        api.post("/api/policies", {{"name", "x"}, {"enabled", true}, {"rules", json::array()}}),
+        422, "policy rules shouldn't be empty");
     CHECK(api.get("/api/policies").body.size() == 2); // Default + web: nothing half-written
     auto upd = rule;
     upd["ports"] = {"8080"};
-    auto p2 = api.put("/api/policies/" + web, {{"name", "web2"}, {"enabled", true}, {"rules", {upd}}});
+    auto p2 =
+        api.put("/api/policies/" + web, {{"name", "web2"}, {"enabled", true}, {"rules", {upd}}});
     REQUIRE(p2.status == 200);
     CHECK(p2.body["name"] == "web2");
     CHECK(p2.body["rules"].size() == 1);
@@ -222,10 +223,9 @@ TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with ba
     tools::peer_client router(s.target());
     REQUIRE(router.login(key, "router").ok());
     const auto router_id = s.peer_by_key(router.public_key_b64())->id;
-    const json route = {{"description", "office"}, {"network_id", "office"},
-                        {"enabled", true},         {"peer", router_id},
-                        {"network", "10.1.0.7/16"}, {"metric", 100},
-                        {"masquerade", true},       {"groups", {devs}}};
+    const json route = {{"description", "office"}, {"network_id", "office"},   {"enabled", true},
+                        {"peer", router_id},       {"network", "10.1.0.7/16"}, {"metric", 100},
+                        {"masquerade", true},      {"groups", {devs}}};
     auto rt = api.post("/api/routes", route);
     REQUIRE(rt.status == 200);
     CHECK(rt.body["network"] == "10.1.0.0/16"); // masked, as NetBird stores it
@@ -289,9 +289,8 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   CHECK(api.get("/api/setup-keys/" + key_id).body["key"].get<std::string>().size() < 36);
   check_error(api.post("/api/setup-keys", {{"name", "x"}, {"type", "weird"}}), 422,
               "unknown setup key type weird");
-  check_error(api.post("/api/setup-keys", {{"name", "x"},
-                                           {"type", "reusable"},
-                                           {"auto_groups", {s.all_group}}}),
+  check_error(api.post("/api/setup-keys",
+                       {{"name", "x"}, {"type", "reusable"}, {"auto_groups", {s.all_group}}}),
               422, "can't add 'All' group to the setup key");
 
   tools::peer_client a(s.target());
@@ -309,10 +308,12 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   CHECK(peers.body[0]["accessible_peers_count"] == 0);
 
   // Revoking the key refuses the next registration.
-  auto rev = api.put("/api/setup-keys/" + key_id, {{"revoked", true}, {"auto_groups", json::array()}});
+  auto rev =
+      api.put("/api/setup-keys/" + key_id, {{"revoked", true}, {"auto_groups", json::array()}});
   CHECK(rev.body["revoked"] == true);
-  check_error(api.put("/api/setup-keys/" + key_id, {{"revoked", false}, {"auto_groups", json::array()}}),
-              422, "can't un-revoke a revoked setup key");
+  check_error(
+      api.put("/api/setup-keys/" + key_id, {{"revoked", false}, {"auto_groups", json::array()}}),
+      422, "can't un-revoke a revoked setup key");
   tools::peer_client b(s.target());
   CHECK_FALSE(b.login(plain, "beta").ok());
 
@@ -334,41 +335,50 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   REQUIRE(ren.status == 200);
   CHECK(ren.body["dns_label"] == "alpha-two.netbird.selfhosted");
   CHECK(ren.body["ssh_enabled"] == true);
-  CHECK(eventually([&] {
-    return sa.last_response().peerconfig().fqdn() == "alpha-two.netbird.selfhosted";
-  }));
+  CHECK(eventually(
+      [&] { return sa.last_response().peerconfig().fqdn() == "alpha-two.netbird.selfhosted"; }));
   check_error(api.put("/api/peers/" + pa.id, {{"name", ""}}), 422, "peer name shouldn't be empty");
 
   // Every other resource of the first account, seen from the second: 404, and nothing changes.
   auto g = api.post("/api/groups", {{"name", "devs"}});
   const std::string gid = g.body["id"];
-  const json rule = {{"name", "r"}, {"enabled", true}, {"action", "accept"}, {"protocol", "all"},
-                     {"sources", {gid}}, {"destinations", {gid}}};
-  const std::string pol = api.post("/api/policies", {{"name", "p"}, {"enabled", true}, {"rules", {rule}}})
-                              .body["id"];
-  const std::string rt = api.post("/api/routes", {{"network_id", "n"}, {"enabled", true}, {"peer", pa.id},
-                                                  {"network", "10.9.0.0/24"}, {"metric", 9},
+  const json rule = {{"name", "r"},       {"enabled", true},  {"action", "accept"},
+                     {"protocol", "all"}, {"sources", {gid}}, {"destinations", {gid}}};
+  const std::string pol =
+      api.post("/api/policies", {{"name", "p"}, {"enabled", true}, {"rules", {rule}}}).body["id"];
+  const std::string rt = api.post("/api/routes", {{"network_id", "n"},
+                                                  {"enabled", true},
+                                                  {"peer", pa.id},
+                                                  {"network", "10.9.0.0/24"},
+                                                  {"metric", 9},
                                                   {"groups", {gid}}})
                              .body["id"];
-  const std::string ns = api.post("/api/dns/nameservers",
-                                  {{"name", "ns"}, {"nameservers", {{{"ip", "1.1.1.1"}, {"port", 53}}}},
-                                   {"enabled", true}, {"groups", {gid}}, {"primary", true}})
-                             .body["id"];
+  const std::string ns =
+      api.post("/api/dns/nameservers", {{"name", "ns"},
+                                        {"nameservers", {{{"ip", "1.1.1.1"}, {"port", 53}}}},
+                                        {"enabled", true},
+                                        {"groups", {gid}},
+                                        {"primary", true}})
+          .body["id"];
   const auto owner_id = api.get("/api/users/current").body["id"].get<std::string>();
   REQUIRE(pol.size() == 20);
   REQUIRE(rt.size() == 20);
   REQUIRE(ns.size() == 20);
   check_error(other.get("/api/policies/" + pol), 404, "policy: " + pol + " not found");
-  check_error(other.put("/api/policies/" + pol, {{"name", "x"}, {"enabled", true}, {"rules", {rule}}}), 404,
-              "policy: " + pol + " not found");
+  check_error(
+      other.put("/api/policies/" + pol, {{"name", "x"}, {"enabled", true}, {"rules", {rule}}}), 404,
+      "policy: " + pol + " not found");
   check_error(other.del("/api/policies/" + pol), 404, "policy: " + pol + " not found");
   check_error(other.get("/api/routes/" + rt), 404, "route: " + rt + " not found");
   check_error(other.del("/api/routes/" + rt), 404, "route: " + rt + " not found");
-  check_error(other.get("/api/dns/nameservers/" + ns), 404, "nameserver group: " + ns + " not found");
-  check_error(other.del("/api/dns/nameservers/" + ns), 404, "nameserver group: " + ns + " not found");
+  check_error(other.get("/api/dns/nameservers/" + ns), 404,
+              "nameserver group: " + ns + " not found");
+  check_error(other.del("/api/dns/nameservers/" + ns), 404,
+              "nameserver group: " + ns + " not found");
   check_error(other.del("/api/groups/" + gid), 404, "group: " + gid + " not found");
   check_error(other.del("/api/setup-keys/" + key_id), 404, "setup key: " + key_id + " not found");
-  check_error(other.get("/api/users/" + owner_id + "/tokens"), 404, "user: " + owner_id + " not found");
+  check_error(other.get("/api/users/" + owner_id + "/tokens"), 404,
+              "user: " + owner_id + " not found");
   check_error(other.del("/api/users/" + owner_id), 404, "user: " + owner_id + " not found");
   // The other account's lists hold none of them; ours still has them all.
   CHECK(other.get("/api/policies").body.size() == 1); // its own Default
@@ -380,8 +390,9 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   CHECK(api.get("/api/groups/" + gid).status == 200);
 
   // Our own key can be deleted; then it is gone.
-  auto spare = api.post("/api/setup-keys", {{"name", "spare"}, {"type", "one-off"}, {"usage_limit", 1},
-                                            {"auto_groups", json::array()}});
+  auto spare = api.post(
+      "/api/setup-keys",
+      {{"name", "spare"}, {"type", "one-off"}, {"usage_limit", 1}, {"auto_groups", json::array()}});
   const std::string spare_id = spare.body["id"];
   CHECK(api.del("/api/setup-keys/" + spare_id).body == json::object());
   check_error(api.get("/api/setup-keys/" + spare_id), 404, "setup key: " + spare_id + " not found");
@@ -411,11 +422,17 @@ TEST_CASE("rest: a policy change over REST reaches live streams") {
   CHECK(api.del("/api/policies/" + def).status == 200);
   REQUIRE(eventually([&] { return sa.last().empty(); }, 3000ms));
   // A new bidirectional policy over All brings B back with its firewall rules.
-  const json rule = {{"name", "all"},   {"enabled", true},          {"action", "accept"},
-                     {"bidirectional", true}, {"protocol", "udp"}, {"port_ranges", {{{"start", 1000}, {"end", 2000}}}},
-                     {"sources", {s.all_group}}, {"destinations", {s.all_group}}};
-  REQUIRE(api.post("/api/policies", {{"name", "udp"}, {"enabled", true}, {"rules", {rule}}}).status ==
-          200);
+  const json rule = {{"name", "all"},
+                     {"enabled", true},
+                     {"action", "accept"},
+                     {"bidirectional", true},
+                     {"protocol", "udp"},
+                     {"port_ranges", {{{"start", 1000}, {"end", 2000}}}},
+                     {"sources", {s.all_group}},
+                     {"destinations", {s.all_group}}};
+  REQUIRE(
+      api.post("/api/policies", {{"name", "udp"}, {"enabled", true}, {"rules", {rule}}}).status ==
+      200);
   REQUIRE(eventually([&] { return sa.last().size() == 1; }, 3000ms));
   const auto m = sa.last_response().networkmap();
   REQUIRE(m.firewallrules_size() == 2);
@@ -436,7 +453,9 @@ TEST_CASE("rest: users, service users and their tokens; a regular user's limits"
   const std::string bot = su.body["id"];
   CHECK(su.body["is_service_user"] == true);
   CHECK(su.body["name"] == "ci-bot");
-  check_error(api.post("/api/users", {{"email", "a@b.c"}, {"role", "user"}, {"auto_groups", json::array()},
+  check_error(api.post("/api/users", {{"email", "a@b.c"},
+                                      {"role", "user"},
+                                      {"auto_groups", json::array()},
                                       {"is_service_user", false}}),
               412, "inviting users needs an identity provider; only service users can be created");
   check_error(api.post("/api/users", {{"role", "king"}, {"is_service_user", true}}), 422,
@@ -463,22 +482,26 @@ TEST_CASE("rest: users, service users and their tokens; a regular user's limits"
   check_error(as_bot.get("/api/setup-keys"), 403, "permission denied");
   check_error(as_bot.get("/api/users"), 403, "permission denied");
   CHECK(as_bot.get("/api/peers").body.empty());
-  check_error(as_bot.post("/api/users/" + me + "/tokens", {{"name", "steal"}, {"expires_in", 1}}), 403,
-              "no permission to manage tokens of this user");
+  check_error(as_bot.post("/api/users/" + me + "/tokens", {{"name", "steal"}, {"expires_in", 1}}),
+              403, "no permission to manage tokens of this user");
   // Made admin, it may.
-  CHECK(api.put("/api/users/" + bot, {{"role", "admin"}, {"auto_groups", json::array()}, {"is_blocked", false}})
+  CHECK(api.put("/api/users/" + bot,
+                {{"role", "admin"}, {"auto_groups", json::array()}, {"is_blocked", false}})
             .body["role"] == "admin");
   CHECK(as_bot.get("/api/groups").status == 200);
   // Blocked, its token stops working; the owner cannot block or delete itself.
-  CHECK(api.put("/api/users/" + bot, {{"role", "admin"}, {"auto_groups", json::array()}, {"is_blocked", true}})
+  CHECK(api.put("/api/users/" + bot,
+                {{"role", "admin"}, {"auto_groups", json::array()}, {"is_blocked", true}})
             .status == 200);
   check_error(as_bot.get("/api/groups"), 401, "token invalid");
-  check_error(api.put("/api/users/" + me, {{"role", "owner"}, {"auto_groups", json::array()}, {"is_blocked", true}}),
+  check_error(api.put("/api/users/" + me,
+                      {{"role", "owner"}, {"auto_groups", json::array()}, {"is_blocked", true}}),
               422, "unable to block own user");
   check_error(api.del("/api/users/" + me), 422, "self deletion is not allowed");
   // Deleting the token, then the user.
   CHECK(api.del("/api/users/" + bot + "/tokens/" + token_id).body == json::object());
-  check_error(api.get("/api/users/" + bot + "/tokens/" + token_id), 404, "PAT: " + token_id + " not found");
+  check_error(api.get("/api/users/" + bot + "/tokens/" + token_id), 404,
+              "PAT: " + token_id + " not found");
   CHECK(api.del("/api/users/" + bot).body == json::object());
   check_error(api.del("/api/users/" + bot), 404, "user: " + bot + " not found");
 }
@@ -504,8 +527,10 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
   {
     server s(storage::engine::sqlite, path);
     const auto now = static_cast<long long>(std::time(nullptr));
-    const json good = {{"sub", s.owner}, {"iss", "https://idp.test/"},
-                       {"aud", {"netbird-dashboard", "other"}}, {"exp", now + 300},
+    const json good = {{"sub", s.owner},
+                       {"iss", "https://idp.test/"},
+                       {"aud", {"netbird-dashboard", "other"}},
+                       {"exp", now + 300},
                        {"email", "owner@example.com"}};
     api_client api{s.api_port, "Bearer " + idp.sign("k1", good)};
     auto me = api.get("/api/users/current");
@@ -526,7 +551,7 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
     refused(bad, idp, "k1"); // audience
     bad = good;
     bad["iss"] = "https://evil.test/";
-    refused(bad, idp, "k1"); // issuer
+    refused(bad, idp, "k1");       // issuer
     refused(good, stranger, "k1"); // another key under the IdP's key id
     refused(good, stranger, "k9"); // a key id the IdP does not have
     check_error(api.call("GET", "/api/groups", "", "Bearer not-a-jwt"), 401, "token invalid");
@@ -560,8 +585,8 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
           soci::use(owner, "u"), soci::use(id, "id");
     }
     REQUIRE(api.put("/api/accounts/" + s.account,
-                    {{"settings", {{"peer_login_expiration_enabled", true},
-                                   {"peer_login_expiration", 3600}}}})
+                    {{"settings",
+                      {{"peer_login_expiration_enabled", true}, {"peer_login_expiration", 3600}}}})
                 .status == 200);
     auto expired = laptop.login("", "laptop");
     CHECK(expired.code == grpc::StatusCode::PERMISSION_DENIED);

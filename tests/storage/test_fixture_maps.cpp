@@ -62,7 +62,8 @@ core::account with_defaults(core::account a) {
 
 } // namespace
 
-TEST_CASE("golden: store_with_expired_peers.sql, Default policy, login expiration at two instants") {
+TEST_CASE(
+    "golden: store_with_expired_peers.sql, Default policy, login expiration at two instants") {
   auto db = test::fresh_store(storage::engine::sqlite, "golden");
   test::load_fixture("store_with_expired_peers.sql", db);
   auto acc = with_defaults(test::load_account(db, test::fixture_account));
@@ -112,12 +113,11 @@ TEST_CASE("golden: store_with_expired_peers.sql, Default policy, login expiratio
   for (auto i : m.dns.custom_zones[0].peers)
     for (const auto& r : v.peer_records(i))
       records.push_back(r.name + " " + r.rdata);
-  CHECK(records == std::vector<std::string>{
-                       "f2a34f6a4731.netbird.selfhosted 100.64.114.31",
-                       "expiredhost.netbird.selfhosted 100.64.39.54",
-                       "testhost.netbird.selfhosted 100.64.117.96",
-                       "testhost-1.netbird.selfhosted 100.64.117.97",
-                       "activehost.netbird.selfhosted 100.64.117.98"});
+  CHECK(records == std::vector<std::string>{"f2a34f6a4731.netbird.selfhosted 100.64.114.31",
+                                            "expiredhost.netbird.selfhosted 100.64.39.54",
+                                            "testhost.netbird.selfhosted 100.64.117.96",
+                                            "testhost-1.netbird.selfhosted 100.64.117.97",
+                                            "activehost.netbird.selfhosted 100.64.117.98"});
   CHECK(m.dns.nameserver_groups.empty());
   // One peer runs 0.12.0: the old forwarder port.
   CHECK(m.dns.forwarder_port == 5353);
