@@ -175,6 +175,8 @@ void port_mux::classify(int fd, const std::string& ip) {
   if (have == preface_len && std::memcmp(buf, http2_preface, preface_len) == 0) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // gRPC's event engine reads its sockets non-blocking (its own listener sets this too).
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     grpc_.adopt(fd, ip);
     return;
   }
