@@ -134,6 +134,26 @@ void fan_out(account_ptr_t self) {
   update_record(st);
 }
 
+// The account with every change applied so far (shared with whoever reads it: never changed).
+account_ptr committed(account_state& st) {
+  if (st.working) {
+    st.acc = std::move(st.working);
+    st.working.reset();
+    st.change.reset();
+  }
+  return st.acc;
+}
+
+// Takes `acc` (read from the store) as the account and fans out what changed.
+void adopt(account_ptr_t self, const account_ptr& acc) {
+  auto& st = self->state;
+  st.acc = acc ? acc : std::make_shared<const core::account>();
+  st.rec.loaded = static_cast<bool>(acc);
+  st.working.reset();
+  st.change.reset();
+  fan_out(self);
+}
+
 void reload(account_ptr_t self) {
   self->request(self->state.loader, caf::infinite, load_atom::value, self->state.rec.account_id)
       .await(
@@ -264,6 +284,42 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           reload(self);
       },
       [self](reload_atom) { reload(self); },
+      [self](get_atom, std::uint64_t serial) -> caf::result<account_ptr> {
+        auto& st = self->state;
+        if (serial <= (st.working ? st.working->net.serial : st.acc->net.serial))
+          return committed(st);
+        // Another process changed the account since we read it: read it again, then answer.
+        auto rp = self->make_response_promise<account_ptr>();
+        self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
+            .await(
+                [self, rp](const account_ptr& acc) mutable {
+                  adopt(self, acc);
+                  ++self->state.rec.reloads;
+                  rp.deliver(self->state.acc);
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self](apply_atom, const mutation_ptr& m) -> caf::result<account_ptr> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<account_ptr>();
+        const auto before = committed(st);
+        // await: nothing else of this account is handled until the change is committed and
+        // adopted, so mutations (and registrations, session attaches) apply in order.
+        self->request(st.loader, caf::infinite, apply_atom::value, m, before)
+            .await(
+                [self, rp, before](const account_ptr& after) mutable {
+                  if (after && after != before) {
+                    const bool moved_by_more = after->net.serial > before->net.serial + 1;
+                    adopt(self, after);
+                    if (moved_by_more) // someone else wrote in between: make sure we have it all
+                      self->send(self, check_atom::value, after->net.serial + 1);
+                  }
+                  rp.deliver(self->state.acc);
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
       [self](flush_atom) {
         self->state.flush_scheduled = false;
         fan_out(self);
@@ -368,6 +424,34 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         } catch (const std::exception& e) {
           st.sql.reset();
           spdlog::error("loading account {} failed: {}", account_id, e.what());
+          return caf::make_error(caf::sec::runtime_error, e.what());
+        }
+      },
+      [self](apply_atom, const mutation_ptr& m,
+             const account_ptr& current) -> caf::result<account_ptr> {
+        auto& st = self->state;
+        using store_t = storage::account_store;
+        try {
+          store_t store(st.session(), st.cfg.db.kind);
+          auto acc = std::make_shared<core::account>(*current);
+          // Users, tokens and setup keys change without a serial (NetBird's rule); the rest is
+          // current unless another process moved the serial.
+          if (!store.load_parts(*acc, store_t::part_account | store_t::part_principals))
+            return account_ptr{}; // the account is gone
+          if (acc->net.serial != current->net.serial)
+            store.load_parts(*acc, store_t::part_all);
+          unsigned parts = 0;
+          try {
+            parts = m->write(st.session(), *acc);
+          } catch (...) {
+            m->error = std::current_exception();
+          }
+          if (parts)
+            store.load_parts(*acc, parts | store_t::part_account);
+          return account_ptr(std::move(acc));
+        } catch (const std::exception& e) {
+          st.sql.reset();
+          spdlog::error("changing account {} failed: {}", current->id, e.what());
           return caf::make_error(caf::sec::runtime_error, e.what());
         }
       },

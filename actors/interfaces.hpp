@@ -16,10 +16,16 @@
 #include <caf/typed_actor.hpp>
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+namespace soci {
+class session;
+}
 
 namespace nbm::actors {
 
@@ -54,6 +60,7 @@ using load_atom = caf::atom_constant<caf::atom("load")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using derive_atom = caf::atom_constant<caf::atom("derive")>;
 using dir_atom = caf::atom_constant<caf::atom("directory")>;
+using apply_atom = caf::atom_constant<caf::atom("apply")>;
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -174,6 +181,20 @@ struct peer_view {
 
 using account_ptr = std::shared_ptr<const core::account>;
 
+// A change of an account's configuration (an admin's, through the REST API), applied by the
+// account's actor one at a time. `write` runs on the account store worker, never on the actor's
+// thread: it gets the account as the actor holds it (its users, tokens and setup keys, and
+// everything else when the store's serial is ahead, read again first), decides, commits its
+// change in one transaction and answers which parts of the account it changed
+// (storage::account_store::part bits; 0: none). It throws to refuse; nothing is written then and
+// `error` holds what it threw. The changed parts are read back from the store, so the actor's
+// account is what was committed, and the actor fans out.
+struct mutation {
+  std::function<unsigned(soci::session&, const core::account&)> write;
+  std::exception_ptr error;
+};
+using mutation_ptr = std::shared_ptr<mutation>;
+
 // What an account actor reports about itself.
 struct account_state_record {
   std::string account_id;
@@ -251,6 +272,8 @@ using account_loader = caf::typed_actor<
     // The account with all its objects; a null pointer if it does not exist. The asking account
     // actor is then polled: told (check) the store's serial of its account at every tick.
     caf::replies_to<load_atom, std::string>::with<account_ptr>,
+    // Runs a mutation against (a copy of) the given account; answers the account after it.
+    caf::replies_to<apply_atom, mutation_ptr, account_ptr>::with<account_ptr>,
     // Internal: a poll tick.
     caf::reacts_to<check_atom>>;
 
@@ -275,6 +298,12 @@ using account_actor = caf::typed_actor<
     caf::reacts_to<check_atom, std::uint64_t>,
     // Read the account again from the store and fan out what changed.
     caf::reacts_to<reload_atom>,
+    // The account as committed, for readers (REST); read again from the store first when
+    // `serial` (the store's, as the asker just read it) is ahead of it.
+    caf::replies_to<get_atom, std::uint64_t>::with<account_ptr>,
+    // A change of the account's configuration (see mutation); answers the account after it (its
+    // `error` set when the mutation refused). Mutations of one account run one at a time.
+    caf::replies_to<apply_atom, mutation_ptr>::with<account_ptr>,
     // Internal: run the fan-out of the changes applied so far.
     caf::reacts_to<flush_atom>,
     // State and counters.
@@ -329,6 +358,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::account_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::mutation_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::storage::status_write)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::storage::status_write>)

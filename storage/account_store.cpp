@@ -363,184 +363,217 @@ std::vector<std::string> account_store::account_ids() {
 }
 
 std::optional<core::account> account_store::load_account(const std::string& id) {
-  auto rows = select_rows(sql_, kind_, "accounts", "id = :v", id);
-  if (rows.empty())
-    return std::nullopt;
-  const auto& r = rows.front();
   core::account a;
-  a.id = r.str("id");
-  a.created_by = r.str("created_by");
-  a.created_at = r.time("created_at");
-  a.domain = r.str("domain");
-  a.domain_category = r.str("domain_category");
-  a.is_domain_primary_account = r.boolean("is_domain_primary_account");
-  a.net.identifier = r.str("network_identifier");
-  a.net.net = ipnet_to_prefix(r.parsed("network_net"));
-  a.net.dns = r.str("network_dns");
-  a.net.serial = static_cast<std::uint64_t>(r.integer("network_serial"));
-  a.dns_disabled_management_groups = r.strings("dns_settings_disabled_management_groups");
-  auto& s = a.settings;
-  s.peer_login_expiration_enabled = r.boolean("settings_peer_login_expiration_enabled");
-  s.peer_login_expiration_ns = r.integer("settings_peer_login_expiration");
-  s.peer_inactivity_expiration_enabled = r.boolean("settings_peer_inactivity_expiration_enabled");
-  s.peer_inactivity_expiration_ns = r.integer("settings_peer_inactivity_expiration");
-  s.regular_users_view_blocked = r.boolean("settings_regular_users_view_blocked");
-  s.groups_propagation_enabled = r.boolean("settings_groups_propagation_enabled");
-  s.jwt_groups_enabled = r.boolean("settings_jwt_groups_enabled");
-  s.jwt_groups_claim_name = r.str("settings_jwt_groups_claim_name");
-  s.jwt_allow_groups = r.strings("settings_jwt_allow_groups");
-  s.routing_peer_dns_resolution_enabled = r.boolean("settings_routing_peer_dns_resolution_enabled");
-  s.dns_domain = r.str("settings_dns_domain");
-  s.extra_peer_approval_enabled = r.boolean("settings_extra_peer_approval_enabled");
-  s.extra_user_approval_required = r.boolean("settings_extra_user_approval_required");
-  s.extra_integrated_validator = r.str("settings_extra_integrated_validator");
-  s.extra_integrated_validator_groups = r.strings("settings_extra_integrated_validator_groups");
-  s.lazy_connection_enabled = r.boolean("settings_lazy_connection_enabled");
-
-  for (const auto& pr : select_rows(sql_, kind_, "peers", "account_id = :v ORDER BY id", id))
-    a.peers.push_back(to_peer(pr));
-  for (const auto& ur : select_rows(sql_, kind_, "users", "account_id = :v ORDER BY id", id)) {
-    core::user u;
-    u.id = ur.str("id");
-    u.account_id = ur.str("account_id");
-    u.role = ur.str("role");
-    u.is_service_user = ur.boolean("is_service_user");
-    u.non_deletable = ur.boolean("non_deletable");
-    u.service_user_name = ur.str("service_user_name");
-    u.auto_groups = ur.strings("auto_groups");
-    u.blocked = ur.boolean("blocked");
-    u.pending_approval = ur.boolean("pending_approval");
-    u.last_login = ur.time("last_login");
-    u.created_at = ur.time("created_at");
-    u.issued = ur.str("issued");
-    u.name = ur.str("name");
-    u.email = ur.str("email");
-    a.users.push_back(std::move(u));
-  }
-  for (const auto& tr :
-       select_rows(sql_, kind_, "personal_access_tokens",
-                   "user_id IN (SELECT id FROM users WHERE account_id = :v) ORDER BY id", id)) {
-    core::personal_access_token t;
-    t.id = tr.str("id");
-    t.user_id = tr.str("user_id");
-    t.name = tr.str("name");
-    t.hashed_token = tr.str("hashed_token");
-    t.expiration_date = tr.time("expiration_date");
-    t.created_by = tr.str("created_by");
-    t.created_at = tr.time("created_at");
-    t.last_used = tr.time("last_used");
-    a.tokens.push_back(std::move(t));
-  }
-  std::map<std::string, std::vector<std::string>> members;
-  for (const auto& m :
-       select_rows(sql_, kind_, "group_peers", "account_id = :v ORDER BY peer_id", id))
-    members[m.str("group_id")].push_back(m.str("peer_id"));
-  for (const auto& gr : select_rows(sql_, kind_, "groups", "account_id = :v ORDER BY id", id)) {
-    core::group g;
-    g.id = gr.str("id");
-    g.account_id = gr.str("account_id");
-    g.name = gr.str("name");
-    g.issued = gr.str("issued");
-    g.peers = members[g.id];
-    auto res = gr.parsed("resources");
-    if (res.is_array())
-      for (const auto& e : res)
-        g.resources.push_back(to_resource(e));
-    a.groups.push_back(std::move(g));
-  }
-  std::map<std::string, std::vector<core::policy_rule>> rules;
-  for (const auto& rr : select_rows(
-           sql_, kind_, "policy_rules",
-           "policy_id IN (SELECT id FROM policies WHERE account_id = :v) ORDER BY id", id)) {
-    core::policy_rule x;
-    x.id = rr.str("id");
-    x.policy_id = rr.str("policy_id");
-    x.name = rr.str("name");
-    x.description = rr.str("description");
-    x.enabled = rr.boolean("enabled");
-    x.action = rr.str("action");
-    x.protocol = rr.str("protocol");
-    x.bidirectional = rr.boolean("bidirectional");
-    x.sources = rr.strings("sources");
-    x.destinations = rr.strings("destinations");
-    x.source_resource = to_resource(rr.parsed("source_resource"));
-    x.destination_resource = to_resource(rr.parsed("destination_resource"));
-    x.ports = rr.strings("ports");
-    auto pr = rr.parsed("port_ranges");
-    if (pr.is_array())
-      for (const auto& e : pr)
-        if (e.is_object())
-          x.port_ranges.push_back(
-              {e.value<std::uint16_t>("Start", 0), e.value<std::uint16_t>("End", 0)});
-    auto ag = rr.parsed("authorized_groups");
-    if (ag.is_object())
-      for (const auto& [group, users] : ag.items()) {
-        auto& list = x.authorized_groups[group];
-        if (users.is_array())
-          for (const auto& u : users)
-            if (u.is_string())
-              list.push_back(u.get<std::string>());
-      }
-    x.authorized_user = rr.str("authorized_user");
-    rules[x.policy_id].push_back(std::move(x));
-  }
-  for (const auto& pr : select_rows(sql_, kind_, "policies", "account_id = :v ORDER BY id", id)) {
-    core::policy p;
-    p.id = pr.str("id");
-    p.account_id = pr.str("account_id");
-    p.name = pr.str("name");
-    p.description = pr.str("description");
-    p.enabled = pr.boolean("enabled");
-    p.source_posture_checks = pr.strings("source_posture_checks");
-    p.rules = rules[p.id];
-    a.policies.push_back(std::move(p));
-  }
-  for (const auto& kr : select_rows(sql_, kind_, "setup_keys", "account_id = :v ORDER BY id", id))
-    a.setup_keys.push_back(to_setup_key(kr));
-  for (const auto& rr : select_rows(sql_, kind_, "routes", "account_id = :v ORDER BY id", id)) {
-    core::route x;
-    x.id = rr.str("id");
-    x.account_id = rr.str("account_id");
-    x.network = json_string(rr.at("network"));
-    x.domains = rr.strings("domains");
-    x.keep_route = rr.boolean("keep_route");
-    x.net_id = rr.str("net_id");
-    x.description = rr.str("description");
-    x.peer = rr.str("peer");
-    x.peer_groups = rr.strings("peer_groups");
-    x.network_type = rr.integer("network_type");
-    x.masquerade = rr.boolean("masquerade");
-    x.metric = rr.integer("metric");
-    x.enabled = rr.boolean("enabled");
-    x.groups = rr.strings("groups");
-    x.access_control_groups = rr.strings("access_control_groups");
-    x.skip_auto_apply = rr.boolean("skip_auto_apply");
-    a.routes.push_back(std::move(x));
-  }
-  for (const auto& nr :
-       select_rows(sql_, kind_, "name_server_groups", "account_id = :v ORDER BY id", id)) {
-    core::nameserver_group g;
-    g.id = nr.str("id");
-    g.account_id = nr.str("account_id");
-    g.name = nr.str("name");
-    g.description = nr.str("description");
-    auto ns = nr.parsed("name_servers");
-    if (ns.is_array())
-      for (const auto& e : ns)
-        if (e.is_object())
-          g.nameservers.push_back({e.value("IP", ""), e.value("NSType", 1), e.value("Port", 53)});
-    g.groups = nr.strings("groups");
-    g.primary = nr.boolean("primary");
-    g.domains = nr.strings("domains");
-    g.enabled = nr.boolean("enabled");
-    g.search_domains_enabled = nr.boolean("search_domains_enabled");
-    a.nameserver_groups.push_back(std::move(g));
-  }
-  for (const auto& cr :
-       select_rows(sql_, kind_, "posture_checks", "account_id = :v ORDER BY id", id))
-    a.posture_checks.push_back({cr.str("id"), cr.str("account_id"), cr.str("name"),
-                                cr.str("description"), cr.str("checks")});
+  a.id = id;
+  if (!load_parts(a, part_all))
+    return std::nullopt;
   return a;
+}
+
+bool account_store::load_parts(core::account& a, unsigned parts) {
+  const std::string id = a.id;
+  if (parts & part_account) {
+    auto rows = select_rows(sql_, kind_, "accounts", "id = :v", id);
+    if (rows.empty())
+      return false;
+    const auto& r = rows.front();
+    a.id = r.str("id");
+    a.created_by = r.str("created_by");
+    a.created_at = r.time("created_at");
+    a.domain = r.str("domain");
+    a.domain_category = r.str("domain_category");
+    a.is_domain_primary_account = r.boolean("is_domain_primary_account");
+    a.net.identifier = r.str("network_identifier");
+    a.net.net = ipnet_to_prefix(r.parsed("network_net"));
+    a.net.dns = r.str("network_dns");
+    a.net.serial = static_cast<std::uint64_t>(r.integer("network_serial"));
+    a.dns_disabled_management_groups = r.strings("dns_settings_disabled_management_groups");
+    auto& s = a.settings;
+    s.peer_login_expiration_enabled = r.boolean("settings_peer_login_expiration_enabled");
+    s.peer_login_expiration_ns = r.integer("settings_peer_login_expiration");
+    s.peer_inactivity_expiration_enabled = r.boolean("settings_peer_inactivity_expiration_enabled");
+    s.peer_inactivity_expiration_ns = r.integer("settings_peer_inactivity_expiration");
+    s.regular_users_view_blocked = r.boolean("settings_regular_users_view_blocked");
+    s.groups_propagation_enabled = r.boolean("settings_groups_propagation_enabled");
+    s.jwt_groups_enabled = r.boolean("settings_jwt_groups_enabled");
+    s.jwt_groups_claim_name = r.str("settings_jwt_groups_claim_name");
+    s.jwt_allow_groups = r.strings("settings_jwt_allow_groups");
+    s.routing_peer_dns_resolution_enabled =
+        r.boolean("settings_routing_peer_dns_resolution_enabled");
+    s.dns_domain = r.str("settings_dns_domain");
+    s.extra_peer_approval_enabled = r.boolean("settings_extra_peer_approval_enabled");
+    s.extra_user_approval_required = r.boolean("settings_extra_user_approval_required");
+    s.extra_integrated_validator = r.str("settings_extra_integrated_validator");
+    s.extra_integrated_validator_groups = r.strings("settings_extra_integrated_validator_groups");
+    s.lazy_connection_enabled = r.boolean("settings_lazy_connection_enabled");
+  }
+  if (parts & part_peers) {
+    a.peers.clear();
+    for (const auto& pr : select_rows(sql_, kind_, "peers", "account_id = :v ORDER BY id", id))
+      a.peers.push_back(to_peer(pr));
+  }
+  if (parts & part_principals) {
+    a.users.clear();
+    a.tokens.clear();
+    a.setup_keys.clear();
+    for (const auto& ur : select_rows(sql_, kind_, "users", "account_id = :v ORDER BY id", id)) {
+      core::user u;
+      u.id = ur.str("id");
+      u.account_id = ur.str("account_id");
+      u.role = ur.str("role");
+      u.is_service_user = ur.boolean("is_service_user");
+      u.non_deletable = ur.boolean("non_deletable");
+      u.service_user_name = ur.str("service_user_name");
+      u.auto_groups = ur.strings("auto_groups");
+      u.blocked = ur.boolean("blocked");
+      u.pending_approval = ur.boolean("pending_approval");
+      u.last_login = ur.time("last_login");
+      u.created_at = ur.time("created_at");
+      u.issued = ur.str("issued");
+      u.name = ur.str("name");
+      u.email = ur.str("email");
+      a.users.push_back(std::move(u));
+    }
+    for (const auto& tr :
+         select_rows(sql_, kind_, "personal_access_tokens",
+                     "user_id IN (SELECT id FROM users WHERE account_id = :v) ORDER BY id", id)) {
+      core::personal_access_token t;
+      t.id = tr.str("id");
+      t.user_id = tr.str("user_id");
+      t.name = tr.str("name");
+      t.hashed_token = tr.str("hashed_token");
+      t.expiration_date = tr.time("expiration_date");
+      t.created_by = tr.str("created_by");
+      t.created_at = tr.time("created_at");
+      t.last_used = tr.time("last_used");
+      a.tokens.push_back(std::move(t));
+    }
+    for (const auto& kr : select_rows(sql_, kind_, "setup_keys", "account_id = :v ORDER BY id", id))
+      a.setup_keys.push_back(to_setup_key(kr));
+  }
+  if (parts & part_groups) {
+    a.groups.clear();
+    std::map<std::string, std::vector<std::string>> members;
+    for (const auto& m :
+         select_rows(sql_, kind_, "group_peers", "account_id = :v ORDER BY peer_id", id))
+      members[m.str("group_id")].push_back(m.str("peer_id"));
+    for (const auto& gr : select_rows(sql_, kind_, "groups", "account_id = :v ORDER BY id", id)) {
+      core::group g;
+      g.id = gr.str("id");
+      g.account_id = gr.str("account_id");
+      g.name = gr.str("name");
+      g.issued = gr.str("issued");
+      g.peers = members[g.id];
+      auto res = gr.parsed("resources");
+      if (res.is_array())
+        for (const auto& e : res)
+          g.resources.push_back(to_resource(e));
+      a.groups.push_back(std::move(g));
+    }
+  }
+  if (parts & part_policies) {
+    a.policies.clear();
+    std::map<std::string, std::vector<core::policy_rule>> rules;
+    for (const auto& rr : select_rows(
+             sql_, kind_, "policy_rules",
+             "policy_id IN (SELECT id FROM policies WHERE account_id = :v) ORDER BY id", id)) {
+      core::policy_rule x;
+      x.id = rr.str("id");
+      x.policy_id = rr.str("policy_id");
+      x.name = rr.str("name");
+      x.description = rr.str("description");
+      x.enabled = rr.boolean("enabled");
+      x.action = rr.str("action");
+      x.protocol = rr.str("protocol");
+      x.bidirectional = rr.boolean("bidirectional");
+      x.sources = rr.strings("sources");
+      x.destinations = rr.strings("destinations");
+      x.source_resource = to_resource(rr.parsed("source_resource"));
+      x.destination_resource = to_resource(rr.parsed("destination_resource"));
+      x.ports = rr.strings("ports");
+      auto pr = rr.parsed("port_ranges");
+      if (pr.is_array())
+        for (const auto& e : pr)
+          if (e.is_object())
+            x.port_ranges.push_back(
+                {e.value<std::uint16_t>("Start", 0), e.value<std::uint16_t>("End", 0)});
+      auto ag = rr.parsed("authorized_groups");
+      if (ag.is_object())
+        for (const auto& [group, users] : ag.items()) {
+          auto& list = x.authorized_groups[group];
+          if (users.is_array())
+            for (const auto& u : users)
+              if (u.is_string())
+                list.push_back(u.get<std::string>());
+        }
+      x.authorized_user = rr.str("authorized_user");
+      rules[x.policy_id].push_back(std::move(x));
+    }
+    for (const auto& pr : select_rows(sql_, kind_, "policies", "account_id = :v ORDER BY id", id)) {
+      core::policy p;
+      p.id = pr.str("id");
+      p.account_id = pr.str("account_id");
+      p.name = pr.str("name");
+      p.description = pr.str("description");
+      p.enabled = pr.boolean("enabled");
+      p.source_posture_checks = pr.strings("source_posture_checks");
+      p.rules = rules[p.id];
+      a.policies.push_back(std::move(p));
+    }
+  }
+  if (parts & part_routes) {
+    a.routes.clear();
+    for (const auto& rr : select_rows(sql_, kind_, "routes", "account_id = :v ORDER BY id", id)) {
+      core::route x;
+      x.id = rr.str("id");
+      x.account_id = rr.str("account_id");
+      x.network = json_string(rr.at("network"));
+      x.domains = rr.strings("domains");
+      x.keep_route = rr.boolean("keep_route");
+      x.net_id = rr.str("net_id");
+      x.description = rr.str("description");
+      x.peer = rr.str("peer");
+      x.peer_groups = rr.strings("peer_groups");
+      x.network_type = rr.integer("network_type");
+      x.masquerade = rr.boolean("masquerade");
+      x.metric = rr.integer("metric");
+      x.enabled = rr.boolean("enabled");
+      x.groups = rr.strings("groups");
+      x.access_control_groups = rr.strings("access_control_groups");
+      x.skip_auto_apply = rr.boolean("skip_auto_apply");
+      a.routes.push_back(std::move(x));
+    }
+  }
+  if (parts & part_nameservers) {
+    a.nameserver_groups.clear();
+    for (const auto& nr :
+         select_rows(sql_, kind_, "name_server_groups", "account_id = :v ORDER BY id", id)) {
+      core::nameserver_group g;
+      g.id = nr.str("id");
+      g.account_id = nr.str("account_id");
+      g.name = nr.str("name");
+      g.description = nr.str("description");
+      auto ns = nr.parsed("name_servers");
+      if (ns.is_array())
+        for (const auto& e : ns)
+          if (e.is_object())
+            g.nameservers.push_back({e.value("IP", ""), e.value("NSType", 1), e.value("Port", 53)});
+      g.groups = nr.strings("groups");
+      g.primary = nr.boolean("primary");
+      g.domains = nr.strings("domains");
+      g.enabled = nr.boolean("enabled");
+      g.search_domains_enabled = nr.boolean("search_domains_enabled");
+      a.nameserver_groups.push_back(std::move(g));
+    }
+  }
+  if (parts & part_posture) {
+    a.posture_checks.clear();
+    for (const auto& cr :
+         select_rows(sql_, kind_, "posture_checks", "account_id = :v ORDER BY id", id))
+      a.posture_checks.push_back({cr.str("id"), cr.str("account_id"), cr.str("name"),
+                                  cr.str("description"), cr.str("checks")});
+  }
+  return true;
 }
 
 std::optional<core::peer> account_store::peer_by_key(const std::string& wg_key) {

@@ -28,6 +28,21 @@ public:
   // rules, setup keys, routes, nameserver groups, posture checks); nullopt if it does not exist.
   // Times read back as NetBird's text form; from PostgreSQL in UTC ("...+00:00", microseconds).
   std::optional<core::account> load_account(const std::string& account_id);
+  // The parts of an account load_parts reads again, as load_account reads them.
+  enum part : unsigned {
+    part_account = 1,    // the accounts row: network (serial included), settings, DNS settings
+    part_peers = 2,      //
+    part_principals = 4, // users, their personal access tokens, setup keys
+    part_groups = 8,     // groups with their members
+    part_policies = 16,  // policies with their rules
+    part_routes = 32,    //
+    part_nameservers = 64,
+    part_posture = 128,
+    part_all = 255,
+  };
+  // Replaces the given parts of `a` (a.id set) with what the store holds now; false when
+  // part_account is asked for and the account does not exist.
+  bool load_parts(core::account& a, unsigned parts);
   std::optional<core::peer> peer_by_key(const std::string& wg_key);
   std::optional<core::peer> peer_by_id(const std::string& account_id, const std::string& peer_id);
   // The account of the user owning the personal access token stored as `hashed_token`.

@@ -1,14 +1,21 @@
-// REST list latency: GET /api/peers (and /api/groups, /api/policies) over HTTP on 127.0.0.1
-// against an account of NetBird's benchmark shape in a real store (SQLite file; PostgreSQL with
-// --pg-dsn), authenticated with a PAT. Prints p50 / p99 per size.
+// REST latency: GET /api/peers (and /api/groups, /api/policies) and a group update (PUT
+// /api/groups/{id}, a mutation through the account actor) over HTTP on 127.0.0.1 against an
+// account of NetBird's benchmark shape in a real store (SQLite file; PostgreSQL with --pg-dsn),
+// authenticated with a PAT, served as the server serves it (account actors, loader, directory).
+// Prints p50 / p99 per size.
 //
 //   build/tools/bench_rest [--runs N] [--pg-dsn DSN] [--sizes 500/100,5000/200]
+#include "actors/account_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "actors/status_writer.hpp"
 #include "api/http/rest.hpp"
 #include "storage/account_store.hpp"
 #include "storage/schema.hpp"
 #include "tools/bench_accounts.hpp"
 
+#include <caf/all.hpp>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <soci/soci.h>
 
 #include <algorithm>
@@ -28,7 +35,9 @@ struct result {
   std::size_t bytes = 0;
 };
 
-result measure(int port, const std::string& pat, const std::string& path, int runs) {
+// GET `path`, or PUT `body(i)` to it when `body` is given.
+result measure(int port, const std::string& pat, const std::string& path, int runs,
+               const std::function<std::string(int)>& body = {}) {
   httplib::Client cli("127.0.0.1", port);
   cli.set_read_timeout(60);
   httplib::Headers h{{"Authorization", "Token " + pat}};
@@ -36,7 +45,7 @@ result measure(int port, const std::string& pat, const std::string& path, int ru
   result r;
   for (int i = 0; i < runs + 2; ++i) {
     const auto t0 = clk::now();
-    auto res = cli.Get(path, h);
+    auto res = body ? cli.Put(path, h, body(i), "application/json") : cli.Get(path, h);
     const double d = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
     if (!res || res->status != 200) {
       std::fprintf(stderr, "GET %s failed: %d\n", path.c_str(), res ? res->status : -1);
@@ -69,8 +78,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   std::printf("REST lists over HTTP on 127.0.0.1, PAT auth (%d requests each after warm-up)\n",
               runs);
-  std::printf("%9s %7s %7s | %-15s | %9s %9s %10s\n", "store", "peers", "groups", "path", "p50 ms",
-              "p99 ms", "bytes");
+  std::printf("%9s %7s %7s | %-22s | %9s %9s %10s\n", "store", "peers", "groups", "request",
+              "p50 ms", "p99 ms", "bytes");
   for (const bool pg : {false, true}) {
     if (pg && pg_dsn.empty())
       continue;
@@ -102,22 +111,44 @@ int main(int argc, char** argv) {
       acc.tokens.push_back(t);
       storage::account_store(sql, db.kind).insert_account_tree(acc);
 
-      api::http::rest_deps deps;
-      deps.db = db;
-      api::http::rest_api rest(deps);
-      api::http::http_listener http(rest);
-      const int port = 40000 + static_cast<int>(::getpid() % 20000);
-      if (!http.start("127.0.0.1", port)) {
-        std::fprintf(stderr, "cannot listen on 127.0.0.1:%d\n", port);
-        return 1;
+      caf::actor_system_config cfg;
+      caf::actor_system sys{cfg};
+      auto writer = actors::spawn_status_writer(sys, {db, 1, 1024});
+      auto loader = actors::spawn_account_loader(sys, {db, std::chrono::milliseconds(1000)});
+      actors::directory_config dc;
+      dc.writer = writer;
+      dc.loader = loader;
+      auto directory = actors::spawn_peer_directory(sys, dc);
+      {
+        api::http::rest_deps deps;
+        deps.db = db;
+        deps.sys = &sys;
+        deps.directory = directory;
+        api::http::rest_api rest(deps);
+        api::http::http_listener http(rest);
+        if (!http.start("127.0.0.1", 0)) {
+          std::fprintf(stderr, "cannot listen on 127.0.0.1\n");
+          return 1;
+        }
+        const auto print = [&](const std::string& what, const result& r) {
+          std::printf("%9s %7d %7d | %-22s | %9.2f %9.2f %10zu\n", pg ? "postgres" : "sqlite",
+                      peers, groups, what.c_str(), r.p50, r.p99, r.bytes);
+          std::fflush(stdout);
+        };
+        for (const char* path : {"/api/peers", "/api/groups", "/api/policies"})
+          print(std::string("GET ") + path, measure(http.port(), pat.plain, path, runs));
+        // A rename of a group with its members: validated, written and read back in the actor.
+        const auto& g = acc.groups.at(1);
+        print("PUT /api/groups/{id}",
+              measure(http.port(), pat.plain, "/api/groups/" + g.id, runs, [&](int i) {
+                return nlohmann::json{{"name", "bench-" + std::to_string(i)}, {"peers", g.peers}}
+                    .dump();
+              }));
+        http.stop();
       }
-      for (const char* path : {"/api/peers", "/api/groups", "/api/policies"}) {
-        auto r = measure(port, pat.plain, path, runs);
-        std::printf("%9s %7d %7d | %-15s | %9.2f %9.2f %10zu\n", pg ? "postgres" : "sqlite", peers,
-                    groups, path, r.p50, r.p99, r.bytes);
-        std::fflush(stdout);
-      }
-      http.stop();
+      caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     }
   }
   std::filesystem::remove_all(dir);

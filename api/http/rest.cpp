@@ -461,8 +461,10 @@ struct rest_api::impl {
     }
   };
 
+  // Who asks: the account as its actor holds it (users, tokens and setup keys read from the store
+  // for this request, since they change without a serial) and the user.
   struct caller {
-    core::account acc;
+    std::shared_ptr<core::account> acc;
     const core::user* user = nullptr;
     bool admin() const { return user->role == "owner" || user->role == "admin"; }
   };
@@ -502,12 +504,11 @@ struct rest_api::impl {
     auto account_id = store.account_of_token(hashed);
     if (!account_id)
       fail(401, "token invalid");
-    auto acc = store.load_account(*account_id);
-    if (!acc)
+    caller c{load(sql, *account_id), nullptr};
+    if (!c.acc)
       fail(401, "token invalid");
-    caller c{std::move(*acc), nullptr};
     const core::personal_access_token* pat = nullptr;
-    for (const auto& t : c.acc.tokens)
+    for (const auto& t : c.acc->tokens)
       if (t.hashed_token == hashed)
         pat = &t;
     if (!pat)
@@ -517,7 +518,7 @@ struct rest_api::impl {
       if (exp && *exp < now_unix())
         fail(401, "token expired");
     }
-    for (const auto& u : c.acc.users)
+    for (const auto& u : c.acc->users)
       if (u.id == pat->user_id)
         c.user = &u;
     if (!c.user || c.user->blocked)
@@ -548,11 +549,10 @@ struct rest_api::impl {
       account_id = admin.create_account(spec).account_id;
       spdlog::info("REST: first login of {}: account {} created", claims->user_id, *account_id);
     }
-    auto acc = store.load_account(*account_id);
-    if (!acc)
+    caller c{load(sql, *account_id), nullptr};
+    if (!c.acc)
       fail(401, "token invalid");
-    caller c{std::move(*acc), nullptr};
-    for (const auto& u : c.acc.users)
+    for (const auto& u : c.acc->users)
       if (u.id == claims->user_id)
         c.user = &u;
     if (!c.user || c.user->blocked)
@@ -565,29 +565,90 @@ struct rest_api::impl {
       fail(403, "permission denied");
   }
 
-  // The account actor re-reads the account when its serial moved and sends the affected peers
-  // their new maps; a deleted peer's stream is ended.
-  void changed(const std::string& account_id, std::uint64_t serial,
-               const std::string& deleted_peer = "") {
-    if (!deps.sys || !deps.directory)
-      return;
+  // The account actor of an account (an error: the actor system cannot give it).
+  caf::expected<actors::account_actor> actor_of(caf::scoped_actor& self, const std::string& id) {
+    caf::expected<actors::account_actor> out{caf::sec::request_timeout};
+    self->request(deps.directory, std::chrono::seconds(10), actors::account_atom::value, id)
+        .receive([&](actors::account_actor& acc) { out = std::move(acc); },
+                 [&](caf::error& err) { out = std::move(err); });
+    return out;
+  }
+
+  [[noreturn]] void unavailable(const std::string& account_id, const caf::error& err) {
+    spdlog::error("REST: account {} unavailable: {}", account_id, deps.sys->render(err));
+    fail(503, "service unavailable, please retry");
+  }
+
+  // The account as its actor holds it, current with the store's serial (so every replica answers
+  // alike), with its users, tokens and setup keys read now; null if it does not exist.
+  std::shared_ptr<core::account> load(soci::session& sql, const std::string& id) {
+    storage::account_store store(sql, deps.db.kind);
+    if (!deps.sys || !deps.directory) {
+      auto a = store.load_account(id);
+      return a ? std::make_shared<core::account>(std::move(*a)) : nullptr;
+    }
+    core::account row;
+    row.id = id;
+    if (!store.load_parts(row, storage::account_store::part_account))
+      return nullptr;
     caf::scoped_actor self{*deps.sys};
-    self->request(deps.directory, std::chrono::seconds(5), actors::account_atom::value, account_id)
-        .receive(
-            [&](actors::account_actor& acc) {
-              if (!deleted_peer.empty())
-                caf::anon_send(acc, actors::deleted_atom::value, deleted_peer);
-              caf::anon_send(acc, actors::check_atom::value, serial);
-            },
-            [&](caf::error& err) {
-              spdlog::warn("REST change of account {} not pushed to peers: {}", account_id,
-                           self->system().render(err));
-            });
+    auto acc = actor_of(self, id);
+    if (!acc)
+      unavailable(id, acc.error());
+    actors::account_ptr snap;
+    caf::error failed;
+    self->request(*acc, std::chrono::seconds(30), actors::get_atom::value, row.net.serial)
+        .receive([&](actors::account_ptr& a) { snap = std::move(a); },
+                 [&](caf::error& err) { failed = std::move(err); });
+    if (failed)
+      unavailable(id, failed);
+    if (!snap || snap->id != id)
+      return nullptr;
+    auto a = std::make_shared<core::account>(*snap);
+    store.load_parts(*a, storage::account_store::part_principals);
+    return a;
+  }
+
+  // A change made by `dispatch` inside the account actor (see actors::mutation): validated against
+  // and applied to the account as the actor holds it, committed, read back and fanned out to the
+  // connected peers it affects before the answer goes out.
+  response mutate(caller& c, const request& req, const std::vector<std::string>& path,
+                  soci::session& sql) {
+    response out;
+    auto run = [&](soci::session& s, const core::account& a) {
+      unsigned touched = 0;
+      out = dispatch(c, req, path,
+                     std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a), s, touched);
+      return touched;
+    };
+    if (!deps.sys || !deps.directory) {
+      run(sql, *c.acc);
+      return out;
+    }
+    auto m = std::make_shared<actors::mutation>();
+    m->write = run;
+    caf::scoped_actor self{*deps.sys};
+    const auto& id = c.acc->id;
+    auto acc = actor_of(self, id);
+    if (!acc)
+      unavailable(id, acc.error());
+    caf::error failed;
+    self->request(*acc, std::chrono::seconds(60), actors::apply_atom::value, m)
+        .receive([](actors::account_ptr&) {}, [&](caf::error& err) { failed = std::move(err); });
+    if (failed)
+      unavailable(id, failed);
+    if (m->error)
+      std::rethrow_exception(m->error);
+    return out;
   }
 
   response route(const request& req);
+  response dispatch(caller& c, const request& req, const std::vector<std::string>& path,
+                    std::shared_ptr<const core::account> acc, soci::session& sql,
+                    unsigned& touched);
   response users(caller& c, const request& req, const std::string& id, const std::string& sub,
-                 const std::string& token_id, soci::session& sql);
+                 const std::string& token_id, const core::account& a, soci::session& sql,
+                 unsigned& touched);
 };
 
 rest_api::rest_api(rest_deps deps) : p_(std::make_unique<impl>(std::move(deps))) {}
@@ -612,17 +673,33 @@ response rest_api::impl::route(const request& req) {
   std::smatch m;
   if (!std::regex_match(req.path, m, path_re))
     return error_response(404, "not found");
-  const std::string kind = m[1], id = m[2], sub = m[3], sub_id = m[4];
-  const auto& method = req.method;
+  const std::vector<std::string> path{m[1], m[2], m[3], m[4]};
+  const auto& kind = path[0];
 
   lease db(*this);
   auto& sql = *db.sql;
   auto c = authenticate(sql, req.authorization);
-  auto& a = c.acc;
   // NetBird's "user" role has no permission on the account's objects: it sees its own peers, its
   // own user and its own tokens.
   if (kind != "peers" && kind != "users" && !c.admin())
     fail(403, "permission denied");
+  if (req.method != "GET")
+    return mutate(c, req, path, sql);
+  if (kind == "peers") // status, meta and location change without a serial: read them now
+    storage::account_store(sql, deps.db.kind)
+        .load_parts(*c.acc, storage::account_store::part_peers);
+  unsigned touched = 0;
+  return dispatch(c, req, path, c.acc, sql, touched);
+}
+
+response rest_api::impl::dispatch(caller& c, const request& req,
+                                  const std::vector<std::string>& path,
+                                  std::shared_ptr<const core::account> acc, soci::session& sql,
+                                  unsigned& touched) {
+  using parts = storage::account_store;
+  const auto& a = *acc;
+  const std::string &kind = path[0], &id = path[1], &sub = path[2], &sub_id = path[3];
+  const auto& method = req.method;
   const account_index ix(a);
   storage::config_store cfg(sql, deps.db.kind);
   storage::admin_store admin(sql, deps.db.kind);
@@ -673,17 +750,15 @@ response rest_api::impl::route(const request& req) {
       s.lazy_connection_enabled =
           field<bool>(js, "lazy_connection_enabled", s.lazy_connection_enabled);
       s.dns_domain = field<std::string>(js, "dns_domain", s.dns_domain);
-      auto serial = cfg.update_settings(a.id, s);
-      if (!serial)
+      if (!cfg.update_settings(a.id, s))
         fail(404, "account not found: " + id);
-      changed(a.id, *serial);
-      a.settings = s;
+      touched |= parts::part_account;
       return json_response({{"id", a.id},
                             {"domain", a.domain},
                             {"domain_category", a.domain_category},
                             {"created_at", rfc3339(a.created_at)},
                             {"created_by", a.created_by},
-                            {"settings", settings_json(a.settings)}});
+                            {"settings", settings_json(s)}});
     }
     return method_not_allowed();
   }
@@ -695,7 +770,7 @@ response rest_api::impl::route(const request& req) {
     if (method == "GET" && id.empty()) {
       if (!c.admin() && a.settings.regular_users_view_blocked)
         return json_response(json::array());
-      core::account_view view(std::make_shared<const core::account>(a), {domain});
+      core::account_view view(acc, {domain});
       json out = json::array();
       const auto name = req.query.count("name") ? req.query.at("name") : "";
       const auto ip = req.query.count("ip") ? req.query.at("ip") : "";
@@ -741,20 +816,16 @@ response rest_api::impl::route(const request& req) {
           fail(409, "peer name " + upd.name + " is taken");
         upd.dns_label = *unique;
       }
-      auto serial = admin.update_peer(upd);
-      if (!serial)
+      if (!admin.update_peer(upd))
         fail(404, "peer not found: " + id);
-      changed(a.id, *serial);
-      for (auto& q : a.peers)
-        if (q.id == upd.id)
-          q = upd;
-      return json_response(peer_json(account_index(a), upd, domain));
+      touched |= parts::part_peers;
+      return json_response(peer_json(ix, upd, domain));
     }
     if (method == "DELETE") {
       if (!admin.delete_peer(a.id, id))
         fail(404, "peer not found: " + id);
-      // The serial moved in the delete; the account actor finds it when it checks.
-      changed(a.id, a.net.serial + 1, id);
+      // Its stream ends when the account actor fans out the account without it.
+      touched |= parts::part_peers | parts::part_groups;
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -799,6 +870,7 @@ response rest_api::impl::route(const request& req) {
       spec.ephemeral = field<bool>(body, "ephemeral");
       spec.allow_extra_dns_labels = field<bool>(body, "allow_extra_dns_labels");
       auto [key, plain] = admin.create_setup_key(spec);
+      touched |= parts::part_principals;
       return json_response(setup_key_json(key, plain));
     }
     const core::setup_key* key = nullptr;
@@ -828,6 +900,7 @@ response rest_api::impl::route(const request& req) {
         admin.update_setup_key_groups(a.id, id, groups);
       if (revoked && !key->revoked)
         admin.revoke_setup_key(a.id, id);
+      touched |= parts::part_principals;
       auto updated = *key;
       updated.revoked = revoked;
       updated.auto_groups = groups;
@@ -836,6 +909,7 @@ response rest_api::impl::route(const request& req) {
     if (method == "DELETE") {
       if (!admin.delete_setup_key(a.id, id))
         not_found("setup key", id);
+      touched |= parts::part_principals;
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -880,18 +954,16 @@ response rest_api::impl::route(const request& req) {
       }
       if (auto bad = core::validate_group(a, g))
         fail(*bad);
-      auto saved = cfg.save_group(g);
-      changed(a.id, saved.serial);
-      g.id = saved.id;
-      return json_response(group_json(account_index(a), g));
+      g.id = cfg.save_group(g).id;
+      touched |= parts::part_groups;
+      return json_response(group_json(ix, g));
     }
     if (method == "DELETE") {
       if (auto bad = core::validate_group_delete(a, id))
         fail(*bad);
-      auto serial = cfg.delete_group(a.id, id);
-      if (!serial)
+      if (!cfg.delete_group(a.id, id))
         not_found("group", id);
-      changed(a.id, *serial);
+      touched |= parts::part_groups;
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -925,20 +997,21 @@ response rest_api::impl::route(const request& req) {
       auto p = policy_of(body, a.id, id);
       if (auto bad = core::validate_policy(a, p))
         fail(*bad);
-      auto saved = cfg.save_policy(p);
-      changed(a.id, saved.serial);
-      storage::account_store store(sql, deps.db.kind);
-      auto fresh = store.load_account(a.id);
-      for (const auto& q : fresh ? fresh->policies : std::vector<core::policy>{})
+      const auto saved = cfg.save_policy(p);
+      touched |= parts::part_policies;
+      // As stored (its rules got their ids there).
+      core::account after;
+      after.id = a.id;
+      parts(sql, deps.db.kind).load_parts(after, parts::part_policies | parts::part_groups);
+      for (const auto& q : after.policies)
         if (q.id == saved.id)
-          return json_response(policy_json(*fresh, q));
+          return json_response(policy_json(after, q));
       fail(500, "internal server error");
     }
     if (method == "DELETE") {
-      auto serial = cfg.delete_policy(a.id, id);
-      if (!serial)
+      if (!cfg.delete_policy(a.id, id))
         not_found("policy", id);
-      changed(a.id, *serial);
+      touched |= parts::part_policies;
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -971,16 +1044,14 @@ response rest_api::impl::route(const request& req) {
       auto r = route_of(parse_body(req.body), a.id, id);
       if (auto bad = core::validate_route(a, r))
         fail(*bad);
-      auto saved = cfg.save_route(r);
-      changed(a.id, saved.serial);
-      r.id = saved.id;
+      r.id = cfg.save_route(r).id;
+      touched |= parts::part_routes;
       return json_response(route_json(r));
     }
     if (method == "DELETE") {
-      auto serial = cfg.delete_route(a.id, id);
-      if (!serial)
+      if (!cfg.delete_route(a.id, id))
         fail(404, "route: " + id + " not found");
-      changed(a.id, *serial);
+      touched |= parts::part_routes;
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -999,10 +1070,9 @@ response rest_api::impl::route(const request& req) {
       for (const auto& gid : groups)
         if (!find_group(a, gid))
           fail(422, "group " + gid + " not found");
-      auto serial = cfg.update_dns_settings(a.id, groups);
-      if (!serial)
+      if (!cfg.update_dns_settings(a.id, groups))
         fail(404, "account not found: " + a.id);
-      changed(a.id, *serial);
+      touched |= parts::part_account;
       return json_response({{"disabled_management_groups", groups}});
     }
     return method_not_allowed();
@@ -1034,16 +1104,14 @@ response rest_api::impl::route(const request& req) {
       auto g = nameserver_group_of(parse_body(req.body), a.id, nsid);
       if (auto bad = core::validate_nameserver_group(a, g))
         fail(*bad);
-      auto saved = cfg.save_nameserver_group(g);
-      changed(a.id, saved.serial);
-      g.id = saved.id;
+      g.id = cfg.save_nameserver_group(g).id;
+      touched |= parts::part_nameservers;
       return json_response(nameserver_group_json(g));
     }
     if (method == "DELETE") {
-      auto serial = cfg.delete_nameserver_group(a.id, nsid);
-      if (!serial)
+      if (!cfg.delete_nameserver_group(a.id, nsid))
         not_found("nameserver group", nsid);
-      changed(a.id, *serial);
+      touched |= parts::part_nameservers;
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -1051,7 +1119,7 @@ response rest_api::impl::route(const request& req) {
 
   // --- users and their personal access tokens
   if (kind == "users")
-    return users(c, req, id, sub, sub_id, sql);
+    return users(c, req, id, sub, sub_id, a, sql, touched);
   return error_response(404, "not found");
 }
 
@@ -1090,8 +1158,8 @@ bool known_role(const std::string& r) {
 
 response rest_api::impl::users(caller& c, const request& req, const std::string& id,
                                const std::string& sub, const std::string& token_id,
-                               soci::session& sql) {
-  auto& a = c.acc;
+                               const core::account& a, soci::session& sql, unsigned& touched) {
+  using parts = storage::account_store;
   const auto& method = req.method;
   storage::admin_store admin(sql, deps.db.kind);
   storage::account_store store(sql, deps.db.kind);
@@ -1139,6 +1207,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
       u.issued = "api";
       u.created_at = storage::store_time();
       store.insert_user(u);
+      touched |= parts::part_principals;
       return json_response(user_json(u, c.user->id));
     }
     const auto* u = find(id);
@@ -1163,6 +1232,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
         fail(403, "only an owner can change an owner's role");
       if (!admin.update_user(upd))
         fail(404, "user: " + id + " not found");
+      touched |= parts::part_principals;
       return json_response(user_json(upd, c.user->id));
     }
     if (method == "DELETE") {
@@ -1172,6 +1242,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
         fail(403, "unable to delete a user with owner role");
       if (!admin.delete_user(a.id, id))
         fail(404, "user: " + id + " not found");
+      touched |= parts::part_principals;
       return json_response(json::object());
     }
     return error_response(405, "method not allowed");
@@ -1211,6 +1282,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
     t.created_at = storage::store_time();
     t.expiration_date = storage::store_time(days * 86400);
     store.insert_token(t);
+    touched |= parts::part_principals;
     return json_response({{"plain_token", pat.plain}, {"personal_access_token", token_json(t)}});
   }
   const core::personal_access_token* tok = nullptr;
@@ -1224,6 +1296,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
   if (method == "DELETE") {
     if (!admin.delete_token(u->id, token_id))
       fail(404, "PAT: " + token_id + " not found");
+    touched |= parts::part_principals;
     return json_response(json::object());
   }
   return error_response(405, "method not allowed");

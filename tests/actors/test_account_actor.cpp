@@ -1,12 +1,13 @@
 // Account actors against real SQLite and PostgreSQL stores: the first map of a landed session,
 // fan-out of exactly the maps a change alters (k of n), nothing for plain connects and
-// disconnects, reloads when the store's serial moves, a deleted peer's stream ends, and an older
-// session never receives a newer session's maps.
+// disconnects, reloads when the store's serial moves, a deleted peer's stream ends, an older
+// session never receives a newer session's maps, and admins' mutations run inside the actor.
 #include "actors/account_actor.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
+#include "storage/config_store.hpp"
 #include "storage/schema.hpp"
 #include "tests/support/test_db.hpp"
 
@@ -361,5 +362,90 @@ TEST_CASE("account actor: a newer session takes the maps; a deleted peer's strea
     CHECK(new_sink->remote_ids() == ids{"pc"});
     r.settle(acc, {a});
     CHECK(r.status(acc).connected == 1);
+  }
+}
+
+TEST_CASE("account actor: a mutation is decided on the account it holds, committed, read back and "
+          "fanned out; a refused one changes nothing; a store ahead of it is read first") {
+  for (const auto& opts : test::fresh_backends("acct_mutate")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    w.drop_policies();
+    w.add_group("g1", {});
+    w.add_policy("pol1", "g1", "g1");
+    w.add_peer("p0", 10, {"g1"});
+    w.add_peer("p1", 11, {"g1"});
+    w.add_peer("p2", 12);
+    rig r(opts);
+    auto acc = r.account(w.account);
+    std::vector<peer_actor> peers;
+    std::vector<std::shared_ptr<map_sink>> sinks;
+    for (int i = 0; i < 3; ++i) {
+      peers.push_back(r.peer(w.account, "p" + std::to_string(i)));
+      sinks.push_back(std::make_shared<map_sink>());
+      REQUIRE(r.connect(peers.back(), 100 + i, sinks.back()));
+    }
+    REQUIRE(eventually([&] {
+      return std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; });
+    }));
+    CHECK(sinks[2]->remote_ids().empty());
+
+    // p2 joins g1, decided on the actor's account and written as the REST API writes it.
+    auto join = std::make_shared<mutation>();
+    std::uint64_t seen = 0;
+    join->write = [&](soci::session& sql, const core::account& a) -> unsigned {
+      seen = a.net.serial;
+      auto g = *std::find_if(a.groups.begin(), a.groups.end(),
+                             [](const core::group& x) { return x.id == "g1"; });
+      g.peers.push_back("p2");
+      storage::config_store(sql, opts.kind).save_group(g);
+      return storage::account_store::part_groups;
+    };
+    auto after = r.ask(acc, apply_atom::value, join);
+    REQUIRE_FALSE(join->error);
+    REQUIRE(after);
+    CHECK(after->net.serial == seen + 1);
+    const auto stored = *w.store().load_account(w.account);
+    CHECK(after->groups == stored.groups); // what the actor holds is what was committed
+    CHECK(after->net.serial == stored.net.serial);
+    REQUIRE(eventually([&] { return sinks[2]->count() == 2; }));
+    CHECK(sinks[2]->remote_ids() == ids{"p0", "p1"});
+    REQUIRE(eventually([&] { return sinks[0]->count() == 2; }));
+    CHECK(sinks[0]->remote_ids() == ids{"p1", "p2"});
+
+    // A refused mutation: its error comes back, nothing moved, nobody gets a map.
+    auto refused = std::make_shared<mutation>();
+    refused->write = [](soci::session&, const core::account&) -> unsigned {
+      throw std::invalid_argument("no such thing");
+    };
+    auto same = r.ask(acc, apply_atom::value, refused);
+    REQUIRE(refused->error);
+    CHECK_THROWS_AS(std::rethrow_exception(refused->error), std::invalid_argument);
+    CHECK(same->net.serial == after->net.serial);
+    r.settle(acc, peers);
+    for (auto& s : sinks)
+      CHECK(s->count() == 2);
+
+    // Another process changed the store (the actor does not poll here): the next mutation decides
+    // on the account as stored, and readers asking with the store's serial get it too.
+    w.add_group("g9", {"p0"});
+    const auto moved = w.bump();
+    auto look = std::make_shared<mutation>();
+    bool saw_g9 = false;
+    look->write = [&](soci::session&, const core::account& a) -> unsigned {
+      saw_g9 = std::any_of(a.groups.begin(), a.groups.end(),
+                           [](const core::group& x) { return x.id == "g9"; });
+      return 0;
+    };
+    auto current = r.ask(acc, apply_atom::value, look);
+    CHECK(saw_g9);
+    CHECK(current->net.serial == moved);
+    CHECK(r.ask(acc, get_atom::value, moved)->net.serial == moved);
+    w.add_group("g10", {});
+    const auto moved2 = w.bump();
+    auto read = r.ask(acc, get_atom::value, moved2);
+    CHECK(read->net.serial == moved2);
+    CHECK(std::any_of(read->groups.begin(), read->groups.end(),
+                      [](const core::group& x) { return x.id == "g10"; }));
   }
 }

@@ -171,6 +171,55 @@ struct server {
   }
 };
 
+// A second server process on the store of `s` (PostgreSQL): another replica of the cluster.
+struct replica {
+  std::string dir, log;
+  int port = 0, api_port = 0;
+  pid_t pid = -1;
+
+  explicit replica(const server& s) : dir(s.dir + "-replica"), log(dir + "/server.log") {
+    std::filesystem::create_directories(dir);
+    port = free_port();
+    std::vector<std::string> args = {
+        NBM_SERVER_BIN, "management",         "--config",   s.config,  "--datadir",   dir,
+        "--port",       std::to_string(port), "--log-file", "console", "--log-level", "debug"};
+    api_port = free_port();
+    args.push_back("--api-port");
+    args.push_back(std::to_string(api_port));
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid = ::fork();
+    if (pid == 0) {
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
+      (void)f;
+      ::dup2(::fileno(stdout), 2);
+      std::vector<char*> argv;
+      for (auto& a : args)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(NBM_SERVER_BIN, argv.data());
+      std::_Exit(127);
+    }
+    for (int i = 0; i < 100; ++i) {
+      tools::peer_client probe(target());
+      if (probe.fetch_server_key().ok())
+        return;
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL("replica did not come up on " << target());
+  }
+  ~replica() { stop(); }
+  void stop() {
+    if (pid <= 0)
+      return;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+  }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
 // A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers).
 struct stream {
   std::mutex mu;

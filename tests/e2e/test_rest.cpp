@@ -125,6 +125,36 @@ void check_error(const reply& r, int status, const std::string& message) {
   CHECK(r.body.value("message", std::string()) == message);
 }
 
+// Every list the API serves, as one document (peers without their live status).
+json all_lists(api_client& api) {
+  json out;
+  for (const char* path :
+       {"/api/accounts", "/api/users", "/api/setup-keys", "/api/groups", "/api/policies",
+        "/api/routes", "/api/dns/nameservers", "/api/dns/settings", "/api/peers"}) {
+    auto r = api.get(path);
+    REQUIRE_MESSAGE(r.status == 200, path);
+    out[path] = r.body;
+  }
+  for (auto& p : out["/api/peers"]) {
+    p.erase("connected");
+    p.erase("last_seen");
+  }
+  return out;
+}
+
+// The account actor serves reads from memory and applies every change there as it was
+// committed: what it answered before a restart is what a fresh read of the store answers after.
+void check_same_after_restart(server& s, api_client& api) {
+  const auto before = all_lists(api);
+  s.stop();
+  s.start();
+  api.port = s.api_port;
+  const auto after = all_lists(api);
+  for (const auto& [path, list] : before.items())
+    CHECK_MESSAGE(after[path] == list,
+                  path << "\nbefore: " << list.dump() << "\nafter:  " << after[path].dump());
+}
+
 } // namespace
 
 TEST_CASE("rest: authentication, NetBird's error bodies and request ids") {
@@ -270,6 +300,7 @@ TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with ba
     CHECK(api.get("/api/dns/settings").body["disabled_management_groups"] == json({devs}));
     check_error(api.put("/api/dns/settings", {{"disabled_management_groups", {"nope"}}}), 422,
                 "group nope not found");
+    check_same_after_restart(s, api);
   }
 }
 
@@ -401,6 +432,66 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   CHECK(api.del("/api/peers/" + pa.id).body == json::object());
   CHECK(sa.wait_end(3000ms));
   check_error(api.get("/api/peers/" + pa.id), 404, "peer not found: " + pa.id);
+  check_same_after_restart(s, api);
+}
+
+TEST_CASE("rest: two replicas on one PostgreSQL answer alike at once, whichever took the change") {
+  if (!test::postgres_available())
+    return;
+  server a(storage::engine::postgres);
+  // B's account actor never polls the serial here: only the read path's own check keeps it current.
+  ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "600000", 1);
+  replica b(a);
+  ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
+  api_client on_a{a.api_port, "Token " + a.pat}, on_b{b.api_port, "Token " + a.pat};
+  const auto key = a.setup_key("--name k --reusable --auto-groups " + a.all_group);
+  tools::peer_client p(a.target());
+  REQUIRE(p.login(key, "alpha").ok());
+  stream sp(p, "alpha");
+  REQUIRE(sp.wait_maps(1, 5000ms));
+  const auto pid = a.peer_by_key(p.public_key_b64())->id;
+
+  // B loads the account now; the peer's session lives on A, its status in the store.
+  auto peers_b = on_b.get("/api/peers");
+  REQUIRE(peers_b.status == 200);
+  REQUIRE(peers_b.body.size() == 1);
+  CHECK(peers_b.body[0]["connected"] == true);
+  CHECK(on_b.get("/api/groups").body.size() == 1);
+
+  // Changes on A are read on B right away.
+  auto g = on_a.post("/api/groups", {{"name", "ops"}, {"peers", {pid}}});
+  REQUIRE(g.status == 200);
+  const std::string gid = g.body["id"];
+  auto gb = on_b.get("/api/groups/" + gid);
+  CHECK(gb.status == 200);
+  CHECK(gb.body["peers_count"] == 1);
+  auto k = on_a.post(
+      "/api/setup-keys",
+      {{"name", "servers"}, {"type", "reusable"}, {"expires_in", 3600}, {"auto_groups", {gid}}});
+  REQUIRE(k.status == 200);
+  CHECK(on_b.get("/api/setup-keys/" + k.body["id"].get<std::string>()).status == 200);
+  auto bot = on_a.post("/api/users", {{"name", "bot"},
+                                      {"role", "admin"},
+                                      {"auto_groups", json::array()},
+                                      {"is_service_user", true}});
+  REQUIRE(bot.status == 200);
+  auto t = on_a.post("/api/users/" + bot.body["id"].get<std::string>() + "/tokens",
+                     {{"name", "ci"}, {"expires_in", 1}});
+  REQUIRE(t.status == 200);
+  api_client bot_on_b{b.api_port, "Token " + t.body["plain_token"].get<std::string>()};
+  CHECK(bot_on_b.get("/api/users/current").body["id"] == bot.body["id"]);
+
+  // A change on B (validated against what B holds, made current first) is read on A at once.
+  auto rename = on_b.put("/api/groups/" + gid, {{"name", "ops-team"}, {"peers", {pid}}});
+  CHECK(rename.status == 200);
+  CHECK(on_a.get("/api/groups/" + gid).body["name"] == "ops-team");
+  check_error(on_b.post("/api/groups", {{"name", "ops-team"}}), 409,
+              "group with name ops-team already exists");
+  // Deleting on B a group A created: refused while a setup key uses it, as on A.
+  check_error(on_b.del("/api/groups/" + gid), 400, "group has been linked to setup key: servers");
+  CHECK(on_a.get("/api/groups").body.size() == 2);
+  CHECK(all_lists(on_a) == all_lists(on_b));
+  b.stop();
 }
 
 TEST_CASE("rest: a policy change over REST reaches live streams") {

@@ -465,6 +465,50 @@ TEST_CASE("account_store: every object written in NetBird's encodings reads back
   }
 }
 
+TEST_CASE("account_store: load_parts reads again exactly the parts asked for") {
+  using as = storage::account_store;
+  for (const auto& opts : test::fresh_backends("parts")) {
+    INFO(test::backend_name(opts));
+    soci::session sql;
+    storage::open_session(sql, opts);
+    storage::ensure_schema(sql, opts.kind);
+    as st(sql, opts.kind);
+    const auto a = full_account();
+    st.insert_account_tree(a);
+    const auto held = *st.load_account(a.id);
+    // Another writer changes a group, a user and a route's row, and the serial.
+    sql << "UPDATE groups SET name = 'renamed' WHERE id = 'g1'";
+    sql << "UPDATE users SET role = 'admin' WHERE id = :u", soci::use(a.users[0].id);
+    sql << "UPDATE routes SET description = 'changed'";
+    sql << "UPDATE accounts SET network_serial = network_serial + 5";
+    const auto now = *st.load_account(a.id);
+    REQUIRE(now.groups != held.groups);
+    REQUIRE(now.users != held.users);
+    REQUIRE(now.routes != held.routes);
+
+    auto b = held;
+    REQUIRE(st.load_parts(b, as::part_groups));
+    CHECK(b.groups == now.groups);
+    CHECK(b.users == held.users); // not asked for: as held
+    CHECK(b.routes == held.routes);
+    CHECK(b.net.serial == held.net.serial);
+    REQUIRE(st.load_parts(b, as::part_principals | as::part_account));
+    CHECK(b.users == now.users);
+    CHECK(b.tokens == now.tokens);
+    CHECK(b.setup_keys == now.setup_keys);
+    CHECK(b.net.serial == held.net.serial + 5);
+    CHECK(b.routes == held.routes);
+    REQUIRE(st.load_parts(b, as::part_all));
+    CHECK(b == now);
+    // Reading a part twice does not duplicate it.
+    REQUIRE(st.load_parts(b, as::part_all));
+    CHECK(b == now);
+    core::account gone;
+    gone.id = "no-such-account";
+    CHECK_FALSE(st.load_parts(gone, as::part_account));
+  }
+}
+
 TEST_CASE("account_store: times in every form NetBird and SQLite write read back as instants") {
   for (const auto& opts : test::fresh_backends("times")) {
     INFO(test::backend_name(opts));
