@@ -46,9 +46,8 @@ void add_management_flags(CLI::App& cmd, management_options& o) {
       ->capture_default_str()
       ->check(port_validator());
   cmd.add_option("--api-port", o.api_port,
-                 "HTTP port of the REST API under /api (netbird-mgmt; NetBird's Go server serves "
-                 "it on --port)")
-      ->capture_default_str()
+                 "serve the REST API (/api) on a port of its own (netbird-mgmt; by default it is "
+                 "served on --port next to gRPC, as NetBird serves it)")
       ->check(port_validator());
   cmd.add_option("--datadir", o.datadir, "server data directory location")->capture_default_str();
   cmd.add_option("--letsencrypt-domain", o.letsencrypt_domain,

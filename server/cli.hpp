@@ -22,10 +22,10 @@ struct management_options {
   // when the flag is not given (port_set tells whether it was).
   int port = 33073;
   std::string cert_file, cert_key,
-      letsencrypt_domain;           // --cert-file, --cert-key, --letsencrypt-domain
-  int metrics_port = 9090;          // --metrics-port
-  int api_port = 33071;             // --api-port: the REST API (NetBird's former HTTP API port)
-  bool disable_legacy_port = false; // --disable-legacy-port
+      letsencrypt_domain;  // --cert-file, --cert-key, --letsencrypt-domain
+  int metrics_port = 9090; // --metrics-port
+  int api_port = 0; // --api-port: the REST API on a port of its own (0: on --port, as NetBird)
+  bool disable_legacy_port = false;                              // --disable-legacy-port
   std::string single_account_mode_domain = "netbird.selfhosted"; // --single-account-mode-domain
   bool disable_single_account_mode = false;                      // --disable-single-account-mode
   std::string dns_domain = "netbird.selfhosted"; // --dns-domain (validated as NetBird does)

@@ -141,8 +141,9 @@ int run_management(const management_options& opts, config::management_config cfg
     }
     if (!jwt.keys_location.empty())
       deps.jwt = std::make_shared<api::http::jwt_verifier>(jwt);
-    // --api-port equal to --port: one listener for both, as NetBird serves them.
-    const bool shared_port = opts.api_port == opts.port;
+    // One listener for both, as NetBird serves them, unless --api-port names another port.
+    const bool shared_port = opts.api_port == 0 || opts.api_port == opts.port;
+    const int api_port = shared_port ? opts.port : opts.api_port;
     api::grpc_server grpc(std::move(deps),
                           shared_port ? std::string() : "0.0.0.0:" + std::to_string(opts.port));
     api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, jwt};
@@ -157,14 +158,14 @@ int run_management(const management_options& opts, config::management_config cfg
         serving = mux->start("0.0.0.0", opts.port);
       }
     } else {
-      serving = http.start("0.0.0.0", opts.api_port);
+      serving = http.start("0.0.0.0", api_port);
     }
     if (!serving) {
-      spdlog::error("cannot listen on port {} for the REST API", opts.api_port);
+      spdlog::error("cannot listen on port {} for the REST API", api_port);
       exit_code = 1;
     } else
       spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}, REST API on port {}",
-                   NBM_VERSION, engine_name, opts.port, opts.api_port);
+                   NBM_VERSION, engine_name, opts.port, api_port);
 
     sigset_t set;
     sigemptyset(&set);

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace nbm::e2e {
 
@@ -69,8 +70,9 @@ struct server {
   pid_t pid = -1;
 
   // `config_path`: a management.json of the test's own (default: NetBird's test config).
-  // `one_port`: gRPC and the REST API on one port (--api-port = --port), as NetBird serves them.
-  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = false)
+  // `one_port`: gRPC and the REST API on one port (the default, as NetBird serves them); false:
+  // the REST API on a port of its own (--api-port).
+  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = true)
       : shared_port(one_port) {
     db = test::fresh_store(kind, "wire");
     dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
@@ -129,9 +131,15 @@ struct server {
       (void)f;
       ::dup2(::fileno(stdout), 2);
       const std::string p = std::to_string(port), ap = std::to_string(api_port);
-      ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "management", "--config", config.c_str(), "--datadir",
-              dir.c_str(), "--port", p.c_str(), "--api-port", ap.c_str(), "--log-file", "console",
-              "--log-level", "debug", static_cast<char*>(nullptr));
+      std::vector<const char*> argv = {NBM_SERVER_BIN, "management", "--config",    config.c_str(),
+                                       "--datadir",    dir.c_str(),  "--port",      p.c_str(),
+                                       "--log-file",   "console",    "--log-level", "debug"};
+      if (!shared_port) {
+        argv.push_back("--api-port");
+        argv.push_back(ap.c_str());
+      }
+      argv.push_back(nullptr);
+      ::execv(NBM_SERVER_BIN, const_cast<char* const*>(argv.data()));
       std::_Exit(127);
     }
     // Ready when GetServerKey answers.
@@ -183,9 +191,7 @@ struct replica {
     std::vector<std::string> args = {
         NBM_SERVER_BIN, "management",         "--config",   s.config,  "--datadir",   dir,
         "--port",       std::to_string(port), "--log-file", "console", "--log-level", "debug"};
-    api_port = free_port();
-    args.push_back("--api-port");
-    args.push_back(std::to_string(api_port));
+    api_port = port; // the REST API next to gRPC (the default)
     std::fflush(stdout);
     std::fflush(stderr);
     pid = ::fork();

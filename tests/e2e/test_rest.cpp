@@ -533,7 +533,8 @@ TEST_CASE("rest: a policy change over REST reaches live streams") {
 }
 
 TEST_CASE("rest: users, service users and their tokens; a regular user's limits") {
-  server s(storage::engine::sqlite);
+  server s(storage::engine::sqlite, "", false); // the REST API on a port of its own (--api-port)
+  REQUIRE(s.api_port != s.port);
   api_client api{s.api_port, "Token " + s.pat};
   const auto me = api.get("/api/users/current").body["id"].get<std::string>();
   auto su = api.post("/api/users", {{"name", "ci-bot"},
@@ -700,8 +701,8 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
   jt.join();
 }
 
-TEST_CASE("rest: gRPC and the REST API on one port (--api-port = --port)") {
-  server s(storage::engine::sqlite, "", true);
+TEST_CASE("rest: gRPC and the REST API on one port (the default, as NetBird serves them)") {
+  server s(storage::engine::sqlite);
   REQUIRE(s.api_port == s.port);
   api_client api{s.api_port, "Token " + s.pat};
   // HTTP/1.1 on the shared port reaches the REST API ...
