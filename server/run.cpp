@@ -66,6 +66,13 @@ int run_management(const management_options& opts, config::management_config cfg
   apply_flags(opts, cfg);
   for (const auto& w : cfg.warnings)
     spdlog::warn("config {}: {}", opts.config_path, w);
+  // TLS (Let's Encrypt or a certificate of one's own) is not implemented yet: say so loudly rather
+  // than let anyone believe the port is encrypted.
+  if (cfg.http && (!cfg.http->lets_encrypt_domain.empty() || !cfg.http->cert_file.empty()))
+    spdlog::warn("TLS is not implemented yet: {} ignored, gRPC and the REST API are served in "
+                 "plaintext on port {}; terminate TLS in a proxy in front of it",
+                 cfg.http->lets_encrypt_domain.empty() ? "CertFile/CertKey" : "LetsEncryptDomain",
+                 opts.port);
   std::filesystem::create_directories(cfg.datadir);
 
   const auto db = store_options(cfg);

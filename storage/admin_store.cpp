@@ -374,6 +374,7 @@ std::optional<std::uint64_t> admin_store::update_peer(const core::peer& p) {
   r.flag("ssh_enabled", p.ssh_enabled);
   r.flag("login_expiration_enabled", p.login_expiration_enabled);
   r.flag("inactivity_expiration_enabled", p.inactivity_expiration_enabled);
+  r.flag("peer_status_requires_approval", p.status.requires_approval);
   if (update_row(sql_, kind_, "peers", r, {"id", "account_id"}) == 0)
     return std::nullopt;
   sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",

@@ -88,7 +88,8 @@ public:
   bool delete_setup_key(const std::string& account_id, const std::string& key_id);
   bool update_setup_key_groups(const std::string& account_id, const std::string& key_id,
                                const std::vector<std::string>& auto_groups);
-  // A peer's editable fields; bumps the account's network serial (names and SSH reach maps).
+  // A peer's editable fields (name, DNS label, SSH, expiration flags, approval); bumps the
+  // account's network serial (they reach maps). Never the session status columns.
   std::optional<std::uint64_t> update_peer(const core::peer& p);
 
   struct server_key {

@@ -802,8 +802,21 @@ response rest_api::impl::dispatch(caller& c, const request& req,
           field<bool>(body, "login_expiration_enabled", p->login_expiration_enabled);
       upd.inactivity_expiration_enabled =
           field<bool>(body, "inactivity_expiration_enabled", p->inactivity_expiration_enabled);
+      // Expiration applies to peers a user added with an SSO login only (NetBird's rule).
+      if (p->user_id.empty() && upd.login_expiration_enabled != p->login_expiration_enabled)
+        fail(412, "this peer hasn't been added with the SSO login, therefore the login "
+                  "expiration can't be updated");
+      if (p->user_id.empty() &&
+          upd.inactivity_expiration_enabled != p->inactivity_expiration_enabled)
+        fail(412, "this peer hasn't been added with the SSO login, therefore the inactivity "
+                  "expiration can't be updated");
+      // Approval: "approval_required": false lets a peer that waits for approval in (it then
+      // gets its map and the others see it); an approved peer stays approved.
+      if (p->status.requires_approval && !field<bool>(body, "approval_required", true))
+        upd.status.requires_approval = false;
       if (upd.name != p->name) {
-        // NetBird derives a new DNS label from the new name, unique in the account.
+        // NetBird derives a new DNS label from the new name; when another peer has it, the
+        // label gets the last two octets of the peer's address ("name-0-5").
         auto label = core::parsed_domain_label(upd.name);
         if (!label)
           fail(422, "invalid peer name " + upd.name);
@@ -811,6 +824,12 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         for (const auto& q : a.peers)
           if (q.id != p->id)
             taken.insert(q.dns_label);
+        if (taken.count(*label)) {
+          const auto dot2 = p->ip.rfind('.', p->ip.rfind('.') - 1);
+          std::string octets = dot2 == std::string::npos ? "" : p->ip.substr(dot2 + 1);
+          std::replace(octets.begin(), octets.end(), '.', '-');
+          *label += "-" + octets;
+        }
         auto unique = core::unique_host_label(*label, taken);
         if (!unique)
           fail(409, "peer name " + upd.name + " is taken");

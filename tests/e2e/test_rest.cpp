@@ -369,6 +369,37 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   CHECK(eventually(
       [&] { return sa.last_response().peerconfig().fqdn() == "alpha-two.netbird.selfhosted"; }));
   check_error(api.put("/api/peers/" + pa.id, {{"name", ""}}), 422, "peer name shouldn't be empty");
+  // A name whose DNS label another peer has: NetBird appends the last two octets of the address.
+  auto more = api.post("/api/setup-keys",
+                       {{"name", "more"}, {"type", "reusable"}, {"auto_groups", json::array()}});
+  tools::peer_client c(s.target());
+  REQUIRE(c.login(more.body["key"].get<std::string>(), "gamma").ok());
+  const auto pc = *s.peer_by_key(c.public_key_b64());
+  auto octets = pa.ip.substr(pa.ip.find('.', pa.ip.find('.') + 1) + 1);
+  std::replace(octets.begin(), octets.end(), '.', '-');
+  auto clash = api.put("/api/peers/" + pa.id, {{"name", "gamma"}});
+  REQUIRE(clash.status == 200);
+  CHECK(clash.body["dns_label"] == "gamma-" + octets + ".netbird.selfhosted");
+  CHECK(api.put("/api/peers/" + pa.id, {{"name", "Alpha Two"}}).status == 200);
+  // Expiration cannot be turned on for a peer added with a setup key (NetBird: 412).
+  check_error(api.put("/api/peers/" + pc.id, {{"login_expiration_enabled", true}}), 412,
+              "this peer hasn't been added with the SSO login, therefore the login expiration "
+              "can't be updated");
+  check_error(api.put("/api/peers/" + pc.id, {{"inactivity_expiration_enabled", true}}), 412,
+              "this peer hasn't been added with the SSO login, therefore the inactivity "
+              "expiration can't be updated");
+  // A peer waiting for approval is let in with "approval_required": false.
+  {
+    soci::session sql;
+    storage::open_session(sql, s.db);
+    sql << "UPDATE peers SET peer_status_requires_approval = 1 WHERE id = :id", soci::use(pc.id);
+  }
+  CHECK(api.get("/api/peers/" + pc.id).body["approval_required"] == true);
+  auto approved = api.put("/api/peers/" + pc.id, {{"approval_required", false}});
+  CHECK(approved.body["approval_required"] == false);
+  CHECK_FALSE(s.peer_by_key(c.public_key_b64())->status.requires_approval);
+  CHECK(api.put("/api/peers/" + pc.id, {{"approval_required", true}}).body["approval_required"] ==
+        false); // stays approved
 
   // Every other resource of the first account, seen from the second: 404, and nothing changes.
   auto g = api.post("/api/groups", {{"name", "devs"}});
