@@ -364,6 +364,12 @@ void apply_overrides(management_options& opts, config::management_config& cfg) {
     http().cert_file = opts.cert_file;
     http().cert_key = opts.cert_key;
   }
+  // NetBird's port default: 443 when TLS is asked for (--letsencrypt-domain, or a certificate in
+  // HttpConfig), unless --port was given. (TLS itself is not served yet: the server warns.)
+  const bool tls = !opts.letsencrypt_domain.empty() ||
+                   (cfg.http && !cfg.http->cert_file.empty() && !cfg.http->cert_key.empty());
+  if (tls && !opts.port_set)
+    opts.port = 443;
   // ApplyEmbeddedIdPConfig (it also turns user deletion from the IdP on).
   if (config::apply_embedded_idp(cfg, opts.port, opts.disable_single_account_mode))
     opts.user_delete_from_idp = true;

@@ -271,6 +271,25 @@ TEST_CASE("cli: flags override the config file as NetBird applies them") {
     server::apply_overrides(o, c);
     CHECK(c.http->cert_file == "/cfg/c.pem");
   }
+  SUBCASE("TLS asked for: port 443 unless --port was given (NetBird's default)") {
+    auto le = options({"--letsencrypt-domain", "le.example.com"});
+    auto c1 = config::load_text("{}", "m.json", no_env());
+    server::apply_overrides(le, c1);
+    CHECK(le.port == 443);
+    auto given = options({"--letsencrypt-domain", "le.example.com", "--port", "8443"});
+    auto c2 = config::load_text("{}", "m.json", no_env());
+    server::apply_overrides(given, c2);
+    CHECK(given.port == 8443);
+    auto cert = options({});
+    auto c3 = config::load_text(text, "m.json", no_env()); // CertFile and CertKey in the file
+    server::apply_overrides(cert, c3);
+    CHECK(cert.port == 443);
+    auto plain = options({});
+    auto c4 = config::load_text(R"({"HttpConfig": {"LetsEncryptDomain": "only.in.file"}})",
+                                "m.json", no_env());
+    server::apply_overrides(plain, c4); // the file's LetsEncryptDomain alone does not (NetBird)
+    CHECK(plain.port == 33073);
+  }
   SUBCASE("a flag creates HttpConfig when the file has none") {
     auto o = options({"--letsencrypt-domain", "le.example.com"});
     auto c = config::load_text("{}", "m.json", no_env());
