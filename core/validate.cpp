@@ -100,25 +100,33 @@ verdict validate_group_delete(const account& a, const std::string& group_id) {
     return problem{404, "group: " + group_id + " not found"};
   if (g->name == "All")
     return problem{400, "deleting group ALL is not allowed"};
-  for (const auto& p : a.policies)
-    for (const auto& r : p.rules)
-      if (listed(r.sources, group_id) || listed(r.destinations, group_id))
-        return problem{400, "group has been linked to policy: " + p.name};
+  // NetBird's validateDeleteGroup, in its order and words (GroupLinkError).
+  const auto linked = [](const std::string& what, const std::string& name) {
+    return problem{400, "group has been linked to " + what + ": " + name};
+  };
+  if (!g->resources.empty())
+    return linked("network resource", g->resources.front().id);
   for (const auto& r : a.routes)
     if (listed(r.groups, group_id) || listed(r.peer_groups, group_id) ||
         listed(r.access_control_groups, group_id))
-      return problem{400, "group has been linked to route: " + r.net_id};
+      return linked("route", r.net_id);
   for (const auto& n : a.nameserver_groups)
     if (listed(n.groups, group_id))
-      return problem{400, "group has been linked to nameserver group: " + n.name};
+      return linked("name server groups", n.name);
+  for (const auto& p : a.policies)
+    for (const auto& r : p.rules)
+      if (listed(r.sources, group_id) || listed(r.destinations, group_id))
+        return linked("policy", p.name);
   for (const auto& k : a.setup_keys)
     if (listed(k.auto_groups, group_id))
-      return problem{400, "group has been linked to setup key: " + k.name};
+      return linked("setup key", k.name);
   for (const auto& u : a.users)
     if (listed(u.auto_groups, group_id))
-      return problem{400, "group has been linked to user: " + u.id};
+      return linked("user", u.id);
   if (listed(a.dns_disabled_management_groups, group_id))
-    return problem{400, "group has been linked to DNS settings"};
+    return linked("disabled DNS management groups", g->name);
+  if (listed(a.settings.extra_integrated_validator_groups, group_id))
+    return linked("integrated validator", g->name);
   return std::nullopt;
 }
 

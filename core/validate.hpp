@@ -22,7 +22,7 @@ using verdict = std::optional<problem>; // nullopt: acceptable
 // listed peer must exist.
 verdict validate_group(const account& a, const group& g);
 // Whether a group may be deleted: not All, and not linked to a policy, route, nameserver group,
-// setup key, user or DNS setting (NetBird's messages, status 400).
+// setup key, user, DNS setting or the integrated validator (NetBird's order and messages, 400).
 verdict validate_group_delete(const account& a, const std::string& group_id);
 // Rules: name, action, protocol, ports (1-65535; none with all/icmp), port ranges, exclusive
 // sources/sourceResource (and destinations), every group known.

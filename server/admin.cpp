@@ -1,5 +1,6 @@
 #include "server/admin.hpp"
 
+#include "core/validate.hpp"
 #include "server/run.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
@@ -39,12 +40,6 @@ bool listed(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-// Characters, as Go's utf8.RuneCountInString counts them.
-std::size_t runes(const std::string& s) {
-  return static_cast<std::size_t>(std::count_if(
-      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-}
-
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -71,19 +66,6 @@ core::account load_account(storage::account_store& accounts, const std::string& 
   return *a;
 }
 
-// NetBird's validateGroups: not empty (when required), every id a group of the account.
-void require_groups(const core::account& a, const std::vector<std::string>& ids,
-                    const std::string& flag, bool required) {
-  if (required && ids.empty())
-    throw bad_input(flag + ": the list of group IDs should not be empty");
-  for (const auto& id : ids) {
-    if (id.empty())
-      throw bad_input(flag + ": group ID should not be empty string");
-    if (!find_group(a, id))
-      throw bad_input(flag + ": no group " + id + " in account " + a.id);
-  }
-}
-
 // An IP address in its canonical text (IPv6 as inet_ntop writes it), with its family.
 std::optional<std::pair<std::string, int>> parse_ip(const std::string& text) {
   const int family = text.find(':') != std::string::npos ? AF_INET6 : AF_INET;
@@ -95,26 +77,19 @@ std::optional<std::pair<std::string, int>> parse_ip(const std::string& text) {
   return std::make_pair(std::string(out), family);
 }
 
-// NetBird's route.ParseNetwork: netip.ParsePrefix, masked; network_type 1 for IPv4, 2 for IPv6.
+// NetBird's route.ParseNetwork (masked; network_type 1 for IPv4, 2 for IPv6).
 std::pair<std::string, int> parse_network(const std::string& text) {
-  const auto slash = text.find('/');
-  const auto invalid = bad_input("--network: invalid network " + text +
-                                 " (want a prefix such as 10.0.0.0/24 or fd00::/64)");
-  if (slash == std::string::npos || text.find('/', slash + 1) != std::string::npos)
-    throw invalid;
-  const std::string addr = text.substr(0, slash);
-  const int family = addr.find(':') != std::string::npos ? AF_INET6 : AF_INET;
-  const auto bits = small_number(text.substr(slash + 1), 0, family == AF_INET6 ? 128 : 32);
-  unsigned char buf[16] = {};
-  if (!bits || addr.find('%') != std::string::npos || inet_pton(family, addr.c_str(), buf) != 1)
-    throw invalid;
-  const int size = family == AF_INET6 ? 16 : 4;
-  for (int i = 0; i < size * 8; ++i)
-    if (i >= *bits)
-      buf[i / 8] &= static_cast<unsigned char>(~(0x80 >> (i % 8)));
-  char out[INET6_ADDRSTRLEN];
-  inet_ntop(family, buf, out, sizeof out);
-  return {std::string(out) + "/" + std::to_string(*bits), family == AF_INET6 ? 2 : 1};
+  auto prefix = core::canonical_prefix(text);
+  if (!prefix)
+    throw bad_input("--network: invalid network " + text +
+                    " (want a prefix such as 10.0.0.0/24 or fd00::/64)");
+  return *prefix;
+}
+
+// What core/validate refuses, as the admin sees it.
+void check(const core::verdict& v) {
+  if (v)
+    throw bad_input(v->message);
 }
 
 // "8.8.8.8", "8.8.8.8:5353", "2001:db8::1", "[2001:db8::1]:53" -> a UDP nameserver (port 53).
@@ -162,38 +137,6 @@ int print_deleted(const std::optional<std::uint64_t>& serial, const std::string&
 
 // --- groups ---------------------------------------------------------------------------------
 
-// NetBird's validateDeleteGroup, for what this store holds.
-void check_group_deletable(const core::account& a, const core::group& g) {
-  if (g.name == "All")
-    throw bad_input("deleting group ALL is not allowed");
-  auto linked = [](const std::string& what, const std::string& name) {
-    return bad_input("group has been linked to " + what + ": " + name);
-  };
-  if (!g.resources.empty())
-    throw linked("network resource", g.resources.front().id);
-  for (const auto& r : a.routes)
-    if (listed(r.groups, g.id) || listed(r.peer_groups, g.id) ||
-        listed(r.access_control_groups, g.id))
-      throw linked("route", r.net_id);
-  for (const auto& n : a.nameserver_groups)
-    if (listed(n.groups, g.id))
-      throw linked("name server groups", n.name);
-  for (const auto& p : a.policies)
-    for (const auto& r : p.rules)
-      if (listed(r.sources, g.id) || listed(r.destinations, g.id))
-        throw linked("policy", p.name);
-  for (const auto& k : a.setup_keys)
-    if (listed(k.auto_groups, g.id))
-      throw linked("setup key", k.name);
-  for (const auto& u : a.users)
-    if (listed(u.auto_groups, g.id))
-      throw linked("user", u.id);
-  if (listed(a.dns_disabled_management_groups, g.id))
-    throw linked("disabled DNS management groups", g.name);
-  if (listed(a.settings.extra_integrated_validator_groups, g.id))
-    throw linked("integrated validator", g.name);
-}
-
 int group_command(const admin_command& cmd, storage::account_store& accounts,
                   storage::config_store& config) {
   const auto a = load_account(accounts, cmd.account_id);
@@ -203,26 +146,19 @@ int group_command(const admin_command& cmd, storage::account_store& accounts,
     return 0;
   }
   if (cmd.action == "group-delete") {
-    const auto* g = find_group(a, cmd.object_id);
-    if (!g)
+    if (!find_group(a, cmd.object_id))
       throw bad_input("no group " + cmd.object_id + " in account " + cmd.account_id);
-    check_group_deletable(a, *g);
+    check(core::validate_group_delete(a, cmd.object_id));
     return print_deleted(config.delete_group(cmd.account_id, cmd.object_id), "group", cmd);
   }
-  if (cmd.name.empty())
-    throw bad_input("--name: group name shouldn't be empty");
-  if (a.find_group_by_name(cmd.name))
-    throw bad_input("group with name " + cmd.name + " already exists");
   core::group g;
   g.account_id = a.id;
   g.name = cmd.name;
   g.issued = "api";
-  for (const auto& p : cmd.peers) {
-    if (!a.find_peer(p))
-      throw bad_input("--peers: no peer " + p + " in account " + a.id);
+  for (const auto& p : cmd.peers)
     if (!listed(g.peers, p))
       g.peers.push_back(p);
-  }
+  check(core::validate_group(a, g));
   print_saved(config.save_group(g));
   return 0;
 }
@@ -266,16 +202,7 @@ int policy_command(const admin_command& cmd, storage::account_store& accounts,
   if (cmd.action == "policy-delete")
     return print_deleted(config.delete_policy(cmd.account_id, cmd.object_id), "policy", cmd);
 
-  // NetBird's savePolicy handler, then validatePolicy (which keeps only known groups: here an
-  // unknown group is refused instead).
-  if (cmd.name.empty())
-    throw bad_input("--name: policy name shouldn't be empty");
-  static const std::vector<std::string> protocols = {"all", "tcp", "udp", "icmp"};
-  if (!listed(protocols, cmd.protocol))
-    throw bad_input("--protocol: unknown protocol type: " + cmd.protocol +
-                    " (use all, tcp, udp or icmp)");
-  if (cmd.rule_action != "accept" && cmd.rule_action != "drop")
-    throw bad_input("--action: unknown action type: " + cmd.rule_action + " (use accept or drop)");
+  // NetBird's savePolicy handler and validatePolicy (core/validate; an unknown group is refused).
   if (!cmd.ports.empty() && !cmd.port_ranges.empty())
     throw bad_input("specify either individual ports (--ports) or port ranges (--port-range), "
                     "not both");
@@ -286,18 +213,9 @@ int policy_command(const admin_command& cmd, storage::account_store& accounts,
   rule.action = cmd.rule_action;
   rule.protocol = cmd.protocol;
   rule.bidirectional = cmd.bidirectional;
-  for (const auto& p : cmd.ports) {
-    if (!small_number(p, 1, 65535))
-      throw bad_input("--ports: invalid port " + p + ": valid port value is in 1..65535 range");
-    rule.ports.push_back(p);
-  }
+  rule.ports = cmd.ports;
   for (const auto& r : cmd.port_ranges)
     rule.port_ranges.push_back(parse_port_range(r));
-  if ((cmd.protocol == "all" || cmd.protocol == "icmp") &&
-      (!rule.ports.empty() || !rule.port_ranges.empty()))
-    throw bad_input("for ALL or ICMP protocol ports is not allowed");
-  require_groups(a, cmd.sources, "--source", true);
-  require_groups(a, cmd.destinations, "--destination", true);
   rule.sources = cmd.sources;
   rule.destinations = cmd.destinations;
   core::policy p;
@@ -306,43 +224,12 @@ int policy_command(const admin_command& cmd, storage::account_store& accounts,
   p.description = cmd.description;
   p.enabled = !cmd.disabled;
   p.rules = {rule};
+  check(core::validate_policy(a, p));
   print_saved(config.save_policy(p));
   return 0;
 }
 
 // --- routes ---------------------------------------------------------------------------------
-
-// NetBird's checkRoutePrefixOrDomainsExistForPeers: one network is routed by a peer at most once,
-// directly or through a peer group. (NetBird records a single-peer route under the route's id
-// there, so its single-peer check never fires; the peer id is what it means.)
-void check_route_conflicts(const core::account& a, const core::route& r) {
-  std::set<std::string> seen_peers, seen_groups;
-  for (const auto& other : a.routes) {
-    if (other.id == r.id || other.network != r.network)
-      continue;
-    if (!other.peer.empty())
-      seen_peers.insert(other.peer);
-    for (const auto& gid : other.peer_groups) {
-      seen_groups.insert(gid);
-      if (const auto* g = find_group(a, gid))
-        seen_peers.insert(g->peers.begin(), g->peers.end());
-    }
-  }
-  const std::string prefix = "failed to add route with prefix " + r.network + " - ";
-  if (!r.peer.empty() && seen_peers.count(r.peer))
-    throw bad_input(prefix + "peer " + r.peer + " already has this route");
-  for (const auto& gid : r.peer_groups) {
-    const auto* g = find_group(a, gid);
-    if (seen_groups.count(gid))
-      throw bad_input(prefix + "peer group " + g->name + " already has this route");
-    for (const auto& pid : g->peers)
-      if (seen_peers.count(pid)) {
-        const auto* peer = a.find_peer(pid);
-        throw bad_input(prefix + "peer " + (peer ? peer->name : pid) + " from the group " +
-                        g->name + " already has this route");
-      }
-  }
-}
 
 int route_command(const admin_command& cmd, storage::account_store& accounts,
                   storage::config_store& config) {
@@ -359,22 +246,11 @@ int route_command(const admin_command& cmd, storage::account_store& accounts,
   if (cmd.action == "route-delete")
     return print_deleted(config.delete_route(cmd.account_id, cmd.object_id), "route", cmd);
 
-  // NetBird's route handler (validateRoute, ParseNetwork) and account manager (validateRoute).
+  // NetBird's route handler and account manager (validateRoute: core/validate).
   core::route r;
   const auto [prefix, type] = parse_network(cmd.network);
   r.network = prefix;
   r.network_type = type;
-  if (cmd.net_id.empty() || runes(cmd.net_id) > 40)
-    throw bad_input("--net-id: identifier should be between 1 and 40 characters");
-  if (cmd.metric < 1 || cmd.metric > 9999)
-    throw bad_input("--metric: metric should be between 1 and 9999");
-  if (cmd.peer.empty() == cmd.peer_groups.empty())
-    throw bad_input("either --peer or --peer-groups should be provided");
-  if (!cmd.peer.empty() && !a.find_peer(cmd.peer))
-    throw bad_input("--peer: peer with ID " + cmd.peer + " not found in account " + a.id);
-  require_groups(a, cmd.peer_groups, "--peer-groups", false);
-  require_groups(a, cmd.access_control_groups, "--access-control-groups", false);
-  require_groups(a, cmd.groups, "--groups", true);
   r.account_id = a.id;
   r.net_id = cmd.net_id;
   r.description = cmd.description;
@@ -385,7 +261,7 @@ int route_command(const admin_command& cmd, storage::account_store& accounts,
   r.metric = cmd.metric;
   r.masquerade = cmd.masquerade;
   r.enabled = !cmd.disabled;
-  check_route_conflicts(a, r);
+  check(core::validate_route(a, r));
   print_saved(config.save_route(r));
   return 0;
 }
@@ -412,35 +288,10 @@ int nameserver_command(const admin_command& cmd, storage::account_store& account
     return print_deleted(config.delete_nameserver_group(cmd.account_id, cmd.object_id),
                          "nameserver group", cmd);
 
-  // NetBird's validateNameServerGroup.
-  if (cmd.primary && !cmd.domains.empty())
-    throw bad_input("nameserver group primary status is true and domains are not empty, you "
-                    "should set either --primary or --domains");
-  if (!cmd.primary && cmd.domains.empty())
-    throw bad_input("nameserver group primary status is false and domains are empty, it should "
-                    "be --primary or have at least one of --domains");
-  if (cmd.primary && cmd.search_domains)
-    throw bad_input("nameserver group primary status is true and search domains is enabled, you "
-                    "should not set --search-domains for primary nameservers");
-  for (const auto& d : cmd.domains) {
-    std::string bare = d;
-    if (!bare.empty() && bare.back() == '.')
-      bare.pop_back(); // nameserver domains may be written as FQDNs
-    if (d.rfind("*.", 0) == 0 || !valid_dns_domain(bare))
-      throw bad_input("--domains: nameserver group got an invalid domain: " + d);
-  }
-  if (cmd.nameservers.empty() || cmd.nameservers.size() > 3)
-    throw bad_input("--nameservers: the list of nameservers should be 1 to 3, got " +
-                    std::to_string(cmd.nameservers.size()));
+  // NetBird's validateNameServerGroup (core/validate).
   core::nameserver_group g;
   for (const auto& n : cmd.nameservers)
     g.nameservers.push_back(parse_nameserver(n));
-  if (cmd.name.empty() || runes(cmd.name) > 40)
-    throw bad_input("--name: nameserver group name should be between 1 and 40");
-  for (const auto& other : a.nameserver_groups)
-    if (other.name == cmd.name)
-      throw bad_input("nameserver group with name " + cmd.name + " already exist");
-  require_groups(a, cmd.groups, "--groups", true);
   g.account_id = a.id;
   g.name = cmd.name;
   g.description = cmd.description;
@@ -449,6 +300,7 @@ int nameserver_command(const admin_command& cmd, storage::account_store& account
   g.primary = cmd.primary;
   g.search_domains_enabled = cmd.search_domains;
   g.enabled = !cmd.disabled;
+  check(core::validate_nameserver_group(a, g));
   print_saved(config.save_nameserver_group(g));
   return 0;
 }

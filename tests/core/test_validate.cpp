@@ -71,6 +71,23 @@ TEST_CASE("validate: groups") {
   CHECK_FALSE(validate_group_delete(a, "gdev"));
   a.policies[0].rules[0].sources = {"gdev"};
   check(validate_group_delete(a, "gdev"), 400, "group has been linked to policy: Default");
+  // NetBird's order: a route before a policy, a nameserver group before a policy; settings last.
+  route r;
+  r.net_id = "office";
+  r.groups = {"gdev"};
+  a.routes.push_back(r);
+  check(validate_group_delete(a, "gdev"), 400, "group has been linked to route: office");
+  a.routes.clear();
+  nameserver_group n;
+  n.name = "corp";
+  n.groups = {"gdev"};
+  a.nameserver_groups.push_back(n);
+  check(validate_group_delete(a, "gdev"), 400, "group has been linked to name server groups: corp");
+  a.nameserver_groups.clear();
+  a.policies[0].rules[0].sources = {"gall"};
+  a.dns_disabled_management_groups = {"gdev"};
+  check(validate_group_delete(a, "gdev"), 400,
+        "group has been linked to disabled DNS management groups: devs");
 }
 
 TEST_CASE("validate: policy rules") {

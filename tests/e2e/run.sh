@@ -147,7 +147,7 @@ config_flow() { # $1 = label, rest = env
   out=$("${adm[@]}" group list --account-id "$acc" 2>&1)
   if grep -q "^$grp name=servers peers=$" <<<"$out" && grep -q "^$all name=All peers=" <<<"$out"; then
     ok "$label: group list"; else bad "$label: group list" "$out"; fi
-  refused "group with an unknown peer" "no peer nope" group create --account-id "$acc" --name other --peers nope
+  refused "group with an unknown peer" "peer with ID nope not found" group create --account-id "$acc" --name other --peers nope
   refused "group of an unknown account" "no account nope" group create --account-id nope --name x
 
   out=$("${adm[@]}" policy create --account-id "$acc" --name web --source "$all" --destination "$grp" \
@@ -161,7 +161,7 @@ config_flow() { # $1 = label, rest = env
     ok "$label: policy list"; else bad "$label: policy list" "$out"; fi
   refused "a bad protocol" "unknown protocol type: sctp" policy create --account-id "$acc" --name p --source "$all" --destination "$grp" --protocol sctp
   refused "a bad port range" "invalid port range 2000-1000" policy create --account-id "$acc" --name p --source "$all" --destination "$grp" --protocol udp --port-range 2000-1000
-  refused "a policy with an unknown group" "no group missing" policy create --account-id "$acc" --name p --source missing --destination "$grp"
+  refused "a policy with an unknown group" "group missing not found" policy create --account-id "$acc" --name p --source missing --destination "$grp"
 
   out=$("${adm[@]}" route create --account-id "$acc" --network 10.20.0.9/24 --net-id office --peer-groups "$grp" --groups "$all" --masquerade 2>&1); rc=$?
   rt=$(sed -nE "$id_of" <<<"$out")
@@ -172,7 +172,7 @@ config_flow() { # $1 = label, rest = env
   if grep -q "^$rt net_id=office network=10.20.0.0/24 peer= peer_groups=$grp groups=$all metric=9999 masquerade=true" <<<"$out"; then
     ok "$label: route list"; else bad "$label: route list" "$out"; fi
   refused "a bad CIDR" "invalid network 10.20.0.0/33" route create --account-id "$acc" --network 10.20.0.0/33 --net-id x --peer-groups "$grp" --groups "$all"
-  refused "a route without a routing peer" "either --peer or --peer-groups" route create --account-id "$acc" --network 10.30.0.0/16 --net-id x --groups "$all"
+  refused "a route without a routing peer" "either .peer. or .peer_groups. should be provided" route create --account-id "$acc" --network 10.30.0.0/16 --net-id x --groups "$all"
 
   out=$("${adm[@]}" nameserver create --account-id "$acc" --name google --nameservers 8.8.8.8,8.8.4.4:5353 --groups "$all" --primary 2>&1); rc=$?
   ns=$(sed -nE "$id_of" <<<"$out")
