@@ -19,6 +19,7 @@
 #include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <optional>
@@ -183,12 +184,23 @@ int run_management(const management_options& opts, config::management_config cfg
       sigwait(&set, &sig);
       spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     }
+    // Each step of the shutdown is logged with its duration: a slow stop shows where it waited.
+    const auto began = std::chrono::steady_clock::now();
+    const auto step = [&](const char* what) {
+      spdlog::debug("shutdown: {} after {} ms", what,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - began)
+                        .count());
+    };
     // A stopping server expires and deletes nothing more (the next start derives it all again).
     caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
     if (mux)
       mux->stop();
+    step("port closed");
     http.stop();
+    step("REST listener stopped");
     grpc.shutdown();
+    step("gRPC server stopped");
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);
     if (observer)
       caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
@@ -197,7 +209,9 @@ int run_management(const management_options& opts, config::management_config cfg
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    step("actors told to stop");
   }
+  spdlog::debug("shutdown: actor system down");
   return exit_code;
 }
 

@@ -15,7 +15,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <netinet/in.h>
 #include <optional>
@@ -167,6 +169,19 @@ struct server {
       ::waitpid(pid, &status, 0);
     }
     pid = -1;
+    if (!exited) { // where it waited: the end of its log
+      std::ifstream in(dir + "/server.log");
+      std::deque<std::string> tail;
+      for (std::string line; std::getline(in, line);) {
+        tail.push_back(line);
+        if (tail.size() > 40)
+          tail.pop_front();
+      }
+      std::string text;
+      for (const auto& l : tail)
+        text += l + "\n";
+      MESSAGE("server log tail:\n" << text);
+    }
     CHECK_MESSAGE(exited, "the server did not stop within 10 s of SIGTERM");
     CHECK_MESSAGE((exited && WIFEXITED(status) && WEXITSTATUS(status) == 0),
                   "server exit status " << status);
