@@ -2,13 +2,8 @@
 // fan-out of exactly the maps a change alters (k of n), nothing for plain connects and
 // disconnects, reloads when the store's serial moves, a deleted peer's stream ends, an older
 // session never receives a newer session's maps, and admins' mutations run inside the actor.
-#include "actors/account_actor.hpp"
-#include "actors/peer_actor.hpp"
-#include "actors/status_writer.hpp"
-#include "storage/account_store.hpp"
-#include "storage/admin_store.hpp"
 #include "storage/config_store.hpp"
-#include "storage/schema.hpp"
+#include "tests/support/actor_rig.hpp"
 #include "tests/support/test_db.hpp"
 
 #include <caf/all.hpp>
@@ -74,33 +69,15 @@ core::peer make_peer(const std::string& account, const std::string& id, int n) {
   return p;
 }
 
-struct world {
-  storage::db_options db;
-  std::string account;
-  std::string all_group;
-  std::unique_ptr<soci::session> sql;
-
-  explicit world(storage::db_options o) : db(std::move(o)) {
-    storage::database d(db);
-    storage::ensure_schema(d);
-    sql = std::make_unique<soci::session>();
-    storage::open_session(*sql, db);
-    storage::admin_store admin(*sql, db.kind);
-    storage::new_account spec;
-    spec.owner_email = "owner@example.com";
-    spec.with_pat = false;
-    auto created = admin.create_account(spec);
-    account = created.account_id;
-    all_group = created.all_group_id;
-  }
-  storage::account_store store() { return storage::account_store(*sql, db.kind); }
+struct world : test::account_world {
+  using account_world::account_world;
   // A peer in the store, in All and `groups`; returns it.
   core::peer add_peer(const std::string& id, int n, const std::vector<std::string>& groups = {}) {
     auto p = make_peer(account, id, n);
-    store().insert_peer(p);
-    store().add_group_peer(account, all_group, id);
+    accounts().insert_peer(p);
+    accounts().add_group_peer(account, all_group, id);
     for (const auto& g : groups)
-      store().add_group_peer(account, g, id);
+      accounts().add_group_peer(account, g, id);
     bump();
     return p;
   }
@@ -124,7 +101,7 @@ struct world {
     g.name = id;
     g.issued = "api";
     g.peers = members;
-    store().insert_group(g);
+    accounts().insert_group(g);
     return id;
   }
   // An accept-all bidirectional policy between two groups.
@@ -145,47 +122,12 @@ struct world {
     r.sources = {src};
     r.destinations = {dst};
     p.rules.push_back(r);
-    store().insert_policy(p);
+    accounts().insert_policy(p);
   }
 };
 
-struct rig {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  status_writer writer;
-  account_loader loader;
-  peer_directory dir;
-
-  explicit rig(const storage::db_options& db) {
-    sys = std::make_unique<caf::actor_system>(cfg);
-    writer = spawn_status_writer(*sys, {db, 1, 1024});
-    loader = spawn_account_loader(*sys, {db, std::chrono::milliseconds(0)});
-    dir = spawn_peer_directory(*sys, {writer, {}, loader, {}});
-  }
-  ~rig() {
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
-    writer = status_writer{};
-    loader = account_loader{};
-    dir = peer_directory{};
-    sys.reset();
-  }
-  template <class Handle, class... Ts>
-  auto ask(const Handle& h, Ts&&... xs) {
-    caf::scoped_actor self{*sys};
-    using result = typename caf::detail::tl_head<typename caf::response_type<
-        typename Handle::signatures, caf::detail::strip_and_convert_t<Ts>...>::type>::type;
-    result out{};
-    self->request(h, caf::infinite, std::forward<Ts>(xs)...)
-        .receive([&](result& x) { out = std::move(x); },
-                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
-    return out;
-  }
-  account_actor account(const std::string& id) { return ask(dir, account_atom::value, id); }
-  peer_actor peer(const std::string& acc, const std::string& id) {
-    return ask(dir, get_atom::value, acc, id);
-  }
+struct rig : test::actor_rig {
+  using actor_rig::actor_rig;
   bool connect(const peer_actor& p, session_token t, sink_ptr s) {
     return ask(p, connect_atom::value, t, std::move(s));
   }
@@ -405,7 +347,7 @@ TEST_CASE("account actor: a mutation is decided on the account it holds, committ
     REQUIRE_FALSE(join->error);
     REQUIRE(after);
     CHECK(after->net.serial == seen + 1);
-    const auto stored = *w.store().load_account(w.account);
+    const auto stored = *w.accounts().load_account(w.account);
     CHECK(after->groups == stored.groups); // what the actor holds is what was committed
     CHECK(after->net.serial == stored.net.serial);
     REQUIRE(eventually([&] { return sinks[2]->count() == 2; }));

@@ -4,16 +4,11 @@
 // with their effects on the other peers' maps and the peer's own stream; settings changes and a
 // re-login reschedule; a peer that reconnected elsewhere is left alone; two actors on one store
 // (two replicas) delete once.
-#include "actors/account_actor.hpp"
 #include "actors/expiry_actor.hpp"
-#include "actors/peer_actor.hpp"
-#include "actors/status_writer.hpp"
-#include "storage/account_store.hpp"
-#include "storage/admin_store.hpp"
 #include "storage/config_store.hpp"
 #include "storage/lifecycle_store.hpp"
-#include "storage/schema.hpp"
 #include "storage/status_store.hpp"
+#include "tests/support/actor_rig.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
 
@@ -71,23 +66,8 @@ struct sink : session_sink {
   }
 };
 
-struct world {
-  storage::db_options db;
-  std::unique_ptr<soci::session> sql;
-  std::string account, all_group;
-
-  explicit world(storage::db_options o) : db(std::move(o)) {
-    storage::database d(db);
-    storage::ensure_schema(d);
-    sql = std::make_unique<soci::session>();
-    storage::open_session(*sql, db);
-    storage::new_account spec;
-    spec.with_pat = false;
-    auto made = storage::admin_store(*sql, db.kind).create_account(spec); // All <-> All
-    account = made.account_id;
-    all_group = made.all_group_id;
-  }
-  storage::account_store accounts() { return storage::account_store(*sql, db.kind); }
+struct world : test::account_world {
+  using account_world::account_world;
   storage::lifecycle_store life() { return storage::lifecycle_store(*sql, db.kind); }
   void add(const std::string& id, int n, bool sso, bool ephemeral, const std::string& seen = t0) {
     core::peer p;
@@ -117,32 +97,15 @@ struct world {
   bool exists(const std::string& id) { return life().peer(account, id).has_value(); }
 };
 
-struct rig {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  status_writer writer;
-  account_loader loader;
-  peer_directory dir;
+struct rig : test::actor_rig {
   std::shared_ptr<std::atomic<unix_ns>> clock = std::make_shared<std::atomic<unix_ns>>(t0_ns);
   std::vector<expiry_actor> expiries;
 
-  explicit rig(const storage::db_options& db) {
-    sys = std::make_unique<caf::actor_system>(cfg);
-    writer = spawn_status_writer(*sys, {db, 1, 1024});
-    loader = spawn_account_loader(*sys, {db, std::chrono::milliseconds(0)});
-    dir = spawn_peer_directory(*sys, {writer, {}, loader, {}});
-  }
+  using actor_rig::actor_rig;
   ~rig() {
     for (auto& e : expiries)
       caf::anon_send_exit(e, caf::exit_reason::user_shutdown);
     expiries.clear();
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
-    writer = status_writer{};
-    loader = account_loader{};
-    dir = peer_directory{};
-    sys.reset();
   }
   // An expiry actor on the injected clock, without timers, its schedule derived.
   expiry_actor expiry(const storage::db_options& db, unix_ns lifetime = 600 * sec) {
@@ -159,17 +122,6 @@ struct rig {
     caf::anon_send(e, derive_atom::value, std::string());
     return e;
   }
-  template <class Handle, class... Ts>
-  auto ask(const Handle& h, Ts&&... xs) {
-    caf::scoped_actor self{*sys};
-    using result = typename caf::detail::tl_head<typename caf::response_type<
-        typename Handle::signatures, caf::detail::strip_and_convert_t<Ts>...>::type>::type;
-    result out{};
-    self->request(h, caf::infinite, std::forward<Ts>(xs)...)
-        .receive([&](result& x) { out = std::move(x); },
-                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
-    return out;
-  }
   expiry_state_record status(const expiry_actor& e) { return ask(e, status_atom::value); }
   // Moves the clock and runs what is due; answers the actor's state afterwards.
   expiry_state_record at(const expiry_actor& e, unix_ns now) {
@@ -180,10 +132,6 @@ struct rig {
   void landed(const expiry_actor& e, const std::string& acc, const std::string& peer,
               bool connected) {
     caf::anon_send(e, landed_atom::value, session_event{acc, peer, 1, connected, ""});
-  }
-  account_actor account(const std::string& id) { return ask(dir, account_atom::value, id); }
-  peer_actor peer(const std::string& acc, const std::string& id) {
-    return ask(dir, get_atom::value, acc, id);
   }
   std::shared_ptr<sink> connect(const std::string& acc, const std::string& id,
                                 session_token token) {

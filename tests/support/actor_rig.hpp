@@ -1,0 +1,93 @@
+// What the actor suites share: a store with one fresh account, and the actors a server runs over
+// it (status writer, account loader without polling, directory), with a blocking `ask`.
+// Header-only: only the actor suites include it (the support library has no CAF).
+#pragma once
+
+#include "actors/account_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "actors/status_writer.hpp"
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/schema.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+#include <soci/soci.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace nbm::test {
+
+// A store (schema ensured) with one account made as the admin CLI makes it: an All group and
+// NetBird's default All <-> All policy, no PAT.
+struct account_world {
+  storage::db_options db;
+  std::unique_ptr<soci::session> sql;
+  std::string account, all_group;
+
+  explicit account_world(storage::db_options o) : db(std::move(o)) {
+    storage::database d(db);
+    storage::ensure_schema(d);
+    sql = std::make_unique<soci::session>();
+    storage::open_session(*sql, db);
+    storage::new_account spec;
+    spec.owner_email = "owner@example.com";
+    spec.with_pat = false;
+    auto made = storage::admin_store(*sql, db.kind).create_account(spec);
+    account = made.account_id;
+    all_group = made.all_group_id;
+  }
+  storage::account_store accounts() { return storage::account_store(*sql, db.kind); }
+};
+
+// The actor system with the server's status writer, account loader (no serial polling: tests
+// send check/reload themselves) and directory over `db`.
+struct actor_rig {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  actors::status_writer writer;
+  actors::account_loader loader;
+  actors::peer_directory dir;
+
+  explicit actor_rig(const storage::db_options& db) {
+    sys = std::make_unique<caf::actor_system>(cfg);
+    writer = actors::spawn_status_writer(*sys, {db, 1, 1024});
+    loader = actors::spawn_account_loader(*sys, {db, std::chrono::milliseconds(0)});
+    dir = actors::spawn_peer_directory(*sys, {writer, {}, loader, {}});
+  }
+  // Derived rigs stop their own actors first (their destructors run before this one).
+  ~actor_rig() {
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+    writer = actors::status_writer{};
+    loader = actors::account_loader{};
+    dir = actors::peer_directory{};
+    sys.reset();
+  }
+  actor_rig(const actor_rig&) = delete;
+  actor_rig& operator=(const actor_rig&) = delete;
+
+  // Sends a request and waits for its answer (an error fails the test).
+  template <class Handle, class... Ts>
+  auto ask(const Handle& h, Ts&&... xs) {
+    caf::scoped_actor self{*sys};
+    using result = typename caf::detail::tl_head<typename caf::response_type<
+        typename Handle::signatures, caf::detail::strip_and_convert_t<Ts>...>::type>::type;
+    result out{};
+    self->request(h, caf::infinite, std::forward<Ts>(xs)...)
+        .receive([&](result& x) { out = std::move(x); },
+                 [&](caf::error& e) { FAIL(caf::to_string(e)); });
+    return out;
+  }
+  actors::account_actor account(const std::string& id) {
+    return ask(dir, actors::account_atom::value, id);
+  }
+  actors::peer_actor peer(const std::string& acc, const std::string& id) {
+    return ask(dir, actors::get_atom::value, acc, id);
+  }
+};
+
+} // namespace nbm::test
