@@ -450,6 +450,27 @@ thread_local scratch marks;
 
 } // namespace
 
+namespace {
+
+// Calls f once per distinct element of v, in first-seen order.
+template <class T, class F>
+void for_each_distinct(const std::vector<T>& v, F&& f) {
+  for (auto it = v.begin(); it != v.end(); ++it)
+    if (std::find(v.begin(), it, *it) == it)
+      f(*it);
+}
+
+// A rule's port as a number (NetBird's strconv.ParseUint(port, 10, 16)); nullopt if it is none.
+std::optional<unsigned long> port_number(const std::string& port) {
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  const auto value = std::stoul(port);
+  return value <= 65535 ? std::optional<unsigned long>(value) : std::nullopt;
+}
+
+} // namespace
+
 network_map account_view::map_for(std::uint32_t t) const {
   const auto& a = *acc_;
   const auto& ix = *ix_;
@@ -651,34 +672,19 @@ network_map account_view::map_for(std::uint32_t t) const {
         fr.protocol = protocol_of(rule.protocol);
         fr.policy_id = pol.id;
         if (!rule.ports.empty()) {
-          std::vector<std::string> done;
-          for (const auto& port : rule.ports) {
-            if (std::find(done.begin(), done.end(), port) != done.end())
-              continue;
-            done.push_back(port);
-            unsigned long value = 0;
-            try {
-              std::size_t used = 0;
-              value = std::stoul(port, &used);
-              if (used != port.size() || value > 65535)
-                continue;
-            } catch (const std::exception&) {
-              continue;
+          for_each_distinct(rule.ports, [&](const std::string& port) {
+            if (auto value = port_number(port)) {
+              auto one = fr;
+              one.port = std::to_string(*value);
+              m.route_firewall_rules.push_back(std::move(one));
             }
-            auto one = fr;
-            one.port = std::to_string(value);
-            m.route_firewall_rules.push_back(std::move(one));
-          }
+          });
         } else if (!rule.port_ranges.empty()) {
-          std::vector<port_range> done;
-          for (const auto& pr : rule.port_ranges) {
-            if (std::find(done.begin(), done.end(), pr) != done.end())
-              continue;
-            done.push_back(pr);
+          for_each_distinct(rule.port_ranges, [&](const port_range& pr) {
             auto one = fr;
             one.range = pr;
             m.route_firewall_rules.push_back(std::move(one));
-          }
+          });
         } else {
           m.route_firewall_rules.push_back(std::move(fr));
         }

@@ -412,6 +412,19 @@ TEST_CASE("routes with access-control groups: rules from the policies towards th
   CHECK(map_of(v, "c").routes.empty());
   // a reaches r through the policy and is in the distribution group.
   CHECK(map_of(v, "a").routes.size() == 1);
+  // Repeated ports count once; a port that is no number is left out (NetBird's ParseUint);
+  // port ranges the same way.
+  rule.ports = {"80", "0443", "80", "http"};
+  auto m2 = map_of(b.view(), "r");
+  REQUIRE(m2.route_firewall_rules.size() == 2);
+  CHECK(m2.route_firewall_rules[0].port == "80");
+  CHECK(m2.route_firewall_rules[1].port == "443");
+  rule.ports.clear();
+  rule.port_ranges = {{8000, 8100}, {9000, 9000}, {8000, 8100}};
+  auto m3 = map_of(b.view(), "r");
+  REQUIRE(m3.route_firewall_rules.size() == 2);
+  CHECK(m3.route_firewall_rules[0].range == port_range{8000, 8100});
+  CHECK(m3.route_firewall_rules[1].range == port_range{9000, 9000});
 }
 
 TEST_CASE(
