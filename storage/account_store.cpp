@@ -849,6 +849,17 @@ bool account_store::use_setup_key(const std::string& key_id) {
   return affected(st);
 }
 
+bool account_store::mark_token_used(const std::string& token_id) {
+  const std::string now = kind_ == engine::postgres ? "CURRENT_TIMESTAMP"
+                                                    : "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')";
+  std::string id = token_id;
+  soci::statement st =
+      (sql_.prepare << "UPDATE personal_access_tokens SET last_used = " + now + " WHERE id = :id",
+       soci::use(id, "id"));
+  st.execute(true);
+  return affected(st);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Column-scoped peer writes
 

@@ -82,6 +82,8 @@ public:
   // racing registrations exactly as many land as the key allows. Sets last_used from the database
   // clock. Returns whether the use landed.
   bool use_setup_key(const std::string& key_id);
+  // A personal access token was used now (NetBird's MarkPATUsed); false if it is gone.
+  bool mark_token_used(const std::string& token_id);
 
   // --- column-scoped peer writes -----------------------------------------------------------------
   // Each updates only its own columns, never connected, last_seen, session_started_at or

@@ -523,6 +523,7 @@ struct rest_api::impl {
         c.user = &u;
     if (!c.user || c.user->blocked)
       fail(401, "token invalid");
+    store.mark_token_used(pat->id);
     return c;
   }
 

@@ -596,10 +596,17 @@ TEST_CASE("rest: users, service users and their tokens; a regular user's limits"
   CHECK(bot_token.rfind("nbp_", 0) == 0);
   CHECK(api.get("/api/users/" + bot + "/tokens").body.size() == 1);
   CHECK(api.get("/api/users/" + bot + "/tokens/" + token_id).body["name"] == "deploy");
+  CHECK(api.get("/api/users/" + bot + "/tokens/" + token_id).body["last_used"] ==
+        "0001-01-01T00:00:00Z"); // never used yet
 
   // The bot (role user) may not touch the account's objects.
   api_client as_bot{s.api_port, "Token " + bot_token};
   CHECK(as_bot.get("/api/users/current").body["role"] == "user");
+  // Each use is recorded (NetBird's MarkPATUsed).
+  CHECK(api.get("/api/users/" + bot + "/tokens/" + token_id)
+            .body["last_used"]
+            .get<std::string>()
+            .rfind("20", 0) == 0);
   check_error(as_bot.get("/api/groups"), 403, "permission denied");
   check_error(as_bot.post("/api/groups", {{"name", "mine"}}), 403, "permission denied");
   check_error(as_bot.get("/api/setup-keys"), 403, "permission denied");
