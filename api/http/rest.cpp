@@ -643,6 +643,25 @@ struct rest_api::impl {
     return out;
   }
 
+  // The shape NetBird's API gives policies, routes and nameserver groups: list, get, create
+  // (POST), replace (PUT), delete; one table entry per kind.
+  template <class T>
+  struct crud_kind {
+    std::string what; // in "<what>: <id> not found"
+    std::vector<T> core::account::*list;
+    unsigned part; // storage::account_store::part of the objects
+    std::function<json(const core::account&, const T&)> to_json;
+    std::function<T(const json&, const std::string& account_id, const std::string& id)> from_json;
+    std::function<core::verdict(const core::account&, const T&)> validate;
+    std::function<storage::saved(storage::config_store&, const T&)> save;
+    std::function<std::optional<std::uint64_t>(storage::config_store&, const std::string&,
+                                               const std::string&)>
+        remove;
+  };
+  template <class T>
+  response crud(const crud_kind<T>& k, caller& c, const request& req, const core::account& a,
+                const std::string& id, soci::session& sql, unsigned& touched);
+
   response route(const request& req);
   response dispatch(caller& c, const request& req, const std::vector<std::string>& path,
                     std::shared_ptr<const core::account> acc, soci::session& sql,
@@ -667,6 +686,115 @@ response rest_api::handle(const request& req) {
     spdlog::error("REST {} {}: {}", req.method, req.path, e.what());
     return error_response(500, "internal server error");
   }
+}
+
+namespace {
+
+using crud_parts = storage::account_store;
+
+const rest_api::impl::crud_kind<core::policy>& policies_kind() {
+  static const rest_api::impl::crud_kind<core::policy> k{
+      "policy",
+      &core::account::policies,
+      crud_parts::part_policies,
+      [](const core::account& a, const core::policy& p) { return policy_json(a, p); },
+      policy_of,
+      core::validate_policy,
+      [](storage::config_store& s, const core::policy& p) { return s.save_policy(p); },
+      [](storage::config_store& s, const std::string& acc, const std::string& id) {
+        return s.delete_policy(acc, id);
+      }};
+  return k;
+}
+
+const rest_api::impl::crud_kind<core::route>& routes_kind() {
+  static const rest_api::impl::crud_kind<core::route> k{
+      "route",
+      &core::account::routes,
+      crud_parts::part_routes,
+      [](const core::account&, const core::route& r) { return route_json(r); },
+      route_of,
+      core::validate_route,
+      [](storage::config_store& s, const core::route& r) { return s.save_route(r); },
+      [](storage::config_store& s, const std::string& acc, const std::string& id) {
+        return s.delete_route(acc, id);
+      }};
+  return k;
+}
+
+const rest_api::impl::crud_kind<core::nameserver_group>& nameservers_kind() {
+  static const rest_api::impl::crud_kind<core::nameserver_group> k{
+      "nameserver group",
+      &core::account::nameserver_groups,
+      crud_parts::part_nameservers,
+      [](const core::account&, const core::nameserver_group& g) {
+        return nameserver_group_json(g);
+      },
+      nameserver_group_of,
+      core::validate_nameserver_group,
+      [](storage::config_store& s, const core::nameserver_group& g) {
+        return s.save_nameserver_group(g);
+      },
+      [](storage::config_store& s, const std::string& acc, const std::string& id) {
+        return s.delete_nameserver_group(acc, id);
+      }};
+  return k;
+}
+
+} // namespace
+
+template <class T>
+response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& req,
+                              const core::account& a, const std::string& id, soci::session& sql,
+                              unsigned& touched) {
+  const auto& items = a.*(k.list);
+  const auto find = [&](const std::string& x) -> const T* {
+    for (const auto& o : items)
+      if (o.id == x)
+        return &o;
+    return nullptr;
+  };
+  const auto not_found = [&] { fail(404, k.what + ": " + id + " not found"); };
+  const auto& method = req.method;
+  if (method == "GET" && id.empty()) {
+    json out = json::array();
+    for (const auto& o : items)
+      out.push_back(k.to_json(a, o));
+    return json_response(out);
+  }
+  if (method == "GET") {
+    const auto* o = find(id);
+    if (!o)
+      not_found();
+    return json_response(k.to_json(a, *o));
+  }
+  require_admin(c);
+  storage::config_store cfg(sql, deps.db.kind);
+  if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
+    if (method == "PUT" && !find(id))
+      not_found();
+    const auto obj = k.from_json(parse_body(req.body), a.id, id);
+    if (auto bad = k.validate(a, obj))
+      fail(*bad);
+    const auto saved = k.save(cfg, obj);
+    touched |= k.part;
+    // The answer is the object as stored (ids of policy rules, for one, are given there).
+    core::account after;
+    after.id = a.id;
+    storage::account_store(sql, deps.db.kind)
+        .load_parts(after, k.part | storage::account_store::part_groups);
+    for (const auto& o : after.*(k.list))
+      if (o.id == saved.id)
+        return json_response(k.to_json(after, o));
+    fail(500, "internal server error");
+  }
+  if (method == "DELETE" && !id.empty()) {
+    if (!k.remove(cfg, a.id, id))
+      not_found();
+    touched |= k.part;
+    return json_response(json::object());
+  }
+  return error_response(405, "method not allowed");
 }
 
 response rest_api::impl::route(const request& req) {
@@ -989,93 +1117,11 @@ response rest_api::impl::dispatch(caller& c, const request& req,
     return method_not_allowed();
   }
 
-  // --- policies
-  if (kind == "policies" && sub.empty()) {
-    const auto find = [&](const std::string& pid) -> const core::policy* {
-      for (const auto& p : a.policies)
-        if (p.id == pid)
-          return &p;
-      return nullptr;
-    };
-    if (method == "GET" && id.empty()) {
-      json out = json::array();
-      for (const auto& p : a.policies)
-        out.push_back(policy_json(a, p));
-      return json_response(out);
-    }
-    if (method == "GET") {
-      const auto* p = find(id);
-      if (!p)
-        not_found("policy", id);
-      return json_response(policy_json(a, *p));
-    }
-    require_admin(c);
-    if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
-      if (method == "PUT" && !find(id))
-        not_found("policy", id);
-      const auto body = parse_body(req.body);
-      auto p = policy_of(body, a.id, id);
-      if (auto bad = core::validate_policy(a, p))
-        fail(*bad);
-      const auto saved = cfg.save_policy(p);
-      touched |= parts::part_policies;
-      // As stored (its rules got their ids there).
-      core::account after;
-      after.id = a.id;
-      parts(sql, deps.db.kind).load_parts(after, parts::part_policies | parts::part_groups);
-      for (const auto& q : after.policies)
-        if (q.id == saved.id)
-          return json_response(policy_json(after, q));
-      fail(500, "internal server error");
-    }
-    if (method == "DELETE") {
-      if (!cfg.delete_policy(a.id, id))
-        not_found("policy", id);
-      touched |= parts::part_policies;
-      return json_response(json::object());
-    }
-    return method_not_allowed();
-  }
-
-  // --- routes
-  if (kind == "routes" && sub.empty()) {
-    const auto find = [&](const std::string& rid) -> const core::route* {
-      for (const auto& r : a.routes)
-        if (r.id == rid)
-          return &r;
-      return nullptr;
-    };
-    if (method == "GET" && id.empty()) {
-      json out = json::array();
-      for (const auto& r : a.routes)
-        out.push_back(route_json(r));
-      return json_response(out);
-    }
-    if (method == "GET") {
-      const auto* r = find(id);
-      if (!r)
-        fail(404, "route: " + id + " not found");
-      return json_response(route_json(*r));
-    }
-    require_admin(c);
-    if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
-      if (method == "PUT" && !find(id))
-        fail(404, "route: " + id + " not found");
-      auto r = route_of(parse_body(req.body), a.id, id);
-      if (auto bad = core::validate_route(a, r))
-        fail(*bad);
-      r.id = cfg.save_route(r).id;
-      touched |= parts::part_routes;
-      return json_response(route_json(r));
-    }
-    if (method == "DELETE") {
-      if (!cfg.delete_route(a.id, id))
-        fail(404, "route: " + id + " not found");
-      touched |= parts::part_routes;
-      return json_response(json::object());
-    }
-    return method_not_allowed();
-  }
+  // --- policies and routes
+  if (kind == "policies" && sub.empty())
+    return crud(policies_kind(), c, req, a, id, sql, touched);
+  if (kind == "routes" && sub.empty())
+    return crud(routes_kind(), c, req, a, id, sql, touched);
 
   // --- DNS
   if (kind == "dns" && id == "settings" && sub.empty()) {
@@ -1097,45 +1143,8 @@ response rest_api::impl::dispatch(caller& c, const request& req,
     }
     return method_not_allowed();
   }
-  if (kind == "dns" && id == "nameservers") {
-    const std::string nsid = sub;
-    const auto find = [&](const std::string& nid) -> const core::nameserver_group* {
-      for (const auto& g : a.nameserver_groups)
-        if (g.id == nid)
-          return &g;
-      return nullptr;
-    };
-    if (method == "GET" && nsid.empty()) {
-      json out = json::array();
-      for (const auto& g : a.nameserver_groups)
-        out.push_back(nameserver_group_json(g));
-      return json_response(out);
-    }
-    if (method == "GET") {
-      const auto* g = find(nsid);
-      if (!g)
-        not_found("nameserver group", nsid);
-      return json_response(nameserver_group_json(*g));
-    }
-    require_admin(c);
-    if ((method == "POST" && nsid.empty()) || (method == "PUT" && !nsid.empty())) {
-      if (method == "PUT" && !find(nsid))
-        not_found("nameserver group", nsid);
-      auto g = nameserver_group_of(parse_body(req.body), a.id, nsid);
-      if (auto bad = core::validate_nameserver_group(a, g))
-        fail(*bad);
-      g.id = cfg.save_nameserver_group(g).id;
-      touched |= parts::part_nameservers;
-      return json_response(nameserver_group_json(g));
-    }
-    if (method == "DELETE") {
-      if (!cfg.delete_nameserver_group(a.id, nsid))
-        not_found("nameserver group", nsid);
-      touched |= parts::part_nameservers;
-      return json_response(json::object());
-    }
-    return method_not_allowed();
-  }
+  if (kind == "dns" && id == "nameservers" && sub_id.empty())
+    return crud(nameservers_kind(), c, req, a, sub, sql, touched);
 
   // --- users and their personal access tokens
   if (kind == "users")
