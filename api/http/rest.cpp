@@ -39,13 +39,154 @@ struct http_error : std::runtime_error {
   throw http_error(p.status, p.message);
 }
 
+// Invalid UTF-8 in stored text (a peer's hostname, say) is answered as U+FFFD, never as an error.
+std::string dump(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 response json_response(const json& body) {
-  return {200, body.dump()};
+  return {200, dump(body)};
 }
 
 response error_response(int status, const std::string& message) {
-  return {status, json{{"message", message}, {"code", status}}.dump()};
+  return {status, dump(json{{"message", message}, {"code", status}})};
 }
+
+// JSON text written directly, for the large lists (GET /api/peers on thousands of peers), where
+// building a document first would cost more than the rest of the request. Strings are escaped as
+// JSON requires; invalid UTF-8 becomes U+FFFD, as dump() does.
+class json_writer {
+public:
+  explicit json_writer(std::string& out) : out_(out) {}
+  json_writer& begin_object() { return open('{'); }
+  json_writer& end_object() { return close('}'); }
+  json_writer& begin_array() { return open('['); }
+  json_writer& end_array() { return close(']'); }
+  json_writer& key(std::string_view k) {
+    comma();
+    string(k);
+    out_.push_back(':');
+    fresh_ = true;
+    return *this;
+  }
+  json_writer& value(std::string_view v) {
+    comma();
+    string(v);
+    return *this;
+  }
+  json_writer& value(const char* v) { return value(std::string_view(v)); }
+  json_writer& value(bool v) {
+    comma();
+    out_ += v ? "true" : "false";
+    return *this;
+  }
+  json_writer& value(std::uint64_t v) {
+    comma();
+    out_ += std::to_string(v);
+    return *this;
+  }
+  json_writer& value(const std::vector<std::string>& v) {
+    begin_array();
+    for (const auto& x : v)
+      value(x);
+    return end_array();
+  }
+  template <class V>
+  json_writer& field(std::string_view k, const V& v) {
+    key(k);
+    return value(v);
+  }
+
+private:
+  json_writer& open(char c) {
+    comma();
+    out_.push_back(c);
+    fresh_ = true;
+    return *this;
+  }
+  json_writer& close(char c) {
+    out_.push_back(c);
+    fresh_ = false;
+    return *this;
+  }
+  void comma() {
+    if (!fresh_)
+      out_.push_back(',');
+    fresh_ = false;
+  }
+  // The length of the valid UTF-8 sequence at s[i] (lead byte >= 0x80), or 0.
+  static std::size_t utf8_length(std::string_view s, std::size_t i) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char c = b(i);
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+      n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      lo = c == 0xE0 ? 0xA0 : 0x80;
+      hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      lo = c == 0xF0 ? 0x90 : 0x80;
+      hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else
+      return 0;
+    if (i + n > s.size() || b(i + 1) < lo || b(i + 1) > hi)
+      return 0;
+    for (std::size_t k = 2; k < n; ++k)
+      if (b(i + k) < 0x80 || b(i + k) > 0xBF)
+        return 0;
+    return n;
+  }
+  void string(std::string_view v) {
+    out_.push_back('"');
+    for (std::size_t i = 0; i < v.size();) {
+      const auto c = static_cast<unsigned char>(v[i]);
+      if (c >= 0x80) {
+        if (const auto n = utf8_length(v, i)) {
+          out_.append(v.substr(i, n));
+          i += n;
+        } else {
+          out_ += "\xEF\xBF\xBD"; // U+FFFD
+          ++i;
+        }
+        continue;
+      }
+      switch (c) {
+      case '"':
+        out_ += "\\\"";
+        break;
+      case '\\':
+        out_ += "\\\\";
+        break;
+      case '\n':
+        out_ += "\\n";
+        break;
+      case '\r':
+        out_ += "\\r";
+        break;
+      case '\t':
+        out_ += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          static const char* hex = "0123456789abcdef";
+          out_ += "\\u00";
+          out_.push_back(hex[c >> 4]);
+          out_.push_back(hex[c & 15]);
+        } else {
+          out_.push_back(static_cast<char>(c));
+        }
+      }
+      ++i;
+    }
+    out_.push_back('"');
+  }
+
+  std::string& out_;
+  bool fresh_ = true;
+};
 
 // Store text -> RFC 3339 ("2023-03-07 09:02:47.44+01:00" -> "2023-03-07T09:02:47.44+01:00";
 // SQLite's CURRENT_TIMESTAMP has no zone: UTC).
@@ -262,40 +403,59 @@ json setup_key_json(const core::setup_key& k, const std::string& plain = "") {
           {"allow_extra_dns_labels", k.allow_extra_dns_labels}};
 }
 
-json peer_json(const account_index& ix, const core::peer& p, const std::string& dns_domain) {
-  json groups = json::array();
-  if (auto it = ix.groups_of.find(p.id); it != ix.groups_of.end())
-    for (const auto* g : it->second)
-      groups.push_back(group_minimum(*g));
+// A peer as NetBird's API shows it; `accessible`: its accessible_peers_count (lists only).
+void write_peer(json_writer& w, const account_index& ix, const core::peer& p,
+                const std::string& dns_domain, std::optional<std::uint64_t> accessible = {}) {
   const auto& m = p.meta;
   const std::string os_version = m.os_version.empty() ? m.core : m.os_version;
-  return {{"id", p.id},
-          {"name", p.name},
-          {"created_at", rfc3339(p.created_at)},
-          {"ip", p.ip},
-          {"connection_ip", p.location.connection_ip},
-          {"connected", p.status.connected},
-          {"last_seen", rfc3339(p.status.last_seen)},
-          {"os", m.os + " " + os_version},
-          {"kernel_version", m.kernel_version},
-          {"geoname_id", p.location.geo_name_id},
-          {"version", m.wt_version},
-          {"groups", groups},
-          {"ssh_enabled", p.ssh_enabled},
-          {"user_id", p.user_id},
-          {"hostname", m.hostname},
-          {"ui_version", m.ui_version},
-          {"dns_label", p.dns_label.empty() ? "" : p.dns_label + "." + dns_domain},
-          {"extra_dns_labels", p.extra_dns_labels},
-          {"login_expiration_enabled", p.login_expiration_enabled},
-          {"login_expired", p.status.login_expired},
-          {"last_login", rfc3339(p.last_login)},
-          {"inactivity_expiration_enabled", p.inactivity_expiration_enabled},
-          {"approval_required", p.status.requires_approval},
-          {"country_code", p.location.country_code},
-          {"city_name", p.location.city_name},
-          {"serial_number", m.system_serial_number},
-          {"ephemeral", p.ephemeral}};
+  w.begin_object()
+      .field("id", p.id)
+      .field("name", p.name)
+      .field("created_at", rfc3339(p.created_at).get_ref<const std::string&>())
+      .field("ip", p.ip)
+      .field("connection_ip", p.location.connection_ip)
+      .field("connected", p.status.connected)
+      .field("last_seen", rfc3339(p.status.last_seen).get_ref<const std::string&>())
+      .field("os", m.os + " " + os_version)
+      .field("kernel_version", m.kernel_version)
+      .field("geoname_id", p.location.geo_name_id)
+      .field("version", m.wt_version);
+  w.key("groups").begin_array();
+  if (auto it = ix.groups_of.find(p.id); it != ix.groups_of.end())
+    for (const auto* g : it->second)
+      w.begin_object()
+          .field("id", g->id)
+          .field("name", g->name)
+          .field("peers_count", std::uint64_t{g->peers.size()})
+          .field("resources_count", std::uint64_t{g->resources.size()})
+          .field("issued", g->issued.empty() ? std::string("api") : g->issued)
+          .end_object();
+  w.end_array()
+      .field("ssh_enabled", p.ssh_enabled)
+      .field("user_id", p.user_id)
+      .field("hostname", m.hostname)
+      .field("ui_version", m.ui_version)
+      .field("dns_label", p.dns_label.empty() ? std::string() : p.dns_label + "." + dns_domain)
+      .field("extra_dns_labels", p.extra_dns_labels)
+      .field("login_expiration_enabled", p.login_expiration_enabled)
+      .field("login_expired", p.status.login_expired)
+      .field("last_login", rfc3339(p.last_login).get_ref<const std::string&>())
+      .field("inactivity_expiration_enabled", p.inactivity_expiration_enabled)
+      .field("approval_required", p.status.requires_approval)
+      .field("country_code", p.location.country_code)
+      .field("city_name", p.location.city_name)
+      .field("serial_number", m.system_serial_number)
+      .field("ephemeral", p.ephemeral);
+  if (accessible)
+    w.field("accessible_peers_count", *accessible);
+  w.end_object();
+}
+
+json peer_json(const account_index& ix, const core::peer& p, const std::string& dns_domain) {
+  std::string text;
+  json_writer w(text);
+  write_peer(w, ix, p, dns_domain);
+  return json::parse(text);
 }
 
 json settings_json(const core::account_settings& s) {
@@ -900,19 +1060,21 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       if (!c.admin() && a.settings.regular_users_view_blocked)
         return json_response(json::array());
       core::account_view view(acc, {domain});
-      json out = json::array();
       const auto name = req.query.count("name") ? req.query.at("name") : "";
       const auto ip = req.query.count("ip") ? req.query.at("ip") : "";
+      response out;
+      out.body.reserve(a.peers.size() * 900);
+      json_writer w(out.body);
+      w.begin_array();
       for (std::uint32_t i = 0; i < a.peers.size(); ++i) {
         const auto& p = a.peers[i];
         if (!visible(p) || (!name.empty() && p.name != name) || (!ip.empty() && p.ip != ip))
           continue;
-        auto j = peer_json(ix, p, domain);
         const auto map = view.map_for(i);
-        j["accessible_peers_count"] = map.remote_peers.size() + map.offline_peers.size();
-        out.push_back(std::move(j));
+        write_peer(w, ix, p, domain, map.remote_peers.size() + map.offline_peers.size());
       }
-      return json_response(out);
+      w.end_array();
+      return out;
     }
     const auto* p = a.find_peer(id);
     if (!p || !visible(*p))

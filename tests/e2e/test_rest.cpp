@@ -400,6 +400,25 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   CHECK_FALSE(s.peer_by_key(c.public_key_b64())->status.requires_approval);
   CHECK(api.put("/api/peers/" + pc.id, {{"approval_required", true}}).body["approval_required"] ==
         false); // stays approved
+  // Stored text that JSON must escape, and bytes that are no UTF-8 (U+FFFD in the answer).
+  {
+    soci::session sql;
+    storage::open_session(sql, s.db);
+    const std::string odd = "q\"b\\s\x01\t caf\xc3\xa9 \xff\xfe end";
+    sql << "UPDATE peers SET meta_hostname = :h WHERE id = :id", soci::use(odd), soci::use(pc.id);
+  }
+  const std::string shown = "q\"b\\s\x01\t caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd end";
+  auto listed = api.get("/api/peers");
+  REQUIRE(listed.status == 200);
+  REQUIRE_FALSE(listed.body.is_discarded());
+  bool seen = false;
+  for (const auto& p : listed.body)
+    if (p["id"] == pc.id) {
+      seen = true;
+      CHECK(p["hostname"] == shown);
+    }
+  CHECK(seen);
+  CHECK(api.get("/api/peers/" + pc.id).body["hostname"] == shown);
 
   // Every other resource of the first account, seen from the second: 404, and nothing changes.
   auto g = api.post("/api/groups", {{"name", "devs"}});
