@@ -274,7 +274,22 @@ TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with ba
     check_error(api.post("/api/routes", badr), 422,
                 "only one of 'peer' or 'peer_groups' should be provided");
     CHECK(api.get("/api/routes").body.size() == 1);
+    // Replaced: the same route (no conflict with itself), a new metric and network; a bad
+    // replacement changes nothing.
+    auto rupd = route;
+    rupd["metric"] = 200;
+    rupd["network"] = "10.2.0.0/16";
+    auto rt2 = api.put("/api/routes/" + rt_id, rupd);
+    REQUIRE(rt2.status == 200);
+    CHECK(rt2.body["id"] == rt_id);
+    CHECK(rt2.body["metric"] == 200);
+    rupd["metric"] = 10000;
+    check_error(api.put("/api/routes/" + rt_id, rupd), 422, "metric should be between 1 and 9999");
+    CHECK(api.get("/api/routes/" + rt_id).body["network"] == "10.2.0.0/16");
+    CHECK(api.get("/api/routes/" + rt_id).body["metric"] == 200);
+    check_error(api.put("/api/routes/nope", route), 404, "route: nope not found");
     CHECK(api.del("/api/routes/" + rt_id).status == 200);
+    check_error(api.get("/api/routes/" + rt_id), 404, "route: " + rt_id + " not found");
 
     // Nameservers and DNS settings.
     const json ns = {{"name", "corp"},
@@ -294,7 +309,16 @@ TEST_CASE("rest: groups, policies, routes, nameservers and DNS settings, with ba
     badn["nameservers"] = json::array();
     check_error(api.post("/api/dns/nameservers", badn), 422,
                 "the list of nameservers should be 1 or 3, got 0");
+    auto nsu = ns;
+    nsu["nameservers"] = {{{"ip", "10.0.0.54"}, {"ns_type", "udp"}, {"port", 5353}}};
+    auto n2 = api.put("/api/dns/nameservers/" + ns_id, nsu);
+    REQUIRE(n2.status == 200);
+    CHECK(n2.body["id"] == ns_id);
+    CHECK(api.get("/api/dns/nameservers/" + ns_id).body["nameservers"][0]["port"] == 5353);
+    CHECK(api.get("/api/dns/nameservers").body.size() == 1);
     CHECK(api.del("/api/dns/nameservers/" + ns_id).status == 200);
+    check_error(api.get("/api/dns/nameservers/" + ns_id), 404,
+                "nameserver group: " + ns_id + " not found");
     auto d = api.put("/api/dns/settings", {{"disabled_management_groups", {devs}}});
     CHECK(d.status == 200);
     CHECK(api.get("/api/dns/settings").body["disabled_management_groups"] == json({devs}));
