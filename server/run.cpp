@@ -9,6 +9,7 @@
 #include "actors/status_writer.hpp"
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
+#include "api/metrics/metrics.hpp"
 #include "geo/geo.hpp"
 #include "server/port_mux.hpp"
 #include "storage/admin_store.hpp"
@@ -130,6 +131,14 @@ int run_management(const management_options& opts, config::management_config cfg
     auto directory = actors::spawn_peer_directory(sys, dc);
     caf::anon_send(expiry, actors::dir_atom::value, directory);
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
+    // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound costs the
+    // metrics, not the server (NetBird logs it the same way).
+    api::metrics::exporter metrics(sys, {directory, writer, expiry});
+    if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why))
+      spdlog::error("metrics: cannot listen on port {} ({}); serving without /metrics",
+                    opts.metrics_port, why);
+    else
+      spdlog::info("metrics on port {} under /metrics", metrics.port());
     api::grpc_deps deps;
     deps.sys = &sys;
     deps.directory = directory;

@@ -8,6 +8,7 @@
 
 #include "api/grpc/convert.hpp"
 #include "api/grpc/wire_map.hpp"
+#include "api/metrics/metrics.hpp"
 #include "crypto/crypto.hpp"
 #include "management.grpc.pb.h"
 
@@ -665,6 +666,35 @@ private:
 
 } // namespace
 
+namespace {
+
+// Counts every call by method and the status it ended with (the metrics' gRPC counter).
+class counting_interceptor : public grpc::experimental::Interceptor {
+public:
+  explicit counting_interceptor(grpc::experimental::ServerRpcInfo* info) {
+    const std::string full = info->method() ? info->method() : "";
+    method_ = full.substr(full.rfind('/') + 1);
+  }
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS))
+      metrics::grpc_request(method_, static_cast<int>(m->GetSendStatus().error_code()));
+    m->Proceed();
+  }
+
+private:
+  std::string method_;
+};
+
+class counting_factory : public grpc::experimental::ServerInterceptorFactoryInterface {
+public:
+  grpc::experimental::Interceptor*
+  CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    return new counting_interceptor(info);
+  }
+};
+
+} // namespace
+
 struct grpc_server::impl {
   std::unique_ptr<service> svc;
   std::unique_ptr<grpc::Server> server;
@@ -683,6 +713,9 @@ grpc_server::grpc_server(grpc_deps deps, const std::string& address)
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 15000);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   b.RegisterService(impl_->svc.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counting;
+  counting.push_back(std::make_unique<counting_factory>());
+  b.experimental().SetInterceptorCreators(std::move(counting));
   impl_->server = b.BuildAndStart();
   if (!impl_->server || (!address.empty() && impl_->port == 0))
     throw std::runtime_error("cannot listen on " + address);

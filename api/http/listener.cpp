@@ -2,11 +2,13 @@
 // rest_api::handle; every response gets a fresh X-Request-Id and NetBird's allow-all CORS headers.
 #include "api/http/rest.hpp"
 
+#include "api/metrics/metrics.hpp"
 #include "crypto/crypto.hpp"
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <thread>
 
 namespace nbm::api::http {
@@ -20,6 +22,7 @@ struct http_listener::impl {
   explicit impl(rest_api& a) : api(a) {}
 
   void serve(const httplib::Request& in, httplib::Response& out) {
+    const auto began = std::chrono::steady_clock::now();
     out.set_header("X-Request-Id", crypto::random_id());
     out.set_header("Access-Control-Allow-Origin", "*");
     request req;
@@ -30,6 +33,9 @@ struct http_listener::impl {
     for (const auto& [k, v] : in.params)
       req.query.emplace(k, v);
     auto res = api.handle(req);
+    metrics::rest_request(
+        req.method, res.status,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     out.status = res.status;
     out.set_content(res.body + "\n", "application/json; charset=UTF-8");
   }

@@ -67,7 +67,8 @@ struct server {
   storage::db_options db;
   std::string dir, config, account, all_group, pat, owner;
   int port = 0;
-  int api_port = 0; // the REST API
+  int api_port = 0;     // the REST API
+  int metrics_port = 0; // Prometheus /metrics (chosen at the first start, kept across restarts)
   bool shared_port = false;
   pid_t pid = -1;
 
@@ -124,6 +125,8 @@ struct server {
   void start() {
     port = free_port();
     api_port = shared_port ? port : free_port();
+    if (metrics_port == 0)
+      metrics_port = free_port();
     std::fflush(stdout);
     std::fflush(stderr);
     pid = ::fork();
@@ -132,10 +135,12 @@ struct server {
       FILE* f = std::freopen(log.c_str(), "a", stdout);
       (void)f;
       ::dup2(::fileno(stdout), 2);
-      const std::string p = std::to_string(port), ap = std::to_string(api_port);
-      std::vector<const char*> argv = {NBM_SERVER_BIN, "management", "--config",    config.c_str(),
-                                       "--datadir",    dir.c_str(),  "--port",      p.c_str(),
-                                       "--log-file",   "console",    "--log-level", "debug"};
+      const std::string p = std::to_string(port), ap = std::to_string(api_port),
+                        mp = std::to_string(metrics_port);
+      std::vector<const char*> argv = {
+          NBM_SERVER_BIN, "management", "--config",       config.c_str(), "--datadir",
+          dir.c_str(),    "--port",     p.c_str(),        "--log-file",   "console",
+          "--log-level",  "debug",      "--metrics-port", mp.c_str()};
       if (!shared_port) {
         argv.push_back("--api-port");
         argv.push_back(ap.c_str());
@@ -207,6 +212,8 @@ struct replica {
         NBM_SERVER_BIN, "management",         "--config",   s.config,  "--datadir",   dir,
         "--port",       std::to_string(port), "--log-file", "console", "--log-level", "debug"};
     api_port = port; // the REST API next to gRPC (the default)
+    args.push_back("--metrics-port");
+    args.push_back(std::to_string(free_port()));
     std::fflush(stdout);
     std::fflush(stderr);
     pid = ::fork();

@@ -9,6 +9,7 @@
 #include <openssl/rsa.h>
 
 #include <fstream>
+#include <sstream>
 
 using namespace nbm;
 using namespace nbm::e2e;
@@ -153,6 +154,26 @@ void check_same_after_restart(server& s, api_client& api) {
   for (const auto& [path, list] : before.items())
     CHECK_MESSAGE(after[path] == list,
                   path << "\nbefore: " << list.dump() << "\nafter:  " << after[path].dump());
+}
+
+// A sample of the server's /metrics (-1 if absent): `name` with its labels as printed.
+double metric(const server& s, const std::string& name) {
+  httplib::Client cli("127.0.0.1", s.metrics_port);
+  cli.set_connection_timeout(5);
+  auto r = cli.Get("/metrics");
+  REQUIRE_MESSAGE(r, "no answer on the metrics port");
+  std::istringstream in(r->body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0)
+      return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
+std::string read_log(const server& s) {
+  std::ifstream in(s.dir + "/server.log");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 } // namespace
@@ -823,4 +844,38 @@ TEST_CASE("rest: gRPC and the REST API on one port (the default, as NetBird serv
     auto p = s.peer_by_key(a.public_key_b64());
     return p && p->status.connected;
   }));
+
+  // Prometheus metrics on --metrics-port: what the transports answered and what the actors hold.
+  CHECK(metric(s, "nbm_sync_streams") == 1);
+  CHECK(metric(s, "nbm_accounts_loaded") == 1);
+  CHECK(metric(s, "nbm_account_peers") == 2);
+  CHECK(metric(s, "nbm_grpc_requests_total{code=\"0\",method=\"Login\"}") >= 2);
+  CHECK(metric(s, "nbm_rest_requests_total{code=\"401\",method=\"GET\"}") == 1);
+  CHECK(metric(s, "nbm_rest_requests_total{code=\"200\",method=\"DELETE\"}") == 1);
+  CHECK(metric(s, "nbm_network_maps_sent_total") >= 3);
+  CHECK(metric(s, "nbm_status_writes_landed_total") >= 1);
+  // The peer deleted, its stream ends and the gauge follows.
+  const auto pa = *s.peer_by_key(a.public_key_b64());
+  CHECK(api.del("/api/peers/" + pa.id).status == 200);
+  CHECK(sa.wait_end(5000ms));
+  CHECK(eventually([&] { return metric(s, "nbm_sync_streams") == 0; }));
+  CHECK(metric(s, "nbm_account_peers") == 1);
+
+  // A metrics port that cannot be bound costs the metrics, not the server.
+  s.stop();
+  const int blocker = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1; // the port may be in TIME_WAIT from the scrapes above
+  ::setsockopt(blocker, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(s.metrics_port));
+  REQUIRE(::bind(blocker, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(blocker, 1) == 0);
+  s.start();
+  api.port = s.api_port;
+  CHECK(api.get("/api/groups").status == 200);
+  CHECK(read_log(s).find("metrics: cannot listen on port " + std::to_string(s.metrics_port)) !=
+        std::string::npos);
+  s.stop();
+  ::close(blocker);
 }
