@@ -62,6 +62,54 @@ inline std::string field(const std::string& text, const std::string& name) {
   return text.substr(pos + name.size() + 2, end - pos - name.size() - 2);
 }
 
+// Starts `netbird-mgmt management <args>` with its output appended to `log`; returns its pid once
+// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does).
+inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "a", stdout);
+    (void)f;
+    ::dup2(::fileno(stdout), 2);
+    std::vector<std::string> all = {NBM_SERVER_BIN, "management"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(NBM_SERVER_BIN, argv.data());
+    std::_Exit(127);
+  }
+  const std::string target = "127.0.0.1:" + std::to_string(port);
+  for (int i = 0; i < 100; ++i) {
+    tools::peer_client probe(target);
+    if (probe.fetch_server_key().ok())
+      return pid;
+    std::this_thread::sleep_for(100ms);
+  }
+  FAIL("server did not come up on " << target);
+  return pid;
+}
+
+// SIGTERM, then up to 10 s for a clean exit (a clean shutdown takes well under that), then
+// SIGKILL. Returns whether it exited in time, and its wait status.
+inline std::pair<bool, int> terminate(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  bool exited = false;
+  for (int i = 0; i < 200 && !exited; ++i) {
+    exited = ::waitpid(pid, &status, WNOHANG) == pid;
+    if (!exited)
+      std::this_thread::sleep_for(50ms);
+  }
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  return {exited, status};
+}
+
 // The real server, its store and an account with a setup key.
 struct server {
   storage::db_options db;
@@ -127,52 +175,20 @@ struct server {
     api_port = shared_port ? port : free_port();
     if (metrics_port == 0)
       metrics_port = free_port();
-    std::fflush(stdout);
-    std::fflush(stderr);
-    pid = ::fork();
-    if (pid == 0) {
-      const std::string log = dir + "/server.log";
-      FILE* f = std::freopen(log.c_str(), "a", stdout);
-      (void)f;
-      ::dup2(::fileno(stdout), 2);
-      const std::string p = std::to_string(port), ap = std::to_string(api_port),
-                        mp = std::to_string(metrics_port);
-      std::vector<const char*> argv = {
-          NBM_SERVER_BIN, "management", "--config",       config.c_str(), "--datadir",
-          dir.c_str(),    "--port",     p.c_str(),        "--log-file",   "console",
-          "--log-level",  "debug",      "--metrics-port", mp.c_str()};
-      if (!shared_port) {
-        argv.push_back("--api-port");
-        argv.push_back(ap.c_str());
-      }
-      argv.push_back(nullptr);
-      ::execv(NBM_SERVER_BIN, const_cast<char* const*>(argv.data()));
-      std::_Exit(127);
+    std::vector<std::string> args = {"--config",   config,           "--datadir",
+                                     dir,          "--port",         std::to_string(port),
+                                     "--log-file", "console",        "--log-level",
+                                     "debug",      "--metrics-port", std::to_string(metrics_port)};
+    if (!shared_port) {
+      args.push_back("--api-port");
+      args.push_back(std::to_string(api_port));
     }
-    // Ready when GetServerKey answers.
-    for (int i = 0; i < 100; ++i) {
-      tools::peer_client probe(target());
-      if (probe.fetch_server_key().ok())
-        return;
-      std::this_thread::sleep_for(100ms);
-    }
-    FAIL("server did not come up on " << target());
+    pid = launch(args, dir + "/server.log", port);
   }
   void stop() {
     if (pid <= 0)
       return;
-    ::kill(pid, SIGTERM);
-    int status = 0;
-    bool exited = false;
-    for (int i = 0; i < 200 && !exited; ++i) { // a clean shutdown takes well under 10 s
-      exited = ::waitpid(pid, &status, WNOHANG) == pid;
-      if (!exited)
-        std::this_thread::sleep_for(50ms);
-    }
-    if (!exited) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-    }
+    const auto [exited, status] = terminate(pid);
     pid = -1;
     if (!exited) { // where it waited: the end of its log
       std::ifstream in(dir + "/server.log");
@@ -208,42 +224,20 @@ struct replica {
   explicit replica(const server& s) : dir(s.dir + "-replica"), log(dir + "/server.log") {
     std::filesystem::create_directories(dir);
     port = free_port();
-    std::vector<std::string> args = {
-        NBM_SERVER_BIN, "management",         "--config",   s.config,  "--datadir",   dir,
-        "--port",       std::to_string(port), "--log-file", "console", "--log-level", "debug"};
     api_port = port; // the REST API next to gRPC (the default)
-    args.push_back("--metrics-port");
-    args.push_back(std::to_string(free_port()));
-    std::fflush(stdout);
-    std::fflush(stderr);
-    pid = ::fork();
-    if (pid == 0) {
-      FILE* f = std::freopen(log.c_str(), "a", stdout);
-      (void)f;
-      ::dup2(::fileno(stdout), 2);
-      std::vector<char*> argv;
-      for (auto& a : args)
-        argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(NBM_SERVER_BIN, argv.data());
-      std::_Exit(127);
-    }
-    for (int i = 0; i < 100; ++i) {
-      tools::peer_client probe(target());
-      if (probe.fetch_server_key().ok())
-        return;
-      std::this_thread::sleep_for(100ms);
-    }
-    FAIL("replica did not come up on " << target());
+    pid = launch({"--config", s.config, "--datadir", dir, "--port", std::to_string(port),
+                  "--log-file", "console", "--log-level", "debug", "--metrics-port",
+                  std::to_string(free_port())},
+                 log, port);
   }
   ~replica() { stop(); }
   void stop() {
     if (pid <= 0)
       return;
-    ::kill(pid, SIGTERM);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    const auto [exited, status] = terminate(pid);
     pid = -1;
+    CHECK_MESSAGE(exited, "the replica did not stop within 10 s of SIGTERM");
+    (void)status;
   }
   std::string target() const { return "127.0.0.1:" + std::to_string(port); }
 };

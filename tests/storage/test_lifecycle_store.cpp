@@ -7,6 +7,7 @@
 #include "storage/lifecycle_store.hpp"
 #include "storage/schema.hpp"
 #include "storage/status_store.hpp"
+#include "tests/support/account_world.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
 
@@ -25,24 +26,9 @@ namespace {
 
 const std::string t0 = "2024-05-01 10:00:00.123456+00:00";
 
-struct store_world {
-  storage::db_options db;
-  std::unique_ptr<soci::session> sql;
-  std::string account, all_group;
-
-  explicit store_world(storage::db_options o) : db(std::move(o)) {
-    storage::database d(db);
-    storage::ensure_schema(d);
-    sql = std::make_unique<soci::session>();
-    storage::open_session(*sql, db);
-    storage::new_account spec;
-    spec.with_pat = false;
-    auto made = storage::admin_store(*sql, db.kind).create_account(spec);
-    account = made.account_id;
-    all_group = made.all_group_id;
-  }
+struct store_world : test::account_world {
+  using account_world::account_world;
   storage::lifecycle_store life() { return storage::lifecycle_store(*sql, db.kind); }
-  storage::account_store accounts() { return storage::account_store(*sql, db.kind); }
 
   // A peer in All; `sso` gives it a user and both expiration toggles.
   void add(const std::string& id, int n, bool sso, bool ephemeral, bool connected = false,

@@ -1,14 +1,12 @@
-// What the actor suites share: a store with one fresh account, and the actors a server runs over
-// it (status writer, account loader without polling, directory), with a blocking `ask`.
+// What the actor suites share: the actors a server runs over a store (status writer, account loader
+// without polling, directory), with a blocking `ask`; and account_world, a store with one account.
 // Header-only: only the actor suites include it (the support library has no CAF).
 #pragma once
 
 #include "actors/account_actor.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
-#include "storage/account_store.hpp"
-#include "storage/admin_store.hpp"
-#include "storage/schema.hpp"
+#include "tests/support/account_world.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
@@ -19,28 +17,6 @@
 #include <string>
 
 namespace nbm::test {
-
-// A store (schema ensured) with one account made as the admin CLI makes it: an All group and
-// NetBird's default All <-> All policy, no PAT.
-struct account_world {
-  storage::db_options db;
-  std::unique_ptr<soci::session> sql;
-  std::string account, all_group;
-
-  explicit account_world(storage::db_options o) : db(std::move(o)) {
-    storage::database d(db);
-    storage::ensure_schema(d);
-    sql = std::make_unique<soci::session>();
-    storage::open_session(*sql, db);
-    storage::new_account spec;
-    spec.owner_email = "owner@example.com";
-    spec.with_pat = false;
-    auto made = storage::admin_store(*sql, db.kind).create_account(spec);
-    account = made.account_id;
-    all_group = made.all_group_id;
-  }
-  storage::account_store accounts() { return storage::account_store(*sql, db.kind); }
-};
 
 // The actor system with the server's status writer, account loader (no serial polling: tests
 // send check/reload themselves) and directory over `db`.
