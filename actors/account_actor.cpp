@@ -431,29 +431,53 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
              const account_ptr& current) -> caf::result<account_ptr> {
         auto& st = self->state;
         using store_t = storage::account_store;
-        try {
-          store_t store(st.session(), st.cfg.db.kind);
-          auto acc = std::make_shared<core::account>(*current);
-          // Users, tokens and setup keys change without a serial (NetBird's rule); the rest is
-          // current unless another process moved the serial.
-          if (!store.load_parts(*acc, store_t::part_account | store_t::part_principals))
-            return account_ptr{}; // the account is gone
-          if (acc->net.serial != current->net.serial)
-            store.load_parts(*acc, store_t::part_all);
-          unsigned parts = 0;
+        const auto kind = st.cfg.db.kind;
+        auto acc = std::make_shared<core::account>(*current);
+        // Users, tokens and setup keys change without a serial (NetBird's rule); the rest is
+        // current unless another process moved the serial. Nothing is written yet, so a dropped
+        // connection is tried once more on a fresh session.
+        for (int attempt = 0;; ++attempt) {
           try {
-            parts = m->write(st.session(), *acc);
-          } catch (...) {
-            m->error = std::current_exception();
+            store_t store(st.session(), kind);
+            if (!store.load_parts(*acc, store_t::part_account | store_t::part_principals))
+              return account_ptr{}; // the account is gone
+            if (acc->net.serial != current->net.serial)
+              store.load_parts(*acc, store_t::part_all);
+            break;
+          } catch (const std::exception& e) {
+            st.sql.reset();
+            *acc = *current;
+            if (attempt > 0) {
+              spdlog::error("changing account {} failed: {}", current->id, e.what());
+              return caf::make_error(caf::sec::runtime_error, e.what());
+            }
+            spdlog::warn("changing account {}: {}; trying again", current->id, e.what());
           }
-          if (parts)
-            store.load_parts(*acc, parts | store_t::part_account);
-          return account_ptr(std::move(acc));
-        } catch (const std::exception& e) {
-          st.sql.reset();
-          spdlog::error("changing account {} failed: {}", current->id, e.what());
-          return caf::make_error(caf::sec::runtime_error, e.what());
         }
+        unsigned parts = 0;
+        try {
+          parts = m->write(st.session(), *acc);
+        } catch (const soci::soci_error&) {
+          m->error = std::current_exception();
+          st.sql.reset(); // the database failed: a fresh session next time
+        } catch (const storage::store_error&) {
+          m->error = std::current_exception();
+          st.sql.reset();
+        } catch (...) {
+          m->error = std::current_exception(); // refused: nothing was written
+        }
+        if (parts) {
+          try {
+            store_t(st.session(), kind).load_parts(*acc, parts | store_t::part_account);
+          } catch (const std::exception& e) {
+            // Committed, but not read back: the serial moved in the store, so the next read or
+            // poll of this account reads it again.
+            st.sql.reset();
+            spdlog::warn("account {}: a change was committed but not read back: {}", current->id,
+                         e.what());
+          }
+        }
+        return account_ptr(std::move(acc));
       },
       [self](check_atom) {
         poll_serials(self);

@@ -605,16 +605,36 @@ struct rest_api::impl {
   std::vector<std::unique_ptr<soci::session>> idle;
 
   // One database session for the length of a request.
+  // A session that failed (the connection dropped, the database restarted) is not handed out
+  // again: the next lease opens a fresh one.
   struct lease {
     impl& owner;
     std::unique_ptr<soci::session> sql;
+    bool broken = false;
     explicit lease(impl& o) : owner(o) {
-      std::unique_lock<std::mutex> lk(o.mu);
-      o.cv.wait(lk, [&] { return !o.idle.empty(); });
-      sql = std::move(o.idle.back());
-      o.idle.pop_back();
+      {
+        std::unique_lock<std::mutex> lk(o.mu);
+        o.cv.wait(lk, [&] { return !o.idle.empty(); });
+        sql = std::move(o.idle.back());
+        o.idle.pop_back();
+      }
+      if (!sql) {
+        try {
+          sql = std::make_unique<soci::session>();
+          storage::open_session(*sql, o.deps.db);
+        } catch (...) {
+          sql.reset();
+          give_back();
+          throw;
+        }
+      }
     }
     ~lease() {
+      if (broken)
+        sql.reset();
+      give_back();
+    }
+    void give_back() {
       std::lock_guard<std::mutex> lk(owner.mu);
       owner.idle.push_back(std::move(sql));
       owner.cv.notify_one();
@@ -776,7 +796,9 @@ struct rest_api::impl {
   response mutate(caller& c, const request& req, const std::vector<std::string>& path,
                   soci::session& sql) {
     response out;
+    bool ran = false;
     auto run = [&](soci::session& s, const core::account& a) {
+      ran = true;
       unsigned touched = 0;
       out = dispatch(c, req, path,
                      std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a), s, touched);
@@ -800,6 +822,8 @@ struct rest_api::impl {
       unavailable(id, failed);
     if (m->error)
       std::rethrow_exception(m->error);
+    if (!ran) // the account was deleted meanwhile
+      fail(404, "account not found: " + id);
     return out;
   }
 
@@ -823,6 +847,7 @@ struct rest_api::impl {
                 const std::string& id, soci::session& sql, unsigned& touched);
 
   response route(const request& req);
+  response route(const request& req, const std::vector<std::string>& path, soci::session& sql);
   response dispatch(caller& c, const request& req, const std::vector<std::string>& path,
                     std::shared_ptr<const core::account> acc, soci::session& sql,
                     unsigned& touched);
@@ -836,7 +861,16 @@ rest_api::~rest_api() = default;
 
 response rest_api::handle(const request& req) {
   try {
-    return p_->route(req);
+    try {
+      return p_->route(req);
+    } catch (const storage::store_error& e) {
+      // The database failed (its session is dropped): a read is tried once more on a fresh one,
+      // so a dropped connection costs no answer.
+      if (req.method != "GET")
+        throw;
+      spdlog::warn("REST {} {}: {}; trying again", req.method, req.path, e.what());
+      return p_->route(req);
+    }
   } catch (const http_error& e) {
     return error_response(e.status, e.what());
   } catch (const storage::store_error& e) {
@@ -963,10 +997,21 @@ response rest_api::impl::route(const request& req) {
   if (!std::regex_match(req.path, m, path_re))
     return error_response(404, "not found");
   const std::vector<std::string> path{m[1], m[2], m[3], m[4]};
-  const auto& kind = path[0];
-
   lease db(*this);
-  auto& sql = *db.sql;
+  try {
+    return route(req, path, *db.sql);
+  } catch (const soci::soci_error& e) {
+    db.broken = true;
+    throw storage::store_error(e.what());
+  } catch (const storage::store_error&) {
+    db.broken = true;
+    throw;
+  }
+}
+
+response rest_api::impl::route(const request& req, const std::vector<std::string>& path,
+                               soci::session& sql) {
+  const auto& kind = path[0];
   auto c = authenticate(sql, req.authorization);
   // NetBird's "user" role has no permission on the account's objects: it sees its own peers, its
   // own user and its own tokens.

@@ -530,6 +530,37 @@ TEST_CASE("rest: setup keys and peers; another account's objects are not found")
   check_same_after_restart(s, api);
 }
 
+TEST_CASE("rest: after PostgreSQL drops every connection, reads and changes still succeed") {
+  if (!test::postgres_available())
+    return;
+  server s(storage::engine::postgres);
+  api_client api{s.api_port, "Token " + s.pat};
+  for (int i = 0; i < 6; ++i) // every pooled session in use once
+    REQUIRE(api.get("/api/groups").status == 200);
+  REQUIRE(api.post("/api/groups", {{"name", "before"}}).status == 200);
+  {
+    soci::session sql;
+    storage::open_session(sql, s.db);
+    int killed = 0;
+    sql << "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
+           "pg_backend_pid() AND datname = current_database()",
+        soci::into(killed);
+    REQUIRE(killed >= 3); // the REST pool, the account loader, the status writer, ...
+  }
+  // Each read finds its session dead, drops it and answers from a fresh one.
+  for (int i = 0; i < 6; ++i) {
+    auto r = api.get("/api/groups");
+    CHECK(r.status == 200);
+    CHECK(r.body.size() == 2);
+  }
+  // A change: the account actor's store worker finds its session dead before writing anything,
+  // and writes on a fresh one.
+  auto g = api.post("/api/groups", {{"name", "after"}});
+  CHECK(g.status == 200);
+  CHECK(api.get("/api/groups").body.size() == 3);
+  CHECK(api.del("/api/groups/" + g.body.value("id", std::string())).status == 200);
+}
+
 TEST_CASE("rest: two replicas on one PostgreSQL answer alike at once, whichever took the change") {
   if (!test::postgres_available())
     return;
