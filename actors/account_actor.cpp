@@ -335,17 +335,19 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
 
 struct loader_state {
   loader_config cfg;
-  std::unique_ptr<soci::session> sql;
+  std::unique_ptr<storage::worker_session> sql;
   std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
   bool ticking = false;
   static inline const char* name = "account_loader";
 
   soci::session& session() {
-    if (!sql) {
-      sql = std::make_unique<soci::session>();
-      storage::open_session(*sql, cfg.db);
-    }
-    return *sql;
+    if (!sql)
+      sql = std::make_unique<storage::worker_session>(cfg.db);
+    return sql->get();
+  }
+  void drop_session() {
+    if (sql)
+      sql->reset();
   }
 };
 
@@ -380,7 +382,7 @@ void poll_serials(loader_ptr self) {
       serials.emplace_back(std::move(id), serial);
     }
   } catch (const std::exception& e) {
-    st.sql.reset();
+    st.drop_session();
     spdlog::warn("account serial poll failed: {}", e.what());
     return;
   }
@@ -422,7 +424,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
             return account_ptr{};
           return account_ptr(std::make_shared<const core::account>(std::move(*acc)));
         } catch (const std::exception& e) {
-          st.sql.reset();
+          st.drop_session();
           spdlog::error("loading account {} failed: {}", account_id, e.what());
           return caf::make_error(caf::sec::runtime_error, e.what());
         }
@@ -445,7 +447,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
               store.load_parts(*acc, store_t::part_all);
             break;
           } catch (const std::exception& e) {
-            st.sql.reset();
+            st.drop_session();
             *acc = *current;
             if (attempt > 0) {
               spdlog::error("changing account {} failed: {}", current->id, e.what());
@@ -459,10 +461,10 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           parts = m->write(st.session(), *acc);
         } catch (const soci::soci_error&) {
           m->error = std::current_exception();
-          st.sql.reset(); // the database failed: a fresh session next time
+          st.drop_session(); // the database failed: a fresh session next time
         } catch (const storage::store_error&) {
           m->error = std::current_exception();
-          st.sql.reset();
+          st.drop_session();
         } catch (...) {
           m->error = std::current_exception(); // refused: nothing was written
         }
@@ -472,7 +474,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           } catch (const std::exception& e) {
             // Committed, but not read back: the serial moved in the store, so the next read or
             // poll of this account reads it again.
-            st.sql.reset();
+            st.drop_session();
             spdlog::warn("account {}: a change was committed but not read back: {}", current->id,
                          e.what());
           }

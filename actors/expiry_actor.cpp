@@ -31,7 +31,7 @@ struct expiry_state {
   expiry_config cfg;
   core::expiry_book book;
   expiry_state_record rec;
-  std::unique_ptr<soci::session> sql;
+  std::unique_ptr<storage::worker_session> sql;
   std::unordered_map<std::string, std::uint64_t> serials; // as of the last derivation
   bool armed = false;                                     // a deadline timer is pending
   unix_ns armed_at = 0;                                   // ... for this deadline
@@ -42,11 +42,13 @@ struct expiry_state {
   unix_ns now() const { return cfg.clock ? cfg.clock() : system_now(); }
 
   storage::lifecycle_store store() {
-    if (!sql) {
-      sql = std::make_unique<soci::session>();
-      storage::open_session(*sql, cfg.db);
-    }
-    return storage::lifecycle_store(*sql, cfg.db.kind);
+    if (!sql)
+      sql = std::make_unique<storage::worker_session>(cfg.db);
+    return storage::lifecycle_store(sql->get(), cfg.db.kind);
+  }
+  void drop_session() {
+    if (sql)
+      sql->reset();
   }
 };
 
@@ -215,7 +217,7 @@ void run_due(expiry_ptr self) {
       }
     } catch (const std::exception& e) {
       ++st.rec.errors;
-      st.sql.reset();
+      st.drop_session();
       spdlog::warn("{} of peer {} failed, retrying: {}", core::to_string(item.rule), item.peer_id,
                    e.what());
       st.book.set_deadline(
@@ -233,7 +235,7 @@ void guarded(expiry_state& st, const char* what, F&& fn) {
     fn();
   } catch (const std::exception& e) {
     ++st.rec.errors;
-    st.sql.reset();
+    st.drop_session();
     spdlog::warn("expiry: {} failed: {}", what, e.what());
   }
 }

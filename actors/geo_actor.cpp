@@ -14,7 +14,7 @@ namespace {
 struct geo_state {
   storage::db_options db;
   std::shared_ptr<const geo::database> geo;
-  std::unique_ptr<soci::session> sql;
+  std::unique_ptr<storage::worker_session> sql;
   static inline const char* name = "geo_actor";
 };
 
@@ -29,11 +29,9 @@ session_observer::behavior_type geo_impl(session_observer::stateful_pointer<geo_
           return;
         auto& st = self->state;
         try {
-          if (!st.sql) {
-            st.sql = std::make_unique<soci::session>();
-            storage::open_session(*st.sql, st.db);
-          }
-          storage::account_store accounts(*st.sql, st.db.kind);
+          if (!st.sql)
+            st.sql = std::make_unique<storage::worker_session>(st.db);
+          storage::account_store accounts(st.sql->get(), st.db.kind);
           auto p = accounts.peer_by_id(ev.account_id, ev.peer_id);
           if (!p || p->location.connection_ip == ev.connection_ip)
             return; // same address as stored: nothing to look up or write
@@ -46,7 +44,8 @@ session_observer::behavior_type geo_impl(session_observer::stateful_pointer<geo_
           }
           accounts.update_location(ev.account_id, ev.peer_id, loc);
         } catch (const std::exception& e) {
-          st.sql.reset();
+          if (st.sql)
+            st.sql->reset();
           spdlog::warn("geolocation of peer {} failed: {}", ev.peer_id, e.what());
         }
       },

@@ -32,15 +32,13 @@ peer_view fail(int code, std::string msg) {
 
 struct state {
   login_service_config cfg;
-  std::unique_ptr<soci::session> sql;
+  std::unique_ptr<storage::worker_session> sql;
   static inline const char* name = "login_service";
 
   soci::session& session() {
-    if (!sql) {
-      sql = std::make_unique<soci::session>();
-      storage::open_session(*sql, cfg.db);
-    }
-    return *sql;
+    if (!sql)
+      sql = std::make_unique<storage::worker_session>(cfg.db);
+    return sql->get();
   }
 };
 
@@ -209,9 +207,21 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
   self->state.cfg = std::move(cfg);
   auto guarded = [self](auto&& fn) -> peer_view {
     try {
-      return fn();
+      try {
+        return fn();
+      } catch (const std::exception& e) {
+        // A dropped connection: once more on a fresh session (a login is safe to repeat: a
+        // registration that landed makes the second attempt the login of a known peer).
+        auto& st = self->state;
+        if (!st.sql || storage::session_alive(st.session(), st.cfg.db.kind))
+          throw;
+        spdlog::warn("login service: {}; the session was dropped, trying again", e.what());
+        st.sql->reset();
+        return fn();
+      }
     } catch (const std::exception& e) {
-      self->state.sql.reset(); // reconnect on the next request
+      if (self->state.sql)
+        self->state.sql->reset(); // reconnect on the next request
       spdlog::error("login service: {}", e.what());
       return fail(internal, "failed handling request");
     }

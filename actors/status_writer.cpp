@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <deque>
 #include <unordered_set>
 
@@ -15,6 +16,7 @@ namespace {
 
 struct worker_state {
   std::unique_ptr<storage::status_store> store;
+  std::chrono::steady_clock::time_point used{};
   static inline const char* name = "status_db_worker";
 };
 
@@ -25,9 +27,27 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
        db](batch_atom,
            const std::vector<storage::status_write>& batch) -> caf::result<std::vector<bool>> {
         try {
-          if (!self->state.store)
-            self->state.store = std::make_unique<storage::status_store>(db);
-          return self->state.store->apply_batch(batch);
+          auto& st = self->state;
+          // After a second idle, a PostgreSQL session is checked before the batch: a connection
+          // dropped meanwhile is replaced instead of failing these writes.
+          const auto now = std::chrono::steady_clock::now();
+          if (st.store && now - st.used > std::chrono::seconds(1) && !st.store->alive())
+            st.store.reset();
+          if (!st.store)
+            st.store = std::make_unique<storage::status_store>(db);
+          st.used = now;
+          try {
+            return st.store->apply_batch(batch);
+          } catch (const std::exception& e) {
+            // A session found dead failed before anything reached the database: once more on a
+            // fresh one. (A live session's error is the database's answer: it stands.)
+            if (st.store->alive())
+              throw;
+            spdlog::warn("fenced status batch: {}; the session was dropped, trying again",
+                         e.what());
+            st.store = std::make_unique<storage::status_store>(db);
+            return st.store->apply_batch(batch);
+          }
         } catch (const std::exception& e) {
           // The session may be broken (server restart, network): reconnect on the next batch.
           self->state.store.reset();

@@ -31,6 +31,40 @@ void open_session(soci::session& sql, const db_options& opts) {
   }
 }
 
+bool session_alive(soci::session& sql, engine kind) {
+  if (kind != engine::postgres)
+    return true;
+  try {
+    int one = 0;
+    sql << "SELECT 1", soci::into(one);
+    return one == 1;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+worker_session::worker_session(db_options opts) : opts_(std::move(opts)) {}
+
+worker_session::~worker_session() = default;
+
+soci::session& worker_session::get() {
+  const auto now = std::chrono::steady_clock::now();
+  if (sql_ && opts_.kind == engine::postgres && now - used_ > std::chrono::seconds(1) &&
+      !session_alive(*sql_, opts_.kind))
+    sql_.reset();
+  if (!sql_) {
+    auto fresh = std::make_unique<soci::session>();
+    open_session(*fresh, opts_);
+    sql_ = std::move(fresh);
+  }
+  used_ = now;
+  return *sql_;
+}
+
+void worker_session::reset() {
+  sql_.reset();
+}
+
 database::database(db_options opts)
     : opts_(std::move(opts)), pool_(std::make_unique<soci::connection_pool>(opts_.pool_size)) {
   if (opts_.pool_size == 0)

@@ -2,6 +2,7 @@
 // SOCI types stay out of this header's users where they can; storage/*.cpp include SOCI.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <stdexcept>
@@ -49,5 +50,31 @@ private:
 
 // Opens a session for `opts` outside any pool (for single-threaded tools and tests).
 void open_session(soci::session& sql, const db_options& opts);
+
+// Whether a session still reaches its database: one trivial query on PostgreSQL (a connection the
+// server or the network dropped fails it); SQLite sessions always do.
+bool session_alive(soci::session& sql, engine kind);
+
+// The session of a long-lived store worker (an actor on a thread of its own): opened on first use,
+// reopened after reset() (call it when a use failed), and on PostgreSQL checked with
+// session_alive() before a use that follows more than a second idle, so a connection dropped
+// meanwhile (a database restart, a proxy timeout) is replaced before any write instead of failing
+// one.
+class worker_session {
+public:
+  explicit worker_session(db_options opts);
+  ~worker_session();
+  worker_session(const worker_session&) = delete;
+  worker_session& operator=(const worker_session&) = delete;
+
+  soci::session& get(); // throws store_error when the database cannot be reached
+  void reset();
+  engine kind() const { return opts_.kind; }
+
+private:
+  db_options opts_;
+  std::unique_ptr<soci::session> sql_;
+  std::chrono::steady_clock::time_point used_{};
+};
 
 } // namespace nbm::storage

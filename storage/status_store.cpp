@@ -100,6 +100,10 @@ status_store::status_store(const db_options& opts)
 
 status_store::~status_store() = default;
 
+bool status_store::alive() {
+  return session_alive(impl_->sql, kind_);
+}
+
 bool status_store::connect(const std::string& account_id, const std::string& peer_id,
                            core::session_token token) {
   ++statements_;

@@ -33,6 +33,8 @@ public:
   status_store& operator=(const status_store&) = delete;
 
   engine kind() const { return kind_; }
+  // Whether its session still reaches the database (see session_alive).
+  bool alive();
 
   // connected=true, login_expired=false, session_started_at=token, last_seen=now
   // WHERE account_id, id match AND session_started_at < token.

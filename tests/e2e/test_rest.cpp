@@ -561,6 +561,37 @@ TEST_CASE("rest: after PostgreSQL drops every connection, reads and changes stil
   CHECK(api.del("/api/groups/" + g.body.value("id", std::string())).status == 200);
 }
 
+TEST_CASE("wire: after PostgreSQL drops every connection, peers log in and sync") {
+  if (!test::postgres_available())
+    return;
+  server s(storage::engine::postgres);
+  const auto key = s.setup_key("--name k --reusable --auto-groups " + s.all_group);
+  tools::peer_client a(s.target()), b(s.target());
+  REQUIRE(a.login(key, "alpha").ok());
+  {
+    stream sa(a, "alpha", 3000);
+    REQUIRE(sa.wait_maps(1, 5000ms));
+  }
+  {
+    soci::session sql;
+    storage::open_session(sql, s.db);
+    int killed = 0;
+    sql << "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
+           "pg_backend_pid() AND datname = current_database()",
+        soci::into(killed);
+    REQUIRE(killed >= 3);
+  }
+  auto r = b.login(key, "beta");
+  CHECK_MESSAGE(r.ok(), r.code << " " << r.message);
+  stream sb(b, "beta", 3000);
+  CHECK(sb.wait_maps(1, 5000ms));
+  auto ra = a.login(key, "alpha");
+  CHECK_MESSAGE(ra.ok(), ra.code << " " << ra.message);
+  stream sa(a, "alpha", 3000);
+  CHECK(sa.wait_maps(1, 5000ms));
+  CHECK(eventually([&] { return s.peer_by_key(b.public_key_b64())->status.connected; }));
+}
+
 TEST_CASE("rest: two replicas on one PostgreSQL answer alike at once, whichever took the change") {
   if (!test::postgres_available())
     return;
