@@ -795,21 +795,27 @@ struct rest_api::impl {
   // connected peers it affects before the answer goes out.
   response mutate(caller& c, const request& req, const std::vector<std::string>& path,
                   soci::session& sql) {
-    response out;
-    bool ran = false;
-    auto run = [&](soci::session& s, const core::account& a) {
-      ran = true;
+    // The change runs on the store worker, possibly after this thread stopped waiting (a
+    // timeout): it owns copies of what it reads and leaves its answer in shared state.
+    struct outcome {
+      response out;
+      bool ran = false;
+    };
+    auto result = std::make_shared<outcome>();
+    auto run = [this, c, req, path, result](soci::session& s, const core::account& a) mutable {
+      result->ran = true;
       unsigned touched = 0;
-      out = dispatch(c, req, path,
-                     std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a), s, touched);
+      result->out =
+          dispatch(c, req, path, std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a),
+                   s, touched);
       return touched;
     };
     if (!deps.sys || !deps.directory) {
       run(sql, *c.acc);
-      return out;
+      return result->out;
     }
     auto m = std::make_shared<actors::mutation>();
-    m->write = run;
+    m->write = std::move(run);
     caf::scoped_actor self{*deps.sys};
     const auto& id = c.acc->id;
     auto acc = actor_of(self, id);
@@ -822,9 +828,9 @@ struct rest_api::impl {
       unavailable(id, failed);
     if (m->error)
       std::rethrow_exception(m->error);
-    if (!ran) // the account was deleted meanwhile
+    if (!result->ran) // the account was deleted meanwhile
       fail(404, "account not found: " + id);
-    return out;
+    return result->out;
   }
 
   // The shape NetBird's API gives policies, routes and nameserver groups: list, get, create
