@@ -169,6 +169,18 @@ double metric(const server& s, const std::string& name) {
   return -1;
 }
 
+// PostgreSQL ends every connection to the server's database but the asker's (as a restart does);
+// answers how many.
+int drop_connections(const server& s) {
+  soci::session sql;
+  storage::open_session(sql, s.db);
+  int killed = 0;
+  sql << "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
+         "pg_backend_pid() AND datname = current_database()",
+      soci::into(killed);
+  return killed;
+}
+
 std::string read_log(const server& s) {
   std::ifstream in(s.dir + "/server.log");
   std::stringstream ss;
@@ -538,15 +550,7 @@ TEST_CASE("rest: after PostgreSQL drops every connection, reads and changes stil
   for (int i = 0; i < 6; ++i) // every pooled session in use once
     REQUIRE(api.get("/api/groups").status == 200);
   REQUIRE(api.post("/api/groups", {{"name", "before"}}).status == 200);
-  {
-    soci::session sql;
-    storage::open_session(sql, s.db);
-    int killed = 0;
-    sql << "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
-           "pg_backend_pid() AND datname = current_database()",
-        soci::into(killed);
-    REQUIRE(killed >= 3); // the REST pool, the account loader, the status writer, ...
-  }
+  REQUIRE(drop_connections(s) >= 3); // the REST pool, the account loader, the status writer, ...
   // Each read finds its session dead, drops it and answers from a fresh one.
   for (int i = 0; i < 6; ++i) {
     auto r = api.get("/api/groups");
@@ -572,15 +576,7 @@ TEST_CASE("wire: after PostgreSQL drops every connection, peers log in and sync"
     stream sa(a, "alpha", 3000);
     REQUIRE(sa.wait_maps(1, 5000ms));
   }
-  {
-    soci::session sql;
-    storage::open_session(sql, s.db);
-    int killed = 0;
-    sql << "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
-           "pg_backend_pid() AND datname = current_database()",
-        soci::into(killed);
-    REQUIRE(killed >= 3);
-  }
+  REQUIRE(drop_connections(s) >= 3);
   auto r = b.login(key, "beta");
   CHECK_MESSAGE(r.ok(), r.code << " " << r.message);
   stream sb(b, "beta", 3000);
