@@ -417,16 +417,20 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
             self->delayed_send(self, st.cfg.poll_interval, check_atom::value);
           }
         }
-        try {
-          storage::account_store store(st.session(), st.cfg.db.kind);
-          auto acc = store.load_account(account_id);
-          if (!acc)
-            return account_ptr{};
-          return account_ptr(std::make_shared<const core::account>(std::move(*acc)));
-        } catch (const std::exception& e) {
-          st.drop_session();
-          spdlog::error("loading account {} failed: {}", account_id, e.what());
-          return caf::make_error(caf::sec::runtime_error, e.what());
+        for (int attempt = 0;; ++attempt) {
+          try {
+            storage::account_store store(st.session(), st.cfg.db.kind);
+            auto acc = store.load_account(account_id);
+            if (!acc)
+              return account_ptr{};
+            return account_ptr(std::make_shared<const core::account>(std::move(*acc)));
+          } catch (const std::exception& e) {
+            st.drop_session(); // a read: once more on a fresh session
+            if (attempt > 0) {
+              spdlog::error("loading account {} failed: {}", account_id, e.what());
+              return caf::make_error(caf::sec::runtime_error, e.what());
+            }
+          }
         }
       },
       [self](apply_atom, const mutation_ptr& m,
@@ -456,6 +460,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
             spdlog::warn("changing account {}: {}; trying again", current->id, e.what());
           }
         }
+        const auto seen = acc->net.serial; // before the write
         unsigned parts = 0;
         try {
           parts = m->write(st.session(), *acc);
@@ -470,7 +475,14 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         }
         if (parts) {
           try {
-            store_t(st.session(), kind).load_parts(*acc, parts | store_t::part_account);
+            store_t store(st.session(), kind);
+            store.load_parts(*acc, parts | store_t::part_account);
+            // Users, tokens and setup keys move no serial, everything else moves it by one: a
+            // serial beyond that means another process changed the account meanwhile, and only
+            // a full read has its change too.
+            const auto own = (parts & ~unsigned{store_t::part_principals}) ? 1u : 0u;
+            if (acc->net.serial != seen + own)
+              store.load_parts(*acc, store_t::part_all);
           } catch (const std::exception& e) {
             // Committed, but not read back: the serial moved in the store, so the next read or
             // poll of this account reads it again.

@@ -213,7 +213,7 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
         // A dropped connection: once more on a fresh session (a login is safe to repeat: a
         // registration that landed makes the second attempt the login of a known peer).
         auto& st = self->state;
-        if (!st.sql || storage::session_alive(st.session(), st.cfg.db.kind))
+        if (!st.sql || st.sql->alive())
           throw;
         spdlog::warn("login service: {}; the session was dropped, trying again", e.what());
         st.sql->reset();

@@ -65,6 +65,10 @@ void worker_session::reset() {
   sql_.reset();
 }
 
+bool worker_session::alive() {
+  return sql_ && session_alive(*sql_, opts_.kind);
+}
+
 database::database(db_options opts)
     : opts_(std::move(opts)), pool_(std::make_unique<soci::connection_pool>(opts_.pool_size)) {
   if (opts_.pool_size == 0)

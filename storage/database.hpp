@@ -69,6 +69,8 @@ public:
 
   soci::session& get(); // throws store_error when the database cannot be reached
   void reset();
+  // Whether the current session (none: false) still reaches the database; opens nothing.
+  bool alive();
   engine kind() const { return opts_.kind; }
 
 private:

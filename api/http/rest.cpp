@@ -598,7 +598,7 @@ core::nameserver_group nameserver_group_of(const json& j, const std::string& acc
 // --- the API
 // ----------------------------------------------------------------------------------------
 
-struct rest_api::impl {
+struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
   rest_deps deps;
   std::mutex mu;
   std::condition_variable cv;
@@ -618,6 +618,10 @@ struct rest_api::impl {
         sql = std::move(o.idle.back());
         o.idle.pop_back();
       }
+      // A pooled PostgreSQL session is checked before use (one trivial query): a connection the
+      // server dropped while it sat in the pool is replaced before the request, changes included.
+      if (sql && !storage::session_alive(*sql, o.deps.db.kind))
+        sql.reset();
       if (!sql) {
         try {
           sql = std::make_unique<soci::session>();
@@ -802,12 +806,13 @@ struct rest_api::impl {
       bool ran = false;
     };
     auto result = std::make_shared<outcome>();
-    auto run = [this, c, req, path, result](soci::session& s, const core::account& a) mutable {
+    auto run = [owner = shared_from_this(), c, req, path, result](soci::session& s,
+                                                                  const core::account& a) mutable {
       result->ran = true;
       unsigned touched = 0;
-      result->out =
-          dispatch(c, req, path, std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a),
-                   s, touched);
+      result->out = owner->dispatch(
+          c, req, path, std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a), s,
+          touched);
       return touched;
     };
     if (!deps.sys || !deps.directory) {
@@ -862,7 +867,7 @@ struct rest_api::impl {
                  unsigned& touched);
 };
 
-rest_api::rest_api(rest_deps deps) : p_(std::make_unique<impl>(std::move(deps))) {}
+rest_api::rest_api(rest_deps deps) : p_(std::make_shared<impl>(std::move(deps))) {}
 rest_api::~rest_api() = default;
 
 response rest_api::handle(const request& req) {

@@ -52,7 +52,8 @@ public:
   struct impl;
 
 private:
-  std::unique_ptr<impl> p_;
+  // Shared: a change handed to an account actor keeps what it uses alive until it has run.
+  std::shared_ptr<impl> p_;
 };
 
 // Serves `api` on host:port over HTTP/1.1 (cpp-httplib), adding X-Request-Id to every response.

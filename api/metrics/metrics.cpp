@@ -84,8 +84,15 @@ public:
                    [](caf::error&) {});
       actors::account_state_record sum;
       std::uint64_t loaded = 0;
-      for (const auto& a : accounts)
-        self->request(a, limit, actors::status_atom::value)
+      // One scrape waits 2 s at most for all accounts together: an account actor busy with a
+      // slow change (a database outage) is left out of this sample rather than stall it.
+      const auto until = std::chrono::steady_clock::now() + limit;
+      for (const auto& a : accounts) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            until - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+          break;
+        self->request(a, left, actors::status_atom::value)
             .receive(
                 [&](actors::account_state_record& r) {
                   loaded += r.loaded ? 1 : 0;
@@ -97,6 +104,7 @@ public:
                   sum.reloads += r.reloads;
                 },
                 [](caf::error&) {});
+      }
       gauge("nbm_accounts_loaded", "Accounts held in memory by their account actors",
             static_cast<double>(loaded));
       gauge("nbm_account_peers", "Peers of the accounts held in memory",

@@ -389,5 +389,27 @@ TEST_CASE("account actor: a mutation is decided on the account it holds, committ
     CHECK(read->net.serial == moved2);
     CHECK(std::any_of(read->groups.begin(), read->groups.end(),
                       [](const core::group& x) { return x.id == "g10"; }));
+
+    // Another process changes the account while a mutation that moves no serial (a user) is
+    // being written: the actor ends up with both, not with the other change's serial alone.
+    auto user = std::make_shared<mutation>();
+    user->write = [&](soci::session& sql, const core::account& a) -> unsigned {
+      w.add_group("g11", {}); // the other replica, on its own session
+      w.bump();
+      core::user u;
+      u.id = "svc-user";
+      u.account_id = a.id;
+      u.role = "user";
+      u.is_service_user = true;
+      storage::account_store(sql, opts.kind).insert_user(u);
+      return storage::account_store::part_principals;
+    };
+    auto both = r.ask(acc, apply_atom::value, user);
+    REQUIRE_FALSE(user->error);
+    CHECK(std::any_of(both->users.begin(), both->users.end(),
+                      [](const core::user& x) { return x.id == "svc-user"; }));
+    CHECK(std::any_of(both->groups.begin(), both->groups.end(),
+                      [](const core::group& x) { return x.id == "g11"; }));
+    CHECK(both->groups == w.accounts().load_account(w.account)->groups);
   }
 }
