@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <regex>
+#include <set>
 
 namespace nbm::core {
 
@@ -34,6 +36,14 @@ verdict groups_known(const account& a, const std::vector<std::string>& ids) {
     if (!find_group(a, id))
       return problem{422, "group " + id + " not found"};
   return std::nullopt;
+}
+
+// A DNS name of labels (letters, digits, '-', '_'; punycode allowed), as NetBird's domain check.
+bool domain_name(const std::string& d) {
+  static const std::regex pattern(
+      R"(^(?:(?:xn--)?[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*(?:xn--)?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$)",
+      std::regex::icase);
+  return !d.empty() && std::regex_match(d, pattern);
 }
 
 bool valid_port(const std::string& p) {
@@ -206,16 +216,33 @@ verdict validate_route(const account& a, const route& r) {
   const auto same_target = [&](const route& o) {
     return has_net ? o.network == r.network : o.domains == r.domains;
   };
+  // NetBird's checkRoutePrefixOrDomainsExistForPeers: a network is routed by a peer at most once,
+  // directly or as a member of a routing peer group.
+  std::set<std::string> seen_peers, seen_groups;
   for (const auto& o : a.routes) {
     if (o.id == r.id || !same_target(o))
       continue;
-    if (!r.peer.empty() && o.peer == r.peer)
-      return problem{409, "failed to add route with network " + r.network +
-                              ": the peer already has this route"};
-    for (const auto& g : r.peer_groups)
-      if (listed(o.peer_groups, g))
-        return problem{409, "failed to add route with network " + r.network +
-                                ": the peer group already has this route"};
+    if (!o.peer.empty())
+      seen_peers.insert(o.peer);
+    for (const auto& gid : o.peer_groups) {
+      seen_groups.insert(gid);
+      if (const auto* g = find_group(a, gid))
+        seen_peers.insert(g->peers.begin(), g->peers.end());
+    }
+  }
+  const std::string refused = "failed to add route with network " + r.network + ": ";
+  if (!r.peer.empty() && seen_peers.count(r.peer))
+    return problem{409, refused + "the peer already has this route"};
+  for (const auto& gid : r.peer_groups) {
+    if (seen_groups.count(gid))
+      return problem{409, refused + "the peer group already has this route"};
+    const auto* g = find_group(a, gid);
+    for (const auto& pid : g ? g->peers : std::vector<std::string>{})
+      if (seen_peers.count(pid)) {
+        const auto* p = a.find_peer(pid);
+        return problem{409, refused + "peer " + (p ? p->name : pid) + " from the group " + g->name +
+                                " already has this route"};
+      }
   }
   return std::nullopt;
 }
@@ -245,9 +272,14 @@ verdict validate_nameserver_group(const account& a, const nameserver_group& g) {
                    "be primary or have at least one domain");
   if (g.search_domains_enabled && g.domains.empty())
     return invalid("search domains are enabled but no domains are set");
-  for (const auto& d : g.domains)
+  for (const auto& d : g.domains) {
     if (d.empty() || d.size() > 255)
       return invalid("domain should consist of 1 to 255 characters: " + d);
+    // NetBird's validateDomain: no wildcard; a trailing dot (FQDN form) is fine.
+    const std::string bare = d.back() == '.' ? d.substr(0, d.size() - 1) : d;
+    if (d.rfind("*.", 0) == 0 || !domain_name(bare))
+      return invalid("nameserver group got an invalid domain: " + d);
+  }
   if (g.groups.empty())
     return invalid("nameserver group should have at least 1 group");
   for (const auto& id : g.groups)

@@ -171,6 +171,25 @@ TEST_CASE("validate: routes and prefixes") {
   r2.groups = {"gdev"};
   r2.domains = {"example.com"};
   check(validate_route(a, r2), 422, "only one of 'network' or 'domains' should be provided");
+
+  // A peer routes a network once, directly or as a member of a routing peer group (NetBird's
+  // checkRoutePrefixOrDomainsExistForPeers), whichever came first.
+  a.groups[1].peers = {"p1"}; // devs = {p1}
+  a.peers[0].name = "laptop";
+  auto via_group = r;
+  via_group.id = "r3";
+  via_group.peer.clear();
+  via_group.peer_groups = {"gdev"};
+  check(validate_route(a, via_group), 409,
+        "failed to add route with network 10.0.0.0/24: peer laptop from the group devs already "
+        "has "
+        "this route");
+  a.routes = {via_group};
+  check(validate_route(a, r), 409,
+        "failed to add route with network 10.0.0.0/24: the peer already has this route");
+  auto other_net = r;
+  other_net.network = "10.1.0.0/24";
+  CHECK_FALSE(validate_route(a, other_net));
 }
 
 TEST_CASE("validate: nameserver groups") {
@@ -197,4 +216,15 @@ TEST_CASE("validate: nameserver groups") {
   check(validate_nameserver_group(a, g), 422, "group ghost not found");
   g.groups.clear();
   check(validate_nameserver_group(a, g), 422, "nameserver group should have at least 1 group");
+  // Domains as NetBird's validateDomain takes them: a trailing dot is fine, a wildcard is not.
+  g.groups = {"gdev"};
+  g.primary = false;
+  g.domains = {"corp.example."};
+  CHECK_FALSE(validate_nameserver_group(a, g));
+  g.domains = {"*.corp.example"};
+  check(validate_nameserver_group(a, g), 422,
+        "nameserver group got an invalid domain: *.corp.example");
+  g.domains = {"bad domain!"};
+  check(validate_nameserver_group(a, g), 422,
+        "nameserver group got an invalid domain: bad domain!");
 }
