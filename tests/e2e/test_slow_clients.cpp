@@ -231,15 +231,28 @@ TEST_CASE("slow clients: per-address cap, size limits, TLS and garbage, HTTP det
     }
     // Another address is served.
     CHECK(rest_get(s.port, s.pat, "/api/groups").status == 200);
-    // gRPC connections from one address do not count once they are gRPC: ten channels stay
-    // connected from 127.0.0.1, and REST from 127.0.0.1 still answers.
-    std::vector<std::unique_ptr<tools::peer_client>> peers;
+    // gRPC connections from one address do not count once they are gRPC: ten connections (each
+    // channel with subchannels of its own) stay up from 127.0.0.1 beside REST from there.
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    const auto server_key = [](const std::shared_ptr<grpc::Channel>& ch) {
+      auto stub = management::ManagementService::NewStub(ch);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      management::Empty req;
+      management::ServerKeyResponse resp;
+      return stub->GetServerKey(&ctx, req, &resp).ok();
+    };
     for (int i = 0; i < 10; ++i) {
-      peers.push_back(std::make_unique<tools::peer_client>(s.target()));
-      CHECK(peers.back()->fetch_server_key().ok());
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      channels.push_back(
+          grpc::CreateCustomChannel(s.target(), grpc::InsecureChannelCredentials(), args));
+      CHECK(server_key(channels.back()));
     }
-    for (auto& p : peers)
-      CHECK(p->fetch_server_key().ok());
+    for (auto& ch : channels) {
+      CHECK(server_key(ch));
+      CHECK(ch->GetState(false) == GRPC_CHANNEL_READY);
+    }
     CHECK(rest_get(s.port, s.pat, "/api/groups").status == 200);
     // A held connection of the capped address leaves: that address is served again.
     held.pop_back();
