@@ -11,7 +11,7 @@
 #include "api/http/rest.hpp"
 #include "api/metrics/metrics.hpp"
 #include "geo/geo.hpp"
-#include "server/port_mux.hpp"
+#include "server/front_door.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/schema.hpp"
@@ -24,6 +24,8 @@
 #include <csignal>
 #include <filesystem>
 #include <optional>
+
+#include <sys/resource.h>
 
 namespace nbm::server {
 
@@ -54,6 +56,18 @@ storage::db_options store_options(const config::management_config& cfg) {
 
 // NBM_EPHEMERAL_LIFETIME (a Go duration, e.g. "30s"): how long an ephemeral peer may stay
 // disconnected before it is deleted; NetBird's 10 minutes when unset.
+// Every peer's Sync stream and every HTTP connection is a descriptor: lift the soft limit to the
+// hard one, as Go programs (NetBird's server among them) do at start.
+static void raise_open_files_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+    return;
+  const auto was = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) == 0)
+    spdlog::debug("open files limit raised from {} to {}", was, rl.rlim_cur);
+}
+
 static core::unix_ns ephemeral_lifetime() {
   const char* v = std::getenv("NBM_EPHEMERAL_LIFETIME");
   if (!v || !*v)
@@ -165,18 +179,13 @@ int run_management(const management_options& opts, config::management_config cfg
                           shared_port ? std::string() : "0.0.0.0:" + std::to_string(opts.port));
     api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, jwt};
     api::http::rest_api rest(std::move(rd));
-    api::http::http_listener http(rest);
-    std::optional<port_mux> mux;
-    bool serving = false;
-    if (shared_port) {
-      serving = http.start("127.0.0.1", 0);
-      if (serving) {
-        mux.emplace(grpc, http.port());
-        serving = mux->start("0.0.0.0", opts.port);
-      }
-    } else {
-      serving = http.start("0.0.0.0", api_port);
-    }
+    // The port is served asynchronously (server/front_door): HTTP/1.1 in process, gRPC handed
+    // over by file descriptor when it shares the port.
+    raise_open_files_limit();
+    front_door door(rest);
+    if (shared_port)
+      door.set_grpc([&grpc](int fd, const std::string& ip) { grpc.adopt(fd, ip); });
+    const bool serving = door.start("0.0.0.0", api_port);
     if (!serving) {
       spdlog::error("cannot listen on port {} for the REST API", api_port);
       exit_code = 1;
@@ -203,11 +212,8 @@ int run_management(const management_options& opts, config::management_config cfg
     };
     // A stopping server expires and deletes nothing more (the next start derives it all again).
     caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
-    if (mux)
-      mux->stop();
-    step("port closed");
-    http.stop();
-    step("REST listener stopped");
+    door.stop();
+    step("port closed, HTTP connections closed");
     grpc.shutdown();
     step("gRPC server stopped");
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);

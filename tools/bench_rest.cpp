@@ -9,6 +9,7 @@
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "api/http/rest.hpp"
+#include "server/front_door.hpp"
 #include "storage/account_store.hpp"
 #include "storage/schema.hpp"
 #include "tools/bench_accounts.hpp"
@@ -125,7 +126,7 @@ int main(int argc, char** argv) {
         deps.sys = &sys;
         deps.directory = directory;
         api::http::rest_api rest(deps);
-        api::http::http_listener http(rest);
+        server::front_door http(rest);
         if (!http.start("127.0.0.1", 0)) {
           std::fprintf(stderr, "cannot listen on 127.0.0.1\n");
           return 1;

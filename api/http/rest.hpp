@@ -1,6 +1,6 @@
 // NetBird's REST API (the core of its OpenAPI under /api): authentication with personal access
 // tokens, NetBird's error body and status codes, and the handlers of the account's objects.
-// Transport-free: `rest_api::handle` takes a parsed request; http_listener serves it over HTTP.
+// Transport-free: `rest_api::handle` takes a parsed request; server/front_door serves it over HTTP.
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -54,22 +54,6 @@ public:
 private:
   // Shared: a change handed to an account actor keeps what it uses alive until it has run.
   std::shared_ptr<impl> p_;
-};
-
-// Serves `api` on host:port over HTTP/1.1 (cpp-httplib), adding X-Request-Id to every response.
-class http_listener {
-public:
-  explicit http_listener(rest_api& api);
-  ~http_listener();
-  // Binds and starts serving on a thread; false if the address cannot be bound. Port 0: any free
-  // port (see port()).
-  bool start(const std::string& host, int port);
-  int port() const;
-  void stop();
-
-private:
-  struct impl;
-  std::unique_ptr<impl> p_;
 };
 
 } // namespace nbm::api::http
