@@ -421,6 +421,19 @@ public:
 
   std::size_t size() const { return peers_.size(); }
 
+  // Starts a new measured phase: latencies, errors and failure counts from zero.
+  void begin_phase() {
+    for (auto& s : stats_) {
+      std::lock_guard<std::mutex> lk(s->mu);
+      s->latencies.clear();
+      s->errors.clear();
+    }
+    logins_done_ = 0;
+    logins_ok_ = 0;
+    failed_ = 0;
+    ended_by_server_ = 0;
+  }
+
   // --- register ---
   struct register_result {
     std::size_t ok = 0, failed = 0;
@@ -557,18 +570,6 @@ private:
     return true;
   }
 
-  void begin_phase() {
-    for (auto& s : stats_) {
-      std::lock_guard<std::mutex> lk(s->mu);
-      s->latencies.clear();
-      s->errors.clear();
-    }
-    logins_done_ = 0;
-    logins_ok_ = 0;
-    failed_ = 0;
-    ended_by_server_ = 0;
-  }
-
   void record_error(const peer& p, const std::string& what) {
     auto& s = *stats_[static_cast<std::size_t>(p.cq)];
     std::lock_guard<std::mutex> lk(s.mu);
@@ -650,6 +651,8 @@ private:
     nbm::tools::fill_meta(*req.mutable_meta(), p.hostname);
     auto env = envelope(p, req);
     p.first_map = 0;
+    p.serial = 0;
+    p.current_since = 0;
     std::lock_guard<std::mutex> lk(p.mu);
     p.sctx = std::make_unique<grpc::ClientContext>();
     p.streaming = true;
@@ -911,6 +914,7 @@ int main(int argc, char** argv) {
       report_current(e, t0);
     } else { // churn
       e.wait_settled(500ms);
+      e.begin_phase();
       before = sample(opt.server_pid);
       std::mt19937_64 rng(42);
       std::uniform_int_distribution<std::size_t> pick(0, e.size() - 1);
