@@ -4,7 +4,8 @@
 # then the phases in order, each printing peer_load's report (see tools/peer_load/main.cpp).
 #
 #   tools/peer_load.sh [--peers N] [--default-policy] [--phases "register sync restart storm churn"]
-#                      [--hold S] [--concurrency C] [-- extra peer_load flags]
+#                      [--hold S] [--concurrency C] [--timeout S (register; default 120)]
+#                      [-- extra peer_load flags]
 #   scripts/pg_throwaway.sh tools/peer_load.sh --engine postgres [...]
 #
 # Phases: register (N peers with the setup key), sync (all open Sync at once, hold --hold s),
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 bin=${NBM_BIN:-build/server/netbird-mgmt}
 load=${NBM_PEER_LOAD:-build/tools/peer_load}
 config=${NBM_CONFIG:-../shared/fixtures/netbird/management.json}
-peers=500 engine=sqlite default_policy=no hold=2 concurrency=64
+peers=500 engine=sqlite default_policy=no hold=2 concurrency=64 timeout=120
 phases="register sync restart storm churn"
 extra=()
 while [ $# -gt 0 ]; do
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
     --phases) phases=$2; shift 2 ;;
     --hold) hold=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
+    --timeout) timeout=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "peer_load.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -89,11 +91,18 @@ echo "== engine=$engine peers=$peers default_policy=$default_policy server_pid=$
 run() { # phase, flags...
   echo "== peer_load $*"
   "$load" "$@" --server "127.0.0.1:$port" --peers "$peers" --keys-file "$work/peers.keys" \
-    --server-pid "$pid" ${extra[@]+"${extra[@]}"} || echo "== (peer_load exit $?)"
+    --server-pid "$pid" ${extra[@]+"${extra[@]}"} | tee "$work/last.out" || echo "== (peer_load exit $?)"
 }
 for phase in $phases; do
   case $phase in
-    register) run register --setup-key "$key" --concurrency "$concurrency" ;;
+    register)
+      run register --setup-key "$key" --concurrency "$concurrency" --timeout "$timeout"
+      # Out of time: the later phases use the peers that did register (the first `ok` keys).
+      ok=$(awk '/^register: /{for(i=1;i<=NF;i++) if($i ~ /^ok=/) print substr($i,4)}' "$work/last.out")
+      if [ -n "$ok" ] && [ "$ok" -lt "$peers" ] && [ "$ok" -gt 0 ]; then
+        echo "== only $ok of $peers registered within ${timeout}s: the next phases use $ok peers"
+        peers=$ok
+      fi ;;
     sync) run sync --hold "$hold" ;;
     restart)
       stop_server; start_server

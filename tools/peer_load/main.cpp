@@ -436,8 +436,9 @@ public:
 
   // --- register ---
   struct register_result {
-    std::size_t ok = 0, failed = 0;
+    std::size_t ok = 0, failed = 0; // answered (on a timeout: also those then in flight)
     double elapsed_s = 0;
+    bool complete = false; // every peer answered within --timeout
   };
   register_result register_all() {
     begin_phase();
@@ -447,11 +448,21 @@ public:
     next_login_ = first;
     for (std::size_t i = 0; i < first; ++i)
       start_login(*peers_[i], true);
-    wait_for([&] { return logins_done_ >= peers_.size(); });
     register_result r;
+    r.complete = wait_for([&] { return logins_done_ >= peers_.size(); });
     r.elapsed_s = static_cast<double>(now_ns() - t0) / 1e9;
     r.ok = logins_ok_;
     r.failed = logins_done_ - logins_ok_;
+    if (!r.complete) { // out of time: no new Logins; those in flight end (or time out) first
+      stop_logins_ = true;
+      const auto until =
+          now_ns() + static_cast<std::int64_t>(opt_.rpc_timeout * 1e9) + 1'000'000'000;
+      while (logins_ > 0 && now_ns() < until)
+        std::this_thread::sleep_for(5ms);
+      r.elapsed_s = static_cast<double>(now_ns() - t0) / 1e9;
+      r.ok = logins_ok_;
+      r.failed = logins_done_ - logins_ok_;
+    }
     return r;
   }
 
@@ -634,7 +645,7 @@ private:
         ++logins_ok_;
       ++logins_done_;
       const auto i = next_login_++;
-      if (i < peers_.size())
+      if (i < peers_.size() && !stop_logins_)
         start_login(*peers_[i], true);
       return;
     }
@@ -757,7 +768,7 @@ private:
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<peer>> peers_;
 
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopping_{false}, stop_logins_{false};
   std::atomic<std::size_t> next_login_{0}, logins_done_{0}, logins_ok_{0};
   std::atomic<long> logins_{0}, streams_{0}, pending_{0};
   std::atomic<std::size_t> failed_{0}, ended_by_server_{0}, maps_{0}, bad_maps_{0};
@@ -869,9 +880,9 @@ int main(int argc, char** argv) {
     const auto r = e.register_all();
     const auto after = sample(opt.server_pid);
     const auto lat = e.latencies();
-    std::printf("register: peers=%zu ok=%zu failed=%zu concurrency=%zu elapsed_s=%.3f "
-                "per_s=%.1f latency_ms %s\n",
-                e.size(), r.ok, r.failed, opt.concurrency, r.elapsed_s,
+    std::printf("register: peers=%zu ok=%zu failed=%zu complete=%s concurrency=%zu "
+                "elapsed_s=%.3f per_s=%.1f latency_ms %s\n",
+                e.size(), r.ok, r.failed, r.complete ? "yes" : "no", opt.concurrency, r.elapsed_s,
                 r.elapsed_s > 0 ? static_cast<double>(r.ok) / r.elapsed_s : 0.0,
                 percentiles(lat).c_str());
     print_server(before, after, r.ok, "registration", e.size());
