@@ -10,7 +10,8 @@
 #
 # Phases: register (N peers with the setup key), sync (all open Sync at once, hold --hold s),
 # restart (SIGTERM the server, start it again, then all reconnect at once with Login + Sync, as
-# agents do), storm (all close and reconnect at once), churn (10% of the peers a second for 10 s).
+# agents do; restart-sync: Sync alone), storm (all close and reconnect at once), churn (10% of the
+# peers a second for 10 s).
 # Run from the repository root after building (build/server/netbird-mgmt, build/tools/peer_load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,6 +109,10 @@ for phase in $phases; do
       stop_server; start_server
       echo "== restarted: server_pid=$pid idle_rss_kib=$(rss)"
       run sync --login --hold "$hold" ;;
+    restart-sync) # the same without the Logins: Sync alone after a restart
+      stop_server; start_server
+      echo "== restarted: server_pid=$pid idle_rss_kib=$(rss)"
+      run sync --hold "$hold" ;;
     storm) run storm ;;
     churn) run churn --fraction 0.1 --duration 10 ;;
     *) echo "peer_load.sh: unknown phase $phase" >&2; exit 2 ;;
