@@ -819,16 +819,20 @@ void print_server(const proc_sample& before, const proc_sample& after, std::size
               after.threads);
 }
 
-// The first maps of a connect-all: how many, how fast, and then whether they are current.
+// The first maps of a connect-all: how many, how fast (from `t0`, when the connects were asked
+// for), and how long the wait for them took.
 bool report_connect(engine& e, const char* what, std::int64_t t0, bool complete) {
+  const auto waited = static_cast<double>(now_ns() - t0) / 1e9;
   const auto lat = e.latencies();
   const auto n = e.size();
   const auto holding = e.holding();
-  std::printf("%s: peers=%zu with_map=%zu failed=%zu complete=%s all_within_s=%.3f first_map_ms "
-              "%s\n",
-              what, n, holding, e.failed(), complete ? "yes" : "no",
-              lat.empty() ? 0.0 : static_cast<double>(lat.back()) / 1e9, percentiles(lat).c_str());
-  (void)t0;
+  std::printf("%s: peers=%zu with_map=%zu failed=%zu complete=%s waited_s=%.3f "
+              "all_within_s=%s first_map_ms %s\n",
+              what, n, holding, e.failed(), complete ? "yes" : "no", waited,
+              holding == n && !lat.empty()
+                  ? std::to_string(static_cast<double>(lat.back()) / 1e9).c_str()
+                  : "-",
+              percentiles(lat).c_str());
   return holding == n;
 }
 
