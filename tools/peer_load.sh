@@ -10,8 +10,9 @@
 #
 # Phases: register (N peers with the setup key), sync (all open Sync at once, hold --hold s),
 # restart (SIGTERM the server, start it again, then all reconnect at once with Login + Sync, as
-# agents do; restart-sync: Sync alone), storm (all close and reconnect at once), churn (10% of the
-# peers a second for 10 s).
+# agents do; restart-sync: Sync alone), change (all hold maps, one more peer registers: the time
+# until every stream holds the newer map), storm (all close and reconnect at once), churn (10% of
+# the peers a second for 10 s).
 # Run from the repository root after building (build/server/netbird-mgmt, build/tools/peer_load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -113,6 +114,7 @@ for phase in $phases; do
       stop_server; start_server
       echo "== restarted: server_pid=$pid idle_rss_kib=$(rss)"
       run sync --hold "$hold" ;;
+    change) run sync --change 1 --setup-key "$key" ;; # one more peer registers while all hold maps
     storm) run storm ;;
     churn) run churn --fraction 0.1 --duration 10 ;;
     *) echo "peer_load.sh: unknown phase $phase" >&2; exit 2 ;;

@@ -135,6 +135,18 @@ TEST_CASE("peer_load: with the default All policy every map holds every other pe
   CHECK(sync.num("maps", "remote_peers_max") == 11);
   CHECK(sync.num("maps", "current") == 12);
   CHECK(sync.get("server", "cpu_s") == ""); // no --server-pid: unmeasured, said so
+
+  // A change while all hold their maps: two more peers register; every stream gets a newer map
+  // that holds them.
+  auto change = peer_load("sync " + common + " --change 2 --setup-key " + key);
+  INFO(change.out);
+  CHECK(change.rc == 0);
+  CHECK(change.num("change", "registered") == 2);
+  CHECK(change.num("change", "updated") == 12);
+  CHECK(change.num("change", "current") == 12);
+  CHECK(change.num("change", "serial_newest") > change.num("change", "serial_before"));
+  CHECK(change.get("change", "all_current_within_s") != "-");
+  CHECK(peers_in_store(s) == 14);
 }
 
 TEST_CASE("peer_load: unknown peers, a wrong setup key and bad usage are reported, not hidden") {

@@ -3,6 +3,7 @@
 //
 //   peer_load register --server H:P --peers N --setup-key KEY --keys-file F [--concurrency C]
 //   peer_load sync     --server H:P --peers N --keys-file F [--hold S] [--login]
+//                      [--change K --setup-key KEY]
 //   peer_load storm    --server H:P --peers N --keys-file F [--login]
 //   peer_load churn    --server H:P --peers N --keys-file F [--fraction F] [--duration S] [--login]
 // common: [--server-pid PID] [--channels K] [--threads T] [--timeout S] [--rpc-timeout S]
@@ -14,8 +15,9 @@
 //
 // register: N Logins with the setup key, C in flight; registrations/s and latency.
 // sync:     all N open Sync at once; time from that moment to each peer's first map, how many hold
-//           one, then (after the maps settle and --hold seconds) whether each holds the account's
-//           newest map (its serial) and the server's resident memory per stream.
+//           one, then (after the maps settle) whether each holds the account's newest map (its
+//           serial); with --change K, K new peers register (--setup-key) and every stream must
+//           get a newer map; after --hold seconds the server's resident memory per stream.
 // storm:    sync, then every stream closes and reconnects at once; time to the new first maps.
 // churn:    sync, then --fraction of the peers per second reconnect for --duration seconds.
 // --login:  every (re)connect does Login (no setup key) before Sync, as a NetBird agent does.
@@ -66,7 +68,8 @@ std::int64_t now_ns() {
                "peer_load: %s\n"
                "usage: peer_load register|sync|storm|churn --server HOST:PORT --peers N "
                "--keys-file F\n"
-               "  [--setup-key KEY] [--concurrency C] [--hold S] [--fraction F] [--duration S]\n"
+               "  [--setup-key KEY] [--concurrency C] [--hold S] [--change K] [--fraction F]\n"
+               "  [--duration S]\n"
                "  [--login] [--server-pid PID] [--channels K] [--threads T] [--timeout S]\n"
                "  [--rpc-timeout S]\n",
                why.c_str());
@@ -78,6 +81,7 @@ struct options {
   std::size_t peers = 0, concurrency = 64;
   int channels = 4, threads = 2;
   double hold = 0, fraction = 0.1, duration = 10, timeout = 60, rpc_timeout = 60;
+  std::size_t change = 0; // sync: then register this many new peers and wait for every map
   bool login = false;
   pid_t server_pid = 0;
 };
@@ -126,6 +130,8 @@ options parse(int argc, char** argv) {
       o.rpc_timeout = num(0.1, 86400);
     else if (a == "--server-pid")
       o.server_pid = static_cast<pid_t>(num(1, 1e9));
+    else if (a == "--change")
+      o.change = static_cast<std::size_t>(num(0, 1e5));
     else if (a == "--login")
       o.login = true;
     else if (a.rfind("--", 0) != 0 && o.phase.empty())
@@ -141,6 +147,8 @@ options parse(int argc, char** argv) {
     usage("--keys-file is required");
   if (o.phase == "register" && o.setup_key.empty())
     usage("register needs --setup-key");
+  if (o.change > 0 && (o.phase != "sync" || o.setup_key.empty()))
+    usage("--change is for sync and needs --setup-key");
   return o;
 }
 
@@ -865,6 +873,67 @@ void report_current(engine& e, std::int64_t t0) {
               remote_min == UINT32_MAX ? 0 : remote_min, remote_max, e.ended_by_server());
 }
 
+std::uint64_t newest_serial(engine& e) {
+  std::uint64_t newest = 0;
+  for (std::size_t i = 0; i < e.size(); ++i)
+    newest = std::max<std::uint64_t>(newest, e.at(i).serial);
+  return newest;
+}
+
+// A change while every peer holds its map: `opt.change` new peers register (fresh keys, one after
+// another, not kept in the keys file); then the time until every stream holds a map of a newer
+// serial, and the newest one.
+bool change(engine& e, const options& opt) {
+  const auto before_serial = newest_serial(e);
+  const auto before = sample(opt.server_pid);
+  const auto t1 = now_ns();
+  std::size_t registered = 0;
+  for (std::size_t k = 0; k < opt.change; ++k) {
+    nbm::tools::peer_client c(opt.server);
+    const auto r = c.login(opt.setup_key,
+                           "load-change-" + std::to_string(::getpid()) + "-" + std::to_string(k));
+    if (r.ok())
+      ++registered;
+    else
+      std::printf("error: count=1 what=change login %d %s\n", r.code,
+                  r.message.substr(0, 80).c_str());
+  }
+  const auto t2 = now_ns();
+  auto updated = [&] {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < e.size(); ++i)
+      n += e.at(i).first_map != 0 && e.at(i).serial > before_serial ? 1 : 0;
+    return n;
+  };
+  const auto until = t2 + static_cast<std::int64_t>(opt.timeout * 1e9);
+  while (updated() < e.holding() && now_ns() < until)
+    std::this_thread::sleep_for(2ms);
+  const auto t3 = now_ns();
+  const auto after = sample(opt.server_pid);
+  e.wait_settled(500ms);
+  const auto newest = newest_serial(e);
+  std::size_t current = 0;
+  std::int64_t last = 0;
+  for (std::size_t i = 0; i < e.size(); ++i)
+    if (e.at(i).first_map != 0 && e.at(i).serial == newest) {
+      ++current;
+      last = std::max<std::int64_t>(last, e.at(i).current_since);
+    }
+  const auto n_updated = updated();
+  std::printf(
+      "change: registered=%zu of=%zu registering_s=%.3f serial_before=%llu "
+      "serial_newest=%llu updated=%zu all_updated_within_s=%s current=%zu "
+      "all_current_within_s=%s\n",
+      registered, opt.change, static_cast<double>(t2 - t1) / 1e9,
+      static_cast<unsigned long long>(before_serial), static_cast<unsigned long long>(newest),
+      n_updated,
+      n_updated == e.size() ? std::to_string(static_cast<double>(t3 - t1) / 1e9).c_str() : "-",
+      current,
+      current == e.size() ? std::to_string(static_cast<double>(last - t1) / 1e9).c_str() : "-");
+  print_server(before, after, e.size(), "stream_updated", e.size());
+  return registered == opt.change && current == e.size();
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -903,9 +972,11 @@ int main(int argc, char** argv) {
     print_errors(e);
     if (opt.phase == "sync") {
       e.wait_settled(1000ms);
+      report_current(e, t0);
+      if (opt.change > 0)
+        ok = change(e, opt) && ok;
       if (opt.hold > 0)
         std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(opt.hold * 1000)));
-      report_current(e, t0);
       const auto held = sample(opt.server_pid);
       if (held.ok)
         std::printf("held: seconds=%.1f rss_kib=%ld rss_delta_kib_per_stream=%.2f "
