@@ -58,7 +58,6 @@ management::EncryptedMessage peer_client::envelope(const google::protobuf::Messa
   return env;
 }
 
-namespace {
 void fill_meta(management::PeerSystemMeta& m, const std::string& hostname) {
   m.set_hostname(hostname);
   m.set_goos("linux");
@@ -68,7 +67,6 @@ void fill_meta(management::PeerSystemMeta& m, const std::string& hostname) {
   m.set_netbirdversion("0.60.0");
   m.mutable_environment();
 }
-} // namespace
 
 call_result peer_client::login_jwt(const std::string& jwt, const std::string& hostname) {
   return login_with("", jwt, hostname, nullptr);

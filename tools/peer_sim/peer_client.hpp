@@ -17,6 +17,9 @@ struct call_result {
   bool ok() const { return code == 0; }
 };
 
+// The system meta every simulated peer announces (a Linux NetBird 0.60 agent named `hostname`).
+void fill_meta(management::PeerSystemMeta& m, const std::string& hostname);
+
 class peer_client {
 public:
   // `target` "127.0.0.1:33073"; the key pair is generated, or read from / written to `key_file` if
