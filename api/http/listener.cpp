@@ -37,6 +37,8 @@ struct http_listener::impl {
         req.method, res.status,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     out.status = res.status;
+    for (const auto& [name, value] : res.headers)
+      out.set_header(name, value);
     out.set_content(res.body + "\n", "application/json; charset=UTF-8");
   }
 };
