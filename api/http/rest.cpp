@@ -16,7 +16,6 @@
 #include <condition_variable>
 #include <ctime>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -47,6 +46,33 @@ std::string dump(const json& body) {
 
 response json_response(const json& body) {
   return {200, dump(body), {}};
+}
+
+// "/api/<kind>[/<a>[/<b>[/<c>]]][/]" -> {kind, a, b, c} (absent parts empty); kind is [a-z-]+,
+// the others non-empty and without '/'. Linear, no regex: a path of any length is cheap.
+std::optional<std::vector<std::string>> split_path(std::string_view p) {
+  constexpr std::string_view prefix = "/api/";
+  if (p.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  p.remove_prefix(prefix.size());
+  if (!p.empty() && p.back() == '/')
+    p.remove_suffix(1);
+  std::vector<std::string> parts;
+  for (;;) {
+    const auto slash = p.find('/');
+    const auto part = p.substr(0, slash);
+    if (part.empty() || parts.size() == 4) // an empty or a fifth part
+      return std::nullopt;
+    parts.emplace_back(part);
+    if (slash == std::string_view::npos)
+      break;
+    p.remove_prefix(slash + 1);
+  }
+  if (!std::all_of(parts[0].begin(), parts[0].end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || c == '-'; }))
+    return std::nullopt;
+  parts.resize(4);
+  return parts;
 }
 
 // Every unavailable answer says when to come back.
@@ -902,14 +928,12 @@ response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& r
 }
 
 response rest_api::impl::route(const request& req) {
-  static const std::regex path_re(R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?(?:/([^/]+))?/?$)");
-  std::smatch m;
-  if (!std::regex_match(req.path, m, path_re))
+  auto path = split_path(req.path);
+  if (!path)
     return error_response(404, "not found");
-  const std::vector<std::string> path{m[1], m[2], m[3], m[4]};
   lease db(*this);
   try {
-    return route(req, path, *db.sql);
+    return route(req, *path, *db.sql);
   } catch (const soci::soci_error& e) {
     db.broken = true;
     throw storage::store_error(e.what());

@@ -1084,6 +1084,12 @@ TEST_CASE("rest: errors echo at most a short prefix of a long path or value") {
               "unknown setup key type " + std::string(64, 'q') + "...");
   check_error(api.post("/api/groups", {{"name", "g"}, {"peers", {long_id}}}), 422,
               "peer with ID " + std::string(64, 'q') + "... not found");
+  // A path as long as the HTTP server takes: split without a regex, answered, and still serving.
+  const std::string longest(8000, 'q');
+  check_error(api.get("/api/groups/" + longest), 404,
+              "group: " + std::string(64, 'q') + "... not found");
+  check_error(api.get("/api/groups/" + longest + "/a/b/c"), 404, "not found");
+  CHECK(api.get("/api/groups").status == 200);
 }
 
 namespace {
