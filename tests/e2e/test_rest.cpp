@@ -808,6 +808,14 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
     refused(good, stranger, "k1"); // another key under the IdP's key id
     refused(good, stranger, "k9"); // a key id the IdP does not have
     check_error(api.call("GET", "/api/groups", "", "Bearer not-a-jwt"), 401, "token invalid");
+    // Unsigned headers of any shape (alg and kid not strings, nested deep) are refused, not 500.
+    for (const std::string& header :
+         {std::string(R"({"alg":["RS256"],"kid":"k1"})"),
+          std::string(R"({"alg":"RS256","kid":{"a":1}})"),
+          R"({"alg":)" + std::string(2000, '[') + std::string(2000, ']') + "}"})
+      check_error(api.call("GET", "/api/groups", "",
+                           "Bearer " + b64url(header) + "." + b64url(good.dump()) + ".c2ln"),
+                  401, "token invalid");
 
     // A user the store does not know yet: NetBird's first login makes an account it owns.
     auto fresh = good;
