@@ -263,8 +263,8 @@ verdict validate_route(const account& a, const route& r) {
     for (const auto& pid : g ? g->peers : std::vector<std::string>{})
       if (seen_peers.count(pid)) {
         const auto* p = a.find_peer(pid);
-        return problem{409, refused + "peer " + (p ? p->name : pid) + " from the group " + g->name +
-                                " already has this route"};
+        return problem{409, refused + "peer " + clip(p ? p->name : pid) + " from the group " +
+                                clip(g->name) + " already has this route"};
       }
   }
   return std::nullopt;
