@@ -15,6 +15,12 @@ problem invalid(std::string m) {
   return {422, std::move(m)};
 }
 
+// Client text in a message: at most a short prefix of it.
+std::string clip(const std::string& text) {
+  constexpr std::size_t n = 64;
+  return text.size() <= n ? text : text.substr(0, n) + "...";
+}
+
 const group* find_group(const account& a, const std::string& id) {
   for (const auto& g : a.groups)
     if (g.id == id)
@@ -34,7 +40,7 @@ std::size_t runes(const std::string& s) {
 verdict groups_known(const account& a, const std::vector<std::string>& ids) {
   for (const auto& id : ids)
     if (!find_group(a, id))
-      return problem{422, "group " + id + " not found"};
+      return problem{422, "group " + clip(id) + " not found"};
   return std::nullopt;
 }
 
@@ -91,28 +97,28 @@ verdict validate_group(const account& a, const group& g) {
   if (!g.id.empty()) {
     const auto* old = find_group(a, g.id);
     if (!old)
-      return problem{404, "group: " + g.id + " not found"};
+      return problem{404, "group: " + clip(g.id) + " not found"};
     if (old->name == "All" && g.name != "All")
       return invalid("updating group ALL is not allowed");
   }
   for (const auto& other : a.groups)
     if (other.id != g.id && other.name == g.name)
-      return problem{409, "group with name " + g.name + " already exists"};
+      return problem{409, "group with name " + clip(g.name) + " already exists"};
   for (const auto& pid : g.peers)
     if (!a.find_peer(pid))
-      return invalid("peer with ID " + pid + " not found");
+      return invalid("peer with ID " + clip(pid) + " not found");
   return std::nullopt;
 }
 
 verdict validate_group_delete(const account& a, const std::string& group_id) {
   const auto* g = find_group(a, group_id);
   if (!g)
-    return problem{404, "group: " + group_id + " not found"};
+    return problem{404, "group: " + clip(group_id) + " not found"};
   if (g->name == "All")
     return problem{400, "deleting group ALL is not allowed"};
   // NetBird's validateDeleteGroup, in its order and words (GroupLinkError).
   const auto linked = [](const std::string& what, const std::string& name) {
-    return problem{400, "group has been linked to " + what + ": " + name};
+    return problem{400, "group has been linked to " + what + ": " + clip(name)};
   };
   if (!g->resources.empty())
     return linked("network resource", g->resources.front().id);
@@ -145,15 +151,32 @@ verdict validate_policy(const account& a, const policy& p) {
     return invalid("policy name shouldn't be empty");
   if (p.rules.empty())
     return invalid("policy rules shouldn't be empty");
+  // NetBird's validatePolicy: a rule id given on update must be one of the policy's own rules
+  // (never another policy's, which would collide in the store); each at most once here.
+  if (!p.id.empty()) {
+    const policy* old = nullptr;
+    for (const auto& o : a.policies)
+      if (o.id == p.id)
+        old = &o;
+    std::set<std::string> given;
+    for (const auto& r : p.rules) {
+      if (r.id.empty())
+        continue;
+      const bool own = old && std::any_of(old->rules.begin(), old->rules.end(),
+                                          [&](const policy_rule& o) { return o.id == r.id; });
+      if (!own || !given.insert(r.id).second)
+        return invalid("invalid rule ID: " + clip(r.id));
+    }
+  }
   for (const auto& r : p.rules) {
     if (r.name.empty())
       return invalid("policy rule name shouldn't be empty");
     if (r.action != "accept" && r.action != "drop")
-      return invalid("unknown action type " + r.action);
+      return invalid("unknown action type " + clip(r.action));
     static const std::array<const char*, 5> protocols = {"all", "tcp", "udp", "icmp",
                                                          "netbird-ssh"};
     if (std::find(protocols.begin(), protocols.end(), r.protocol) == protocols.end())
-      return invalid("unknown protocol type: " + r.protocol);
+      return invalid("unknown protocol type: " + clip(r.protocol));
     const bool has_src_res = !r.source_resource.id.empty();
     const bool has_dst_res = !r.destination_resource.id.empty();
     if (has_src_res && !r.sources.empty())
@@ -165,10 +188,10 @@ verdict validate_policy(const account& a, const policy& p) {
     if (!has_dst_res && r.destinations.empty())
       return invalid("policy rule destinations shouldn't be empty");
     if (has_src_res && r.source_resource.type == "peer" && !a.find_peer(r.source_resource.id))
-      return invalid("peer with ID " + r.source_resource.id + " not found");
+      return invalid("peer with ID " + clip(r.source_resource.id) + " not found");
     if (has_dst_res && r.destination_resource.type == "peer" &&
         !a.find_peer(r.destination_resource.id))
-      return invalid("peer with ID " + r.destination_resource.id + " not found");
+      return invalid("peer with ID " + clip(r.destination_resource.id) + " not found");
     if ((r.protocol == "all" || r.protocol == "icmp") &&
         (!r.ports.empty() || !r.port_ranges.empty()))
       return invalid("for ALL or ICMP protocol ports is not allowed");
@@ -209,7 +232,7 @@ verdict validate_route(const account& a, const route& r) {
   if (r.groups.empty())
     return invalid("route groups shouldn't be empty");
   if (!r.peer.empty() && !a.find_peer(r.peer))
-    return invalid("peer with ID " + r.peer + " not found");
+    return invalid("peer with ID " + clip(r.peer) + " not found");
   for (const auto* list : {&r.peer_groups, &r.groups, &r.access_control_groups})
     if (auto bad = groups_known(a, *list))
       return bad;
@@ -240,8 +263,8 @@ verdict validate_route(const account& a, const route& r) {
     for (const auto& pid : g ? g->peers : std::vector<std::string>{})
       if (seen_peers.count(pid)) {
         const auto* p = a.find_peer(pid);
-        return problem{409, refused + "peer " + (p ? p->name : pid) + " from the group " + g->name +
-                                " already has this route"};
+        return problem{409, refused + "peer " + clip(p ? p->name : pid) + " from the group " +
+                                clip(g->name) + " already has this route"};
       }
   }
   return std::nullopt;
@@ -252,7 +275,7 @@ verdict validate_nameserver_group(const account& a, const nameserver_group& g) {
     return invalid("nameserver group name should be between 1 and 40 characters");
   for (const auto& o : a.nameserver_groups)
     if (o.id != g.id && o.name == g.name)
-      return invalid("nameserver group with name " + g.name + " already exists");
+      return invalid("nameserver group with name " + clip(g.name) + " already exists");
   if (g.nameservers.empty() || g.nameservers.size() > 3)
     return invalid("the list of nameservers should be 1 or 3, got " +
                    std::to_string(g.nameservers.size()));
@@ -260,7 +283,7 @@ verdict validate_nameserver_group(const account& a, const nameserver_group& g) {
     std::array<unsigned char, 16> raw{};
     if (inet_pton(AF_INET, ns.ip.c_str(), raw.data()) != 1 &&
         inet_pton(AF_INET6, ns.ip.c_str(), raw.data()) != 1)
-      return invalid("invalid nameserver IP " + ns.ip);
+      return invalid("invalid nameserver IP " + clip(ns.ip));
     if (ns.port < 1 || ns.port > 65535)
       return invalid("invalid nameserver port " + std::to_string(ns.port));
   }
@@ -274,11 +297,11 @@ verdict validate_nameserver_group(const account& a, const nameserver_group& g) {
     return invalid("search domains are enabled but no domains are set");
   for (const auto& d : g.domains) {
     if (d.empty() || d.size() > 255)
-      return invalid("domain should consist of 1 to 255 characters: " + d);
+      return invalid("domain should consist of 1 to 255 characters: " + clip(d));
     // NetBird's validateDomain: no wildcard; a trailing dot (FQDN form) is fine.
     const std::string bare = d.back() == '.' ? d.substr(0, d.size() - 1) : d;
     if (d.rfind("*.", 0) == 0 || !domain_name(bare))
-      return invalid("nameserver group got an invalid domain: " + d);
+      return invalid("nameserver group got an invalid domain: " + clip(d));
   }
   if (g.groups.empty())
     return invalid("nameserver group should have at least 1 group");

@@ -24,8 +24,9 @@ verdict validate_group(const account& a, const group& g);
 // Whether a group may be deleted: not All, and not linked to a policy, route, nameserver group,
 // setup key, user, DNS setting or the integrated validator (NetBird's order and messages, 400).
 verdict validate_group_delete(const account& a, const std::string& group_id);
-// Rules: name, action, protocol, ports (1-65535; none with all/icmp), port ranges, exclusive
-// sources/sourceResource (and destinations), every group known.
+// Rule ids (update only): the policy's own, once each (422 "invalid rule ID"). Rules: name, action,
+// protocol, ports (1-65535; none with all/icmp), port ranges, exclusive sources/sourceResource (and
+// destinations), every group known.
 verdict validate_policy(const account& a, const policy& p);
 // Route: network xor domains, peer xor peer groups, net id 1..40, metric 1..9999, groups known,
 // no other route of the same router on the same network (409).

@@ -111,13 +111,10 @@ std::string error_json(int code, std::string_view message) {
   return out;
 }
 
-// Response headers a handler asked for (e.g. Retry-After), if api::http::response carries them.
-template <class R, class F>
-void copy_headers(const R& from, F& to) {
-  if constexpr (requires { from.headers; }) {
-    for (const auto& [k, v] : from.headers)
-      to.set(k, v);
-  }
+// Response headers the handler asked for (e.g. Retry-After on a 503).
+void copy_headers(const api::http::response& from, bhttp::response<bhttp::string_body>& to) {
+  for (const auto& [k, v] : from.headers)
+    to.set(k, v);
 }
 
 std::string ip_string(const tcp::endpoint& ep) {

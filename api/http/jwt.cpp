@@ -177,11 +177,17 @@ std::optional<jwt_claims> jwt_verifier::verify(const std::string& token, std::st
     why = "bad JSON";
     return std::nullopt;
   }
-  if (header.value("alg", "") != "RS256") {
+  // Members read only when they are strings: an unverified header of any shape is a refusal,
+  // never an exception.
+  const auto text = [](const json& o, const char* name) {
+    const auto it = o.find(name);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (text(header, "alg") != "RS256") {
     why = "unsupported algorithm";
     return std::nullopt;
   }
-  auto key = p_->key_for(header.value("kid", ""));
+  auto key = p_->key_for(text(header, "kid"));
   if (!key || !verify_rs256(key.get(), token.substr(0, d2), *sig)) {
     why = "bad signature";
     return std::nullopt;
@@ -195,17 +201,17 @@ std::optional<jwt_claims> jwt_verifier::verify(const std::string& token, std::st
     why = "token is not valid yet";
     return std::nullopt;
   }
-  if (!p_->cfg.issuer.empty() && claims.value("iss", "") != p_->cfg.issuer) {
+  if (!p_->cfg.issuer.empty() && text(claims, "iss") != p_->cfg.issuer) {
     why = "wrong issuer";
     return std::nullopt;
   }
   if (!p_->cfg.audience.empty()) {
     bool ok = false;
-    const auto& aud = claims.contains("aud") ? claims["aud"] : json();
-    if (aud.is_string())
-      ok = aud.get<std::string>() == p_->cfg.audience;
-    else if (aud.is_array())
-      for (const auto& a : aud)
+    const auto aud = claims.find("aud"); // read in place, never copied
+    if (aud != claims.end() && aud->is_string())
+      ok = aud->get<std::string>() == p_->cfg.audience;
+    else if (aud != claims.end() && aud->is_array())
+      for (const auto& a : *aud)
         ok = ok || (a.is_string() && a.get<std::string>() == p_->cfg.audience);
     if (!ok) {
       why = "wrong audience";

@@ -1,5 +1,6 @@
 #include "api/http/rest.hpp"
 
+#include "api/http/decode.hpp"
 #include "core/registration.hpp"
 #include "core/validate.hpp"
 #include "crypto/crypto.hpp"
@@ -15,7 +16,6 @@
 #include <condition_variable>
 #include <ctime>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -45,12 +45,47 @@ std::string dump(const json& body) {
 }
 
 response json_response(const json& body) {
-  return {200, dump(body)};
+  return {200, dump(body), {}};
 }
 
-response error_response(int status, const std::string& message) {
-  return {status, dump(json{{"message", message}, {"code", status}})};
+// "/api/<kind>[/<a>[/<b>[/<c>]]][/]" -> {kind, a, b, c} (absent parts empty); kind is [a-z-]+,
+// the others non-empty and without '/'. Linear, no regex: a path of any length is cheap.
+std::optional<std::vector<std::string>> split_path(std::string_view p) {
+  constexpr std::string_view prefix = "/api/";
+  if (p.substr(0, prefix.size()) != prefix)
+    return std::nullopt;
+  p.remove_prefix(prefix.size());
+  if (!p.empty() && p.back() == '/')
+    p.remove_suffix(1);
+  std::vector<std::string> parts;
+  for (;;) {
+    const auto slash = p.find('/');
+    const auto part = p.substr(0, slash);
+    if (part.empty() || parts.size() == 4) // an empty or a fifth part
+      return std::nullopt;
+    parts.emplace_back(part);
+    if (slash == std::string_view::npos)
+      break;
+    p.remove_prefix(slash + 1);
+  }
+  if (!std::all_of(parts[0].begin(), parts[0].end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || c == '-'; }))
+    return std::nullopt;
+  parts.resize(4);
+  return parts;
 }
+
+// Every unavailable answer says when to come back.
+constexpr const char* retry_after_seconds = "2";
+
+response error_response(int status, const std::string& message) {
+  response r{status, dump(json{{"message", message}, {"code", status}}), {}};
+  if (status == 503)
+    r.headers.emplace_back("Retry-After", retry_after_seconds);
+  return r;
+}
+
+using decode::clip;
 
 // JSON text written directly, for the large lists (GET /api/peers on thousands of peers), where
 // building a document first would cost more than the rest of the request. Strings are escaped as
@@ -198,35 +233,6 @@ json rfc3339(const core::opt_time& t) {
   if (s.size() == 19)
     s += "Z";
   return s;
-}
-
-// --- request bodies
-// ---------------------------------------------------------------------------------
-
-json parse_body(const std::string& body) {
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    fail(400, "couldn't parse JSON request");
-  return j;
-}
-
-// A field of the expected JSON type, or its default when absent or null; a wrong type is a 400
-// naming the field (Go's decoder refuses the whole body the same way).
-template <class T>
-T field(const json& j, const char* name, T fallback = T{}) {
-  auto it = j.find(name);
-  if (it == j.end() || it->is_null())
-    return fallback;
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    fail(400, std::string("couldn't parse JSON request: field ") + name + " has the wrong type");
-  }
-}
-
-bool has(const json& j, const char* name) {
-  auto it = j.find(name);
-  return it != j.end() && !it->is_null();
 }
 
 // --- responses
@@ -476,123 +482,6 @@ json settings_json(const core::account_settings& s) {
             {"user_approval_required", s.extra_user_approval_required}}}};
 }
 
-// --- request -> model
-// -------------------------------------------------------------------------------
-
-core::resource resource_of(const json& j, const char* name) {
-  if (!has(j, name))
-    return {};
-  const auto& r = j.at(name);
-  if (!r.is_object())
-    fail(400, std::string("couldn't parse JSON request: field ") + name + " has the wrong type");
-  return {field<std::string>(r, "id"), field<std::string>(r, "type")};
-}
-
-core::policy policy_of(const json& j, const std::string& account_id, const std::string& id) {
-  core::policy p;
-  p.id = id;
-  p.account_id = account_id;
-  p.name = field<std::string>(j, "name");
-  p.description = field<std::string>(j, "description");
-  p.enabled = field<bool>(j, "enabled");
-  p.source_posture_checks = field<std::vector<std::string>>(j, "source_posture_checks");
-  if (has(j, "rules") && !j.at("rules").is_array())
-    fail(400, "couldn't parse JSON request: field rules has the wrong type");
-  std::size_t i = 0;
-  for (const auto& jr : has(j, "rules") ? j.at("rules") : json::array()) {
-    if (!jr.is_object())
-      fail(400, "couldn't parse JSON request: field rules has the wrong type");
-    core::policy_rule r;
-    // A rule id is honoured on update only (NetBird); new rules get ids from the store.
-    r.id = id.empty() ? "" : field<std::string>(jr, "id");
-    if (i == 0 && r.id.empty() && !id.empty())
-      r.id = id;
-    ++i;
-    r.policy_id = id;
-    r.name = field<std::string>(jr, "name");
-    r.description = field<std::string>(jr, "description");
-    r.enabled = field<bool>(jr, "enabled");
-    r.action = field<std::string>(jr, "action");
-    r.bidirectional = field<bool>(jr, "bidirectional");
-    r.protocol = field<std::string>(jr, "protocol");
-    r.ports = field<std::vector<std::string>>(jr, "ports");
-    if (has(jr, "port_ranges")) {
-      const auto& prs = jr.at("port_ranges");
-      if (!prs.is_array())
-        fail(400, "couldn't parse JSON request: field port_ranges has the wrong type");
-      for (const auto& pr : prs) {
-        const auto start = field<long>(pr, "start"), end = field<long>(pr, "end");
-        if (start < 1 || start > 65535 || end < 1 || end > 65535)
-          fail(422, "valid port value is in 1..65535 range");
-        r.port_ranges.push_back(
-            {static_cast<std::uint16_t>(start), static_cast<std::uint16_t>(end)});
-      }
-    }
-    r.sources = field<std::vector<std::string>>(jr, "sources");
-    r.destinations = field<std::vector<std::string>>(jr, "destinations");
-    r.source_resource = resource_of(jr, "sourceResource");
-    r.destination_resource = resource_of(jr, "destinationResource");
-    p.rules.push_back(std::move(r));
-  }
-  return p;
-}
-
-core::route route_of(const json& j, const std::string& account_id, const std::string& id) {
-  core::route r;
-  r.id = id;
-  r.account_id = account_id;
-  r.description = field<std::string>(j, "description");
-  r.net_id = field<std::string>(j, "network_id");
-  r.enabled = field<bool>(j, "enabled");
-  r.peer = field<std::string>(j, "peer");
-  r.peer_groups = field<std::vector<std::string>>(j, "peer_groups");
-  r.domains = field<std::vector<std::string>>(j, "domains");
-  r.metric = field<std::int64_t>(j, "metric");
-  r.masquerade = field<bool>(j, "masquerade");
-  r.groups = field<std::vector<std::string>>(j, "groups");
-  r.keep_route = field<bool>(j, "keep_route");
-  r.access_control_groups = field<std::vector<std::string>>(j, "access_control_groups");
-  r.skip_auto_apply = field<bool>(j, "skip_auto_apply");
-  const auto network = field<std::string>(j, "network");
-  if (!network.empty()) {
-    auto canon = core::canonical_prefix(network);
-    if (!canon)
-      fail(422, "invalid Prefix");
-    r.network = canon->first;
-    r.network_type = canon->second;
-  } else if (!r.domains.empty()) {
-    r.network_type = 3;
-    r.network = "192.0.2.0/32"; // NetBird's placeholder prefix of a domain route
-  }
-  return r;
-}
-
-core::nameserver_group nameserver_group_of(const json& j, const std::string& account_id,
-                                           const std::string& id) {
-  core::nameserver_group g;
-  g.id = id;
-  g.account_id = account_id;
-  g.name = field<std::string>(j, "name");
-  g.description = field<std::string>(j, "description");
-  g.enabled = field<bool>(j, "enabled");
-  g.groups = field<std::vector<std::string>>(j, "groups");
-  g.primary = field<bool>(j, "primary");
-  g.domains = field<std::vector<std::string>>(j, "domains");
-  g.search_domains_enabled = field<bool>(j, "search_domains_enabled");
-  if (has(j, "nameservers")) {
-    if (!j.at("nameservers").is_array())
-      fail(400, "couldn't parse JSON request: field nameservers has the wrong type");
-    for (const auto& n : j.at("nameservers")) {
-      const auto type = field<std::string>(n, "ns_type", "udp");
-      if (type != "udp")
-        fail(422, "invalid nameserver type " + type);
-      g.nameservers.push_back(
-          {field<std::string>(n, "ip"), 1, static_cast<int>(field<long>(n, "port", 53))});
-    }
-  }
-  return g;
-}
-
 } // namespace
 
 // --- the API
@@ -834,7 +723,7 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
     if (m->error)
       std::rethrow_exception(m->error);
     if (!result->ran) // the account was deleted meanwhile
-      fail(404, "account not found: " + id);
+      fail(404, "account not found: " + clip(id));
     return result->out;
   }
 
@@ -846,7 +735,9 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
     std::vector<T> core::account::*list;
     unsigned part; // storage::account_store::part of the objects
     std::function<json(const core::account&, const T&)> to_json;
-    std::function<T(const json&, const std::string& account_id, const std::string& id)> from_json;
+    // A decode:: function: body -> object (throws decode::decode_error).
+    std::function<T(std::string_view body, const std::string& account_id, const std::string& id)>
+        from_json;
     std::function<core::verdict(const core::account&, const T&)> validate;
     std::function<storage::saved(storage::config_store&, const T&)> save;
     std::function<std::optional<std::uint64_t>(storage::config_store&, const std::string&,
@@ -858,6 +749,8 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
                 const std::string& id, soci::session& sql, unsigned& touched);
 
   response route(const request& req);
+  response store_failure(const request& req, const std::exception& e);
+  bool store_reachable();
   response route(const request& req, const std::vector<std::string>& path, soci::session& sql);
   response dispatch(caller& c, const request& req, const std::vector<std::string>& path,
                     std::shared_ptr<const core::account> acc, soci::session& sql,
@@ -870,6 +763,35 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
 rest_api::rest_api(rest_deps deps) : p_(std::make_shared<impl>(std::move(deps))) {}
 rest_api::~rest_api() = default;
 
+// A store failure answered honestly: 503 (with Retry-After) while the database cannot be reached
+// (a fresh session neither opens nor answers), 409 for a row the database refuses as a duplicate,
+// 500 for anything else. The database's own words go to the log only.
+response rest_api::impl::store_failure(const request& req, const std::exception& e) {
+  const auto where = req.method + " " + clip(req.path);
+  if (!store_reachable()) {
+    spdlog::warn("REST {}: the database cannot be reached: {}", where, e.what());
+    return error_response(503, "service unavailable, please retry");
+  }
+  const std::string_view what = e.what();
+  if (what.find("UNIQUE constraint failed") != std::string_view::npos ||
+      what.find("duplicate key value") != std::string_view::npos) {
+    spdlog::warn("REST {}: refused as a duplicate: {}", where, what);
+    return error_response(409, "an object with this id already exists");
+  }
+  spdlog::error("REST {}: {}", where, what);
+  return error_response(500, "internal server error");
+}
+
+bool rest_api::impl::store_reachable() {
+  try {
+    soci::session s;
+    storage::open_session(s, deps.db);
+    return storage::session_alive(s, deps.db.kind);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 response rest_api::handle(const request& req) {
   try {
     try {
@@ -879,16 +801,19 @@ response rest_api::handle(const request& req) {
       // so a dropped connection costs no answer.
       if (req.method != "GET")
         throw;
-      spdlog::warn("REST {} {}: {}; trying again", req.method, req.path, e.what());
+      spdlog::warn("REST {} {}: {}; trying again", req.method, clip(req.path), e.what());
       return p_->route(req);
     }
   } catch (const http_error& e) {
     return error_response(e.status, e.what());
+  } catch (const decode::decode_error& e) {
+    return error_response(e.status, e.message);
   } catch (const storage::store_error& e) {
-    spdlog::error("REST {} {}: {}", req.method, req.path, e.what());
-    return error_response(500, "internal server error");
+    return p_->store_failure(req, e);
+  } catch (const soci::soci_error& e) {
+    return p_->store_failure(req, e);
   } catch (const std::exception& e) {
-    spdlog::error("REST {} {}: {}", req.method, req.path, e.what());
+    spdlog::error("REST {} {}: {}", req.method, clip(req.path), e.what());
     return error_response(500, "internal server error");
   }
 }
@@ -903,7 +828,7 @@ const rest_api::impl::crud_kind<core::policy>& policies_kind() {
       &core::account::policies,
       crud_parts::part_policies,
       [](const core::account& a, const core::policy& p) { return policy_json(a, p); },
-      policy_of,
+      decode::policy,
       core::validate_policy,
       [](storage::config_store& s, const core::policy& p) { return s.save_policy(p); },
       [](storage::config_store& s, const std::string& acc, const std::string& id) {
@@ -918,7 +843,7 @@ const rest_api::impl::crud_kind<core::route>& routes_kind() {
       &core::account::routes,
       crud_parts::part_routes,
       [](const core::account&, const core::route& r) { return route_json(r); },
-      route_of,
+      decode::route,
       core::validate_route,
       [](storage::config_store& s, const core::route& r) { return s.save_route(r); },
       [](storage::config_store& s, const std::string& acc, const std::string& id) {
@@ -935,7 +860,7 @@ const rest_api::impl::crud_kind<core::nameserver_group>& nameservers_kind() {
       [](const core::account&, const core::nameserver_group& g) {
         return nameserver_group_json(g);
       },
-      nameserver_group_of,
+      decode::nameserver_group,
       core::validate_nameserver_group,
       [](storage::config_store& s, const core::nameserver_group& g) {
         return s.save_nameserver_group(g);
@@ -959,7 +884,7 @@ response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& r
         return &o;
     return nullptr;
   };
-  const auto not_found = [&] { fail(404, k.what + ": " + id + " not found"); };
+  const auto not_found = [&] { fail(404, k.what + ": " + clip(id) + " not found"); };
   const auto& method = req.method;
   if (method == "GET" && id.empty()) {
     json out = json::array();
@@ -978,7 +903,7 @@ response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& r
   if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
     if (method == "PUT" && !find(id))
       not_found();
-    const auto obj = k.from_json(parse_body(req.body), a.id, id);
+    const auto obj = k.from_json(req.body, a.id, id);
     if (auto bad = k.validate(a, obj))
       fail(*bad);
     const auto saved = k.save(cfg, obj);
@@ -1003,14 +928,12 @@ response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& r
 }
 
 response rest_api::impl::route(const request& req) {
-  static const std::regex path_re(R"(^/api/([a-z-]+)(?:/([^/]+))?(?:/([^/]+))?(?:/([^/]+))?/?$)");
-  std::smatch m;
-  if (!std::regex_match(req.path, m, path_re))
+  auto path = split_path(req.path);
+  if (!path)
     return error_response(404, "not found");
-  const std::vector<std::string> path{m[1], m[2], m[3], m[4]};
   lease db(*this);
   try {
-    return route(req, path, *db.sql);
+    return route(req, *path, *db.sql);
   } catch (const soci::soci_error& e) {
     db.broken = true;
     throw storage::store_error(e.what());
@@ -1050,7 +973,7 @@ response rest_api::impl::dispatch(caller& c, const request& req,
   storage::admin_store admin(sql, deps.db.kind);
 
   const auto not_found = [](const std::string& what, const std::string& which) {
-    fail(404, what + ": " + which + " not found");
+    fail(404, what + ": " + clip(which) + " not found");
   };
   const auto method_not_allowed = [] { return error_response(405, "method not allowed"); };
 
@@ -1065,38 +988,11 @@ response rest_api::impl::dispatch(caller& c, const request& req,
                                          {"settings", settings_json(a.settings)}}}));
     if (method == "PUT" && !id.empty()) {
       if (id != a.id)
-        fail(404, "account not found: " + id);
+        fail(404, "account not found: " + clip(id));
       require_admin(c);
-      const auto body = parse_body(req.body);
-      if (!has(body, "settings") || !body.at("settings").is_object())
-        fail(422, "settings shouldn't be empty");
-      const auto& js = body.at("settings");
-      auto s = a.settings;
-      s.peer_login_expiration_enabled =
-          field<bool>(js, "peer_login_expiration_enabled", s.peer_login_expiration_enabled);
-      const auto login_exp = field<std::int64_t>(js, "peer_login_expiration",
-                                                 s.peer_login_expiration_ns / 1'000'000'000);
-      if (login_exp < 3600 || login_exp > 15'552'000)
-        fail(422, "peer login expiration can't be smaller than one hour or larger than 180 days");
-      s.peer_login_expiration_ns = login_exp * 1'000'000'000;
-      s.peer_inactivity_expiration_enabled = field<bool>(js, "peer_inactivity_expiration_enabled",
-                                                         s.peer_inactivity_expiration_enabled);
-      const auto inact = field<std::int64_t>(js, "peer_inactivity_expiration",
-                                             s.peer_inactivity_expiration_ns / 1'000'000'000);
-      if (inact < 0)
-        fail(422, "peer inactivity expiration can't be negative");
-      s.peer_inactivity_expiration_ns = inact * 1'000'000'000;
-      s.regular_users_view_blocked =
-          field<bool>(js, "regular_users_view_blocked", s.regular_users_view_blocked);
-      s.groups_propagation_enabled =
-          field<bool>(js, "groups_propagation_enabled", s.groups_propagation_enabled);
-      s.routing_peer_dns_resolution_enabled = field<bool>(js, "routing_peer_dns_resolution_enabled",
-                                                          s.routing_peer_dns_resolution_enabled);
-      s.lazy_connection_enabled =
-          field<bool>(js, "lazy_connection_enabled", s.lazy_connection_enabled);
-      s.dns_domain = field<std::string>(js, "dns_domain", s.dns_domain);
+      const auto s = decode::account_settings(req.body, a.settings);
       if (!cfg.update_settings(a.id, s))
-        fail(404, "account not found: " + id);
+        fail(404, "account not found: " + clip(id));
       touched |= parts::part_account;
       return json_response({{"id", a.id},
                             {"domain", a.domain},
@@ -1134,21 +1030,21 @@ response rest_api::impl::dispatch(caller& c, const request& req,
     }
     const auto* p = a.find_peer(id);
     if (!p || !visible(*p))
-      fail(404, "peer not found: " + id);
+      fail(404, "peer not found: " + clip(id));
     if (method == "GET")
       return json_response(peer_json(ix, *p, domain));
     require_admin(c);
     if (method == "PUT") {
-      const auto body = parse_body(req.body);
+      const auto change = decode::peer_update(req.body);
       auto upd = *p;
-      upd.name = field<std::string>(body, "name", p->name);
+      upd.name = change.name.value_or(p->name);
       if (upd.name.empty())
         fail(422, "peer name shouldn't be empty");
-      upd.ssh_enabled = field<bool>(body, "ssh_enabled", p->ssh_enabled);
+      upd.ssh_enabled = change.ssh_enabled.value_or(p->ssh_enabled);
       upd.login_expiration_enabled =
-          field<bool>(body, "login_expiration_enabled", p->login_expiration_enabled);
+          change.login_expiration_enabled.value_or(p->login_expiration_enabled);
       upd.inactivity_expiration_enabled =
-          field<bool>(body, "inactivity_expiration_enabled", p->inactivity_expiration_enabled);
+          change.inactivity_expiration_enabled.value_or(p->inactivity_expiration_enabled);
       // Expiration applies to peers a user added with an SSO login only (NetBird's rule).
       if (p->user_id.empty() && upd.login_expiration_enabled != p->login_expiration_enabled)
         fail(412, "this peer hasn't been added with the SSO login, therefore the login "
@@ -1159,14 +1055,14 @@ response rest_api::impl::dispatch(caller& c, const request& req,
                   "expiration can't be updated");
       // Approval: "approval_required": false lets a peer that waits for approval in (it then
       // gets its map and the others see it); an approved peer stays approved.
-      if (p->status.requires_approval && !field<bool>(body, "approval_required", true))
+      if (p->status.requires_approval && !change.approval_required.value_or(true))
         upd.status.requires_approval = false;
       if (upd.name != p->name) {
         // NetBird derives a new DNS label from the new name; when another peer has it, the
         // label gets the last two octets of the peer's address ("name-0-5").
         auto label = core::parsed_domain_label(upd.name);
         if (!label)
-          fail(422, "invalid peer name " + upd.name);
+          fail(422, "invalid peer name " + clip(upd.name));
         std::set<std::string> taken;
         for (const auto& q : a.peers)
           if (q.id != p->id)
@@ -1179,17 +1075,17 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         }
         auto unique = core::unique_host_label(*label, taken);
         if (!unique)
-          fail(409, "peer name " + upd.name + " is taken");
+          fail(409, "peer name " + clip(upd.name) + " is taken");
         upd.dns_label = *unique;
       }
       if (!admin.update_peer(upd))
-        fail(404, "peer not found: " + id);
+        fail(404, "peer not found: " + clip(id));
       touched |= parts::part_peers;
       return json_response(peer_json(ix, upd, domain));
     }
     if (method == "DELETE") {
       if (!admin.delete_peer(a.id, id))
-        fail(404, "peer not found: " + id);
+        fail(404, "peer not found: " + clip(id));
       // Its stream ends when the account actor fans out the account without it.
       touched |= parts::part_peers | parts::part_groups;
       return json_response(json::object());
@@ -1207,34 +1103,23 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       return json_response(out);
     }
     if (method == "POST" && id.empty()) {
-      const auto body = parse_body(req.body);
-      storage::new_setup_key spec;
-      spec.account_id = a.id;
-      spec.name = field<std::string>(body, "name");
-      if (spec.name.empty())
-        fail(422, "setup key name shouldn't be empty");
-      const auto type = field<std::string>(body, "type");
-      if (type != "reusable" && type != "one-off")
-        fail(422, "unknown setup key type " + type);
-      spec.reusable = type == "reusable";
-      spec.expires_in_seconds = field<std::int64_t>(body, "expires_in");
-      if (spec.expires_in_seconds < 0)
-        fail(422, "expiration can't be negative");
-      spec.usage_limit = field<std::int64_t>(body, "usage_limit");
-      if (spec.usage_limit < 0)
-        fail(422, "usage limit can't be negative");
-      if (!spec.reusable && spec.usage_limit > 1)
-        fail(422, "one-off setup key can only be used once");
-      spec.auto_groups = field<std::vector<std::string>>(body, "auto_groups");
-      for (const auto& gid : spec.auto_groups) {
+      const auto in = decode::setup_key_create(req.body);
+      for (const auto& gid : in.auto_groups) {
         const auto* g = find_group(a, gid);
         if (!g)
-          fail(422, "invalid auto groups: group " + gid + " not found");
+          fail(422, "invalid auto groups: group " + clip(gid) + " not found");
         if (g->name == "All")
           fail(422, "can't add 'All' group to the setup key");
       }
-      spec.ephemeral = field<bool>(body, "ephemeral");
-      spec.allow_extra_dns_labels = field<bool>(body, "allow_extra_dns_labels");
+      storage::new_setup_key spec;
+      spec.account_id = a.id;
+      spec.name = in.name;
+      spec.reusable = in.reusable;
+      spec.expires_in_seconds = in.expires_in_seconds;
+      spec.usage_limit = in.usage_limit;
+      spec.auto_groups = in.auto_groups;
+      spec.ephemeral = in.ephemeral;
+      spec.allow_extra_dns_labels = in.allow_extra_dns_labels;
       auto [key, plain] = admin.create_setup_key(spec);
       touched |= parts::part_principals;
       return json_response(setup_key_json(key, plain));
@@ -1248,17 +1133,15 @@ response rest_api::impl::dispatch(caller& c, const request& req,
     if (method == "GET")
       return json_response(setup_key_json(*key));
     if (method == "PUT") {
-      const auto body = parse_body(req.body);
-      const bool revoked = field<bool>(body, "revoked");
+      const auto change = decode::setup_key_update(req.body);
+      const bool revoked = change.revoked;
       if (key->revoked && !revoked)
         fail(422, "can't un-revoke a revoked setup key");
-      if (!has(body, "auto_groups"))
-        fail(400, "auto_groups field can't be absent");
-      const auto groups = field<std::vector<std::string>>(body, "auto_groups");
+      const auto& groups = change.auto_groups;
       for (const auto& gid : groups) {
         const auto* g = find_group(a, gid);
         if (!g)
-          fail(422, "invalid auto groups: group " + gid + " not found");
+          fail(422, "invalid auto groups: group " + clip(gid) + " not found");
         if (g->name == "All")
           fail(422, "can't add 'All' group to the setup key");
       }
@@ -1290,7 +1173,7 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         if (name.empty() || g.name == name)
           out.push_back(group_json(ix, g));
       if (!name.empty() && out.empty())
-        fail(404, "group with name " + name + " not found");
+        fail(404, "group with name " + clip(name) + " not found");
       return json_response(out);
     }
     if (method == "GET") {
@@ -1305,13 +1188,7 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         not_found("group", id);
       if (method == "POST" && !id.empty())
         return method_not_allowed();
-      const auto body = parse_body(req.body);
-      core::group g;
-      g.id = id;
-      g.account_id = a.id;
-      g.name = field<std::string>(body, "name");
-      g.issued = "api";
-      g.peers = field<std::vector<std::string>>(body, "peers");
+      auto g = decode::group(req.body, a.id, id);
       if (const auto* old = find_group(a, id)) {
         g.issued = old->issued;
         g.resources = old->resources;
@@ -1347,15 +1224,12 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       return json_response({{"disabled_management_groups", a.dns_disabled_management_groups}});
     require_admin(c);
     if (method == "PUT") {
-      const auto body = parse_body(req.body);
-      if (!has(body, "disabled_management_groups"))
-        fail(422, "disabled_management_groups shouldn't be absent");
-      const auto groups = field<std::vector<std::string>>(body, "disabled_management_groups");
+      const auto groups = decode::dns_settings(req.body);
       for (const auto& gid : groups)
         if (!find_group(a, gid))
-          fail(422, "group " + gid + " not found");
+          fail(422, "group " + clip(gid) + " not found");
       if (!cfg.update_dns_settings(a.id, groups))
-        fail(404, "account not found: " + a.id);
+        fail(404, "account not found: " + clip(a.id));
       touched |= parts::part_account;
       return json_response({{"disabled_management_groups", groups}});
     }
@@ -1396,11 +1270,6 @@ json token_json(const core::personal_access_token& t) {
           {"last_used", rfc3339(t.last_used)}};
 }
 
-bool known_role(const std::string& r) {
-  return r == "owner" || r == "admin" || r == "user" || r == "billing_admin" || r == "auditor" ||
-         r == "network_admin";
-}
-
 } // namespace
 
 response rest_api::impl::users(caller& c, const request& req, const std::string& id,
@@ -1431,22 +1300,18 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
     }
     require_admin(c);
     if (method == "POST" && id.empty()) {
-      const auto body = parse_body(req.body);
+      const auto in = decode::user_create(req.body);
       core::user u;
       u.account_id = a.id;
-      u.role = field<std::string>(body, "role");
-      if (!known_role(u.role))
-        fail(422, "invalid user role " + u.role);
-      if (u.role == "owner")
-        fail(422, "can't create user with owner role");
-      u.auto_groups = field<std::vector<std::string>>(body, "auto_groups");
+      u.role = in.role;
+      u.auto_groups = in.auto_groups;
       for (const auto& gid : u.auto_groups)
         if (!find_group(a, gid))
-          fail(422, "group " + gid + " not found");
-      if (!field<bool>(body, "is_service_user"))
+          fail(422, "group " + clip(gid) + " not found");
+      if (!in.is_service_user)
         fail(412, "inviting users needs an identity provider; only service users can be created");
       u.is_service_user = true;
-      u.service_user_name = field<std::string>(body, "name");
+      u.service_user_name = in.name;
       u.name = u.service_user_name;
       u.id = crypto::random_uuid_upper();
       std::transform(u.id.begin(), u.id.end(), u.id.begin(),
@@ -1459,18 +1324,16 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
     }
     const auto* u = find(id);
     if (!u)
-      fail(404, "user: " + id + " not found");
+      fail(404, "user: " + clip(id) + " not found");
     if (method == "PUT") {
-      const auto body = parse_body(req.body);
+      const auto change = decode::user_update(req.body);
       auto upd = *u;
-      upd.role = field<std::string>(body, "role", u->role);
-      if (!known_role(upd.role))
-        fail(422, "invalid user role " + upd.role);
-      upd.auto_groups = field<std::vector<std::string>>(body, "auto_groups", u->auto_groups);
+      upd.role = change.role.value_or(u->role);
+      upd.auto_groups = change.auto_groups.value_or(u->auto_groups);
       for (const auto& gid : upd.auto_groups)
         if (!find_group(a, gid))
-          fail(422, "group " + gid + " not found");
-      upd.blocked = field<bool>(body, "is_blocked", u->blocked);
+          fail(422, "group " + clip(gid) + " not found");
+      upd.blocked = change.blocked.value_or(u->blocked);
       if (u->id == c.user->id && upd.blocked)
         fail(422, "unable to block own user");
       if (u->id == c.user->id && upd.role != u->role)
@@ -1478,7 +1341,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
       if ((u->role == "owner" || upd.role == "owner") && c.user->role != "owner")
         fail(403, "only an owner can change an owner's role");
       if (!admin.update_user(upd))
-        fail(404, "user: " + id + " not found");
+        fail(404, "user: " + clip(id) + " not found");
       touched |= parts::part_principals;
       return json_response(user_json(upd, c.user->id));
     }
@@ -1488,7 +1351,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
       if (u->role == "owner")
         fail(403, "unable to delete a user with owner role");
       if (!admin.delete_user(a.id, id))
-        fail(404, "user: " + id + " not found");
+        fail(404, "user: " + clip(id) + " not found");
       touched |= parts::part_principals;
       return json_response(json::object());
     }
@@ -1499,7 +1362,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
   // Tokens: one's own, or (admins) a service user's.
   const auto* u = find(id);
   if (!u)
-    fail(404, "user: " + id + " not found");
+    fail(404, "user: " + clip(id) + " not found");
   if (u->id != c.user->id && !(c.admin() && u->is_service_user))
     fail(403, "no permission to manage tokens of this user");
   std::vector<const core::personal_access_token*> mine;
@@ -1513,14 +1376,10 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
     return json_response(out);
   }
   if (token_id.empty() && method == "POST") {
-    const auto body = parse_body(req.body);
+    const auto in = decode::token_create(req.body);
     core::personal_access_token t;
-    t.name = field<std::string>(body, "name");
-    if (t.name.empty())
-      fail(422, "name for personal access token should not be empty");
-    const auto days = field<std::int64_t>(body, "expires_in");
-    if (days < 1 || days > 365)
-      fail(422, "expiration has to be between 1 and 365");
+    t.name = in.name;
+    const auto days = in.expires_in_days;
     auto pat = crypto::make_pat();
     t.id = crypto::random_id();
     t.user_id = u->id;
@@ -1537,12 +1396,12 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
     if (t->id == token_id)
       tok = t;
   if (!tok)
-    fail(404, "PAT: " + token_id + " not found");
+    fail(404, "PAT: " + clip(token_id) + " not found");
   if (method == "GET")
     return json_response(token_json(*tok));
   if (method == "DELETE") {
     if (!admin.delete_token(u->id, token_id))
-      fail(404, "PAT: " + token_id + " not found");
+      fail(404, "PAT: " + clip(token_id) + " not found");
     touched |= parts::part_principals;
     return json_response(json::object());
   }

@@ -10,6 +10,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace caf {
 class actor_system;
@@ -28,6 +30,8 @@ struct request {
 struct response {
   int status = 200;
   std::string body; // JSON
+  // Extra headers (e.g. Retry-After on a 503); the transport adds its own.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct rest_deps {
@@ -46,7 +50,9 @@ public:
   rest_api(const rest_api&) = delete;
   rest_api& operator=(const rest_api&) = delete;
 
-  // Thread-safe; every answer is JSON (errors as {"message","code"}).
+  // Thread-safe; every answer is JSON (errors as {"message","code"}). Bodies are decoded by
+  // api/http/decode.hpp (400 for unparsable, too large or too deep bodies, 422 for values out of
+  // range); a database that cannot be reached answers 503 with Retry-After.
   response handle(const request& req);
 
   struct impl;

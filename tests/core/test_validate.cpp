@@ -134,6 +134,31 @@ TEST_CASE("validate: policy rules") {
   check(validate_policy(a, p), 422, "policy name shouldn't be empty");
 }
 
+TEST_CASE("validate: policy rule ids on update are the policy's own, once each") {
+  auto a = sample();
+  a.policies[0].rules[0].id = "pol"; // the Default policy's one rule
+  policy other;
+  other.id = "other";
+  other.name = "other";
+  other.rules = {tcp_rule()};
+  other.rules[0].id = "other-rule";
+  a.policies.push_back(other);
+  auto p = other;
+  CHECK_FALSE(validate_policy(a, p)); // its own rule id
+  p.rules[0].id = "";                 // none: the store gives one
+  CHECK_FALSE(validate_policy(a, p));
+  p.rules[0].id = "pol"; // another policy's rule: would collide in the store
+  check(validate_policy(a, p), 422, "invalid rule ID: pol");
+  p.rules = {tcp_rule(), tcp_rule()}; // its own, twice
+  p.rules[0].id = p.rules[1].id = "other-rule";
+  check(validate_policy(a, p), 422, "invalid rule ID: other-rule");
+  p.rules[1].id = std::string(500, 'x'); // unknown, and long: a short prefix in the message
+  check(validate_policy(a, p), 422, "invalid rule ID: " + std::string(64, 'x') + "...");
+  // A new policy (no id): rule ids are the store's business.
+  p.id = "";
+  CHECK_FALSE(validate_policy(a, p));
+}
+
 TEST_CASE("validate: routes and prefixes") {
   CHECK(canonical_prefix("10.1.2.3/16")->first == "10.1.0.0/16");
   CHECK(canonical_prefix("10.1.2.3/16")->second == 1);

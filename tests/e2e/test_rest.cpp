@@ -21,6 +21,7 @@ struct reply {
   int status = 0;
   json body;
   std::string request_id;
+  std::string retry_after; // the Retry-After header, if any
 };
 
 struct api_client {
@@ -56,6 +57,7 @@ struct api_client {
     out.status = r->status;
     out.body = json::parse(r->body, nullptr, false);
     out.request_id = r->get_header_value("X-Request-Id");
+    out.retry_after = r->get_header_value("Retry-After");
     return out;
   }
   reply get(const std::string& p) { return call("GET", p); }
@@ -806,6 +808,14 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
     refused(good, stranger, "k1"); // another key under the IdP's key id
     refused(good, stranger, "k9"); // a key id the IdP does not have
     check_error(api.call("GET", "/api/groups", "", "Bearer not-a-jwt"), 401, "token invalid");
+    // Unsigned headers of any shape (alg and kid not strings, nested deep) are refused, not 500.
+    for (const std::string& header :
+         {std::string(R"({"alg":["RS256"],"kid":"k1"})"),
+          std::string(R"({"alg":"RS256","kid":{"a":1}})"),
+          R"({"alg":)" + std::string(2000, '[') + std::string(2000, ']') + "}"})
+      check_error(api.call("GET", "/api/groups", "",
+                           "Bearer " + b64url(header) + "." + b64url(good.dump()) + ".c2ln"),
+                  401, "token invalid");
 
     // A user the store does not know yet: NetBird's first login makes an account it owns.
     auto fresh = good;
@@ -935,4 +945,225 @@ TEST_CASE("rest: gRPC and the REST API on one port (the default, as NetBird serv
         std::string::npos);
   s.stop();
   ::close(blocker);
+}
+
+// --- hostile requests (issue 11): no request takes the server down
+// --------------------------------
+
+namespace {
+
+// The policy body that ended the process with SIGSEGV: 60,000 nested arrays inside `rules`.
+std::string deep_policy_body() {
+  return R"({"name":"deep","enabled":true,"rules":)" + std::string(60'000, '[') +
+         std::string(60'000, ']') + "}";
+}
+
+const std::string int64_max = "9223372036854775807";
+
+} // namespace
+
+TEST_CASE("rest: a 60,000-deep body is 400 and the server keeps serving; overflowing numbers are "
+          "refused and store nothing") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    api_client api{s.api_port, "Token " + s.pat};
+    const auto before = all_lists(api);
+
+    const auto deep = deep_policy_body();
+    REQUIRE(deep.size() > 120'000);
+    const auto default_policy = before["/api/policies"][0]["id"].get<std::string>();
+    check_error(api.call("POST", "/api/policies", deep), 400, "couldn't parse JSON request");
+    check_error(api.call("PUT", "/api/policies/" + default_policy, deep), 400,
+                "couldn't parse JSON request");
+    check_error(api.call("PUT", "/api/groups/" + s.all_group, deep), 400,
+                "couldn't parse JSON request");
+    for (const char* path :
+         {"/api/groups", "/api/routes", "/api/setup-keys", "/api/users", "/api/dns/nameservers"})
+      check_error(api.call("POST", path, std::string(60'000, '{')), 400,
+                  "couldn't parse JSON request");
+    // Still up and serving.
+    CHECK(api.get("/api/groups").status == 200);
+
+    // Numbers: refused before any arithmetic (422 out of range, 400 not an integer as in Go).
+    const auto key = [&](const std::string& expires, const std::string& usage = "0") {
+      return api.call("POST", "/api/setup-keys",
+                      R"({"name":"k","type":"reusable","auto_groups":[],"expires_in":)" + expires +
+                          R"(,"usage_limit":)" + usage + "}");
+    };
+    check_error(key(int64_max), 422, "expiresIn can not be more than 100 years");
+    check_error(key("-1"), 422, "expiresIn can not be in the past");
+    check_error(key("1e308"), 400, "couldn't parse JSON request");
+    check_error(key("86400.5"), 400, "couldn't parse JSON request");
+    check_error(key("86400", "-1"), 422, "usage limit can't be negative");
+    check_error(key("86400", "1e308"), 400, "couldn't parse JSON request");
+    const auto settings = [&](const std::string& field, const std::string& value) {
+      return api.call("PUT", "/api/accounts/" + s.account,
+                      R"({"settings":{")" + field + R"(":)" + value + "}}");
+    };
+    check_error(settings("peer_inactivity_expiration", int64_max), 422,
+                "peer inactivity expiration can't be larger than 100 years");
+    check_error(settings("peer_login_expiration", int64_max), 422,
+                "peer login expiration can't be larger than 180 days");
+    check_error(settings("peer_login_expiration", "-" + int64_max), 422,
+                "peer login expiration can't be smaller than one hour");
+    check_error(settings("peer_login_expiration", "1e308"), 400, "couldn't parse JSON request");
+    check_error(api.call("POST", "/api/users/" + s.owner + "/tokens",
+                         R"({"name":"t","expires_in":)" + int64_max + "}"),
+                422, "expiration has to be between 1 and 365");
+    check_error(
+        api.call("POST", "/api/users/" + s.owner + "/tokens", R"({"name":"t","expires_in":1e308})"),
+        400, "couldn't parse JSON request");
+    check_error(api.call("POST", "/api/routes", R"({"network_id":"n","metric":1e308})"), 400,
+                "couldn't parse JSON request");
+    check_error(
+        api.call(
+            "POST", "/api/policies",
+            R"({"name":"p","rules":[{"name":"r","action":"accept","protocol":"tcp",)"
+            R"("port_ranges":[{"start":1,"end":4294967377}],"sources":[],"destinations":[]}]})"),
+        422, "valid port value is in 1..65535 range");
+    check_error(api.call("POST", "/api/dns/nameservers",
+                         R"({"name":"n","nameservers":[{"ip":"1.1.1.1","port":65589}]})"),
+                422, "invalid NS servers format");
+    // Nothing was stored: every list reads as before (tokens included).
+    const auto after = all_lists(api);
+    for (const auto& [path, list] : before.items())
+      CHECK_MESSAGE(after[path] == list, path);
+    CHECK(api.get("/api/users/" + s.owner + "/tokens").body.size() == 1);
+  }
+}
+
+TEST_CASE("rest: a policy rule id of another policy, or given twice, is 422 and changes nothing") {
+  for (auto kind : engines()) {
+    INFO(std::string(storage::to_string(kind)));
+    server s(kind);
+    api_client api{s.api_port, "Token " + s.pat};
+    const json rule = {
+        {"name", "r"},          {"enabled", true},          {"action", "accept"},
+        {"protocol", "all"},    {"sources", {s.all_group}}, {"destinations", {s.all_group}},
+        {"bidirectional", true}};
+    auto a = api.post("/api/policies", {{"name", "a"}, {"enabled", true}, {"rules", {rule}}});
+    auto b = api.post("/api/policies", {{"name", "b"}, {"enabled", true}, {"rules", {rule}}});
+    REQUIRE(a.status == 200);
+    REQUIRE(b.status == 200);
+    const std::string a_rule = a.body["rules"][0]["id"], b_id = b.body["id"],
+                      b_rule = b.body["rules"][0]["id"];
+    REQUIRE(a_rule != b_rule);
+    // B's rule claims A's rule id: NetBird's "invalid rule ID", never the store's unique violation.
+    auto stolen = rule;
+    stolen["id"] = a_rule;
+    check_error(
+        api.put("/api/policies/" + b_id, {{"name", "b"}, {"enabled", true}, {"rules", {stolen}}}),
+        422, "invalid rule ID: " + a_rule);
+    // Its own rule id twice.
+    auto own = rule;
+    own["id"] = b_rule;
+    check_error(
+        api.put("/api/policies/" + b_id, {{"name", "b"}, {"enabled", true}, {"rules", {own, own}}}),
+        422, "invalid rule ID: " + b_rule);
+    // A made-up id echoes a short prefix only.
+    auto made_up = rule;
+    made_up["id"] = std::string(5000, 'z');
+    check_error(
+        api.put("/api/policies/" + b_id, {{"name", "b"}, {"enabled", true}, {"rules", {made_up}}}),
+        422, "invalid rule ID: " + std::string(64, 'z') + "...");
+    // Both policies as they were; B's own rule id is still accepted.
+    CHECK(api.get("/api/policies/" + b_id).body == b.body);
+    CHECK(api.get("/api/policies/" + a.body["id"].get<std::string>()).body == a.body);
+    auto renamed = own;
+    renamed["name"] = "renamed";
+    auto ok =
+        api.put("/api/policies/" + b_id, {{"name", "b"}, {"enabled", true}, {"rules", {renamed}}});
+    REQUIRE(ok.status == 200);
+    CHECK(ok.body["rules"][0]["id"] == b_rule);
+    CHECK(ok.body["rules"][0]["name"] == "renamed");
+  }
+}
+
+TEST_CASE("rest: errors echo at most a short prefix of a long path or value") {
+  server s(storage::engine::sqlite);
+  api_client api{s.api_port, "Token " + s.pat};
+  const std::string long_id(3000, 'q');
+  check_error(api.get("/api/groups/" + long_id), 404,
+              "group: " + std::string(64, 'q') + "... not found");
+  check_error(api.get("/api/peers/" + long_id), 404,
+              "peer not found: " + std::string(64, 'q') + "...");
+  check_error(api.post("/api/setup-keys", {{"name", "k"}, {"type", long_id}}), 422,
+              "unknown setup key type " + std::string(64, 'q') + "...");
+  check_error(api.post("/api/groups", {{"name", "g"}, {"peers", {long_id}}}), 422,
+              "peer with ID " + std::string(64, 'q') + "... not found");
+  // A path as long as the HTTP server takes: split without a regex, answered, and still serving.
+  const std::string longest(8000, 'q');
+  check_error(api.get("/api/groups/" + longest), 404,
+              "group: " + std::string(64, 'q') + "... not found");
+  check_error(api.get("/api/groups/" + longest + "/a/b/c"), 404, "not found");
+  CHECK(api.get("/api/groups").status == 200);
+}
+
+namespace {
+
+// Makes the server's PostgreSQL database refuse every connection (and ends the open ones) until
+// destroyed: to the server, a database it cannot reach. Connects through template1, which stays
+// open.
+struct database_refused {
+  storage::db_options admin;
+  std::string name;
+  explicit database_refused(const server& s) {
+    admin = {storage::engine::postgres,
+             std::string(std::getenv("NBM_TEST_PG_DSN")) + " dbname=template1", 1};
+    {
+      soci::session own;
+      storage::open_session(own, s.db);
+      own << "SELECT current_database()", soci::into(name);
+    }
+    set(false);
+    soci::session sql;
+    storage::open_session(sql, admin);
+    int killed = 0;
+    sql << "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :d",
+        soci::use(name), soci::into(killed);
+  }
+  ~database_refused() { set(true); }
+  void set(bool allow) {
+    soci::session sql;
+    storage::open_session(sql, admin);
+    sql << "ALTER DATABASE \"" + name + "\" ALLOW_CONNECTIONS " + (allow ? "true" : "false");
+  }
+};
+
+} // namespace
+
+TEST_CASE("rest: while the database cannot be reached REST answers 503 with Retry-After, then "
+          "recovers") {
+  if (!test::postgres_available()) {
+    const char* require = std::getenv("NBM_REQUIRE_PG");
+    REQUIRE_MESSAGE(!(require && std::string(require) == "1"),
+                    "NBM_REQUIRE_PG=1 but no PostgreSQL");
+    return;
+  }
+  server s(storage::engine::postgres);
+  api_client api{s.api_port, "Token " + s.pat};
+  REQUIRE(api.get("/api/groups").status == 200);
+  const auto groups_before = api.get("/api/groups").body;
+  {
+    database_refused down(s);
+    // Reads, changes and authentication alike: 503, NetBird's body, a Retry-After, no 500.
+    for (int i = 0; i < 3; ++i) {
+      for (const auto& r :
+           {api.get("/api/groups"), api.post("/api/groups", {{"name", "down"}}),
+            api.get("/api/peers"),
+            api.put("/api/accounts/" + s.account, {{"settings", json::object()}})}) {
+        check_error(r, 503, "service unavailable, please retry");
+        CHECK(r.retry_after == "2");
+      }
+    }
+    CHECK(s.pid > 0);
+    CHECK(::kill(s.pid, 0) == 0); // still running
+  }
+  // Back: the next requests succeed on fresh sessions (within a deadline, no sleep-and-hope).
+  CHECK(eventually([&] { return api.get("/api/groups").status == 200; }, 10'000ms));
+  CHECK(api.get("/api/groups").body == groups_before); // the refused change left nothing
+  auto g = api.post("/api/groups", {{"name", "after"}});
+  CHECK(g.status == 200);
+  CHECK(api.get("/api/groups").body.size() == groups_before.size() + 1);
 }
