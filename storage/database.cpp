@@ -69,6 +69,10 @@ bool worker_session::alive() {
   return sql_ && session_alive(*sql_, opts_.kind);
 }
 
+bool unreachable(worker_session& s) {
+  return !s.alive();
+}
+
 database::database(db_options opts)
     : opts_(std::move(opts)), pool_(std::make_unique<soci::connection_pool>(opts_.pool_size)) {
   if (opts_.pool_size == 0)
