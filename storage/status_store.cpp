@@ -58,9 +58,6 @@ constexpr const char* tokenless_disconnect_sql =
     "WHERE (account_id = :acc AND id = :id) AND peer_status_connected = true AND "
     "COALESCE(peer_status_session_started_at, 0) = 0";
 
-// Writes per fenced batch of the start-up sweep (bounded statement size).
-constexpr std::size_t sweep_batch = 1000;
-
 } // namespace
 
 struct status_store::impl {
@@ -208,7 +205,9 @@ std::vector<status_write> status_store::connected_sessions() {
   return out;
 }
 
-std::size_t status_store::end_sessions(const std::vector<status_write>& sessions) {
+std::size_t status_store::end_sessions(const std::vector<status_write>& sessions,
+                                       std::size_t batch) {
+  batch = std::max<std::size_t>(batch, 1);
   std::size_t ended = 0;
   std::vector<status_write> fenced;
   std::vector<const status_write*> tokenless;
@@ -220,11 +219,11 @@ std::size_t status_store::end_sessions(const std::vector<status_write>& sessions
       fenced.push_back({w.account_id, w.peer_id, w.token, status_op::disconnect});
   }
   // Peer ids are unique in the table, so a batch never holds two writes of one peer.
-  for (std::size_t at = 0; at < fenced.size(); at += sweep_batch) {
-    const auto end = std::min(fenced.size(), at + sweep_batch);
-    const std::vector<status_write> batch(fenced.begin() + static_cast<std::ptrdiff_t>(at),
-                                          fenced.begin() + static_cast<std::ptrdiff_t>(end));
-    for (bool landed : apply_batch(batch))
+  for (std::size_t at = 0; at < fenced.size(); at += batch) {
+    const auto end = std::min(fenced.size(), at + batch);
+    const std::vector<status_write> part(fenced.begin() + static_cast<std::ptrdiff_t>(at),
+                                         fenced.begin() + static_cast<std::ptrdiff_t>(end));
+    for (bool landed : apply_batch(part))
       ended += landed ? 1 : 0;
   }
   for (const auto* w : tokenless) {

@@ -66,8 +66,8 @@ public:
   // Ends each session with the disconnect fenced on its token, in batches of apply_batch (SQLite:
   // one transaction each; PostgreSQL: one statement each), so a row whose session changed since it
   // was read (a new connect) is left alone. A token-0 session is ended only while its row still is
-  // connected with token 0. Returns how many landed.
-  std::size_t end_sessions(const std::vector<status_write>& sessions);
+  // connected with token 0. `batch`: writes per statement. Returns how many landed.
+  std::size_t end_sessions(const std::vector<status_write>& sessions, std::size_t batch = 1000);
 
   // SQL statements issued so far (tests assert "no SQL" for refused writes).
   std::size_t statements() const { return statements_; }
