@@ -231,18 +231,25 @@ TEST_CASE("outage: PostgreSQL stopped for 8 s: UNAVAILABLE and 503 meanwhile, th
   }
   server s(storage::engine::postgres);
   const auto key = s.setup_key("--name fleet --reusable");
-  tools::peer_client a(s.target()), b(s.target()), c(s.target()), d(s.target());
+  tools::peer_client a(s.target()), b(s.target()), c(s.target()), d(s.target()), e(s.target());
   REQUIRE(a.login(key, "alpha").ok());
   REQUIRE(b.login(key, "beta").ok());
   REQUIRE(d.login(key, "delta").ok());
+  REQUIRE(e.login(key, "epsilon").ok());
   stream sa(a, "alpha", 60000);
   REQUIRE(sa.wait_maps(1, 5000ms));
   REQUIRE(eventually([&] { return s.peer_by_key(a.public_key_b64())->status.connected; }));
   const auto a_row = *s.peer_by_key(a.public_key_b64());
   REQUIRE(rest_get(s, "/api/peers").status == 200);
+  // epsilon's stream ends while the database is down: its disconnect cannot be written then.
+  const auto opened = std::chrono::steady_clock::now();
+  stream se(e, "epsilon", 4000);
+  REQUIRE(se.wait_maps(1, 3000ms));
+  REQUIRE(eventually([&] { return s.peer_by_key(e.public_key_b64())->status.connected; }));
 
   REQUIRE(pg->stop());
   const auto stopped = std::chrono::steady_clock::now();
+  REQUIRE(stopped - opened < 3500ms); // the stream ends during the outage
   bool restarted = false;
   // Whatever fails below, PostgreSQL runs again for the cases after this one.
   struct restart_guard {
@@ -277,6 +284,7 @@ TEST_CASE("outage: PostgreSQL stopped for 8 s: UNAVAILABLE and 503 meanwhile, th
     CHECK(rest.status == 503);
     CHECK_FALSE(rest.retry_after.empty());
   }
+  CHECK(se.wait_end(5000ms));
   // The server is up all along.
   CHECK(tools::peer_client(s.target()).fetch_server_key().ok());
   CHECK_FALSE(sa.finished);
@@ -309,6 +317,10 @@ TEST_CASE("outage: PostgreSQL stopped for 8 s: UNAVAILABLE and 503 meanwhile, th
   CHECK(s.peer_by_key(b.public_key_b64()).has_value());
   CHECK(s.peer_by_key(c.public_key_b64()).has_value());
   CHECK_FALSE(s.peer_by_key(d.public_key_b64()).has_value());
+  // epsilon's session, whose end could not be written during the outage, ends in the store once
+  // the database is back (no peer stays "connected" for good).
+  CHECK(eventually([&] { return !s.peer_by_key(e.public_key_b64())->status.connected; }, 5000ms));
+  CHECK(read_log(s.dir + "/server.log").find("landed on a retry") != std::string::npos);
   // The replica's presence hold is back too.
   CHECK(eventually(
       [&] {
