@@ -183,7 +183,7 @@ void run_due(expiry_ptr self) {
         st.book.forget(item.peer_id);
         continue;
       }
-      const auto at = core::due_at(*f, item.rule, st.book.ephemeral_lifetime());
+      const auto at = st.book.due(*f, item.rule);
       if (!at || *at > now) { // reconnected, logged in again, setting changed: not (yet) due
         st.book.upsert(*f);
         continue;
@@ -244,6 +244,9 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
   auto& st = self->state;
   st.book = core::expiry_book(cfg.ephemeral_lifetime_ns);
   st.cfg = std::move(cfg);
+  // NetBird's loadEphemeralPeers: every ephemeral peer gets the whole lifetime from start-up (a
+  // peer that could not reconnect while no server ran is not deleted on sight).
+  st.book.ephemeral_not_before(st.now() + st.book.ephemeral_lifetime());
   if (st.cfg.timers) {
     // Start-up: every schedule from the store, so nothing is lost across restarts.
     guarded(st, "deriving the schedules", [&] { derive_all(st); });

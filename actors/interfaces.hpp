@@ -260,6 +260,9 @@ using peer_actor = caf::typed_actor<
     caf::replies_to<connect_atom, session_token, sink_ptr>::with<bool>,
     // The stream of `token` ended; answers whether that ended the session.
     caf::replies_to<disconn_atom, session_token>::with<bool>,
+    // Internal: the fenced disconnect of `token` failed (the store unreachable); tried again
+    // until it lands or a newer session of the peer exists.
+    caf::reacts_to<disconn_atom, session_token, tick_atom>,
     // Current session state and counters.
     caf::replies_to<status_atom>::with<peer_state_record>,
     // A map for the session `token` (dropped when that session is no longer the current one).

@@ -21,7 +21,14 @@ namespace nbm::actors {
 namespace {
 
 // gRPC status codes (kept numeric: no gRPC in actors/).
-constexpr int not_found = 5, permission_denied = 7, failed_precondition = 9, internal = 13;
+constexpr int not_found = 5, permission_denied = 7, failed_precondition = 9, internal = 13,
+              unavailable = 14; // the store cannot be reached: NetBird's clients retry
+
+// At most a short prefix of what a client sent goes into an error message.
+std::string prefix(const std::string& client_text) {
+  constexpr std::size_t keep = 44; // a WireGuard key in base64
+  return client_text.size() <= keep ? client_text : client_text.substr(0, keep) + "...";
+}
 
 peer_view fail(int code, std::string msg) {
   peer_view v;
@@ -100,7 +107,7 @@ peer_view do_login(state& st, const login_request& req) {
                       "it with a setup key");
   if (!req.has_meta)
     return fail(failed_precondition, "peer system meta has to be provided to log in. Peer " +
-                                         req.wg_key + ", remote addr " + req.remote_addr);
+                                         prefix(req.wg_key) + ", remote addr " + req.remote_addr);
   auto key = admin.setup_key_by_plain(req.setup_key);
   if (!key || core::check_setup_key(*key, now_unix()) != core::key_verdict::valid)
     return fail(not_found, "couldn't add peer: setup key is invalid");
@@ -193,9 +200,9 @@ peer_view do_logout(state& st, const std::string& wg_key) {
   storage::account_store accounts(sql, st.cfg.db.kind);
   auto p = accounts.peer_by_key(wg_key);
   if (!p)
-    return fail(not_found, "peer not found: " + wg_key);
+    return fail(not_found, "peer not found: " + prefix(wg_key));
   if (!storage::admin_store(sql, st.cfg.db.kind).delete_peer(p->account_id, p->id))
-    return fail(not_found, "peer not found: " + wg_key);
+    return fail(not_found, "peer not found: " + prefix(wg_key));
   spdlog::info("peer {} of account {} logged out and deleted", p->id, p->account_id);
   peer_view v;
   v.peer = *p;
@@ -220,8 +227,14 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
         return fn();
       }
     } catch (const std::exception& e) {
-      if (self->state.sql)
-        self->state.sql->reset(); // reconnect on the next request
+      auto& sql = self->state.sql;
+      const bool down = sql && storage::unreachable(*sql);
+      if (sql)
+        sql->reset(); // reconnect on the next request
+      if (down) {
+        spdlog::warn("login service: the store cannot be reached: {}", e.what());
+        return fail(unavailable, "the store is unavailable, please try again later");
+      }
       spdlog::error("login service: {}", e.what());
       return fail(internal, "failed handling request");
     }

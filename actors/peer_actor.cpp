@@ -23,6 +23,13 @@ struct peer_state {
 
 using peer_ptr = peer_actor::stateful_pointer<peer_state>;
 
+// How long a failed disconnect waits before it is tried again.
+constexpr auto disconnect_retry = std::chrono::seconds(2);
+
+void retry_disconnect(peer_ptr self, session_token token) {
+  self->delayed_send(self, disconnect_retry, disconn_atom::value, token, tick_atom::value);
+}
+
 // Persists one write and, only once it landed (the writer answers after commit), fires the side
 // effects.
 caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token token,
@@ -52,10 +59,14 @@ caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token to
             }
             rp.deliver(landed);
           },
-          [self, rp, connected](caf::error& err) mutable {
+          [self, rp, connected, token](caf::error& err) mutable {
             ++self->state.rec.failed;
             spdlog::error("peer {}: fenced {} failed: {}", self->state.rec.peer_id,
                           connected ? "connect" : "disconnect", caf::to_string(err));
+            // A failed disconnect would leave the peer "connected" in the store for good (the
+            // stream is gone, nothing else ends the session): tried again later.
+            if (!connected)
+              retry_disconnect(self, token);
             rp.deliver(std::move(err));
           });
   return rp;
@@ -95,6 +106,32 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         if (st.account)
           self->send(st.account, detach_atom::value, st.rec.peer_id, token);
         return persist(self, storage::status_op::disconnect, token);
+      },
+      [self](disconn_atom, session_token token, tick_atom) {
+        auto& st = self->state;
+        if (st.rec.token != 0)
+          return; // a newer session: its fenced connect supersedes this one in the store
+        storage::status_write w{st.rec.account_id, st.rec.peer_id, token,
+                                storage::status_op::disconnect};
+        self->request(st.writer, caf::infinite, write_atom::value, std::move(w))
+            .then(
+                [self, token](bool landed) {
+                  auto& st = self->state;
+                  if (!landed) { // the store holds another session now: nothing left to end
+                    ++st.rec.refused;
+                    return;
+                  }
+                  ++st.rec.landed;
+                  spdlog::info("peer {}: the disconnect of session {} landed on a retry",
+                               st.rec.peer_id, token);
+                  if (st.observer)
+                    self->send(st.observer, landed_atom::value,
+                               session_event{st.rec.account_id, st.rec.peer_id, token, false, ""});
+                },
+                [self, token](caf::error&) {
+                  ++self->state.rec.failed;
+                  retry_disconnect(self, token);
+                });
       },
       [self](status_atom) {
         auto r = self->state.rec;

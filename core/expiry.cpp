@@ -202,10 +202,17 @@ std::uint32_t expiry_book::account_slot(const std::string& account_id) {
   return idx;
 }
 
+std::optional<unix_ns> expiry_book::due(const lifecycle_facts& f, lifecycle_rule r) const {
+  auto at = due_at(f, r, lifetime_);
+  if (at && r == lifecycle_rule::ephemeral)
+    at = std::max(*at, ephemeral_floor_);
+  return at;
+}
+
 void expiry_book::schedule_slot(slot_id s, const lifecycle_facts& f) {
   for (std::size_t r = 0; r < lifecycle_rule_count; ++r) {
     const auto rule = static_cast<lifecycle_rule>(r);
-    if (auto at = due_at(f, rule, lifetime_))
+    if (auto at = due(f, rule))
       schedule_.set(s, rule, *at);
     else
       schedule_.cancel(s, rule);
@@ -325,7 +332,7 @@ void expiry_book::on_disconnect(const std::string& peer_id, unix_ns now) {
   sl.flags &= static_cast<std::uint8_t>(~f_connected);
   const auto& set = accounts_[sl.account].settings;
   if (sl.flags & f_ephemeral)
-    schedule_.set(s, lifecycle_rule::ephemeral, now + lifetime_);
+    schedule_.set(s, lifecycle_rule::ephemeral, std::max(now + lifetime_, ephemeral_floor_));
   if ((sl.flags & f_sso) && (sl.flags & f_inactivity) && !(sl.flags & f_expired) &&
       set.inactivity_enabled)
     schedule_.set(s, lifecycle_rule::inactivity, now + set.inactivity_period_ns);

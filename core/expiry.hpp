@@ -132,6 +132,12 @@ public:
       : lifetime_(ephemeral_lifetime_ns) {}
 
   unix_ns ephemeral_lifetime() const { return lifetime_; }
+  // No ephemeral peer is deleted before `at` (NetBird's loadEphemeralPeers: at start-up every
+  // ephemeral peer gets the whole lifetime counted from then, so peers that could not reconnect
+  // while no server ran are not deleted on sight). Applies to deadlines computed from now on.
+  void ephemeral_not_before(unix_ns at) { ephemeral_floor_ = at; }
+  // `due_at` with this book's lifetime and floor: when `r` falls due for the peer as stored.
+  std::optional<unix_ns> due(const lifecycle_facts& f, lifecycle_rule r) const;
 
   // Takes the peer as stored: (re)computes its deadlines from the facts, or forgets it when no
   // rule can concern it. The account's settings come with the facts.
@@ -194,6 +200,7 @@ private:
   void schedule_slot(slot_id s, const lifecycle_facts& f);
 
   unix_ns lifetime_;
+  unix_ns ephemeral_floor_ = std::numeric_limits<unix_ns>::min();
   std::unordered_map<std::string, slot_id> index_;
   std::vector<slot> slots_;
   std::vector<slot_id> free_;

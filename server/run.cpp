@@ -14,7 +14,9 @@
 #include "server/front_door.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
+#include "storage/replica_lock.hpp"
 #include "storage/schema.hpp"
+#include "storage/status_store.hpp"
 
 #include <caf/all.hpp>
 #include <soci/soci.h>
@@ -24,6 +26,7 @@
 #include <csignal>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include <sys/resource.h>
 
@@ -78,6 +81,42 @@ static core::unix_ns ephemeral_lifetime() {
   return d.count();
 }
 
+// Ends the sessions the store shows connected when no other process serves it: on SQLite this
+// process is alone by construction; on PostgreSQL only when no other replica holds the presence
+// lock (storage/replica_lock.hpp). Returns the presence hold a PostgreSQL replica keeps for its
+// life.
+static std::unique_ptr<storage::replica_presence>
+end_crash_leftovers(const storage::db_options& db) {
+  std::unique_ptr<storage::replica_presence> presence;
+  if (db.kind == storage::engine::postgres) {
+    presence = std::make_unique<storage::replica_presence>(db);
+    // A process killed a moment ago may still hold the lock until its database backend has seen
+    // the connection close: a few tries over half a second.
+    bool alone = presence->alone();
+    for (int i = 0; i < 5 && !alone; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      alone = presence->alone();
+    }
+    if (!alone) {
+      spdlog::info("other replicas serve this store: the sessions it shows connected are left to "
+                   "them");
+      presence->join();
+      return presence;
+    }
+  }
+  const auto began = std::chrono::steady_clock::now();
+  const auto r = storage::status_store(db).end_leftover_sessions();
+  spdlog::info(
+      "start-up: {} leftover session(s) of a previous run ended ({} shown connected) in {} ms",
+      r.ended, r.found,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                            began)
+          .count());
+  if (presence)
+    presence->join();
+  return presence;
+}
+
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
   for (const auto& w : cfg.warnings)
@@ -103,6 +142,10 @@ int run_management(const management_options& opts, config::management_config cfg
     soci::session sql(database.pool());
     key = storage::admin_store(sql, db.kind).server_key_pair(cfg.data_store_encryption_key);
   }
+
+  // Before anything serves: sessions a killed process left "connected" are ended, so the
+  // expiry actor (spawned below) schedules their ephemeral peers from now.
+  auto presence = end_crash_leftovers(db);
 
   caf::actor_system_config caf_cfg;
   caf::actor_system sys{caf_cfg};

@@ -11,6 +11,46 @@ const char* to_string(engine e) {
   return e == engine::postgres ? "postgres" : "sqlite";
 }
 
+namespace {
+
+// A libpq DSN as it may be named in an error or a log line: the password masked, in keyword/value
+// form (password=..., quoted or not) and in a URL (postgres://user:password@host).
+std::string redacted(const std::string& dsn) {
+  std::string out = dsn;
+  const auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const auto at = out.find('@', scheme + 3);
+    const auto colon = out.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+      out.replace(colon + 1, at - colon - 1, "***");
+  }
+  for (std::size_t pos = out.find("password"); pos != std::string::npos;
+       pos = out.find("password", pos + 1)) {
+    auto v = pos + 8;
+    while (v < out.size() && out[v] == ' ')
+      ++v;
+    if (v >= out.size() || out[v] != '=')
+      continue;
+    ++v;
+    while (v < out.size() && out[v] == ' ')
+      ++v;
+    auto end = v;
+    if (end < out.size() && out[end] == '\'') {
+      for (++end; end < out.size() && out[end] != '\''; ++end)
+        if (out[end] == '\\')
+          ++end;
+      end = std::min(out.size(), end + 1);
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&')
+        ++end;
+    }
+    out.replace(v, end - v, "***");
+  }
+  return out;
+}
+
+} // namespace
+
 void open_session(soci::session& sql, const db_options& opts) {
   try {
     if (opts.kind == engine::sqlite) {
@@ -27,7 +67,8 @@ void open_session(soci::session& sql, const db_options& opts) {
     }
   } catch (const std::exception& e) {
     throw store_error(std::string("cannot open ") + to_string(opts.kind) + " store '" +
-                      opts.target + "': " + e.what());
+                      (opts.kind == engine::postgres ? redacted(opts.target) : opts.target) +
+                      "': " + e.what());
   }
 }
 
@@ -67,6 +108,10 @@ void worker_session::reset() {
 
 bool worker_session::alive() {
   return sql_ && session_alive(*sql_, opts_.kind);
+}
+
+bool unreachable(worker_session& s) {
+  return !s.alive();
 }
 
 database::database(db_options opts)

@@ -79,4 +79,10 @@ private:
   std::chrono::steady_clock::time_point used_{};
 };
 
+// The one place that tells "the database cannot be reached" (refused, dropped, not answering) from
+// other failures: after a use of `s` failed, its session is gone (it could not be opened) or no
+// longer answers a trivial query. Callers answer such failures "unavailable, try again" (gRPC
+// UNAVAILABLE, HTTP 503) rather than as internal errors. Call it before reset().
+bool unreachable(worker_session& s);
+
 } // namespace nbm::storage

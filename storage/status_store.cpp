@@ -2,6 +2,7 @@
 
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -46,6 +47,16 @@ void append_pg_element(std::string& out, const std::string& s) {
   }
   out += '"';
 }
+
+constexpr const char* leftover_select_sql =
+    "SELECT account_id, id, CAST(COALESCE(peer_status_session_started_at, 0) AS TEXT) FROM peers "
+    "WHERE peer_status_connected = true";
+
+// NetBird's own server writes connected without a token: such a row is ended only as it was read.
+constexpr const char* tokenless_disconnect_sql =
+    "UPDATE peers SET peer_status_connected = false, peer_status_last_seen = CURRENT_TIMESTAMP "
+    "WHERE (account_id = :acc AND id = :id) AND peer_status_connected = true AND "
+    "COALESCE(peer_status_session_started_at, 0) = 0";
 
 } // namespace
 
@@ -171,6 +182,59 @@ std::vector<bool> status_store::apply_batch(const std::vector<status_write>& bat
       landed[it->second] = true;
   }
   return landed;
+}
+
+status_store::sweep_result status_store::end_leftover_sessions() {
+  const auto sessions = connected_sessions();
+  return {sessions.size(), end_sessions(sessions)};
+}
+
+std::vector<status_write> status_store::connected_sessions() {
+  std::vector<status_write> out;
+  soci::rowset<soci::row> rows = (impl_->sql.prepare << leftover_select_sql);
+  ++statements_;
+  for (const auto& r : rows) {
+    status_write w;
+    w.account_id = r.get<std::string>(0);
+    w.peer_id = r.get<std::string>(1);
+    // As text: SOCI's SQLite backend would read the 64-bit token into an int.
+    w.token = std::stoll(r.get<std::string>(2));
+    w.op = status_op::disconnect;
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+std::size_t status_store::end_sessions(const std::vector<status_write>& sessions,
+                                       std::size_t batch) {
+  batch = std::max<std::size_t>(batch, 1);
+  std::size_t ended = 0;
+  std::vector<status_write> fenced;
+  std::vector<const status_write*> tokenless;
+  fenced.reserve(sessions.size());
+  for (const auto& w : sessions) {
+    if (w.token == 0)
+      tokenless.push_back(&w);
+    else
+      fenced.push_back({w.account_id, w.peer_id, w.token, status_op::disconnect});
+  }
+  // Peer ids are unique in the table, so a batch never holds two writes of one peer.
+  for (std::size_t at = 0; at < fenced.size(); at += batch) {
+    const auto end = std::min(fenced.size(), at + batch);
+    const std::vector<status_write> part(fenced.begin() + static_cast<std::ptrdiff_t>(at),
+                                         fenced.begin() + static_cast<std::ptrdiff_t>(end));
+    for (bool landed : apply_batch(part))
+      ended += landed ? 1 : 0;
+  }
+  for (const auto* w : tokenless) {
+    std::string a = w->account_id, p = w->peer_id;
+    soci::statement st =
+        (impl_->sql.prepare << tokenless_disconnect_sql, soci::use(a, "acc"), soci::use(p, "id"));
+    st.execute(true);
+    ++statements_;
+    ended += st.get_affected_rows() > 0 ? 1 : 0;
+  }
+  return ended;
 }
 
 } // namespace nbm::storage

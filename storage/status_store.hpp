@@ -52,6 +52,23 @@ public:
   // input order.
   std::vector<bool> apply_batch(const std::vector<status_write>& batch);
 
+  // The start-up sweep: ends the sessions the store shows connected that no process serves any
+  // more (a crashed process's leftovers; call it only when no other process serving this store is
+  // alive). end_leftover_sessions() is connected_sessions() then end_sessions().
+  struct sweep_result {
+    std::size_t found = 0; // rows shown connected
+    std::size_t ended = 0; // of them, ended by a landed fenced write
+  };
+  sweep_result end_leftover_sessions();
+  // Every row with peer_status_connected true, as a disconnect of exactly the token it holds (0: a
+  // row NetBird's own server wrote; it keeps no token).
+  std::vector<status_write> connected_sessions();
+  // Ends each session with the disconnect fenced on its token, in batches of apply_batch (SQLite:
+  // one transaction each; PostgreSQL: one statement each), so a row whose session changed since it
+  // was read (a new connect) is left alone. A token-0 session is ended only while its row still is
+  // connected with token 0. `batch`: writes per statement. Returns how many landed.
+  std::size_t end_sessions(const std::vector<status_write>& sessions, std::size_t batch = 1000);
+
   // SQL statements issued so far (tests assert "no SQL" for refused writes).
   std::size_t statements() const { return statements_; }
 

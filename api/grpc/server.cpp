@@ -62,6 +62,20 @@ std::string address_of(const std::string& peer) {
   return port == std::string::npos ? rest : rest.substr(0, port);
 }
 
+// What an error message may echo of a client's text: at most a key's length (44 characters of
+// base64), printable ASCII only.
+std::string client_prefix(const std::string& text) {
+  constexpr std::size_t keep = 44;
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < keep; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  }
+  if (text.size() > keep)
+    out += "...";
+  return out;
+}
+
 // The peer's key from the envelope, or the status NetBird answers for a bad one.
 std::optional<std::string> peer_key(const EncryptedMessage& m) {
   auto raw = crypto::base64_decode(m.wgpubkey());
@@ -93,7 +107,7 @@ std::optional<std::string> open_request(const grpc_deps& d, const EncryptedMessa
   auto key = peer_key(req);
   if (!key) {
     r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                     "provided wgPubKey " + req.wgpubkey() + " is invalid"));
+                     "provided wgPubKey " + client_prefix(req.wgpubkey()) + " is invalid"));
     return std::nullopt;
   }
   if (!open_body(d, req, *key, msg)) {
@@ -419,8 +433,9 @@ public:
     st->token = session_tokens.next(); // the fencing token: this stream's open time
     auto key = peer_key(*req);
     if (!key) {
-      reactor->finish(Status(StatusCode::INVALID_ARGUMENT,
-                             "provided wgPubKey " + req->wgpubkey() + " is invalid"));
+      reactor->finish(
+          Status(StatusCode::INVALID_ARGUMENT,
+                 "provided wgPubKey " + client_prefix(req->wgpubkey()) + " is invalid"));
       return reactor;
     }
     st->wg_key_raw = *key;
@@ -589,16 +604,17 @@ public:
     auto* r = ctx->DefaultReactor();
     auto key = peer_key(*req);
     if (!key) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "error while parsing peer's Wireguard public key " + req->wgpubkey() +
-                           " on GetDeviceAuthorizationFlow request."));
+      r->Finish(
+          Status(StatusCode::INVALID_ARGUMENT, "error while parsing peer's Wireguard public key " +
+                                                   client_prefix(req->wgpubkey()) +
+                                                   " on GetDeviceAuthorizationFlow request."));
       return r;
     }
     management::DeviceAuthorizationFlowRequest in;
     if (!open_body(d_, *req, *key, in)) {
       r->Finish(Status(StatusCode::INVALID_ARGUMENT,
                        "error while decrypting peer's message with Wireguard public key " +
-                           req->wgpubkey() + "."));
+                           client_prefix(req->wgpubkey()) + "."));
       return r;
     }
     const auto& flow = d_.cfg.device_auth_flow;
@@ -621,16 +637,17 @@ public:
     auto* r = ctx->DefaultReactor();
     auto key = peer_key(*req);
     if (!key) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "error while parsing peer's Wireguard public key " + req->wgpubkey() +
-                           " on GetPKCEAuthorizationFlow request."));
+      r->Finish(
+          Status(StatusCode::INVALID_ARGUMENT, "error while parsing peer's Wireguard public key " +
+                                                   client_prefix(req->wgpubkey()) +
+                                                   " on GetPKCEAuthorizationFlow request."));
       return r;
     }
     management::PKCEAuthorizationFlowRequest in;
     if (!open_body(d_, *req, *key, in)) {
       r->Finish(Status(StatusCode::INVALID_ARGUMENT,
                        "error while decrypting peer's message with Wireguard public key " +
-                           req->wgpubkey() + "."));
+                           client_prefix(req->wgpubkey()) + "."));
       return r;
     }
     if (!d_.cfg.pkce_auth_flow) {
@@ -668,21 +685,51 @@ private:
 
 namespace {
 
-// Counts every call by method and the status it ended with (the metrics' gRPC counter).
+// The methods this server implements. gRPC's callback API answers UNIMPLEMENTED with an empty
+// message when a request does not parse as the method's protobuf message (a malformed
+// EncryptedMessage): for these methods that answer is rewritten to INVALID_ARGUMENT. A method not
+// implemented here keeps UNIMPLEMENTED.
+bool implemented(const std::string& method) {
+  static const char* const names[] = {"GetServerKey",
+                                      "isHealthy",
+                                      "Login",
+                                      "Sync",
+                                      "SyncMeta",
+                                      "Logout",
+                                      "GetDeviceAuthorizationFlow",
+                                      "GetPKCEAuthorizationFlow"};
+  for (const char* n : names)
+    if (method == n)
+      return true;
+  return false;
+}
+
+// Counts every call by method and the status it ended with (the metrics' gRPC counter); answers
+// an unparseable request of an implemented method INVALID_ARGUMENT (see implemented()).
 class counting_interceptor : public grpc::experimental::Interceptor {
 public:
   explicit counting_interceptor(grpc::experimental::ServerRpcInfo* info) {
     const std::string full = info->method() ? info->method() : "";
     method_ = full.substr(full.rfind('/') + 1);
+    implemented_ = full.rfind("/management.ManagementService/", 0) == 0 && implemented(method_);
   }
   void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
-    if (m->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS))
-      metrics::grpc_request(method_, static_cast<int>(m->GetSendStatus().error_code()));
+    if (m->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      auto status = m->GetSendStatus();
+      if (implemented_ && status.error_code() == StatusCode::UNIMPLEMENTED &&
+          status.error_message().empty()) {
+        status = Status(StatusCode::INVALID_ARGUMENT, "invalid request message");
+        m->ModifySendStatus(status);
+      }
+      metrics::grpc_request(method_, static_cast<int>(status.error_code()));
+    }
     m->Proceed();
   }
 
 private:
   std::string method_;
+  bool implemented_ = false;
 };
 
 class counting_factory : public grpc::experimental::ServerInterceptorFactoryInterface {

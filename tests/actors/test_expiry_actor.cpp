@@ -376,3 +376,19 @@ TEST_CASE("expiry actor: a restart derives every schedule from the store") {
     CHECK(st.expired == 1);
   }
 }
+
+TEST_CASE("expiry actor: at start-up an ephemeral peer long disconnected gets the whole lifetime "
+          "from then (NetBird's loadEphemeralPeers)") {
+  for (const auto& opts : test::fresh_backends("exp_startup")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    w.add("old", 1, false, true, "2024-05-01 08:00:00+00:00"); // 2 h before start-up
+    rig r(opts);
+    auto e = r.expiry(opts, 600 * sec); // starts at t0
+    CHECK(r.status(e).next_ns == t0_ns + 600 * sec);
+    CHECK(r.at(e, t0_ns + 600 * sec - 1).deleted == 0);
+    CHECK(w.exists("old"));
+    CHECK(r.at(e, t0_ns + 600 * sec).deleted == 1);
+    CHECK_FALSE(w.exists("old"));
+  }
+}

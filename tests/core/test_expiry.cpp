@@ -190,3 +190,38 @@ TEST_CASE("expiry rules: the Login/Sync gate is NetBird's peerLoginExpired (time
   p.user_id.clear();
   CHECK(must_log_in_again(a, p, t0_s));
 }
+
+TEST_CASE("expiry book: at start-up every ephemeral peer gets the whole lifetime from then "
+          "(NetBird's loadEphemeralPeers); later disconnects count from themselves") {
+  const unix_ns lifetime = 600 * s;
+  expiry_book book(lifetime);
+  const unix_ns start = t0_ns + 5 * hour; // the server was down for hours
+  book.ephemeral_not_before(start + lifetime);
+  auto old = ephemeral_peer("old"); // disconnected at t0: would have been due at t0 + 10 min
+  auto fresh = ephemeral_peer("fresh");
+  fresh.last_seen = "2024-05-01 15:20:00+00:00"; // disconnected after start-up
+  auto sso = sso_peer("sso");                    // the floor is for ephemeral cleanup only
+  book.upsert(old);
+  book.upsert(fresh);
+  book.upsert(sso);
+  CHECK(book.deadline("old", lifecycle_rule::ephemeral) == start + lifetime);
+  CHECK(book.due(old, lifecycle_rule::ephemeral) == start + lifetime);
+  CHECK(book.deadline("fresh", lifecycle_rule::ephemeral) ==
+        *store_time_ns("2024-05-01 15:20:00+00:00") + lifetime);
+  CHECK(book.deadline("sso", lifecycle_rule::inactivity) == t0_ns + hour / 6);
+  // Nothing is due before the floor.
+  CHECK(book.take_due(start + lifetime - 1).size() == 1); // the SSO peer's inactivity
+  auto due = book.take_due(start + lifetime);
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].peer_id == "old");
+  // A disconnect after start-up counts from itself.
+  book.on_connect("fresh");
+  book.on_disconnect("fresh", start + 2 * hour);
+  CHECK(book.deadline("fresh", lifecycle_rule::ephemeral) == start + 2 * hour + lifetime);
+  // Connected ephemeral peers have no deadline, floor or not.
+  auto on = ephemeral_peer("on");
+  on.connected = true;
+  book.upsert(on);
+  CHECK_FALSE(book.deadline("on", lifecycle_rule::ephemeral));
+  CHECK_FALSE(book.due(on, lifecycle_rule::ephemeral));
+}

@@ -348,4 +348,23 @@ TEST_CASE("opening a bad store gives a clear store_error") {
         storage::open_session(sql, dsn);
       }(),
       doctest::Contains("cannot open postgres store"), storage::store_error);
+  // The password never appears in the error (it reaches logs and answers).
+  for (const std::string& target :
+       {std::string("host=127.0.0.1 port=1 dbname=x user=x password=s3cr3t connect_timeout=2"),
+        std::string("host=127.0.0.1 port=1 password = 'se cr\\'et' connect_timeout=2"),
+        std::string("postgres://x:s3cr3t@127.0.0.1:1/x?connect_timeout=2")}) {
+    INFO(target);
+    storage::db_options with_password{engine::postgres, target, 1};
+    try {
+      soci::session sql;
+      storage::open_session(sql, with_password);
+      FAIL("opened a store on port 1");
+    } catch (const storage::store_error& e) {
+      const std::string what = e.what();
+      CHECK(what.find("cannot open postgres store") != std::string::npos);
+      CHECK(what.find("s3cr3t") == std::string::npos);
+      CHECK(what.find("\\'et") == std::string::npos);
+      CHECK(what.find("***") != std::string::npos);
+    }
+  }
 }

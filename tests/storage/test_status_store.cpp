@@ -252,3 +252,96 @@ TEST_CASE("fence: randomized interleaved histories match the reference model") {
     }
   }
 }
+
+TEST_CASE("start-up sweep: every session shown connected ends with a disconnect of its own token; "
+          "a row reconnected between the read and the write is left alone") {
+  for (const auto& opts : test::fresh_backends("sweep")) {
+    INFO(test::backend_name(opts));
+    test::seed_peers(opts, 5);
+    status_store s(opts);
+    const core::session_token t = 1'800'000'000'000'000'000;
+    REQUIRE(s.connect("acc1", "p0", t + 1));
+    REQUIRE(s.connect("acc1", "p1", t + 2));
+    REQUIRE(s.connect("acc1", "p2", t + 3));
+    REQUIRE(s.connect("acc1", "p3", t + 4));
+    REQUIRE(s.disconnect("acc1", "p3", t + 4)); // ended cleanly: not a leftover
+    // p4 as NetBird's own server leaves it: connected, no token.
+    test::exec_sql(opts, "UPDATE peers SET peer_status_connected = true WHERE id = 'p4'");
+
+    auto sessions = s.connected_sessions();
+    std::sort(sessions.begin(), sessions.end(),
+              [](const status_write& a, const status_write& b) { return a.peer_id < b.peer_id; });
+    REQUIRE(sessions.size() == 4);
+    CHECK(sessions[0].peer_id == "p0");
+    CHECK(sessions[0].token == t + 1);
+    CHECK(sessions[2].token == t + 3);
+    CHECK(sessions[3].peer_id == "p4");
+    CHECK(sessions[3].token == 0);
+    for (const auto& w : sessions)
+      CHECK(w.op == status_op::disconnect);
+
+    // Between the read and the writes: p1 reconnects (a newer session, e.g. a replica that came
+    // up), and p4 is connected by us (a token now).
+    status_store other(opts);
+    REQUIRE(other.connect("acc1", "p1", t + 10));
+    REQUIRE(other.connect("acc1", "p4", t + 11));
+    const double before = test::db_now(opts);
+    CHECK(s.end_sessions(sessions) == 2);
+    for (const char* id : {"p0", "p2"}) {
+      INFO(id);
+      auto r = test::read_status(opts, id);
+      CHECK_FALSE(r.connected);
+      CHECK(r.token == 0);
+      CHECK(test::parse_db_time(r.last_seen) >= before - 1); // the database's clock, now
+    }
+    auto p1 = test::read_status(opts, "p1");
+    CHECK(p1.connected);
+    CHECK(p1.token == t + 10);
+    auto p4 = test::read_status(opts, "p4");
+    CHECK(p4.connected);
+    CHECK(p4.token == t + 11);
+    // The newer sessions end normally afterwards.
+    CHECK(other.disconnect("acc1", "p1", t + 10));
+  }
+}
+
+TEST_CASE(
+    "start-up sweep: a tokenless connected row is ended; nothing connected, nothing written") {
+  for (const auto& opts : test::fresh_backends("sweep_tokenless")) {
+    INFO(test::backend_name(opts));
+    test::seed_peers(opts, 3);
+    status_store s(opts);
+    auto none = s.end_leftover_sessions();
+    CHECK(none.found == 0);
+    CHECK(none.ended == 0);
+    test::exec_sql(opts, "UPDATE peers SET peer_status_connected = true WHERE id = 'p2'");
+    const auto r = s.end_leftover_sessions();
+    CHECK(r.found == 1);
+    CHECK(r.ended == 1);
+    CHECK_FALSE(test::read_status(opts, "p2").connected);
+    CHECK(s.end_leftover_sessions().found == 0);
+  }
+}
+
+TEST_CASE("start-up sweep: many leftovers end in several batches") {
+  for (const auto& opts : test::fresh_backends("sweep_many")) {
+    INFO(test::backend_name(opts));
+    const int n = 240;
+    test::seed_peers(opts, n);
+    status_store s(opts);
+    std::vector<status_write> connects;
+    for (int i = 0; i < n; ++i)
+      connects.push_back({"acc1", "p" + std::to_string(i),
+                          core::session_token{1'900'000'000'000'000'000} + i, status_op::connect});
+    auto landed = s.apply_batch(connects);
+    REQUIRE(std::all_of(landed.begin(), landed.end(), [](bool x) { return x; }));
+    auto sessions = s.connected_sessions();
+    REQUIRE(sessions.size() == static_cast<std::size_t>(n));
+    const auto before = s.statements();
+    CHECK(s.end_sessions(sessions, 100) == static_cast<std::size_t>(n));
+    if (opts.kind == storage::engine::postgres)
+      CHECK(s.statements() - before == 3); // one statement per batch
+    CHECK(s.connected_sessions().empty());
+    CHECK(test::read_status(opts, "p239").token == 0);
+  }
+}
