@@ -550,6 +550,24 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
       },
+      [self](login_atom, const login_request&,
+             const std::string& peer_id) -> caf::result<peer_view> {
+        auto& st = self->state;
+        if (const auto* p = find_peer(st, peer_id))
+          return login_view(st, *p);
+        auto rp = self->make_response_promise<peer_view>();
+        self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
+            .await(
+                [self, rp, peer_id](const account_ptr& acc) mutable {
+                  ++self->state.rec.reloads;
+                  adopt(self, acc);
+                  const auto* p = find_peer(self->state, peer_id);
+                  rp.deliver(p ? login_view(self->state, *p)
+                               : fail(permission_denied, "peer is not registered"));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
       [self](register_atom, login_request& req, core::setup_key& key) -> caf::result<peer_view> {
         auto& st = self->state;
         auto rp = self->make_response_promise<peer_view>();

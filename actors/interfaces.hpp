@@ -316,6 +316,10 @@ using account_actor = caf::typed_actor<
     // login of that peer. Registrations that queue up while one is being written go to the store
     // together, one transaction for the batch.
     caf::replies_to<register_atom, login_request, core::setup_key>::with<peer_view>,
+    // The Login of a registered peer (its id, as the store knows its key): registered? expired?
+    // decided from the account in memory (read once more first when the peer is not in it: another
+    // replica registered it a moment ago).
+    caf::replies_to<login_atom, login_request, std::string>::with<peer_view>,
     // A peer was registered (committed) by someone else as member of these groups; the store's
     // serial after that write is `serial`. The actor takes that serial only when it was the one
     // write since its own; otherwise it reads the account again.

@@ -46,10 +46,6 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool login_expired(const core::account& a, const core::peer& p) {
-  return core::must_log_in_again(a, p, now_unix()); // NetBird's peerLoginExpired
-}
-
 peer_view view_of(const core::account& a, const core::peer& p) {
   peer_view v;
   v.peer = p;
@@ -62,6 +58,7 @@ peer_view view_of(const core::account& a, const core::peer& p) {
 struct login_step {
   peer_view answer;
   std::optional<core::setup_key> register_with;
+  std::optional<core::peer> known;                  // a registered peer: its account actor answers
   login_step(peer_view v) : answer(std::move(v)) {} // NOLINT: an answer converts
   login_step() = default;
 };
@@ -73,9 +70,6 @@ login_step do_login(state& st, const login_request& req) {
   storage::admin_store admin(sql, kind);
 
   if (auto known = accounts.peer_by_key(req.wg_key)) {
-    auto account = accounts.load_account(known->account_id);
-    if (!account)
-      return fail(not_found, "account not found: index lookup failed");
     if (!req.jwt_user.empty()) {
       // An SSO login of a peer its user added: renews the login (and clears an expiry), as
       // NetBird's LoginPeer with a JWT. Another user's token is refused.
@@ -92,9 +86,10 @@ login_step do_login(state& st, const login_request& req) {
       v.relogged = true;
       return v;
     }
-    if (login_expired(*account, *known))
-      return fail(permission_denied, "peer login has expired, please log in once more");
-    return view_of(*account, *known);
+    // Registered? expired? The account actor decides from the account it holds.
+    login_step step;
+    step.known = std::move(*known);
+    return step;
   }
   if (req.setup_key.empty() && req.jwt.empty())
     return fail(permission_denied,
@@ -184,6 +179,20 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
   return {
       [self, guarded](login_atom, const login_request& req) -> caf::result<peer_view> {
         auto step = guarded([&] { return do_login(self->state, req); });
+        if (step.known) {
+          auto rp = self->make_response_promise<peer_view>();
+          const auto account = step.known->account_id, id = step.known->id;
+          self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
+              .then(
+                  [rp, req, id](account_actor acc) mutable {
+                    rp.delegate(acc, login_atom::value, std::move(req), id);
+                  },
+                  [rp](caf::error& err) mutable {
+                    spdlog::error("login service: no account actor: {}", caf::to_string(err));
+                    rp.deliver(fail(internal, "failed handling request"));
+                  });
+          return rp;
+        }
         if (!step.register_with)
           return step.answer;
         auto rp = self->make_response_promise<peer_view>();

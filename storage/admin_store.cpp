@@ -205,16 +205,8 @@ std::optional<core::setup_key> admin_store::setup_key_by_plain(const std::string
   for (auto& c : upper)
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::string hashed = crypto::sha256_base64(upper);
-  std::string account_id;
-  soci::indicator ind = soci::i_null;
-  sql_ << "SELECT account_id FROM setup_keys WHERE \"key\" = :k", soci::use(hashed, "k"),
-      soci::into(account_id, ind);
-  if (!sql_.got_data() || ind == soci::i_null)
-    return std::nullopt;
-  for (auto& k : list_setup_keys(account_id))
-    if (k.key == hashed)
-      return k;
-  return std::nullopt;
+  // One indexed read of the key's own row (never the account around it).
+  return account_store(sql_, kind_).setup_key_by_hashed_key(hashed);
 }
 
 bool admin_store::use_setup_key(const std::string& key_id) {

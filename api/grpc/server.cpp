@@ -41,7 +41,7 @@ constexpr auto actor_deadline = std::chrono::seconds(20);
 // The one place where answers of the actors become gRPC statuses: a refusal the actors decided
 // (a gRPC code, NetBird's message), and a failure of the actor system itself.
 Status refusal(int code, const std::string& message) {
-  return code == 0 ? Status::OK : refusal(code, message);
+  return code == 0 ? Status::OK : Status(static_cast<StatusCode>(code), message);
 }
 Status actor_failure(const caf::error& err, const std::string& message) {
   if (err == caf::sec::request_timeout)
