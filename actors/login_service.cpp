@@ -58,8 +58,8 @@ peer_view view_of(const core::account& a, const core::peer& p) {
 struct login_step {
   peer_view answer;
   std::optional<core::setup_key> register_with;
-  std::optional<core::peer> known;                  // a registered peer: its account actor answers
-  login_step(peer_view v) : answer(std::move(v)) {} // NOLINT: an answer converts
+  std::optional<storage::account_store::peer_ref> known; // registered: its account actor answers
+  login_step(peer_view v) : answer(std::move(v)) {}      // NOLINT: an answer converts
   login_step() = default;
 };
 
@@ -69,7 +69,7 @@ login_step do_login(state& st, const login_request& req) {
   storage::account_store accounts(sql, kind);
   storage::admin_store admin(sql, kind);
 
-  if (auto known = accounts.peer_by_key(req.wg_key)) {
+  if (auto known = accounts.peer_ref_by_key(req.wg_key)) {
     if (!req.jwt_user.empty()) {
       // An SSO login of a peer its user added: renews the login (and clears an expiry), as
       // NetBird's LoginPeer with a JWT. Another user's token is refused.
