@@ -2,21 +2,24 @@
 
 #include "core/expiry.hpp"
 #include "core/registration.hpp"
+#include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
 
 #include <caf/all.hpp>
 #include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
+#include <optional>
+#include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace nbm::actors {
 
 namespace {
-
-// gRPC status codes (kept numeric: no gRPC in actors/).
-constexpr int permission_denied = 7;
 
 double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -24,10 +27,40 @@ double now_unix() {
 
 // ---- account_actor ---------------------------------------------------------------------------
 
+// gRPC status codes (kept numeric: no gRPC in actors/).
+constexpr int not_found = 5, permission_denied = 7, failed_precondition = 9, internal = 13;
+
+// Registrations that queued up while one batch was written go to the store together, at most this
+// many per transaction; a registration that keeps conflicting with other replicas gives up after
+// this many tries.
+constexpr std::size_t max_registration_batch = 256;
+constexpr int max_registration_attempts = 8;
+
+peer_view fail(int code, std::string msg) {
+  peer_view v;
+  v.code = code;
+  v.message = std::move(msg);
+  return v;
+}
+
 struct session {
   session_token token = 0;
   peer_actor peer;
   std::uint64_t fingerprint = 0; // of the last map sent
+};
+
+struct pending_registration {
+  login_request req;
+  core::setup_key key;
+  caf::typed_response_promise<peer_view> rp;
+  int attempts = 0;
+};
+
+// Registrations handed to the store worker and not answered yet: their IPs and labels are reserved
+// in the indexes, their keys are not registered again meanwhile.
+struct registration_flight {
+  std::vector<pending_registration> items;
+  std::vector<peer_registration> rows;
 };
 
 struct account_state {
@@ -39,21 +72,94 @@ struct account_state {
   std::shared_ptr<account_change> change; // maps of `acc`, built on demand
   std::unordered_map<std::string, session> sessions; // by peer id
   bool flush_scheduled = false;
+  // Indexes of the account in memory, kept current with every change (a registration asks them;
+  // it never builds a set of every peer).
+  std::unordered_set<std::string> used_ips, used_labels;  // of peers and reservations
+  std::unordered_map<std::string, std::string> id_by_key; // WireGuard key -> peer id
+  std::unordered_map<std::string, std::size_t> pos_by_id; // peer id -> index in peers
+  std::deque<pending_registration> registrations;         // waiting for the store worker
+  std::shared_ptr<registration_flight> flight;            // in the store worker (one at a time)
+  std::uint64_t polled_serial = 0; // the highest store serial a poll told during a flight
+  std::mt19937_64 rng{std::random_device{}()};
   static inline const char* name = "account_actor";
 };
 
 using account_ptr_t = account_actor::stateful_pointer<account_state>;
 
-// The account to change in place (copied once per fan-out: maps being encoded elsewhere keep
-// reading the previous one).
+// The account with every change applied so far.
+const core::account& current(const account_state& st) {
+  return st.working ? *st.working : *st.acc;
+}
+
+// The account to change in place. Copied once per fan-out while others may read the committed
+// one (maps being encoded, REST readers); taken over without a copy when nobody else holds it.
 core::account& mutable_account(account_state& st) {
-  if (!st.working)
-    st.working =
-        st.acc ? std::make_shared<core::account>(*st.acc) : std::make_shared<core::account>();
+  if (!st.working) {
+    if (st.acc && !st.change && st.acc.use_count() == 1)
+      // Sole owner: every account this actor holds was allocated non-const (the loader's, the
+      // working copies), so changing it in place is sound.
+      st.working = std::const_pointer_cast<core::account>(std::move(st.acc));
+    else
+      st.working =
+          st.acc ? std::make_shared<core::account>(*st.acc) : std::make_shared<core::account>();
+  }
   return *st.working;
 }
 
-// The account with every applied change, indexed for maps.
+void index_peer(account_state& st, const core::peer& p, std::size_t pos) {
+  st.used_ips.insert(p.ip);
+  st.used_labels.insert(p.dns_label);
+  st.id_by_key[p.key] = p.id;
+  st.pos_by_id[p.id] = pos;
+}
+
+// After the account was read (or a peer removed): the indexes from scratch, plus the reservations
+// of registrations in flight.
+void rebuild_indexes(account_state& st) {
+  st.used_ips.clear();
+  st.used_labels.clear();
+  st.id_by_key.clear();
+  st.pos_by_id.clear();
+  const auto& a = current(st);
+  for (std::size_t i = 0; i < a.peers.size(); ++i)
+    index_peer(st, a.peers[i], i);
+  if (st.flight)
+    for (const auto& r : st.flight->rows) {
+      st.used_ips.insert(r.peer.ip);
+      st.used_labels.insert(r.peer.dns_label);
+    }
+}
+
+const core::peer* find_peer(const account_state& st, const std::string& id) {
+  auto it = st.pos_by_id.find(id);
+  if (it == st.pos_by_id.end())
+    return nullptr;
+  const auto& a = current(st);
+  return it->second < a.peers.size() && a.peers[it->second].id == id ? &a.peers[it->second]
+                                                                     : nullptr;
+}
+
+// A committed peer into the account in memory (replacing one of the same id: a read may have
+// brought it already), with its group memberships.
+void add_peer(account_state& st, core::peer p, const std::vector<std::string>& groups) {
+  auto& a = mutable_account(st);
+  const std::string id = p.id;
+  auto it = st.pos_by_id.find(id);
+  const bool known =
+      it != st.pos_by_id.end() && it->second < a.peers.size() && a.peers[it->second].id == id;
+  const std::size_t pos = known ? it->second : a.peers.size();
+  if (known)
+    a.peers[pos] = std::move(p);
+  else
+    a.peers.push_back(std::move(p));
+  index_peer(st, a.peers[pos], pos);
+  for (auto& g : a.groups)
+    if (std::find(groups.begin(), groups.end(), g.id) != groups.end() &&
+        (!known || std::find(g.peers.begin(), g.peers.end(), id) == g.peers.end()))
+      g.peers.push_back(id);
+}
+
+// The account with every change applied so far, indexed for maps.
 const std::shared_ptr<account_change>& current_change(account_state& st) {
   if (st.working) {
     st.acc = std::move(st.working);
@@ -72,7 +178,7 @@ const std::shared_ptr<account_change>& current_change(account_state& st) {
 }
 
 void update_record(account_state& st) {
-  const auto& a = st.working ? static_cast<const core::account&>(*st.working) : *st.acc;
+  const auto& a = current(st);
   st.rec.serial = a.net.serial;
   st.rec.peers = a.peers.size();
   st.rec.connected = st.sessions.size();
@@ -144,32 +250,226 @@ account_ptr committed(account_state& st) {
   return st.acc;
 }
 
-// Takes `acc` (read from the store) as the account and fans out what changed.
+// Takes `acc` (read from the store: everything its serial holds) as the account and fans out what
+// changed.
 void adopt(account_ptr_t self, const account_ptr& acc) {
   auto& st = self->state;
-  st.acc = acc ? acc : std::make_shared<const core::account>();
+  st.acc = acc ? acc : std::make_shared<core::account>();
   st.rec.loaded = static_cast<bool>(acc);
   st.working.reset();
   st.change.reset();
+  rebuild_indexes(st);
   fan_out(self);
 }
 
+void pump_registrations(account_ptr_t self);
+
+// Reads the whole account again (another process or replica wrote to it), then goes on with the
+// registrations that waited. Nothing else of this account is handled meanwhile.
 void reload(account_ptr_t self) {
   self->request(self->state.loader, caf::infinite, load_atom::value, self->state.rec.account_id)
       .await(
           [self](const account_ptr& acc) {
-            auto& st = self->state;
-            ++st.rec.reloads;
-            st.acc = acc ? acc : std::make_shared<const core::account>();
-            st.rec.loaded = static_cast<bool>(acc);
-            st.working.reset();
-            st.change.reset();
-            fan_out(self);
+            ++self->state.rec.reloads;
+            adopt(self, acc);
+            pump_registrations(self);
           },
           [self](caf::error& err) {
             spdlog::error("account {}: reload failed: {}", self->state.rec.account_id,
                           caf::to_string(err));
+            pump_registrations(self);
           });
+}
+
+// A Login of a peer the account holds, decided from memory.
+peer_view login_view(const account_state& st, const core::peer& p) {
+  const auto& a = current(st);
+  if (core::must_log_in_again(a, p, now_unix()))
+    return fail(permission_denied, "peer login has expired, please log in once more");
+  peer_view v;
+  v.peer = p;
+  v.network = a.net.net;
+  v.serial = a.net.serial;
+  return v;
+}
+
+// Chooses IP and DNS label for a registration (reserving them), or answers it at once.
+std::optional<peer_view> prepare_registration(account_state& st, const pending_registration& r,
+                                              std::optional<peer_registration>& row) {
+  if (!st.rec.loaded)
+    return fail(not_found, "couldn't add peer: setup key is invalid"); // the account is gone
+  if (auto it = st.id_by_key.find(r.req.wg_key); it != st.id_by_key.end())
+    if (const auto* known = find_peer(st, it->second))
+      return login_view(st, *known); // registered meanwhile (a Login racing this one)
+  const auto& a = current(st);
+  const auto* all = a.find_group_by_name("All");
+  if (!all)
+    return fail(not_found, "group 'All' not found for account " + a.id);
+  auto ip = core::allocate_peer_ip_with(
+      a.net.net, [&](const std::string& x) { return st.used_ips.count(x) > 0; }, st.rng());
+  if (!ip)
+    return fail(failed_precondition, "network " + a.net.net + " is out of IPs");
+  auto base = core::parsed_domain_label(r.req.meta.hostname);
+  auto label = core::unique_host_label_with(
+      base.value_or("peer"), [&](const std::string& l) { return st.used_labels.count(l) > 0; });
+  if (!label)
+    return fail(internal, "failed handling request");
+  peer_registration out;
+  auto& p = out.peer;
+  p.id = crypto::random_id();
+  p.account_id = a.id;
+  p.key = r.req.wg_key;
+  p.ip = *ip;
+  p.name = r.req.meta.hostname;
+  p.dns_label = *label;
+  p.ssh_key = r.req.ssh_key;
+  p.ephemeral = r.key.ephemeral;
+  p.extra_dns_labels = r.req.extra_dns_labels;
+  p.meta = r.req.meta;
+  const auto now = storage::store_time(); // written as is: memory and store hold the same time
+  p.last_login = now;
+  p.created_at = now;
+  p.status.last_seen = now;
+  out.groups.push_back(all->id);
+  for (const auto& g : r.key.auto_groups)
+    if (g != all->id)
+      out.groups.push_back(g);
+  out.setup_key_id = r.key.id;
+  st.used_ips.insert(p.ip);
+  st.used_labels.insert(p.dns_label);
+  row = std::move(out);
+  return std::nullopt;
+}
+
+void release(account_state& st, const peer_registration& r) {
+  st.used_ips.erase(r.peer.ip);
+  st.used_labels.erase(r.peer.dns_label);
+}
+
+// What the store made of a batch: registered peers go into the account in memory (not read back);
+// the serial moves with them only when nobody else wrote meanwhile, else the account is read again.
+void on_registered(account_ptr_t self, registration_flight& fl, registration_outcome& out) {
+  auto& st = self->state;
+  st.flight.reset();
+  const auto ours = current(st).net.serial;
+  std::uint64_t added = 0;
+  bool reread = false;
+  std::vector<std::pair<std::size_t, peer_view>> answers;
+  std::vector<pending_registration> retry;
+  for (std::size_t i = 0; i < fl.rows.size(); ++i) {
+    auto& item = fl.items[i];
+    auto& row = fl.rows[i];
+    const auto result = i < out.results.size() ? out.results[i] : registered_as::conflict;
+    switch (result) {
+    case registered_as::registered: {
+      ++added;
+      spdlog::info("peer {} registered in account {} with setup key {} as {} ({})", row.peer.id,
+                   row.peer.account_id, row.setup_key_id, row.peer.ip, row.peer.dns_label);
+      peer_view v;
+      v.peer = row.peer;
+      v.network = current(st).net.net;
+      v.registered = true;
+      v.groups = row.groups;
+      answers.emplace_back(i, std::move(v));
+      add_peer(st, std::move(row.peer), row.groups);
+      break;
+    }
+    case registered_as::key_refused:
+      release(st, row);
+      answers.emplace_back(i, fail(failed_precondition, "couldn't add peer: setup key is invalid"));
+      break;
+    case registered_as::conflict: // another replica took the IP, the label or the key
+      release(st, row);
+      reread = true;
+      if (++item.attempts >= max_registration_attempts)
+        answers.emplace_back(i, fail(internal, "failed handling request"));
+      else
+        retry.push_back(std::move(item));
+      break;
+    }
+  }
+  if (added > 0 && ours + added == out.serial_after)
+    mutable_account(st).net.serial = out.serial_after; // ours alone: nothing else to read
+  else if (out.serial_after > ours)
+    reread = true; // someone else wrote too: their change comes with a full read
+  if (st.polled_serial > std::max(ours, out.serial_after))
+    reread = true; // a poll saw a later write during the flight
+  st.polled_serial = 0;
+  const auto serial = current(st).net.serial;
+  for (auto& [i, v] : answers) {
+    if (v.code == 0)
+      v.serial = serial;
+    fl.items[i].rp.deliver(std::move(v));
+  }
+  for (auto it = retry.rbegin(); it != retry.rend(); ++it)
+    st.registrations.push_front(std::move(*it));
+  if (added > 0)
+    schedule_flush(self);
+  if (reread)
+    reload(self); // then the registrations that wait
+  else
+    pump_registrations(self);
+}
+
+// Hands the registrations that wait to the store worker, one batch at a time.
+void pump_registrations(account_ptr_t self) {
+  auto& st = self->state;
+  if (st.flight || st.registrations.empty())
+    return;
+  auto fl = std::make_shared<registration_flight>();
+  std::unordered_set<std::string> keys;
+  std::vector<pending_registration> later; // a second registration of a key in this batch
+  while (!st.registrations.empty() && fl->rows.size() < max_registration_batch) {
+    auto r = std::move(st.registrations.front());
+    st.registrations.pop_front();
+    if (keys.count(r.req.wg_key)) {
+      later.push_back(std::move(r));
+      continue;
+    }
+    std::optional<peer_registration> row;
+    if (auto answer = prepare_registration(st, r, row)) {
+      r.rp.deliver(std::move(*answer));
+      continue;
+    }
+    keys.insert(r.req.wg_key);
+    fl->rows.push_back(std::move(*row));
+    fl->items.push_back(std::move(r));
+  }
+  for (auto it = later.rbegin(); it != later.rend(); ++it)
+    st.registrations.push_front(std::move(*it));
+  if (fl->rows.empty())
+    return;
+  st.flight = fl;
+  self->request(st.loader, caf::infinite, register_atom::value, st.rec.account_id, fl->rows)
+      .then([self, fl](registration_outcome& out) { on_registered(self, *fl, out); },
+            [self, fl](caf::error& err) {
+              auto& st = self->state;
+              spdlog::error("account {}: registering {} peer(s) failed: {}", st.rec.account_id,
+                            fl->rows.size(), caf::to_string(err));
+              st.flight.reset();
+              for (std::size_t i = 0; i < fl->rows.size(); ++i) {
+                release(st, fl->rows[i]);
+                fl->items[i].rp.deliver(fail(internal, "failed handling request"));
+              }
+              reload(self); // whatever the store holds now
+            });
+}
+
+// Whether a peer may begin a Sync, from the account in memory; takes the meta the stream brought
+// (already stored by the caller: the agent version, for one, shapes maps).
+std::tuple<int, std::string> may_sync(account_ptr_t self, const std::string& peer_id, bool has_meta,
+                                      const core::peer_meta& meta) {
+  auto& st = self->state;
+  const auto* p = find_peer(st, peer_id);
+  if (!p)
+    return {permission_denied, "peer is not registered"};
+  if (core::must_log_in_again(current(st), *p, now_unix()))
+    return {permission_denied, "peer login has expired, please log in once more"};
+  if (has_meta && !meta.hostname.empty() && !(p->meta == meta)) {
+    mutable_account(st).peers[st.pos_by_id[peer_id]].meta = meta;
+    schedule_flush(self);
+  }
+  return {0, std::string()};
 }
 
 account_actor::behavior_type account_impl(account_ptr_t self, std::string account_id,
@@ -183,8 +483,9 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       .await(
           [self](const account_ptr& acc) {
             auto& st = self->state;
-            st.acc = acc ? acc : std::make_shared<const core::account>();
+            st.acc = acc ? acc : std::make_shared<core::account>();
             st.rec.loaded = static_cast<bool>(acc);
+            rebuild_indexes(st);
             update_record(st);
           },
           [self](caf::error& err) {
@@ -229,64 +530,86 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         update_record(st);
       },
       [self](sync_atom, const std::string& peer_id, bool has_meta,
-             const core::peer_meta& meta) -> std::tuple<int, std::string> {
+             const core::peer_meta& meta) -> caf::result<int, std::string> {
         auto& st = self->state;
-        const core::account& a = st.working ? *st.working : *st.acc;
-        auto it = std::find_if(a.peers.begin(), a.peers.end(),
-                               [&](const core::peer& p) { return p.id == peer_id; });
-        if (it == a.peers.end())
-          return {permission_denied, "peer is not registered"};
-        if (core::must_log_in_again(a, *it, now_unix()))
-          return {permission_denied, "peer login has expired, please log in once more"};
-        if (has_meta && !meta.hostname.empty() && !(it->meta == meta)) {
-          // Stored by the caller already; the agent version, for one, shapes maps.
-          auto& m = mutable_account(st);
-          for (auto& p : m.peers)
-            if (p.id == peer_id)
-              p.meta = meta;
-          schedule_flush(self);
+        if (find_peer(st, peer_id)) {
+          auto [code, message] = may_sync(self, peer_id, has_meta, meta);
+          return {code, std::move(message)};
         }
-        return {0, std::string()};
+        // Not in memory: another replica may have registered it a moment ago (a Login there, the
+        // Sync here). Read the account once before refusing.
+        auto rp = self->make_response_promise<int, std::string>();
+        self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
+            .await(
+                [self, rp, peer_id, has_meta, meta](const account_ptr& acc) mutable {
+                  ++self->state.rec.reloads;
+                  adopt(self, acc);
+                  auto [code, message] = may_sync(self, peer_id, has_meta, meta);
+                  rp.deliver(code, std::move(message));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self](login_atom, const login_request&,
+             const std::string& peer_id) -> caf::result<peer_view> {
+        auto& st = self->state;
+        if (const auto* p = find_peer(st, peer_id))
+          return login_view(st, *p);
+        auto rp = self->make_response_promise<peer_view>();
+        self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
+            .await(
+                [self, rp, peer_id](const account_ptr& acc) mutable {
+                  ++self->state.rec.reloads;
+                  adopt(self, acc);
+                  const auto* p = find_peer(self->state, peer_id);
+                  rp.deliver(p ? login_view(self->state, *p)
+                               : fail(permission_denied, "peer is not registered"));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self](register_atom, login_request& req, core::setup_key& key) -> caf::result<peer_view> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<peer_view>();
+        st.registrations.push_back({std::move(req), std::move(key), rp, 0});
+        pump_registrations(self);
+        return rp;
       },
       [self](added_atom, core::peer& p, const std::vector<std::string>& groups,
              std::uint64_t serial) {
-        auto& a = mutable_account(self->state);
-        auto it = std::find_if(a.peers.begin(), a.peers.end(),
-                               [&](const core::peer& q) { return q.id == p.id; });
-        const std::string id = p.id;
-        if (it != a.peers.end())
-          *it = std::move(p); // a reload already brought it
-        else
-          a.peers.push_back(std::move(p));
-        for (auto& g : a.groups)
-          if (std::find(groups.begin(), groups.end(), g.id) != groups.end() &&
-              std::find(g.peers.begin(), g.peers.end(), id) == g.peers.end())
-            g.peers.push_back(id);
-        a.net.serial = std::max(a.net.serial, serial);
+        auto& st = self->state;
+        const auto ours = current(st).net.serial;
+        add_peer(st, std::move(p), groups);
+        if (serial == ours + 1)
+          mutable_account(st).net.serial = serial; // that write alone: the serial holds it all
+        else if (serial > ours)
+          reload(self); // another write came between: read everything that serial holds
         schedule_flush(self);
       },
       [self](deleted_atom, const std::string& peer_id) {
-        auto& a = mutable_account(self->state);
-        auto it = std::find_if(a.peers.begin(), a.peers.end(),
-                               [&](const core::peer& q) { return q.id == peer_id; });
-        if (it == a.peers.end())
+        auto& st = self->state;
+        if (!find_peer(st, peer_id))
           return;
-        a.peers.erase(it);
+        auto& a = mutable_account(st);
+        a.peers.erase(a.peers.begin() + static_cast<std::ptrdiff_t>(st.pos_by_id[peer_id]));
         for (auto& g : a.groups)
           g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), peer_id), g.peers.end());
-        ++a.net.serial; // as the store's delete did
+        rebuild_indexes(st);
         schedule_flush(self);
       },
       [self](check_atom, std::uint64_t serial) {
         auto& st = self->state;
-        const auto ours = st.working ? st.working->net.serial : st.acc->net.serial;
-        if (serial > ours)
+        if (st.flight) { // the batch's outcome tells whether anyone else wrote; this poll too
+          st.polled_serial = std::max(st.polled_serial, serial);
+          return;
+        }
+        if (serial > current(st).net.serial)
           reload(self);
       },
       [self](reload_atom) { reload(self); },
       [self](get_atom, std::uint64_t serial) -> caf::result<account_ptr> {
         auto& st = self->state;
-        if (serial <= (st.working ? st.working->net.serial : st.acc->net.serial))
+        if (serial <= current(st).net.serial)
           return committed(st);
         // Another process changed the account since we read it: read it again, then answer.
         auto rp = self->make_response_promise<account_ptr>();
@@ -423,7 +746,9 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
             auto acc = store.load_account(account_id);
             if (!acc)
               return account_ptr{};
-            return account_ptr(std::make_shared<const core::account>(std::move(*acc)));
+            // Not const-allocated: its actor may take it over for in-place changes once it is
+            // its sole owner (see mutable_account).
+            return account_ptr(std::make_shared<core::account>(std::move(*acc)));
           } catch (const std::exception& e) {
             st.drop_session(); // a read: once more on a fresh session
             if (attempt > 0) {
@@ -493,6 +818,39 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         }
         return account_ptr(std::move(acc));
       },
+      [self](register_atom, const std::string& account_id,
+             const std::vector<peer_registration>& batch) -> caf::result<registration_outcome> {
+        auto& st = self->state;
+        std::vector<storage::admin_store::registration> rows;
+        rows.reserve(batch.size());
+        for (const auto& r : batch)
+          rows.push_back({r.peer, r.groups, r.setup_key_id});
+        for (int attempt = 0;; ++attempt) {
+          try {
+            storage::admin_store admin(st.session(), st.cfg.db.kind);
+            registration_outcome out;
+            for (auto r : admin.register_peers(account_id, rows, out.serial_after))
+              out.results.push_back(r == storage::admin_store::register_result::registered
+                                        ? registered_as::registered
+                                    : r == storage::admin_store::register_result::key_refused
+                                        ? registered_as::key_refused
+                                        : registered_as::conflict);
+            return out;
+          } catch (const std::exception& e) {
+            // The transaction rolled back: nothing of the batch was written. Once more on a fresh
+            // session when the one that failed was dropped.
+            const bool dropped = st.sql && !st.sql->alive();
+            st.drop_session();
+            if (attempt > 0 || !dropped) {
+              spdlog::error("registering peers in account {} failed: {}", account_id, e.what());
+              return caf::make_error(caf::sec::runtime_error, e.what());
+            }
+            spdlog::warn("registering peers in account {}: {}; the session was dropped, trying "
+                         "again",
+                         account_id, e.what());
+          }
+        }
+      },
       [self](check_atom) {
         poll_serials(self);
         self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
@@ -508,6 +866,8 @@ account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id
 }
 
 account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg) {
+  if (!cfg.detached)
+    return sys.spawn(loader_impl, std::move(cfg));
   return sys.spawn<caf::detached>(loader_impl, std::move(cfg));
 }
 

@@ -19,6 +19,9 @@ struct loader_config {
   storage::db_options db;
   // How often the serials of the loaded accounts are compared with the store's (0 = never).
   std::chrono::milliseconds poll_interval{1000};
+  // On a thread of its own (the server). Tests on CAF's deterministic scheduler spawn it as an
+  // ordinary actor, so its blocking store work runs when the test runs the scheduler.
+  bool detached = true;
 };
 
 account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg);

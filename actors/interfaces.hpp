@@ -61,6 +61,7 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using derive_atom = caf::atom_constant<caf::atom("derive")>;
 using dir_atom = caf::atom_constant<caf::atom("directory")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using register_atom = caf::atom_constant<caf::atom("register")>;
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -181,6 +182,23 @@ struct peer_view {
 
 using account_ptr = std::shared_ptr<const core::account>;
 
+// A peer an account actor registers: its choice of IP and DNS label, the groups it joins and the
+// setup key whose use it counts.
+struct peer_registration {
+  core::peer peer;
+  std::vector<std::string> groups;
+  std::string setup_key_id;
+};
+
+enum class registered_as { registered, key_refused, conflict };
+
+// What the store made of a batch of registrations: one result per registration, in order, and the
+// account's serial as the transaction committed it (each registered peer moved it by one).
+struct registration_outcome {
+  std::vector<registered_as> results;
+  std::uint64_t serial_after = 0;
+};
+
 // A change of an account's configuration (an admin's, through the REST API), applied by the
 // account's actor one at a time. `write` runs on the account store worker, never on the actor's
 // thread: it gets the account as the actor holds it (its users, tokens and setup keys, and
@@ -277,6 +295,10 @@ using account_loader = caf::typed_actor<
     caf::replies_to<load_atom, std::string>::with<account_ptr>,
     // Runs a mutation against (a copy of) the given account; answers the account after it.
     caf::replies_to<apply_atom, mutation_ptr, account_ptr>::with<account_ptr>,
+    // Registers peers of one account in one transaction (a savepoint each; see
+    // storage::admin_store::register_peers).
+    caf::replies_to<register_atom, std::string,
+                    std::vector<peer_registration>>::with<registration_outcome>,
     // Internal: a poll tick.
     caf::reacts_to<check_atom>>;
 
@@ -291,10 +313,22 @@ using account_actor = caf::typed_actor<
     // A Sync is about to begin for a peer: checks it may (0 or a gRPC status code with message),
     // and takes the meta the stream brought (already stored) when `has_meta`.
     caf::replies_to<sync_atom, std::string, bool, core::peer_meta>::with<int, std::string>,
-    // A peer was registered (committed) as member of these groups; the account's serial is now
-    // `serial`.
+    // Registers a new peer with a setup key (looked up and found valid by the caller): IP and DNS
+    // label from the actor's indexes, one INSERT transaction on its store worker, the peer then
+    // added to the account in memory (no read back). A key already registered answers as the
+    // login of that peer. Registrations that queue up while one is being written go to the store
+    // together, one transaction for the batch.
+    caf::replies_to<register_atom, login_request, core::setup_key>::with<peer_view>,
+    // The Login of a registered peer (its id, as the store knows its key): registered? expired?
+    // decided from the account in memory (read once more first when the peer is not in it: another
+    // replica registered it a moment ago).
+    caf::replies_to<login_atom, login_request, std::string>::with<peer_view>,
+    // A peer was registered (committed) by someone else as member of these groups; the store's
+    // serial after that write is `serial`. The actor takes that serial only when it was the one
+    // write since its own; otherwise it reads the account again.
     caf::reacts_to<added_atom, core::peer, std::vector<std::string>, std::uint64_t>,
-    // A peer was deleted (committed).
+    // A peer was deleted (committed). The serial stays: the store's next serial is read with the
+    // account (poll, REST read) and brings whatever else it holds.
     caf::reacts_to<deleted_atom, std::string>,
     // The store's serial of this account is `serial`: reload when it is ahead of ours (a change
     // made by another process or replica).
@@ -323,9 +357,10 @@ using peer_directory = caf::typed_actor<
     // Number of peer actors alive.
     caf::replies_to<status_atom>::with<std::uint64_t>>;
 
-// Blocking store work of the wire RPCs (Login registration, Sync lookup), on its own thread
-// (detached). Serializing registrations here makes IP and DNS-label choices unique by construction
-// within a process; the store's unique indexes and a retry cover replicas.
+// Blocking store lookups of the wire RPCs (the peer by key, the setup key by its plain text), on
+// its own thread (detached). A registration is handed to the account actor of the setup key's
+// account (it chooses IP and DNS label from its indexes: unique by construction within a process;
+// the store's unique indexes and a retry cover replicas).
 using login_service = caf::typed_actor<
     // Log in a known peer or register a new one with a setup key.
     caf::replies_to<login_atom, login_request>::with<peer_view>,
@@ -355,7 +390,12 @@ using expiry_actor = caf::typed_actor<
 
 } // namespace nbm::actors
 
+// The unsafe message types below travel between actors of one process only (never serialized):
+// plain values or shared pointers to immutable data.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::setup_key)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::actors::peer_registration>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::registration_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)

@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <set>
+#include <optional>
 
 namespace nbm::actors {
 
@@ -53,10 +53,6 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool login_expired(const core::account& a, const core::peer& p) {
-  return core::must_log_in_again(a, p, now_unix()); // NetBird's peerLoginExpired
-}
-
 peer_view view_of(const core::account& a, const core::peer& p) {
   peer_view v;
   v.peer = p;
@@ -65,16 +61,22 @@ peer_view view_of(const core::account& a, const core::peer& p) {
   return v;
 }
 
-peer_view do_login(state& st, const login_request& req) {
+// A Login decided here (an answer), or a registration for the account actor (the setup key).
+struct login_step {
+  peer_view answer;
+  std::optional<core::setup_key> register_with;
+  std::optional<storage::account_store::peer_ref> known; // registered: its account actor answers
+  login_step(peer_view v) : answer(std::move(v)) {}      // NOLINT: an answer converts
+  login_step() = default;
+};
+
+login_step do_login(state& st, const login_request& req) {
   auto& sql = st.session();
   const auto kind = st.cfg.db.kind;
   storage::account_store accounts(sql, kind);
   storage::admin_store admin(sql, kind);
 
-  if (auto known = accounts.peer_by_key(req.wg_key)) {
-    auto account = accounts.load_account(known->account_id);
-    if (!account)
-      return fail(not_found, "account not found: index lookup failed");
+  if (auto known = accounts.peer_ref_by_key(req.wg_key)) {
     if (!req.jwt_user.empty()) {
       // An SSO login of a peer its user added: renews the login (and clears an expiry), as
       // NetBird's LoginPeer with a JWT. Another user's token is refused.
@@ -91,9 +93,10 @@ peer_view do_login(state& st, const login_request& req) {
       v.relogged = true;
       return v;
     }
-    if (login_expired(*account, *known))
-      return fail(permission_denied, "peer login has expired, please log in once more");
-    return view_of(*account, *known);
+    // Registered? expired? The account actor decides from the account it holds.
+    login_step step;
+    step.known = std::move(*known);
+    return step;
   }
   if (req.setup_key.empty() && req.jwt.empty())
     return fail(permission_denied,
@@ -113,63 +116,10 @@ peer_view do_login(state& st, const login_request& req) {
     return fail(not_found, "couldn't add peer: setup key is invalid");
   if (!req.extra_dns_labels.empty() && !key->allow_extra_dns_labels)
     return fail(failed_precondition, "couldn't add peer: setup key doesn't allow extra DNS labels");
-
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    auto account = accounts.load_account(key->account_id);
-    if (!account)
-      return fail(not_found, "couldn't add peer: setup key is invalid");
-    const auto* all = account->find_group_by_name("All");
-    if (!all)
-      return fail(not_found, "group 'All' not found for account " + account->id);
-    std::set<std::string> ips, labels;
-    for (const auto& p : account->peers) {
-      ips.insert(p.ip);
-      labels.insert(p.dns_label);
-    }
-    auto ip = core::allocate_peer_ip(account->net.net, ips, randombytes_random());
-    if (!ip)
-      return fail(failed_precondition, "network " + account->net.net + " is out of IPs");
-    auto base = core::parsed_domain_label(req.meta.hostname);
-    auto label = core::unique_host_label(base.value_or("peer"), labels);
-    if (!label)
-      return fail(internal, "failed handling request");
-    core::peer p;
-    p.id = crypto::random_id();
-    p.account_id = account->id;
-    p.key = req.wg_key;
-    p.ip = *ip;
-    p.name = req.meta.hostname;
-    p.dns_label = *label;
-    p.ssh_key = req.ssh_key;
-    p.ephemeral = key->ephemeral;
-    p.extra_dns_labels = req.extra_dns_labels;
-    p.meta = req.meta;
-    std::vector<std::string> groups{all->id};
-    for (const auto& g : key->auto_groups)
-      if (g != all->id)
-        groups.push_back(g);
-    switch (admin.register_peer(p, groups, key->id)) {
-    case storage::admin_store::register_result::registered: {
-      auto fresh = accounts.load_account(account->id);
-      auto stored = accounts.peer_by_key(req.wg_key);
-      if (!fresh || !stored)
-        return fail(internal, "failed handling request");
-      spdlog::info("peer {} registered in account {} with setup key {} as {} ({})", p.id,
-                   p.account_id, key->id, p.ip, p.dns_label);
-      auto v = view_of(*fresh, *stored);
-      v.registered = true;
-      v.groups = groups;
-      return v;
-    }
-    case storage::admin_store::register_result::key_refused:
-      return fail(failed_precondition, "couldn't add peer: setup key is invalid");
-    case storage::admin_store::register_result::conflict:
-      if (accounts.peer_by_key(req.wg_key))
-        return fail(failed_precondition, "peer has been already registered");
-      continue; // another replica took the IP or label: choose again
-    }
-  }
-  return fail(internal, "failed handling request");
+  // The registration itself is the business of the account actor of the key's account.
+  login_step step;
+  step.register_with = std::move(*key);
+  return step;
 }
 
 peer_view do_lookup(state& st, const std::string& wg_key, bool has_meta,
@@ -212,7 +162,7 @@ peer_view do_logout(state& st, const std::string& wg_key) {
 login_service::behavior_type impl(login_service::stateful_pointer<state> self,
                                   login_service_config cfg) {
   self->state.cfg = std::move(cfg);
-  auto guarded = [self](auto&& fn) -> peer_view {
+  auto guarded = [self](auto&& fn) -> decltype(fn()) {
     try {
       try {
         return fn();
@@ -240,8 +190,36 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
     }
   };
   return {
-      [self, guarded](login_atom, const login_request& req) {
-        return guarded([&] { return do_login(self->state, req); });
+      [self, guarded](login_atom, const login_request& req) -> caf::result<peer_view> {
+        auto step = guarded([&] { return do_login(self->state, req); });
+        if (step.known) {
+          auto rp = self->make_response_promise<peer_view>();
+          const auto account = step.known->account_id, id = step.known->id;
+          self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
+              .then(
+                  [rp, req, id](account_actor acc) mutable {
+                    rp.delegate(acc, login_atom::value, std::move(req), id);
+                  },
+                  [rp](caf::error& err) mutable {
+                    spdlog::error("login service: no account actor: {}", caf::to_string(err));
+                    rp.deliver(fail(internal, "failed handling request"));
+                  });
+          return rp;
+        }
+        if (!step.register_with)
+          return step.answer;
+        auto rp = self->make_response_promise<peer_view>();
+        const auto account = step.register_with->account_id;
+        self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
+            .then(
+                [rp, req, key = std::move(*step.register_with)](account_actor acc) mutable {
+                  rp.delegate(acc, register_atom::value, std::move(req), std::move(key));
+                },
+                [rp](caf::error& err) mutable {
+                  spdlog::error("login service: no account actor: {}", caf::to_string(err));
+                  rp.deliver(fail(internal, "failed handling request"));
+                });
+        return rp;
       },
       [self, guarded](lookup_atom, const std::string& key, bool has_meta,
                       const core::peer_meta& meta) {

@@ -11,6 +11,7 @@ namespace nbm::actors {
 struct login_service_config {
   storage::db_options db;
   std::string dns_domain = "netbird.selfhosted"; // for FQDNs (--dns-domain)
+  peer_directory directory;                      // registrations go to the account actor it finds
 };
 
 login_service spawn_login_service(caf::actor_system& sys, login_service_config cfg);

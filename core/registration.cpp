@@ -68,9 +68,9 @@ std::string format_ipv4(std::uint32_t ip) {
 
 } // namespace
 
-std::optional<std::string> allocate_peer_ip(const std::string& prefix,
-                                            const std::set<std::string>& taken,
-                                            std::uint64_t seed) {
+std::optional<std::string>
+allocate_peer_ip_with(const std::string& prefix,
+                      const std::function<bool(const std::string&)>& taken, std::uint64_t seed) {
   auto slash = prefix.find('/');
   if (slash == std::string::npos)
     return std::nullopt;
@@ -80,18 +80,26 @@ std::optional<std::string> allocate_peer_ip(const std::string& prefix,
     return std::nullopt;
   const std::uint32_t size = 1u << (32 - bits);
   const std::uint32_t network = *base & ~(size - 1);
-  std::set<std::uint32_t> used;
-  for (const auto& t : taken)
-    if (auto ip = parse_ipv4(t))
-      used.insert(*ip);
   const std::uint32_t hosts = size - 2; // offsets 1 .. size-2
   const std::uint32_t start = static_cast<std::uint32_t>(seed % hosts);
   for (std::uint32_t i = 0; i < hosts; ++i) {
-    const std::uint32_t candidate = network + 1 + (start + i) % hosts;
-    if (!used.count(candidate))
-      return format_ipv4(candidate);
+    auto candidate = format_ipv4(network + 1 + (start + i) % hosts);
+    if (!taken(candidate))
+      return candidate;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> allocate_peer_ip(const std::string& prefix,
+                                            const std::set<std::string>& taken,
+                                            std::uint64_t seed) {
+  // Canonical dotted forms, so "100.64.000.001" and "100.64.0.1" are one address.
+  std::set<std::string> used;
+  for (const auto& t : taken)
+    if (auto ip = parse_ipv4(t))
+      used.insert(format_ipv4(*ip));
+  return allocate_peer_ip_with(
+      prefix, [&](const std::string& ip) { return used.count(ip) > 0; }, seed);
 }
 
 std::optional<std::string> punycode_encode(const std::string& utf8) {
@@ -212,16 +220,22 @@ std::optional<std::string> parsed_domain_label(const std::string& name) {
   return label;
 }
 
-std::optional<std::string> unique_host_label(const std::string& label,
-                                             const std::set<std::string>& taken) {
-  if (!taken.count(label))
+std::optional<std::string>
+unique_host_label_with(const std::string& label,
+                       const std::function<bool(const std::string&)>& taken) {
+  if (!taken(label))
     return label;
   for (int i = 1; i < 1000; ++i) {
     std::string candidate = label + "-" + std::to_string(i);
-    if (!taken.count(candidate))
+    if (!taken(candidate))
       return candidate;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> unique_host_label(const std::string& label,
+                                             const std::set<std::string>& taken) {
+  return unique_host_label_with(label, [&](const std::string& l) { return taken.count(l) > 0; });
 }
 
 bool login_expired(const account& a, const peer& p, double now_unix) {

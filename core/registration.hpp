@@ -6,6 +6,7 @@
 #include "core/model.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -28,6 +29,11 @@ key_verdict check_setup_key(const setup_key& key, double now_unix);
 // construction. nullopt when the network is full or the prefix is not IPv4.
 std::optional<std::string> allocate_peer_ip(const std::string& prefix,
                                             const std::set<std::string>& taken, std::uint64_t seed);
+// The same scan, asking `taken` about each candidate (dotted form) instead of building a set of
+// every used address: cost grows with the candidates tried, not with the peers of the account.
+std::optional<std::string>
+allocate_peer_ip_with(const std::string& prefix,
+                      const std::function<bool(const std::string&)>& taken, std::uint64_t seed);
 
 // NetBird's GetParsedDomainLabel: the first dot-separated label, IDNA (punycode) to ASCII, every
 // run of characters outside [a-zA-Z0-9-] replaced by '-', lower-cased, at most 59 characters.
@@ -38,6 +44,9 @@ std::optional<std::string> parsed_domain_label(const std::string& name);
 // taken.
 std::optional<std::string> unique_host_label(const std::string& label,
                                              const std::set<std::string>& taken);
+std::optional<std::string>
+unique_host_label_with(const std::string& label,
+                       const std::function<bool(const std::string&)>& taken);
 
 // NetBird's peer login expiration: only peers added by a user (SSO) with expiration enabled on
 // the peer and in the account expire, when last login + the account's period has passed (or the

@@ -187,7 +187,7 @@ int run_management(const management_options& opts, config::management_config cfg
     dc.maps.dns_domain = opts.dns_domain;
     auto directory = actors::spawn_peer_directory(sys, dc);
     caf::anon_send(expiry, actors::dir_atom::value, directory);
-    auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
+    auto login = actors::spawn_login_service(sys, {db, opts.dns_domain, directory});
     // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound costs the
     // metrics, not the server (NetBird logs it the same way).
     api::metrics::exporter metrics(sys, {directory, writer, expiry});

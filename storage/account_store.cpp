@@ -583,6 +583,20 @@ std::optional<core::peer> account_store::peer_by_key(const std::string& wg_key) 
   return to_peer(rows.front());
 }
 
+std::optional<account_store::peer_ref> account_store::peer_ref_by_key(const std::string& wg_key) {
+  peer_ref r;
+  soci::indicator id_ind = soci::i_null, acc_ind = soci::i_null, user_ind = soci::i_null;
+  sql_ << "SELECT id, account_id, user_id FROM peers WHERE \"key\" = :k", soci::use(wg_key, "k"),
+      soci::into(r.id, id_ind), soci::into(r.account_id, acc_ind), soci::into(r.user_id, user_ind);
+  if (!sql_.got_data() || id_ind != soci::i_ok)
+    return std::nullopt;
+  if (acc_ind != soci::i_ok)
+    r.account_id.clear();
+  if (user_ind != soci::i_ok)
+    r.user_id.clear();
+  return r;
+}
+
 std::optional<core::peer> account_store::peer_by_id(const std::string& account_id,
                                                     const std::string& peer_id) {
   auto rows = select_rows(sql_, kind_, "peers", "id = :v", peer_id);

@@ -44,6 +44,11 @@ public:
   // part_account is asked for and the account does not exist.
   bool load_parts(core::account& a, unsigned parts);
   std::optional<core::peer> peer_by_key(const std::string& wg_key);
+  // Who holds a WireGuard key: one indexed read of three columns (a Login's first question).
+  struct peer_ref {
+    std::string id, account_id, user_id;
+  };
+  std::optional<peer_ref> peer_ref_by_key(const std::string& wg_key);
   std::optional<core::peer> peer_by_id(const std::string& account_id, const std::string& peer_id);
   // The account of the user owning the personal access token stored as `hashed_token`.
   std::optional<std::string> account_of_token(const std::string& hashed_token);

@@ -205,16 +205,8 @@ std::optional<core::setup_key> admin_store::setup_key_by_plain(const std::string
   for (auto& c : upper)
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::string hashed = crypto::sha256_base64(upper);
-  std::string account_id;
-  soci::indicator ind = soci::i_null;
-  sql_ << "SELECT account_id FROM setup_keys WHERE \"key\" = :k", soci::use(hashed, "k"),
-      soci::into(account_id, ind);
-  if (!sql_.got_data() || ind == soci::i_null)
-    return std::nullopt;
-  for (auto& k : list_setup_keys(account_id))
-    if (k.key == hashed)
-      return k;
-  return std::nullopt;
+  // One indexed read of the key's own row (never the account around it).
+  return account_store(sql_, kind_).setup_key_by_hashed_key(hashed);
 }
 
 bool admin_store::use_setup_key(const std::string& key_id) {
@@ -223,10 +215,20 @@ bool admin_store::use_setup_key(const std::string& key_id) {
   return account_store(sql_, kind_).use_setup_key(key_id);
 }
 
-admin_store::register_result admin_store::register_peer(const core::peer& p,
-                                                        const std::vector<std::string>& group_ids,
-                                                        const std::string& setup_key_id) {
-  const std::string now = store_time();
+namespace {
+
+bool unique_violation(const soci::soci_error& e) {
+  const std::string what = e.what();
+  // Unique violations: PostgreSQL 23505, SQLite "UNIQUE constraint failed".
+  return what.find("23505") != std::string::npos || what.find("UNIQUE") != std::string::npos ||
+         what.find("unique") != std::string::npos;
+}
+
+} // namespace
+
+void admin_store::insert_registered_peer(const core::peer& p,
+                                         const std::vector<std::string>& group_ids) {
+  const std::string now = p.last_login ? *p.last_login : store_time();
   const std::string ip = json(p.ip).dump(); // NetBird stores the IP as a JSON string
   const std::string ipv6 = json(p.ipv6).dump();
   const std::string labels = json(p.extra_dns_labels).dump();
@@ -241,64 +243,106 @@ admin_store::register_result admin_store::register_peer(const core::peer& p,
     x.capabilities_json = js(x.capabilities_json);
     return x;
   }();
+  sql_ << "INSERT INTO peers (id, account_id, \"key\", ip, ipv6, name, dns_label, user_id, "
+          "ssh_key, "
+          "ssh_enabled, login_expiration_enabled, inactivity_expiration_enabled, last_login, "
+          "created_at, "
+          "ephemeral, extra_dns_labels, allow_extra_dns_labels, meta_hostname, meta_go_os, "
+          "meta_kernel, "
+          "meta_core, meta_platform, meta_os, meta_os_version, meta_wt_version, meta_ui_version, "
+          "meta_kernel_version, meta_system_serial_number, meta_system_product_name, "
+          "meta_system_manufacturer, meta_network_addresses, meta_environment, meta_flags, "
+          "meta_files, "
+          "meta_capabilities, peer_status_last_seen, peer_status_session_started_at, "
+          "peer_status_connected, peer_status_login_expired, peer_status_requires_approval) "
+          "VALUES (:id, "
+          ":acc, :key, :ip, :ipv6, :name, :label, :user, :ssh, " +
+              as_bool(kind_, "f1") + ", " + as_bool(kind_, "lee") + ", " + as_bool(kind_, "iee") +
+              ", " + as_time(kind_, "now") + ", " + as_time(kind_, "now") + ", " +
+              as_bool(kind_, "eph") + ", :labels, " + as_bool(kind_, "aedl") +
+              ", :h, :goos, :k, :c, :pl, :os, :osv, :wt, :ui, :kv, :sn, :pn, :mf, :na, :env, "
+              ":fl, :fi, :cap, " +
+              as_time(kind_, "now") + ", 0, " + as_bool(kind_, "f2") + ", " + as_bool(kind_, "f3") +
+              ", " + as_bool(kind_, "f4") + ")",
+      soci::use(p.id, "id"), soci::use(p.account_id, "acc"), soci::use(p.key, "key"),
+      soci::use(ip, "ip"), soci::use(ipv6, "ipv6"), soci::use(p.name, "name"),
+      soci::use(p.dns_label, "label"), soci::use(p.user_id, "user"), soci::use(p.ssh_key, "ssh"),
+      soci::use(b(p.ssh_enabled), "f1"), soci::use(b(p.login_expiration_enabled), "lee"),
+      soci::use(b(p.inactivity_expiration_enabled), "iee"), soci::use(now, "now"),
+      soci::use(b(p.ephemeral), "eph"), soci::use(labels, "labels"), soci::use(b(false), "aedl"),
+      soci::use(m.hostname, "h"), soci::use(m.go_os, "goos"), soci::use(m.kernel, "k"),
+      soci::use(m.core, "c"), soci::use(m.platform, "pl"), soci::use(m.os, "os"),
+      soci::use(m.os_version, "osv"), soci::use(m.wt_version, "wt"), soci::use(m.ui_version, "ui"),
+      soci::use(m.kernel_version, "kv"), soci::use(m.system_serial_number, "sn"),
+      soci::use(m.system_product_name, "pn"), soci::use(m.system_manufacturer, "mf"),
+      soci::use(m.network_addresses_json, "na"), soci::use(m.environment_json, "env"),
+      soci::use(m.flags_json, "fl"), soci::use(m.files_json, "fi"),
+      soci::use(m.capabilities_json, "cap"), soci::use(b(false), "f2"), soci::use(b(false), "f3"),
+      soci::use(b(false), "f4");
+  for (const auto& g : group_ids)
+    sql_ << "INSERT INTO group_peers (account_id, group_id, peer_id) VALUES (:acc, :g, :p) "
+            "ON CONFLICT DO NOTHING",
+        soci::use(p.account_id, "acc"), soci::use(g, "g"), soci::use(p.id, "p");
+}
+
+admin_store::register_result admin_store::register_peer(const core::peer& p,
+                                                        const std::vector<std::string>& group_ids,
+                                                        const std::string& setup_key_id) {
   try {
     soci::transaction tr(sql_);
     if (!setup_key_id.empty() && !use_setup_key(setup_key_id)) {
       tr.rollback();
       return register_result::key_refused;
     }
-    sql_ << "INSERT INTO peers (id, account_id, \"key\", ip, ipv6, name, dns_label, user_id, "
-            "ssh_key, "
-            "ssh_enabled, login_expiration_enabled, inactivity_expiration_enabled, last_login, "
-            "created_at, "
-            "ephemeral, extra_dns_labels, allow_extra_dns_labels, meta_hostname, meta_go_os, "
-            "meta_kernel, "
-            "meta_core, meta_platform, meta_os, meta_os_version, meta_wt_version, meta_ui_version, "
-            "meta_kernel_version, meta_system_serial_number, meta_system_product_name, "
-            "meta_system_manufacturer, meta_network_addresses, meta_environment, meta_flags, "
-            "meta_files, "
-            "meta_capabilities, peer_status_last_seen, peer_status_session_started_at, "
-            "peer_status_connected, peer_status_login_expired, peer_status_requires_approval) "
-            "VALUES (:id, "
-            ":acc, :key, :ip, :ipv6, :name, :label, :user, :ssh, " +
-                as_bool(kind_, "f1") + ", " + as_bool(kind_, "lee") + ", " + as_bool(kind_, "iee") +
-                ", " + as_time(kind_, "now") + ", " + as_time(kind_, "now") + ", " +
-                as_bool(kind_, "eph") + ", :labels, " + as_bool(kind_, "aedl") +
-                ", :h, :goos, :k, :c, :pl, :os, :osv, :wt, :ui, :kv, :sn, :pn, :mf, :na, :env, "
-                ":fl, :fi, :cap, " +
-                as_time(kind_, "now") + ", 0, " + as_bool(kind_, "f2") + ", " +
-                as_bool(kind_, "f3") + ", " + as_bool(kind_, "f4") + ")",
-        soci::use(p.id, "id"), soci::use(p.account_id, "acc"), soci::use(p.key, "key"),
-        soci::use(ip, "ip"), soci::use(ipv6, "ipv6"), soci::use(p.name, "name"),
-        soci::use(p.dns_label, "label"), soci::use(p.user_id, "user"), soci::use(p.ssh_key, "ssh"),
-        soci::use(b(p.ssh_enabled), "f1"), soci::use(b(p.login_expiration_enabled), "lee"),
-        soci::use(b(p.inactivity_expiration_enabled), "iee"), soci::use(now, "now"),
-        soci::use(b(p.ephemeral), "eph"), soci::use(labels, "labels"), soci::use(b(false), "aedl"),
-        soci::use(m.hostname, "h"), soci::use(m.go_os, "goos"), soci::use(m.kernel, "k"),
-        soci::use(m.core, "c"), soci::use(m.platform, "pl"), soci::use(m.os, "os"),
-        soci::use(m.os_version, "osv"), soci::use(m.wt_version, "wt"),
-        soci::use(m.ui_version, "ui"), soci::use(m.kernel_version, "kv"),
-        soci::use(m.system_serial_number, "sn"), soci::use(m.system_product_name, "pn"),
-        soci::use(m.system_manufacturer, "mf"), soci::use(m.network_addresses_json, "na"),
-        soci::use(m.environment_json, "env"), soci::use(m.flags_json, "fl"),
-        soci::use(m.files_json, "fi"), soci::use(m.capabilities_json, "cap"),
-        soci::use(b(false), "f2"), soci::use(b(false), "f3"), soci::use(b(false), "f4");
-    for (const auto& g : group_ids)
-      sql_ << "INSERT INTO group_peers (account_id, group_id, peer_id) VALUES (:acc, :g, :p) "
-              "ON CONFLICT DO NOTHING",
-          soci::use(p.account_id, "acc"), soci::use(g, "g"), soci::use(p.id, "p");
+    insert_registered_peer(p, group_ids);
     sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",
         soci::use(p.account_id, "acc");
     tr.commit();
     return register_result::registered;
   } catch (const soci::soci_error& e) {
-    const std::string what = e.what();
-    // Unique violations: PostgreSQL 23505, SQLite "UNIQUE constraint failed".
-    if (what.find("23505") != std::string::npos || what.find("UNIQUE") != std::string::npos ||
-        what.find("unique") != std::string::npos)
+    if (unique_violation(e))
       return register_result::conflict;
     throw;
   }
+}
+
+std::vector<admin_store::register_result>
+admin_store::register_peers(const std::string& account_id, const std::vector<registration>& batch,
+                            std::uint64_t& serial_after) {
+  std::vector<register_result> out(batch.size(), register_result::conflict);
+  soci::transaction tr(sql_);
+  long long registered = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const auto& r = batch[i];
+    sql_ << "SAVEPOINT nbm_register";
+    try {
+      if (!r.setup_key_id.empty() && !use_setup_key(r.setup_key_id)) {
+        sql_ << "ROLLBACK TO SAVEPOINT nbm_register";
+        out[i] = register_result::key_refused;
+      } else {
+        insert_registered_peer(r.peer, r.group_ids);
+        out[i] = register_result::registered;
+        ++registered;
+      }
+    } catch (const soci::soci_error& e) {
+      if (!unique_violation(e))
+        throw; // the transaction rolls back: nothing of the batch is written
+      sql_ << "ROLLBACK TO SAVEPOINT nbm_register";
+      out[i] = register_result::conflict;
+    }
+    sql_ << "RELEASE SAVEPOINT nbm_register";
+  }
+  if (registered > 0)
+    sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + :n WHERE id = "
+            ":acc",
+        soci::use(registered, "n"), soci::use(account_id, "acc");
+  long long serial = 0;
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT network_serial FROM accounts WHERE id = :acc", soci::use(account_id, "acc"),
+      soci::into(serial, ind);
+  serial_after = ind == soci::i_ok ? static_cast<std::uint64_t>(serial) : 0;
+  tr.commit();
+  return out;
 }
 
 bool admin_store::delete_peer(const std::string& account_id, const std::string& peer_id) {

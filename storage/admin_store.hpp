@@ -75,6 +75,19 @@ public:
   register_result register_peer(const core::peer& p, const std::vector<std::string>& group_ids,
                                 const std::string& setup_key_id);
 
+  struct registration {
+    core::peer peer; // its last_login (when set) is written as its last login and creation time
+    std::vector<std::string> group_ids;
+    std::string setup_key_id;
+  };
+  // Several registrations of one account in one transaction, a savepoint each: one refused or
+  // conflicting registration rolls back only itself. The account's serial moves by one per peer
+  // registered; `serial_after` is the account's serial as this transaction committed it (read
+  // inside it), so the caller can tell whether anyone else wrote since it last read the account.
+  std::vector<register_result> register_peers(const std::string& account_id,
+                                              const std::vector<registration>& batch,
+                                              std::uint64_t& serial_after);
+
   // NetBird's DeletePeer, in one transaction: group memberships, the peer, the account serial bump.
   bool delete_peer(const std::string& account_id, const std::string& peer_id);
 
@@ -101,6 +114,9 @@ public:
   server_key server_key_pair(const std::string& encryption_key_b64);
 
 private:
+  // The INSERTs of one registration (peer row, group memberships); throws soci_error.
+  void insert_registered_peer(const core::peer& p, const std::vector<std::string>& group_ids);
+
   soci::session& sql_;
   engine kind_;
 };

@@ -34,6 +34,21 @@ using management::EncryptedMessage;
 
 core::session_clock session_tokens;
 
+// Every request to the actors waits this long at most; then the RPC answers UNAVAILABLE (the
+// client retries) instead of hanging.
+constexpr auto actor_deadline = std::chrono::seconds(20);
+
+// The one place where answers of the actors become gRPC statuses: a refusal the actors decided
+// (a gRPC code, NetBird's message), and a failure of the actor system itself.
+Status refusal(int code, const std::string& message) {
+  return code == 0 ? Status::OK : Status(static_cast<StatusCode>(code), message);
+}
+Status actor_failure(const caf::error& err, const std::string& message) {
+  if (err == caf::sec::request_timeout)
+    return Status(StatusCode::UNAVAILABLE, "the server did not answer in time, try again");
+  return Status(StatusCode::INTERNAL, message);
+}
+
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -383,11 +398,11 @@ public:
     auto d = &d_;
     const std::string their = *key;
     d_.sys->spawn([=](caf::event_based_actor* self) {
-      self->request(d->login, caf::infinite, actors::login_atom::value, lr)
+      self->request(d->login, actor_deadline, actors::login_atom::value, lr)
           .then(
               [=](const actors::peer_view& v) {
                 if (v.code != 0) {
-                  r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
+                  r->Finish(refusal(v.code, v.message));
                   return;
                 }
                 management::LoginResponse out;
@@ -397,7 +412,7 @@ public:
                 if (v.relogged) {
                   // The renewed login must be in the account actor before the peer's Sync
                   // arrives: it re-reads (holding its mailbox) before the answer goes out.
-                  self->request(d->directory, caf::infinite, actors::account_atom::value,
+                  self->request(d->directory, actor_deadline, actors::account_atom::value,
                                 v.peer.account_id)
                       .then(
                           [=](actors::account_actor acc) {
@@ -407,17 +422,10 @@ public:
                           [=](caf::error&) { r->Finish(Status::OK); });
                   return;
                 }
+                // A new peer is in its account actor already (it registered it).
                 r->Finish(Status::OK);
-                if (v.registered) // a new peer: its account actor fans out the maps it changes
-                  self->request(d->directory, caf::infinite, actors::account_atom::value,
-                                v.peer.account_id)
-                      .then([=](actors::account_actor acc) {
-                        self->send(acc, actors::added_atom::value, v.peer, v.groups, v.serial);
-                      });
               },
-              [=](caf::error&) {
-                r->Finish(Status(StatusCode::INTERNAL, "failed logging in peer"));
-              });
+              [=](caf::error& err) { r->Finish(actor_failure(err, "failed logging in peer")); });
     });
     return r;
   }
@@ -454,26 +462,24 @@ public:
     d_.sys->spawn([=](caf::event_based_actor* self) {
       // 1. the peer (by key) and its meta, stored; 2. its account actor: may it sync?; 3. its
       // peer actor: connect (the fence); once that landed, the account actor sends the first map.
-      auto fail = [st](caf::error&) {
-        st->fail(Status(StatusCode::INTERNAL, "error handling request"));
-      };
-      self->request(d->login, caf::infinite, actors::lookup_atom::value, wg, has_meta, meta)
+      auto fail = [st](caf::error& err) { st->fail(actor_failure(err, "error handling request")); };
+      self->request(d->login, actor_deadline, actors::lookup_atom::value, wg, has_meta, meta)
           .then(
               [=](const actors::peer_view& v) {
                 if (v.code != 0) {
-                  st->fail(Status(static_cast<StatusCode>(v.code), v.message));
+                  st->fail(refusal(v.code, v.message));
                   return;
                 }
                 const auto account = v.peer.account_id, id = v.peer.id;
-                self->request(d->directory, caf::infinite, actors::account_atom::value, account)
+                self->request(d->directory, actor_deadline, actors::account_atom::value, account)
                     .then(
                         [=](actors::account_actor acc) {
-                          self->request(acc, caf::infinite, actors::sync_atom::value, id, has_meta,
+                          self->request(acc, actor_deadline, actors::sync_atom::value, id, has_meta,
                                         v.peer.meta)
                               .then(
                                   [=](int code, const std::string& message) {
                                     if (code != 0) {
-                                      st->fail(Status(static_cast<StatusCode>(code), message));
+                                      st->fail(refusal(code, message));
                                       return;
                                     }
                                     connect(self, d, st, account, id);
@@ -490,7 +496,7 @@ public:
   static void connect(caf::event_based_actor* self, const grpc_deps* d,
                       std::shared_ptr<sync_stream> st, const std::string& account,
                       const std::string& id) {
-    self->request(d->directory, caf::infinite, actors::get_atom::value, account, id)
+    self->request(d->directory, actor_deadline, actors::get_atom::value, account, id)
         .then(
             [=](actors::peer_actor p) {
               std::unique_lock<std::mutex> lk(st->mu);
@@ -499,7 +505,7 @@ public:
               st->peer = p;
               st->connect_sent = true;
               // Sent under the lock: a later disconnect from OnDone lands behind it in the mailbox.
-              auto handle = self->request(p, caf::infinite, actors::connect_atom::value, st->token,
+              auto handle = self->request(p, actor_deadline, actors::connect_atom::value, st->token,
                                           actors::sink_ptr(st));
               lk.unlock();
               handle.then(
@@ -508,11 +514,9 @@ public:
                       st->fail(
                           Status(StatusCode::ABORTED, "a newer session of this peer is active"));
                   },
-                  [=](caf::error&) {
-                    st->fail(Status(StatusCode::INTERNAL, "error handling request"));
-                  });
+                  [=](caf::error& err) { st->fail(actor_failure(err, "error handling request")); });
             },
-            [=](caf::error&) { st->fail(Status(StatusCode::INTERNAL, "error handling request")); });
+            [=](caf::error& err) { st->fail(actor_failure(err, "error handling request")); });
   }
 
   grpc::ServerUnaryReactor* SyncMeta(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
@@ -527,7 +531,7 @@ public:
     const bool has_meta = in.has_meta();
     const auto meta = to_meta(in.meta());
     d_.sys->spawn([=](caf::event_based_actor* self) {
-      self->request(d->login, caf::infinite, actors::lookup_atom::value, wg, has_meta, meta)
+      self->request(d->login, actor_deadline, actors::lookup_atom::value, wg, has_meta, meta)
           .then(
               [=](const actors::peer_view& v) {
                 if (v.code == static_cast<int>(StatusCode::PERMISSION_DENIED) &&
@@ -535,28 +539,27 @@ public:
                   r->Finish(
                       Status(StatusCode::NOT_FOUND, "account not found: index lookup failed"));
                 else if (v.code != 0)
-                  r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
+                  r->Finish(refusal(v.code, v.message));
                 else // the account actor takes the new meta (the agent version shapes maps)
-                  self->request(d->directory, caf::infinite, actors::account_atom::value,
+                  self->request(d->directory, actor_deadline, actors::account_atom::value,
                                 v.peer.account_id)
-                      .then([=](actors::account_actor acc) {
-                        self->request(acc, caf::infinite, actors::sync_atom::value, v.peer.id,
-                                      has_meta, v.peer.meta)
-                            .then(
-                                [=](int code, const std::string& message) {
-                                  r->Finish(code == 0
-                                                ? Status::OK
-                                                : Status(static_cast<StatusCode>(code), message));
-                                },
-                                [=](caf::error&) {
-                                  r->Finish(
-                                      Status(StatusCode::INTERNAL, "failed handling request"));
-                                });
-                      });
+                      .then(
+                          [=](actors::account_actor acc) {
+                            self->request(acc, actor_deadline, actors::sync_atom::value, v.peer.id,
+                                          has_meta, v.peer.meta)
+                                .then(
+                                    [=](int code, const std::string& message) {
+                                      r->Finish(code == 0 ? Status::OK : refusal(code, message));
+                                    },
+                                    [=](caf::error& err) {
+                                      r->Finish(actor_failure(err, "failed handling request"));
+                                    });
+                          },
+                          [=](caf::error& err) {
+                            r->Finish(actor_failure(err, "failed handling request"));
+                          });
               },
-              [=](caf::error&) {
-                r->Finish(Status(StatusCode::INTERNAL, "failed handling request"));
-              });
+              [=](caf::error& err) { r->Finish(actor_failure(err, "failed handling request")); });
     });
     return r;
   }
@@ -571,29 +574,31 @@ public:
     auto d = &d_;
     const std::string wg = req->wgpubkey();
     d_.sys->spawn([=](caf::event_based_actor* self) {
-      self->request(d->login, caf::infinite, actors::logout_atom::value, wg)
+      self->request(d->login, actor_deadline, actors::logout_atom::value, wg)
           .then(
               [=](const actors::peer_view& v) {
                 if (v.code != 0) {
-                  r->Finish(Status(static_cast<StatusCode>(v.code), v.message));
+                  r->Finish(refusal(v.code, v.message));
                   return;
                 }
                 r->Finish(Status::OK);
                 // The deleted peer's stream ends; the other peers of the account lose it from their
                 // maps.
                 const auto account = v.peer.account_id, id = v.peer.id;
-                self->request(d->directory, caf::infinite, actors::get_atom::value, account, id)
-                    .then([=](actors::peer_actor p) {
-                      self->send(p, actors::close_atom::value, std::string("peer deleted"));
-                    });
-                self->request(d->directory, caf::infinite, actors::account_atom::value, account)
-                    .then([=](actors::account_actor acc) {
-                      self->send(acc, actors::deleted_atom::value, id);
-                    });
+                self->request(d->directory, actor_deadline, actors::get_atom::value, account, id)
+                    .then(
+                        [=](actors::peer_actor p) {
+                          self->send(p, actors::close_atom::value, std::string("peer deleted"));
+                        },
+                        [](caf::error&) {}); // answered already; the serial poll catches up
+                self->request(d->directory, actor_deadline, actors::account_atom::value, account)
+                    .then(
+                        [=](actors::account_actor acc) {
+                          self->send(acc, actors::deleted_atom::value, id);
+                        },
+                        [](caf::error&) {});
               },
-              [=](caf::error&) {
-                r->Finish(Status(StatusCode::INTERNAL, "failed handling request"));
-              });
+              [=](caf::error& err) { r->Finish(actor_failure(err, "failed handling request")); });
     });
     return r;
   }

@@ -844,6 +844,11 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
       sql << "UPDATE peers SET user_id = :u, login_expiration_enabled = 1, "
              "last_login = '2020-01-01 00:00:00+00:00' WHERE id = :id",
           soci::use(owner, "u"), soci::use(id, "id");
+      // Another process's change of a peer moves the account's serial (the server decides
+      // logins from the account it holds and reads it again when the serial moves).
+      const std::string account = s.account;
+      sql << "UPDATE accounts SET network_serial = network_serial + 1 WHERE id = :a",
+          soci::use(account, "a");
     }
     REQUIRE(api.put("/api/accounts/" + s.account,
                     {{"settings",

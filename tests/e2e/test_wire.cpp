@@ -2,6 +2,8 @@
 // simulator speaking NetBird's protocol (GetServerKey, Login, Sync), on SQLite and on PostgreSQL.
 #include "tests/e2e/harness.hpp"
 
+#include <algorithm>
+
 using namespace nbm;
 using namespace nbm::e2e;
 using namespace std::chrono_literals;
@@ -276,4 +278,46 @@ TEST_CASE(
     CHECK(eventually([&] { return s.peer_by_key(a.public_key_b64())->status.connected; }));
     s.stop();
   }
+}
+
+TEST_CASE("wire: behind a load balancer, a Login on one replica and the Sync on another are "
+          "accepted at once, and the other replica's maps hold every peer") {
+  if (!test::postgres_available()) {
+    CHECK_MESSAGE(std::getenv("NBM_REQUIRE_PG") == nullptr, "NBM_REQUIRE_PG=1 but no PostgreSQL");
+    return;
+  }
+  server a(storage::engine::postgres);
+  // B never polls the account's serial here: only the read before a refusal can save the Sync.
+  ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "600000", 1);
+  replica b(a);
+  ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
+  const auto key = a.setup_key("--name lb --reusable");
+  // B holds the account first: a peer registered and syncing there.
+  tools::peer_client first(b.target());
+  REQUIRE(first.login(key, "first").ok());
+  stream on_first(first, "first");
+  REQUIRE(on_first.wait_maps(1, 5000ms));
+  // Fresh peers: Login on A, the Sync right after on B.
+  std::vector<std::unique_ptr<stream>> streams;
+  std::vector<std::unique_ptr<tools::peer_client>> clients;
+  for (int i = 0; i < 5; ++i) {
+    const auto host = "lb" + std::to_string(i);
+    const std::string key_file = a.dir + "/" + host + ".key";
+    tools::peer_client on_a(a.target(), key_file);
+    auto r = on_a.login(key, host);
+    REQUIRE_MESSAGE(r.ok(), r.message);
+    clients.push_back(std::make_unique<tools::peer_client>(b.target(), key_file));
+    REQUIRE(clients.back()->fetch_server_key().ok());
+    streams.push_back(std::make_unique<stream>(*clients.back(), host));
+    REQUIRE_MESSAGE(streams.back()->wait_maps(1, 5000ms),
+                    "Sync on B ended: " << streams.back()->end.message);
+  }
+  // The last one's first map on B lists every peer registered before it (the default policy).
+  auto names = streams.back()->last();
+  std::sort(names.begin(), names.end());
+  CHECK(names.size() == 5);
+  CHECK(std::count_if(names.begin(), names.end(),
+                      [](const std::string& n) { return n.rfind("first.", 0) == 0; }) == 1);
+  b.stop();
+  a.stop();
 }
