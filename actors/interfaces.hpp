@@ -3,6 +3,7 @@
 // per file.
 #pragma once
 
+#include "actors/requests.hpp"
 #include "core/model.hpp"
 #include "core/network_map.hpp"
 #include "core/session_token.hpp"
@@ -154,19 +155,6 @@ typename Inspector::result_type inspect(Inspector& f, writer_state_record& x) {
   return f(caf::meta::type_name("writer_state_record"), x.queued, x.in_flight, x.batches, x.writes,
            x.landed, x.errors, x.max_batch, x.workers);
 }
-
-// A Login as the api layer decoded it (no protobuf types past api/).
-struct login_request {
-  std::string wg_key; // base64, as in the envelope
-  std::string setup_key;
-  std::string jwt;
-  std::string jwt_user; // the user id of `jwt`, verified by the wire layer ("" = none)
-  bool has_meta = false;
-  core::peer_meta meta;
-  std::string ssh_key;
-  std::vector<std::string> extra_dns_labels;
-  std::string remote_addr;
-};
 
 // A peer as the wire layer needs it, or the gRPC status NetBird answers with (code != 0).
 struct peer_view {

@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
@@ -624,6 +625,51 @@ std::string url_host(const std::string& url) {
   return rest;
 }
 
+// Counts the documents of a YAML stream (up to two) and notes where the second begins.
+struct document_counter : YAML::EventHandler {
+  int documents = 0;
+  YAML::Mark second;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents++ == 1)
+      second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// The first document of `text` and how many there are (0, 1, or 2 for "more than one").
+// yaml-cpp 0.7's LoadAll never returns on a flow indicator after the last document ("{...},", or
+// "," alone): the parser yields an empty document there without consuming the token, and LoadAll
+// asks for the next one forever, allocating as it goes (found by tests/fuzz/fuzz_config). So the
+// parser is asked for at most two documents here, and the first is read with Load.
+struct first_document {
+  YAML::Node root;
+  int documents = 0;
+  YAML::Mark second;
+};
+first_document read_first_document(const std::string& text) {
+  first_document out;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  document_counter counter;
+  while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+  }
+  out.documents = counter.documents;
+  out.second = counter.second;
+  if (out.documents > 0)
+    out.root = YAML::Load(text);
+  return out;
+}
+
 } // namespace
 
 env_getter process_env() {
@@ -867,9 +913,9 @@ management_config load_text(const std::string& text, const std::string& origin,
                             const env_getter& env) {
   management_config c;
   const std::string substituted = substitute_env(text, env, &c.warnings, origin);
-  std::vector<YAML::Node> docs;
+  first_document docs;
   try {
-    docs = YAML::LoadAll(substituted);
+    docs = read_first_document(substituted);
   } catch (const YAML::Exception& e) {
     std::ostringstream os;
     os << origin << ": malformed JSON/YAML";
@@ -878,16 +924,16 @@ management_config load_text(const std::string& text, const std::string& origin,
     os << ": " << e.msg;
     throw config_error(os.str());
   }
-  if (docs.empty())
+  if (docs.documents == 0)
     throw config_error(origin + ": the file is empty (expected a JSON object)");
-  if (docs.size() > 1) {
+  if (docs.documents > 1) {
     std::string where;
-    if (docs[1].Mark().line >= 0)
-      where = " (line " + std::to_string(docs[1].Mark().line + 1) + ")";
+    if (docs.second.line >= 0)
+      where = " (line " + std::to_string(docs.second.line + 1) + ")";
     throw config_error(origin + ": malformed JSON/YAML" + where +
                        ": unexpected content after the top-level object");
   }
-  const YAML::Node& root = docs[0];
+  const YAML::Node& root = docs.root;
   reader r{origin, &c.warnings};
   const auto k = kind_of(root);
   if (k != kind::null && k != kind::object)

@@ -6,12 +6,22 @@ pkgs=(meson ninja-build pkg-config g++ python3
   libsoci-dev libboost-dev libpq-dev libsqlite3-dev sqlite3 postgresql
   libyaml-cpp-dev doctest-dev libsodium-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev)
-missing=()
+# The sanitizer and fuzzing build of scripts/test.sh (scripts/sanitize.sh): clang with its
+# sanitizer and libFuzzer runtimes, without the recommended LLVM development packages.
+san_pkgs=(clang libclang-rt-14-dev)
+missing=(); san_missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+for p in "${san_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || san_missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && [ ${#san_missing[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+[ ${#missing[@]} -eq 0 ] ||
+  $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+[ ${#san_missing[@]} -eq 0 ] ||
+  $SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 \
+    "${san_missing[@]}" >/dev/null

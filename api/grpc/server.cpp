@@ -8,6 +8,7 @@
 
 #include "api/grpc/convert.hpp"
 #include "api/grpc/wire_map.hpp"
+#include "api/grpc/wire_request.hpp"
 #include "api/metrics/metrics.hpp"
 #include "crypto/crypto.hpp"
 #include "management.grpc.pb.h"
@@ -91,21 +92,6 @@ std::string client_prefix(const std::string& text) {
   return out;
 }
 
-// The peer's key from the envelope, or the status NetBird answers for a bad one.
-std::optional<std::string> peer_key(const EncryptedMessage& m) {
-  auto raw = crypto::base64_decode(m.wgpubkey());
-  if (!raw || raw->size() != 32)
-    return std::nullopt;
-  return raw;
-}
-
-template <class Msg>
-bool open_body(const grpc_deps& d, const EncryptedMessage& env, const std::string& their_key,
-               Msg& out) {
-  auto plain = crypto::box_open(env.body(), their_key, d.server_private);
-  return plain && out.ParseFromString(*plain);
-}
-
 EncryptedMessage seal(const grpc_deps& d, const google::protobuf::Message& msg,
                       const std::string& their_key) {
   EncryptedMessage env;
@@ -119,13 +105,13 @@ EncryptedMessage seal(const grpc_deps& d, const google::protobuf::Message& msg,
 template <class Msg>
 std::optional<std::string> open_request(const grpc_deps& d, const EncryptedMessage& req, Msg& msg,
                                         grpc::ServerUnaryReactor* r) {
-  auto key = peer_key(req);
+  auto key = envelope_key(req);
   if (!key) {
     r->Finish(Status(StatusCode::INVALID_ARGUMENT,
                      "provided wgPubKey " + client_prefix(req.wgpubkey()) + " is invalid"));
     return std::nullopt;
   }
-  if (!open_body(d, req, *key, msg)) {
+  if (!open_envelope(req.body(), *key, d.server_private, msg)) {
     r->Finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
     return std::nullopt;
   }
@@ -376,10 +362,7 @@ public:
     auto key = open_request(d_, *req, login, r);
     if (!key)
       return r;
-    actors::login_request lr;
-    lr.wg_key = req->wgpubkey();
-    lr.setup_key = login.setupkey();
-    lr.jwt = login.jwttoken();
+    actors::login_request lr = to_login_request(login, req->wgpubkey());
     if (!lr.jwt.empty() && d_.jwt && d_.jwt->configured()) {
       std::string why;
       auto claims = d_.jwt->verify(lr.jwt, why);
@@ -390,10 +373,6 @@ public:
       }
       lr.jwt_user = claims->user_id;
     }
-    lr.has_meta = login.has_meta();
-    lr.meta = to_meta(login.meta());
-    lr.ssh_key = login.peerkeys().sshpubkey();
-    lr.extra_dns_labels.assign(login.dnslabels().begin(), login.dnslabels().end());
     lr.remote_addr = ctx->peer();
     auto d = &d_;
     const std::string their = *key;
@@ -439,7 +418,7 @@ public:
     auto* reactor = new sync_reactor(st);
     st->reactor = reactor;
     st->token = session_tokens.next(); // the fencing token: this stream's open time
-    auto key = peer_key(*req);
+    auto key = envelope_key(*req);
     if (!key) {
       reactor->finish(
           Status(StatusCode::INVALID_ARGUMENT,
@@ -450,15 +429,15 @@ public:
     st->box_key = crypto::box_precompute(*key, d_.server_private);
     st->ip = address_of(ctx->peer());
     management::SyncRequest sync;
-    auto plain = crypto::box_open_precomputed(req->body(), st->box_key);
-    if (!plain || !sync.ParseFromString(*plain)) {
+    if (!open_envelope_precomputed(req->body(), st->box_key, sync)) {
       reactor->finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
       return reactor;
     }
     auto d = &d_;
     const std::string their = *key, wg = req->wgpubkey();
-    const bool has_meta = sync.has_meta();
-    const auto meta = to_meta(sync.meta());
+    auto update = to_meta_update(sync);
+    const bool has_meta = update.has_meta;
+    const auto meta = std::move(update.meta);
     d_.sys->spawn([=](caf::event_based_actor* self) {
       // 1. the peer (by key) and its meta, stored; 2. its account actor: may it sync?; 3. its
       // peer actor: connect (the fence); once that landed, the account actor sends the first map.
@@ -528,8 +507,9 @@ public:
       return r;
     auto d = &d_;
     const std::string wg = req->wgpubkey();
-    const bool has_meta = in.has_meta();
-    const auto meta = to_meta(in.meta());
+    auto update = to_meta_update(in);
+    const bool has_meta = update.has_meta;
+    const auto meta = std::move(update.meta);
     d_.sys->spawn([=](caf::event_based_actor* self) {
       self->request(d->login, actor_deadline, actors::lookup_atom::value, wg, has_meta, meta)
           .then(
@@ -607,7 +587,7 @@ public:
                                                        const EncryptedMessage* req,
                                                        EncryptedMessage* resp) override {
     auto* r = ctx->DefaultReactor();
-    auto key = peer_key(*req);
+    auto key = envelope_key(*req);
     if (!key) {
       r->Finish(
           Status(StatusCode::INVALID_ARGUMENT, "error while parsing peer's Wireguard public key " +
@@ -616,7 +596,7 @@ public:
       return r;
     }
     management::DeviceAuthorizationFlowRequest in;
-    if (!open_body(d_, *req, *key, in)) {
+    if (!open_envelope(req->body(), *key, d_.server_private, in)) {
       r->Finish(Status(StatusCode::INVALID_ARGUMENT,
                        "error while decrypting peer's message with Wireguard public key " +
                            client_prefix(req->wgpubkey()) + "."));
@@ -640,7 +620,7 @@ public:
                                                      const EncryptedMessage* req,
                                                      EncryptedMessage* resp) override {
     auto* r = ctx->DefaultReactor();
-    auto key = peer_key(*req);
+    auto key = envelope_key(*req);
     if (!key) {
       r->Finish(
           Status(StatusCode::INVALID_ARGUMENT, "error while parsing peer's Wireguard public key " +
@@ -649,7 +629,7 @@ public:
       return r;
     }
     management::PKCEAuthorizationFlowRequest in;
-    if (!open_body(d_, *req, *key, in)) {
+    if (!open_envelope(req->body(), *key, d_.server_private, in)) {
       r->Finish(Status(StatusCode::INVALID_ARGUMENT,
                        "error while decrypting peer's message with Wireguard public key " +
                            client_prefix(req->wgpubkey()) + "."));

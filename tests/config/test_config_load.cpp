@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 using namespace nbm;
 using namespace std::chrono_literals;
 using test::env_of;
@@ -513,6 +516,39 @@ TEST_CASE("config: malformed files and missing files are clear errors") {
   e = error_of([&] { config::load_file(path, no_env()); });
   CHECK(e.find(path) != std::string::npos);
   CHECK(e.find("Relay.Secret (line 2)") != std::string::npos);
+}
+
+// Found by tests/fuzz/fuzz_config: yaml-cpp's LoadAll never returned on a stray comma after the
+// object (a typo away from a valid management.json), allocating until the machine ran out of
+// memory. Each load runs in a child process with a 10 s alarm, so a regression fails this test
+// instead of hanging the suite.
+TEST_CASE("config: a comma after the top-level object is an error, not an endless parse") {
+  auto refused_in_time = [](const std::string& text) {
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      alarm(10);
+      const auto e = error_of([&] { config::load_text(text, "management.json", no_env()); });
+      std::_Exit(e.find("unexpected content after the top-level object") != std::string::npos ? 0
+                                                                                              : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    INFO("text: " << text);
+    CHECK_FALSE(WIFSIGNALED(status)); // SIGALRM: still parsing after 10 s
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  };
+  CHECK(refused_in_time("{\"Datadir\": \"/a\"},"));
+  CHECK(refused_in_time("{\"Datadir\": \"/a\"},\n"));
+  CHECK(refused_in_time(","));
+  CHECK(refused_in_time("[1],"));
+  CHECK(refused_in_time("{\"Datadir\": \"/a\"}\n---\nDatadir: /b\n"));
+  // What is around those still loads or is refused as before.
+  CHECK(load("{\"Datadir\": \"/a\"}").datadir == "/a");
+  CHECK(load("{\"Datadir\": \"/a\"}\n# a comment\n").datadir == "/a");
+  CHECK(load_error("").find("the file is empty") != std::string::npos);
+  CHECK(load_error("# only a comment\n").find("the file is empty") != std::string::npos);
+  CHECK(load_error("[1]").find("an object at the top level") != std::string::npos);
 }
 
 TEST_CASE("config: IP prefixes as Go's netip.ParsePrefix accepts them") {

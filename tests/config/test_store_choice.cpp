@@ -60,8 +60,8 @@ TEST_CASE("store choice: the engine table") {
   };
   for (const auto& r : rows) {
     INFO("config engine '" << r.config_engine << "'");
-    for (const auto& [k, v] : r.env)
-      INFO(k << "=" << v);
+    for (const auto& kv : r.env) // no structured bindings: clang 14 cannot capture them (INFO)
+      INFO(kv.first << "=" << kv.second);
     const auto cfg = with(r.config_engine, dd);
     if (!r.engine) {
       CHECK_THROWS_AS(config::resolve_store(cfg, env_of(r.env)), config::config_error);

@@ -523,7 +523,8 @@ TEST_CASE("account_store: times in every form NetBird and SQLite write read back
         {"0001-01-01 00:00:00+00:00", -62135596800.0}, // Go's zero time
     };
     for (const auto& [text, unix] : forms) {
-      INFO(text);
+      const auto& shown = text; // clang 14 cannot capture a structured binding (INFO's lambda)
+      INFO(shown);
       CHECK(st.update_last_login("acc1", "p0", text));
       auto p = st.peer_by_id("acc1", "p0");
       REQUIRE(p.has_value());
@@ -609,7 +610,8 @@ TEST_CASE("setup keys: 8 threads racing, each on its own session") {
     }
     for (const auto& [id, allowed] :
          std::vector<std::pair<std::string, int>>{{"race-one-off", 1}, {"race-limit-3", 3}}) {
-      INFO(id);
+      const auto& shown = id; // clang 14 cannot capture a structured binding (INFO's lambda)
+      INFO(shown);
       std::atomic<int> wins{0}, errors{0}, ready{0};
       std::vector<std::thread> threads;
       for (int i = 0; i < 8; ++i)
