@@ -6,9 +6,11 @@ pkgs=(meson ninja-build pkg-config g++ python3
   libsoci-dev libboost-dev libpq-dev libsqlite3-dev sqlite3 postgresql
   libyaml-cpp-dev doctest-dev libsodium-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev)
-# The sanitizer and fuzzing build of scripts/test.sh (scripts/sanitize.sh): clang with its
-# sanitizer and libFuzzer runtimes, without the recommended LLVM development packages.
-san_pkgs=(clang libclang-rt-14-dev)
+# With --test, also what the sanitizer and fuzzing build of scripts/test.sh needs
+# (scripts/sanitize.sh): clang with its sanitizer and libFuzzer runtimes, without the recommended
+# LLVM development packages. Running the server needs none of it.
+san_pkgs=()
+[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev)
 missing=(); san_missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

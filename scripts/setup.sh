@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
 shift || true
-scripts/install-deps.sh
+if [ "$mode" = test ]; then scripts/install-deps.sh --test; else scripts/install-deps.sh; fi
 scripts/build.sh
 case "$mode" in
   run)

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <netinet/in.h>
 #include <optional>
+#include <sstream>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -316,6 +317,22 @@ inline std::vector<storage::engine> engines() {
   if (test::postgres_available())
     e.push_back(storage::engine::postgres);
   return e;
+}
+
+// A whole file as text ("" when it cannot be read), e.g. a server's log.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// How often `needle` occurs in `text` (overlaps counted).
+inline std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++n;
+  return n;
 }
 
 } // namespace nbm::e2e

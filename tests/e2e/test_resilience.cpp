@@ -16,13 +16,6 @@ using namespace nbm::e2e;
 
 namespace {
 
-std::string read_log(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // kill -9: no shutdown, no disconnect written, sockets closed by the kernel.
 void kill_hard(server& s) {
   REQUIRE(s.pid > 0);
@@ -116,13 +109,6 @@ http_reply rest_get(const server& s, const std::string& path) {
   return {r->status, r->get_header_value("Retry-After")};
 }
 
-std::size_t occurrences(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
-    ++n;
-  return n;
-}
-
 } // namespace
 
 TEST_CASE("crash: after kill -9 and a restart no peer stays connected, the ephemeral peer the dead "
@@ -166,7 +152,7 @@ TEST_CASE("crash: after kill -9 and a restart no peer stays connected, the ephem
       CHECK_FALSE(row->status.connected);
       CHECK(row->status.session_started_at == 0);
     }
-    CHECK(occurrences(read_log(s.dir + "/server.log"), "start-up: 3 leftover session(s)") == 1);
+    CHECK(occurrences(read_file(s.dir + "/server.log"), "start-up: 3 leftover session(s)") == 1);
 
     // "back" comes back (a new client on the new port, same key) and stays.
     tools::peer_client back_again(s.target(), back_key_file);
@@ -211,7 +197,7 @@ TEST_CASE("crash: a restart ends nothing while another replica serves the Postgr
   REQUIRE(row);
   CHECK(row->status.connected);
   CHECK(row->status.session_started_at == token);
-  CHECK(read_log(b.log).find("other replicas serve this store") != std::string::npos);
+  CHECK(read_file(b.log).find("other replicas serve this store") != std::string::npos);
   CHECK_FALSE(on_a.finished);
   b.stop();
   a.stop();
@@ -320,11 +306,11 @@ TEST_CASE("outage: PostgreSQL stopped for 8 s: UNAVAILABLE and 503 meanwhile, th
   // epsilon's session, whose end could not be written during the outage, ends in the store once
   // the database is back (no peer stays "connected" for good).
   CHECK(eventually([&] { return !s.peer_by_key(e.public_key_b64())->status.connected; }, 5000ms));
-  CHECK(read_log(s.dir + "/server.log").find("landed on a retry") != std::string::npos);
+  CHECK(read_file(s.dir + "/server.log").find("landed on a retry") != std::string::npos);
   // The replica's presence hold is back too.
   CHECK(eventually(
       [&] {
-        return read_log(s.dir + "/server.log").find("holding the presence lock again") !=
+        return read_file(s.dir + "/server.log").find("holding the presence lock again") !=
                std::string::npos;
       },
       5000ms));
