@@ -82,14 +82,32 @@ inline pid_t launch(const std::vector<std::string>& args, const std::string& log
     ::execv(NBM_SERVER_BIN, argv.data());
     std::_Exit(127);
   }
+  // A deadline, not a count: a loaded 2-core CI machine can take seconds to start the server.
   const std::string target = "127.0.0.1:" + std::to_string(port);
-  for (int i = 0; i < 100; ++i) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
     tools::peer_client probe(target);
     if (probe.fetch_server_key().ok())
       return pid;
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid)
+      break; // it exited: no point waiting
     std::this_thread::sleep_for(100ms);
   }
-  FAIL("server did not come up on " << target);
+  // What the server said, so a failure in CI shows why.
+  std::string tail;
+  {
+    std::ifstream in(log);
+    std::deque<std::string> lines;
+    for (std::string line; std::getline(in, line);) {
+      lines.push_back(line);
+      if (lines.size() > 30)
+        lines.pop_front();
+    }
+    for (const auto& l : lines)
+      tail += l + "\n";
+  }
+  FAIL("server did not come up on " << target << "; the end of its log:\n" << tail);
   return pid;
 }
 
