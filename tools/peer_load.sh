@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${NBM_BIN:-build/server/netbird-mgmt}
 load=${NBM_PEER_LOAD:-build/tools/peer_load}
-config=${NBM_CONFIG:-../shared/fixtures/netbird/management.json}
+config=${NBM_CONFIG:-deploy/management.json}
 peers=500 engine=sqlite default_policy=no hold=2 concurrency=64 timeout=120
 phases="register sync restart storm churn"
 extra=()
