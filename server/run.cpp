@@ -12,6 +12,7 @@
 #include "api/metrics/metrics.hpp"
 #include "geo/geo.hpp"
 #include "server/front_door.hpp"
+#include "server/protobuf_log.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/replica_lock.hpp"
@@ -119,6 +120,7 @@ end_crash_leftovers(const storage::db_options& db) {
 
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
+  route_protobuf_logs();
   for (const auto& w : cfg.warnings)
     spdlog::warn("config {}: {}", opts.config_path, w);
   // TLS (Let's Encrypt or a certificate of one's own) is not implemented yet: say so loudly rather
