@@ -63,11 +63,21 @@ inline std::string field(const std::string& text, const std::string& name) {
   return text.substr(pos + name.size() + 2, end - pos - name.size() - 2);
 }
 
+// How many times a server logged its ready line into `log`.
+inline int ready_lines(const std::string& log) {
+  std::ifstream in(log);
+  int n = 0;
+  for (std::string line; std::getline(in, line);)
+    n += line.find(" ready: store ") != std::string::npos;
+  return n;
+}
+
 // Starts `netbird-mgmt management <args>` with its output appended to `log`; returns its pid once
 // GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does).
 inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port) {
   std::fflush(stdout);
   std::fflush(stderr);
+  const int ready_before = ready_lines(log);
   const pid_t pid = ::fork();
   if (pid == 0) {
     FILE* f = std::freopen(log.c_str(), "a", stdout);
@@ -85,9 +95,11 @@ inline pid_t launch(const std::vector<std::string>& args, const std::string& log
   // A deadline, not a count: a loaded 2-core CI machine can take seconds to start the server.
   const std::string target = "127.0.0.1:" + std::to_string(port);
   const auto deadline = std::chrono::steady_clock::now() + 30s;
+  // Up means gRPC answers and the server logged its ready line (every listener, the REST API's
+  // own port included, is then open). The log is appended to across restarts: count the lines.
   while (std::chrono::steady_clock::now() < deadline) {
     tools::peer_client probe(target);
-    if (probe.fetch_server_key().ok())
+    if (probe.fetch_server_key().ok() && ready_lines(log) > ready_before)
       return pid;
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid)
