@@ -375,6 +375,8 @@ void on_registered(account_ptr_t self, registration_flight& fl, registration_out
       break;
     }
     case registered_as::key_refused:
+      spdlog::info("setup key refused: key {} of account {} was used up or revoked meanwhile",
+                   row.setup_key_id, row.peer.account_id);
       release(st, row);
       answers.emplace_back(i, fail(failed_precondition, "couldn't add peer: setup key is invalid"));
       break;

@@ -112,8 +112,22 @@ login_step do_login(state& st, const login_request& req) {
     return fail(failed_precondition, "peer system meta has to be provided to log in. Peer " +
                                          prefix(req.wg_key) + ", remote addr " + req.remote_addr);
   auto key = admin.setup_key_by_plain(req.setup_key);
-  if (!key || core::check_setup_key(*key, now_unix()) != core::key_verdict::valid)
+  const auto verdict = key ? core::check_setup_key(*key, now_unix()) : core::key_verdict::valid;
+  if (!key || verdict != core::key_verdict::valid) {
+    // The key's id, never the key; an unknown key by 8 characters of its hash only.
+    if (!key)
+      spdlog::info("setup key refused: unknown key (hash {}...), peer {} from {}",
+                   crypto::sha256_base64(req.setup_key).substr(0, 8), prefix(req.wg_key),
+                   req.remote_addr);
+    else
+      spdlog::info("setup key refused: key {} of account {} is {}, peer {} from {}", key->id,
+                   key->account_id,
+                   verdict == core::key_verdict::revoked   ? "revoked"
+                   : verdict == core::key_verdict::expired ? "expired"
+                                                           : "used up",
+                   prefix(req.wg_key), req.remote_addr);
     return fail(not_found, "couldn't add peer: setup key is invalid");
+  }
   if (!req.extra_dns_labels.empty() && !key->allow_extra_dns_labels)
     return fail(failed_precondition, "couldn't add peer: setup key doesn't allow extra DNS labels");
   // The registration itself is the business of the account actor of the key's account.

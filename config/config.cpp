@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -670,6 +671,89 @@ first_document read_first_document(const std::string& text) {
   return out;
 }
 
+// A file that opens with '{' is JSON, which NetBird reads with Go's encoding/json: a syntax error
+// yaml-cpp finds is told in JSON's words with line and column when it is not JSON either (what
+// YAML tolerates beyond JSON, a comment after the object say, still loads as before).
+// A SAX pass (no document built, no recursion) that only notes the first error.
+struct json_syntax_check : nlohmann::json_sax<nlohmann::json> {
+  std::size_t byte = 0;
+  std::string what;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& ex) override {
+    byte = position;
+    what = ex.what();
+    return false;
+  }
+};
+
+void check_json_syntax(const std::string& text, const std::string& origin) {
+  json_syntax_check check;
+  if (nlohmann::json::sax_parse(text, &check))
+    return;
+  // nlohmann's text: "[json.exception.parse_error.101] parse error at line L, column C: <why>;
+  // last read: '<token>'". The why stays; the token (file content, maybe a secret) does not.
+  std::string why = check.what;
+  if (auto at = why.find("column"); at != std::string::npos)
+    if (auto colon = why.find(": ", at); colon != std::string::npos)
+      why = why.substr(colon + 2);
+  // nlohmann stands at the end of the offending token: the place given is its start.
+  std::size_t token = 1;
+  if (auto last = why.find("; last read: '"); last != std::string::npos) {
+    const auto read = why.substr(last + 14, why.size() - last - 15);
+    if (read.find("<U+") == std::string::npos && !read.empty())
+      token = read.size();
+    why.resize(last);
+  }
+  if (why.find("; expected end of input") != std::string::npos)
+    why = "unexpected content after the top-level object";
+  std::size_t pos = std::min(check.byte > 0 ? check.byte - 1 : 0, text.size());
+  pos = pos + 1 >= token ? pos + 1 - token : 0;
+  if (token == 1 && pos < text.size()) { // an unexpected string, number or word: back to its start
+    const auto word = [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '+' || c == '-';
+    };
+    if (text[pos] == '"') {
+      for (std::size_t i = pos; i-- > 0;)
+        if (text[i] == '"' && (i == 0 || text[i - 1] != '\\')) {
+          pos = i;
+          break;
+        }
+    } else {
+      while (pos > 0 && word(text[pos]) && word(text[pos - 1]))
+        --pos;
+    }
+  }
+  const auto nl = pos == 0 ? std::string::npos : text.rfind('\n', pos - 1);
+  const std::size_t column = nl == std::string::npos ? pos + 1 : pos - nl;
+  throw config_error(origin + ": invalid JSON at line " + std::to_string(line_of(text, pos)) +
+                     ", column " + std::to_string(column) + ": " + why);
+}
+
+// YAML indents with spaces only: a line that starts with a tab is refused with its place (yaml-cpp
+// would report something else, or read the line as text).
+void check_yaml_tabs(const std::string& text, const std::string& origin) {
+  std::size_t line = 1;
+  for (std::size_t i = 0; i < text.size(); ++line) {
+    const auto end = std::min(text.find('\n', i), text.size());
+    if (text[i] == '\t' && text.find_first_not_of(" \t\r", i) < end)
+      throw config_error(origin + ": a tab at line " + std::to_string(line) +
+                         ", column 1: YAML indents with spaces only (replace the tab with spaces)");
+    i = end + 1;
+  }
+}
+
 } // namespace
 
 env_getter process_env() {
@@ -913,10 +997,16 @@ management_config load_text(const std::string& text, const std::string& origin,
                             const env_getter& env) {
   management_config c;
   const std::string substituted = substitute_env(text, env, &c.warnings, origin);
+  const auto first = substituted.find_first_not_of(" \t\r\n");
+  const bool json = first != std::string::npos && substituted[first] == '{';
+  if (!json)
+    check_yaml_tabs(substituted, origin);
   first_document docs;
   try {
     docs = read_first_document(substituted);
   } catch (const YAML::Exception& e) {
+    if (json) // told in JSON's words when it is not JSON either
+      check_json_syntax(substituted, origin);
     std::ostringstream os;
     os << origin << ": malformed JSON/YAML";
     if (e.mark.line >= 0)

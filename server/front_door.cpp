@@ -441,9 +441,14 @@ private:
       return write();
     }
     if (!under_api || !handled) {
-      start_response(404);
+      // No such endpoint (404), or a method no endpoint of the API takes (405).
+      const unsigned status = under_api ? 405 : 404;
+      spdlog::debug("REST {} {} {} (no handler)", std::string(in.method_string()),
+                    path.substr(0, 96), status);
+      start_response(status);
       res_.set(bhttp::field::content_type, "application/json; charset=UTF-8");
-      res_.body() = error_json(404, "not found");
+      res_.body() =
+          error_json(static_cast<int>(status), under_api ? "method not allowed" : "not found");
       return write();
     }
     api::http::request req;
@@ -465,8 +470,10 @@ private:
         res.status = 500;
         res.body = R"({"message":"internal error","code":500})";
       }
-      api::metrics::rest_request(req.method, res.status,
-                                 std::chrono::duration<double>(clk::now() - began).count());
+      const double took = std::chrono::duration<double>(clk::now() - began).count();
+      api::metrics::rest_request(req.method, res.status, took);
+      spdlog::debug("REST {} {} {} {:.1f} ms", req.method, req.path.substr(0, 96), res.status,
+                    took * 1000);
       asio::post(ex, [self, res = std::move(res)]() mutable { self->answer(std::move(res)); });
     });
     if (!queued) {
@@ -496,6 +503,7 @@ private:
 
   // An error answer before (or instead of) a handler: the connection closes after it.
   void reply_error(unsigned status, std::string_view message) {
+    spdlog::debug("http: {} to {}: {}", status, ip_, message);
     keep_alive_ = false;
     head_ = false;
     start_response(status);
@@ -659,7 +667,16 @@ bool front_door::start(const std::string& host, int port) {
   if (!ec)
     d.acceptor->listen(d.opts.backlog, ec);
   if (ec) {
-    spdlog::debug("http: cannot listen on {}:{}: {}", host, port, ec.message());
+    if (ec == asio::error::address_in_use)
+      spdlog::error("cannot listen on {}:{}: the port is already in use (another netbird-mgmt or "
+                    "another program listens there); stop it or choose another port",
+                    host, port);
+    else if (ec == asio::error::access_denied)
+      spdlog::error("cannot listen on {}:{}: permission denied (ports below 1024 need root or "
+                    "CAP_NET_BIND_SERVICE)",
+                    host, port);
+    else
+      spdlog::error("cannot listen on {}:{}: {}", host, port, ec.message());
     d.acceptor.reset();
     d.ioc.reset();
     return false;

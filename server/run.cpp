@@ -23,13 +23,17 @@
 #include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 namespace nbm::server {
 
@@ -70,6 +74,35 @@ static void raise_open_files_limit() {
   rl.rlim_cur = rl.rlim_max;
   if (::setrlimit(RLIMIT_NOFILE, &rl) == 0)
     spdlog::debug("open files limit raised from {} to {}", was, rl.rlim_cur);
+}
+
+// The datadir exists (created if need be) and, for SQLite, takes the store: else a message that
+// says what is wrong with which path, before anything else starts.
+static void check_datadir(const std::string& dir, bool sqlite) {
+  const auto lower = [](std::string m) {
+    for (auto& c : m)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return m;
+  };
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw std::runtime_error("cannot create the datadir " + dir + ": " + lower(ec.message()) +
+                             " (choose another --datadir or fix its parent's owner and mode)");
+  if (!std::filesystem::is_directory(dir, ec))
+    throw std::runtime_error("the datadir " + dir + " is not a directory");
+  if (!sqlite)
+    return;
+  // The store and its journal are created next to each other: the directory must be writable.
+  const auto probe = (std::filesystem::path(dir) / ".netbird-mgmt-write-check").string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw std::runtime_error("cannot write in the datadir " + dir + ": " +
+                             lower(std::strerror(errno)) +
+                             " (the SQLite store store.db is kept there; fix the directory's "
+                             "owner and mode or choose another --datadir)");
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 static core::unix_ns ephemeral_lifetime() {
@@ -130,9 +163,8 @@ int run_management(const management_options& opts, config::management_config cfg
                  "plaintext on port {}; terminate TLS in a proxy in front of it",
                  cfg.http->lets_encrypt_domain.empty() ? "CertFile/CertKey" : "LetsEncryptDomain",
                  opts.port);
-  std::filesystem::create_directories(cfg.datadir);
-
   const auto db = store_options(cfg);
+  check_datadir(cfg.datadir, db.kind == storage::engine::sqlite);
   const char* engine_name = storage::to_string(db.kind);
   spdlog::info("opening {} store {}", engine_name,
                db.kind == storage::engine::sqlite ? db.target

@@ -186,6 +186,7 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   sync_reactor* reactor = nullptr; // null once gRPC is done with the stream
   std::optional<actors::peer_actor> peer;
   core::session_token token = 0;
+  std::string peer_id, account_id; // set with the connect, for the log lines
   bool connect_sent = false;
   bool done = false;
 
@@ -266,8 +267,11 @@ public:
       std::lock_guard<std::mutex> lk(st_->mu);
       st_->reactor = nullptr;
       st_->done = true;
-      if (st_->peer && st_->connect_sent)
+      if (st_->peer && st_->connect_sent) {
         caf::anon_send(*st_->peer, actors::disconn_atom::value, st_->token);
+        spdlog::info("peer {} of account {} disconnected: session {}", st_->peer_id,
+                     st_->account_id, st_->token);
+      }
       st_->peer.reset(); // the peer actor holds this stream: no cycle once the stream is done
     }
     delete this;
@@ -315,7 +319,10 @@ void sync_stream::encode_pending() {
     env.set_wgpubkey(crypto::base64_encode(deps->server_public));
     env.set_body(
         crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
+    const auto bytes = env.ByteSizeLong();
     lk.lock();
+    spdlog::debug("map sent to peer {} of account {}: serial {}, {} bytes{}, session {}", peer_id,
+                  account_id, u->map.serial, bytes, initial ? " (initial)" : "", token);
     if (reactor)
       reactor->push(std::move(env));
   }
@@ -381,9 +388,14 @@ public:
           .then(
               [=](const actors::peer_view& v) {
                 if (v.code != 0) {
+                  spdlog::debug("Login from {} refused: {}", lr.remote_addr, v.message);
                   r->Finish(refusal(v.code, v.message));
                   return;
                 }
+                spdlog::info("peer {} of account {} logged in{}", v.peer.id, v.peer.account_id,
+                             v.registered ? " (registered now)"
+                             : v.relogged ? " (SSO login renewed)"
+                                          : "");
                 management::LoginResponse out;
                 *out.mutable_netbirdconfig() = to_netbird_config(d->cfg, unix_now());
                 *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
@@ -483,12 +495,17 @@ public:
                 return; // the stream ended before its session began: nothing to fence
               st->peer = p;
               st->connect_sent = true;
+              st->peer_id = id;
+              st->account_id = account;
               // Sent under the lock: a later disconnect from OnDone lands behind it in the mailbox.
               auto handle = self->request(p, actor_deadline, actors::connect_atom::value, st->token,
                                           actors::sink_ptr(st));
               lk.unlock();
               handle.then(
                   [=](bool landed) {
+                    if (landed)
+                      spdlog::info("peer {} of account {} connected: session {} from {}", id,
+                                   account, st->token, st->ip);
                     if (!landed)
                       st->fail(
                           Status(StatusCode::ABORTED, "a newer session of this peer is active"));

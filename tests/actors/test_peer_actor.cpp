@@ -7,6 +7,7 @@
 #include "geo/geo.hpp"
 #include "storage/account_store.hpp"
 #include "storage/status_store.hpp"
+#include "tests/support/mmdb_writer.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
 
@@ -432,7 +433,7 @@ TEST_CASE("peer actors: randomized bursts keep mailbox order through group commi
 }
 
 TEST_CASE("geo side effect: a landed connect records the location; the same IP writes nothing") {
-  auto geo_db = std::make_shared<const geo::database>(test::fixture("GeoLite2-City_20240305.mmdb"));
+  auto geo_db = std::make_shared<const geo::database>(test::city_database());
   for (const auto& opts : test::fresh_backends("actor_geo")) {
     INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
@@ -449,27 +450,27 @@ TEST_CASE("geo side effect: a landed connect records the location; the same IP w
       return pred();
     };
     auto sink = std::make_shared<test_sink>();
-    sink->ip = "89.160.20.128";
+    sink->ip = "198.51.100.77";
     REQUIRE(r.connect(p, 100, sink));
-    REQUIRE(wait_for([&] { return location().country_code == "SE"; }));
-    CHECK(location().connection_ip == "89.160.20.128");
-    CHECK(location().geo_name_id == 2694762);
+    REQUIRE(wait_for([&] { return location().country_code == "CH"; }));
+    CHECK(location().connection_ip == "198.51.100.77");
+    CHECK(location().geo_name_id == 2657896);
     // Mark the stored row: a reconnect from the same address must not rewrite it.
     test::exec_sql(opts, "UPDATE peers SET location_country_code = 'XX' WHERE id = 'p0'");
     auto again = std::make_shared<test_sink>();
-    again->ip = "89.160.20.128";
+    again->ip = "198.51.100.77";
     REQUIRE(r.connect(p, 200, again));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(location().country_code == "XX");
     // A refused connect (older token) records nothing either.
     auto stale = std::make_shared<test_sink>();
-    stale->ip = "81.2.69.142";
+    stale->ip = "203.0.113.1";
     CHECK_FALSE(r.connect(p, 150, stale));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(location().country_code == "XX");
     // A new address is looked up and written.
     auto moved = std::make_shared<test_sink>();
-    moved->ip = "81.2.69.142";
+    moved->ip = "203.0.113.1";
     REQUIRE(r.connect(p, 300, moved));
     REQUIRE(wait_for([&] { return location().country_code == "GB"; }));
     CHECK(location().geo_name_id == 2643743);

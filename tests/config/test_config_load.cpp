@@ -34,84 +34,84 @@ std::string write_temp(const std::string& name, const std::string& text) {
   return path;
 }
 
-// NetBird's management/server/testdata/management.json, as YAML.
+// tests/fixtures/management.json, as YAML.
 const char* fixture_as_yaml = R"(# the same settings as management.json
 Stuns:
   - Proto: udp
-    URI: "stun:stun.netbird.io:3468"
+    URI: "stun:stun.fixture.test:3478"
     Username: ""
     Password: null
 TURNConfig:
   Turns:
     - Proto: udp
-      URI: "turn:stun.netbird.io:3468"
-      Username: some_user
-      Password: some_password
+      URI: "turn:turn.fixture.test:3478"
+      Username: fixture_turn_user
+      Password: fixture_turn_password
   CredentialsTTL: 1h
-  Secret: c29tZV9wYXNzd29yZA==
+  Secret: Zml4dHVyZS10dXJuLXNlY3JldA==
   TimeBasedCredentials: true
 Relay:
-  Addresses: ["rel://test.com:3535"]
+  Addresses: ["rels://relay.fixture.test:443"]
   CredentialsTTL: 2h
-  Secret: netbird
+  Secret: fixture-relay-secret
 Signal:
   Proto: http
-  URI: signal.netbird.io:10000
+  URI: signal.fixture.test:10000
   Username: ""
   Password:
 DataDir: ""
 HttpConfig:
-  LetsEncryptDomain: "<PASTE YOUR LET'S ENCRYPT DOMAIN HERE>"
-  Address: "0.0.0.0:3000"
-  AuthIssuer: "<PASTE YOUR AUTH0 ISSUER HERE>,"
-  AuthAudience: "<PASTE YOUR AUTH0 AUDIENCE HERE>"
-  AuthKeysLocation: "<PASTE YOUR AUTH0 PUBLIC JWT KEYS LOCATION HERE>"
+  LetsEncryptDomain: ""
+  Address: "0.0.0.0:33073"
+  AuthIssuer: "https://idp.fixture.test/"
+  AuthAudience: fixture-dashboard
+  AuthKeysLocation: "http://127.0.0.1:9/fixture-jwks.json"
 IdpManagerConfig:
-  ManagerType: "<none|auth0>"
+  ManagerType: none
   Auth0ClientCredentials:
-    Audience: "<PASTE YOUR AUTH0 AUDIENCE HERE>"
-    AuthIssuer: "https://<PASTE YOUR AUTH0 Auth Issuer HERE>"
-    ClientID: "<PASTE YOUR AUTH0 Application Client ID HERE>"
-    ClientSecret: "<PASTE YOUR AUTH0 Application Client Secret HERE>"
+    Audience: fixture-audience
+    AuthIssuer: "https://auth0.fixture.test"
+    ClientID: fixture-client-id
+    ClientSecret: fixture-client-secret
     GrantType: client_credentials
 )";
 
 } // namespace
 
-TEST_CASE("config: NetBird's testdata management.json loads with its values") {
+TEST_CASE("config: the fixture management.json (NetBird's layout) loads with its values") {
   const auto c = config::load_file(test::fixture("management.json"), no_env());
   REQUIRE(c.stuns.size() == 1);
   CHECK(c.stuns[0].proto == "udp");
-  CHECK(c.stuns[0].uri == "stun:stun.netbird.io:3468");
+  CHECK(c.stuns[0].uri == "stun:stun.fixture.test:3478");
   CHECK(c.stuns[0].username.empty());
   CHECK(c.stuns[0].password.empty()); // null
   REQUIRE(c.turn.has_value());
   CHECK(c.turn->time_based_credentials);
   CHECK(c.turn->credentials_ttl == 1h);
-  CHECK(c.turn->secret == "c29tZV9wYXNzd29yZA==");
+  CHECK(c.turn->secret == "Zml4dHVyZS10dXJuLXNlY3JldA==");
   REQUIRE(c.turn->turns.size() == 1);
-  CHECK(c.turn->turns[0].uri == "turn:stun.netbird.io:3468");
-  CHECK(c.turn->turns[0].username == "some_user");
-  CHECK(c.turn->turns[0].password == "some_password");
+  CHECK(c.turn->turns[0].uri == "turn:turn.fixture.test:3478");
+  CHECK(c.turn->turns[0].username == "fixture_turn_user");
+  CHECK(c.turn->turns[0].password == "fixture_turn_password");
   REQUIRE(c.relay.has_value());
-  CHECK(c.relay->addresses == std::vector<std::string>{"rel://test.com:3535"});
+  CHECK(c.relay->addresses == std::vector<std::string>{"rels://relay.fixture.test:443"});
   CHECK(c.relay->credentials_ttl == 2h);
-  CHECK(c.relay->secret == "netbird");
+  CHECK(c.relay->secret == "fixture-relay-secret");
   REQUIRE(c.signal.has_value());
   CHECK(c.signal->proto == "http");
-  CHECK(c.signal->uri == "signal.netbird.io:10000");
+  CHECK(c.signal->uri == "signal.fixture.test:10000");
   CHECK(c.datadir.empty()); // "DataDir": "" matched case-insensitively
   REQUIRE(c.http.has_value());
-  CHECK(c.http->lets_encrypt_domain == "<PASTE YOUR LET'S ENCRYPT DOMAIN HERE>");
-  CHECK(c.http->auth_issuer == "<PASTE YOUR AUTH0 ISSUER HERE>,");
-  CHECK(c.http->auth_audience == "<PASTE YOUR AUTH0 AUDIENCE HERE>");
-  CHECK(c.http->auth_keys_location == "<PASTE YOUR AUTH0 PUBLIC JWT KEYS LOCATION HERE>");
+  CHECK(c.http->lets_encrypt_domain.empty());
+  CHECK(c.http->auth_issuer == "https://idp.fixture.test/");
+  CHECK(c.http->auth_audience == "fixture-dashboard");
+  CHECK(c.http->auth_keys_location == "http://127.0.0.1:9/fixture-jwks.json");
   REQUIRE(c.idp_manager.has_value());
-  CHECK(c.idp_manager->manager_type == "<none|auth0>");
+  CHECK(c.idp_manager->manager_type == "none");
   CHECK_FALSE(c.idp_manager->client_config.has_value());
   REQUIRE(c.idp_manager->auth0.has_value());
-  CHECK(c.idp_manager->auth0->client_id == "<PASTE YOUR AUTH0 Application Client ID HERE>");
-  CHECK(c.idp_manager->auth0->auth_issuer == "https://<PASTE YOUR AUTH0 Auth Issuer HERE>");
+  CHECK(c.idp_manager->auth0->client_id == "fixture-client-id");
+  CHECK(c.idp_manager->auth0->auth_issuer == "https://auth0.fixture.test");
   CHECK(c.idp_manager->auth0->grant_type == "client_credentials");
   CHECK_FALSE(c.idp_manager->azure.has_value());
   // Absent sections stay absent.
@@ -494,13 +494,27 @@ TEST_CASE("config: wrong types name the file, the field path and the line") {
 }
 
 TEST_CASE("config: malformed files and missing files are clear errors") {
+  // JSON's words, with line and column of the token where JSON goes wrong (not YAML's).
   auto e = load_error("{\n  \"Stuns\": [\n    {\"URI\": \"x\"}\n  \"Relay\": {}\n}");
   CHECK(e.find("/etc/netbird/management.json") != std::string::npos);
-  CHECK(e.find("malformed") != std::string::npos);
-  CHECK(e.find("line 5") != std::string::npos); // where the parser gives up: the list never ends
+  CHECK(e.find("invalid JSON at line 4, column 3") != std::string::npos); // the comma is missing
+  CHECK(e.find("expected ']'") != std::string::npos);
+  CHECK(e.find("YAML") == std::string::npos);
+  CHECK(e.find("map") == std::string::npos);
   e = load_error("{\"A\": 1,\n \"B\": [1, 2}\n}");
-  CHECK(e.find("malformed") != std::string::npos);
-  CHECK(e.find("line 2") != std::string::npos);
+  CHECK(e.find("invalid JSON at line 2, column 12") != std::string::npos);
+  CHECK(e.find("unexpected '}'") != std::string::npos);
+  // A string literal the error is in is not echoed (it may be a secret).
+  e = load_error("{\"Relay\": {\"Secret\": \"s3cr3t-value\\q\"}}");
+  CHECK(e.find("invalid JSON at line 1") != std::string::npos);
+  CHECK(e.find("s3cr3t") == std::string::npos);
+  // A tab in YAML's indentation: said so, with its place.
+  e = load_error("Stuns:\n  - Proto: udp\nSignal:\n\tProto: http\n");
+  CHECK(e.find("a tab at line 4, column 1") != std::string::npos);
+  CHECK(e.find("spaces only") != std::string::npos);
+  // Tabs in JSON are whitespace, as JSON has it; in a YAML value they are text.
+  CHECK(load("{\n\t\"Datadir\": \"/a\"\n}").datadir == "/a");
+  CHECK(load("Datadir: \"/a\tb\"\n").datadir == "/a\tb");
   // Trailing content after the object (Go: "invalid character after top-level value").
   e = load_error("{\"Datadir\": \"/a\"}\n{\"Datadir\": \"/b\"}");
   CHECK(e.find("line 2") != std::string::npos);

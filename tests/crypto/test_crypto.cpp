@@ -9,7 +9,8 @@
 using namespace nbm::crypto;
 
 TEST_CASE("hashes and encodings match NetBird's stored values") {
-  // store.sql: the PAT "nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp" is stored as this hash.
+  // NetBird's testdata/store.sql stores the PAT "nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp" as this
+  // hash.
   CHECK(sha256_base64("nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp") ==
         "smJvzexPcQ3NRezrVDUmF++0XqvFvXzx8Rsn2y9r1z0=");
   CHECK(pat_well_formed("nbp_apTmlmUXHSC4PKmHwtIZNaGr8eqcVI2gMURp"));

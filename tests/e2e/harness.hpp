@@ -149,9 +149,10 @@ struct server {
   int api_port = 0;     // the REST API
   int metrics_port = 0; // Prometheus /metrics (chosen at the first start, kept across restarts)
   bool shared_port = false;
+  std::string log_level = "debug"; // --log-level of the next start()
   pid_t pid = -1;
 
-  // `config_path`: a management.json of the test's own (default: NetBird's test config).
+  // `config_path`: a management.json of the test's own (default: tests/fixtures/management.json).
   // `one_port`: gRPC and the REST API on one port (the default, as NetBird serves them); false:
   // the REST API on a port of its own (--api-port).
   explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = true)
@@ -209,7 +210,7 @@ struct server {
     std::vector<std::string> args = {"--config",   config,           "--datadir",
                                      dir,          "--port",         std::to_string(port),
                                      "--log-file", "console",        "--log-level",
-                                     "debug",      "--metrics-port", std::to_string(metrics_port)};
+                                     log_level,    "--metrics-port", std::to_string(metrics_port)};
     if (!shared_port) {
       args.push_back("--api-port");
       args.push_back(std::to_string(api_port));

@@ -765,7 +765,7 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
   });
   const int jwks_port = jwks.bind_to_any_port("127.0.0.1");
   std::thread jt([&] { jwks.listen_after_bind(); });
-  // management.json: NetBird's test config with this IdP.
+  // management.json: the tests' config with this IdP.
   auto cfg = json::parse(std::ifstream(test::fixture("management.json")));
   cfg["HttpConfig"]["AuthIssuer"] = "https://idp.test/";
   cfg["HttpConfig"]["AuthAudience"] = "netbird-dashboard";

@@ -42,25 +42,25 @@ TEST_CASE(
     management::LoginResponse la;
     REQUIRE(a.login(key, "alpha", &la).ok());
     CHECK(la.peerconfig().fqdn() == "alpha.netbird.selfhosted");
-    // NetbirdConfig from the fixture config: STUN, time-based TURN credentials, relay token,
-    // signal.
+    // NetbirdConfig from the fixture config (tests/fixtures/management.json): STUN, time-based TURN
+    // credentials, relay token, signal.
     const auto& nc = la.netbirdconfig();
     REQUIRE(nc.stuns_size() == 1);
-    CHECK(nc.stuns(0).uri() == "stun:stun.netbird.io:3468");
-    CHECK(nc.signal().uri() == "signal.netbird.io:10000");
+    CHECK(nc.stuns(0).uri() == "stun:stun.fixture.test:3478");
+    CHECK(nc.signal().uri() == "signal.fixture.test:10000");
     CHECK(nc.signal().protocol() == management::HostConfig::HTTP);
     REQUIRE(nc.turns_size() == 1);
     const auto now = static_cast<long long>(std::time(nullptr));
     const long long turn_expiry = std::stoll(nc.turns(0).user());
     CHECK(turn_expiry >= now + 3600 - 60);
     CHECK(turn_expiry <= now + 3600 + 60);
-    CHECK(nc.turns(0).password() ==
-          crypto::base64_encode(crypto::hmac_sha1("c29tZV9wYXNzd29yZA==", nc.turns(0).user())));
-    CHECK(nc.relay().urls(0) == "rel://test.com:3535");
+    CHECK(nc.turns(0).password() == crypto::base64_encode(crypto::hmac_sha1(
+                                        "Zml4dHVyZS10dXJuLXNlY3JldA==", nc.turns(0).user())));
+    CHECK(nc.relay().urls(0) == "rels://relay.fixture.test:443");
     const long long relay_expiry = std::stoll(nc.relay().tokenpayload());
     CHECK(relay_expiry >= now + 7200 - 60);
-    CHECK(nc.relay().tokensignature() ==
-          crypto::base64_encode(crypto::hmac_sha256("netbird", nc.relay().tokenpayload())));
+    CHECK(nc.relay().tokensignature() == crypto::base64_encode(crypto::hmac_sha256(
+                                             "fixture-relay-secret", nc.relay().tokenpayload())));
     CHECK(la.peerconfig().address().find("/16") != std::string::npos);
     auto stored = s.peer_by_key(a.public_key_b64());
     REQUIRE(stored.has_value());

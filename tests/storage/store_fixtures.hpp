@@ -1,4 +1,5 @@
-// Shared by the storage tests: NetBird's SQLite dumps loaded as migrated stores of either engine.
+// Shared by the storage tests: the stores of tests/fixtures (NetBird's SQLite schema, written for
+// these tests) loaded as migrated stores of either engine.
 #pragma once
 
 #include "storage/account_store.hpp"
@@ -14,10 +15,11 @@
 
 namespace nbm::test {
 
-inline const std::string fixture_account = "bf1c8084-ba50-4ce7-9439-34653001fc3b";
+// The account of store_basic.sql and store_login_expiry.sql.
+inline const std::string fixture_account = "7d4f0c1e-2b3a-4c5d-9e8f-102132435465";
 
-// A NetBird SQLite dump as a migrated store of `target`'s engine: SQLite directly, PostgreSQL by
-// copy_store from a migrated SQLite staging file.
+// A fixture store (SQL in NetBird's SQLite schema) as a migrated store of `target`'s engine: SQLite
+// directly, PostgreSQL by copy_store from a migrated SQLite staging file.
 inline void load_fixture(const std::string& dump, const storage::db_options& target) {
   if (target.kind == storage::engine::sqlite) {
     load_sqlite_dump(fixture(dump), target.target);

@@ -302,7 +302,7 @@ TEST_CASE("schema: the catalog has every column with gorm's type per engine, and
 TEST_CASE("schema: a second ensure_schema changes nothing, on a fresh and on a migrated store") {
   for (const auto& opts : test::fresh_backends("idempotent")) {
     INFO(test::backend_name(opts));
-    test::load_fixture("store.sql", opts);
+    test::load_fixture("store_basic.sql", opts);
     const auto before = catalog(opts);
     const auto data = test::load_account(opts, test::fixture_account);
     const auto public_ids = scalar(opts, "SELECT MIN(public_id) || MAX(public_id) FROM \"groups\"");
@@ -321,7 +321,7 @@ TEST_CASE("schema: a second ensure_schema changes nothing, on a fresh and on a m
 TEST_CASE("schema: NetBird's start-up backfills public ids and new-field defaults") {
   for (const auto& opts : test::fresh_backends("backfills")) {
     INFO(test::backend_name(opts));
-    test::load_fixture("store.sql", opts); // its groups and policies predate public_id
+    test::load_fixture("store_basic.sql", opts); // its groups and policies predate public_id
     for (const auto& table : {"groups", "policies", "networks", "network_routers"}) {
       INFO(table);
       CHECK(scalar(opts, std::string("SELECT COUNT(*) FROM \"") + table +
@@ -645,7 +645,7 @@ TEST_CASE("copy_store: SQLite -> PostgreSQL -> SQLite keeps every object; refuse
   auto sqlite_src = test::fresh_store(engine::sqlite, "copy_src");
   auto pg = test::fresh_store(engine::postgres, "copy_pg");
   auto sqlite_back = test::fresh_store(engine::sqlite, "copy_back");
-  test::load_fixture("store_with_expired_peers.sql", sqlite_src);
+  test::load_fixture("store_login_expiry.sql", sqlite_src);
   {
     soci::session sql;
     storage::open_session(sql, sqlite_src);

@@ -1,5 +1,6 @@
-// Golden maps on NetBird's own test stores: the account as NetBird's tests load it, and for named
-// peers the map NetBird's rules (networkmap_components.go) give, each expectation with its reason.
+// Golden maps on the fixture stores (tests/fixtures, NetBird's SQLite schema): the account as
+// stored, and for named peers the map NetBird's rules (networkmap_components.go) give, each
+// expectation with its reason.
 #include "core/network_map.hpp"
 #include "core/registration.hpp"
 #include "tests/storage/store_fixtures.hpp"
@@ -31,8 +32,8 @@ core::network_map map_of(const core::account_view& v, const std::string& id) {
   return v.map_for(*i);
 }
 
-// store_with_expired_peers.sql holds five peers and no groups or policies. NetBird's tests give
-// such an account the defaults of a new account: group All with every peer, policy Default
+// store_login_expiry.sql holds five peers and no groups or policies. Give it the defaults of a new
+// NetBird account: group All with every peer, policy Default
 // All <-> All (all protocols, bidirectional, accept).
 core::account with_defaults(core::account a) {
   core::group all;
@@ -62,10 +63,9 @@ core::account with_defaults(core::account a) {
 
 } // namespace
 
-TEST_CASE(
-    "golden: store_with_expired_peers.sql, Default policy, login expiration at two instants") {
+TEST_CASE("golden: store_login_expiry.sql, Default policy, login expiration at two instants") {
   auto db = test::fresh_store(storage::engine::sqlite, "golden");
-  test::load_fixture("store_with_expired_peers.sql", db);
+  test::load_fixture("store_login_expiry.sql", db);
   auto acc = with_defaults(test::load_account(db, test::fixture_account));
   REQUIRE(acc.peers.size() == 5);
   // The account expires SSO peers' logins after one hour.
@@ -73,21 +73,19 @@ TEST_CASE(
   REQUIRE(acc.settings.peer_login_expiration_ns == 3600'000'000'000);
 
   core::map_context ctx;
-  // 08:30 UTC on 2023-03-07: notexpired01 (SSO, expiration on) last logged in at 08:02:47 UTC, so
-  // it has half an hour left; cg05lnblo1hkg2j514p0 (SSO, expiration on, last login 2023-03-02)
-  // has expired.
-  ctx.now = utc("2023-03-07 08:30:00+00:00");
+  // 12:00 UTC on 2024-06-10: p5-fresh (SSO, expiration on) last logged in at 11:29:30 UTC, so it
+  // has about half an hour left; p2-stale (SSO, expiration on, last login 2024-06-03) has expired.
+  ctx.now = utc("2024-06-10 12:00:00+00:00");
   core::account_view v(std::make_shared<const core::account>(acc), ctx);
   const auto shared = v.shared();
 
   // The setup-key peer (no user: its login never expires) as the target.
-  auto m = map_of(v, "cfvprsrlo1hqoo49ohog");
+  auto m = map_of(v, "p1-gateway");
   CHECK(m.serial == acc.net.serial);
-  // cg3161rlo1hs9cq94gdg and csrnkiq7qv9d8aitqd50 have expiration off; notexpired01 has time left.
-  CHECK(ids(v, m.remote_peers) ==
-        std::vector<std::string>{"cg3161rlo1hs9cq94gdg", "csrnkiq7qv9d8aitqd50", "notexpired01"});
+  // p3-worker and p4-worker have expiration off; p5-fresh has time left. In the account's order.
+  CHECK(ids(v, m.remote_peers) == std::vector<std::string>{"p3-worker", "p4-worker", "p5-fresh"});
   // The expired peer is still sent, as an offline peer.
-  CHECK(ids(v, m.offline_peers) == std::vector<std::string>{"cg05lnblo1hkg2j514p0"});
+  CHECK(ids(v, m.offline_peers) == std::vector<std::string>{"p2-stale"});
   // Default rule, bidirectional, target in sources and destinations: IN for every other peer
   // (expired included: NetBird filters the peer list, not the rules), then OUT for each; the
   // second (dest, OUT)/(src, IN) pass is removed by NetBird's dedup key.
@@ -95,14 +93,15 @@ TEST_CASE(
   for (const auto& r : m.firewall_rules)
     rules.push_back(std::string(r.direction == core::rule_direction::in ? "in " : "out ") +
                     r.peer_ip + " " + r.policy_id + (r.port.empty() ? "" : " port"));
-  CHECK(rules == std::vector<std::string>{
-                     "in 100.64.39.54 default-rule", "in 100.64.117.96 default-rule",
-                     "in 100.64.117.97 default-rule", "in 100.64.117.98 default-rule",
-                     "out 100.64.39.54 default-rule", "out 100.64.117.96 default-rule",
-                     "out 100.64.117.97 default-rule", "out 100.64.117.98 default-rule"});
+  CHECK(rules ==
+        std::vector<std::string>{"in 100.64.20.2 default-rule", "in 100.64.20.3 default-rule",
+                                 "in 100.64.20.4 default-rule", "in 100.64.20.5 default-rule",
+                                 "out 100.64.20.2 default-rule", "out 100.64.20.3 default-rule",
+                                 "out 100.64.20.4 default-rule", "out 100.64.20.5 default-rule"});
   for (const auto& r : m.firewall_rules)
     CHECK(r.protocol == core::rule_protocol::all);
-  // Protocol all implies legacy SSH only for a target with SSH enabled (this one has not).
+  // Protocol all implies legacy SSH only for a target with SSH enabled (p1-gateway has an SSH key
+  // but SSH off).
   CHECK_FALSE(m.ssh_enabled);
   // DNS: the peers zone holds the target and every peer it is connected to, expired included
   // (filterDNSRecordsByPeers keeps the component peers); no nameserver groups in this store.
@@ -113,50 +112,52 @@ TEST_CASE(
   for (auto i : m.dns.custom_zones[0].peers)
     for (const auto& r : v.peer_records(i))
       records.push_back(r.name + " " + r.rdata);
-  CHECK(records == std::vector<std::string>{"f2a34f6a4731.netbird.selfhosted 100.64.114.31",
-                                            "expiredhost.netbird.selfhosted 100.64.39.54",
-                                            "testhost.netbird.selfhosted 100.64.117.96",
-                                            "testhost-1.netbird.selfhosted 100.64.117.97",
-                                            "activehost.netbird.selfhosted 100.64.117.98"});
+  // The target first, then the others in the account's order; p4-worker under its own label.
+  CHECK(records == std::vector<std::string>{"gateway.netbird.selfhosted 100.64.20.1",
+                                            "stale.netbird.selfhosted 100.64.20.2",
+                                            "worker.netbird.selfhosted 100.64.20.3",
+                                            "worker-1.netbird.selfhosted 100.64.20.4",
+                                            "fresh.netbird.selfhosted 100.64.20.5"});
   CHECK(m.dns.nameserver_groups.empty());
-  // One peer runs 0.12.0: the old forwarder port.
+  // p1-gateway runs 0.12.0: the old forwarder port for the whole account.
   CHECK(m.dns.forwarder_port == 5353);
   CHECK(m.routes.empty());
 
-  // An hour later notexpired01 has expired too.
-  ctx.now = utc("2023-03-07 09:30:00+00:00");
+  // An hour later p5-fresh has expired too (11:29:30 + 1 h < 13:00).
+  ctx.now = utc("2024-06-10 13:00:00+00:00");
   core::account_view later(shared, ctx);
-  auto m2 = map_of(later, "cfvprsrlo1hqoo49ohog");
-  CHECK(ids(later, m2.remote_peers) ==
-        std::vector<std::string>{"cg3161rlo1hs9cq94gdg", "csrnkiq7qv9d8aitqd50"});
-  CHECK(ids(later, m2.offline_peers) ==
-        std::vector<std::string>{"cg05lnblo1hkg2j514p0", "notexpired01"});
+  auto m2 = map_of(later, "p1-gateway");
+  CHECK(ids(later, m2.remote_peers) == std::vector<std::string>{"p3-worker", "p4-worker"});
+  CHECK(ids(later, m2.offline_peers) == std::vector<std::string>{"p2-stale", "p5-fresh"});
   // The expired peer itself still gets its map (its own Sync is refused elsewhere, at login).
-  auto m3 = map_of(later, "notexpired01");
+  auto m3 = map_of(later, "p5-fresh");
   CHECK(m3.remote_peers.size() == 3);
 }
 
-TEST_CASE("golden: store.sql, its one peer alone under the Default policy") {
+TEST_CASE("golden: store_basic.sql, its one peer alone under the Default policy") {
   auto db = test::fresh_store(storage::engine::sqlite, "golden");
-  test::load_fixture("store.sql", db);
+  test::load_fixture("store_basic.sql", db);
   auto acc = test::load_account(db, test::fixture_account);
   REQUIRE(acc.peers.size() == 1);
   REQUIRE(acc.policies.size() == 1);
   core::account_view v(std::make_shared<const core::account>(acc), {});
-  auto m = map_of(v, "ct286bi7qv930dsrrug0");
+  auto m = map_of(v, "peerfixturesolo00001");
   // Nobody else to see, so no rules either.
   CHECK(m.remote_peers.empty());
   CHECK(m.offline_peers.empty());
   CHECK(m.firewall_rules.empty());
-  // Its own record only: label "test" at its stored address.
+  // Its own record only: label "solo" at its stored address.
   REQUIRE(m.dns.custom_zones.size() == 1);
   REQUIRE(m.dns.custom_zones[0].peers.size() == 1);
   const auto records = v.peer_records(m.dns.custom_zones[0].peers[0]);
   REQUIRE(records.size() == 1);
-  CHECK(records[0].name == "test.netbird.selfhosted");
-  CHECK(records[0].rdata == "192.168.0.0");
+  CHECK(records[0].name == "solo.netbird.selfhosted");
+  CHECK(records[0].rdata == "100.64.10.1");
   CHECK(records[0].type == 1);
   CHECK(records[0].ttl == 300);
   CHECK(records[0].record_class == "IN");
-  CHECK(v.fqdn(0) == "test.netbird.selfhosted");
+  CHECK(v.fqdn(0) == "solo.netbird.selfhosted");
+  // The Office network's router serves group All, which has no members (legacy groups.peers
+  // "[]"): the peer neither routes nor reaches the printer resource.
+  CHECK(m.routes.empty());
 }

@@ -1,5 +1,5 @@
-// NetBird's schema and data: fixtures from NetBird's own test stores load, migrate and read back
-// with concrete values, on SQLite and (copied) on PostgreSQL.
+// NetBird's schema and data: stores in NetBird's SQLite schema (tests/fixtures, written for these
+// tests) load, migrate and read back with concrete values, on SQLite and (copied) on PostgreSQL.
 #include "storage/account_store.hpp"
 #include "storage/schema.hpp"
 #include "tests/storage/store_fixtures.hpp"
@@ -31,45 +31,47 @@ bool has(const std::vector<std::string>& v, const std::string& x) {
 
 } // namespace
 
-TEST_CASE("store.sql: NetBird's test store opens, migrates and reads back") {
+TEST_CASE("store_basic.sql: a NetBird 0.3x store opens, migrates and reads back") {
   for (const auto& opts : test::fresh_backends("fixture_store")) {
     INFO(test::backend_name(opts));
-    load_fixture("store.sql", opts);
+    load_fixture("store_basic.sql", opts);
     auto a = load(opts, acc_id);
-    CHECK(a.domain == "test.com");
+    CHECK(a.domain == "fixture.test");
     CHECK(a.domain_category == "private");
     CHECK(a.is_domain_primary_account);
     CHECK(a.net.net == "100.64.0.0/16"); // Mask "//8AAA==" is 255.255.0.0
-    CHECK(a.net.identifier == "af1c8024-ha40-4ce2-9418-34653101fc3c");
+    CHECK(a.net.identifier == "netid-fixture-basic-0001");
     CHECK(a.settings.peer_login_expiration_ns == 86400000000000);
     CHECK_FALSE(a.settings.peer_login_expiration_enabled);
 
     REQUIRE(a.peers.size() == 1);
     const auto& p = a.peers[0];
-    CHECK(p.id == "ct286bi7qv930dsrrug0");
-    CHECK(p.key == "6kjbmVq1hmucVzvBXo5OucY5OYv+jSsB1jUTLq291Do=");
-    CHECK(p.ip == "192.168.0.0"); // the JSON string column, decoded
-    CHECK(p.dns_label == "test");
-    CHECK(p.name == "test");
-    CHECK(p.user_id == "a23efe53-63fb-11ec-90d6-0242ac120003");
+    CHECK(p.id == "peerfixturesolo00001");
+    CHECK(p.key == "CSmqu0OuIzCDHejpdxrnfFSHisO5BYodNVCJlubNeWw=");
+    CHECK(p.ip == "100.64.10.1"); // the JSON string column, decoded
+    CHECK(p.dns_label == "solo");
+    CHECK(p.name == "solo");
+    CHECK(p.user_id == "u-owner-0000000000001");
+    CHECK(p.meta.wt_version == "0.27.4");
     CHECK_FALSE(p.status.connected);
     CHECK_FALSE(p.status.login_expired);
     CHECK(p.status.session_started_at == 0); // added by the migration, NOT NULL DEFAULT 0
     REQUIRE(p.status.last_seen.has_value());
-    CHECK(test::parse_db_time(*p.status.last_seen) == doctest::Approx(1672531200.0)); // 2023-01-01Z
+    CHECK(test::parse_db_time(*p.status.last_seen) ==
+          doctest::Approx(1714979289.0)); // 2024-05-06 07:08:09Z
 
-    // The plain setup key was hashed: base64(SHA-256("A2C8E62B-38F5-4553-B31E-DD66C696CEBB")).
+    // The plain setup key was hashed: base64(SHA-256("3F1E7B2A-9C4D-4E6F-8A0B-1C2D3E4F5A6B")).
     REQUIRE(a.setup_keys.size() == 1);
     const auto& k = a.setup_keys[0];
-    CHECK(k.key == "uXspNY+GG/bbf0inGAz7i1Yb7ZtGQghH2PwMtZG4LI0=");
-    CHECK(k.key_secret == "A2C8E****");
-    CHECK(k.name == "Default key");
+    CHECK(k.key == "ZJKdQwEnzPC9YAF+5hlxdN2I8mxHnzxcHDlTzog3O0M=");
+    CHECK(k.key_secret == "3F1E7****");
+    CHECK(k.name == "Office key");
     CHECK(k.type == "reusable");
     CHECK_FALSE(k.revoked);
     CHECK(k.used_times == 0);
     CHECK(k.usage_limit == 0);
     CHECK_FALSE(k.ephemeral);
-    CHECK(k.auto_groups == std::vector<std::string>{"cs1tnh0hhcjnqoiuebeg"});
+    CHECK(k.auto_groups == std::vector<std::string>{"grpfixtureall0000001"});
     CHECK_FALSE(k.last_used.has_value());
 
     REQUIRE(a.policies.size() == 1);
@@ -78,26 +80,29 @@ TEST_CASE("store.sql: NetBird's test store opens, migrates and reads back") {
     CHECK(pol.enabled);
     REQUIRE(pol.rules.size() == 1);
     const auto& r = pol.rules[0];
-    CHECK(r.id == "cs387mkv2d4bgq41b6n0");
+    CHECK(r.id == "rulfixturedefault001");
     CHECK(r.action == "accept");
     CHECK(r.protocol == "all");
     CHECK(r.bidirectional);
     CHECK(r.enabled);
-    CHECK(r.sources == std::vector<std::string>{"cs1tnh0hhcjnqoiuebeg"});
-    CHECK(r.destinations == std::vector<std::string>{"cs1tnh0hhcjnqoiuebeg"});
+    CHECK(r.sources == std::vector<std::string>{"grpfixtureall0000001"});
+    CHECK(r.destinations == std::vector<std::string>{"grpfixtureall0000001"});
     CHECK(r.ports.empty());
 
     auto* all = a.find_group_by_name("All");
     REQUIRE(all != nullptr);
-    CHECK(all->id == "cs1tnh0hhcjnqoiuebeg");
+    CHECK(all->id == "grpfixtureall0000001");
     CHECK(all->issued == "api");
 
     REQUIRE(a.users.size() == 3);
-    CHECK(a.users[0].id == "a23efe53-63fb-11ec-90d6-0242ac120003");
-    CHECK(a.users[0].role == "owner");
-    CHECK(a.users[0].name.empty()); // NOT NULL DEFAULT '' column added to an older store
+    CHECK(a.users[0].role == "admin"); // by id: u-admin-, u-owner-, u-user-
+    CHECK(a.users[1].id == "u-owner-0000000000001");
+    CHECK(a.users[1].role == "owner");
+    CHECK(a.users[1].name.empty()); // NOT NULL DEFAULT '' column added to an older store
     REQUIRE(a.tokens.size() == 2);
-    CHECK(a.tokens[1].hashed_token == "smJvzexPcQ3NRezrVDUmF++0XqvFvXzx8Rsn2y9r1z0=");
+    CHECK(a.tokens[0].user_id == "u-owner-0000000000001");
+    // base64(SHA-256("nbp_Fx7Qm2LwZr9KpT4vNc8YhJ3sBd6GeA1uXo5n")), as stored
+    CHECK(a.tokens[0].hashed_token == "ZDrdiLLyyRyxTcW8h/PC4w3uNxAXnd6MwIWhDfiwlZQ=");
 
     // The second account is there too.
     soci::session sql;
@@ -105,61 +110,71 @@ TEST_CASE("store.sql: NetBird's test store opens, migrates and reads back") {
     storage::account_store st(sql, opts.kind);
     CHECK(st.account_ids().size() == 2);
     CHECK_FALSE(st.load_account("no-such-account").has_value());
-    auto byk = st.peer_by_key("6kjbmVq1hmucVzvBXo5OucY5OYv+jSsB1jUTLq291Do=");
+    auto byk = st.peer_by_key("CSmqu0OuIzCDHejpdxrnfFSHisO5BYodNVCJlubNeWw=");
     REQUIRE(byk.has_value());
-    CHECK(byk->id == "ct286bi7qv930dsrrug0");
-    CHECK_FALSE(st.peer_by_id("other-account", "ct286bi7qv930dsrrug0").has_value());
+    CHECK(byk->id == "peerfixturesolo00001");
+    CHECK_FALSE(st.peer_by_id("other-account", "peerfixturesolo00001").has_value());
     // The legacy plain setup_key column of peers went with the hashing, as in NetBird.
     CHECK_FALSE(has(storage::existing_columns(sql, opts.kind, "peers"), "setup_key"));
   }
 }
 
-TEST_CASE("store_with_expired_peers.sql: login expiration state reads back") {
+TEST_CASE("store_login_expiry.sql: login expiration state reads back") {
   for (const auto& opts : test::fresh_backends("fixture_expired")) {
     INFO(test::backend_name(opts));
-    load_fixture("store_with_expired_peers.sql", opts);
+    load_fixture("store_login_expiry.sql", opts);
     auto a = load(opts, acc_id);
     CHECK(a.settings.peer_login_expiration_enabled);
     CHECK(a.settings.peer_login_expiration_ns == 3600000000000);
     REQUIRE(a.peers.size() == 5);
-    auto* expired = a.find_peer("cg05lnblo1hkg2j514p0");
+    auto* expired = a.find_peer("p2-stale");
     REQUIRE(expired != nullptr);
-    CHECK(expired->key == "RlSy2vzoG2HyMBTUImXOiVhCBiiBa5qD5xzMxkiFDW4=");
-    CHECK(expired->ip == "100.64.39.54");
-    CHECK(expired->dns_label == "expiredhost");
+    CHECK(expired->key == "s0emLVZ2QtQ+ojj2azznBhZFlVvoBFxcCurXS93mtnc=");
+    CHECK(expired->ip == "100.64.20.2");
+    CHECK(expired->dns_label == "stale");
     CHECK(expired->status.login_expired);
     CHECK_FALSE(expired->status.connected);
     CHECK(expired->login_expiration_enabled);
-    CHECK(expired->user_id == "edafee4e-63fb-11ec-90d6-0242ac120003");
+    CHECK(expired->user_id == "u-admin-0000000000001");
     REQUIRE(expired->last_login.has_value());
-    // 2023-03-02 09:14:21.791679181+01:00
+    // 2024-06-03 08:15:42.987654321+01:00
     CHECK(test::parse_db_time(*expired->last_login) ==
-          doctest::Approx(1677744861.79).epsilon(1e-9));
-    auto* dup = a.find_peer("csrnkiq7qv9d8aitqd50");
+          doctest::Approx(1717398942.99).epsilon(1e-9));
+    auto* dup = a.find_peer("p4-worker");
     REQUIRE(dup != nullptr);
-    CHECK(dup->dns_label == "testhost-1");
+    CHECK(dup->meta.hostname == "worker"); // the same host name as p3-worker
+    CHECK(dup->dns_label == "worker-1");
     CHECK(dup->inactivity_expiration_enabled);
     CHECK_FALSE(dup->ephemeral);
-    auto* active = a.find_peer("notexpired01");
+    auto* active = a.find_peer("p5-fresh");
     REQUIRE(active != nullptr);
     CHECK_FALSE(active->status.login_expired);
-    CHECK(active->meta.hostname == "activehost");
+    CHECK(active->meta.hostname == "fresh");
     CHECK(active->meta.os == "Ubuntu");
     CHECK(active->meta.environment_json == "{\"Cloud\":\"\",\"Platform\":\"\"}");
-    auto* ssh = a.find_peer("cfvprsrlo1hqoo49ohog");
+    auto* ssh = a.find_peer("p1-gateway");
     REQUIRE(ssh != nullptr);
     CHECK(ssh->ssh_key.rfind("ssh-ed25519 ", 0) == 0);
   }
 }
 
-TEST_CASE("storev1.sql: an old-format store with Auth0-style ids opens") {
+TEST_CASE("store_v1.sql: an old-format store with IdP account ids and key peer ids opens") {
   for (const auto& opts : test::fresh_backends("fixture_v1")) {
     INFO(test::backend_name(opts));
-    load_fixture("storev1.sql", opts);
-    auto a = load(opts, "auth0|61bf82ddeab084006aa1bccd");
+    load_fixture("store_v1.sql", opts);
+    auto a = load(opts, "auth0|65a1b2c3d4e5f60718293a4b");
     CHECK(a.net.net == "100.64.0.0/10"); // Mask "/8AAAA==" is 255.192.0.0
     CHECK(a.peers.size() == 2);
+    auto* desk = a.find_peer("rpUPzp8lc1Wf9bSNwxOZfJ5pQMtQWhUa0Nt5Umojw5o=");
+    REQUIRE(desk != nullptr);
+    CHECK(desk->key == desk->id); // the JSON store's peers: the key is the id
+    CHECK(desk->ip == "100.64.0.1");
+    CHECK(desk->dns_label == "desk");
+    CHECK(a.find_peer("UDdqEGeGEZQgyXJREBL2nHNOQWypuyIhFeata8kU9K8=")->dns_label == "desk-1");
     CHECK(a.setup_keys.size() == 2);
+    CHECK(a.setup_keys[0].id == "1000000001");
+    CHECK(a.setup_keys[0].key_secret == "0A1B2****");
+    CHECK(a.setup_keys[0].used_times == 1);
     int ephemeral = 0;
     soci::session sql;
     storage::open_session(sql, opts);
@@ -167,7 +182,7 @@ TEST_CASE("storev1.sql: an old-format store with Auth0-style ids opens") {
     for (const auto& id : st.account_ids())
       for (const auto& p : load(opts, id).peers)
         ephemeral += p.ephemeral;
-    CHECK(ephemeral == 1); // as NetBird's TestSqlStore_GetAllEphemeralPeers expects
+    CHECK(ephemeral == 1); // the CI runner of github|31337
     for (const auto& k : a.setup_keys)
       CHECK(k.key_secret.size() == 9);
   }

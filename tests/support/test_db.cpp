@@ -93,10 +93,7 @@ void load_sqlite_dump(const std::string& dump_path, const std::string& db_path) 
 }
 
 std::string fixture(const std::string& name) {
-  const char* root = std::getenv("NBM_FIXTURES");
-  fs::path base =
-      root ? fs::path(root) : fs::path(NBM_SOURCE_ROOT) / ".." / "shared" / "fixtures" / "netbird";
-  return (base / name).string();
+  return (fs::path(NBM_SOURCE_ROOT) / "tests" / "fixtures" / name).string();
 }
 
 } // namespace nbm::test

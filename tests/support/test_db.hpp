@@ -28,10 +28,11 @@ inline std::string backend_name(const storage::db_options& o) {
 // Directory for temporary files of this test run.
 std::string temp_dir();
 
-// Runs the SQL script at `path` (a NetBird SQLite dump) on a SQLite file at `db_path`.
+// Runs the SQL script at `path` (a store in NetBird's SQLite schema) on a SQLite file at `db_path`.
 void load_sqlite_dump(const std::string& dump_path, const std::string& db_path);
 
-// ../shared/fixtures/netbird/<name>, found relative to the source tree.
+// tests/fixtures/<name> of this repository (stores in NetBird's SQLite schema and a
+// management.json, written for these tests; see tests/fixtures/README.md).
 std::string fixture(const std::string& name);
 
 } // namespace nbm::test
