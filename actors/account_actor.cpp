@@ -80,6 +80,9 @@ struct account_state {
   std::deque<pending_registration> registrations;         // waiting for the store worker
   std::shared_ptr<registration_flight> flight;            // in the store worker (one at a time)
   std::uint64_t polled_serial = 0; // the highest store serial a poll told during a flight
+  peer_directory dir;              // told which keys this account holds (may be invalid: tests)
+  // The meta a Sync brought, by peer id: into memory and the store once its session landed.
+  std::unordered_map<std::string, core::peer_meta> pending_meta;
   std::mt19937_64 rng{std::random_device{}()};
   static inline const char* name = "account_actor";
 };
@@ -113,11 +116,17 @@ void index_peer(account_state& st, const core::peer& p, std::size_t pos) {
   st.pos_by_id[p.id] = pos;
 }
 
+void tell_directory(const account_state& st, key_update u) {
+  if (st.dir && (u.replace || !u.added.empty() || !u.removed.empty()))
+    caf::anon_send(st.dir, keys_atom::value, std::move(u));
+}
+
 // After the account was read (or a peer removed): the indexes from scratch, plus the reservations
 // of registrations in flight.
 void rebuild_indexes(account_state& st) {
   st.used_ips.clear();
   st.used_labels.clear();
+  auto before = std::move(st.id_by_key);
   st.id_by_key.clear();
   st.pos_by_id.clear();
   const auto& a = current(st);
@@ -128,6 +137,18 @@ void rebuild_indexes(account_state& st) {
       st.used_ips.insert(r.peer.ip);
       st.used_labels.insert(r.peer.dns_label);
     }
+  // The directory learns what changed of the keys (every key after the first read).
+  key_update u;
+  u.account_id = st.rec.account_id;
+  for (const auto& [key, id] : st.id_by_key) {
+    auto it = before.find(key);
+    if (it == before.end() || it->second != id)
+      u.added.emplace_back(key, id);
+  }
+  for (const auto& [key, id] : before)
+    if (!st.id_by_key.count(key))
+      u.removed.push_back(key);
+  tell_directory(st, std::move(u));
 }
 
 const core::peer* find_peer(const account_state& st, const std::string& id) {
@@ -153,6 +174,12 @@ void add_peer(account_state& st, core::peer p, const std::vector<std::string>& g
   else
     a.peers.push_back(std::move(p));
   index_peer(st, a.peers[pos], pos);
+  if (!known) {
+    key_update u;
+    u.account_id = st.rec.account_id;
+    u.added.emplace_back(a.peers[pos].key, id);
+    tell_directory(st, std::move(u));
+  }
   for (auto& g : a.groups)
     if (std::find(groups.begin(), groups.end(), g.id) != groups.end() &&
         (!known || std::find(g.peers.begin(), g.peers.end(), id) == g.peers.end()))
@@ -457,26 +484,63 @@ void pump_registrations(account_ptr_t self) {
             });
 }
 
-// Whether a peer may begin a Sync, from the account in memory; takes the meta the stream brought
-// (already stored by the caller: the agent version, for one, shapes maps).
-std::tuple<int, std::string> may_sync(account_ptr_t self, const std::string& peer_id, bool has_meta,
-                                      const core::peer_meta& meta) {
-  auto& st = self->state;
+// Whether a peer may begin a Sync, from the account in memory.
+std::tuple<int, std::string> may_sync(const account_state& st, const std::string& peer_id) {
   const auto* p = find_peer(st, peer_id);
   if (!p)
     return {permission_denied, "peer is not registered"};
   if (core::must_log_in_again(current(st), *p, now_unix()))
     return {permission_denied, "peer login has expired, please log in once more"};
-  if (has_meta && !meta.hostname.empty() && !(p->meta == meta)) {
-    mutable_account(st).peers[st.pos_by_id[peer_id]].meta = meta;
-    schedule_flush(self);
-  }
   return {0, std::string()};
 }
 
-account_actor::behavior_type account_impl(account_ptr_t self, std::string account_id,
-                                          account_loader loader, core::map_context ctx) {
+// The meta a stream or SyncMeta brought, when it changes the peer's (an empty UI version keeps
+// the old one); nullopt otherwise.
+std::optional<core::peer_meta> changed_meta(const core::peer& p, bool has_meta,
+                                            const core::peer_meta& meta) {
+  if (!has_meta || meta.hostname.empty())
+    return std::nullopt;
+  core::peer_meta m = meta;
+  if (m.ui_version.empty())
+    m.ui_version = p.meta.ui_version;
+  if (m == p.meta)
+    return std::nullopt;
+  return m;
+}
+
+// A peer's new meta: into memory (maps see it at the next fan-out), then to the store worker.
+void take_meta(account_ptr_t self, const std::string& peer_id, core::peer_meta m) {
   auto& st = self->state;
+  if (!find_peer(st, peer_id))
+    return;
+  mutable_account(st).peers[st.pos_by_id[peer_id]].meta = m;
+  self->send(st.loader, meta_atom::value, st.rec.account_id, peer_id, std::move(m));
+  schedule_flush(self);
+}
+
+// A Sync's verdict from memory; the meta it brought waits for its session to land.
+sync_verdict sync_verdict_of(account_ptr_t self, const std::string& peer_id, const sync_open& open,
+                             peer_actor peer) {
+  auto& st = self->state;
+  sync_verdict v;
+  std::tie(v.code, v.message) = may_sync(st, peer_id);
+  if (v.code != 0)
+    return v;
+  if (auto m = changed_meta(*find_peer(st, peer_id), open.has_meta, open.meta))
+    st.pending_meta[peer_id] = std::move(*m);
+  else
+    st.pending_meta.erase(peer_id);
+  v.account_id = st.rec.account_id;
+  v.peer_id = peer_id;
+  v.peer = std::move(peer);
+  return v;
+}
+
+account_actor::behavior_type account_impl(account_ptr_t self, std::string account_id,
+                                          account_loader loader, core::map_context ctx,
+                                          peer_directory dir) {
+  auto& st = self->state;
+  st.dir = std::move(dir);
   st.rec.account_id = std::move(account_id);
   st.loader = std::move(loader);
   st.ctx = std::move(ctx);
@@ -501,6 +565,13 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         auto& s = st.sessions[peer_id];
         if (s.token > token)
           return; // an older session's attach arrived late
+        // The session landed: the meta its stream brought goes into memory (its first map sees it)
+        // and to the store.
+        if (auto m = st.pending_meta.find(peer_id); m != st.pending_meta.end()) {
+          auto meta = std::move(m->second);
+          st.pending_meta.erase(m);
+          take_meta(self, peer_id, std::move(meta));
+        }
         const auto ch = current_change(st);
         auto idx = ch->view->peer_index(peer_id);
         if (!idx) {
@@ -531,22 +602,46 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           st.sessions.erase(it);
         update_record(st);
       },
-      [self](sync_atom, const std::string& peer_id, bool has_meta,
-             const core::peer_meta& meta) -> caf::result<int, std::string> {
+      [self](sync_atom, const std::string& peer_id, const sync_open& open,
+             peer_actor peer) -> caf::result<sync_verdict> {
         auto& st = self->state;
-        if (find_peer(st, peer_id)) {
-          auto [code, message] = may_sync(self, peer_id, has_meta, meta);
-          return {code, std::move(message)};
-        }
+        if (find_peer(st, peer_id))
+          return sync_verdict_of(self, peer_id, open, std::move(peer));
         // Not in memory: another replica may have registered it a moment ago (a Login there, the
         // Sync here). Read the account once before refusing.
+        auto rp = self->make_response_promise<sync_verdict>();
+        self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
+            .await(
+                [self, rp, peer_id, open, peer](const account_ptr& acc) mutable {
+                  ++self->state.rec.reloads;
+                  adopt(self, acc);
+                  rp.deliver(sync_verdict_of(self, peer_id, open, std::move(peer)));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self](meta_atom, const std::string& peer_id,
+             const core::peer_meta& meta) -> caf::result<int, std::string> {
+        auto& st = self->state;
+        auto decide = [self, peer_id, meta]() -> std::tuple<int, std::string> {
+          auto& st = self->state;
+          auto [code, message] = may_sync(st, peer_id);
+          if (code == 0)
+            if (auto m = changed_meta(*find_peer(st, peer_id), true, meta))
+              take_meta(self, peer_id, std::move(*m));
+          return {code, std::move(message)};
+        };
+        if (find_peer(st, peer_id)) {
+          auto [code, message] = decide();
+          return {code, std::move(message)};
+        }
         auto rp = self->make_response_promise<int, std::string>();
         self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
             .await(
-                [self, rp, peer_id, has_meta, meta](const account_ptr& acc) mutable {
+                [self, rp, decide](const account_ptr& acc) mutable {
                   ++self->state.rec.reloads;
                   adopt(self, acc);
-                  auto [code, message] = may_sync(self, peer_id, has_meta, meta);
+                  auto [code, message] = decide();
                   rp.deliver(code, std::move(message));
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -853,6 +948,22 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           }
         }
       },
+      [self](meta_atom, const std::string& account_id, const std::string& peer_id,
+             const core::peer_meta& meta) {
+        auto& st = self->state;
+        for (int attempt = 0; attempt < 2; ++attempt) {
+          try {
+            storage::account_store(st.session(), st.cfg.db.kind)
+                .update_peer_meta(account_id, peer_id, meta);
+            return;
+          } catch (const std::exception& e) {
+            st.drop_session(); // one write of its own columns: safe to repeat
+            if (attempt > 0)
+              spdlog::warn("account {}: storing the meta of peer {} failed: {}", account_id,
+                           peer_id, e.what());
+          }
+        }
+      },
       [self](check_atom) {
         poll_serials(self);
         self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
@@ -863,8 +974,10 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
 } // namespace
 
 account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
-                                  account_loader loader, core::map_context maps) {
-  return sys.spawn(account_impl, std::move(account_id), std::move(loader), std::move(maps));
+                                  account_loader loader, core::map_context maps,
+                                  peer_directory dir) {
+  return sys.spawn(account_impl, std::move(account_id), std::move(loader), std::move(maps),
+                   std::move(dir));
 }
 
 account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg) {

@@ -12,8 +12,10 @@
 
 namespace nbm::actors {
 
+// `dir` (may be invalid) is told which WireGuard keys the account holds (see key_update).
 account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
-                                  account_loader loader, core::map_context maps);
+                                  account_loader loader, core::map_context maps,
+                                  peer_directory dir = {});
 
 struct loader_config {
   storage::db_options db;

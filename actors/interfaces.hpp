@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,7 @@ using derive_atom = caf::atom_constant<caf::atom("derive")>;
 using dir_atom = caf::atom_constant<caf::atom("directory")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
+using keys_atom = caf::atom_constant<caf::atom("keys")>;
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -156,19 +158,25 @@ typename Inspector::result_type inspect(Inspector& f, writer_state_record& x) {
            x.landed, x.errors, x.max_batch, x.workers);
 }
 
-// A peer as the wire layer needs it, or the gRPC status NetBird answers with (code != 0).
-struct peer_view {
-  int code = 0; // a grpc::StatusCode; 0 = OK
-  std::string message;
-  core::peer peer;
-  std::string network; // the account network, e.g. "100.64.0.0/16"
-  std::uint64_t serial = 0;
-  bool registered = false;         // Login registered this peer just now
-  bool relogged = false;           // an SSO login renewed this peer's login (serial moved)
-  std::vector<std::string> groups; // the groups a registered peer joined
+using account_ptr = std::shared_ptr<const core::account>;
+
+// An account actor tells the directory which WireGuard keys it holds: keys added (key -> peer id)
+// and keys gone, or, with `replace`, every key of the account (after a full read).
+struct key_update {
+  std::string account_id;
+  std::vector<std::pair<std::string, std::string>> added; // key -> peer id
+  std::vector<std::string> removed;                       // keys
+  bool replace = false;
 };
 
-using account_ptr = std::shared_ptr<const core::account>;
+// What the store says about a Login the directory could not answer from memory: an answer (a
+// refusal, or an SSO login that renewed the peer), the peer that holds the key, or the setup key
+// (valid) to register it with.
+struct login_lookup {
+  peer_view answer;
+  std::optional<peer_ref> known;
+  std::optional<core::setup_key> register_with;
+};
 
 // A peer an account actor registers: its choice of IP and DNS label, the groups it joins and the
 // setup key whose use it counts.
@@ -276,6 +284,16 @@ using peer_actor = caf::typed_actor<
     // The peer is gone (deleted, logged out): its live stream ends.
     caf::reacts_to<close_atom, std::string>>;
 
+// Whether a Sync may begin (code 0: yes, a gRPC status code with NetBird's message otherwise),
+// decided by the account actor from the account it holds; on yes, the peer's actor that fences
+// the stream's connect.
+struct sync_verdict {
+  int code = 0;
+  std::string message;
+  std::string account_id, peer_id;
+  peer_actor peer;
+};
+
 // Reads accounts for the account actors: blocking store work on its own thread (detached).
 using account_loader = caf::typed_actor<
     // The account with all its objects; a null pointer if it does not exist. The asking account
@@ -287,6 +305,9 @@ using account_loader = caf::typed_actor<
     // storage::admin_store::register_peers).
     caf::replies_to<register_atom, std::string,
                     std::vector<peer_registration>>::with<registration_outcome>,
+    // Stores a peer's meta (its own columns; no serial moves). Fire and forget: a failure is
+    // logged, the next Sync brings the meta again.
+    caf::reacts_to<meta_atom, std::string, std::string, core::peer_meta>,
     // Internal: a poll tick.
     caf::reacts_to<check_atom>>;
 
@@ -298,9 +319,14 @@ using account_actor = caf::typed_actor<
     caf::reacts_to<attach_atom, std::string, session_token, peer_actor>,
     // The session `token` of a peer ended.
     caf::reacts_to<detach_atom, std::string, session_token>,
-    // A Sync is about to begin for a peer: checks it may (0 or a gRPC status code with message),
-    // and takes the meta the stream brought (already stored) when `has_meta`.
-    caf::replies_to<sync_atom, std::string, bool, core::peer_meta>::with<int, std::string>,
+    // A Sync is about to begin for the peer `peer_id` (its actor: the last argument): decided from
+    // the account in memory (read once more first when the peer is not in it: another replica
+    // registered it a moment ago). No store read or write before the fence: the meta the stream
+    // brought goes into memory and the store when its session landed (attach).
+    caf::replies_to<sync_atom, std::string, sync_open, peer_actor>::with<sync_verdict>,
+    // SyncMeta: the peer's new meta, into memory (the agent version shapes maps) and then the
+    // store (its store worker); 0 or a gRPC status code with message.
+    caf::replies_to<meta_atom, std::string, core::peer_meta>::with<int, std::string>,
     // Registers a new peer with a setup key (looked up and found valid by the caller): IP and DNS
     // label from the actor's indexes, one INSERT transaction on its store worker, the peer then
     // added to the account in memory (no read back). A key already registered answers as the
@@ -343,17 +369,28 @@ using peer_directory = caf::typed_actor<
     // Every account actor alive.
     caf::replies_to<account_atom>::with<std::vector<account_actor>>,
     // Number of peer actors alive.
-    caf::replies_to<status_atom>::with<std::uint64_t>>;
-
-// Blocking store lookups of the wire RPCs (the peer by key, the setup key by its plain text), on
-// its own thread (detached). A registration is handed to the account actor of the setup key's
-// account (it chooses IP and DNS label from its indexes: unique by construction within a process;
-// the store's unique indexes and a retry cover replicas).
-using login_service = caf::typed_actor<
-    // Log in a known peer or register a new one with a setup key.
+    caf::replies_to<status_atom>::with<std::uint64_t>,
+    // The wire's one door. A Login: a key it knows goes straight to its account actor; the others
+    // (and SSO logins) to the login service's store lookup first.
     caf::replies_to<login_atom, login_request>::with<peer_view>,
-    // A Sync's peer (by WireGuard key); stores the meta it brings (its own columns only).
-    caf::replies_to<lookup_atom, std::string, bool, core::peer_meta>::with<peer_view>,
+    // A Sync: a key it knows goes straight to its account actor (no store access before the
+    // fence); a key it never saw is looked up in the store once before any refusal.
+    caf::replies_to<sync_atom, sync_open>::with<sync_verdict>,
+    // A SyncMeta, resolved as a Sync; the account actor takes the meta.
+    caf::replies_to<meta_atom, sync_open>::with<int, std::string>,
+    // Logout: the login service deletes the peer; its stream ends, its account actor drops it.
+    caf::replies_to<logout_atom, std::string>::with<peer_view>,
+    // An account actor's keys (see key_update).
+    caf::reacts_to<keys_atom, key_update>>;
+
+// The blocking store lookups of the wire RPCs that memory cannot answer, on its own thread
+// (detached): who holds a key this replica never saw, an SSO login, the setup key of a
+// registration (the registration itself is the account actor's), and Logout (a delete).
+using login_service = caf::typed_actor<
+    // A Login the directory could not answer from memory.
+    caf::replies_to<login_atom, login_request>::with<login_lookup>,
+    // Who holds this WireGuard key (one indexed read).
+    caf::replies_to<lookup_atom, std::string>::with<peer_ref>,
     // Logout: deletes the peer (NetBird's semantics); answers the deleted peer, or NotFound.
     caf::replies_to<logout_atom, std::string>::with<peer_view>>;
 
@@ -385,6 +422,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::setup_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::actors::peer_registration>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::registration_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_open)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::key_update)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_lookup)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_ref)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <optional>
+#include <type_traits>
 
 namespace nbm::actors {
 
@@ -61,14 +62,15 @@ peer_view view_of(const core::account& a, const core::peer& p) {
   return v;
 }
 
-// A Login decided here (an answer), or a registration for the account actor (the setup key).
-struct login_step {
-  peer_view answer;
-  std::optional<core::setup_key> register_with;
-  std::optional<storage::account_store::peer_ref> known; // registered: its account actor answers
-  login_step(peer_view v) : answer(std::move(v)) {}      // NOLINT: an answer converts
-  login_step() = default;
-};
+// A Login decided here (an answer), or a registration for the account actor (the setup key),
+// or the peer that holds the key (its account actor answers).
+using login_step = login_lookup;
+
+login_step answer(peer_view v) {
+  login_step step;
+  step.answer = std::move(v);
+  return step;
+}
 
 login_step do_login(state& st, const login_request& req) {
   auto& sql = st.session();
@@ -81,36 +83,38 @@ login_step do_login(state& st, const login_request& req) {
       // An SSO login of a peer its user added: renews the login (and clears an expiry), as
       // NetBird's LoginPeer with a JWT. Another user's token is refused.
       if (known->user_id.empty() || known->user_id != req.jwt_user)
-        return fail(permission_denied, "peer is not registered to the user of this token");
+        return answer(fail(permission_denied, "peer is not registered to the user of this token"));
       storage::lifecycle_store(sql, kind).record_login(known->account_id, known->id,
                                                        storage::store_time());
       auto fresh = accounts.load_account(known->account_id);
       auto stored = accounts.peer_by_key(req.wg_key);
       if (!fresh || !stored)
-        return fail(internal, "failed handling request");
+        return answer(fail(internal, "failed handling request"));
       spdlog::info("peer {} logged in again as user {}", stored->id, req.jwt_user);
       auto v = view_of(*fresh, *stored);
       v.relogged = true;
-      return v;
+      return answer(std::move(v));
     }
     // Registered? expired? The account actor decides from the account it holds.
     login_step step;
-    step.known = std::move(*known);
+    step.known = peer_ref{known->account_id, known->id, known->user_id};
     return step;
   }
   if (req.setup_key.empty() && req.jwt.empty())
-    return fail(permission_denied,
-                "no peer auth method provided, please use a setup key or interactive SSO login");
+    return answer(
+        fail(permission_denied,
+             "no peer auth method provided, please use a setup key or interactive SSO login"));
   if (req.setup_key.empty())
-    return fail(failed_precondition,
-                req.jwt_user.empty()
-                    ? "SSO login is not available: this server has no identity provider "
-                      "configured; register the peer with a setup key"
-                    : "registering a new peer with an SSO login is not supported yet; register "
-                      "it with a setup key");
+    return answer(fail(failed_precondition,
+                       req.jwt_user.empty()
+                           ? "SSO login is not available: this server has no identity provider "
+                             "configured; register the peer with a setup key"
+                           : "registering a new peer with an SSO login is not supported yet; "
+                             "register it with a setup key"));
   if (!req.has_meta)
-    return fail(failed_precondition, "peer system meta has to be provided to log in. Peer " +
-                                         prefix(req.wg_key) + ", remote addr " + req.remote_addr);
+    return answer(fail(failed_precondition, "peer system meta has to be provided to log in. Peer " +
+                                                prefix(req.wg_key) + ", remote addr " +
+                                                req.remote_addr));
   auto key = admin.setup_key_by_plain(req.setup_key);
   const auto verdict = key ? core::check_setup_key(*key, now_unix()) : core::key_verdict::valid;
   if (!key || verdict != core::key_verdict::valid) {
@@ -126,37 +130,23 @@ login_step do_login(state& st, const login_request& req) {
                    : verdict == core::key_verdict::expired ? "expired"
                                                            : "used up",
                    prefix(req.wg_key), req.remote_addr);
-    return fail(not_found, "couldn't add peer: setup key is invalid");
+    return answer(fail(not_found, "couldn't add peer: setup key is invalid"));
   }
   if (!req.extra_dns_labels.empty() && !key->allow_extra_dns_labels)
-    return fail(failed_precondition, "couldn't add peer: setup key doesn't allow extra DNS labels");
+    return answer(
+        fail(failed_precondition, "couldn't add peer: setup key doesn't allow extra DNS labels"));
   // The registration itself is the business of the account actor of the key's account.
   login_step step;
   step.register_with = std::move(*key);
   return step;
 }
 
-peer_view do_lookup(state& st, const std::string& wg_key, bool has_meta,
-                    const core::peer_meta& meta) {
-  auto& sql = st.session();
-  storage::account_store accounts(sql, st.cfg.db.kind);
-  auto p = accounts.peer_by_key(wg_key);
-  if (!p)
-    return fail(permission_denied, "peer is not registered");
-  if (has_meta && !meta.hostname.empty()) {
-    // The meta the stream brings is stored (its own columns only); an empty UI version keeps the
-    // old one.
-    core::peer_meta m = meta;
-    if (m.ui_version.empty())
-      m.ui_version = p->meta.ui_version;
-    if (!(m == p->meta))
-      accounts.update_peer_meta(p->account_id, p->id, m);
-    p->meta = m;
-  }
-  // Login expiration and the map are the account actor's business (it holds the account).
-  peer_view v;
-  v.peer = std::move(*p);
-  return v;
+peer_ref do_lookup(state& st, const std::string& wg_key) {
+  storage::account_store accounts(st.session(), st.cfg.db.kind);
+  auto ref = accounts.peer_ref_by_key(wg_key);
+  if (!ref)
+    return {};
+  return peer_ref{ref->account_id, ref->id, ref->user_id};
 }
 
 peer_view do_logout(state& st, const std::string& wg_key) {
@@ -177,6 +167,13 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
                                   login_service_config cfg) {
   self->state.cfg = std::move(cfg);
   auto guarded = [self](auto&& fn) -> decltype(fn()) {
+    using result_t = decltype(fn());
+    const auto refuse = [](peer_view v) -> result_t {
+      if constexpr (std::is_same_v<result_t, peer_view>)
+        return v;
+      else
+        return answer(std::move(v));
+    };
     try {
       try {
         return fn();
@@ -197,49 +194,33 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
         sql->reset(); // reconnect on the next request
       if (down) {
         spdlog::warn("login service: the store cannot be reached: {}", e.what());
-        return fail(unavailable, "the store is unavailable, please try again later");
+        return refuse(fail(unavailable, "the store is unavailable, please try again later"));
       }
       spdlog::error("login service: {}", e.what());
-      return fail(internal, "failed handling request");
+      return refuse(fail(internal, "failed handling request"));
     }
   };
   return {
-      [self, guarded](login_atom, const login_request& req) -> caf::result<peer_view> {
-        auto step = guarded([&] { return do_login(self->state, req); });
-        if (step.known) {
-          auto rp = self->make_response_promise<peer_view>();
-          const auto account = step.known->account_id, id = step.known->id;
-          self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
-              .then(
-                  [rp, req, id](account_actor acc) mutable {
-                    rp.delegate(acc, login_atom::value, std::move(req), id);
-                  },
-                  [rp](caf::error& err) mutable {
-                    spdlog::error("login service: no account actor: {}", caf::to_string(err));
-                    rp.deliver(fail(internal, "failed handling request"));
-                  });
-          return rp;
+      [self, guarded](login_atom, const login_request& req) -> caf::result<login_lookup> {
+        return guarded([&] { return do_login(self->state, req); });
+      },
+      [self](lookup_atom, const std::string& key) -> caf::result<peer_ref> {
+        auto& st = self->state;
+        for (int attempt = 0;; ++attempt) {
+          try {
+            return do_lookup(st, key);
+          } catch (const std::exception& e) {
+            const bool down = st.sql && storage::unreachable(*st.sql);
+            if (st.sql)
+              st.sql->reset(); // a read: once more on a fresh session
+            if (attempt > 0 || down) {
+              spdlog::warn("login service: looking a key up failed: {}", e.what());
+              return caf::make_error(caf::sec::runtime_error, "the store is unavailable");
+            }
+          }
         }
-        if (!step.register_with)
-          return step.answer;
-        auto rp = self->make_response_promise<peer_view>();
-        const auto account = step.register_with->account_id;
-        self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
-            .then(
-                [rp, req, key = std::move(*step.register_with)](account_actor acc) mutable {
-                  rp.delegate(acc, register_atom::value, std::move(req), std::move(key));
-                },
-                [rp](caf::error& err) mutable {
-                  spdlog::error("login service: no account actor: {}", caf::to_string(err));
-                  rp.deliver(fail(internal, "failed handling request"));
-                });
-        return rp;
       },
-      [self, guarded](lookup_atom, const std::string& key, bool has_meta,
-                      const core::peer_meta& meta) {
-        return guarded([&] { return do_lookup(self->state, key, has_meta, meta); });
-      },
-      [self, guarded](logout_atom, const std::string& key) {
+      [self, guarded](logout_atom, const std::string& key) -> caf::result<peer_view> {
         return guarded([&] { return do_logout(self->state, key); });
       },
   };
@@ -248,6 +229,8 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
 } // namespace
 
 login_service spawn_login_service(caf::actor_system& sys, login_service_config cfg) {
+  if (!cfg.detached)
+    return sys.spawn(impl, std::move(cfg));
   return sys.spawn<caf::detached>(impl, std::move(cfg));
 }
 

@@ -154,6 +154,9 @@ struct directory_state {
   std::unordered_map<std::string, peer_actor> peers;       // by peer id (unique across accounts)
   std::unordered_map<std::string, std::string> account_of; // peer id -> account id
   std::unordered_map<std::string, account_actor> accounts; // by account id
+  // WireGuard key -> (account id, peer id) of every peer of every account actor alive, as the
+  // account actors tell it (key_update).
+  std::unordered_map<std::string, std::pair<std::string, std::string>> by_key;
   directory_config cfg;
   static inline const char* name = "peer_directory";
 };
@@ -186,6 +189,9 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
       if (it->second.address() == dm.source) {
         if (dm.reason)
           spdlog::warn("account actor {} went down: {}", it->first, caf::to_string(dm.reason));
+        // Its keys are forgotten: a new actor of the account tells them again once it read it.
+        for (auto k = st.by_key.begin(); k != st.by_key.end();)
+          k = k->second.first == it->first ? st.by_key.erase(k) : std::next(k);
         st.accounts.erase(it);
         return;
       }
@@ -197,24 +203,51 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
     auto it = st.accounts.find(account_id);
     if (it != st.accounts.end())
       return it->second;
-    auto a = spawn_account_actor(self->system(), account_id, st.cfg.loader, st.cfg.maps);
+    auto a = spawn_account_actor(self->system(), account_id, st.cfg.loader, st.cfg.maps,
+                                 peer_directory{self});
     self->monitor(a);
     st.accounts.emplace(account_id, a);
     return a;
   };
+  auto peer_of = [self, account_of](const std::string& account_id,
+                                    const std::string& peer_id) -> peer_actor {
+    auto& st = self->state;
+    auto it = st.peers.find(peer_id);
+    if (it != st.peers.end())
+      return it->second;
+    auto p = self->spawn(peer_impl, account_id, peer_id, st.cfg.writer, st.cfg.observer,
+                         account_of(account_id));
+    self->monitor(p);
+    st.peers.emplace(peer_id, p);
+    st.account_of.emplace(peer_id, account_id);
+    return p;
+  };
+  // A key's (account, peer): from memory, or else one indexed store read (the login service),
+  // then `found`; a key nobody holds, or a store that failed, goes to `refused`.
+  auto resolve = [self](const std::string& wg_key, auto found, auto refused) {
+    auto& st = self->state;
+    if (auto it = st.by_key.find(wg_key); it != st.by_key.end()) {
+      found(it->second.first, it->second.second);
+      return;
+    }
+    if (!st.cfg.login) {
+      refused(caf::error{});
+      return;
+    }
+    // Another replica may have registered it a moment ago (a Login there, this Sync here).
+    self->request(st.cfg.login, caf::infinite, lookup_atom::value, wg_key)
+        .then(
+            [found, refused](const peer_ref& ref) mutable {
+              if (ref.account_id.empty())
+                refused(caf::error{});
+              else
+                found(ref.account_id, ref.peer_id);
+            },
+            [refused](caf::error& err) mutable { refused(std::move(err)); });
+  };
   return {
-      [self, account_of](get_atom, const std::string& account_id,
-                         const std::string& peer_id) -> peer_actor {
-        auto& st = self->state;
-        auto it = st.peers.find(peer_id);
-        if (it != st.peers.end())
-          return it->second;
-        auto p = self->spawn(peer_impl, account_id, peer_id, st.cfg.writer, st.cfg.observer,
-                             account_of(account_id));
-        self->monitor(p);
-        st.peers.emplace(peer_id, p);
-        st.account_of.emplace(peer_id, account_id);
-        return p;
+      [peer_of](get_atom, const std::string& account_id, const std::string& peer_id) {
+        return peer_of(account_id, peer_id);
       },
       [account_of](account_atom, const std::string& account_id) { return account_of(account_id); },
       [self](account_atom) {
@@ -224,6 +257,122 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
         return out;
       },
       [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
+      [self, account_of](login_atom, login_request& req) -> caf::result<peer_view> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<peer_view>();
+        // A known key without an SSO token: its account actor answers from the account it holds.
+        if (auto it = st.by_key.find(req.wg_key); it != st.by_key.end() && req.jwt_user.empty()) {
+          const auto id = it->second.second;
+          rp.delegate(account_of(it->second.first), login_atom::value, std::move(req), id);
+          return rp;
+        }
+        if (!st.cfg.login) {
+          peer_view v;
+          v.code = 14;
+          v.message = "logins are not served here";
+          rp.deliver(std::move(v));
+          return rp;
+        }
+        self->request(st.cfg.login, caf::infinite, login_atom::value, req)
+            .then(
+                [self, rp, req, account_of](login_lookup& lk) mutable {
+                  if (lk.known) {
+                    rp.delegate(account_of(lk.known->account_id), login_atom::value, std::move(req),
+                                lk.known->peer_id);
+                  } else if (lk.register_with) {
+                    const auto account = lk.register_with->account_id;
+                    rp.delegate(account_of(account), register_atom::value, std::move(req),
+                                std::move(*lk.register_with));
+                  } else {
+                    // An SSO login renewed the peer's login: its account actor reads it again
+                    // (holding its mailbox) before the answer goes out, so the peer's next Sync
+                    // (which comes through here, behind this message) finds it renewed.
+                    if (lk.answer.code == 0 && lk.answer.relogged)
+                      self->send(account_of(lk.answer.peer.account_id), check_atom::value,
+                                 lk.answer.serial);
+                    rp.deliver(std::move(lk.answer));
+                  }
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self, account_of, peer_of, resolve](sync_atom,
+                                           sync_open& open) -> caf::result<sync_verdict> {
+        auto rp = self->make_response_promise<sync_verdict>();
+        resolve(
+            open.wg_key,
+            [rp, open, account_of, peer_of](const std::string& account,
+                                            const std::string& id) mutable {
+              rp.delegate(account_of(account), sync_atom::value, id, std::move(open),
+                          peer_of(account, id));
+            },
+            [rp](caf::error err) mutable {
+              if (err) {
+                rp.deliver(std::move(err));
+                return;
+              }
+              sync_verdict v;
+              v.code = 7; // PERMISSION_DENIED
+              v.message = "peer is not registered";
+              rp.deliver(std::move(v));
+            });
+        return rp;
+      },
+      [self, account_of, resolve](meta_atom, sync_open& open) -> caf::result<int, std::string> {
+        auto rp = self->make_response_promise<int, std::string>();
+        resolve(
+            open.wg_key,
+            [rp, open, account_of](const std::string& account, const std::string& id) mutable {
+              rp.delegate(account_of(account), meta_atom::value, id, std::move(open.meta));
+            },
+            [rp](caf::error err) mutable {
+              if (err)
+                rp.deliver(std::move(err));
+              else
+                rp.deliver(7, std::string("peer is not registered")); // PERMISSION_DENIED
+            });
+        return rp;
+      },
+      [self](logout_atom, const std::string& wg_key) -> caf::result<peer_view> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<peer_view>();
+        if (!st.cfg.login) {
+          peer_view v;
+          v.code = 14;
+          v.message = "logouts are not served here";
+          rp.deliver(std::move(v));
+          return rp;
+        }
+        self->request(st.cfg.login, caf::infinite, logout_atom::value, wg_key)
+            .then(
+                [self, rp](peer_view& v) mutable {
+                  if (v.code == 0) {
+                    // The deleted peer's stream ends; the other peers of its account lose it
+                    // from their maps (its actor, when this process holds the account).
+                    auto& st = self->state;
+                    if (auto p = st.peers.find(v.peer.id); p != st.peers.end())
+                      self->send(p->second, close_atom::value, std::string("peer deleted"));
+                    if (auto a = st.accounts.find(v.peer.account_id); a != st.accounts.end())
+                      self->send(a->second, deleted_atom::value, v.peer.id);
+                  }
+                  rp.deliver(std::move(v));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self](keys_atom, key_update& u) {
+        auto& st = self->state;
+        if (u.replace)
+          for (auto k = st.by_key.begin(); k != st.by_key.end();)
+            k = k->second.first == u.account_id ? st.by_key.erase(k) : std::next(k);
+        for (const auto& key : u.removed) {
+          auto it = st.by_key.find(key);
+          if (it != st.by_key.end() && it->second.first == u.account_id)
+            st.by_key.erase(it);
+        }
+        for (auto& [key, id] : u.added)
+          st.by_key[key] = {u.account_id, std::move(id)};
+      },
   };
 }
 

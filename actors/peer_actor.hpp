@@ -19,6 +19,7 @@ struct directory_config {
   session_observer observer; // may be invalid
   account_loader loader;     // invalid: no account actors (sessions get no maps)
   core::map_context maps;    // the server-side inputs of maps (DNS domain)
+  login_service login;       // store lookups of keys it does not know (invalid: refused)
 };
 
 // Spawns the directory that finds or spawns peer and account actors.

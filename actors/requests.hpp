@@ -4,6 +4,7 @@
 
 #include "core/model.hpp"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,31 @@ struct login_request {
   std::string ssh_key;
   std::vector<std::string> extra_dns_labels;
   std::string remote_addr;
+};
+
+// A peer as the wire layer needs it, or the gRPC status NetBird answers with (code != 0).
+struct peer_view {
+  int code = 0; // a grpc::StatusCode; 0 = OK
+  std::string message;
+  core::peer peer;
+  std::string network; // the account network, e.g. "100.64.0.0/16"
+  std::uint64_t serial = 0;
+  bool registered = false;         // Login registered this peer just now
+  bool relogged = false;           // an SSO login renewed this peer's login (serial moved)
+  std::vector<std::string> groups; // the groups a registered peer joined
+};
+
+// A Sync stream (or a SyncMeta) as the api layer decoded it: the peer's key and the meta it
+// brought.
+struct sync_open {
+  std::string wg_key; // base64, as in the envelope
+  bool has_meta = false;
+  core::peer_meta meta;
+};
+
+// Who holds a WireGuard key, as the store knows it (all empty: nobody).
+struct peer_ref {
+  std::string account_id, peer_id, user_id;
 };
 
 } // namespace nbm::actors

@@ -177,7 +177,8 @@ status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config c
   std::vector<status_db_worker> workers;
   const auto n = cfg.workers == 0 ? 1 : cfg.workers;
   for (std::size_t i = 0; i < n; ++i)
-    workers.push_back(sys.spawn<caf::detached>(worker_impl, cfg.db));
+    workers.push_back(cfg.detached ? sys.spawn<caf::detached>(worker_impl, cfg.db)
+                                   : sys.spawn(worker_impl, cfg.db));
   return sys.spawn(writer_impl, std::move(workers), cfg.max_batch);
 }
 

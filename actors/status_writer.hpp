@@ -16,6 +16,9 @@ struct status_writer_config {
   std::size_t workers = 1;
   // Most writes in one statement. Larger batches amortise more; the statement grows linearly.
   std::size_t max_batch = 1024;
+  // Workers on threads of their own (the server). Tests on CAF's deterministic scheduler spawn them
+  // as ordinary actors, so their SQL runs when the test runs the scheduler.
+  bool detached = true;
 };
 
 // Spawns the writer and its workers. Batching is natural: while every worker is busy, arriving

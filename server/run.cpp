@@ -7,6 +7,7 @@
 #include "actors/observer_fanout.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
+#include "actors/wire_facade.hpp"
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
 #include "api/metrics/metrics.hpp"
@@ -214,14 +215,17 @@ int run_management(const management_options& opts, config::management_config cfg
     if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
       lc.poll_interval = std::chrono::milliseconds(std::atol(ms));
     auto loader = actors::spawn_account_loader(sys, lc);
+    // Store lookups of keys and setup keys the account actors do not hold (no directory needed:
+    // the directory asks it).
+    auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
     actors::directory_config dc;
+    dc.login = login;
     dc.writer = writer;
     dc.observer = observers;
     dc.loader = loader;
     dc.maps.dns_domain = opts.dns_domain;
     auto directory = actors::spawn_peer_directory(sys, dc);
     caf::anon_send(expiry, actors::dir_atom::value, directory);
-    auto login = actors::spawn_login_service(sys, {db, opts.dns_domain, directory});
     // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound costs the
     // metrics, not the server (NetBird logs it the same way).
     api::metrics::exporter metrics(sys, {directory, writer, expiry});
@@ -231,9 +235,10 @@ int run_management(const management_options& opts, config::management_config cfg
     else
       spdlog::info("metrics on port {} under /metrics", metrics.port());
     api::grpc_deps deps;
-    deps.sys = &sys;
-    deps.directory = directory;
-    deps.login = login;
+    // Every wire request waits this long at most for the actors; then it answers UNAVAILABLE (the
+    // client retries) instead of hanging.
+    deps.door = std::make_shared<actors::wire_facade>(sys, caf::actor_cast<caf::actor>(directory),
+                                                      std::chrono::seconds(20));
     deps.server_public = key.public_key;
     deps.server_private = key.private_key;
     deps.cfg = cfg;

@@ -13,7 +13,6 @@
 #include "crypto/crypto.hpp"
 #include "management.grpc.pb.h"
 
-#include <caf/all.hpp>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
@@ -35,19 +34,11 @@ using management::EncryptedMessage;
 
 core::session_clock session_tokens;
 
-// Every request to the actors waits this long at most; then the RPC answers UNAVAILABLE (the
-// client retries) instead of hanging.
-constexpr auto actor_deadline = std::chrono::seconds(20);
-
-// The one place where answers of the actors become gRPC statuses: a refusal the actors decided
-// (a gRPC code, NetBird's message), and a failure of the actor system itself.
+// The one place where answers of the actors become gRPC statuses: a refusal the actors decided,
+// or the facade's own answer for a passed deadline (UNAVAILABLE: the client retries), each a gRPC
+// code with NetBird's message.
 Status refusal(int code, const std::string& message) {
   return code == 0 ? Status::OK : Status(static_cast<StatusCode>(code), message);
-}
-Status actor_failure(const caf::error& err, const std::string& message) {
-  if (err == caf::sec::request_timeout)
-    return Status(StatusCode::UNAVAILABLE, "the server did not answer in time, try again");
-  return Status(StatusCode::INTERNAL, message);
 }
 
 std::int64_t unix_now() {
@@ -183,12 +174,9 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   std::string wg_key_b64, wg_key_raw;
   std::string box_key; // precomputed for this peer and the server key: one scalar mult per stream
   std::mutex mu;
-  sync_reactor* reactor = nullptr; // null once gRPC is done with the stream
-  std::optional<actors::peer_actor> peer;
+  sync_reactor* reactor = nullptr;  // null once gRPC is done with the stream
+  actors::sync_session_ptr session; // the facade's: ended when gRPC is done with the stream
   core::session_token token = 0;
-  std::string peer_id, account_id; // set with the connect, for the log lines
-  bool connect_sent = false;
-  bool done = false;
 
   std::string ip; // the stream's remote address
   // The newest map not yet encoded (a newer one replaces it; an initial one stays initial).
@@ -263,17 +251,14 @@ public:
   void OnCancel() override { finish(Status::CANCELLED); }
 
   void OnDone() override {
+    actors::sync_session_ptr session;
     {
       std::lock_guard<std::mutex> lk(st_->mu);
       st_->reactor = nullptr;
-      st_->done = true;
-      if (st_->peer && st_->connect_sent) {
-        caf::anon_send(*st_->peer, actors::disconn_atom::value, st_->token);
-        spdlog::info("peer {} of account {} disconnected: session {}", st_->peer_id,
-                     st_->account_id, st_->token);
-      }
-      st_->peer.reset(); // the peer actor holds this stream: no cycle once the stream is done
+      session = std::move(st_->session);
     }
+    // The session ends, fenced on its token (the facade orders it behind its connect).
+    st_->deps->door->stream_end(session);
     delete this;
   }
 
@@ -319,10 +304,13 @@ void sync_stream::encode_pending() {
     env.set_wgpubkey(crypto::base64_encode(deps->server_public));
     env.set_body(
         crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
-    const auto bytes = env.ByteSizeLong();
+    if (spdlog::should_log(spdlog::level::debug)) {
+      const auto& acc = u->change->view->acc();
+      spdlog::debug("map sent to peer {} of account {}: serial {}, {} bytes{}, session {}",
+                    acc.peers[u->peer].id, acc.id, u->map.serial, env.ByteSizeLong(),
+                    initial ? " (initial)" : "", token);
+    }
     lk.lock();
-    spdlog::debug("map sent to peer {} of account {}: serial {}, {} bytes{}, session {}", peer_id,
-                  account_id, u->map.serial, bytes, initial ? " (initial)" : "", token);
     if (reactor)
       reactor->push(std::move(env));
   }
@@ -383,40 +371,16 @@ public:
     lr.remote_addr = ctx->peer();
     auto d = &d_;
     const std::string their = *key;
-    d_.sys->spawn([=](caf::event_based_actor* self) {
-      self->request(d->login, actor_deadline, actors::login_atom::value, lr)
-          .then(
-              [=](const actors::peer_view& v) {
-                if (v.code != 0) {
-                  spdlog::debug("Login from {} refused: {}", lr.remote_addr, v.message);
-                  r->Finish(refusal(v.code, v.message));
-                  return;
-                }
-                spdlog::info("peer {} of account {} logged in{}", v.peer.id, v.peer.account_id,
-                             v.registered ? " (registered now)"
-                             : v.relogged ? " (SSO login renewed)"
-                                          : "");
-                management::LoginResponse out;
-                *out.mutable_netbirdconfig() = to_netbird_config(d->cfg, unix_now());
-                *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
-                *resp = seal(*d, out, their);
-                if (v.relogged) {
-                  // The renewed login must be in the account actor before the peer's Sync
-                  // arrives: it re-reads (holding its mailbox) before the answer goes out.
-                  self->request(d->directory, actor_deadline, actors::account_atom::value,
-                                v.peer.account_id)
-                      .then(
-                          [=](actors::account_actor acc) {
-                            self->send(acc, actors::check_atom::value, v.serial);
-                            r->Finish(Status::OK);
-                          },
-                          [=](caf::error&) { r->Finish(Status::OK); });
-                  return;
-                }
-                // A new peer is in its account actor already (it registered it).
-                r->Finish(Status::OK);
-              },
-              [=](caf::error& err) { r->Finish(actor_failure(err, "failed logging in peer")); });
+    d_.door->login(std::move(lr), [=](actors::peer_view v) {
+      if (v.code != 0) {
+        r->Finish(refusal(v.code, v.message));
+        return;
+      }
+      management::LoginResponse out;
+      *out.mutable_netbirdconfig() = to_netbird_config(d->cfg, unix_now());
+      *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
+      *resp = seal(*d, out, their);
+      r->Finish(Status::OK);
     });
     return r;
   }
@@ -445,74 +409,26 @@ public:
       reactor->finish(Status(StatusCode::INVALID_ARGUMENT, "invalid request message"));
       return reactor;
     }
-    auto d = &d_;
-    const std::string their = *key, wg = req->wgpubkey();
     auto update = to_meta_update(sync);
-    const bool has_meta = update.has_meta;
-    const auto meta = std::move(update.meta);
-    d_.sys->spawn([=](caf::event_based_actor* self) {
-      // 1. the peer (by key) and its meta, stored; 2. its account actor: may it sync?; 3. its
-      // peer actor: connect (the fence); once that landed, the account actor sends the first map.
-      auto fail = [st](caf::error& err) { st->fail(actor_failure(err, "error handling request")); };
-      self->request(d->login, actor_deadline, actors::lookup_atom::value, wg, has_meta, meta)
-          .then(
-              [=](const actors::peer_view& v) {
-                if (v.code != 0) {
-                  st->fail(refusal(v.code, v.message));
-                  return;
-                }
-                const auto account = v.peer.account_id, id = v.peer.id;
-                self->request(d->directory, actor_deadline, actors::account_atom::value, account)
-                    .then(
-                        [=](actors::account_actor acc) {
-                          self->request(acc, actor_deadline, actors::sync_atom::value, id, has_meta,
-                                        v.peer.meta)
-                              .then(
-                                  [=](int code, const std::string& message) {
-                                    if (code != 0) {
-                                      st->fail(refusal(code, message));
-                                      return;
-                                    }
-                                    connect(self, d, st, account, id);
-                                  },
-                                  fail);
-                        },
-                        fail);
-              },
-              fail);
+    actors::sync_open open;
+    open.wg_key = req->wgpubkey();
+    open.has_meta = update.has_meta;
+    open.meta = std::move(update.meta);
+    // The facade holds the session; the stream ends it (OnDone), also before this call answered.
+    auto session = d_.door->sync(std::move(open), st->token, st, [st](actors::sync_answer a) {
+      if (a.code != 0)
+        st->fail(refusal(a.code, a.message));
     });
+    bool ended = false;
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      ended = st->reactor == nullptr;
+      if (!ended)
+        st->session = session;
+    }
+    if (ended)
+      d_.door->stream_end(session);
     return reactor;
-  }
-
-  static void connect(caf::event_based_actor* self, const grpc_deps* d,
-                      std::shared_ptr<sync_stream> st, const std::string& account,
-                      const std::string& id) {
-    self->request(d->directory, actor_deadline, actors::get_atom::value, account, id)
-        .then(
-            [=](actors::peer_actor p) {
-              std::unique_lock<std::mutex> lk(st->mu);
-              if (st->done)
-                return; // the stream ended before its session began: nothing to fence
-              st->peer = p;
-              st->connect_sent = true;
-              st->peer_id = id;
-              st->account_id = account;
-              // Sent under the lock: a later disconnect from OnDone lands behind it in the mailbox.
-              auto handle = self->request(p, actor_deadline, actors::connect_atom::value, st->token,
-                                          actors::sink_ptr(st));
-              lk.unlock();
-              handle.then(
-                  [=](bool landed) {
-                    if (landed)
-                      spdlog::info("peer {} of account {} connected: session {} from {}", id,
-                                   account, st->token, st->ip);
-                    if (!landed)
-                      st->fail(
-                          Status(StatusCode::ABORTED, "a newer session of this peer is active"));
-                  },
-                  [=](caf::error& err) { st->fail(actor_failure(err, "error handling request")); });
-            },
-            [=](caf::error& err) { st->fail(actor_failure(err, "error handling request")); });
   }
 
   grpc::ServerUnaryReactor* SyncMeta(grpc::CallbackServerContext* ctx, const EncryptedMessage* req,
@@ -522,41 +438,17 @@ public:
     auto key = open_request(d_, *req, in, r);
     if (!key)
       return r;
-    auto d = &d_;
-    const std::string wg = req->wgpubkey();
     auto update = to_meta_update(in);
-    const bool has_meta = update.has_meta;
-    const auto meta = std::move(update.meta);
-    d_.sys->spawn([=](caf::event_based_actor* self) {
-      self->request(d->login, actor_deadline, actors::lookup_atom::value, wg, has_meta, meta)
-          .then(
-              [=](const actors::peer_view& v) {
-                if (v.code == static_cast<int>(StatusCode::PERMISSION_DENIED) &&
-                    v.message == "peer is not registered")
-                  r->Finish(
-                      Status(StatusCode::NOT_FOUND, "account not found: index lookup failed"));
-                else if (v.code != 0)
-                  r->Finish(refusal(v.code, v.message));
-                else // the account actor takes the new meta (the agent version shapes maps)
-                  self->request(d->directory, actor_deadline, actors::account_atom::value,
-                                v.peer.account_id)
-                      .then(
-                          [=](actors::account_actor acc) {
-                            self->request(acc, actor_deadline, actors::sync_atom::value, v.peer.id,
-                                          has_meta, v.peer.meta)
-                                .then(
-                                    [=](int code, const std::string& message) {
-                                      r->Finish(code == 0 ? Status::OK : refusal(code, message));
-                                    },
-                                    [=](caf::error& err) {
-                                      r->Finish(actor_failure(err, "failed handling request"));
-                                    });
-                          },
-                          [=](caf::error& err) {
-                            r->Finish(actor_failure(err, "failed handling request"));
-                          });
-              },
-              [=](caf::error& err) { r->Finish(actor_failure(err, "failed handling request")); });
+    actors::sync_open open;
+    open.wg_key = req->wgpubkey();
+    open.has_meta = update.has_meta;
+    open.meta = std::move(update.meta);
+    d_.door->sync_meta(std::move(open), [r](int code, std::string message) {
+      if (code == static_cast<int>(StatusCode::PERMISSION_DENIED) &&
+          message == "peer is not registered")
+        r->Finish(Status(StatusCode::NOT_FOUND, "account not found: index lookup failed"));
+      else
+        r->Finish(refusal(code, message));
     });
     return r;
   }
@@ -568,35 +460,8 @@ public:
     auto key = open_request(d_, *req, in, r);
     if (!key)
       return r;
-    auto d = &d_;
-    const std::string wg = req->wgpubkey();
-    d_.sys->spawn([=](caf::event_based_actor* self) {
-      self->request(d->login, actor_deadline, actors::logout_atom::value, wg)
-          .then(
-              [=](const actors::peer_view& v) {
-                if (v.code != 0) {
-                  r->Finish(refusal(v.code, v.message));
-                  return;
-                }
-                r->Finish(Status::OK);
-                // The deleted peer's stream ends; the other peers of the account lose it from their
-                // maps.
-                const auto account = v.peer.account_id, id = v.peer.id;
-                self->request(d->directory, actor_deadline, actors::get_atom::value, account, id)
-                    .then(
-                        [=](actors::peer_actor p) {
-                          self->send(p, actors::close_atom::value, std::string("peer deleted"));
-                        },
-                        [](caf::error&) {}); // answered already; the serial poll catches up
-                self->request(d->directory, actor_deadline, actors::account_atom::value, account)
-                    .then(
-                        [=](actors::account_actor acc) {
-                          self->send(acc, actors::deleted_atom::value, id);
-                        },
-                        [](caf::error&) {});
-              },
-              [=](caf::error& err) { r->Finish(actor_failure(err, "failed handling request")); });
-    });
+    d_.door->logout(req->wgpubkey(),
+                    [r](actors::peer_view v) { r->Finish(refusal(v.code, v.message)); });
     return r;
   }
 

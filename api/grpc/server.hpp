@@ -1,12 +1,10 @@
 // The gRPC ManagementService on its listening port: envelope crypto, and hand-off to the actors.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "actors/wire_facade.hpp"
 #include "api/http/jwt.hpp"
 #include "config/config.hpp"
 #include "core/session_token.hpp"
-
-#include <caf/fwd.hpp>
 
 #include <memory>
 #include <string>
@@ -14,9 +12,8 @@
 namespace nbm::api {
 
 struct grpc_deps {
-  caf::actor_system* sys = nullptr;
-  actors::peer_directory directory;
-  actors::login_service login;
+  // The one door into the actors: every RPC is one typed request to it, answered with a deadline.
+  std::shared_ptr<actors::wire_facade> door;
   std::string server_public;  // raw 32 bytes
   std::string server_private; // raw 32 bytes
   config::management_config cfg;

@@ -142,10 +142,11 @@ struct rig : test::actor_rig {
   std::pair<int, std::string> sync_check(const std::string& acc, const std::string& id) {
     caf::scoped_actor self{*sys};
     std::pair<int, std::string> out;
-    self->request(account(acc), caf::infinite, sync_atom::value, id, false, core::peer_meta{})
+    sync_open open;
+    self->request(account(acc), caf::infinite, sync_atom::value, id, open, peer_actor{})
         .receive(
-            [&](int code, std::string& msg) {
-              out = {code, msg};
+            [&](sync_verdict& v) {
+              out = {v.code, v.message};
             },
             [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return out;

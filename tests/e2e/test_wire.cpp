@@ -321,3 +321,56 @@ TEST_CASE("wire: behind a load balancer, a Login on one replica and the Sync on 
   b.stop();
   a.stop();
 }
+
+TEST_CASE("wire: 30 fresh peers at once, each with its Login on replica A and its Sync right after "
+          "on replica B: every Sync is accepted and holds its first map") {
+  if (!test::postgres_available()) {
+    CHECK_MESSAGE(std::getenv("NBM_REQUIRE_PG") == nullptr, "NBM_REQUIRE_PG=1 but no PostgreSQL");
+    return;
+  }
+  server a(storage::engine::postgres);
+  // B never polls the account's serial: only the store lookup of a key it never saw (and the read
+  // of the account before a refusal) can accept these Syncs.
+  ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "600000", 1);
+  replica b(a);
+  ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
+  const auto key = a.setup_key("--name lb30 --reusable");
+  constexpr int n = 30;
+  std::vector<std::unique_ptr<tools::peer_client>> on_b(n);
+  std::vector<std::unique_ptr<stream>> streams(n);
+  std::vector<std::string> login_errors(n);
+  std::vector<std::thread> peers;
+  for (int i = 0; i < n; ++i)
+    peers.emplace_back([&, i] {
+      const auto host = "fresh" + std::to_string(i);
+      const std::string key_file = a.dir + "/" + host + ".key";
+      tools::peer_client login_client(a.target(), key_file);
+      auto r = login_client.login(key, host);
+      if (!r.ok()) {
+        login_errors[i] = r.message.empty() ? "failed" : r.message;
+        return;
+      }
+      on_b[i] = std::make_unique<tools::peer_client>(b.target(), key_file);
+      if (!on_b[i]->fetch_server_key().ok()) {
+        login_errors[i] = "no server key from B";
+        return;
+      }
+      streams[i] = std::make_unique<stream>(*on_b[i], host);
+    });
+  for (auto& t : peers)
+    t.join();
+  int accepted = 0;
+  for (int i = 0; i < n; ++i) {
+    CAPTURE(i);
+    REQUIRE_MESSAGE(login_errors[i].empty(), login_errors[i]);
+    REQUIRE(streams[i]);
+    const bool got = streams[i]->wait_maps(1, 10000ms);
+    CHECK_MESSAGE(got, "Sync on B ended: " << streams[i]->end.message);
+    accepted += got;
+  }
+  CHECK(accepted == n);
+  // B's maps come to hold every one of them (the default policy: everyone sees everyone).
+  CHECK(eventually([&] { return streams[0]->last().size() == n - 1; }, 10000ms));
+  b.stop();
+  a.stop();
+}
