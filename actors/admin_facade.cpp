@@ -53,9 +53,49 @@ struct admin_facade::impl {
     return out;
   }
 
-  std::optional<account_actor> actor_of(const std::string& account_id) {
-    return ask<account_actor>("finding an account actor", directory, opts.read_deadline,
-                              account_atom::value, account_id);
+  // Account actors already found: a request skips the directory (one round trip less). An actor
+  // that went down answers its request with an error at once; the directory is asked again then.
+  std::unordered_map<std::string, account_actor> actors;
+
+  std::optional<account_actor> actor_of(const std::string& account_id, bool fresh = false) {
+    if (!fresh) {
+      std::lock_guard<std::mutex> lk(mu);
+      if (auto it = actors.find(account_id); it != actors.end())
+        return it->second;
+    }
+    auto a = ask<account_actor>("finding an account actor", directory, opts.read_deadline,
+                                account_atom::value, account_id);
+    if (a) {
+      std::lock_guard<std::mutex> lk(mu);
+      if (actors.size() >= opts.token_cache)
+        actors.clear();
+      actors[account_id] = *a;
+    }
+    return a;
+  }
+
+  // Asks the account's actor; once more through the directory when the remembered actor is gone.
+  template <class R, class... Ts>
+  std::optional<R> ask_account(const char* what, const std::string& account_id,
+                               std::chrono::milliseconds deadline, const Ts&... xs) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto acc = actor_of(account_id, attempt > 0);
+      if (!acc)
+        return std::nullopt;
+      caf::scoped_actor self{sys};
+      std::optional<R> out;
+      bool gone = false;
+      self->request(*acc, deadline, xs...)
+          .receive([&](R& r) { out = std::move(r); },
+                   [&](caf::error& err) {
+                     gone = err == caf::sec::request_receiver_down;
+                     if (!gone || attempt > 0)
+                       spdlog::error("admin facade: {}: {}", what, sys.render(err));
+                   });
+      if (out || !gone)
+        return out;
+    }
+    return std::nullopt;
   }
 };
 
@@ -98,14 +138,11 @@ facade_lookup admin_facade::account_of_user(const std::string& user_id, const st
 
 facade_read admin_facade::read(const std::string& account_id, bool peers,
                                const std::string& token_hash) {
-  auto acc = p_->actor_of(account_id);
-  if (!acc)
-    return {facade_status::unavailable, nullptr};
   read_request req;
   req.peers = peers;
   req.token_hash = token_hash;
-  auto r = p_->ask<read_outcome>("reading an account", *acc, p_->opts.read_deadline,
-                                 read_atom::value, std::move(req));
+  auto r = p_->ask_account<read_outcome>("reading an account", account_id, p_->opts.read_deadline,
+                                         read_atom::value, req);
   if (!r)
     return {facade_status::unavailable, nullptr};
   return {status_of(r->failure), std::move(r->acc)};
@@ -113,14 +150,11 @@ facade_read admin_facade::read(const std::string& account_id, bool peers,
 
 facade_change admin_facade::change(const std::string& account_id, core::admin_change c) {
   facade_change out;
-  auto acc = p_->actor_of(account_id);
-  if (!acc) {
-    out.status = facade_status::unavailable;
-    return out;
-  }
-  auto r = p_->ask<change_outcome>("changing an account", *acc, p_->opts.change_deadline,
-                                   change_atom::value,
-                                   std::make_shared<core::admin_change>(std::move(c)));
+  // The change travels as a pointer: a second attempt (the remembered actor was gone, so the
+  // first never reached an actor) hands over the same, untouched value.
+  const auto ptr = std::make_shared<core::admin_change>(std::move(c));
+  auto r = p_->ask_account<change_outcome>("changing an account", account_id,
+                                           p_->opts.change_deadline, change_atom::value, ptr);
   if (!r) {
     out.status = facade_status::unavailable;
     return out;
