@@ -506,14 +506,29 @@ std::optional<core::peer_meta> changed_meta(const core::peer& p, bool has_meta,
   return m;
 }
 
-// A peer's new meta: into memory (maps see it at the next fan-out), then to the store worker.
+// A peer's new meta into memory (maps see it at the next fan-out).
+void apply_meta(account_ptr_t self, const std::string& peer_id, core::peer_meta m) {
+  auto& st = self->state;
+  if (!find_peer(st, peer_id))
+    return;
+  mutable_account(st).peers[st.pos_by_id[peer_id]].meta = std::move(m);
+  schedule_flush(self);
+}
+
+// The meta a landed session's stream brought: into memory, then to the store worker (a failed
+// write is logged; the peer's next Sync brings the meta again).
 void take_meta(account_ptr_t self, const std::string& peer_id, core::peer_meta m) {
   auto& st = self->state;
   if (!find_peer(st, peer_id))
     return;
-  mutable_account(st).peers[st.pos_by_id[peer_id]].meta = m;
-  self->send(st.loader, meta_atom::value, st.rec.account_id, peer_id, std::move(m));
-  schedule_flush(self);
+  apply_meta(self, peer_id, m);
+  self->request(st.loader, caf::infinite, meta_atom::value, st.rec.account_id, peer_id,
+                std::move(m))
+      .then([](bool) {},
+            [self, peer_id](caf::error& err) {
+              spdlog::warn("account {}: the meta of peer {} was not stored: {}",
+                           self->state.rec.account_id, peer_id, caf::to_string(err));
+            });
 }
 
 // A Sync's verdict from memory; the meta it brought waits for its session to land.
@@ -621,26 +636,41 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       [self](meta_atom, const std::string& peer_id,
              const core::peer_meta& meta) -> caf::result<int, std::string> {
         auto& st = self->state;
-        auto decide = [self, peer_id, meta]() -> std::tuple<int, std::string> {
+        auto rp = self->make_response_promise<int, std::string>();
+        // Decided from memory; a changed meta is answered once the store worker wrote it (an
+        // unreachable store: UNAVAILABLE, the client sends it again), then applied to memory.
+        auto decide = [self, rp, peer_id, meta]() mutable {
           auto& st = self->state;
           auto [code, message] = may_sync(st, peer_id);
-          if (code == 0)
-            if (auto m = changed_meta(*find_peer(st, peer_id), true, meta))
-              take_meta(self, peer_id, std::move(*m));
-          return {code, std::move(message)};
+          if (code != 0) {
+            rp.deliver(code, std::move(message));
+            return;
+          }
+          auto m = changed_meta(*find_peer(st, peer_id), true, meta);
+          if (!m) {
+            rp.deliver(0, std::string());
+            return;
+          }
+          self->request(st.loader, caf::infinite, meta_atom::value, st.rec.account_id, peer_id, *m)
+              .then(
+                  [self, rp, peer_id, m](bool) mutable {
+                    apply_meta(self, peer_id, std::move(*m));
+                    rp.deliver(0, std::string());
+                  },
+                  [rp](caf::error&) mutable {
+                    rp.deliver(14, std::string("the store is unavailable, please try again later"));
+                  });
         };
         if (find_peer(st, peer_id)) {
-          auto [code, message] = decide();
-          return {code, std::move(message)};
+          decide();
+          return rp;
         }
-        auto rp = self->make_response_promise<int, std::string>();
         self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
             .await(
-                [self, rp, decide](const account_ptr& acc) mutable {
+                [self, decide](const account_ptr& acc) mutable {
                   ++self->state.rec.reloads;
                   adopt(self, acc);
-                  auto [code, message] = decide();
-                  rp.deliver(code, std::move(message));
+                  decide();
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
@@ -947,18 +977,20 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         }
       },
       [self](meta_atom, const std::string& account_id, const std::string& peer_id,
-             const core::peer_meta& meta) {
+             const core::peer_meta& meta) -> caf::result<bool> {
         auto& st = self->state;
-        for (int attempt = 0; attempt < 2; ++attempt) {
+        for (int attempt = 0;; ++attempt) {
           try {
             storage::account_store(st.session(), st.cfg.db.kind)
                 .update_peer_meta(account_id, peer_id, meta);
-            return;
+            return true;
           } catch (const std::exception& e) {
             st.drop_session(); // one write of its own columns: safe to repeat
-            if (attempt > 0)
+            if (attempt > 0) {
               spdlog::warn("account {}: storing the meta of peer {} failed: {}", account_id,
                            peer_id, e.what());
+              return caf::make_error(caf::sec::runtime_error, "the store is unavailable");
+            }
           }
         }
       },

@@ -305,9 +305,8 @@ using account_loader = caf::typed_actor<
     // storage::admin_store::register_peers).
     caf::replies_to<register_atom, std::string,
                     std::vector<peer_registration>>::with<registration_outcome>,
-    // Stores a peer's meta (its own columns; no serial moves). Fire and forget: a failure is
-    // logged, the next Sync brings the meta again.
-    caf::reacts_to<meta_atom, std::string, std::string, core::peer_meta>,
+    // Stores a peer's meta (its own columns; no serial moves); an error when the store failed.
+    caf::replies_to<meta_atom, std::string, std::string, core::peer_meta>::with<bool>,
     // Internal: a poll tick.
     caf::reacts_to<check_atom>>;
 
@@ -324,8 +323,8 @@ using account_actor = caf::typed_actor<
     // registered it a moment ago). No store read or write before the fence: the meta the stream
     // brought goes into memory and the store when its session landed (attach).
     caf::replies_to<sync_atom, std::string, sync_open, peer_actor>::with<sync_verdict>,
-    // SyncMeta: the peer's new meta, into memory (the agent version shapes maps) and then the
-    // store (its store worker); 0 or a gRPC status code with message.
+    // SyncMeta: the peer's new meta, written by the store worker, then into memory (the agent
+    // version shapes maps); 0 or a gRPC status code with message.
     caf::replies_to<meta_atom, std::string, core::peer_meta>::with<int, std::string>,
     // Registers a new peer with a setup key (looked up and found valid by the caller): IP and DNS
     // label from the actor's indexes, one INSERT transaction on its store worker, the peer then
