@@ -3,11 +3,9 @@
 #include "core/expiry.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
-#include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 
 #include <caf/all.hpp>
-#include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -508,14 +506,29 @@ std::optional<core::peer_meta> changed_meta(const core::peer& p, bool has_meta,
   return m;
 }
 
-// A peer's new meta: into memory (maps see it at the next fan-out), then to the store worker.
+// A peer's new meta into memory (maps see it at the next fan-out).
+void apply_meta(account_ptr_t self, const std::string& peer_id, core::peer_meta m) {
+  auto& st = self->state;
+  if (!find_peer(st, peer_id))
+    return;
+  mutable_account(st).peers[st.pos_by_id[peer_id]].meta = std::move(m);
+  schedule_flush(self);
+}
+
+// The meta a landed session's stream brought: into memory, then to the store worker (a failed
+// write is logged; the peer's next Sync brings the meta again).
 void take_meta(account_ptr_t self, const std::string& peer_id, core::peer_meta m) {
   auto& st = self->state;
   if (!find_peer(st, peer_id))
     return;
-  mutable_account(st).peers[st.pos_by_id[peer_id]].meta = m;
-  self->send(st.loader, meta_atom::value, st.rec.account_id, peer_id, std::move(m));
-  schedule_flush(self);
+  apply_meta(self, peer_id, m);
+  self->request(st.loader, caf::infinite, meta_atom::value, st.rec.account_id, peer_id,
+                std::move(m))
+      .then([](bool) {},
+            [self, peer_id](caf::error& err) {
+              spdlog::warn("account {}: the meta of peer {} was not stored: {}",
+                           self->state.rec.account_id, peer_id, caf::to_string(err));
+            });
 }
 
 // A Sync's verdict from memory; the meta it brought waits for its session to land.
@@ -623,26 +636,41 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       [self](meta_atom, const std::string& peer_id,
              const core::peer_meta& meta) -> caf::result<int, std::string> {
         auto& st = self->state;
-        auto decide = [self, peer_id, meta]() -> std::tuple<int, std::string> {
+        auto rp = self->make_response_promise<int, std::string>();
+        // Decided from memory; a changed meta is answered once the store worker wrote it (an
+        // unreachable store: UNAVAILABLE, the client sends it again), then applied to memory.
+        auto decide = [self, rp, peer_id, meta]() mutable {
           auto& st = self->state;
           auto [code, message] = may_sync(st, peer_id);
-          if (code == 0)
-            if (auto m = changed_meta(*find_peer(st, peer_id), true, meta))
-              take_meta(self, peer_id, std::move(*m));
-          return {code, std::move(message)};
+          if (code != 0) {
+            rp.deliver(code, std::move(message));
+            return;
+          }
+          auto m = changed_meta(*find_peer(st, peer_id), true, meta);
+          if (!m) {
+            rp.deliver(0, std::string());
+            return;
+          }
+          self->request(st.loader, caf::infinite, meta_atom::value, st.rec.account_id, peer_id, *m)
+              .then(
+                  [self, rp, peer_id, m](bool) mutable {
+                    apply_meta(self, peer_id, std::move(*m));
+                    rp.deliver(0, std::string());
+                  },
+                  [rp](caf::error&) mutable {
+                    rp.deliver(14, std::string("the store is unavailable, please try again later"));
+                  });
         };
         if (find_peer(st, peer_id)) {
-          auto [code, message] = decide();
-          return {code, std::move(message)};
+          decide();
+          return rp;
         }
-        auto rp = self->make_response_promise<int, std::string>();
         self->request(st.loader, caf::infinite, load_atom::value, st.rec.account_id)
             .await(
-                [self, rp, decide](const account_ptr& acc) mutable {
+                [self, decide](const account_ptr& acc) mutable {
                   ++self->state.rec.reloads;
                   adopt(self, acc);
-                  auto [code, message] = decide();
-                  rp.deliver(code, std::move(message));
+                  decide();
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
@@ -720,22 +748,48 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
       },
-      [self](apply_atom, const mutation_ptr& m) -> caf::result<account_ptr> {
+      [self](read_atom, read_request& req) -> caf::result<read_outcome> {
         auto& st = self->state;
-        auto rp = self->make_response_promise<account_ptr>();
+        auto rp = self->make_response_promise<read_outcome>();
+        // then, not await: a read holds nothing of the account up while its store work runs.
+        self->request(st.loader, caf::infinite, read_atom::value, std::move(req), committed(st))
+            .then(
+                [self, rp](read_outcome& out) mutable {
+                  // The store's serial moved: the reader has the account as stored; the actor
+                  // reads it too (unless a registration in flight will tell).
+                  if (out.acc && out.acc->net.serial > current(self->state).net.serial)
+                    self->send(self, check_atom::value, out.acc->net.serial);
+                  rp.deliver(std::move(out));
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      },
+      [self](change_atom, admin_change_ptr& change) -> caf::result<change_outcome> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<change_outcome>();
+        if (!st.rec.loaded) {
+          change_outcome out;
+          out.refused = core::problem{404, "account not found: " + core::clip(st.rec.account_id)};
+          return out;
+        }
         const auto before = committed(st);
         // await: nothing else of this account is handled until the change is committed and
-        // adopted, so mutations (and registrations, session attaches) apply in order.
-        self->request(st.loader, caf::infinite, apply_atom::value, m, before)
+        // adopted, so changes (and registrations, session attaches) apply in order.
+        self->request(st.loader, caf::infinite, change_atom::value, std::move(change), before)
             .await(
-                [self, rp, before](const account_ptr& after) mutable {
-                  if (after && after != before) {
-                    const bool moved_by_more = after->net.serial > before->net.serial + 1;
-                    adopt(self, after);
+                [self, rp, before](change_outcome& out) mutable {
+                  auto& st = self->state;
+                  if (out.after && out.after != before) {
+                    const bool moved_by_more = out.after->net.serial > before->net.serial + 1;
+                    adopt(self, out.after);
                     if (moved_by_more) // someone else wrote in between: make sure we have it all
-                      self->send(self, check_atom::value, after->net.serial + 1);
+                      self->send(self, check_atom::value, out.after->net.serial + 1);
                   }
-                  rp.deliver(self->state.acc);
+                  if (!out.refused && out.failure == store_failure::none)
+                    out.after = st.acc;
+                  else
+                    out.after = nullptr;
+                  rp.deliver(std::move(out));
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
@@ -751,226 +805,6 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
   };
 }
 
-// ---- account_loader --------------------------------------------------------------------------
-
-struct loader_state {
-  loader_config cfg;
-  std::unique_ptr<storage::worker_session> sql;
-  std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
-  bool ticking = false;
-  static inline const char* name = "account_loader";
-
-  soci::session& session() {
-    if (!sql)
-      sql = std::make_unique<storage::worker_session>(cfg.db);
-    return sql->get();
-  }
-  void drop_session() {
-    if (sql)
-      sql->reset();
-  }
-};
-
-using loader_ptr = account_loader::stateful_pointer<loader_state>;
-
-void poll_serials(loader_ptr self) {
-  auto& st = self->state;
-  if (st.watched.empty())
-    return;
-  std::vector<std::pair<std::string, std::uint64_t>> serials;
-  try {
-    soci::rowset<soci::row> rows = st.session().prepare
-                                   << "SELECT id, network_serial FROM accounts";
-    for (const auto& r : rows) {
-      auto id = r.get<std::string>(0);
-      if (!st.watched.count(id))
-        continue;
-      std::uint64_t serial = 0;
-      switch (r.get_properties(1).get_data_type()) {
-      case soci::dt_integer:
-        serial = static_cast<std::uint64_t>(r.get<int>(1));
-        break;
-      case soci::dt_long_long:
-        serial = static_cast<std::uint64_t>(r.get<long long>(1));
-        break;
-      case soci::dt_unsigned_long_long:
-        serial = r.get<unsigned long long>(1);
-        break;
-      default:
-        serial = static_cast<std::uint64_t>(r.get<double>(1));
-      }
-      serials.emplace_back(std::move(id), serial);
-    }
-  } catch (const std::exception& e) {
-    st.drop_session();
-    spdlog::warn("account serial poll failed: {}", e.what());
-    return;
-  }
-  for (const auto& [id, serial] : serials)
-    for (const auto& a : st.watched[id])
-      self->send(a, check_atom::value, serial);
-}
-
-account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
-  self->state.cfg = std::move(cfg);
-  self->set_down_handler([self](const caf::down_msg& dm) {
-    auto& w = self->state.watched;
-    for (auto it = w.begin(); it != w.end();) {
-      auto& v = it->second;
-      v.erase(std::remove_if(v.begin(), v.end(),
-                             [&](const account_actor& a) { return a.address() == dm.source; }),
-              v.end());
-      it = v.empty() ? w.erase(it) : std::next(it);
-    }
-  });
-  return {
-      [self](load_atom, const std::string& account_id) -> caf::result<account_ptr> {
-        auto& st = self->state;
-        if (auto sender = caf::actor_cast<account_actor>(self->current_sender())) {
-          auto& v = st.watched[account_id];
-          if (std::find(v.begin(), v.end(), sender) == v.end()) {
-            v.push_back(sender);
-            self->monitor(sender);
-          }
-          if (!st.ticking && st.cfg.poll_interval.count() > 0) {
-            st.ticking = true;
-            self->delayed_send(self, st.cfg.poll_interval, check_atom::value);
-          }
-        }
-        for (int attempt = 0;; ++attempt) {
-          try {
-            storage::account_store store(st.session(), st.cfg.db.kind);
-            auto acc = store.load_account(account_id);
-            if (!acc)
-              return account_ptr{};
-            // Not const-allocated: its actor may take it over for in-place changes once it is
-            // its sole owner (see mutable_account).
-            return account_ptr(std::make_shared<core::account>(std::move(*acc)));
-          } catch (const std::exception& e) {
-            st.drop_session(); // a read: once more on a fresh session
-            if (attempt > 0) {
-              spdlog::error("loading account {} failed: {}", account_id, e.what());
-              return caf::make_error(caf::sec::runtime_error, e.what());
-            }
-          }
-        }
-      },
-      [self](apply_atom, const mutation_ptr& m,
-             const account_ptr& current) -> caf::result<account_ptr> {
-        auto& st = self->state;
-        using store_t = storage::account_store;
-        const auto kind = st.cfg.db.kind;
-        auto acc = std::make_shared<core::account>(*current);
-        // Users, tokens and setup keys change without a serial (NetBird's rule); the rest is
-        // current unless another process moved the serial. Nothing is written yet, so a dropped
-        // connection is tried once more on a fresh session.
-        for (int attempt = 0;; ++attempt) {
-          try {
-            store_t store(st.session(), kind);
-            if (!store.load_parts(*acc, store_t::part_account | store_t::part_principals))
-              return account_ptr{}; // the account is gone
-            if (acc->net.serial != current->net.serial)
-              store.load_parts(*acc, store_t::part_all);
-            break;
-          } catch (const std::exception& e) {
-            st.drop_session();
-            *acc = *current;
-            if (attempt > 0) {
-              spdlog::error("changing account {} failed: {}", current->id, e.what());
-              return caf::make_error(caf::sec::runtime_error, e.what());
-            }
-            spdlog::warn("changing account {}: {}; trying again", current->id, e.what());
-          }
-        }
-        const auto seen = acc->net.serial; // before the write
-        unsigned parts = 0;
-        try {
-          parts = m->write(st.session(), *acc);
-        } catch (const soci::soci_error&) {
-          m->error = std::current_exception();
-          st.drop_session(); // the database failed: a fresh session next time
-        } catch (const storage::store_error&) {
-          m->error = std::current_exception();
-          st.drop_session();
-        } catch (...) {
-          m->error = std::current_exception(); // refused: nothing was written
-        }
-        if (parts) {
-          try {
-            store_t store(st.session(), kind);
-            store.load_parts(*acc, parts | store_t::part_account);
-            // Users, tokens and setup keys move no serial, everything else moves it by one: a
-            // serial beyond that means another process changed the account meanwhile, and only
-            // a full read has its change too.
-            const auto own = (parts & ~unsigned{store_t::part_principals}) ? 1u : 0u;
-            if (acc->net.serial != seen + own)
-              store.load_parts(*acc, store_t::part_all);
-          } catch (const std::exception& e) {
-            // Committed, but not read back: the serial moved in the store, so the next read or
-            // poll of this account reads it again.
-            st.drop_session();
-            spdlog::warn("account {}: a change was committed but not read back: {}", current->id,
-                         e.what());
-          }
-        }
-        return account_ptr(std::move(acc));
-      },
-      [self](register_atom, const std::string& account_id,
-             const std::vector<peer_registration>& batch) -> caf::result<registration_outcome> {
-        auto& st = self->state;
-        std::vector<storage::admin_store::registration> rows;
-        rows.reserve(batch.size());
-        for (const auto& r : batch)
-          rows.push_back({r.peer, r.groups, r.setup_key_id});
-        for (int attempt = 0;; ++attempt) {
-          try {
-            storage::admin_store admin(st.session(), st.cfg.db.kind);
-            registration_outcome out;
-            for (auto r : admin.register_peers(account_id, rows, out.serial_after))
-              out.results.push_back(r == storage::admin_store::register_result::registered
-                                        ? registered_as::registered
-                                    : r == storage::admin_store::register_result::key_refused
-                                        ? registered_as::key_refused
-                                        : registered_as::conflict);
-            return out;
-          } catch (const std::exception& e) {
-            // The transaction rolled back: nothing of the batch was written. Once more on a fresh
-            // session when the one that failed was dropped.
-            const bool dropped = st.sql && !st.sql->alive();
-            st.drop_session();
-            if (attempt > 0 || !dropped) {
-              spdlog::error("registering peers in account {} failed: {}", account_id, e.what());
-              return caf::make_error(caf::sec::runtime_error, e.what());
-            }
-            spdlog::warn("registering peers in account {}: {}; the session was dropped, trying "
-                         "again",
-                         account_id, e.what());
-          }
-        }
-      },
-      [self](meta_atom, const std::string& account_id, const std::string& peer_id,
-             const core::peer_meta& meta) {
-        auto& st = self->state;
-        for (int attempt = 0; attempt < 2; ++attempt) {
-          try {
-            storage::account_store(st.session(), st.cfg.db.kind)
-                .update_peer_meta(account_id, peer_id, meta);
-            return;
-          } catch (const std::exception& e) {
-            st.drop_session(); // one write of its own columns: safe to repeat
-            if (attempt > 0)
-              spdlog::warn("account {}: storing the meta of peer {} failed: {}", account_id,
-                           peer_id, e.what());
-          }
-        }
-      },
-      [self](check_atom) {
-        poll_serials(self);
-        self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
-      },
-  };
-}
-
 } // namespace
 
 account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
@@ -978,12 +812,6 @@ account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id
                                   peer_directory dir) {
   return sys.spawn(account_impl, std::move(account_id), std::move(loader), std::move(maps),
                    std::move(dir));
-}
-
-account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg) {
-  if (!cfg.detached)
-    return sys.spawn(loader_impl, std::move(cfg));
-  return sys.spawn<caf::detached>(loader_impl, std::move(cfg));
 }
 
 } // namespace nbm::actors

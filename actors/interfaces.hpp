@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/requests.hpp"
+#include "core/change.hpp"
 #include "core/model.hpp"
 #include "core/network_map.hpp"
 #include "core/session_token.hpp"
@@ -17,17 +18,11 @@
 #include <caf/typed_actor.hpp>
 
 #include <cstdint>
-#include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace soci {
-class session;
-}
 
 namespace nbm::actors {
 
@@ -62,9 +57,12 @@ using load_atom = caf::atom_constant<caf::atom("load")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using derive_atom = caf::atom_constant<caf::atom("derive")>;
 using dir_atom = caf::atom_constant<caf::atom("directory")>;
-using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
 using keys_atom = caf::atom_constant<caf::atom("keys")>;
+using change_atom = caf::atom_constant<caf::atom("change")>;
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using token_atom = caf::atom_constant<caf::atom("token")>;
+using user_atom = caf::atom_constant<caf::atom("user")>;
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -195,19 +193,67 @@ struct registration_outcome {
   std::uint64_t serial_after = 0;
 };
 
-// A change of an account's configuration (an admin's, through the REST API), applied by the
-// account's actor one at a time. `write` runs on the account store worker, never on the actor's
-// thread: it gets the account as the actor holds it (its users, tokens and setup keys, and
-// everything else when the store's serial is ahead, read again first), decides, commits its
-// change in one transaction and answers which parts of the account it changed
-// (storage::account_store::part bits; 0: none). It throws to refuse; nothing is written then and
-// `error` holds what it threw. The changed parts are read back from the store, so the actor's
-// account is what was committed, and the actor fans out.
-struct mutation {
-  std::function<unsigned(soci::session&, const core::account&)> write;
-  std::exception_ptr error;
+// How a piece of store work ended (see actors/store_worker).
+enum class store_failure {
+  none,
+  unavailable, // the store cannot be reached (its session neither opens nor answers)
+  duplicate,   // the database refused a row as a duplicate of a unique key
+  failed,      // anything else
 };
-using mutation_ptr = std::shared_ptr<mutation>;
+
+// An administrator's change of an account (core/change.hpp), on its way to the account's actor.
+// Handed over, never shared: whoever holds it last (the actor, then its store worker) fills in
+// what the change derives.
+using admin_change_ptr = std::shared_ptr<core::admin_change>;
+
+// What became of an admin change: refused (NetBird's status and message; nothing written), the
+// store failed (nothing written, or for `failed` nothing known), or committed: the account after
+// it, as the actor now holds it, and what the commit created.
+struct change_outcome {
+  std::optional<core::problem> refused;
+  store_failure failure = store_failure::none;
+  account_ptr after;
+  std::string id;        // the saved or created object's id
+  std::string plain_key; // a created setup key's plain text, shown once (never logged)
+};
+
+// A REST read of an account: the account as its actor holds it with what changes without a serial
+// read again now (users, tokens, setup keys; with `peers`, the peers' status columns too).
+struct read_request {
+  bool peers = false;
+  std::string token_hash; // a personal access token used for this read: marked used ("" = none)
+};
+
+struct read_outcome {
+  store_failure failure = store_failure::none;
+  account_ptr acc; // null: the account does not exist
+};
+
+// Who an authentication names: the account of a PAT (by its hash) or of an IdP user.
+struct principal_lookup {
+  store_failure failure = store_failure::none;
+  std::string account_id; // "" = none
+};
+
+// An IdP user's first login creates an account it owns (NetBird's); what the JWT tells.
+struct idp_user {
+  std::string user_id, email;
+};
+
+// What the account loader reports about itself.
+struct loader_state_record {
+  std::uint64_t workers = 0;
+  std::uint64_t in_flight = 0;               // jobs handed to workers, not answered yet
+  std::vector<std::uint64_t> busy_by_worker; // the same, per worker
+  std::uint64_t jobs = 0;                    // jobs answered
+  std::uint64_t failed = 0;                  // of them, failed
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, loader_state_record& x) {
+  return f(caf::meta::type_name("loader_state_record"), x.workers, x.in_flight, x.busy_by_worker,
+           x.jobs, x.failed);
+}
 
 // What an account actor reports about itself.
 struct account_state_record {
@@ -299,17 +345,27 @@ using account_loader = caf::typed_actor<
     // The account with all its objects; a null pointer if it does not exist. The asking account
     // actor is then polled: told (check) the store's serial of its account at every tick.
     caf::replies_to<load_atom, std::string>::with<account_ptr>,
-    // Runs a mutation against (a copy of) the given account; answers the account after it.
-    caf::replies_to<apply_atom, mutation_ptr, account_ptr>::with<account_ptr>,
+    // Decides an admin change on (a copy of) the given account, its users, tokens and setup keys
+    // read again first (everything when the store's serial moved), commits it in one transaction
+    // and reads back what it wrote (a peer's change is applied in memory, not read back).
+    caf::replies_to<change_atom, admin_change_ptr, account_ptr>::with<change_outcome>,
+    // A copy of the given account with what changes without a serial read again (see
+    // read_request); the whole account when the store's serial moved.
+    caf::replies_to<read_atom, read_request, account_ptr>::with<read_outcome>,
+    // The account of a personal access token, by its hash.
+    caf::replies_to<token_atom, std::string>::with<principal_lookup>,
+    // The account of an IdP user; created (owned by the user) at its first login.
+    caf::replies_to<user_atom, idp_user>::with<principal_lookup>,
     // Registers peers of one account in one transaction (a savepoint each; see
     // storage::admin_store::register_peers).
     caf::replies_to<register_atom, std::string,
                     std::vector<peer_registration>>::with<registration_outcome>,
-    // Stores a peer's meta (its own columns; no serial moves). Fire and forget: a failure is
-    // logged, the next Sync brings the meta again.
-    caf::reacts_to<meta_atom, std::string, std::string, core::peer_meta>,
+    // Stores a peer's meta (its own columns; no serial moves); an error when the store failed.
+    caf::replies_to<meta_atom, std::string, std::string, core::peer_meta>::with<bool>,
     // Internal: a poll tick.
-    caf::reacts_to<check_atom>>;
+    caf::reacts_to<check_atom>,
+    // Workers and the jobs they hold.
+    caf::replies_to<status_atom>::with<loader_state_record>>;
 
 // One per account in use: owns the in-memory account, computes maps (core::account_view) and hands
 // each connected peer whose map a change altered its new map, once. Changes are applied after
@@ -324,8 +380,8 @@ using account_actor = caf::typed_actor<
     // registered it a moment ago). No store read or write before the fence: the meta the stream
     // brought goes into memory and the store when its session landed (attach).
     caf::replies_to<sync_atom, std::string, sync_open, peer_actor>::with<sync_verdict>,
-    // SyncMeta: the peer's new meta, into memory (the agent version shapes maps) and then the
-    // store (its store worker); 0 or a gRPC status code with message.
+    // SyncMeta: the peer's new meta, written by the store worker, then into memory (the agent
+    // version shapes maps); 0 or a gRPC status code with message.
     caf::replies_to<meta_atom, std::string, core::peer_meta>::with<int, std::string>,
     // Registers a new peer with a setup key (looked up and found valid by the caller): IP and DNS
     // label from the actor's indexes, one INSERT transaction on its store worker, the peer then
@@ -349,12 +405,18 @@ using account_actor = caf::typed_actor<
     caf::reacts_to<check_atom, std::uint64_t>,
     // Read the account again from the store and fan out what changed.
     caf::reacts_to<reload_atom>,
-    // The account as committed, for readers (REST); read again from the store first when
-    // `serial` (the store's, as the asker just read it) is ahead of it.
+    // The account as committed, for readers; read again from the store first when `serial` (the
+    // store's, as the asker just read it) is ahead of it.
     caf::replies_to<get_atom, std::uint64_t>::with<account_ptr>,
-    // A change of the account's configuration (see mutation); answers the account after it (its
-    // `error` set when the mutation refused). Mutations of one account run one at a time.
-    caf::replies_to<apply_atom, mutation_ptr>::with<account_ptr>,
+    // A REST read: the account with users, tokens and setup keys (and with `peers` the peers'
+    // status) read again by its store worker; a serial that moved meanwhile makes the actor read
+    // the whole account too.
+    caf::replies_to<read_atom, read_request>::with<read_outcome>,
+    // An admin change (REST): decided by core::prepare_change on the account the actor holds
+    // (users, tokens and setup keys read again first), committed by its store worker in one
+    // transaction, then held and fanned out before the answer. Changes of one account run one at
+    // a time, in order with registrations and session attaches.
+    caf::replies_to<change_atom, admin_change_ptr>::with<change_outcome>,
     // Internal: run the fan-out of the changes applied so far.
     caf::reacts_to<flush_atom>,
     // State and counters.
@@ -431,7 +493,13 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::account_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::mutation_ptr)
+// A change handed over, never shared (see admin_change_ptr).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::admin_change_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::change_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::idp_user)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::storage::status_write)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::storage::status_write>)

@@ -6,6 +6,8 @@
 #include <array>
 #include <regex>
 #include <set>
+#include <string_view>
+#include <unordered_set>
 
 namespace nbm::core {
 
@@ -104,8 +106,15 @@ verdict validate_group(const account& a, const group& g) {
   for (const auto& other : a.groups)
     if (other.id != g.id && other.name == g.name)
       return problem{409, "group with name " + clip(g.name) + " already exists"};
+  // A set of the account's peer ids: a group of every peer is checked in linear time.
+  std::unordered_set<std::string_view> ids;
+  if (!g.peers.empty()) {
+    ids.reserve(a.peers.size());
+    for (const auto& p : a.peers)
+      ids.insert(p.id);
+  }
   for (const auto& pid : g.peers)
-    if (!a.find_peer(pid))
+    if (!ids.count(pid))
       return invalid("peer with ID " + clip(pid) + " not found");
   return std::nullopt;
 }

@@ -212,6 +212,7 @@ int run_management(const management_options& opts, config::management_config cfg
     auto observers = actors::spawn_observer_fanout(sys, {observer, expiry});
     actors::loader_config lc;
     lc.db = db;
+    lc.workers = actors::store_workers_from_env(); // NBM_STORE_WORKERS, default 4
     if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
       lc.poll_interval = std::chrono::milliseconds(std::atol(ms));
     auto loader = actors::spawn_account_loader(sys, lc);
@@ -259,7 +260,11 @@ int run_management(const management_options& opts, config::management_config cfg
     const int api_port = shared_port ? opts.port : opts.api_port;
     api::grpc_server grpc(std::move(deps),
                           shared_port ? std::string() : "0.0.0.0:" + std::to_string(opts.port));
-    api::http::rest_deps rd{db, &sys, directory, opts.dns_domain, 4, jwt};
+    api::http::rest_deps rd;
+    rd.facade = std::make_shared<actors::admin_facade>(sys, caf::actor_cast<caf::actor>(directory),
+                                                       caf::actor_cast<caf::actor>(loader));
+    rd.dns_domain = opts.dns_domain;
+    rd.jwt = jwt;
     api::http::rest_api rest(std::move(rd));
     // The port is served asynchronously (server/front_door): HTTP/1.1 in process, gRPC handed
     // over by file descriptor when it shares the port.

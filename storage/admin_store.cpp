@@ -148,6 +148,10 @@ std::pair<core::setup_key, std::string> admin_store::create_setup_key(const new_
     if (!found)
       throw store_error("auto-group " + g + " does not exist in account " + spec.account_id);
   }
+  return insert_setup_key(spec);
+}
+
+std::pair<core::setup_key, std::string> admin_store::insert_setup_key(const new_setup_key& spec) {
   if (spec.usage_limit < 0)
     throw store_error("usage limit must not be negative");
   const std::string plain = crypto::random_uuid_upper();

@@ -58,6 +58,8 @@ public:
   // Returns the stored key and its plain text (shown once). Throws store_error for an unknown
   // account or auto-group.
   std::pair<core::setup_key, std::string> create_setup_key(const new_setup_key& spec);
+  // The same without reading the account (its caller checked the account and the auto-groups).
+  std::pair<core::setup_key, std::string> insert_setup_key(const new_setup_key& spec);
   std::vector<core::setup_key> list_setup_keys(const std::string& account_id);
   bool revoke_setup_key(const std::string& account_id, const std::string& key_id);
   // The stored key a peer presents (NetBird upper-cases, then hashes).

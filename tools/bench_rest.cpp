@@ -122,9 +122,8 @@ int main(int argc, char** argv) {
       auto directory = actors::spawn_peer_directory(sys, dc);
       {
         api::http::rest_deps deps;
-        deps.db = db;
-        deps.sys = &sys;
-        deps.directory = directory;
+        deps.facade = std::make_shared<actors::admin_facade>(
+            sys, caf::actor_cast<caf::actor>(directory), caf::actor_cast<caf::actor>(loader));
         api::http::rest_api rest(deps);
         server::front_door http(rest);
         if (!http.start("127.0.0.1", 0)) {

@@ -1,19 +1,14 @@
 #include "api/http/rest.hpp"
 
 #include "api/http/decode.hpp"
+#include "core/network_map.hpp"
 #include "core/registration.hpp"
 #include "core/validate.hpp"
 #include "crypto/crypto.hpp"
-#include "storage/account_store.hpp"
-#include "storage/admin_store.hpp"
-#include "storage/config_store.hpp"
 
-#include <caf/all.hpp>
 #include <nlohmann/json.hpp>
-#include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
-#include <condition_variable>
 #include <ctime>
 #include <mutex>
 #include <set>
@@ -487,78 +482,51 @@ json settings_json(const core::account_settings& s) {
 // --- the API
 // ----------------------------------------------------------------------------------------
 
-struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
+struct rest_api::impl {
   rest_deps deps;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::unique_ptr<soci::session>> idle;
+  jwt_verifier jwt;
 
-  // One database session for the length of a request.
-  // A session that failed (the connection dropped, the database restarted) is not handed out
-  // again: the next lease opens a fresh one.
-  struct lease {
-    impl& owner;
-    std::unique_ptr<soci::session> sql;
-    bool broken = false;
-    explicit lease(impl& o) : owner(o) {
-      {
-        std::unique_lock<std::mutex> lk(o.mu);
-        o.cv.wait(lk, [&] { return !o.idle.empty(); });
-        sql = std::move(o.idle.back());
-        o.idle.pop_back();
-      }
-      // A pooled PostgreSQL session is checked before use (one trivial query): a connection the
-      // server dropped while it sat in the pool is replaced before the request, changes included.
-      if (sql && !storage::session_alive(*sql, o.deps.db.kind))
-        sql.reset();
-      if (!sql) {
-        try {
-          sql = std::make_unique<soci::session>();
-          storage::open_session(*sql, o.deps.db);
-        } catch (...) {
-          sql.reset();
-          give_back();
-          throw;
-        }
-      }
-    }
-    ~lease() {
-      if (broken)
-        sql.reset();
-      give_back();
-    }
-    void give_back() {
-      std::lock_guard<std::mutex> lk(owner.mu);
-      owner.idle.push_back(std::move(sql));
-      owner.cv.notify_one();
-    }
-  };
+  explicit impl(rest_deps d) : deps(std::move(d)), jwt(deps.jwt) {}
 
-  // Who asks: the account as its actor holds it (users, tokens and setup keys read from the store
-  // for this request, since they change without a serial) and the user.
+  // Who asks: the account as its actor holds it (users, tokens and setup keys read again for this
+  // request, since they change without a serial) and the user.
   struct caller {
-    std::shared_ptr<core::account> acc;
+    std::shared_ptr<const core::account> acc;
     const core::user* user = nullptr;
     bool admin() const { return user->role == "owner" || user->role == "admin"; }
   };
-
-  jwt_verifier jwt;
-
-  explicit impl(rest_deps d) : deps(std::move(d)), jwt(deps.jwt) {
-    for (int i = 0; i < std::max(1, deps.db_sessions); ++i) {
-      auto s = std::make_unique<soci::session>();
-      storage::open_session(*s, deps.db);
-      idle.push_back(std::move(s));
-    }
-  }
 
   std::string dns_domain(const core::account& a) const {
     return a.settings.dns_domain.empty() ? deps.dns_domain : a.settings.dns_domain;
   }
 
+  // The actors could not answer (the store is unreachable, or a deadline passed).
+  [[noreturn]] static void unavailable() { fail(503, "service unavailable, please retry"); }
+
+  [[noreturn]] static void store_failed(actors::facade_status s) {
+    switch (s) {
+    case actors::facade_status::unavailable:
+      unavailable();
+    case actors::facade_status::duplicate:
+      fail(409, "an object with this id already exists");
+    default:
+      fail(500, "internal server error");
+    }
+  }
+
+  // The account for this request, as its actor holds it; `peers`: with the peers' status read
+  // now; null: the account does not exist.
+  std::shared_ptr<const core::account> read(const std::string& account_id, bool peers,
+                                            const std::string& token_hash = {}) {
+    auto r = deps.facade->read(account_id, peers, token_hash);
+    if (r.status != actors::facade_status::ok)
+      store_failed(r.status);
+    return std::move(r.acc);
+  }
+
   // Authorization: "Token <pat>" or "Bearer <pat>" (a bearer value with NetBird's PAT prefix is a
-  // PAT); JWTs need an IdP, which is not configured here.
-  caller authenticate(soci::session& sql, const std::string& header) {
+  // PAT), or "Bearer <jwt>" of the configured IdP.
+  caller authenticate(const std::string& header, bool peers) {
     const auto space = header.find(' ');
     if (header.empty() || space == std::string::npos)
       fail(401, "no valid authentication provided");
@@ -567,17 +535,18 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     const std::string token = header.substr(space + 1);
     if (scheme == "bearer" && token.rfind("nbp_", 0) != 0)
-      return authenticate_jwt(sql, token);
+      return authenticate_jwt(token, peers);
     if (scheme != "token" && scheme != "bearer")
       fail(401, "no valid authentication provided");
     if (!crypto::pat_well_formed(token))
       fail(401, "token invalid");
     const auto hashed = crypto::sha256_base64(token);
-    storage::account_store store(sql, deps.db.kind);
-    auto account_id = store.account_of_token(hashed);
-    if (!account_id)
+    const auto found = deps.facade->account_of_token(hashed);
+    if (found.status != actors::facade_status::ok)
+      store_failed(found.status);
+    if (found.account_id.empty())
       fail(401, "token invalid");
-    caller c{load(sql, *account_id), nullptr};
+    caller c{read(found.account_id, peers, hashed), nullptr};
     if (!c.acc)
       fail(401, "token invalid");
     const core::personal_access_token* pat = nullptr;
@@ -596,12 +565,11 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
         c.user = &u;
     if (!c.user || c.user->blocked)
       fail(401, "token invalid");
-    store.mark_token_used(pat->id);
     return c;
   }
 
   // A JWT of the configured IdP: its user, or (first login, as NetBird) a new account it owns.
-  caller authenticate_jwt(soci::session& sql, const std::string& token) {
+  caller authenticate_jwt(const std::string& token, bool peers) {
     if (!jwt.configured())
       fail(401, "token invalid");
     std::string why;
@@ -610,20 +578,12 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
       spdlog::debug("REST: JWT refused: {}", why);
       fail(401, "token invalid");
     }
-    storage::account_store store(sql, deps.db.kind);
-    auto account_id = store.account_of_user(claims->user_id);
-    if (!account_id) {
-      storage::admin_store admin(sql, deps.db.kind);
-      const auto at = claims->email.find('@');
-      storage::new_account spec;
-      spec.domain = at == std::string::npos ? "" : claims->email.substr(at + 1);
-      spec.owner_email = claims->email;
-      spec.with_pat = false;
-      spec.owner_user_id = claims->user_id;
-      account_id = admin.create_account(spec).account_id;
-      spdlog::info("REST: first login of {}: account {} created", claims->user_id, *account_id);
-    }
-    caller c{load(sql, *account_id), nullptr};
+    const auto found = deps.facade->account_of_user(claims->user_id, claims->email);
+    if (found.status != actors::facade_status::ok)
+      store_failed(found.status);
+    if (found.account_id.empty())
+      fail(401, "token invalid");
+    caller c{read(found.account_id, peers), nullptr};
     if (!c.acc)
       fail(401, "token invalid");
     for (const auto& u : c.acc->users)
@@ -639,92 +599,19 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
       fail(403, "permission denied");
   }
 
-  // The account actor of an account (an error: the actor system cannot give it).
-  caf::expected<actors::account_actor> actor_of(caf::scoped_actor& self, const std::string& id) {
-    caf::expected<actors::account_actor> out{caf::sec::request_timeout};
-    self->request(deps.directory, std::chrono::seconds(10), actors::account_atom::value, id)
-        .receive([&](actors::account_actor& acc) { out = std::move(acc); },
-                 [&](caf::error& err) { out = std::move(err); });
+  // A change handed to the account's actor: decided there (core::prepare_change), committed by its
+  // store worker, held and fanned out before the answer. Refusals carry NetBird's status and
+  // message; what comes back is the account after the change.
+  actors::facade_change commit(const caller& c, core::change_kind what) {
+    core::admin_change ch{c.user->id, std::move(what)};
+    auto out = deps.facade->change(c.acc->id, std::move(ch));
+    if (out.status == actors::facade_status::refused && out.refused)
+      fail(*out.refused);
+    if (out.status != actors::facade_status::ok)
+      store_failed(out.status);
+    if (!out.after)
+      fail(500, "internal server error");
     return out;
-  }
-
-  [[noreturn]] void unavailable(const std::string& account_id, const caf::error& err) {
-    spdlog::error("REST: account {} unavailable: {}", account_id, deps.sys->render(err));
-    fail(503, "service unavailable, please retry");
-  }
-
-  // The account as its actor holds it, current with the store's serial (so every replica answers
-  // alike), with its users, tokens and setup keys read now; null if it does not exist.
-  std::shared_ptr<core::account> load(soci::session& sql, const std::string& id) {
-    storage::account_store store(sql, deps.db.kind);
-    if (!deps.sys || !deps.directory) {
-      auto a = store.load_account(id);
-      return a ? std::make_shared<core::account>(std::move(*a)) : nullptr;
-    }
-    core::account row;
-    row.id = id;
-    if (!store.load_parts(row, storage::account_store::part_account))
-      return nullptr;
-    caf::scoped_actor self{*deps.sys};
-    auto acc = actor_of(self, id);
-    if (!acc)
-      unavailable(id, acc.error());
-    actors::account_ptr snap;
-    caf::error failed;
-    self->request(*acc, std::chrono::seconds(30), actors::get_atom::value, row.net.serial)
-        .receive([&](actors::account_ptr& a) { snap = std::move(a); },
-                 [&](caf::error& err) { failed = std::move(err); });
-    if (failed)
-      unavailable(id, failed);
-    if (!snap || snap->id != id)
-      return nullptr;
-    auto a = std::make_shared<core::account>(*snap);
-    store.load_parts(*a, storage::account_store::part_principals);
-    return a;
-  }
-
-  // A change made by `dispatch` inside the account actor (see actors::mutation): validated against
-  // and applied to the account as the actor holds it, committed, read back and fanned out to the
-  // connected peers it affects before the answer goes out.
-  response mutate(caller& c, const request& req, const std::vector<std::string>& path,
-                  soci::session& sql) {
-    // The change runs on the store worker, possibly after this thread stopped waiting (a
-    // timeout): it owns copies of what it reads and leaves its answer in shared state.
-    struct outcome {
-      response out;
-      bool ran = false;
-    };
-    auto result = std::make_shared<outcome>();
-    auto run = [owner = shared_from_this(), c, req, path, result](soci::session& s,
-                                                                  const core::account& a) mutable {
-      result->ran = true;
-      unsigned touched = 0;
-      result->out = owner->dispatch(
-          c, req, path, std::shared_ptr<const core::account>(std::shared_ptr<void>(), &a), s,
-          touched);
-      return touched;
-    };
-    if (!deps.sys || !deps.directory) {
-      run(sql, *c.acc);
-      return result->out;
-    }
-    auto m = std::make_shared<actors::mutation>();
-    m->write = std::move(run);
-    caf::scoped_actor self{*deps.sys};
-    const auto& id = c.acc->id;
-    auto acc = actor_of(self, id);
-    if (!acc)
-      unavailable(id, acc.error());
-    caf::error failed;
-    self->request(*acc, std::chrono::seconds(60), actors::apply_atom::value, m)
-        .receive([](actors::account_ptr&) {}, [&](caf::error& err) { failed = std::move(err); });
-    if (failed)
-      unavailable(id, failed);
-    if (m->error)
-      std::rethrow_exception(m->error);
-    if (!result->ran) // the account was deleted meanwhile
-      fail(404, "account not found: " + clip(id));
-    return result->out;
   }
 
   // The shape NetBird's API gives policies, routes and nameserver groups: list, get, create
@@ -733,85 +620,34 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
   struct crud_kind {
     std::string what; // in "<what>: <id> not found"
     std::vector<T> core::account::*list;
-    unsigned part; // storage::account_store::part of the objects
     std::function<json(const core::account&, const T&)> to_json;
     // A decode:: function: body -> object (throws decode::decode_error).
     std::function<T(std::string_view body, const std::string& account_id, const std::string& id)>
         from_json;
     std::function<core::verdict(const core::account&, const T&)> validate;
-    std::function<storage::saved(storage::config_store&, const T&)> save;
-    std::function<std::optional<std::uint64_t>(storage::config_store&, const std::string&,
-                                               const std::string&)>
-        remove;
+    std::function<core::change_kind(T)> save;
+    std::function<core::change_kind(std::string)> remove;
   };
   template <class T>
   response crud(const crud_kind<T>& k, caller& c, const request& req, const core::account& a,
-                const std::string& id, soci::session& sql, unsigned& touched);
+                const std::string& id);
 
   response route(const request& req);
-  response store_failure(const request& req, const std::exception& e);
-  bool store_reachable();
-  response route(const request& req, const std::vector<std::string>& path, soci::session& sql);
-  response dispatch(caller& c, const request& req, const std::vector<std::string>& path,
-                    std::shared_ptr<const core::account> acc, soci::session& sql,
-                    unsigned& touched);
+  response dispatch(caller& c, const request& req, const std::vector<std::string>& path);
   response users(caller& c, const request& req, const std::string& id, const std::string& sub,
-                 const std::string& token_id, const core::account& a, soci::session& sql,
-                 unsigned& touched);
+                 const std::string& token_id, const core::account& a);
 };
 
 rest_api::rest_api(rest_deps deps) : p_(std::make_shared<impl>(std::move(deps))) {}
 rest_api::~rest_api() = default;
 
-// A store failure answered honestly: 503 (with Retry-After) while the database cannot be reached
-// (a fresh session neither opens nor answers), 409 for a row the database refuses as a duplicate,
-// 500 for anything else. The database's own words go to the log only.
-response rest_api::impl::store_failure(const request& req, const std::exception& e) {
-  const auto where = req.method + " " + clip(req.path);
-  if (!store_reachable()) {
-    spdlog::warn("REST {}: the database cannot be reached: {}", where, e.what());
-    return error_response(503, "service unavailable, please retry");
-  }
-  const std::string_view what = e.what();
-  if (what.find("UNIQUE constraint failed") != std::string_view::npos ||
-      what.find("duplicate key value") != std::string_view::npos) {
-    spdlog::warn("REST {}: refused as a duplicate: {}", where, what);
-    return error_response(409, "an object with this id already exists");
-  }
-  spdlog::error("REST {}: {}", where, what);
-  return error_response(500, "internal server error");
-}
-
-bool rest_api::impl::store_reachable() {
-  try {
-    soci::session s;
-    storage::open_session(s, deps.db);
-    return storage::session_alive(s, deps.db.kind);
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 response rest_api::handle(const request& req) {
   try {
-    try {
-      return p_->route(req);
-    } catch (const storage::store_error& e) {
-      // The database failed (its session is dropped): a read is tried once more on a fresh one,
-      // so a dropped connection costs no answer.
-      if (req.method != "GET")
-        throw;
-      spdlog::warn("REST {} {}: {}; trying again", req.method, clip(req.path), e.what());
-      return p_->route(req);
-    }
+    return p_->route(req);
   } catch (const http_error& e) {
     return error_response(e.status, e.what());
   } catch (const decode::decode_error& e) {
     return error_response(e.status, e.message);
-  } catch (const storage::store_error& e) {
-    return p_->store_failure(req, e);
-  } catch (const soci::soci_error& e) {
-    return p_->store_failure(req, e);
   } catch (const std::exception& e) {
     spdlog::error("REST {} {}: {}", req.method, clip(req.path), e.what());
     return error_response(500, "internal server error");
@@ -820,19 +656,16 @@ response rest_api::handle(const request& req) {
 
 namespace {
 
-using crud_parts = storage::account_store;
-
 const rest_api::impl::crud_kind<core::policy>& policies_kind() {
   static const rest_api::impl::crud_kind<core::policy> k{
       "policy",
       &core::account::policies,
-      crud_parts::part_policies,
       [](const core::account& a, const core::policy& p) { return policy_json(a, p); },
       decode::policy,
       core::validate_policy,
-      [](storage::config_store& s, const core::policy& p) { return s.save_policy(p); },
-      [](storage::config_store& s, const std::string& acc, const std::string& id) {
-        return s.delete_policy(acc, id);
+      [](core::policy p) -> core::change_kind { return core::change::save_policy{std::move(p)}; },
+      [](std::string id) -> core::change_kind {
+        return core::change::delete_policy{std::move(id)};
       }};
   return k;
 }
@@ -841,13 +674,12 @@ const rest_api::impl::crud_kind<core::route>& routes_kind() {
   static const rest_api::impl::crud_kind<core::route> k{
       "route",
       &core::account::routes,
-      crud_parts::part_routes,
       [](const core::account&, const core::route& r) { return route_json(r); },
       decode::route,
       core::validate_route,
-      [](storage::config_store& s, const core::route& r) { return s.save_route(r); },
-      [](storage::config_store& s, const std::string& acc, const std::string& id) {
-        return s.delete_route(acc, id);
+      [](core::route r) -> core::change_kind { return core::change::save_route{std::move(r)}; },
+      [](std::string id) -> core::change_kind {
+        return core::change::delete_route{std::move(id)};
       }};
   return k;
 }
@@ -856,17 +688,16 @@ const rest_api::impl::crud_kind<core::nameserver_group>& nameservers_kind() {
   static const rest_api::impl::crud_kind<core::nameserver_group> k{
       "nameserver group",
       &core::account::nameserver_groups,
-      crud_parts::part_nameservers,
       [](const core::account&, const core::nameserver_group& g) {
         return nameserver_group_json(g);
       },
       decode::nameserver_group,
       core::validate_nameserver_group,
-      [](storage::config_store& s, const core::nameserver_group& g) {
-        return s.save_nameserver_group(g);
+      [](core::nameserver_group g) -> core::change_kind {
+        return core::change::save_nameservers{std::move(g)};
       },
-      [](storage::config_store& s, const std::string& acc, const std::string& id) {
-        return s.delete_nameserver_group(acc, id);
+      [](std::string id) -> core::change_kind {
+        return core::change::delete_nameservers{std::move(id)};
       }};
   return k;
 }
@@ -875,8 +706,7 @@ const rest_api::impl::crud_kind<core::nameserver_group>& nameservers_kind() {
 
 template <class T>
 response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& req,
-                              const core::account& a, const std::string& id, soci::session& sql,
-                              unsigned& touched) {
+                              const core::account& a, const std::string& id) {
   const auto& items = a.*(k.list);
   const auto find = [&](const std::string& x) -> const T* {
     for (const auto& o : items)
@@ -899,29 +729,21 @@ response rest_api::impl::crud(const crud_kind<T>& k, caller& c, const request& r
     return json_response(k.to_json(a, *o));
   }
   require_admin(c);
-  storage::config_store cfg(sql, deps.db.kind);
   if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
     if (method == "PUT" && !find(id))
       not_found();
-    const auto obj = k.from_json(req.body, a.id, id);
-    if (auto bad = k.validate(a, obj))
+    auto obj = k.from_json(req.body, a.id, id);
+    if (auto bad = k.validate(a, obj)) // as the actor will: no trip for a plain refusal
       fail(*bad);
-    const auto saved = k.save(cfg, obj);
-    touched |= k.part;
+    const auto out = commit(c, k.save(std::move(obj)));
     // The answer is the object as stored (ids of policy rules, for one, are given there).
-    core::account after;
-    after.id = a.id;
-    storage::account_store(sql, deps.db.kind)
-        .load_parts(after, k.part | storage::account_store::part_groups);
-    for (const auto& o : after.*(k.list))
-      if (o.id == saved.id)
-        return json_response(k.to_json(after, o));
+    for (const auto& o : (*out.after).*(k.list))
+      if (o.id == out.id)
+        return json_response(k.to_json(*out.after, o));
     fail(500, "internal server error");
   }
   if (method == "DELETE" && !id.empty()) {
-    if (!k.remove(cfg, a.id, id))
-      not_found();
-    touched |= k.part;
+    commit(c, k.remove(id));
     return json_response(json::object());
   }
   return error_response(405, "method not allowed");
@@ -931,46 +753,23 @@ response rest_api::impl::route(const request& req) {
   auto path = split_path(req.path);
   if (!path)
     return error_response(404, "not found");
-  lease db(*this);
-  try {
-    return route(req, *path, *db.sql);
-  } catch (const soci::soci_error& e) {
-    db.broken = true;
-    throw storage::store_error(e.what());
-  } catch (const storage::store_error&) {
-    db.broken = true;
-    throw;
-  }
-}
-
-response rest_api::impl::route(const request& req, const std::vector<std::string>& path,
-                               soci::session& sql) {
-  const auto& kind = path[0];
-  auto c = authenticate(sql, req.authorization);
+  const auto& kind = (*path)[0];
+  // Peers' status, meta and location change without a serial: read them now for peer reads.
+  auto c = authenticate(req.authorization, kind == "peers" && req.method == "GET");
   // NetBird's "user" role has no permission on the account's objects: it sees its own peers, its
   // own user and its own tokens.
   if (kind != "peers" && kind != "users" && !c.admin())
     fail(403, "permission denied");
-  if (req.method != "GET")
-    return mutate(c, req, path, sql);
-  if (kind == "peers") // status, meta and location change without a serial: read them now
-    storage::account_store(sql, deps.db.kind)
-        .load_parts(*c.acc, storage::account_store::part_peers);
-  unsigned touched = 0;
-  return dispatch(c, req, path, c.acc, sql, touched);
+  return dispatch(c, req, *path);
 }
 
 response rest_api::impl::dispatch(caller& c, const request& req,
-                                  const std::vector<std::string>& path,
-                                  std::shared_ptr<const core::account> acc, soci::session& sql,
-                                  unsigned& touched) {
-  using parts = storage::account_store;
+                                  const std::vector<std::string>& path) {
+  const auto acc = c.acc;
   const auto& a = *acc;
   const std::string &kind = path[0], &id = path[1], &sub = path[2], &sub_id = path[3];
   const auto& method = req.method;
   const account_index ix(a);
-  storage::config_store cfg(sql, deps.db.kind);
-  storage::admin_store admin(sql, deps.db.kind);
 
   const auto not_found = [](const std::string& what, const std::string& which) {
     fail(404, what + ": " + clip(which) + " not found");
@@ -991,15 +790,14 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         fail(404, "account not found: " + clip(id));
       require_admin(c);
       const auto s = decode::account_settings(req.body, a.settings);
-      if (!cfg.update_settings(a.id, s))
-        fail(404, "account not found: " + clip(id));
-      touched |= parts::part_account;
-      return json_response({{"id", a.id},
-                            {"domain", a.domain},
-                            {"domain_category", a.domain_category},
-                            {"created_at", rfc3339(a.created_at)},
-                            {"created_by", a.created_by},
-                            {"settings", settings_json(s)}});
+      const auto out = commit(c, core::change::settings{id, s});
+      const auto& after = *out.after;
+      return json_response({{"id", after.id},
+                            {"domain", after.domain},
+                            {"domain_category", after.domain_category},
+                            {"created_at", rfc3339(after.created_at)},
+                            {"created_by", after.created_by},
+                            {"settings", settings_json(after.settings)}});
     }
     return method_not_allowed();
   }
@@ -1036,58 +834,22 @@ response rest_api::impl::dispatch(caller& c, const request& req,
     require_admin(c);
     if (method == "PUT") {
       const auto change = decode::peer_update(req.body);
-      auto upd = *p;
-      upd.name = change.name.value_or(p->name);
-      if (upd.name.empty())
-        fail(422, "peer name shouldn't be empty");
-      upd.ssh_enabled = change.ssh_enabled.value_or(p->ssh_enabled);
-      upd.login_expiration_enabled =
-          change.login_expiration_enabled.value_or(p->login_expiration_enabled);
-      upd.inactivity_expiration_enabled =
-          change.inactivity_expiration_enabled.value_or(p->inactivity_expiration_enabled);
-      // Expiration applies to peers a user added with an SSO login only (NetBird's rule).
-      if (p->user_id.empty() && upd.login_expiration_enabled != p->login_expiration_enabled)
-        fail(412, "this peer hasn't been added with the SSO login, therefore the login "
-                  "expiration can't be updated");
-      if (p->user_id.empty() &&
-          upd.inactivity_expiration_enabled != p->inactivity_expiration_enabled)
-        fail(412, "this peer hasn't been added with the SSO login, therefore the inactivity "
-                  "expiration can't be updated");
-      // Approval: "approval_required": false lets a peer that waits for approval in (it then
-      // gets its map and the others see it); an approved peer stays approved.
-      if (p->status.requires_approval && !change.approval_required.value_or(true))
-        upd.status.requires_approval = false;
-      if (upd.name != p->name) {
-        // NetBird derives a new DNS label from the new name; when another peer has it, the
-        // label gets the last two octets of the peer's address ("name-0-5").
-        auto label = core::parsed_domain_label(upd.name);
-        if (!label)
-          fail(422, "invalid peer name " + clip(upd.name));
-        std::set<std::string> taken;
-        for (const auto& q : a.peers)
-          if (q.id != p->id)
-            taken.insert(q.dns_label);
-        if (taken.count(*label)) {
-          const auto dot2 = p->ip.rfind('.', p->ip.rfind('.') - 1);
-          std::string octets = dot2 == std::string::npos ? "" : p->ip.substr(dot2 + 1);
-          std::replace(octets.begin(), octets.end(), '.', '-');
-          *label += "-" + octets;
-        }
-        auto unique = core::unique_host_label(*label, taken);
-        if (!unique)
-          fail(409, "peer name " + clip(upd.name) + " is taken");
-        upd.dns_label = *unique;
-      }
-      if (!admin.update_peer(upd))
+      core::change::update_peer upd;
+      upd.id = id;
+      upd.name = change.name;
+      upd.ssh_enabled = change.ssh_enabled;
+      upd.login_expiration_enabled = change.login_expiration_enabled;
+      upd.inactivity_expiration_enabled = change.inactivity_expiration_enabled;
+      upd.approval_required = change.approval_required;
+      const auto out = commit(c, std::move(upd));
+      const auto* after = out.after->find_peer(id);
+      if (!after)
         fail(404, "peer not found: " + clip(id));
-      touched |= parts::part_peers;
-      return json_response(peer_json(ix, upd, domain));
+      return json_response(peer_json(account_index(*out.after), *after, dns_domain(*out.after)));
     }
     if (method == "DELETE") {
-      if (!admin.delete_peer(a.id, id))
-        fail(404, "peer not found: " + clip(id));
       // Its stream ends when the account actor fans out the account without it.
-      touched |= parts::part_peers | parts::part_groups;
+      commit(c, core::change::delete_peer{id});
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -1111,8 +873,7 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         if (g->name == "All")
           fail(422, "can't add 'All' group to the setup key");
       }
-      storage::new_setup_key spec;
-      spec.account_id = a.id;
+      core::change::create_setup_key spec;
       spec.name = in.name;
       spec.reusable = in.reusable;
       spec.expires_in_seconds = in.expires_in_seconds;
@@ -1120,9 +881,11 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       spec.auto_groups = in.auto_groups;
       spec.ephemeral = in.ephemeral;
       spec.allow_extra_dns_labels = in.allow_extra_dns_labels;
-      auto [key, plain] = admin.create_setup_key(spec);
-      touched |= parts::part_principals;
-      return json_response(setup_key_json(key, plain));
+      const auto out = commit(c, std::move(spec));
+      for (const auto& k : out.after->setup_keys)
+        if (k.id == out.id)
+          return json_response(setup_key_json(k, out.plain_key));
+      fail(500, "internal server error");
     }
     const core::setup_key* key = nullptr;
     for (const auto& k : a.setup_keys)
@@ -1145,20 +908,14 @@ response rest_api::impl::dispatch(caller& c, const request& req,
         if (g->name == "All")
           fail(422, "can't add 'All' group to the setup key");
       }
-      if (groups != key->auto_groups)
-        admin.update_setup_key_groups(a.id, id, groups);
-      if (revoked && !key->revoked)
-        admin.revoke_setup_key(a.id, id);
-      touched |= parts::part_principals;
-      auto updated = *key;
-      updated.revoked = revoked;
-      updated.auto_groups = groups;
-      return json_response(setup_key_json(updated));
+      const auto out = commit(c, core::change::update_setup_key{id, revoked, groups});
+      for (const auto& k : out.after->setup_keys)
+        if (k.id == id)
+          return json_response(setup_key_json(k));
+      not_found("setup key", id);
     }
     if (method == "DELETE") {
-      if (!admin.delete_setup_key(a.id, id))
-        not_found("setup key", id);
-      touched |= parts::part_principals;
+      commit(c, core::change::delete_setup_key{id});
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -1197,16 +954,16 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       }
       if (auto bad = core::validate_group(a, g))
         fail(*bad);
-      g.id = cfg.save_group(g).id;
-      touched |= parts::part_groups;
-      return json_response(group_json(ix, g));
+      const auto out = commit(c, core::change::save_group{std::move(g)});
+      for (const auto& saved : out.after->groups)
+        if (saved.id == out.id)
+          return json_response(group_json(account_index(*out.after), saved));
+      fail(500, "internal server error");
     }
     if (method == "DELETE") {
       if (auto bad = core::validate_group_delete(a, id))
         fail(*bad);
-      if (!cfg.delete_group(a.id, id))
-        not_found("group", id);
-      touched |= parts::part_groups;
+      commit(c, core::change::delete_group{id});
       return json_response(json::object());
     }
     return method_not_allowed();
@@ -1214,9 +971,9 @@ response rest_api::impl::dispatch(caller& c, const request& req,
 
   // --- policies and routes
   if (kind == "policies" && sub.empty())
-    return crud(policies_kind(), c, req, a, id, sql, touched);
+    return crud(policies_kind(), c, req, a, id);
   if (kind == "routes" && sub.empty())
-    return crud(routes_kind(), c, req, a, id, sql, touched);
+    return crud(routes_kind(), c, req, a, id);
 
   // --- DNS
   if (kind == "dns" && id == "settings" && sub.empty()) {
@@ -1228,19 +985,18 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       for (const auto& gid : groups)
         if (!find_group(a, gid))
           fail(422, "group " + clip(gid) + " not found");
-      if (!cfg.update_dns_settings(a.id, groups))
-        fail(404, "account not found: " + clip(a.id));
-      touched |= parts::part_account;
-      return json_response({{"disabled_management_groups", groups}});
+      const auto out = commit(c, core::change::dns_settings{groups});
+      return json_response(
+          {{"disabled_management_groups", out.after->dns_disabled_management_groups}});
     }
     return method_not_allowed();
   }
   if (kind == "dns" && id == "nameservers" && sub_id.empty())
-    return crud(nameservers_kind(), c, req, a, sub, sql, touched);
+    return crud(nameservers_kind(), c, req, a, sub);
 
   // --- users and their personal access tokens
   if (kind == "users")
-    return users(c, req, id, sub, sub_id, a, sql, touched);
+    return users(c, req, id, sub, sub_id, a);
   return error_response(404, "not found");
 }
 
@@ -1274,11 +1030,14 @@ json token_json(const core::personal_access_token& t) {
 
 response rest_api::impl::users(caller& c, const request& req, const std::string& id,
                                const std::string& sub, const std::string& token_id,
-                               const core::account& a, soci::session& sql, unsigned& touched) {
-  using parts = storage::account_store;
+                               const core::account& a) {
   const auto& method = req.method;
-  storage::admin_store admin(sql, deps.db.kind);
-  storage::account_store store(sql, deps.db.kind);
+  const auto user_of = [](const core::account& after, const std::string& uid) -> const core::user& {
+    for (const auto& u : after.users)
+      if (u.id == uid)
+        return u;
+    fail(500, "internal server error");
+  };
   if (id == "current" && method == "GET" && sub.empty())
     return json_response(user_json(*c.user, c.user->id));
   const auto find = [&](const std::string& uid) -> const core::user* {
@@ -1301,58 +1060,42 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
     require_admin(c);
     if (method == "POST" && id.empty()) {
       const auto in = decode::user_create(req.body);
-      core::user u;
-      u.account_id = a.id;
-      u.role = in.role;
-      u.auto_groups = in.auto_groups;
-      for (const auto& gid : u.auto_groups)
+      for (const auto& gid : in.auto_groups)
         if (!find_group(a, gid))
           fail(422, "group " + clip(gid) + " not found");
       if (!in.is_service_user)
         fail(412, "inviting users needs an identity provider; only service users can be created");
-      u.is_service_user = true;
-      u.service_user_name = in.name;
-      u.name = u.service_user_name;
+      core::change::create_user u;
       u.id = crypto::random_uuid_upper();
       std::transform(u.id.begin(), u.id.end(), u.id.begin(),
                      [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-      u.issued = "api";
-      u.created_at = storage::store_time();
-      store.insert_user(u);
-      touched |= parts::part_principals;
-      return json_response(user_json(u, c.user->id));
+      u.role = in.role;
+      u.name = in.name;
+      u.auto_groups = in.auto_groups;
+      u.is_service_user = true;
+      const auto out = commit(c, std::move(u));
+      return json_response(user_json(user_of(*out.after, out.id), c.user->id));
     }
     const auto* u = find(id);
     if (!u)
       fail(404, "user: " + clip(id) + " not found");
     if (method == "PUT") {
       const auto change = decode::user_update(req.body);
-      auto upd = *u;
-      upd.role = change.role.value_or(u->role);
-      upd.auto_groups = change.auto_groups.value_or(u->auto_groups);
-      for (const auto& gid : upd.auto_groups)
-        if (!find_group(a, gid))
-          fail(422, "group " + clip(gid) + " not found");
-      upd.blocked = change.blocked.value_or(u->blocked);
-      if (u->id == c.user->id && upd.blocked)
-        fail(422, "unable to block own user");
-      if (u->id == c.user->id && upd.role != u->role)
-        fail(403, "admins can't change their own role");
-      if ((u->role == "owner" || upd.role == "owner") && c.user->role != "owner")
-        fail(403, "only an owner can change an owner's role");
-      if (!admin.update_user(upd))
-        fail(404, "user: " + clip(id) + " not found");
-      touched |= parts::part_principals;
-      return json_response(user_json(upd, c.user->id));
+      core::change::update_user upd;
+      upd.id = id;
+      upd.role = change.role;
+      upd.auto_groups = change.auto_groups;
+      upd.blocked = change.blocked;
+      const auto caller_id = c.user->id;
+      const auto out = commit(c, std::move(upd));
+      return json_response(user_json(user_of(*out.after, id), caller_id));
     }
     if (method == "DELETE") {
       if (u->id == c.user->id)
         fail(422, "self deletion is not allowed");
       if (u->role == "owner")
         fail(403, "unable to delete a user with owner role");
-      if (!admin.delete_user(a.id, id))
-        fail(404, "user: " + clip(id) + " not found");
-      touched |= parts::part_principals;
+      commit(c, core::change::delete_user{id});
       return json_response(json::object());
     }
     return error_response(405, "method not allowed");
@@ -1377,19 +1120,19 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
   }
   if (token_id.empty() && method == "POST") {
     const auto in = decode::token_create(req.body);
-    core::personal_access_token t;
-    t.name = in.name;
-    const auto days = in.expires_in_days;
     auto pat = crypto::make_pat();
-    t.id = crypto::random_id();
+    core::change::create_token t;
     t.user_id = u->id;
+    t.id = crypto::random_id();
+    t.name = in.name;
     t.hashed_token = pat.hashed;
-    t.created_by = c.user->id;
-    t.created_at = storage::store_time();
-    t.expiration_date = storage::store_time(days * 86400);
-    store.insert_token(t);
-    touched |= parts::part_principals;
-    return json_response({{"plain_token", pat.plain}, {"personal_access_token", token_json(t)}});
+    t.expires_in_days = in.expires_in_days;
+    const auto out = commit(c, std::move(t));
+    for (const auto& created : out.after->tokens)
+      if (created.id == out.id)
+        return json_response(
+            {{"plain_token", pat.plain}, {"personal_access_token", token_json(created)}});
+    fail(500, "internal server error");
   }
   const core::personal_access_token* tok = nullptr;
   for (const auto* t : mine)
@@ -1400,9 +1143,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
   if (method == "GET")
     return json_response(token_json(*tok));
   if (method == "DELETE") {
-    if (!admin.delete_token(u->id, token_id))
-      fail(404, "PAT: " + clip(token_id) + " not found");
-    touched |= parts::part_principals;
+    commit(c, core::change::delete_token{u->id, token_id});
     return json_response(json::object());
   }
   return error_response(405, "method not allowed");

@@ -3,19 +3,14 @@
 // Transport-free: `rest_api::handle` takes a parsed request; server/front_door serves it over HTTP.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "actors/admin_facade.hpp"
 #include "api/http/jwt.hpp"
-#include "storage/database.hpp"
 
 #include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-namespace caf {
-class actor_system;
-}
 
 namespace nbm::api::http {
 
@@ -35,11 +30,9 @@ struct response {
 };
 
 struct rest_deps {
-  storage::db_options db;
-  caf::actor_system* sys = nullptr;
-  actors::peer_directory directory; // may be invalid (tests): no live fan-out then
+  // The actors' door: every read and change of an account goes through it (with deadlines).
+  std::shared_ptr<actors::admin_facade> facade;
   std::string dns_domain = "netbird.selfhosted";
-  int db_sessions = 4;
   jwt_config jwt; // Bearer JWTs: accepted only when keys_location is set
 };
 
@@ -58,7 +51,6 @@ public:
   struct impl;
 
 private:
-  // Shared: a change handed to an account actor keeps what it uses alive until it has run.
   std::shared_ptr<impl> p_;
 };
 

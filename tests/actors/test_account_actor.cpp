@@ -312,9 +312,9 @@ TEST_CASE("account actor: a newer session takes the maps; a deleted peer's strea
   }
 }
 
-TEST_CASE("account actor: a mutation is decided on the account it holds, committed, read back and "
-          "fanned out; a refused one changes nothing; a store ahead of it is read first") {
-  for (const auto& opts : test::fresh_backends("acct_mutate")) {
+TEST_CASE("account actor: an admin change is decided on the account it holds, committed, held "
+          "and fanned out; a refused one changes nothing; a store ahead of it is read first") {
+  for (const auto& opts : test::fresh_backends("acct_change")) {
     INFO(test::backend_name(opts));
     world w(opts);
     w.drop_policies();
@@ -323,6 +323,10 @@ TEST_CASE("account actor: a mutation is decided on the account it holds, committ
     w.add_peer("p0", 10, {"g1"});
     w.add_peer("p1", 11, {"g1"});
     w.add_peer("p2", 12);
+    const auto owner = w.accounts().load_account(w.account)->users.at(0).id;
+    const auto change = [&](core::change_kind what) {
+      return std::make_shared<core::admin_change>(core::admin_change{owner, std::move(what)});
+    };
     rig r(opts);
     auto acc = r.account(w.account);
     std::vector<peer_actor> peers;
@@ -336,85 +340,105 @@ TEST_CASE("account actor: a mutation is decided on the account it holds, committ
       return std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; });
     }));
     CHECK(sinks[2]->remote_ids().empty());
+    const auto serial0 = r.ask(acc, get_atom::value, std::uint64_t{0})->net.serial;
 
-    // p2 joins g1, decided on the actor's account and written as the REST API writes it.
-    auto join = std::make_shared<mutation>();
-    std::uint64_t seen = 0;
-    join->write = [&](soci::session& sql, const core::account& a) -> unsigned {
-      seen = a.net.serial;
-      auto g = *std::find_if(a.groups.begin(), a.groups.end(),
-                             [](const core::group& x) { return x.id == "g1"; });
-      g.peers.push_back("p2");
-      storage::config_store(sql, opts.kind).save_group(g);
-      return storage::account_store::part_groups;
-    };
-    auto after = r.ask(acc, apply_atom::value, join);
-    REQUIRE_FALSE(join->error);
-    REQUIRE(after);
-    CHECK(after->net.serial == seen + 1);
+    // p2 joins g1: a typed change, as the REST API hands it over.
+    core::group g1;
+    g1.id = "g1";
+    g1.name = "g1";
+    g1.peers = {"p0", "p1", "p2"};
+    auto joined = r.ask(acc, change_atom::value, change(core::change::save_group{g1}));
+    REQUIRE_FALSE(joined.refused);
+    REQUIRE(joined.failure == store_failure::none);
+    REQUIRE(joined.after);
+    CHECK(joined.id == "g1");
+    CHECK(joined.after->net.serial == serial0 + 1);
     const auto stored = *w.accounts().load_account(w.account);
-    CHECK(after->groups == stored.groups); // what the actor holds is what was committed
-    CHECK(after->net.serial == stored.net.serial);
+    CHECK(joined.after->groups == stored.groups); // what the actor holds is what was committed
+    CHECK(joined.after->net.serial == stored.net.serial);
     REQUIRE(eventually([&] { return sinks[2]->count() == 2; }));
     CHECK(sinks[2]->remote_ids() == ids{"p0", "p1"});
     REQUIRE(eventually([&] { return sinks[0]->count() == 2; }));
     CHECK(sinks[0]->remote_ids() == ids{"p1", "p2"});
 
-    // A refused mutation: its error comes back, nothing moved, nobody gets a map.
-    auto refused = std::make_shared<mutation>();
-    refused->write = [](soci::session&, const core::account&) -> unsigned {
-      throw std::invalid_argument("no such thing");
-    };
-    auto same = r.ask(acc, apply_atom::value, refused);
-    REQUIRE(refused->error);
-    CHECK_THROWS_AS(std::rethrow_exception(refused->error), std::invalid_argument);
-    CHECK(same->net.serial == after->net.serial);
+    // Refused changes: NetBird's status and message come back, nothing moved, nobody gets a map.
+    core::group clash;
+    clash.name = "g1"; // a new group with a taken name
+    auto refused = r.ask(acc, change_atom::value, change(core::change::save_group{clash}));
+    REQUIRE(refused.refused);
+    CHECK(refused.refused->status == 409);
+    CHECK(refused.refused->message == "group with name g1 already exists");
+    CHECK_FALSE(refused.after);
+    auto gone = r.ask(acc, change_atom::value, change(core::change::delete_policy{"nope"}));
+    REQUIRE(gone.refused);
+    CHECK(gone.refused->status == 404);
+    CHECK(gone.refused->message == "policy: nope not found");
+    auto linked = r.ask(acc, change_atom::value, change(core::change::delete_group{"g1"}));
+    REQUIRE(linked.refused);
+    CHECK(linked.refused->status == 400);
+    auto stranger = std::make_shared<core::admin_change>(
+        core::admin_change{"no-such-user", core::change::delete_peer{"p0"}});
+    auto denied = r.ask(acc, change_atom::value, stranger);
+    REQUIRE(denied.refused);
+    CHECK(denied.refused->status == 401);
+    const auto after_refusals = *w.accounts().load_account(w.account);
+    CHECK(after_refusals.net.serial == joined.after->net.serial);
+    CHECK(after_refusals.groups == stored.groups);
+    CHECK(after_refusals.peers.size() == 3);
     r.settle(acc, peers);
     for (auto& s : sinks)
       CHECK(s->count() == 2);
 
-    // Another process changed the store (the actor does not poll here): the next mutation decides
-    // on the account as stored, and readers asking with the store's serial get it too.
+    // Another process changed the store (the actor does not poll here): the next change is
+    // decided on the account as stored (g9 exists only there), and readers get it too.
     w.add_group("g9", {"p0"});
     const auto moved = w.bump();
-    auto look = std::make_shared<mutation>();
-    bool saw_g9 = false;
-    look->write = [&](soci::session&, const core::account& a) -> unsigned {
-      saw_g9 = std::any_of(a.groups.begin(), a.groups.end(),
-                           [](const core::group& x) { return x.id == "g9"; });
-      return 0;
-    };
-    auto current = r.ask(acc, apply_atom::value, look);
-    CHECK(saw_g9);
-    CHECK(current->net.serial == moved);
-    CHECK(r.ask(acc, get_atom::value, moved)->net.serial == moved);
+    auto dropped = r.ask(acc, change_atom::value, change(core::change::delete_group{"g9"}));
+    REQUIRE_FALSE(dropped.refused);
+    REQUIRE(dropped.after);
+    CHECK(dropped.after->net.serial == moved + 1);
+    CHECK(std::none_of(dropped.after->groups.begin(), dropped.after->groups.end(),
+                       [](const core::group& x) { return x.id == "g9"; }));
+    CHECK(r.ask(acc, get_atom::value, moved + 1)->net.serial == moved + 1);
     w.add_group("g10", {});
     const auto moved2 = w.bump();
-    auto read = r.ask(acc, get_atom::value, moved2);
-    CHECK(read->net.serial == moved2);
-    CHECK(std::any_of(read->groups.begin(), read->groups.end(),
+    auto read = r.ask(acc, read_atom::value, read_request{});
+    REQUIRE(read.acc);
+    CHECK(read.acc->net.serial == moved2);
+    CHECK(std::any_of(read.acc->groups.begin(), read.acc->groups.end(),
                       [](const core::group& x) { return x.id == "g10"; }));
 
-    // Another process changes the account while a mutation that moves no serial (a user) is
-    // being written: the actor ends up with both, not with the other change's serial alone.
-    auto user = std::make_shared<mutation>();
-    user->write = [&](soci::session& sql, const core::account& a) -> unsigned {
-      w.add_group("g11", {}); // the other replica, on its own session
-      w.bump();
-      core::user u;
-      u.id = "svc-user";
-      u.account_id = a.id;
-      u.role = "user";
-      u.is_service_user = true;
-      storage::account_store(sql, opts.kind).insert_user(u);
-      return storage::account_store::part_principals;
-    };
-    auto both = r.ask(acc, apply_atom::value, user);
-    REQUIRE_FALSE(user->error);
-    CHECK(std::any_of(both->users.begin(), both->users.end(),
+    // Another process changes the account before a change that moves no serial (a user): the
+    // actor ends up with both, not with the user alone.
+    w.add_group("g11", {});
+    w.bump();
+    core::change::create_user u;
+    u.id = "svc-user";
+    u.role = "user";
+    u.name = "svc";
+    u.is_service_user = true;
+    auto both = r.ask(acc, change_atom::value, change(u));
+    REQUIRE_FALSE(both.refused);
+    REQUIRE(both.after);
+    CHECK(std::any_of(both.after->users.begin(), both.after->users.end(),
                       [](const core::user& x) { return x.id == "svc-user"; }));
-    CHECK(std::any_of(both->groups.begin(), both->groups.end(),
+    CHECK(std::any_of(both.after->groups.begin(), both.after->groups.end(),
                       [](const core::group& x) { return x.id == "g11"; }));
-    CHECK(both->groups == w.accounts().load_account(w.account)->groups);
+    CHECK(both.after->groups == w.accounts().load_account(w.account)->groups);
+
+    // A peer's update is applied in memory (its status stays), a deletion ends its stream.
+    core::change::update_peer rename;
+    rename.id = "p1";
+    rename.name = "renamed";
+    auto renamed = r.ask(acc, change_atom::value, change(rename));
+    REQUIRE_FALSE(renamed.refused);
+    REQUIRE(renamed.after->find_peer("p1"));
+    CHECK(renamed.after->find_peer("p1")->name == "renamed");
+    CHECK(renamed.after->find_peer("p1")->dns_label == "renamed");
+    CHECK(w.accounts().peer_by_id(w.account, "p1")->dns_label == "renamed");
+    auto deleted = r.ask(acc, change_atom::value, change(core::change::delete_peer{"p2"}));
+    REQUIRE_FALSE(deleted.refused);
+    CHECK_FALSE(deleted.after->find_peer("p2"));
+    CHECK_FALSE(w.accounts().peer_by_id(w.account, "p2"));
   }
 }

@@ -1,0 +1,481 @@
+#include "actors/account_loader.hpp"
+
+#include "actors/store_worker.hpp"
+#include "core/registration.hpp"
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/change_store.hpp"
+
+#include <caf/all.hpp>
+#include <soci/soci.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <unordered_map>
+
+namespace nbm::actors {
+
+namespace {
+
+using parts = storage::account_store;
+
+// ---- the jobs ---------------------------------------------------------------------------------
+
+// The account with all its objects (null: it does not exist).
+struct load_job : store_job {
+  std::string account_id;
+  account_ptr result;
+  explicit load_job(std::string id) : account_id(std::move(id)) {}
+  void run(soci::session& sql, storage::engine kind) override {
+    auto acc = parts(sql, kind).load_account(account_id);
+    // Not const-allocated: its actor may take it over for in-place changes once it is its sole
+    // owner (see the account actor's mutable_account).
+    result = acc ? account_ptr(std::make_shared<core::account>(std::move(*acc))) : nullptr;
+  }
+  std::string what() const override { return "loading account " + account_id; }
+};
+
+// Users, tokens and setup keys change without a serial (NetBird's rule): read again into `acc`,
+// with the account row; everything when the store's serial is no longer the one `acc` holds.
+// False: the account is gone.
+bool refresh(parts& store, core::account& acc, unsigned extra) {
+  const auto seen = acc.net.serial;
+  if (!store.load_parts(acc, parts::part_account | parts::part_principals | extra))
+    return false;
+  if (acc.net.serial != seen)
+    store.load_parts(acc, parts::part_all);
+  return true;
+}
+
+// An admin change: decided on the account as its actor holds it (principals read again),
+// committed, and read back.
+struct change_job : store_job {
+  admin_change_ptr change;
+  account_ptr before;
+  change_outcome out;
+  bool committing = false; // from here on a retry could write twice
+  change_job(admin_change_ptr c, account_ptr b) : change(std::move(c)), before(std::move(b)) {}
+
+  bool retry_on_dropped_session() const override { return !committing; }
+  std::string what() const override { return "changing account " + before->id; }
+
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    committing = false;
+    parts store(sql, kind);
+    auto acc = std::make_shared<core::account>(*before);
+    if (!refresh(store, *acc, 0)) {
+      out.refused = core::problem{404, "account not found: " + core::clip(before->id)};
+      return;
+    }
+    if (auto bad = core::prepare_change(*acc, *change)) {
+      out.refused = std::move(*bad);
+      if (acc->net.serial != before->net.serial)
+        out.after = std::move(acc); // newer than the actor's: it takes it
+      return;
+    }
+    const auto seen = acc->net.serial;
+    committing = true;
+    const auto commit = storage::commit_change(sql, kind, *acc, *change);
+    if (!commit.found) {
+      out.refused = core::not_found_problem(*change);
+      return;
+    }
+    out.id = commit.id;
+    out.plain_key = commit.plain_key;
+    try {
+      // What the commit wrote, read back; a peer's own change is applied in memory (no read of
+      // every peer of the account for one of them).
+      store.load_parts(*acc, (commit.parts | parts::part_account) & ~unsigned{parts::part_peers});
+      apply_peer_change(*acc);
+      // Users, tokens and setup keys move no serial, everything else moves it by one: a serial
+      // beyond that means another process changed the account meanwhile, and only a full read
+      // has its change too.
+      if (acc->net.serial != seen + (core::moves_serial(*change) ? 1u : 0u))
+        store.load_parts(*acc, parts::part_all);
+    } catch (const std::exception& e) {
+      // Committed, but not read back: the serial moved in the store, so the next read or poll of
+      // this account reads it again.
+      spdlog::warn("account {}: a change was committed but not read back: {}", before->id,
+                   e.what());
+    }
+    out.after = std::move(acc);
+  }
+
+  void apply_peer_change(core::account& a) const {
+    if (const auto* upd = std::get_if<core::change::update_peer>(&change->what)) {
+      for (auto& p : a.peers)
+        if (p.id == upd->result.id) {
+          // The columns the update writes; the session status stays as the account holds it.
+          p.name = upd->result.name;
+          p.dns_label = upd->result.dns_label;
+          p.ssh_enabled = upd->result.ssh_enabled;
+          p.login_expiration_enabled = upd->result.login_expiration_enabled;
+          p.inactivity_expiration_enabled = upd->result.inactivity_expiration_enabled;
+          p.status.requires_approval = upd->result.status.requires_approval;
+        }
+    } else if (const auto* del = std::get_if<core::change::delete_peer>(&change->what)) {
+      a.peers.erase(std::remove_if(a.peers.begin(), a.peers.end(),
+                                   [&](const core::peer& p) { return p.id == del->id; }),
+                    a.peers.end());
+    }
+  }
+};
+
+double now_unix() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Whether a token authenticates (NetBird marks only those used): not expired, its user there and
+// not blocked.
+bool usable(const core::account& a, const core::personal_access_token& t) {
+  if (t.expiration_date) {
+    const auto exp = core::parse_store_time(*t.expiration_date);
+    if (exp && *exp < now_unix())
+      return false;
+  }
+  for (const auto& u : a.users)
+    if (u.id == t.user_id)
+      return !u.blocked;
+  return false;
+}
+
+// A token marked used less than 10 s ago is not marked again: a client's burst of requests costs
+// one write, not one per request (on SQLite every write waits for the one writer).
+bool recently_used(const core::personal_access_token& t) {
+  if (!t.last_used)
+    return false;
+  const auto at = core::parse_store_time(*t.last_used);
+  return at && now_unix() - *at < 10.0;
+}
+
+// A REST read: a copy of the account with what changes without a serial read again.
+struct read_job : store_job {
+  read_request req;
+  account_ptr current;
+  read_outcome out;
+  read_job(read_request r, account_ptr c) : req(std::move(r)), current(std::move(c)) {}
+  std::string what() const override { return "reading account " + current->id; }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    parts store(sql, kind);
+    auto acc = std::make_shared<core::account>(*current);
+    if (!refresh(store, *acc, req.peers ? unsigned{parts::part_peers} : 0u))
+      return; // gone
+    if (!req.token_hash.empty())
+      for (const auto& t : acc->tokens)
+        if (t.hashed_token == req.token_hash && usable(*acc, t) && !recently_used(t))
+          store.mark_token_used(t.id);
+    out.acc = std::move(acc);
+  }
+};
+
+struct token_job : store_job {
+  std::string hash;
+  principal_lookup out;
+  explicit token_job(std::string h) : hash(std::move(h)) {}
+  std::string what() const override { return "looking up a personal access token"; }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    out.account_id = parts(sql, kind).account_of_token(hash).value_or("");
+  }
+};
+
+struct idp_user_job : store_job {
+  idp_user user;
+  principal_lookup out;
+  explicit idp_user_job(idp_user u) : user(std::move(u)) {}
+  std::string what() const override { return "looking up an IdP user"; }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    if (auto id = parts(sql, kind).account_of_user(user.user_id)) {
+      out.account_id = *id;
+      return;
+    }
+    // The first login of this user: an account it owns (NetBird's), in one transaction.
+    const auto at = user.email.find('@');
+    storage::new_account spec;
+    spec.domain = at == std::string::npos ? "" : user.email.substr(at + 1);
+    spec.owner_email = user.email;
+    spec.with_pat = false;
+    spec.owner_user_id = user.user_id;
+    out.account_id = storage::admin_store(sql, kind).create_account(spec).account_id;
+    spdlog::info("first login of IdP user {}: account {} created", user.user_id, out.account_id);
+  }
+};
+
+struct register_job : store_job {
+  std::string account_id;
+  std::vector<storage::admin_store::registration> rows;
+  registration_outcome out;
+  std::string what() const override { return "registering peers in account " + account_id; }
+  void run(soci::session& sql, storage::engine kind) override {
+    // The transaction rolls back on failure: nothing of the batch was written, so a retry on a
+    // fresh session (the one that failed dropped) is sound.
+    out = {};
+    storage::admin_store admin(sql, kind);
+    for (auto r : admin.register_peers(account_id, rows, out.serial_after))
+      out.results.push_back(
+          r == storage::admin_store::register_result::registered    ? registered_as::registered
+          : r == storage::admin_store::register_result::key_refused ? registered_as::key_refused
+                                                                    : registered_as::conflict);
+  }
+};
+
+// A peer's meta, its own columns only (no serial moves): safe to repeat on a fresh session.
+struct meta_job : store_job {
+  std::string account_id, peer_id;
+  core::peer_meta meta;
+  std::string what() const override {
+    return "storing the meta of peer " + peer_id + " of account " + account_id;
+  }
+  void run(soci::session& sql, storage::engine kind) override {
+    storage::account_store(sql, kind).update_peer_meta(account_id, peer_id, meta);
+  }
+};
+
+std::uint64_t serial_of(const soci::row& r, std::size_t i) {
+  switch (r.get_properties(i).get_data_type()) {
+  case soci::dt_integer:
+    return static_cast<std::uint64_t>(r.get<int>(i));
+  case soci::dt_long_long:
+    return static_cast<std::uint64_t>(r.get<long long>(i));
+  case soci::dt_unsigned_long_long:
+    return r.get<unsigned long long>(i);
+  default:
+    return static_cast<std::uint64_t>(r.get<double>(i));
+  }
+}
+
+struct poll_job : store_job {
+  std::vector<std::pair<std::string, std::uint64_t>> serials;
+  std::string what() const override { return "polling the accounts' serials"; }
+  void run(soci::session& sql, storage::engine) override {
+    serials.clear();
+    soci::rowset<soci::row> rows = sql.prepare << "SELECT id, network_serial FROM accounts";
+    for (const auto& r : rows)
+      serials.emplace_back(r.get<std::string>(0), serial_of(r, 1));
+  }
+};
+
+// ---- the loader -------------------------------------------------------------------------------
+
+struct loader_state {
+  loader_config cfg;
+  std::vector<store_worker> workers;
+  loader_state_record rec;
+  std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
+  bool ticking = false;
+  bool polling = false;
+  static inline const char* name = "account_loader";
+};
+
+using loader_ptr = account_loader::stateful_pointer<loader_state>;
+
+// Hands `job` to the worker of `key`; `done(job)` runs when it answered (failed or not).
+template <class Job, class Done>
+void dispatch(loader_ptr self, const std::string& key, std::shared_ptr<Job> job, Done done) {
+  auto& st = self->state;
+  const auto w = store_worker_index(key, st.workers.size());
+  ++st.rec.in_flight;
+  ++st.rec.busy_by_worker[w];
+  self->request(st.workers[w], caf::infinite, run_atom::value, store_job_ptr(job))
+      .then(
+          [self, w, job, done](const store_job_ptr&) mutable {
+            auto& st = self->state;
+            --st.rec.in_flight;
+            --st.rec.busy_by_worker[w];
+            ++st.rec.jobs;
+            if (job->failure != store_failure::none)
+              ++st.rec.failed;
+            done(*job);
+          },
+          [self, w, job, done](caf::error& err) mutable {
+            auto& st = self->state;
+            --st.rec.in_flight;
+            --st.rec.busy_by_worker[w];
+            ++st.rec.jobs;
+            ++st.rec.failed;
+            job->failure = store_failure::failed;
+            job->error = caf::to_string(err);
+            done(*job);
+          });
+}
+
+caf::error job_error(const store_job& job) {
+  return caf::make_error(caf::sec::runtime_error, job.what() + " failed");
+}
+
+void watch(loader_ptr self, const std::string& account_id) {
+  auto& st = self->state;
+  auto sender = caf::actor_cast<account_actor>(self->current_sender());
+  if (!sender)
+    return;
+  auto& v = st.watched[account_id];
+  if (std::find(v.begin(), v.end(), sender) == v.end()) {
+    v.push_back(sender);
+    self->monitor(sender);
+  }
+  if (!st.ticking && st.cfg.poll_interval.count() > 0) {
+    st.ticking = true;
+    self->delayed_send(self, st.cfg.poll_interval, check_atom::value);
+  }
+}
+
+void poll_serials(loader_ptr self) {
+  auto& st = self->state;
+  if (st.watched.empty() || st.polling)
+    return;
+  st.polling = true;
+  // Every loaded account's serial in one query, on the first worker.
+  dispatch(self, std::string(), std::make_shared<poll_job>(), [self](poll_job& job) {
+    auto& st = self->state;
+    st.polling = false;
+    if (job.failure != store_failure::none)
+      return; // logged by the worker; the next tick tries again
+    for (const auto& [id, serial] : job.serials)
+      if (auto it = st.watched.find(id); it != st.watched.end())
+        for (const auto& a : it->second)
+          self->send(a, check_atom::value, serial);
+  });
+}
+
+account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  const auto n = std::max<std::size_t>(1, st.cfg.workers);
+  for (std::size_t i = 0; i < n; ++i) {
+    st.workers.push_back(spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached));
+    self->link_to(st.workers.back()); // they live and die with the loader
+  }
+  st.rec.workers = n;
+  st.rec.busy_by_worker.assign(n, 0);
+  self->set_down_handler([self](const caf::down_msg& dm) {
+    auto& w = self->state.watched;
+    for (auto it = w.begin(); it != w.end();) {
+      auto& v = it->second;
+      v.erase(std::remove_if(v.begin(), v.end(),
+                             [&](const account_actor& a) { return a.address() == dm.source; }),
+              v.end());
+      it = v.empty() ? w.erase(it) : std::next(it);
+    }
+  });
+  return {
+      [self](load_atom, const std::string& account_id) -> caf::result<account_ptr> {
+        watch(self, account_id);
+        auto rp = self->make_response_promise<account_ptr>();
+        dispatch(self, account_id, std::make_shared<load_job>(account_id),
+                 [rp](load_job& job) mutable {
+                   if (job.failure != store_failure::none)
+                     rp.deliver(job_error(job));
+                   else
+                     rp.deliver(std::move(job.result));
+                 });
+        return rp;
+      },
+      [self](change_atom, admin_change_ptr& change,
+             account_ptr& before) -> caf::result<change_outcome> {
+        auto rp = self->make_response_promise<change_outcome>();
+        const auto id = before->id;
+        dispatch(self, id, std::make_shared<change_job>(std::move(change), std::move(before)),
+                 [rp](change_job& job) mutable {
+                   if (job.failure != store_failure::none) {
+                     change_outcome out;
+                     out.failure = job.failure;
+                     rp.deliver(std::move(out));
+                   } else {
+                     rp.deliver(std::move(job.out));
+                   }
+                 });
+        return rp;
+      },
+      [self](read_atom, read_request& req, account_ptr& current) -> caf::result<read_outcome> {
+        auto rp = self->make_response_promise<read_outcome>();
+        const auto id = current->id;
+        dispatch(self, id, std::make_shared<read_job>(std::move(req), std::move(current)),
+                 [rp](read_job& job) mutable {
+                   if (job.failure != store_failure::none)
+                     job.out.failure = job.failure;
+                   rp.deliver(std::move(job.out));
+                 });
+        return rp;
+      },
+      [self](token_atom, std::string& hash) -> caf::result<principal_lookup> {
+        auto rp = self->make_response_promise<principal_lookup>();
+        const auto key = hash;
+        dispatch(self, key, std::make_shared<token_job>(std::move(hash)),
+                 [rp](token_job& job) mutable {
+                   job.out.failure = job.failure;
+                   rp.deliver(std::move(job.out));
+                 });
+        return rp;
+      },
+      [self](user_atom, idp_user& user) -> caf::result<principal_lookup> {
+        auto rp = self->make_response_promise<principal_lookup>();
+        const auto key = user.user_id;
+        dispatch(self, key, std::make_shared<idp_user_job>(std::move(user)),
+                 [rp](idp_user_job& job) mutable {
+                   job.out.failure = job.failure;
+                   rp.deliver(std::move(job.out));
+                 });
+        return rp;
+      },
+      [self](register_atom, const std::string& account_id,
+             const std::vector<peer_registration>& batch) -> caf::result<registration_outcome> {
+        auto job = std::make_shared<register_job>();
+        job->account_id = account_id;
+        job->rows.reserve(batch.size());
+        for (const auto& r : batch)
+          job->rows.push_back({r.peer, r.groups, r.setup_key_id});
+        auto rp = self->make_response_promise<registration_outcome>();
+        dispatch(self, account_id, std::move(job), [rp](register_job& j) mutable {
+          if (j.failure != store_failure::none)
+            rp.deliver(job_error(j));
+          else
+            rp.deliver(std::move(j.out));
+        });
+        return rp;
+      },
+      [self](meta_atom, const std::string& account_id, const std::string& peer_id,
+             const core::peer_meta& meta) -> caf::result<bool> {
+        auto job = std::make_shared<meta_job>();
+        job->account_id = account_id;
+        job->peer_id = peer_id;
+        job->meta = meta;
+        auto rp = self->make_response_promise<bool>();
+        dispatch(self, account_id, std::move(job), [rp](meta_job& j) mutable {
+          if (j.failure != store_failure::none)
+            rp.deliver(job_error(j)); // the worker logged why
+          else
+            rp.deliver(true);
+        });
+        return rp;
+      },
+      [self](check_atom) {
+        poll_serials(self);
+        self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
+      },
+      [self](status_atom) { return self->state.rec; },
+  };
+}
+
+} // namespace
+
+account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg) {
+  // Never blocks itself: an ordinary actor (its workers are the detached ones).
+  return sys.spawn(loader_impl, std::move(cfg));
+}
+
+std::size_t store_workers_from_env(std::size_t fallback) {
+  if (const char* v = std::getenv("NBM_STORE_WORKERS")) {
+    const long n = std::atol(v);
+    if (n >= 1 && n <= 64)
+      return static_cast<std::size_t>(n);
+    spdlog::warn("NBM_STORE_WORKERS={} is not 1..64; using {}", v, fallback);
+  }
+  return fallback;
+}
+
+} // namespace nbm::actors

@@ -1,0 +1,34 @@
+// account_loader: the store work of the account actors, routed to N store workers (actors/
+// store_worker) by a hash of the account id, so an account's SQL waits only for the accounts that
+// share its worker; plus a poll of the loaded accounts' serials that notices changes made by
+// another process or replica. The loader itself never blocks: it hands jobs to the workers and
+// answers when they are done.
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <cstddef>
+
+namespace nbm::actors {
+
+struct loader_config {
+  storage::db_options db;
+  // How often the serials of the loaded accounts are compared with the store's (0 = never).
+  std::chrono::milliseconds poll_interval{1000};
+  // Store workers (threads, one session each); accounts are hashed onto them.
+  std::size_t workers = 4;
+  // Workers on threads of their own (the server). Tests on CAF's deterministic scheduler spawn
+  // them as ordinary actors, so their blocking store work runs when the test runs the scheduler.
+  bool detached = true;
+};
+
+account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg);
+
+// NBM_STORE_WORKERS (1..64) when set, else `fallback`.
+std::size_t store_workers_from_env(std::size_t fallback = 4);
+
+} // namespace nbm::actors

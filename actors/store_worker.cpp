@@ -1,0 +1,84 @@
+#include "actors/store_worker.hpp"
+
+#include <caf/all.hpp>
+#include <soci/soci.h>
+#include <spdlog/spdlog.h>
+
+namespace nbm::actors {
+
+namespace {
+
+struct store_worker_state {
+  std::unique_ptr<storage::worker_session> sql;
+  static inline const char* name = "store_worker";
+};
+
+bool duplicate(std::string_view what) {
+  return what.find("UNIQUE constraint failed") != std::string_view::npos ||
+         what.find("duplicate key value") != std::string_view::npos;
+}
+
+store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_worker_state> self,
+                                        storage::db_options db) {
+  self->state.sql = std::make_unique<storage::worker_session>(std::move(db));
+  return {
+      [self](run_atom, store_job_ptr& job) {
+        auto& sql = *self->state.sql;
+        for (int attempt = 0;; ++attempt) {
+          try {
+            job->run(sql.get(), sql.kind());
+            job->failure = store_failure::none;
+            job->error.clear();
+            return job;
+          } catch (const std::exception& e) {
+            bool dropped = storage::unreachable(sql);
+            sql.reset(); // a fresh session for whatever comes next
+            if (dropped && attempt == 0 && job->retry_on_dropped_session()) {
+              spdlog::warn("store worker: {}: {}; the session was dropped, trying again",
+                           job->what(), e.what());
+              continue;
+            }
+            job->error = e.what();
+            if (dropped) {
+              // Unreachable only when a fresh session cannot answer either.
+              try {
+                dropped = !storage::session_alive(sql.get(), sql.kind());
+              } catch (const std::exception&) {
+                dropped = true;
+              }
+              sql.reset();
+            }
+            job->failure = dropped                 ? store_failure::unavailable
+                           : duplicate(job->error) ? store_failure::duplicate
+                                                   : store_failure::failed;
+            if (job->failure == store_failure::failed)
+              spdlog::error("store worker: {}: {}", job->what(), job->error);
+            else
+              spdlog::warn("store worker: {}: {}", job->what(), job->error);
+            return job;
+          }
+        }
+      },
+  };
+}
+
+} // namespace
+
+store_worker spawn_store_worker(caf::actor_system& sys, storage::db_options db, bool detached) {
+  if (!detached)
+    return sys.spawn(worker_impl, std::move(db));
+  return sys.spawn<caf::detached>(worker_impl, std::move(db));
+}
+
+std::size_t store_worker_index(std::string_view key, std::size_t n) {
+  if (n <= 1)
+    return 0;
+  std::uint64_t h = 14695981039346656037ull;
+  for (const unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<std::size_t>(h % n);
+}
+
+} // namespace nbm::actors

@@ -1,0 +1,61 @@
+// store_worker: blocking store work on a thread of its own (spawned detached), one SOCI session
+// each. What it runs is a store_job: the job holds its inputs and its results, the worker gives
+// it the session, tries it once more on a fresh session when the session dropped under it, and
+// tells what a failure was (unreachable store, refused duplicate, anything else). Account actors
+// reach theirs through the account loader (actors/account_loader), hashed by account id so that no
+// account waits for another account's SQL on the same thread.
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "storage/database.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace soci {
+class session;
+}
+
+namespace nbm::actors {
+
+using run_atom = caf::atom_constant<caf::atom("run")>;
+
+class store_job {
+public:
+  virtual ~store_job() = default;
+  // The work, on the worker's thread; throws on failure.
+  virtual void run(soci::session& sql, storage::engine kind) = 0;
+  // Whether it may run once more on a fresh session after its session dropped: reads, and writes
+  // of one transaction (a dropped connection rolled it back).
+  virtual bool retry_on_dropped_session() const { return true; }
+  // For the log: what the job does ("load account x").
+  virtual std::string what() const = 0;
+
+  // Set by the worker when the job failed (after its retry).
+  store_failure failure = store_failure::none;
+  std::string error; // the database's words: for the log only, never for a client
+};
+using store_job_ptr = std::shared_ptr<store_job>;
+
+// Runs jobs one at a time, in arrival order; answers each with the job itself (done or failed,
+// see store_job::failure), never with an error.
+using store_worker =
+    caf::typed_actor<caf::replies_to<run_atom, store_job_ptr>::with<store_job_ptr>>;
+
+// `detached`: on a thread of its own (the server); tests on CAF's deterministic scheduler spawn it
+// as an ordinary actor, so its jobs run when the test runs the scheduler.
+store_worker spawn_store_worker(caf::actor_system& sys, storage::db_options db,
+                                bool detached = true);
+
+// Which of `n` workers serves `key` (FNV-1a of the key): the same for every process and build.
+std::size_t store_worker_index(std::string_view key, std::size_t n);
+
+} // namespace nbm::actors
+
+// In-process only: a job is shared by its asker and the worker, one at a time.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::store_job_ptr)

@@ -1,0 +1,157 @@
+#include "storage/change_store.hpp"
+
+#include "storage/account_store.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/config_store.hpp"
+
+#include <soci/soci.h>
+
+#include <type_traits>
+
+namespace nbm::storage {
+
+namespace {
+
+using parts = account_store;
+
+struct committer {
+  soci::session& sql;
+  engine kind;
+  const core::account& a;
+  const std::string& caller;
+
+  config_store cfg() const { return config_store(sql, kind); }
+  admin_store admin() const { return admin_store(sql, kind); }
+
+  static change_commit wrote(unsigned p, std::string id = {}) {
+    change_commit out;
+    out.parts = p;
+    out.id = std::move(id);
+    return out;
+  }
+  static change_commit gone() {
+    change_commit out;
+    out.found = false;
+    return out;
+  }
+  static change_commit removed(bool found, unsigned p) { return found ? wrote(p) : gone(); }
+
+  change_commit operator()(const core::change::save_group& c) const {
+    return wrote(parts::part_groups, cfg().save_group(c.g).id);
+  }
+  change_commit operator()(const core::change::delete_group& c) const {
+    return removed(cfg().delete_group(a.id, c.id).has_value(), parts::part_groups);
+  }
+  change_commit operator()(const core::change::save_policy& c) const {
+    return wrote(parts::part_policies, cfg().save_policy(c.p).id);
+  }
+  change_commit operator()(const core::change::delete_policy& c) const {
+    return removed(cfg().delete_policy(a.id, c.id).has_value(), parts::part_policies);
+  }
+  change_commit operator()(const core::change::save_route& c) const {
+    return wrote(parts::part_routes, cfg().save_route(c.r).id);
+  }
+  change_commit operator()(const core::change::delete_route& c) const {
+    return removed(cfg().delete_route(a.id, c.id).has_value(), parts::part_routes);
+  }
+  change_commit operator()(const core::change::save_nameservers& c) const {
+    return wrote(parts::part_nameservers, cfg().save_nameserver_group(c.g).id);
+  }
+  change_commit operator()(const core::change::delete_nameservers& c) const {
+    return removed(cfg().delete_nameserver_group(a.id, c.id).has_value(), parts::part_nameservers);
+  }
+  change_commit operator()(const core::change::dns_settings& c) const {
+    return removed(cfg().update_dns_settings(a.id, c.disabled_management_groups).has_value(),
+                   parts::part_account);
+  }
+  change_commit operator()(const core::change::settings& c) const {
+    return removed(cfg().update_settings(a.id, c.s).has_value(), parts::part_account);
+  }
+  change_commit operator()(const core::change::update_peer& c) const {
+    return removed(admin().update_peer(c.result).has_value(), parts::part_peers);
+  }
+  change_commit operator()(const core::change::delete_peer& c) const {
+    return removed(admin().delete_peer(a.id, c.id), parts::part_peers | parts::part_groups);
+  }
+  change_commit operator()(const core::change::create_setup_key& c) const {
+    new_setup_key spec;
+    spec.account_id = a.id;
+    spec.name = c.name;
+    spec.reusable = c.reusable;
+    spec.expires_in_seconds = c.expires_in_seconds;
+    spec.usage_limit = c.usage_limit;
+    spec.auto_groups = c.auto_groups;
+    spec.ephemeral = c.ephemeral;
+    spec.allow_extra_dns_labels = c.allow_extra_dns_labels;
+    auto [key, plain] = admin().insert_setup_key(spec);
+    auto out = wrote(parts::part_principals, key.id);
+    out.plain_key = std::move(plain);
+    return out;
+  }
+  change_commit operator()(const core::change::update_setup_key& c) const {
+    const core::setup_key* key = nullptr;
+    for (const auto& k : a.setup_keys)
+      if (k.id == c.id)
+        key = &k;
+    if (!key)
+      return gone();
+    // Both columns in one transaction.
+    soci::transaction tr(sql);
+    bool found = true;
+    if (c.auto_groups != key->auto_groups)
+      found = admin().update_setup_key_groups(a.id, c.id, c.auto_groups);
+    if (found && c.revoked && !key->revoked)
+      found = admin().revoke_setup_key(a.id, c.id);
+    if (!found)
+      return gone(); // rolled back
+    tr.commit();
+    return wrote(parts::part_principals, c.id);
+  }
+  change_commit operator()(const core::change::delete_setup_key& c) const {
+    return removed(admin().delete_setup_key(a.id, c.id), parts::part_principals);
+  }
+  change_commit operator()(const core::change::create_user& c) const {
+    core::user u;
+    u.id = c.id;
+    u.account_id = a.id;
+    u.role = c.role;
+    u.auto_groups = c.auto_groups;
+    u.is_service_user = true;
+    u.service_user_name = c.name;
+    u.name = c.name;
+    u.issued = "api";
+    u.created_at = store_time();
+    account_store(sql, kind).insert_user(u);
+    return wrote(parts::part_principals, u.id);
+  }
+  change_commit operator()(const core::change::update_user& c) const {
+    return removed(admin().update_user(c.result), parts::part_principals);
+  }
+  change_commit operator()(const core::change::delete_user& c) const {
+    return removed(admin().delete_user(a.id, c.id), parts::part_principals);
+  }
+  change_commit operator()(const core::change::create_token& c) const {
+    core::personal_access_token t;
+    t.id = c.id;
+    t.user_id = c.user_id;
+    t.name = c.name;
+    t.hashed_token = c.hashed_token;
+    t.created_by = caller;
+    t.created_at = store_time();
+    t.expiration_date = store_time(c.expires_in_days * 86400);
+    account_store(sql, kind).insert_token(t);
+    return wrote(parts::part_principals, t.id);
+  }
+  change_commit operator()(const core::change::delete_token& c) const {
+    return removed(admin().delete_token(c.user_id, c.id), parts::part_principals);
+  }
+};
+
+} // namespace
+
+change_commit commit_change(soci::session& sql, engine kind, const core::account& a,
+                            const core::admin_change& c) {
+  return std::visit(committer{sql, kind, a, c.caller}, c.what);
+}
+
+} // namespace nbm::storage

@@ -1,0 +1,234 @@
+// Store workers: accounts hashed onto N workers, so one account's slow SQL holds up only the
+// accounts that share its worker. The slow SQL is real: another session holds the lock the change
+// needs (SQLite: the database's write lock; PostgreSQL: the account's row) until the test lets go.
+#include "actors/account_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "actors/status_writer.hpp"
+#include "actors/store_worker.hpp"
+#include "storage/admin_store.hpp"
+#include "storage/schema.hpp"
+#include "tests/support/test_db.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+#include <soci/soci.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <thread>
+
+using namespace nbm;
+using namespace nbm::actors;
+
+namespace {
+
+struct rig {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  status_writer writer;
+  account_loader loader;
+  peer_directory dir;
+
+  rig(const storage::db_options& db, std::size_t workers) {
+    sys = std::make_unique<caf::actor_system>(cfg);
+    writer = spawn_status_writer(*sys, {db, 1, 1024});
+    loader_config lc;
+    lc.db = db;
+    lc.poll_interval = std::chrono::milliseconds(0);
+    lc.workers = workers;
+    loader = spawn_account_loader(*sys, lc);
+    dir = spawn_peer_directory(*sys, {writer, {}, loader, {}});
+  }
+  ~rig() {
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+    writer = status_writer{};
+    loader = account_loader{};
+    dir = peer_directory{};
+    sys.reset();
+  }
+
+  // The answer within `deadline`, or nothing.
+  template <class R, class Handle, class... Ts>
+  std::optional<R> ask(std::chrono::milliseconds deadline, const Handle& h, Ts&&... xs) {
+    caf::scoped_actor self{*sys};
+    std::optional<R> out;
+    self->request(h, deadline, std::forward<Ts>(xs)...)
+        .receive([&](R& x) { out = std::move(x); }, [&](caf::error&) {});
+    return out;
+  }
+  account_actor account(const std::string& id) {
+    return *ask<account_actor>(std::chrono::seconds(10), dir, account_atom::value, id);
+  }
+  loader_state_record status() {
+    return *ask<loader_state_record>(std::chrono::seconds(10), loader, status_atom::value);
+  }
+};
+
+template <class Pred>
+bool within(std::chrono::milliseconds limit, Pred pred) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+struct two_accounts {
+  std::string a, b, owner_a;
+};
+
+// Two accounts the given number of workers serves on different workers.
+two_accounts make_accounts(soci::session& sql, storage::engine kind, std::size_t workers) {
+  storage::admin_store admin(sql, kind);
+  storage::new_account spec;
+  spec.with_pat = false;
+  spec.owner_email = "a@example.com";
+  auto a = admin.create_account(spec);
+  for (;;) {
+    spec.owner_email = "b@example.com";
+    auto b = admin.create_account(spec);
+    if (workers == 1 ||
+        store_worker_index(a.account_id, workers) != store_worker_index(b.account_id, workers))
+      return {a.account_id, b.account_id, a.owner_user_id};
+  }
+}
+
+// Holds the lock a change of `account` needs, on a session of its own, until release().
+struct lock_holder {
+  soci::session sql;
+  storage::engine kind;
+  explicit lock_holder(const storage::db_options& db, const std::string& account) : kind(db.kind) {
+    storage::open_session(sql, db);
+    if (kind == storage::engine::sqlite) {
+      sql << "BEGIN IMMEDIATE"; // the write lock of the whole file; readers go on (WAL)
+    } else {
+      sql << "BEGIN";
+      std::string id;
+      sql << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(account),
+          soci::into(id);
+    }
+  }
+  void release() { sql << "ROLLBACK"; }
+};
+
+// Sends a change to `acc` from an actor of its own; `done` turns true when it is answered.
+struct pending_change {
+  std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<change_outcome> out = std::make_shared<change_outcome>();
+};
+
+pending_change send_change(caf::actor_system& sys, const account_actor& acc, core::admin_change c) {
+  pending_change p;
+  auto ptr = std::make_shared<core::admin_change>(std::move(c));
+  sys.spawn([p, acc, ptr](caf::event_based_actor* self) {
+    self->request(acc, caf::infinite, change_atom::value, ptr)
+        .then(
+            [p](change_outcome& o) {
+              *p.out = std::move(o);
+              *p.done = true;
+            },
+            [p](caf::error&) { *p.done = true; });
+  });
+  return p;
+}
+
+core::admin_change new_group(const std::string& owner, const std::string& name) {
+  core::group g;
+  g.name = name;
+  return {owner, core::change::save_group{g}};
+}
+
+} // namespace
+
+TEST_CASE("store workers: a change of one account waiting for a lock holds up no read (and on "
+          "PostgreSQL no change) of an account on another worker") {
+  for (const auto& opts : test::fresh_backends("store_workers")) {
+    INFO(test::backend_name(opts));
+    {
+      storage::database d(opts);
+      storage::ensure_schema(d);
+    }
+    soci::session sql;
+    storage::open_session(sql, opts);
+    const std::size_t workers = 4;
+    const auto acc = make_accounts(sql, opts.kind, workers);
+    rig r(opts, workers);
+    auto a = r.account(acc.a);
+    auto b = r.account(acc.b);
+    const auto wa = store_worker_index(acc.a, workers);
+
+    lock_holder lock(opts, acc.a);
+    auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"));
+    // A's change is with its worker (it waits there for the lock).
+    REQUIRE(within(std::chrono::seconds(10), [&] { return r.status().busy_by_worker[wa] > 0; }));
+
+    auto read_b =
+        r.ask<read_outcome>(std::chrono::seconds(10), b, read_atom::value, read_request{true, {}});
+    REQUIRE(read_b);
+    REQUIRE(read_b->acc);
+    CHECK(read_b->acc->id == acc.b);
+    if (opts.kind == storage::engine::postgres) {
+      // Only A's row is locked: B's change commits while A's waits.
+      const auto owner_b = read_b->acc->users.at(0).id;
+      auto change_b =
+          r.ask<change_outcome>(std::chrono::seconds(10), b, change_atom::value,
+                                std::make_shared<core::admin_change>(new_group(owner_b, "quick")));
+      REQUIRE(change_b);
+      CHECK_FALSE(change_b->refused);
+      CHECK(change_b->failure == store_failure::none);
+    }
+    CHECK_FALSE(slow.done->load()); // A's change was waiting all along
+
+    lock.release();
+    REQUIRE(within(std::chrono::seconds(30), [&] { return slow.done->load(); }));
+    CHECK_FALSE(slow.out->refused);
+    CHECK(slow.out->failure == store_failure::none);
+    REQUIRE(slow.out->after);
+    CHECK(slow.out->after->find_group_by_name("slow"));
+  }
+}
+
+TEST_CASE("store workers: with one worker the same read waits behind the change (what the test "
+          "above would see without per-account workers)") {
+  const auto opts = test::fresh_store(storage::engine::sqlite, "store_worker_one");
+  {
+    storage::database d(opts);
+    storage::ensure_schema(d);
+  }
+  soci::session sql;
+  storage::open_session(sql, opts);
+  const auto acc = make_accounts(sql, opts.kind, 1);
+  rig r(opts, 1);
+  auto a = r.account(acc.a);
+  auto b = r.account(acc.b);
+  lock_holder lock(opts, acc.a);
+  auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"));
+  REQUIRE(within(std::chrono::seconds(10), [&] { return r.status().busy_by_worker[0] > 0; }));
+  // Behind A's change on the one worker: no answer while the lock is held.
+  CHECK_FALSE(
+      r.ask<read_outcome>(std::chrono::milliseconds(500), b, read_atom::value, read_request{}));
+  CHECK_FALSE(slow.done->load());
+  lock.release();
+  REQUIRE(within(std::chrono::seconds(30), [&] { return slow.done->load(); }));
+  auto read_b = r.ask<read_outcome>(std::chrono::seconds(10), b, read_atom::value, read_request{});
+  REQUIRE(read_b);
+  CHECK(read_b->acc);
+}
+
+TEST_CASE("store workers: an account's worker is the same for every process (FNV-1a)") {
+  CHECK(store_worker_index("anything", 1) == 0);
+  CHECK(store_worker_index("anything", 0) == 0);
+  // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c.
+  CHECK(store_worker_index("a", 1000) == 0xaf63dc4c8601ec8cull % 1000);
+  std::size_t seen[4] = {};
+  for (int i = 0; i < 400; ++i)
+    ++seen[store_worker_index("account-" + std::to_string(i), 4)];
+  for (auto n : seen)
+    CHECK(n > 50); // spread over every worker
+}
