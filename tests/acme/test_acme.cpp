@@ -2,11 +2,14 @@
 // and HTTP-01 answered by the module's own responders, issue, reuse, renewal, the CA's refusals.
 #include "acme/acme.hpp"
 #include "acme/challenge_servers.hpp"
+#include "acme/manager.hpp"
 #include "tests/support/pebble.hpp"
 
 #include <doctest/doctest.h>
 
+#include <mutex>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace nbm;
 using namespace std::chrono_literals;
@@ -299,4 +302,100 @@ TEST_CASE("the TLS-ALPN-01 certificate: self-signed for the domain, acmeIdentifi
                        " | od -An -tx1 -v | tr -d ' \\n'");
   CHECK(der.find("06082b0601050507011f0101ff04220420" + digest.substr(0, 64)) != std::string::npos);
   CHECK(key.find("BEGIN EC PRIVATE KEY") != std::string::npos);
+}
+
+namespace {
+
+// What the server's certificate holder would be told: every certificate it was asked to serve.
+struct recording_target {
+  std::mutex mu;
+  std::vector<std::string> served; // chain PEMs
+  acme::serving_target make(acme::tls_alpn01_server& tls) {
+    acme::serving_target t;
+    t.serve = [this](const std::string& chain, const std::string&) {
+      std::lock_guard lk(mu);
+      served.push_back(chain);
+    };
+    tls.add_to(t.hooks);
+    return t;
+  }
+  std::size_t count() {
+    std::lock_guard lk(mu);
+    return served.size();
+  }
+};
+
+template <class Pred>
+bool wait_for(Pred p, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!p()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+} // namespace
+
+TEST_CASE("manager: obtains in the background, renews when due, a restart serves the stored one") {
+  acme::tls_alpn01_server tls("127.0.0.1", 0);
+  pebble_options po;
+  po.tls_port = tls.port();
+  po.validity_seconds = 15; // due a third before the end: 10 s after issue
+  pebble ca(po);
+  temp_dir tmp;
+  auto o = opts_for(ca, tmp.path, "auto.nbm.test");
+  recording_target rec;
+  {
+    acme::manager m(o, rec.make(tls));
+    CHECK_FALSE(m.serve_stored()); // nothing stored yet
+    m.start();
+    REQUIRE(wait_for([&] { return m.issued() >= 1; }, 30s));
+    REQUIRE(wait_for([&] { return m.issued() >= 2; }, 30s)); // renewed without being asked
+    CHECK(m.last_error().empty());
+  }
+  REQUIRE(rec.count() >= 2);
+  CHECK(rec.served[0] != rec.served[1]);
+  // A restart: the stored (latest) certificate is served at once.
+  recording_target rec2;
+  acme::manager again(o, rec2.make(tls));
+  CHECK(again.serve_stored());
+  REQUIRE(rec2.count() == 1);
+  CHECK(rec2.served[0] == acme::load_stored(o)->chain_pem);
+}
+
+TEST_CASE("manager: a refusal is reported with the CA's reason and nothing is served") {
+  acme::tls_alpn01_server tls("127.0.0.1", 0);
+  pebble_options po;
+  po.tls_port = tls.port();
+  po.blocklist = {"refused.nbm.test"};
+  pebble ca(po);
+  temp_dir tmp;
+  recording_target rec;
+  acme::manager m(opts_for(ca, tmp.path, "refused.nbm.test"), rec.make(tls));
+  m.start();
+  REQUIRE(wait_for([&] { return !m.last_error().empty(); }, 30s));
+  CHECK(m.last_error().find("forbidden by policy") != std::string::npos);
+  CHECK(m.issued() == 0);
+  m.stop(); // returns at once although the retry is a minute away
+  CHECK(rec.count() == 0);
+}
+
+TEST_CASE("options from the environment") {
+  ::setenv("NBM_ACME_DIRECTORY", "https://localhost:14000/dir", 1);
+  ::setenv("NBM_ACME_CA_BUNDLE", "/tmp/ca.pem", 1);
+  ::setenv("NBM_ACME_RENEW_BEFORE", "3600", 1);
+  auto o = acme::options_from_env("/var/lib/netbird", "mgmt.example.com");
+  CHECK(o.directory_url == "https://localhost:14000/dir");
+  CHECK(o.ca_bundle == "/tmp/ca.pem");
+  CHECK(o.renew_before == 3600s);
+  CHECK(o.dir == "/var/lib/netbird/letsencrypt");
+  ::setenv("NBM_ACME_RENEW_BEFORE", "soon", 1);
+  CHECK_THROWS_WITH_AS(acme::options_from_env("/d", "a.b"),
+                       doctest::Contains("NBM_ACME_RENEW_BEFORE"), acme::acme_error);
+  ::unsetenv("NBM_ACME_DIRECTORY");
+  ::unsetenv("NBM_ACME_CA_BUNDLE");
+  ::unsetenv("NBM_ACME_RENEW_BEFORE");
+  CHECK(acme::options_from_env("/d", "a.b").directory_url == acme::lets_encrypt_production);
 }
