@@ -568,8 +568,14 @@ private:
     if (left.count() <= 0)
       throw acme_error("ACME: timed out " + step + " (" + std::to_string(opts_.timeout.count()) +
                        " s)");
+    check_cancel();
     response r;
     curl_easy_reset(curl_);
+    if (opts_.cancel) {
+      curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &session::on_progress);
+      curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(opts_.cancel));
+    }
     curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "https,http");
@@ -597,6 +603,8 @@ private:
       curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, hdrs);
     CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(hdrs);
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+      check_cancel();
     if (rc != CURLE_OK)
       throw acme_error("ACME: " + step + ": cannot reach " + clip(url, 120) + ": " +
                        curl_easy_strerror(rc));
@@ -620,7 +628,20 @@ private:
     if (std::chrono::steady_clock::now() + d > deadline_)
       throw acme_error("ACME: timed out waiting for " + what + " (" +
                        std::to_string(opts_.timeout.count()) + " s)");
-    std::this_thread::sleep_for(d);
+    for (auto end = std::chrono::steady_clock::now() + d; std::chrono::steady_clock::now() < end;) {
+      check_cancel();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  void check_cancel() const {
+    if (opts_.cancel && opts_.cancel->load())
+      throw acme_error("ACME: cancelled (the server is stopping)");
+  }
+
+  static int on_progress(void* ud, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto* cancel = static_cast<const std::atomic<bool>*>(ud);
+    return cancel && cancel->load() ? 1 : 0;
   }
 
   [[noreturn]] static void fail_with(const json& obj, const std::string& step) {

@@ -9,6 +9,7 @@
 // put in an error message.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -57,6 +58,8 @@ struct options {
   std::chrono::seconds renew_before{
       0}; // 0: the lesser of 30 days and a third of the lifetime (autocert)
   std::chrono::seconds timeout{180}; // for one whole issuance (challenge validation included)
+  // When set and it becomes true, an issuance under way gives up promptly (acme_error "cancelled").
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct certificate {

@@ -36,6 +36,7 @@ options options_from_env(const std::filesystem::path& datadir, const std::string
 manager::manager(options o, serving_target target)
     : opts_(std::move(o)), target_(std::move(target)) {
   opts_.domain = normalize_domain(opts_.domain);
+  opts_.cancel = &cancel_;
 }
 
 manager::~manager() {
@@ -65,6 +66,7 @@ void manager::start() {
   if (thread_.joinable())
     return;
   stopping_ = false;
+  cancel_ = false;
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -73,6 +75,7 @@ void manager::stop() {
     std::lock_guard lk(mu_);
     stopping_ = true;
   }
+  cancel_ = true;
   cv_.notify_all();
   if (thread_.joinable())
     thread_.join();
@@ -131,6 +134,8 @@ void manager::loop() {
       }
       continue;
     }
+    if (stopping_)
+      break;
     last_error_ = error;
     spdlog::error("Let's Encrypt: no certificate for {}: {}; trying again in {} s", opts_.domain,
                   error, duration_cast<seconds>(retry).count());

@@ -47,6 +47,7 @@ private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::atomic<bool> cancel_{false}; // ends an issuance under way when stopping
   std::optional<certificate> current_;
   std::size_t issued_ = 0;
   std::string last_error_;

@@ -8,6 +8,9 @@
 #include <doctest/doctest.h>
 
 #include <mutex>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
 
@@ -398,4 +401,33 @@ TEST_CASE("options from the environment") {
   ::unsetenv("NBM_ACME_CA_BUNDLE");
   ::unsetenv("NBM_ACME_RENEW_BEFORE");
   CHECK(acme::options_from_env("/d", "a.b").directory_url == acme::lets_encrypt_production);
+}
+
+TEST_CASE("manager: stop() ends an issuance under way at once (a CA that never answers)") {
+  // A port that accepts connections (the kernel's backlog) and never answers them.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(fd, 8) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  temp_dir tmp;
+  acme::options o;
+  o.directory_url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/dir";
+  o.dir = tmp.path / "letsencrypt";
+  o.domain = "stuck.nbm.test";
+  acme::serving_target t;
+  t.serve = [](const std::string&, const std::string&) {};
+  t.hooks.set_http01 = [](const std::string&, const std::string&) {};
+  acme::manager m(o, t);
+  m.start();
+  pollfd p{fd, POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 10000) == 1); // the manager has connected and waits for the directory
+  auto began = std::chrono::steady_clock::now();
+  m.stop();
+  CHECK(std::chrono::steady_clock::now() - began < 2s);
+  CHECK(m.issued() == 0);
+  ::close(fd);
 }
