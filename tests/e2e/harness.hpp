@@ -64,8 +64,10 @@ inline std::string field(const std::string& text, const std::string& name) {
 }
 
 // Starts `netbird-mgmt management <args>` with its output appended to `log`; returns its pid once
-// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does).
-inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port) {
+// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does), over a channel of
+// `creds` (plaintext when null).
+inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port,
+                    std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = ::fork();
@@ -86,7 +88,7 @@ inline pid_t launch(const std::vector<std::string>& args, const std::string& log
   const std::string target = "127.0.0.1:" + std::to_string(port);
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {
-    tools::peer_client probe(target);
+    tools::peer_client probe(target, creds ? creds : grpc::InsecureChannelCredentials());
     if (probe.fetch_server_key().ok())
       return pid;
     int status = 0;
@@ -138,12 +140,16 @@ struct server {
   int metrics_port = 0; // Prometheus /metrics (chosen at the first start, kept across restarts)
   bool shared_port = false;
   pid_t pid = -1;
+  std::vector<std::string> extra_args; // more flags for `management` (e.g. --cert-file F)
+  std::shared_ptr<grpc::ChannelCredentials> creds; // how to reach its gRPC (null: plaintext)
 
   // `config_path`: a management.json of the test's own (default: NetBird's test config).
   // `one_port`: gRPC and the REST API on one port (the default, as NetBird serves them); false:
   // the REST API on a port of its own (--api-port).
-  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = true)
-      : shared_port(one_port) {
+  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = true,
+                  std::vector<std::string> extra = {},
+                  std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr)
+      : shared_port(one_port), extra_args(std::move(extra)), creds(std::move(credentials)) {
     db = test::fresh_store(kind, "wire");
     dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
           std::to_string(free_port());
@@ -194,15 +200,17 @@ struct server {
     api_port = shared_port ? port : free_port();
     if (metrics_port == 0)
       metrics_port = free_port();
-    std::vector<std::string> args = {"--config",   config,           "--datadir",
-                                     dir,          "--port",         std::to_string(port),
-                                     "--log-file", "console",        "--log-level",
-                                     "debug",      "--metrics-port", std::to_string(metrics_port)};
+    std::vector<std::string> args = {"--config", config, "--datadir", dir, "--port",
+                                     std::to_string(port), "--log-file", "console", "--log-level",
+                                     "debug", "--metrics-port", std::to_string(metrics_port),
+                                     // many test servers run at once: none takes 33073
+                                     "--disable-legacy-port"};
     if (!shared_port) {
       args.push_back("--api-port");
       args.push_back(std::to_string(api_port));
     }
-    pid = launch(args, dir + "/server.log", port);
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    pid = launch(args, dir + "/server.log", port, creds);
   }
   void stop() {
     if (pid <= 0)
@@ -246,7 +254,7 @@ struct replica {
     api_port = port; // the REST API next to gRPC (the default)
     pid = launch({"--config", s.config, "--datadir", dir, "--port", std::to_string(port),
                   "--log-file", "console", "--log-level", "debug", "--metrics-port",
-                  std::to_string(free_port())},
+                  std::to_string(free_port()), "--disable-legacy-port"},
                  log, port);
   }
   ~replica() { stop(); }
