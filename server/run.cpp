@@ -12,6 +12,7 @@
 #include "api/metrics/metrics.hpp"
 #include "geo/geo.hpp"
 #include "server/front_door.hpp"
+#include "server/letsencrypt.hpp"
 #include "server/tls_context.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
@@ -181,14 +182,10 @@ static std::shared_ptr<tls_context> make_tls(const config::management_config& cf
   if (le_placeholder)
     spdlog::warn("HttpConfig.LetsEncryptDomain is the template's placeholder, not a domain name: "
                  "ignored");
-  if (!h.lets_encrypt_domain.empty() && !le_placeholder) {
-    // The ACME client obtains the certificate into <datadir>/letsencrypt/ and hands it to the
-    // holder (load_files / set_challenge_cert); until it is wired in, refuse rather than serve
-    // plaintext.
-    throw tls_error("LetsEncryptDomain " + h.lets_encrypt_domain.substr(0, 253) +
-                    ": obtaining certificates from Let's Encrypt is not available in this build; "
-                    "give --cert-file and --cert-key (HttpConfig.CertFile/CertKey) instead");
-  }
+  // Let's Encrypt: an empty holder that the ACME manager (server/letsencrypt) fills; until it
+  // has a certificate, handshakes fail (never plaintext).
+  if (!h.lets_encrypt_domain.empty() && !le_placeholder)
+    return std::make_shared<tls_context>();
   if (h.cert_file.empty() && h.cert_key.empty())
     return nullptr;
   if (h.cert_file.empty() || h.cert_key.empty())
@@ -230,6 +227,16 @@ int run_management(const management_options& opts, config::management_config cfg
     throw;
   }
   std::filesystem::create_directories(cfg.datadir);
+  std::unique_ptr<letsencrypt> lets_encrypt;
+  if (tls && cfg.http && !tls->has_certificate() && !cfg.http->lets_encrypt_domain.empty()) {
+    try {
+      lets_encrypt =
+          std::make_unique<letsencrypt>(tls, cfg.datadir, cfg.http->lets_encrypt_domain, opts.port);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot serve TLS: {}", e.what());
+      throw;
+    }
+  }
 
   const auto db = store_options(cfg);
   const char* engine_name = storage::to_string(db.kind);
@@ -376,6 +383,9 @@ int run_management(const management_options& opts, config::management_config cfg
                    NBM_VERSION, engine_name, opts.port, api_port, scheme);
       if (opts.port != legacy && !opts.disable_legacy_port)
         spdlog::info("running gRPC backward compatibility server on port {} ({})", legacy, scheme);
+      // The port listens: the CA can reach TLS-ALPN-01 on it.
+      if (lets_encrypt)
+        lets_encrypt->start();
     }
 
     // SIGINT/SIGTERM stop; SIGHUP (and, every NBM_TLS_RELOAD_INTERVAL_MS, a changed file)
@@ -396,11 +406,14 @@ int run_management(const management_options& opts, config::management_config cfg
         break;
       }
       if (sig == SIGHUP) {
-        if (tls)
+        if (lets_encrypt)
+          spdlog::info("received SIGHUP: the Let's Encrypt certificate is renewed by itself ({})",
+                       tls->describe());
+        else if (tls)
           reload_tls(*tls, "SIGHUP");
         else
           spdlog::info("received SIGHUP: no TLS certificate to reload");
-      } else if (tls && tls->files_changed())
+      } else if (tls && !lets_encrypt && tls->files_changed())
         reload_tls(*tls, "the file changed");
     }
     // Each step of the shutdown is logged with its duration: a slow stop shows where it waited.
@@ -413,6 +426,8 @@ int run_management(const management_options& opts, config::management_config cfg
     };
     // A stopping server expires and deletes nothing more (the next start derives it all again).
     caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
+    if (lets_encrypt)
+      lets_encrypt->stop(); // an issuance under way ends at once
     for (auto& l : doors)
       l.door->stop();
     step("ports closed, HTTP connections closed");
