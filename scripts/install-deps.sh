@@ -10,7 +10,8 @@ pkgs=(meson ninja-build pkg-config g++ python3
 # (scripts/sanitize.sh): clang with its sanitizer and libFuzzer runtimes, without the recommended
 # LLVM development packages. Running the server needs none of it.
 san_pkgs=()
-[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev)
+# pebble (with pebble-challtestsrv): the private ACME CA the Let's Encrypt tests issue from.
+[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev pebble)
 missing=(); san_missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -365,7 +365,7 @@ void apply_overrides(management_options& opts, config::management_config& cfg) {
     http().cert_key = opts.cert_key;
   }
   // NetBird's port default: 443 when TLS is asked for (--letsencrypt-domain, or a certificate in
-  // HttpConfig), unless --port was given. (TLS itself is not served yet: the server warns.)
+  // HttpConfig), unless --port was given.
   const bool tls = !opts.letsencrypt_domain.empty() ||
                    (cfg.http && !cfg.http->cert_file.empty() && !cfg.http->cert_key.empty());
   if (tls && !opts.port_set)

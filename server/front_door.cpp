@@ -6,16 +6,24 @@
 #include "api/metrics/metrics.hpp"
 #include "crypto/crypto.hpp"
 #include "server/first_bytes.hpp"
+#include "server/tls_context.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/connect_pair.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -27,10 +35,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -40,6 +50,8 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+using plain_stream = beast::tcp_stream;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 using clk = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -204,6 +216,8 @@ struct front_door::impl {
   api::http::rest_api& api;
   front_door_options opts;
   grpc_handoff grpc;
+  std::shared_ptr<tls_context> tls;
+  bool grpc_only = false;
 
   std::optional<asio::io_context> ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
@@ -252,25 +266,53 @@ struct front_door::impl {
 
   void accept();
   void accepted(tcp::socket s);
+  // A connection that began with a ClientHello; `ip`'s slot passes to it.
+  void start_tls(tcp::socket s, std::string ip, clk::time_point deadline);
+  // A decrypted connection that began with the HTTP/2 preface (`first`, already read).
+  void tls_to_grpc(tls_stream s, const std::string& ip, std::string first);
 };
 
 namespace {
 
-class session : public std::enable_shared_from_this<session> {
+// One connection's HTTP/1.1 life. On a plaintext port it begins by classifying the first bytes
+// (peeked); over TLS it begins after the handshake with the decrypted bytes already read.
+template <class Stream>
+class session : public std::enable_shared_from_this<session<Stream>> {
+  static constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
+
 public:
-  session(front_door::impl& d, tcp::socket s, std::string ip)
+  session(front_door::impl& d, tcp::socket s, std::string ip) requires(!is_tls)
       : d_(d), stream_(std::move(s)), deadline_(stream_.get_executor()),
         retry_(stream_.get_executor()), ip_(std::move(ip)) {}
+  // A decrypted connection whose first bytes (`first`) are an HTTP/1.1 request line; it holds
+  // `ip`'s slot.
+  session(front_door::impl& d, Stream s, std::string ip, std::string_view first,
+          clk::time_point header_deadline) requires(is_tls)
+      : d_(d), stream_(std::move(s)), deadline_(stream_.get_executor()),
+        retry_(stream_.get_executor()), ip_(std::move(ip)), header_deadline_(header_deadline) {
+    auto b = buf_.prepare(first.size());
+    std::memcpy(b.data(), first.data(), first.size());
+    buf_.commit(first.size());
+  }
   ~session() { release_slot(); }
 
   void start() {
-    header_deadline_ = clk::now() + milliseconds(d_.opts.header_timeout_ms);
-    arm_deadline(header_deadline_);
-    wait_first_bytes();
+    if constexpr (is_tls) {
+      phase_ = phase::reading;
+      read_header(header_deadline_);
+    } else {
+      header_deadline_ = clk::now() + milliseconds(d_.opts.header_timeout_ms);
+      arm_deadline(header_deadline_);
+      wait_first_bytes();
+    }
   }
 
 private:
   enum class phase { classifying, reading, working, writing, idle, done };
+
+  std::shared_ptr<session> self() { return this->shared_from_this(); }
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& socket() { return lowest().socket(); }
 
   void release_slot() {
     if (slot_) {
@@ -282,7 +324,7 @@ private:
   // The deadline of the phases that have no read of their own (classifying, idle).
   void arm_deadline(clk::time_point until) {
     deadline_.expires_at(until);
-    deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    deadline_.async_wait([self = self()](beast::error_code ec) {
       if (ec || self->closed_)
         return;
       if (self->phase_ == phase::classifying) {
@@ -295,19 +337,18 @@ private:
   }
 
   void wait_first_bytes() {
-    stream_.socket().async_wait(tcp::socket::wait_read,
-                                [self = shared_from_this()](beast::error_code ec) {
-                                  if (self->closed_)
-                                    return;
-                                  if (ec)
-                                    return self->close();
-                                  self->peek();
-                                });
+    socket().async_wait(tcp::socket::wait_read, [self = self()](beast::error_code ec) {
+      if (self->closed_)
+        return;
+      if (ec)
+        return self->close();
+      self->peek();
+    });
   }
 
   void peek() {
     char b[first_bytes_max];
-    const auto n = ::recv(stream_.socket().native_handle(), b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+    const auto n = ::recv(socket().native_handle(), b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0)
       return close();
     if (n < 0) {
@@ -315,12 +356,15 @@ private:
         return wait_first_bytes();
       return close();
     }
-    switch (classify_first_bytes({b, static_cast<std::size_t>(n)})) {
+    const auto kind = classify_first_bytes({b, static_cast<std::size_t>(n)});
+    if (d_.tls && kind != first_bytes::tls && kind != first_bytes::undecided)
+      return plaintext_on_tls_port(kind);
+    switch (kind) {
     case first_bytes::undecided:
       // Some bytes, not enough: readiness would fire at once again, so look back a little later.
       retry_.expires_after(backoff_);
       backoff_ = std::min(backoff_ * 2, milliseconds(200));
-      retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      retry_.async_wait([self = self()](beast::error_code ec) {
         if (!ec && !self->closed_)
           self->peek();
       });
@@ -328,10 +372,19 @@ private:
     case first_bytes::grpc:
       return to_grpc();
     case first_bytes::http1:
+      if (d_.grpc_only) {
+        d_.count(&front_door_stats::closed_other);
+        spdlog::debug("http: HTTP/1.1 from {} on the gRPC-only port; closed", ip_);
+        return close();
+      }
       phase_ = phase::reading;
       deadline_.cancel();
       return read_header(header_deadline_);
     case first_bytes::tls:
+      if constexpr (!is_tls) {
+        if (d_.tls)
+          return hand_to_tls();
+      }
       d_.count(&front_door_stats::closed_tls);
       spdlog::debug("http: TLS from {} (not served on this port); closed", ip_);
       return close();
@@ -340,6 +393,35 @@ private:
       spdlog::debug("http: {} sent neither HTTP/1.1 nor HTTP/2; closed", ip_);
       return close();
     }
+  }
+
+  // Nothing is served in plaintext on a TLS port: HTTP/1.1 is told so (Go's words), the rest is
+  // closed.
+  void plaintext_on_tls_port(first_bytes kind) {
+    d_.count(&front_door_stats::closed_plaintext);
+    spdlog::debug("http: plaintext ({}) from {} on a TLS port; refused", to_string(kind), ip_);
+    if (kind != first_bytes::http1)
+      return close();
+    phase_ = phase::writing;
+    deadline_.cancel();
+    static constexpr char refusal[] = "HTTP/1.0 400 Bad Request\r\n\r\n"
+                                      "Client sent an HTTP request to an HTTPS server.\n";
+    lowest().expires_after(milliseconds(d_.opts.write_timeout_ms));
+    asio::async_write(lowest(), asio::buffer(refusal, sizeof refusal - 1),
+                      [self = self()](beast::error_code ec, std::size_t) {
+                        if (ec)
+                          return self->close();
+                        self->linger();
+                      });
+  }
+
+  void hand_to_tls() requires(!is_tls) {
+    phase_ = phase::done;
+    closed_ = true;
+    deadline_.cancel();
+    retry_.cancel();
+    slot_ = false; // the slot passes to the TLS connection
+    d_.start_tls(lowest().release_socket(), ip_, header_deadline_);
   }
 
   void to_grpc() {
@@ -353,7 +435,7 @@ private:
     deadline_.cancel();
     retry_.cancel();
     beast::error_code ec;
-    const int fd = stream_.socket().release(ec);
+    const int fd = socket().release(ec);
     if (ec || fd < 0)
       return;
     int one = 1;
@@ -369,23 +451,24 @@ private:
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(d_.opts.header_limit));
     parser_->body_limit(static_cast<std::uint64_t>(d_.opts.body_limit));
-    stream_.expires_at(until);
+    lowest().expires_at(until);
     bhttp::async_read_header(
         stream_, buf_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+        [self = self()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
     if (ec)
       return on_read_error(ec, "header");
+    phase_ = phase::reading;
     if (parser_->is_done())
       return dispatch();
-    stream_.expires_after(milliseconds(d_.opts.body_timeout_ms));
+    lowest().expires_after(milliseconds(d_.opts.body_timeout_ms));
     const auto expect = parser_->get()[bhttp::field::expect];
     if (beast::iequals(expect, "100-continue")) {
       static constexpr char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(cont, sizeof cont - 1),
-                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        [self = self()](beast::error_code ec, std::size_t) {
                           if (ec)
                             return self->close();
                           self->read_body();
@@ -396,15 +479,16 @@ private:
   }
 
   void read_body() {
-    bhttp::async_read(stream_, buf_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                        if (ec)
-                          return self->on_read_error(ec, "body");
-                        self->dispatch();
-                      });
+    bhttp::async_read(stream_, buf_, *parser_, [self = self()](beast::error_code ec, std::size_t) {
+      if (ec)
+        return self->on_read_error(ec, "body");
+      self->dispatch();
+    });
   }
 
   void on_read_error(beast::error_code ec, const char* part) {
+    if (phase_ == phase::idle) // over TLS the keep-alive wait is a header read: quietly closed
+      return close();
     if (ec == bhttp::error::body_limit)
       return reply_error(413, "request body too large");
     if (ec == bhttp::error::header_limit)
@@ -421,7 +505,7 @@ private:
   }
 
   void dispatch() {
-    stream_.expires_never();
+    lowest().expires_never();
     auto& in = parser_->get();
     keep_alive_ = in.keep_alive();
     version_ = in.version();
@@ -460,7 +544,7 @@ private:
       req.query = parse_query(target.substr(qmark + 1));
     phase_ = phase::working;
     auto ex = stream_.get_executor();
-    const bool queued = d_.pool.submit([self = shared_from_this(), ex, req = std::move(req)] {
+    const bool queued = d_.pool.submit([self = self(), ex, req = std::move(req)] {
       const auto began = clk::now();
       api::http::response res;
       try {
@@ -518,36 +602,40 @@ private:
     res_.prepare_payload();
     if (head_)
       res_.body().clear(); // Content-Length stays that of the GET answer
-    stream_.expires_after(milliseconds(d_.opts.write_timeout_ms));
-    bhttp::async_write(stream_, res_,
-                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                         if (ec) {
-                           if (ec == beast::error::timeout)
-                             self->d_.count(&front_door_stats::timed_out);
-                           return self->close();
-                         }
-                         if (!self->res_.keep_alive())
-                           return self->linger();
-                         self->next_request();
-                       });
+    lowest().expires_after(milliseconds(d_.opts.write_timeout_ms));
+    bhttp::async_write(stream_, res_, [self = self()](beast::error_code ec, std::size_t) {
+      if (ec) {
+        if (ec == beast::error::timeout)
+          self->d_.count(&front_door_stats::timed_out);
+        return self->close();
+      }
+      if (!self->res_.keep_alive())
+        return self->linger();
+      self->next_request();
+    });
   }
 
   // After a last answer: no more sending, and what the client still sends (a body we refused)
-  // is read and dropped for a moment, so that closing does not reset the answer away.
+  // is read and dropped for a moment, so that closing does not reset the answer away. Over TLS:
+  // close_notify, and the client's for a moment.
   void linger() {
     phase_ = phase::done;
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.expires_after(milliseconds(1000));
-    drain();
+    lowest().expires_after(milliseconds(1000));
+    if constexpr (is_tls) {
+      stream_.async_shutdown([self = self()](beast::error_code) { self->close(); });
+    } else {
+      beast::error_code ec;
+      socket().shutdown(tcp::socket::shutdown_send, ec);
+      drain();
+    }
   }
   void drain() {
-    stream_.async_read_some(asio::buffer(scratch_),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              if (ec)
-                                return self->close();
-                              self->drain();
-                            });
+    lowest().async_read_some(asio::buffer(scratch_),
+                             [self = self()](beast::error_code ec, std::size_t) {
+                               if (ec)
+                                 return self->close();
+                               self->drain();
+                             });
   }
 
   void next_request() {
@@ -557,17 +645,22 @@ private:
       return read_header(clk::now() + milliseconds(d_.opts.header_timeout_ms));
     }
     phase_ = phase::idle;
-    arm_deadline(clk::now() + milliseconds(d_.opts.idle_timeout_ms));
-    stream_.socket().async_wait(
-        tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-          if (self->closed_)
-            return;
-          if (ec)
-            return self->close();
-          self->phase_ = phase::reading;
-          self->deadline_.cancel();
-          self->read_header(clk::now() + milliseconds(self->d_.opts.header_timeout_ms));
-        });
+    if constexpr (is_tls) {
+      // Decrypted bytes may already wait inside the TLS layer, where a socket's readiness does
+      // not show them: the keep-alive wait is a header read under the idle deadline.
+      read_header(clk::now() + milliseconds(d_.opts.idle_timeout_ms));
+    } else {
+      arm_deadline(clk::now() + milliseconds(d_.opts.idle_timeout_ms));
+      socket().async_wait(tcp::socket::wait_read, [self = self()](beast::error_code ec) {
+        if (self->closed_)
+          return;
+        if (ec)
+          return self->close();
+        self->phase_ = phase::reading;
+        self->deadline_.cancel();
+        self->read_header(clk::now() + milliseconds(self->d_.opts.header_timeout_ms));
+      });
+    }
   }
 
   void close() {
@@ -578,13 +671,13 @@ private:
     deadline_.cancel();
     retry_.cancel();
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
     release_slot();
   }
 
   front_door::impl& d_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   asio::steady_timer deadline_;
   asio::steady_timer retry_;
   std::string ip_;
@@ -602,7 +695,198 @@ private:
   char scratch_[4096];
 };
 
+// A connection that began with a ClientHello: the handshake (under the header deadline), then
+// its decrypted first bytes decide where it goes.
+class tls_start : public std::enable_shared_from_this<tls_start> {
+public:
+  tls_start(front_door::impl& d, tcp::socket s, std::string ip, clk::time_point deadline,
+            asio::ssl::context& ctx)
+      : d_(d), stream_(beast::tcp_stream(std::move(s)), ctx), ip_(std::move(ip)),
+        deadline_(deadline) {}
+  ~tls_start() {
+    if (slot_)
+      d_.release(ip_);
+  }
+
+  void start() {
+    beast::get_lowest_layer(stream_).expires_at(deadline_);
+    stream_.async_handshake(
+        asio::ssl::stream_base::server,
+        [self = shared_from_this()](beast::error_code ec) { self->on_handshake(ec); });
+  }
+
+private:
+  void on_handshake(beast::error_code ec) {
+    if (ec) {
+      d_.count(&front_door_stats::tls_failed);
+      spdlog::debug("http: TLS handshake with {} failed{}", ip_,
+                    ec == beast::error::timeout ? " (timed out)" : "");
+      return close();
+    }
+    d_.count(&front_door_stats::tls_handshakes);
+    if (negotiated_alpn(stream_.native_handle()) == acme_tls_alpn) {
+      // A TLS-ALPN-01 validation: the handshake itself was the answer.
+      d_.count(&front_door_stats::acme_challenges);
+      spdlog::info("acme: TLS-ALPN-01 challenge answered for {}", ip_);
+      return close();
+    }
+    read_first();
+  }
+
+  void read_first() {
+    const auto have = first_.size();
+    first_.resize(first_bytes_max);
+    stream_.async_read_some(asio::buffer(first_.data() + have, first_bytes_max - have),
+                            [self = shared_from_this(), have](beast::error_code ec, std::size_t n) {
+                              self->first_.resize(have + n);
+                              if (ec)
+                                return self->close();
+                              self->classify();
+                            });
+  }
+
+  void classify() {
+    switch (classify_first_bytes(first_)) {
+    case first_bytes::undecided:
+      return read_first();
+    case first_bytes::grpc:
+      if (!d_.grpc)
+        break;
+      {
+        slot_ = false;
+        d_.release(ip_); // a gRPC connection is no longer ours to cap
+        d_.count(&front_door_stats::to_grpc);
+        d_.tls_to_grpc(std::move(stream_), ip_, std::move(first_));
+      }
+      return;
+    case first_bytes::http1:
+      if (d_.grpc_only)
+        break;
+      slot_ = false; // passes to the session
+      std::make_shared<session<tls_stream>>(d_, std::move(stream_), ip_, first_, deadline_)
+          ->start();
+      return;
+    case first_bytes::tls:
+    case first_bytes::other:
+      break;
+    }
+    d_.count(&front_door_stats::closed_other);
+    spdlog::debug("http: {} sent neither HTTP/1.1 nor HTTP/2 over TLS; closed", ip_);
+    close();
+  }
+
+  void close() {
+    beast::error_code ec;
+    auto& l = beast::get_lowest_layer(stream_);
+    l.socket().shutdown(tcp::socket::shutdown_both, ec);
+    l.close();
+  }
+
+  front_door::impl& d_;
+  tls_stream stream_;
+  std::string ip_;
+  clk::time_point deadline_;
+  bool slot_ = true;
+  std::string first_;
+};
+
+// A gRPC connection over TLS: the decrypted bytes go to gRPC through a socketpair, gRPC's
+// answers are encrypted back. One read and one write at a time in each direction (the
+// socketpair's buffers and TCP's give the backpressure); either side ending ends both.
+class grpc_pipe : public std::enable_shared_from_this<grpc_pipe> {
+public:
+  grpc_pipe(tls_stream s, asio::local::stream_protocol::socket local)
+      : stream_(std::move(s)), local_(std::move(local)) {}
+
+  void start(std::string first) {
+    beast::get_lowest_layer(stream_).expires_never();
+    first_ = std::move(first);
+    asio::async_write(local_, asio::buffer(first_),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec)
+                          return self->finish();
+                        self->first_.clear();
+                        self->first_.shrink_to_fit();
+                        self->up();
+                        self->down();
+                      });
+  }
+
+private:
+  void up() {
+    stream_.async_read_some(asio::buffer(up_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (ec)
+                                return self->finish();
+                              asio::async_write(self->local_, asio::buffer(self->up_, n),
+                                                [self](beast::error_code ec, std::size_t) {
+                                                  if (ec)
+                                                    return self->finish();
+                                                  self->up();
+                                                });
+                            });
+  }
+
+  void down() {
+    local_.async_read_some(asio::buffer(down_),
+                           [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                             if (ec)
+                               return self->finish();
+                             asio::async_write(self->stream_, asio::buffer(self->down_, n),
+                                               [self](beast::error_code ec, std::size_t) {
+                                                 if (ec)
+                                                   return self->finish();
+                                                 self->down();
+                                               });
+                           });
+  }
+
+  void finish() {
+    if (done_)
+      return;
+    done_ = true;
+    beast::error_code ec;
+    local_.shutdown(asio::socket_base::shutdown_both, ec);
+    local_.close(ec);
+    auto& l = beast::get_lowest_layer(stream_);
+    l.socket().shutdown(tcp::socket::shutdown_both, ec);
+    l.close();
+  }
+
+  tls_stream stream_;
+  asio::local::stream_protocol::socket local_;
+  std::string first_;
+  bool done_ = false;
+  char up_[4096];    // peers send little: requests and keepalive pings
+  char down_[16384]; // maps can be large: a TLS record's worth
+};
+
 } // namespace
+
+void front_door::impl::start_tls(tcp::socket s, std::string ip, clk::time_point deadline) {
+  // The holder's current context: a reload reaches the next handshake; this connection keeps
+  // the context it began with (the SSL object holds a reference to it).
+  auto native = tls->current();
+  SSL_CTX_up_ref(native.get());
+  asio::ssl::context ctx(native.get()); // takes the reference it was given
+  std::make_shared<tls_start>(*this, std::move(s), std::move(ip), deadline, ctx)->start();
+}
+
+void front_door::impl::tls_to_grpc(tls_stream s, const std::string& ip, std::string first) {
+  beast::error_code ec;
+  asio::local::stream_protocol::socket ours(s.get_executor()), theirs(s.get_executor());
+  asio::local::connect_pair(ours, theirs, ec);
+  if (ec) {
+    spdlog::warn("http: cannot hand a TLS connection from {} to gRPC: {}", ip, ec.message());
+    auto& l = beast::get_lowest_layer(s);
+    l.close();
+    return;
+  }
+  const int fd = theirs.release(ec);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+  std::make_shared<grpc_pipe>(std::move(s), std::move(ours))->start(std::move(first));
+  grpc(fd, ip);
+}
 
 void front_door::impl::accept() {
   acceptor->async_accept(asio::make_strand(*ioc), [this](beast::error_code ec, tcp::socket s) {
@@ -636,7 +920,7 @@ void front_door::impl::accepted(tcp::socket s) {
     s.close(ec);
     return;
   }
-  std::make_shared<session>(*this, std::move(s), std::move(ip))->start();
+  std::make_shared<session<plain_stream>>(*this, std::move(s), std::move(ip))->start();
 }
 
 front_door::front_door(api::http::rest_api& api, front_door_options opts)
@@ -650,33 +934,73 @@ void front_door::set_grpc(grpc_handoff to_grpc) {
   p_->grpc = std::move(to_grpc);
 }
 
-bool front_door::start(const std::string& host, int port) {
+void front_door::set_tls(std::shared_ptr<tls_context> tls) {
+  p_->tls = std::move(tls);
+}
+
+void front_door::set_grpc_only() {
+  p_->grpc_only = true;
+}
+
+namespace {
+
+// Why a port cannot be listened on, in the operator's words.
+std::string listen_error(const beast::error_code& ec) {
+  if (ec == asio::error::address_in_use)
+    return "address already in use (another netbird-mgmt or another program listens there); stop "
+           "it or choose another port";
+  if (ec == asio::error::access_denied)
+    return "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)";
+  if (ec == boost::system::errc::address_not_available)
+    return "address not available";
+  return ec.message();
+}
+
+// Opens, binds and listens; "::" accepts IPv4 too (v6_only off), as Go's ":port".
+bool listen_on(tcp::acceptor& a, const asio::ip::address& addr, int port, int backlog,
+               beast::error_code& ec) {
+  const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  a.open(ep.protocol(), ec);
+  if (!ec)
+    a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && addr.is_v6() && addr.is_unspecified())
+    a.set_option(asio::ip::v6_only(false), ec);
+  if (!ec)
+    a.bind(ep, ec);
+  if (!ec)
+    a.listen(backlog, ec);
+  if (ec) {
+    beast::error_code ignored;
+    a.close(ignored);
+  }
+  return !ec;
+}
+
+} // namespace
+
+bool front_door::start(const std::string& host, int port, std::string* why) {
   auto& d = *p_;
   beast::error_code ec;
   const auto addr = asio::ip::make_address(host, ec);
-  if (ec)
+  if (ec) {
+    if (why)
+      *why = "not an IP address: " + host.substr(0, 64);
     return false;
+  }
   d.ioc.emplace(d.opts.io_threads);
   d.acceptor.emplace(*d.ioc);
-  const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
-  d.acceptor->open(ep.protocol(), ec);
-  if (!ec)
-    d.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec)
-    d.acceptor->bind(ep, ec);
-  if (!ec)
-    d.acceptor->listen(d.opts.backlog, ec);
-  if (ec) {
-    if (ec == asio::error::address_in_use)
-      spdlog::error("cannot listen on {}:{}: the port is already in use (another netbird-mgmt or "
-                    "another program listens there); stop it or choose another port",
-                    host, port);
-    else if (ec == asio::error::access_denied)
-      spdlog::error("cannot listen on {}:{}: permission denied (ports below 1024 need root or "
-                    "CAP_NET_BIND_SERVICE)",
-                    host, port);
-    else
-      spdlog::error("cannot listen on {}:{}: {}", host, port, ec.message());
+  bool ok = listen_on(*d.acceptor, addr, port, d.opts.backlog, ec);
+  if (!ok && addr.is_v6() && addr.is_unspecified() &&
+      (ec == asio::error::address_family_not_supported ||
+       ec == boost::system::errc::address_not_available)) {
+    // A system without IPv6: IPv4 alone, as Go's listener falls back.
+    spdlog::debug("http: no IPv6 here; listening on IPv4 only");
+    ok = listen_on(*d.acceptor, asio::ip::address_v4::any(), port, d.opts.backlog, ec);
+  }
+  if (!ok) {
+    spdlog::debug("http: cannot listen on {}:{}: {}", host, port, ec.message());
+    if (why)
+      *why = listen_error(ec);
     d.acceptor.reset();
     d.ioc.reset();
     return false;

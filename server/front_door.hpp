@@ -4,7 +4,15 @@
 //
 // Each accepted connection waits (with the header deadline) for its first bytes, which
 // classify_first_bytes() reads: the HTTP/2 preface goes to gRPC (the socket is handed over, its
-// bytes unread), HTTP/1.1 is served here, TLS and anything else are closed at once. HTTP/1.1
+// bytes unread), HTTP/1.1 is served here, TLS and anything else are closed at once.
+//
+// With TLS (set_tls) the port speaks nothing else: a ClientHello is answered with the holder's
+// current certificate, ALPN is negotiated (http/1.1 when the client offers it, else h2;
+// acme-tls/1 for a TLS-ALPN-01 challenge, closed after the handshake), and the decrypted first
+// bytes decide as above. A gRPC connection is then handed to gRPC as one end of a socketpair
+// whose other end this door feeds with the decrypted bytes (gRPC 1.51 adopts a descriptor only
+// as plaintext); plaintext HTTP/1.1 gets 400 "Client sent an HTTP request to an HTTPS server."
+// (as Go's server) and any other plaintext is closed. HTTP/1.1
 // requests are read under a header deadline and a body deadline, with size limits (431, 413),
 // answered by rest_api::handle on a bounded worker pool (it blocks on the actors; the io threads
 // never do), and kept alive for a short idle time.
@@ -21,6 +29,10 @@
 
 namespace nbm::api::http {
 class rest_api;
+}
+
+namespace nbm::server {
+class tls_context;
 }
 
 namespace nbm::server {
@@ -53,11 +65,15 @@ struct front_door_stats {
   std::uint64_t refused_total = 0;  // closed at accept: the global cap is reached
   std::uint64_t to_grpc = 0;
   std::uint64_t http_requests = 0;
-  std::uint64_t timed_out = 0; // closed by a deadline (first bytes, header, body, idle, write)
-  std::uint64_t closed_tls = 0;
+  std::uint64_t timed_out = 0;  // closed by a deadline (first bytes, header, body, idle, write)
+  std::uint64_t closed_tls = 0; // TLS on a plaintext port
   std::uint64_t closed_other = 0;
-  std::uint64_t busy = 0; // 503: the worker queue was full
-  std::size_t open = 0;   // unclassified + HTTP/1.1 connections now
+  std::uint64_t closed_plaintext = 0; // plaintext on a TLS port
+  std::uint64_t tls_handshakes = 0;   // completed
+  std::uint64_t tls_failed = 0;       // handshakes that failed or timed out
+  std::uint64_t acme_challenges = 0;  // TLS-ALPN-01 handshakes answered
+  std::uint64_t busy = 0;             // 503: the worker queue was full
+  std::size_t open = 0;               // unclassified + HTTP/1.1 connections now
 };
 
 class front_door {
@@ -71,9 +87,15 @@ public:
   // Connections that begin with the HTTP/2 preface go to `to_grpc`; without it (the REST API on a
   // port of its own) they are closed. Call before start().
   void set_grpc(grpc_handoff to_grpc);
+  // Serve TLS only, with the holder's current certificate at each handshake. Call before start().
+  void set_tls(std::shared_ptr<tls_context> tls);
+  // gRPC only (NetBird's legacy port): HTTP/1.1 requests are closed. Call before start().
+  void set_grpc_only();
 
-  // Binds host:port (0: any free port) and starts serving; false if it cannot be bound.
-  bool start(const std::string& host, int port);
+  // Binds host:port (0: any free port) and starts serving; false if it cannot be bound, with the
+  // reason in `why` ("address already in use"). "::" listens on IPv6 and IPv4 (as Go's ":port"),
+  // or on IPv4 alone where the system has no IPv6.
+  bool start(const std::string& host, int port, std::string* why = nullptr);
   int port() const;
   // Closes the port and every connection it holds; waits only for requests already running in
   // rest_api::handle.

@@ -9,11 +9,13 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-  // Block the stop signals before any thread exists, so only run_management's sigwait sees them.
+  // Block the stop signals (and SIGHUP, the reload) before any thread exists, so only
+  // run_management's sigtimedwait sees them.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   auto parsed = nbm::server::parse_cli(argc, argv);

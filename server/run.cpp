@@ -13,7 +13,9 @@
 #include "api/metrics/metrics.hpp"
 #include "geo/geo.hpp"
 #include "server/front_door.hpp"
+#include "server/letsencrypt.hpp"
 #include "server/protobuf_log.hpp"
+#include "server/tls_context.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/replica_lock.hpp"
@@ -33,7 +35,9 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace nbm::server {
@@ -152,18 +156,123 @@ end_crash_leftovers(const storage::db_options& db) {
   return presence;
 }
 
+// NetBird's port of the Management gRPC service before it moved to 443; served next to a main
+// port of another number unless --disable-legacy-port. NBM_LEGACY_PORT moves it (tests).
+static int legacy_port() {
+  if (const char* v = std::getenv("NBM_LEGACY_PORT"); v && *v) {
+    const int p = std::atoi(v);
+    if (p > 0 && p < 65536)
+      return p;
+  }
+  return 33073;
+}
+
+// Why `port` cannot be listened on (dual-stack as our listeners), in the operator's words: for
+// listeners whose library reports no reason of its own.
+static std::string why_cannot_listen(int port) {
+  int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 a6{};
+  a6.sin6_family = AF_INET6;
+  a6.sin6_port = htons(static_cast<std::uint16_t>(port));
+  a6.sin6_addr = in6addr_any;
+  int rc = -1, err = 0;
+  if (fd >= 0) {
+    int off = 0, one = 1;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a6), sizeof a6);
+    err = errno;
+  } else {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a4{};
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons(static_cast<std::uint16_t>(port));
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    rc = fd < 0 ? -1 : ::bind(fd, reinterpret_cast<sockaddr*>(&a4), sizeof a4);
+    err = errno;
+  }
+  if (fd >= 0)
+    ::close(fd);
+  if (rc == 0)
+    return "it could not be opened";
+  if (err == EADDRINUSE)
+    return "address already in use";
+  if (err == EACCES)
+    return "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)";
+  return std::strerror(err);
+}
+
+// The certificate holder when TLS is asked for (NetBird's precedence: LetsEncryptDomain, then
+// CertFile and CertKey), null for plaintext. Throws (the server does not start) when TLS was
+// asked for and cannot be served: never plaintext instead.
+static std::shared_ptr<tls_context> make_tls(const config::management_config& cfg) {
+  if (!cfg.http)
+    return nullptr;
+  const auto& h = *cfg.http;
+  // NetBird's template ships "<PASTE YOUR LET'S ENCRYPT DOMAIN HERE>": a placeholder, not a
+  // request for TLS (no domain name holds '<', '>' or spaces).
+  const bool le_placeholder = h.lets_encrypt_domain.find_first_of("<> \t") != std::string::npos;
+  if (le_placeholder)
+    spdlog::warn("HttpConfig.LetsEncryptDomain is the template's placeholder, not a domain name: "
+                 "ignored");
+  // Let's Encrypt: an empty holder that the ACME manager (server/letsencrypt) fills; until it
+  // has a certificate, handshakes fail (never plaintext).
+  if (!h.lets_encrypt_domain.empty() && !le_placeholder)
+    return std::make_shared<tls_context>();
+  if (h.cert_file.empty() && h.cert_key.empty())
+    return nullptr;
+  if (h.cert_file.empty() || h.cert_key.empty())
+    throw tls_error(std::string("TLS needs both a certificate and its key: HttpConfig.") +
+                    (h.cert_file.empty() ? "CertFile" : "CertKey") + " (--" +
+                    (h.cert_file.empty() ? "cert-file" : "cert-key") + ") is not set");
+  auto tls = std::make_shared<tls_context>(h.cert_file, h.cert_key);
+  spdlog::info("TLS certificate {} ({})", h.cert_file, tls->describe());
+  return tls;
+}
+
+static std::chrono::milliseconds tls_poll_interval() {
+  if (const char* v = std::getenv("NBM_TLS_RELOAD_INTERVAL_MS"); v && *v && std::atol(v) > 0)
+    return std::chrono::milliseconds(std::atol(v));
+  return std::chrono::seconds(10);
+}
+
+// SIGHUP or a changed file: the holder reads its files again; a failure keeps the certificate
+// being served.
+static void reload_tls(tls_context& tls, const char* why) {
+  std::string error;
+  if (tls.reload(error))
+    spdlog::info("TLS certificate reloaded ({}): {}", why, tls.describe());
+  else
+    spdlog::error("TLS certificate not reloaded ({}): {}; still serving {}", why, error,
+                  tls.describe());
+}
+
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
   route_protobuf_logs();
   for (const auto& w : cfg.warnings)
     spdlog::warn("config {}: {}", opts.config_path, w);
-  // TLS (Let's Encrypt or a certificate of one's own) is not implemented yet: say so loudly rather
-  // than let anyone believe the port is encrypted.
-  if (cfg.http && (!cfg.http->lets_encrypt_domain.empty() || !cfg.http->cert_file.empty()))
-    spdlog::warn("TLS is not implemented yet: {} ignored, gRPC and the REST API are served in "
-                 "plaintext on port {}; terminate TLS in a proxy in front of it",
-                 cfg.http->lets_encrypt_domain.empty() ? "CertFile/CertKey" : "LetsEncryptDomain",
-                 opts.port);
+  // TLS before anything else: a certificate that cannot be served stops the server here.
+  std::shared_ptr<tls_context> tls;
+  try {
+    tls = make_tls(cfg);
+  } catch (const tls_error& e) {
+    spdlog::error("cannot serve TLS: {}", e.what());
+    throw;
+  }
+  std::filesystem::create_directories(cfg.datadir);
+  std::unique_ptr<letsencrypt> lets_encrypt;
+  if (tls && cfg.http && !tls->has_certificate() && !cfg.http->lets_encrypt_domain.empty()) {
+    try {
+      lets_encrypt =
+          std::make_unique<letsencrypt>(tls, cfg.datadir, cfg.http->lets_encrypt_domain, opts.port);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot serve TLS: {}", e.what());
+      throw;
+    }
+  }
+
   const auto db = store_options(cfg);
   check_datadir(cfg.datadir, db.kind == storage::engine::sqlite);
   const char* engine_name = storage::to_string(db.kind);
@@ -227,13 +336,18 @@ int run_management(const management_options& opts, config::management_config cfg
     dc.maps.dns_domain = opts.dns_domain;
     auto directory = actors::spawn_peer_directory(sys, dc);
     caf::anon_send(expiry, actors::dir_atom::value, directory);
-    // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound costs the
-    // metrics, not the server (NetBird logs it the same way).
+    // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound stops the
+    // server, as NetBird's Expose error does. IPv4 only (as NetBird's "tcp4" listener): Debian's
+    // civetweb, under prometheus-cpp's Exposer, is built without IPv6.
     api::metrics::exporter metrics(sys, {directory, writer, expiry});
-    if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why))
-      spdlog::error("metrics: cannot listen on port {} ({}); serving without /metrics",
-                    opts.metrics_port, why);
-    else
+    bool metrics_ok = true;
+    if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why)) {
+      spdlog::debug("metrics: {}", why);
+      spdlog::error("cannot listen on port {} for the metrics (--metrics-port): {}",
+                    opts.metrics_port, why_cannot_listen(opts.metrics_port));
+      metrics_ok = false;
+      exit_code = 1;
+    } else
       spdlog::info("metrics on port {} under /metrics", metrics.port());
     api::grpc_deps deps;
     // Every wire request waits this long at most for the actors; then it answers UNAVAILABLE (the
@@ -255,39 +369,97 @@ int run_management(const management_options& opts, config::management_config cfg
     }
     if (!jwt.keys_location.empty())
       deps.jwt = std::make_shared<api::http::jwt_verifier>(jwt);
-    // One listener for both, as NetBird serves them, unless --api-port names another port.
+    // One listener for both, as NetBird serves them, unless --api-port names another port. gRPC
+    // never listens itself: every port is a front door (TLS, dual-stack), which hands gRPC its
+    // connections.
     const bool shared_port = opts.api_port == 0 || opts.api_port == opts.port;
     const int api_port = shared_port ? opts.port : opts.api_port;
-    api::grpc_server grpc(std::move(deps),
-                          shared_port ? std::string() : "0.0.0.0:" + std::to_string(opts.port));
+    api::grpc_server grpc(std::move(deps), std::string());
     api::http::rest_deps rd;
     rd.facade = std::make_shared<actors::admin_facade>(sys, caf::actor_cast<caf::actor>(directory),
                                                        caf::actor_cast<caf::actor>(loader));
     rd.dns_domain = opts.dns_domain;
     rd.jwt = jwt;
     api::http::rest_api rest(std::move(rd));
-    // The port is served asynchronously (server/front_door): HTTP/1.1 in process, gRPC handed
-    // over by file descriptor when it shares the port.
     raise_open_files_limit();
-    front_door door(rest);
-    if (shared_port)
-      door.set_grpc([&grpc](int fd, const std::string& ip) { grpc.adopt(fd, ip); });
-    const bool serving = door.start("0.0.0.0", api_port);
-    if (!serving) {
-      spdlog::error("cannot listen on port {} for the REST API", api_port);
-      exit_code = 1;
-    } else
-      spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}, REST API on port {}",
-                   NBM_VERSION, engine_name, opts.port, api_port);
+    const auto to_grpc = [&grpc](int fd, const std::string& ip) { grpc.adopt(fd, ip); };
+    // Each listener: which port, what it serves (for the operator), how to set it up.
+    struct listener {
+      std::unique_ptr<front_door> door;
+      int port;
+      std::string what;
+    };
+    std::vector<listener> doors;
+    {
+      auto main_door = std::make_unique<front_door>(rest);
+      main_door->set_grpc(to_grpc);
+      if (!shared_port)
+        main_door->set_grpc_only();
+      doors.push_back({std::move(main_door), opts.port,
+                       shared_port ? "gRPC and the REST API (--port)" : "gRPC (--port)"});
+    }
+    if (!shared_port)
+      doors.push_back({std::make_unique<front_door>(rest), api_port, "the REST API (--api-port)"});
+    // NetBird's backward-compatible gRPC port (its Start: mgmtPort != 33073 and not disabled).
+    const int legacy = legacy_port();
+    if (opts.port != legacy && !opts.disable_legacy_port) {
+      auto d = std::make_unique<front_door>(rest);
+      d->set_grpc(to_grpc);
+      d->set_grpc_only();
+      doors.push_back(
+          {std::move(d), legacy, "the legacy gRPC port (turned off by --disable-legacy-port)"});
+    }
+    bool serving = metrics_ok;
+    for (auto& l : doors) {
+      if (!serving)
+        break;
+      if (tls)
+        l.door->set_tls(tls);
+      std::string why;
+      if (!l.door->start("::", l.port, &why)) {
+        spdlog::error("cannot listen on port {} for {}: {}", l.port, l.what, why);
+        exit_code = 1;
+        serving = false;
+      }
+    }
+    if (serving) {
+      const char* scheme = tls ? "TLS" : "plaintext";
+      spdlog::info("netbird-mgmt {} ready: store {}, gRPC on port {}, REST API on port {} ({})",
+                   NBM_VERSION, engine_name, opts.port, api_port, scheme);
+      if (opts.port != legacy && !opts.disable_legacy_port)
+        spdlog::info("running gRPC backward compatibility server on port {} ({})", legacy, scheme);
+      // The port listens: the CA can reach TLS-ALPN-01 on it.
+      if (lets_encrypt)
+        lets_encrypt->start();
+    }
 
+    // SIGINT/SIGTERM stop; SIGHUP (and, every NBM_TLS_RELOAD_INTERVAL_MS, a changed file)
+    // reloads the TLS certificate: new handshakes get it, open connections keep theirs.
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     int sig = 0;
-    if (serving) {
-      sigwait(&set, &sig);
-      spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    const auto poll = tls_poll_interval();
+    while (serving) {
+      timespec ts{static_cast<time_t>(poll.count() / 1000),
+                  static_cast<long>((poll.count() % 1000) * 1000000)};
+      sig = sigtimedwait(&set, nullptr, &ts);
+      if (sig == SIGINT || sig == SIGTERM) {
+        spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+      }
+      if (sig == SIGHUP) {
+        if (lets_encrypt)
+          spdlog::info("received SIGHUP: the Let's Encrypt certificate is renewed by itself ({})",
+                       tls->describe());
+        else if (tls)
+          reload_tls(*tls, "SIGHUP");
+        else
+          spdlog::info("received SIGHUP: no TLS certificate to reload");
+      } else if (tls && !lets_encrypt && tls->files_changed())
+        reload_tls(*tls, "the file changed");
     }
     // Each step of the shutdown is logged with its duration: a slow stop shows where it waited.
     const auto began = std::chrono::steady_clock::now();
@@ -299,8 +471,11 @@ int run_management(const management_options& opts, config::management_config cfg
     };
     // A stopping server expires and deletes nothing more (the next start derives it all again).
     caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
-    door.stop();
-    step("port closed, HTTP connections closed");
+    if (lets_encrypt)
+      lets_encrypt->stop(); // an issuance under way ends at once
+    for (auto& l : doors)
+      l.door->stop();
+    step("ports closed, HTTP connections closed");
     grpc.shutdown();
     step("gRPC server stopped");
     caf::anon_send_exit(login, caf::exit_reason::user_shutdown);

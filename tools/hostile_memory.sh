@@ -9,7 +9,7 @@ d=$(mktemp -d /tmp/hostile.XXXX); port=${PORT:-39377}
 cp deploy/management.json $d/m.json
 out=$($bin admin account create --domain mem.example --config $d/m.json --datadir $d 2>&1)
 pat=$(grep -oE 'nbp_[A-Za-z0-9]+' <<<"$out" | head -1)
-NBM_HTTP_MAX_CONNS_PER_IP=0 $bin management --config $d/m.json --datadir $d --port $port --metrics-port 39378 --log-file $d/log --log-level info &
+NBM_HTTP_MAX_CONNS_PER_IP=0 $bin management --config $d/m.json --datadir $d --port $port --metrics-port 39378 --disable-legacy-port --log-file $d/log --log-level info &
 pid=$!; sleep 2
 rss() { awk '/VmRSS/{print $2}' /proc/$pid/status; }
 deep=$(python3 -c 'print("{\"name\":\"x\",\"rules\":" + "["*60000 + "]"*60000 + "}")')

@@ -66,6 +66,7 @@ port=$(free_port)
 metrics=$(free_port)
 start_server() {
   "$bin" management --config "$config" --datadir "$data" --port "$port" --metrics-port "$metrics" \
+    --disable-legacy-port \
     --log-file console --log-level warn >>"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do

@@ -73,8 +73,10 @@ inline int ready_lines(const std::string& log) {
 }
 
 // Starts `netbird-mgmt management <args>` with its output appended to `log`; returns its pid once
-// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does).
-inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port) {
+// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does), over a channel of
+// `creds` (plaintext when null).
+inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port,
+                    std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
   std::fflush(stdout);
   std::fflush(stderr);
   const int ready_before = ready_lines(log);
@@ -98,7 +100,7 @@ inline pid_t launch(const std::vector<std::string>& args, const std::string& log
   // Up means gRPC answers and the server logged its ready line (every listener, the REST API's
   // own port included, is then open). The log is appended to across restarts: count the lines.
   while (std::chrono::steady_clock::now() < deadline) {
-    tools::peer_client probe(target);
+    tools::peer_client probe(target, creds ? creds : grpc::InsecureChannelCredentials());
     if (probe.fetch_server_key().ok() && ready_lines(log) > ready_before)
       return pid;
     int status = 0;
@@ -151,12 +153,16 @@ struct server {
   bool shared_port = false;
   std::string log_level = "debug"; // --log-level of the next start()
   pid_t pid = -1;
+  std::vector<std::string> extra_args; // more flags for `management` (e.g. --cert-file F)
+  std::shared_ptr<grpc::ChannelCredentials> creds; // how to reach its gRPC (null: plaintext)
 
   // `config_path`: a management.json of the test's own (default: tests/fixtures/management.json).
   // `one_port`: gRPC and the REST API on one port (the default, as NetBird serves them); false:
   // the REST API on a port of its own (--api-port).
-  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = true)
-      : shared_port(one_port) {
+  explicit server(storage::engine kind, const std::string& config_path = "", bool one_port = true,
+                  std::vector<std::string> extra = {},
+                  std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr)
+      : shared_port(one_port), extra_args(std::move(extra)), creds(std::move(credentials)) {
     db = test::fresh_store(kind, "wire");
     dir = test::temp_dir() + "/wire-" + std::to_string(::getpid()) + "-" +
           std::to_string(free_port());
@@ -207,15 +213,17 @@ struct server {
     api_port = shared_port ? port : free_port();
     if (metrics_port == 0)
       metrics_port = free_port();
-    std::vector<std::string> args = {"--config",   config,           "--datadir",
-                                     dir,          "--port",         std::to_string(port),
-                                     "--log-file", "console",        "--log-level",
-                                     log_level,    "--metrics-port", std::to_string(metrics_port)};
+    std::vector<std::string> args = {"--config", config, "--datadir", dir, "--port",
+                                     std::to_string(port), "--log-file", "console", "--log-level",
+                                     log_level, "--metrics-port", std::to_string(metrics_port),
+                                     // many test servers run at once: none takes 33073
+                                     "--disable-legacy-port"};
     if (!shared_port) {
       args.push_back("--api-port");
       args.push_back(std::to_string(api_port));
     }
-    pid = launch(args, dir + "/server.log", port);
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    pid = launch(args, dir + "/server.log", port, creds);
   }
   void stop() {
     if (pid <= 0)
@@ -259,7 +267,7 @@ struct replica {
     api_port = port; // the REST API next to gRPC (the default)
     pid = launch({"--config", s.config, "--datadir", dir, "--port", std::to_string(port),
                   "--log-file", "console", "--log-level", "debug", "--metrics-port",
-                  std::to_string(free_port())},
+                  std::to_string(free_port()), "--disable-legacy-port"},
                  log, port);
   }
   ~replica() { stop(); }

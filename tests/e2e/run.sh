@@ -38,7 +38,8 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 start_server() { # $1 = datadir, rest = env; sets $pid
   local dir=$1; shift
   env "$@" $bin management --config "$fixtures/management.json" --datadir "$dir" --log-file console \
-    --log-level debug --port "$(free_port)" >"$dir.log" 2>&1 &
+    --log-level debug --port "$(free_port)" --metrics-port "$(free_port)" --disable-legacy-port \
+    >"$dir.log" 2>&1 &
   pid=$!
 }
 wait_for() { # $1 = seconds, rest = command

@@ -168,8 +168,9 @@ TEST_CASE("messages: a port in use is named, with what to do") {
   ::close(fd);
   INFO(out);
   CHECK(rc == 1);
-  CHECK(out.find("cannot listen on 0.0.0.0:" + std::to_string(port) +
-                 ": the port is already in use") != std::string::npos);
+  CHECK(out.find("cannot listen on port " + std::to_string(port) +
+                 " for gRPC and the REST API (--port): address already in use") !=
+        std::string::npos);
   CHECK(out.find("choose another port") != std::string::npos);
 }
 

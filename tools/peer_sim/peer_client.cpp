@@ -10,8 +10,12 @@
 
 namespace nbm::tools {
 
-peer_client::peer_client(const std::string& target, const std::string& key_file) {
-  channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+peer_client::peer_client(const std::string& target, const std::string& key_file)
+    : peer_client(target, grpc::InsecureChannelCredentials(), key_file) {}
+
+peer_client::peer_client(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+                         const std::string& key_file) {
+  channel_ = grpc::CreateChannel(target, std::move(creds));
   stub_ = management::ManagementService::NewStub(channel_);
   if (!key_file.empty()) {
     std::ifstream in(key_file);

@@ -5,6 +5,8 @@
 
 #include "management.grpc.pb.h"
 
+#include <grpcpp/security/credentials.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +27,9 @@ public:
   // `target` "127.0.0.1:33073"; the key pair is generated, or read from / written to `key_file` if
   // given.
   explicit peer_client(const std::string& target, const std::string& key_file = "");
+  // The same over a channel of these credentials (TLS: grpc::SslCredentials with the CA).
+  peer_client(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
+              const std::string& key_file = "");
 
   std::string public_key_b64() const;
 
