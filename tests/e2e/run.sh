@@ -19,6 +19,20 @@ out=$($bin management --help 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q -- --letsencrypt-domain <<<"$out" && grep -q -- --datadir <<<"$out"; then
   ok "management --help lists the flags"; else bad "management --help lists the flags (rc=$rc)" "$out"; fi
 
+# scripts/setup.sh: no or an unknown argument prints the usage before anything is installed or built
+fake="$work/fakebin"; mkdir -p "$fake"
+for t in apt-get dpkg-query sudo meson ninja; do
+  printf '#!/bin/sh\necho "%s $*" >>"%s/called"\nexit 1\n' "$t" "$fake" >"$fake/$t"; chmod +x "$fake/$t"
+done
+for args in "" "bogus"; do
+  err=$(PATH="$fake:$PATH" scripts/setup.sh $args 2>&1 >/dev/null); rc=$?
+  if [ $rc -eq 2 ] && grep -q "usage: scripts/setup.sh run" <<<"$err" && [ ! -e "$fake/called" ]; then
+    ok "setup.sh ${args:-(no argument)}: usage, nothing installed"; else bad "setup.sh ${args:-(no argument)} (rc=$rc)" "$err$(cat "$fake/called" 2>/dev/null)"; fi
+done
+out=$(PATH="$fake:$PATH" scripts/setup.sh --help 2>/dev/null); rc=$?
+if [ $rc -eq 0 ] && grep -q "scripts/setup.sh test" <<<"$out" && [ ! -e "$fake/called" ]; then
+  ok "setup.sh --help"; else bad "setup.sh --help (rc=$rc)" "$out"; fi
+
 # bad flags: error + usage on stderr, non-zero exit
 for args in "management --no-such-flag" "management --port abc" "management --port 70000" "management --log-level loud"; do
   err=$($bin $args 2>&1 >/dev/null); rc=$?
