@@ -113,12 +113,14 @@ std::string peer_ref(const core::account& a, const std::string& text, const std:
   });
 }
 
+// The groups' names, sorted.
 std::string group_names(const core::account& a, const std::vector<std::string>& ids) {
   std::vector<std::string> names;
   for (const auto& id : ids) {
     const auto* g = find_group(a, id);
     names.push_back(g ? g->name : id);
   }
+  std::sort(names.begin(), names.end());
   return joined(names);
 }
 
