@@ -22,9 +22,11 @@ done
 [ ${#missing[@]} -eq 0 ] && [ ${#san_missing[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+# apt's own progress stays visible: a first install downloads a few hundred MB.
+echo "install-deps: installing ${missing[*]} ${san_missing[*]}"
+$SUDO apt-get update
 [ ${#missing[@]} -eq 0 ] ||
-  $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+  $SUDO apt-get install -y -o DPkg::Lock::Timeout=600 "${missing[@]}"
 [ ${#san_missing[@]} -eq 0 ] ||
-  $SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 \
-    "${san_missing[@]}" >/dev/null
+  $SUDO apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600 \
+    "${san_missing[@]}"

@@ -1,11 +1,13 @@
 #include "server/admin.hpp"
 
 #include "core/validate.hpp"
+#include "crypto/crypto.hpp"
 #include "server/run.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/config_store.hpp"
 #include "storage/schema.hpp"
+#include "storage/store_info.hpp"
 
 #include <arpa/inet.h>
 #include <soci/soci.h>
@@ -64,6 +66,87 @@ core::account load_account(storage::account_store& accounts, const std::string& 
   if (!a)
     throw bad_input("no account " + id);
   return *a;
+}
+
+// --- objects by id or name ---------------------------------------------------------------
+
+// `text` as an object of `items`: its id when some item has that id, else the id of the one
+// item one of whose names (names_of) is `text`; an unknown `text` is returned as given (the
+// validation that follows says it is not found); a name several items share is refused.
+template <class T, class Names>
+std::string resolve_ref(const std::vector<T>& items, const std::string& text, const char* what,
+                        const std::string& flag, Names names_of) {
+  for (const auto& i : items)
+    if (i.id == text)
+      return text;
+  std::vector<std::string> ids;
+  for (const auto& i : items)
+    for (const std::string& n : names_of(i))
+      if (!n.empty() && n == text) {
+        if (!listed(ids, i.id))
+          ids.push_back(i.id);
+        break;
+      }
+  if (ids.size() > 1)
+    throw bad_input(flag + ": " + what + " name " + text + " is ambiguous (" + joined(ids) +
+                    "); give the id");
+  return ids.empty() ? text : ids.front();
+}
+
+std::string group_ref(const core::account& a, const std::string& text, const std::string& flag) {
+  return resolve_ref(a.groups, text, "group", flag,
+                     [](const core::group& g) { return std::vector<std::string>{g.name}; });
+}
+
+std::vector<std::string> group_refs(const core::account& a, const std::vector<std::string>& list,
+                                    const std::string& flag) {
+  std::vector<std::string> out;
+  for (const auto& x : list)
+    out.push_back(group_ref(a, x, flag));
+  return out;
+}
+
+// A peer by id, name or DNS label.
+std::string peer_ref(const core::account& a, const std::string& text, const std::string& flag) {
+  return resolve_ref(a.peers, text, "peer", flag, [](const core::peer& p) {
+    return std::vector<std::string>{p.name, p.dns_label};
+  });
+}
+
+// The groups' names, sorted.
+std::string group_names(const core::account& a, const std::vector<std::string>& ids) {
+  std::vector<std::string> names;
+  for (const auto& id : ids) {
+    const auto* g = find_group(a, id);
+    names.push_back(g ? g->name : id);
+  }
+  std::sort(names.begin(), names.end());
+  return joined(names);
+}
+
+// An account by id, or by its domain when that names exactly one account.
+std::string resolve_account(soci::session& sql, const std::string& text) {
+  std::vector<std::string> ids;
+  {
+    soci::rowset<std::string> rows =
+        (sql.prepare << "SELECT id FROM accounts WHERE id = :t", soci::use(text, "t"));
+    for (const auto& id : rows)
+      ids.push_back(id);
+  }
+  if (!ids.empty())
+    return ids.front();
+  soci::rowset<std::string> rows =
+      (sql.prepare << "SELECT id FROM accounts WHERE LOWER(domain) = LOWER(:t) ORDER BY id",
+       soci::use(text, "t"));
+  for (const auto& id : rows)
+    ids.push_back(id);
+  if (ids.size() > 1)
+    throw bad_input("--account: the domain " + text + " names " + std::to_string(ids.size()) +
+                    " accounts (" + joined(ids) + "); give the id");
+  if (ids.empty())
+    throw bad_input("no account " + text +
+                    " in this store (neither an id nor a domain; `admin account list` shows them)");
+  return ids.front();
 }
 
 // An IP address in its canonical text (IPv6 as inet_ntop writes it), with its family.
@@ -146,17 +229,19 @@ int group_command(const admin_command& cmd, storage::account_store& accounts,
     return 0;
   }
   if (cmd.action == "group-delete") {
-    if (!find_group(a, cmd.object_id))
-      throw bad_input("no group " + cmd.object_id + " in account " + cmd.account_id);
-    check(core::validate_group_delete(a, cmd.object_id));
-    return print_deleted(config.delete_group(cmd.account_id, cmd.object_id), "group", cmd);
+    admin_command c = cmd;
+    c.object_id = group_ref(a, cmd.object_id, "--group-id");
+    if (!find_group(a, c.object_id))
+      throw bad_input("no group " + c.object_id + " in account " + c.account_id);
+    check(core::validate_group_delete(a, c.object_id));
+    return print_deleted(config.delete_group(c.account_id, c.object_id), "group", c);
   }
   core::group g;
   g.account_id = a.id;
   g.name = cmd.name;
   g.issued = "api";
-  for (const auto& p : cmd.peers)
-    if (!listed(g.peers, p))
+  for (const auto& text : cmd.peers)
+    if (const auto p = peer_ref(a, text, "--peers"); !listed(g.peers, p))
       g.peers.push_back(p);
   check(core::validate_group(a, g));
   print_saved(config.save_group(g));
@@ -199,8 +284,13 @@ int policy_command(const admin_command& cmd, storage::account_store& accounts,
     }
     return 0;
   }
-  if (cmd.action == "policy-delete")
-    return print_deleted(config.delete_policy(cmd.account_id, cmd.object_id), "policy", cmd);
+  if (cmd.action == "policy-delete") {
+    admin_command c = cmd;
+    c.object_id =
+        resolve_ref(a.policies, cmd.object_id, "policy", "--policy-id",
+                    [](const core::policy& p) { return std::vector<std::string>{p.name}; });
+    return print_deleted(config.delete_policy(c.account_id, c.object_id), "policy", c);
+  }
 
   // NetBird's savePolicy handler and validatePolicy (core/validate; an unknown group is refused).
   if (!cmd.ports.empty() && !cmd.port_ranges.empty())
@@ -216,8 +306,8 @@ int policy_command(const admin_command& cmd, storage::account_store& accounts,
   rule.ports = cmd.ports;
   for (const auto& r : cmd.port_ranges)
     rule.port_ranges.push_back(parse_port_range(r));
-  rule.sources = cmd.sources;
-  rule.destinations = cmd.destinations;
+  rule.sources = group_refs(a, cmd.sources, "--source");
+  rule.destinations = group_refs(a, cmd.destinations, "--destination");
   core::policy p;
   p.account_id = a.id;
   p.name = cmd.name;
@@ -243,8 +333,13 @@ int route_command(const admin_command& cmd, storage::account_store& accounts,
                 << " enabled=" << yes_no(r.enabled) << "\n";
     return 0;
   }
-  if (cmd.action == "route-delete")
-    return print_deleted(config.delete_route(cmd.account_id, cmd.object_id), "route", cmd);
+  if (cmd.action == "route-delete") {
+    admin_command c = cmd;
+    c.object_id =
+        resolve_ref(a.routes, cmd.object_id, "route", "--route-id",
+                    [](const core::route& r) { return std::vector<std::string>{r.net_id}; });
+    return print_deleted(config.delete_route(c.account_id, c.object_id), "route", c);
+  }
 
   // NetBird's route handler and account manager (validateRoute: core/validate).
   core::route r;
@@ -254,10 +349,10 @@ int route_command(const admin_command& cmd, storage::account_store& accounts,
   r.account_id = a.id;
   r.net_id = cmd.net_id;
   r.description = cmd.description;
-  r.peer = cmd.peer;
-  r.peer_groups = cmd.peer_groups;
-  r.groups = cmd.groups;
-  r.access_control_groups = cmd.access_control_groups;
+  r.peer = cmd.peer.empty() ? "" : peer_ref(a, cmd.peer, "--peer");
+  r.peer_groups = group_refs(a, cmd.peer_groups, "--peer-groups");
+  r.groups = group_refs(a, cmd.groups, "--groups");
+  r.access_control_groups = group_refs(a, cmd.access_control_groups, "--access-control-groups");
   r.metric = cmd.metric;
   r.masquerade = cmd.masquerade;
   r.enabled = !cmd.disabled;
@@ -284,9 +379,14 @@ int nameserver_command(const admin_command& cmd, storage::account_store& account
     }
     return 0;
   }
-  if (cmd.action == "nameserver-delete")
-    return print_deleted(config.delete_nameserver_group(cmd.account_id, cmd.object_id),
-                         "nameserver group", cmd);
+  if (cmd.action == "nameserver-delete") {
+    admin_command c = cmd;
+    c.object_id = resolve_ref(
+        a.nameserver_groups, cmd.object_id, "nameserver group", "--nameserver-group-id",
+        [](const core::nameserver_group& g) { return std::vector<std::string>{g.name}; });
+    return print_deleted(config.delete_nameserver_group(c.account_id, c.object_id),
+                         "nameserver group", c);
+  }
 
   // NetBird's validateNameServerGroup (core/validate).
   core::nameserver_group g;
@@ -295,7 +395,7 @@ int nameserver_command(const admin_command& cmd, storage::account_store& account
   g.account_id = a.id;
   g.name = cmd.name;
   g.description = cmd.description;
-  g.groups = cmd.groups;
+  g.groups = group_refs(a, cmd.groups, "--groups");
   g.domains = cmd.domains;
   g.primary = cmd.primary;
   g.search_domains_enabled = cmd.search_domains;
@@ -383,28 +483,151 @@ int account_settings_command(const admin_command& cmd, soci::session& sql, stora
   }
 }
 
-} // namespace
+// --- accounts, users, tokens, peers --------------------------------------------------------
 
-int run_admin(const admin_command& cmd, config::management_config cfg) {
-  management_options as_server;
-  as_server.datadir = cmd.datadir;
-  apply_flags(as_server, cfg);
-  std::filesystem::create_directories(cfg.datadir);
-  const auto db = store_options(cfg);
-  soci::session sql;
-  storage::open_session(sql, db);
-  storage::ensure_schema(sql, db.kind);
-  storage::admin_store admin(sql, db.kind);
+int account_list_command(soci::session& sql) {
+  // Every column as text: the same on SQLite and PostgreSQL.
+  soci::rowset<soci::row> rows =
+      (sql.prepare << "SELECT a.id, COALESCE(a.domain, ''), "
+                      "COALESCE(CAST(a.created_at AS TEXT), ''), "
+                      "CAST((SELECT COUNT(*) FROM users u WHERE u.account_id = a.id) AS TEXT), "
+                      "CAST((SELECT COUNT(*) FROM peers p WHERE p.account_id = a.id) AS TEXT) "
+                      "FROM accounts a ORDER BY a.created_at, a.id");
+  for (const auto& r : rows)
+    std::cout << r.get<std::string>(0) << " domain=" << r.get<std::string>(1)
+              << " created_at=" << r.get<std::string>(2) << " users=" << r.get<std::string>(3)
+              << " peers=" << r.get<std::string>(4) << "\n";
+  return 0;
+}
 
-  if (cmd.action == "account-create") {
-    auto made = admin.create_account(
-        {cmd.domain, cmd.owner_email, cmd.owner_name, !cmd.no_default_policy, true, ""});
-    std::cout << "account_id: " << made.account_id << "\nowner_user_id: " << made.owner_user_id
-              << "\nall_group_id: " << made.all_group_id << "\nnetwork: " << made.network
-              << "\npersonal_access_token: " << made.pat << "\n";
-    return 0;
+int user_list_command(const core::account& a) {
+  for (const auto& u : a.users) {
+    std::size_t tokens = 0;
+    for (const auto& t : a.tokens)
+      tokens += t.user_id == u.id ? 1 : 0;
+    std::cout << u.id << " role=" << u.role << " email=" << u.email << " name=" << u.name
+              << " service_user=" << yes_no(u.is_service_user) << " blocked=" << yes_no(u.blocked)
+              << " tokens=" << tokens << "\n";
   }
+  return 0;
+}
+
+int peer_list_command(const core::account& a) {
+  for (const auto& p : a.peers) {
+    std::vector<std::string> groups;
+    for (const auto& g : a.groups)
+      if (listed(g.peers, p.id))
+        groups.push_back(g.id);
+    std::cout << p.id << " name=" << p.name << " dns_label=" << p.dns_label << " ip=" << p.ip
+              << " connected=" << yes_no(p.status.connected)
+              << " last_seen=" << p.status.last_seen.value_or("")
+              << " login_expired=" << yes_no(p.status.login_expired)
+              << " ephemeral=" << yes_no(p.ephemeral) << " groups=" << group_names(a, groups)
+              << "\n";
+  }
+  return 0;
+}
+
+// A new personal access token for an existing user (as NetBird's POST
+// /api/users/{id}/tokens: a name, 1 to 365 days).
+int token_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind) {
+  if (cmd.token_name.empty())
+    throw bad_input("--name: the token needs a name");
+  if (cmd.expires_in_days < 1 || cmd.expires_in_days > 365)
+    throw bad_input("--expires-in: expiration has to be between 1 and 365 days");
+  const std::string account =
+      cmd.account_id.empty() ? std::string() : resolve_account(sql, cmd.account_id);
+  std::vector<std::pair<std::string, std::string>> found; // user id, account id
+  {
+    soci::rowset<soci::row> rows =
+        (sql.prepare << "SELECT id, account_id FROM users WHERE (id = :u1 OR email = :u2 OR "
+                        "name = :u3) AND (:a1 = '' OR account_id = :a2) ORDER BY id",
+         soci::use(cmd.user, "u1"), soci::use(cmd.user, "u2"), soci::use(cmd.user, "u3"),
+         soci::use(account, "a1"), soci::use(account, "a2"));
+    for (const auto& r : rows)
+      found.emplace_back(r.get<std::string>(0), r.get<std::string>(1));
+  }
+  // An id is exact: it wins over an email or name that happens to equal it.
+  for (const auto& f : found)
+    if (f.first == cmd.user)
+      found = {f};
+  if (found.empty())
+    throw bad_input("no user " + cmd.user +
+                    (account.empty() ? std::string() : " in account " + account) +
+                    " (an id, email or name; `admin user list --account A` shows them)");
+  if (found.size() > 1) {
+    std::vector<std::string> ids;
+    for (const auto& f : found)
+      ids.push_back(f.first + " (account " + f.second + ")");
+    throw bad_input("--user " + cmd.user + " names " + std::to_string(found.size()) +
+                    " users: " + joined(ids) + "; give the id, or --account");
+  }
+  storage::account_store accounts(sql, kind);
+  const auto a = load_account(accounts, found.front().second);
+  const core::user* u = nullptr;
+  for (const auto& x : a.users)
+    if (x.id == found.front().first)
+      u = &x;
+  if (!u)
+    throw bad_input("no user " + cmd.user);
+  if (u->blocked)
+    throw bad_input("user " + u->id + " is blocked: its tokens would be refused");
+  auto pat = crypto::make_pat();
+  core::personal_access_token t;
+  t.id = crypto::random_id();
+  t.user_id = u->id;
+  t.name = cmd.token_name;
+  t.hashed_token = pat.hashed;
+  t.created_by = u->id;
+  t.created_at = storage::store_time();
+  t.expiration_date = storage::store_time(cmd.expires_in_days * 86400);
+  accounts.insert_token(t);
+  std::cout << "id: " << t.id << "\nuser_id: " << u->id << "\naccount_id: " << a.id
+            << "\npersonal_access_token: " << pat.plain << "\nexpires_at: " << *t.expiration_date
+            << "\n";
+  return 0;
+}
+
+// The expiration of the user's (newest) personal access token, as text.
+std::string pat_expiry(soci::session& sql, const std::string& user_id) {
+  std::string when;
+  soci::indicator ind = soci::i_null;
+  sql << "SELECT CAST(expiration_date AS TEXT) FROM personal_access_tokens WHERE user_id = :u "
+         "ORDER BY created_at DESC LIMIT 1",
+      soci::use(user_id, "u"), soci::into(when, ind);
+  return sql.got_data() && ind == soci::i_ok ? when : std::string();
+}
+
+int account_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind) {
+  if (!cmd.allow_duplicate_domain) {
+    std::vector<std::string> ids;
+    soci::rowset<std::string> rows =
+        (sql.prepare << "SELECT id FROM accounts WHERE LOWER(domain) = LOWER(:d) ORDER BY id",
+         soci::use(cmd.domain, "d"));
+    for (const auto& id : rows)
+      ids.push_back(id);
+    if (!ids.empty())
+      throw bad_input("an account with the domain " + cmd.domain + " exists already (" +
+                      joined(ids) +
+                      "); `admin token create --user ...` gives its users a new token, "
+                      "--allow-duplicate-domain creates another account anyway");
+  }
+  storage::admin_store admin(sql, kind);
+  auto made = admin.create_account(
+      {cmd.domain, cmd.owner_email, cmd.owner_name, !cmd.no_default_policy, true, ""});
+  std::cout << "account_id: " << made.account_id << "\nowner_user_id: " << made.owner_user_id
+            << "\nall_group_id: " << made.all_group_id << "\nnetwork: " << made.network
+            << "\npersonal_access_token: " << made.pat
+            << "\npersonal_access_token_expires_at: " << pat_expiry(sql, made.owner_user_id)
+            << "\n";
+  return 0;
+}
+
+int setup_key_command(const admin_command& cmd, soci::session& sql, storage::engine kind) {
+  storage::admin_store admin(sql, kind);
+  storage::account_store accounts(sql, kind);
   if (cmd.action == "setup-key-create") {
+    const auto a = load_account(accounts, cmd.account_id);
     storage::new_setup_key spec;
     spec.account_id = cmd.account_id;
     spec.name = cmd.name;
@@ -414,15 +637,12 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
                                     config::parse_go_duration(cmd.expires_in))
                                     .count();
     } catch (const std::exception&) {
-      std::cerr << "Error: --expires-in: not a duration: " << cmd.expires_in << "\n";
-      return 1;
+      throw bad_input("--expires-in: not a duration: " + cmd.expires_in);
     }
-    if (spec.expires_in_seconds < 0) {
-      std::cerr << "Error: --expires-in must not be negative\n";
-      return 1;
-    }
+    if (spec.expires_in_seconds < 0)
+      throw bad_input("--expires-in must not be negative");
     spec.usage_limit = cmd.usage_limit;
-    spec.auto_groups = cmd.auto_groups;
+    spec.auto_groups = group_refs(a, cmd.auto_groups, "--auto-groups");
     spec.ephemeral = cmd.ephemeral;
     spec.allow_extra_dns_labels = cmd.allow_extra_dns_labels;
     auto [key, plain] = admin.create_setup_key(spec);
@@ -430,26 +650,97 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
               << "\nexpires_at: " << key.expires_at.value_or("") << "\n";
     return 0;
   }
+  const auto keys = admin.list_setup_keys(cmd.account_id);
   if (cmd.action == "setup-key-list") {
-    for (const auto& k : admin.list_setup_keys(cmd.account_id))
+    for (const auto& k : keys)
       std::cout << k.id << " name=" << k.name << " type=" << k.type << " key=" << k.key_secret
-                << " revoked=" << (k.revoked ? "true" : "false") << " used=" << k.used_times
-                << " limit=" << k.usage_limit << " ephemeral=" << (k.ephemeral ? "true" : "false")
+                << " revoked=" << yes_no(k.revoked) << " used=" << k.used_times
+                << " limit=" << k.usage_limit << " ephemeral=" << yes_no(k.ephemeral)
                 << " expires_at=" << k.expires_at.value_or("") << "\n";
     return 0;
   }
-  if (cmd.action == "setup-key-revoke") {
-    if (!admin.revoke_setup_key(cmd.account_id, cmd.key_id)) {
-      std::cerr << "Error: no setup key " << cmd.key_id << " in account " << cmd.account_id << "\n";
+  // setup-key-revoke: by id or name
+  const auto id = resolve_ref(keys, cmd.key_id, "setup key", "--id", [](const core::setup_key& k) {
+    return std::vector<std::string>{k.name};
+  });
+  if (!admin.revoke_setup_key(cmd.account_id, id))
+    throw bad_input("no setup key " + cmd.key_id + " in account " + cmd.account_id);
+  std::cout << "revoked: " << id << "\n";
+  return 0;
+}
+
+} // namespace
+
+int run_admin(const admin_command& cmd, config::management_config cfg) {
+  // The store the server opens with the same --config and --datadir (run.cpp's apply_flags).
+  const std::string config_datadir = cfg.datadir;
+  management_options as_server;
+  as_server.datadir = cmd.datadir;
+  as_server.datadir_set = cmd.datadir_set;
+  apply_flags(as_server, cfg);
+  const auto db = store_options(cfg);
+  const std::string where = storage::describe(db);
+  const bool creates = cmd.action == "account-create";
+  bool created = false;
+  if (db.kind == storage::engine::sqlite) {
+    const bool exists = std::filesystem::exists(db.target);
+    if (!exists && !creates) {
+      const char* from = cmd.datadir_set && !cmd.datadir.empty() ? "--datadir"
+                         : !config_datadir.empty()               ? "the Datadir of the config file"
+                                                   : "the default, as the config names none";
+      std::cerr << "Error: no store at " << where.substr(7) << " (datadir "
+                << std::filesystem::absolute(cfg.datadir).lexically_normal().string() << " from "
+                << from << "; config " << cmd.config_path
+                << "). Give the --config and --datadir the server runs with; only `admin "
+                   "account create` creates a store.\n";
       return 1;
     }
-    std::cout << "revoked: " << cmd.key_id << "\n";
-    return 0;
+    if (!exists) {
+      std::filesystem::create_directories(std::filesystem::path(db.target).parent_path().empty()
+                                              ? std::filesystem::path(".")
+                                              : std::filesystem::path(db.target).parent_path());
+      created = true;
+    }
   }
-  if (cmd.action == "account-settings")
-    return account_settings_command(cmd, sql, db.kind);
-  if (const int rc = run_config_command(cmd, sql, db.kind); rc >= 0)
-    return rc;
+  soci::session sql;
+  storage::open_session(sql, db);
+  if (!storage::has_store_tables(sql, db.kind)) {
+    if (!creates) {
+      std::cerr << "Error: no store at " << where
+                << ": it has no NetBird tables (the server creates them at its first start; "
+                   "only `admin account create` creates a store)\n";
+      return 1;
+    }
+    created = true;
+  }
+  storage::ensure_schema(sql, db.kind);
+  // Which store: on stderr, so that stdout stays the command's answer.
+  std::cerr << "store: " << where << (created ? " (created)" : "") << "\n";
+
+  try {
+    if (cmd.action == "account-create")
+      return account_create_command(cmd, sql, db.kind);
+    if (cmd.action == "account-list")
+      return account_list_command(sql);
+    if (cmd.action == "token-create")
+      return token_create_command(cmd, sql, db.kind);
+    admin_command c = cmd;
+    c.account_id = resolve_account(sql, cmd.account_id);
+    storage::account_store accounts(sql, db.kind);
+    if (c.action == "user-list")
+      return user_list_command(load_account(accounts, c.account_id));
+    if (c.action == "peer-list")
+      return peer_list_command(load_account(accounts, c.account_id));
+    if (c.action.rfind("setup-key-", 0) == 0)
+      return setup_key_command(c, sql, db.kind);
+    if (c.action == "account-settings")
+      return account_settings_command(c, sql, db.kind);
+    if (const int rc = run_config_command(c, sql, db.kind); rc >= 0)
+      return rc;
+  } catch (const bad_input& e) {
+    std::cerr << "Error: " << e.what() << "\n";
+    return 1;
+  }
   std::cerr << "Error: unknown admin action " << cmd.action << "\n";
   return 2;
 }

@@ -111,6 +111,13 @@ bool valid_dns_domain(const std::string& domain) {
   return std::regex_match(lowered, pattern);
 }
 
+std::string effective_datadir(const std::string& flag, bool flag_given,
+                              const std::string& from_config) {
+  if (flag_given)
+    return flag.empty() ? from_config : flag; // `--datadir ""` keeps the file's, as NetBird
+  return from_config.empty() ? flag : from_config;
+}
+
 parse_result parse_cli(int argc, const char* const* argv) {
   management_options o;
   CLI::App app{"netbird-mgmt: the NetBird management server (C++ actor system)", "netbird-mgmt"};
@@ -150,10 +157,21 @@ parse_result parse_cli(int argc, const char* const* argv) {
                "  -v,--version                version for netbird-mgmt");
 
   admin_command ac;
-  auto* admin = app.add_subcommand("admin", "administer the configured store without an IdP");
+  auto* admin = app.add_subcommand(
+      "admin", "administer the server's store without an IdP (the store the server opens with the "
+               "same --config and --datadir; only `account create` may create one)");
   admin->require_subcommand(1);
-  admin->add_option("--datadir", ac.datadir, "server data directory location")
-      ->capture_default_str();
+  admin->add_option("--datadir", ac.datadir,
+                    "server data directory location (default: the config's Datadir when it names "
+                    "one, else /var/lib/netbird/)");
+  // --account everywhere (an account id or its domain); --account-id, the old spelling of some
+  // commands, stays accepted but hidden.
+  std::vector<CLI::App*> need_account;
+  auto account_flag = [&](CLI::App* sub) {
+    sub->add_option("--account", ac.account_id, "account id or domain (required)");
+    sub->add_option("--account-id", ac.account_id, "same as --account")->group("");
+    need_account.push_back(sub);
+  };
   auto* account = admin->add_subcommand("account", "accounts")->require_subcommand(1);
   auto* acc_create =
       account->add_subcommand("create", "create an account with an owner and print a PAT");
@@ -162,9 +180,12 @@ parse_result parse_cli(int argc, const char* const* argv) {
   acc_create->add_option("--owner-name", ac.owner_name, "the owner's name");
   acc_create->add_flag("--no-default-policy", ac.no_default_policy,
                        "do not create the default All<->All policy");
+  acc_create->add_flag("--allow-duplicate-domain", ac.allow_duplicate_domain,
+                       "create it even when an account with this domain exists");
+  auto* acc_list = account->add_subcommand("list", "list the store's accounts, one per line");
   auto* acc_settings = account->add_subcommand(
       "settings", "show or change an account's peer expiration settings (bumps its serial)");
-  acc_settings->add_option("--account-id", ac.account_id, "account id")->required();
+  account_flag(acc_settings);
   acc_settings->add_option("--peer-login-expiration", ac.peer_login_expiration,
                            "how long an SSO peer's login lasts (Go duration, 1h to 180 days)");
   acc_settings
@@ -177,9 +198,26 @@ parse_result parse_cli(int argc, const char* const* argv) {
       ->add_option("--peer-inactivity-expiration-enabled", ac.peer_inactivity_expiration_enabled,
                    "true or false")
       ->check(CLI::IsMember({"true", "false"}));
+  auto* users = admin->add_subcommand("user", "users")->require_subcommand(1);
+  auto* user_list = users->add_subcommand("list", "list an account's users, one per line");
+  account_flag(user_list);
+  auto* tokens = admin->add_subcommand("token", "personal access tokens")->require_subcommand(1);
+  auto* token_create =
+      tokens->add_subcommand("create", "create a personal access token for a user and print it");
+  token_create->add_option("--user", ac.user, "the user: id, email or name")->required();
+  token_create->add_option("--account", ac.account_id,
+                           "account id or domain (needed only when --user is ambiguous)");
+  token_create->add_option("--name", ac.token_name, "the token's name")->capture_default_str();
+  token_create->add_option("--expires-in", ac.expires_in_days, "validity in days, 1 to 365")
+      ->capture_default_str()
+      ->check(CLI::Range(1LL, 365LL));
+  auto* peers = admin->add_subcommand("peer", "peers")->require_subcommand(1);
+  auto* peer_list = peers->add_subcommand("list", "list an account's peers, one per line");
+  account_flag(peer_list);
+
   auto* keys = admin->add_subcommand("setup-key", "setup keys")->require_subcommand(1);
   auto* key_create = keys->add_subcommand("create", "create a setup key and print it");
-  key_create->add_option("--account", ac.account_id, "account id")->required();
+  account_flag(key_create);
   key_create->add_option("--name", ac.name, "key name")->required();
   key_create->add_flag("--reusable", ac.reusable, "reusable instead of one-off");
   key_create->add_option("--expires-in", ac.expires_in, "validity (Go duration; 0 = never)")
@@ -188,15 +226,15 @@ parse_result parse_cli(int argc, const char* const* argv) {
       ->add_option("--usage-limit", ac.usage_limit,
                    "uses allowed for a reusable key (0 = unlimited)")
       ->check(CLI::NonNegativeNumber);
-  key_create->add_option("--auto-groups", ac.auto_groups, "group ids new peers join")
+  key_create->add_option("--auto-groups", ac.auto_groups, "groups (ids or names) new peers join")
       ->delimiter(',');
   key_create->add_flag("--ephemeral", ac.ephemeral, "peers registered with it are ephemeral");
   key_create->add_flag("--allow-extra-dns-labels", ac.allow_extra_dns_labels,
                        "allow extra DNS labels");
   auto* key_list = keys->add_subcommand("list", "list an account's setup keys");
-  key_list->add_option("--account", ac.account_id, "account id")->required();
+  account_flag(key_list);
   auto* key_revoke = keys->add_subcommand("revoke", "revoke a setup key");
-  key_revoke->add_option("--account", ac.account_id, "account id")->required();
+  account_flag(key_revoke);
   key_revoke->add_option("--id", ac.key_id, "setup key id")->required();
 
   // Configuration objects of one account: <kind> create | list | delete.
@@ -212,19 +250,23 @@ parse_result parse_cli(int argc, const char* const* argv) {
     c.list = c.parent->add_subcommand("list", "list the account's " + plural + ", one per line");
     c.del = c.parent->add_subcommand("delete", "delete one");
     for (auto* sub : {c.create, c.list, c.del})
-      sub->add_option("--account-id", ac.account_id, "account id")->required();
-    c.del->add_option(id_flag, ac.object_id, "id of the " + kind + " to delete")->required();
+      account_flag(sub);
+    c.del->add_option(id_flag, ac.object_id, "id or name of the " + kind + " to delete")
+        ->required();
     return c;
   };
   auto group = objects("group", "groups", "--group-id");
   group.create->add_option("--name", ac.name, "group name (unique in the account)")->required();
-  group.create->add_option("--peers", ac.peers, "peer ids, comma-separated")->delimiter(',');
+  group.create->add_option("--peers", ac.peers, "peers (ids, names or DNS labels), comma-separated")
+      ->delimiter(',');
 
   auto policy = objects("policy", "policies (one rule each, named like the policy)", "--policy-id");
   policy.create->add_option("--name", ac.name, "policy name")->required();
   policy.create->add_option("--description", ac.description, "policy description");
-  policy.create->add_option("--source", ac.sources, "source group ids")->delimiter(',')->required();
-  policy.create->add_option("--destination", ac.destinations, "destination group ids")
+  policy.create->add_option("--source", ac.sources, "source groups (ids or names)")
+      ->delimiter(',')
+      ->required();
+  policy.create->add_option("--destination", ac.destinations, "destination groups (ids or names)")
       ->delimiter(',')
       ->required();
   policy.create->add_option("--protocol", ac.protocol, "all, tcp, udp or icmp")
@@ -243,17 +285,19 @@ parse_result parse_cli(int argc, const char* const* argv) {
   route.create->add_option("--net-id", ac.net_id, "network identifier (1-40 characters)")
       ->required();
   route.create->add_option("--description", ac.description, "route description");
-  auto* route_peer = route.create->add_option("--peer", ac.peer, "routing peer id");
-  route.create->add_option("--peer-groups", ac.peer_groups, "routing peer group ids")
+  auto* route_peer =
+      route.create->add_option("--peer", ac.peer, "routing peer (id, name or DNS label)");
+  route.create->add_option("--peer-groups", ac.peer_groups, "routing peer groups (ids or names)")
       ->delimiter(',')
       ->excludes(route_peer);
-  route.create->add_option("--groups", ac.groups, "distribution group ids")
+  route.create->add_option("--groups", ac.groups, "distribution groups (ids or names)")
       ->delimiter(',')
       ->required();
   route.create->add_option("--metric", ac.metric, "route metric, 1-9999")->capture_default_str();
   route.create->add_flag("--masquerade", ac.masquerade, "masquerade traffic to the network");
   route.create
-      ->add_option("--access-control-groups", ac.access_control_groups, "access control group ids")
+      ->add_option("--access-control-groups", ac.access_control_groups,
+                   "access control groups (ids or names)")
       ->delimiter(',');
   route.create->add_flag("--disabled", ac.disabled, "create the route disabled");
 
@@ -263,7 +307,7 @@ parse_result parse_cli(int argc, const char* const* argv) {
   ns.create->add_option("--nameservers", ac.nameservers, "IP[:port] (IPv6: [IP]:port), 1 to 3")
       ->delimiter(',')
       ->required();
-  ns.create->add_option("--groups", ac.groups, "distribution group ids")
+  ns.create->add_option("--groups", ac.groups, "distribution groups (ids or names)")
       ->delimiter(',')
       ->required();
   ns.create->add_option("--domains", ac.domains, "match domains (none: --primary)")->delimiter(',');
@@ -274,8 +318,9 @@ parse_result parse_cli(int argc, const char* const* argv) {
   ns.create->add_flag("--disabled", ac.disabled, "create the nameserver group disabled");
 
   const std::vector<object_commands> object_kinds = {group, policy, route, ns};
-  std::vector<const CLI::App*> commands = {mgmt,       admin,      account,  keys,
-                                           acc_create, key_create, key_list, key_revoke};
+  std::vector<const CLI::App*> commands = {mgmt,       admin,    account,      keys,     acc_create,
+                                           key_create, key_list, key_revoke,   acc_list, users,
+                                           user_list,  tokens,   token_create, peers,    peer_list};
   for (const auto& c : object_kinds)
     commands.insert(commands.end(), {c.parent, c.create, c.list, c.del});
   commands.push_back(acc_settings);
@@ -317,11 +362,21 @@ parse_result parse_cli(int argc, const char* const* argv) {
   }
 
   if (admin->parsed()) {
+    for (const CLI::App* c : need_account)
+      if (c->parsed() && ac.account_id.empty())
+        return failure("--account is required (an account id or domain; `admin account list` "
+                       "shows them)",
+                       *c);
     ac.config_path = o.config_path;
+    ac.datadir_set = admin->get_option("--datadir")->count() > 0;
     if (app.get_option("--log-level")->count() > 0)
       ac.log_level = o.log_level;
     ac.action = acc_create->parsed()     ? "account-create"
+                : acc_list->parsed()     ? "account-list"
                 : acc_settings->parsed() ? "account-settings"
+                : user_list->parsed()    ? "user-list"
+                : token_create->parsed() ? "token-create"
+                : peer_list->parsed()    ? "peer-list"
                 : key_create->parsed()   ? "setup-key-create"
                 : key_list->parsed()     ? "setup-key-list"
                                          : "setup-key-revoke";
@@ -341,6 +396,7 @@ parse_result parse_cli(int argc, const char* const* argv) {
   // NetBird's PreRunE validates the DNS domain before anything starts.
   if (!valid_dns_domain(o.dns_domain))
     return failure("invalid dns-domain: " + o.dns_domain, *mgmt);
+  o.program = argc > 0 && argv[0] && *argv[0] ? argv[0] : "netbird-mgmt";
   o.port_set = mgmt->get_option("--port")->count() > 0;
   o.datadir_set = mgmt->get_option("--datadir")->count() > 0;
   o.idp_sign_key_refresh_enabled_set =
@@ -358,8 +414,7 @@ void apply_overrides(management_options& opts, config::management_config& cfg) {
   // ApplyCommandLineOverrides.
   if (!opts.letsencrypt_domain.empty())
     http().lets_encrypt_domain = opts.letsencrypt_domain;
-  if (!opts.datadir.empty())
-    cfg.datadir = opts.datadir;
+  cfg.datadir = effective_datadir(opts.datadir, opts.datadir_set, cfg.datadir);
   if (!opts.cert_key.empty() && !opts.cert_file.empty()) {
     http().cert_file = opts.cert_file;
     http().cert_key = opts.cert_key;

@@ -34,6 +34,8 @@ struct management_options {
   bool user_delete_from_idp = false;             // --user-delete-from-idp
   bool disable_geolite_update = true;            // --disable-geolite-update
 
+  std::string program = "netbird-mgmt"; // argv[0], for the commands the server suggests
+
   // Whether the flag was on the command line (cobra's Flag.Changed).
   bool port_set = false;
   bool datadir_set = false;
@@ -42,27 +44,36 @@ struct management_options {
 
 // `netbird-mgmt admin ...`: bootstrap and administer the configured store without an IdP.
 struct admin_command {
-  // account-create, setup-key-create, setup-key-list, setup-key-revoke, and
-  // {group,policy,route,nameserver}-{create,list,delete}
+  // account-{create,list,settings}, user-list, token-create, peer-list,
+  // setup-key-{create,list,revoke}, and {group,policy,route,nameserver}-{create,list,delete}
   std::string action;
   std::string config_path = "/etc/netbird/management.json";
+  // The store as the server finds it (server::apply_flags): --datadir when given, else the
+  // config's Datadir when it names one, else this default.
   std::string datadir = "/var/lib/netbird/";
+  bool datadir_set = false;
   std::string log_level = "warn";
   // account create
   std::string domain, owner_email, owner_name;
   bool no_default_policy = false;
-  // account settings (--account-id fills account_id): each empty = unchanged. Durations are Go
-  // durations, flags "true" or "false".
+  bool allow_duplicate_domain = false;
+  // token create: the user (id, email or name), the token's name and validity in days (1-365)
+  std::string user, token_name = "admin";
+  long long expires_in_days = 365;
+  // account settings: each empty = unchanged. Durations are Go durations, flags "true" or
+  // "false".
   std::string peer_login_expiration, peer_login_expiration_enabled, peer_inactivity_expiration,
       peer_inactivity_expiration_enabled;
+  // --account (the old spelling --account-id is a hidden alias): an account id or domain
+  std::string account_id;
   // setup-key
-  std::string account_id, name, key_id;
+  std::string name, key_id;
   bool reusable = false, ephemeral = false, allow_extra_dns_labels = false;
   std::string expires_in = "720h"; // NetBird's default 30 days; 0 = never
   long long usage_limit = 0;
   std::vector<std::string> auto_groups;
-  // group / policy / route / nameserver (--account-id fills account_id, --name name); values are
-  // taken as written, validated by run_admin against the account.
+  // group / policy / route / nameserver (--account fills account_id, --name name); groups and
+  // peers by id or name, resolved and validated by run_admin against the account.
   std::string object_id; // --group-id, --policy-id, --route-id, --nameserver-group-id
   std::string description;
   bool disabled = false;
@@ -89,6 +100,10 @@ struct parse_result {
   std::string err; // for stderr
 };
 
+// The datadir the flags and the config file name together (see apply_overrides).
+std::string effective_datadir(const std::string& flag, bool flag_given,
+                              const std::string& from_config);
+
 // argv[0] is the program name. `netbird-mgmt` alone prints the help and exits 0, as cobra does for
 // a root command without a Run of its own; `netbird-mgmt help [command]` too.
 parse_result parse_cli(int argc, const char* const* argv);
@@ -102,8 +117,10 @@ bool valid_dns_domain(const std::string& domain);
 // What NetBird does with the flags once management.json is loaded (LoadMgmtConfig,
 // ApplyCommandLineOverrides, ApplyEmbeddedIdPConfig, then the management command itself):
 // - --letsencrypt-domain, when not empty, sets HttpConfig.LetsEncryptDomain;
-// - --datadir, when not empty, sets Datadir: its default is not empty, so the flag's value (given
-//   or default) always wins over the file's Datadir unless `--datadir ""` is passed;
+// - --datadir, when given and not empty, sets Datadir; not given, the file's Datadir is kept when
+//   it names one, else the flag's default applies. (NetBird's own default always wins over the
+//   file's Datadir; netbird-mgmt honours the file so that the server and `admin --config F` agree
+//   on the store. `--datadir ""` keeps the file's Datadir, as in NetBird.)
 // - --cert-file and --cert-key, when both are given, set HttpConfig.CertFile/CertKey;
 // - EmbeddedIdP.Enabled: HttpConfig from the issuer, LocalAddress localhost:<port>, storage
 //   defaults, and user deletion from the IdP forced on (refused with

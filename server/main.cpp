@@ -26,7 +26,15 @@ int main(int argc, char** argv) {
 
   try {
     if (parsed.admin) {
-      auto cfg = nbm::config::load_file(parsed.admin->config_path);
+      nbm::config::management_config cfg;
+      try {
+        cfg = nbm::config::load_file(parsed.admin->config_path);
+      } catch (const std::exception& e) {
+        std::cerr << "Error: " << e.what()
+                  << "\n(admin commands read the config the server runs with: pass the same "
+                     "--config, e.g. `admin --config data/management.json ...`)\n";
+        return 1;
+      }
       // Admin commands print their results on stdout: logs go to stderr.
       nbm::config::setup_logging("stderr", parsed.admin->log_level);
       return nbm::server::run_admin(*parsed.admin, std::move(cfg));

@@ -43,8 +43,9 @@
 namespace nbm::server {
 
 void apply_flags(const management_options& opts, config::management_config& cfg) {
-  // NetBird: --datadir always wins (its default is non-empty), the TLS flags when given.
-  cfg.datadir = opts.datadir;
+  // --datadir when given, else the config's Datadir when it names one, else the default (see
+  // effective_datadir); the TLS flags when given.
+  cfg.datadir = effective_datadir(opts.datadir, opts.datadir_set, cfg.datadir);
   if (!opts.letsencrypt_domain.empty()) {
     if (!cfg.http)
       cfg.http.emplace();
@@ -248,6 +249,40 @@ static void reload_tls(tls_context& tls, const char* why) {
                   tls.describe());
 }
 
+std::string shell_quoted(const std::string& arg) {
+  static const std::string safe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                  "@%_+=:,./-";
+  if (!arg.empty() && arg.find_first_not_of(safe) == std::string::npos)
+    return arg;
+  std::string out = "'";
+  for (char c : arg)
+    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string first_account_command(const management_options& opts) {
+  std::string cmd =
+      shell_quoted(opts.program) + " admin --config " + shell_quoted(opts.config_path);
+  if (opts.datadir_set)
+    cmd += " --datadir " + shell_quoted(opts.datadir);
+  const std::string domain = opts.single_account_mode_domain.empty()
+                                 ? std::string("example.com")
+                                 : opts.single_account_mode_domain;
+  return cmd + " account create --domain " + shell_quoted(domain);
+}
+
+// Accounts in the store (-1 when it cannot be read).
+static long long count_accounts(storage::database& database) {
+  try {
+    soci::session sql(database.pool());
+    long long n = 0;
+    sql << "SELECT COUNT(*) FROM accounts", soci::into(n);
+    return n;
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
   route_protobuf_logs();
@@ -431,6 +466,12 @@ int run_management(const management_options& opts, config::management_config cfg
       // The port listens: the CA can reach TLS-ALPN-01 on it.
       if (lets_encrypt)
         lets_encrypt->start();
+      // A newcomer's next step: the store has no account yet, say how to make one (a PAT for
+      // the REST API and setup keys for peers follow from it).
+      if (count_accounts(database) == 0)
+        spdlog::info("no account yet: create the first one (it prints a personal access token) "
+                     "with: {}",
+                     first_account_command(opts));
     }
 
     // SIGINT/SIGTERM stop; SIGHUP (and, every NBM_TLS_RELOAD_INTERVAL_MS, a changed file)

@@ -215,16 +215,51 @@ TEST_CASE("cli: admin subcommands parse into one command each") {
   CHECK(a.auto_groups == std::vector<std::string>{"g1", "g2"});
   CHECK(a.expires_in == "24h");
   CHECK(a.log_level == "warn");
+  CHECK(a.datadir_set);
   CHECK(cli({"admin", "account", "create", "--domain", "x.com"}).admin->action == "account-create");
+  CHECK_FALSE(cli({"admin", "account", "list"}).admin->datadir_set);
+  CHECK(cli({"admin", "account", "create", "--domain", "x.com", "--allow-duplicate-domain"})
+            .admin->allow_duplicate_domain);
+  CHECK(cli({"admin", "account", "list"}).admin->action == "account-list");
+  CHECK(cli({"admin", "user", "list", "--account", "a"}).admin->action == "user-list");
+  CHECK(cli({"admin", "peer", "list", "--account", "a"}).admin->action == "peer-list");
+  {
+    auto t = cli({"admin", "token", "create", "--user", "u@x.com", "--expires-in", "7"});
+    REQUIRE(t.admin.has_value());
+    CHECK(t.admin->action == "token-create");
+    CHECK(t.admin->user == "u@x.com");
+    CHECK(t.admin->expires_in_days == 7);
+    CHECK(t.admin->account_id.empty());
+  }
+  // One spelling everywhere: --account; the old --account-id still parses (hidden).
+  for (const char* flag : {"--account", "--account-id"}) {
+    for (auto cmd : std::vector<std::vector<const char*>>{{"admin", "group", "list"},
+                                                          {"admin", "policy", "list"},
+                                                          {"admin", "route", "list"},
+                                                          {"admin", "nameserver", "list"},
+                                                          {"admin", "account", "settings"},
+                                                          {"admin", "setup-key", "list"}}) {
+      cmd.push_back(flag);
+      cmd.push_back("acc9");
+      auto p = cli(cmd);
+      INFO(flag << " " << cmd[1]);
+      REQUIRE(p.admin.has_value());
+      CHECK(p.admin->account_id == "acc9");
+    }
+  }
+  CHECK(cli({"help", "admin", "group", "list"}).out.find("--account-id") == std::string::npos);
+  CHECK(cli({"help", "admin", "group", "list"}).out.find("--account") != std::string::npos);
   CHECK(cli({"admin", "setup-key", "list", "--account", "a"}).admin->action == "setup-key-list");
   CHECK(cli({"--log-level", "debug", "admin", "setup-key", "revoke", "--account", "a", "--id", "k"})
             .admin->log_level == "debug");
-  for (auto args :
-       std::vector<std::vector<const char*>>{{"admin"},
-                                             {"admin", "account", "create"}, // --domain required
-                                             {"admin", "setup-key", "revoke", "--account", "a"},
-                                             {"admin", "setup-key", "create", "--account", "a",
-                                              "--name", "n", "--usage-limit", "-1"}}) {
+  for (auto args : std::vector<std::vector<const char*>>{
+           {"admin"},
+           {"admin", "account", "create"}, // --domain required
+           {"admin", "setup-key", "revoke", "--account", "a"},
+           {"admin", "setup-key", "create", "--account", "a", "--name", "n", "--usage-limit", "-1"},
+           {"admin", "group", "list"}, // --account required
+           {"admin", "token", "create", "--user", "u", "--expires-in", "0"},
+           {"admin", "token", "create", "--user", "u", "--expires-in", "366"}}) {
     auto bad = cli(args);
     CHECK_FALSE(bad.admin.has_value());
     CHECK(bad.exit_code == 1);
@@ -236,15 +271,23 @@ TEST_CASE("cli: flags override the config file as NetBird applies them") {
                          "HttpConfig": {"LetsEncryptDomain": "cfg.example.com",
                                         "CertFile": "/cfg/c.pem", "CertKey": "/cfg/k.pem",
                                         "IdpSignKeyRefreshEnabled": true}})";
-  SUBCASE("defaults: the datadir flag's default still wins, the rest stays") {
+  SUBCASE("defaults: the config's Datadir is kept (no --datadir given), the rest stays") {
     auto o = options({});
     auto c = config::load_text(text, "m.json", no_env());
     server::apply_overrides(o, c);
-    CHECK(c.datadir == "/var/lib/netbird/"); // NetBird: `if mgmtDataDir != ""`
+    // NetBird lets the flag's default win; netbird-mgmt keeps the file's, so that the server and
+    // `admin --config F` open one store.
+    CHECK(c.datadir == "/from/config");
     CHECK(c.http->lets_encrypt_domain == "cfg.example.com");
     CHECK(c.http->cert_file == "/cfg/c.pem");
     CHECK(c.http->idp_sign_key_refresh_enabled);
     CHECK(o.single_account_mode_domain == "netbird.selfhosted");
+  }
+  SUBCASE("a config without a Datadir: the flag's default") {
+    auto o = options({});
+    auto c = config::load_text(R"({"Datadir": ""})", "m.json", no_env());
+    server::apply_overrides(o, c);
+    CHECK(c.datadir == "/var/lib/netbird/");
   }
   SUBCASE("--datadir \"\" keeps the file's Datadir") {
     auto o = options({"--datadir", ""});

@@ -19,6 +19,32 @@ out=$($bin management --help 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q -- --letsencrypt-domain <<<"$out" && grep -q -- --datadir <<<"$out"; then
   ok "management --help lists the flags"; else bad "management --help lists the flags (rc=$rc)" "$out"; fi
 
+# scripts/setup.sh: no or an unknown argument prints the usage before anything is installed or built
+fake="$work/fakebin"; mkdir -p "$fake"
+for t in apt-get dpkg-query sudo meson ninja; do
+  printf '#!/bin/sh\necho "%s $*" >>"%s/called"\nexit 1\n' "$t" "$fake" >"$fake/$t"; chmod +x "$fake/$t"
+done
+for args in "" "bogus"; do
+  err=$(PATH="$fake:$PATH" scripts/setup.sh $args 2>&1 >/dev/null); rc=$?
+  if [ $rc -eq 2 ] && grep -q "usage: scripts/setup.sh run" <<<"$err" && [ ! -e "$fake/called" ]; then
+    ok "setup.sh ${args:-(no argument)}: usage, nothing installed"; else bad "setup.sh ${args:-(no argument)} (rc=$rc)" "$err$(cat "$fake/called" 2>/dev/null)"; fi
+done
+out=$(PATH="$fake:$PATH" scripts/setup.sh --help 2>/dev/null); rc=$?
+if [ $rc -eq 0 ] && grep -q "scripts/setup.sh test" <<<"$out" && [ ! -e "$fake/called" ]; then
+  ok "setup.sh --help"; else bad "setup.sh --help (rc=$rc)" "$out"; fi
+
+# meson install: the binary, the systemd unit naming it, the example config (the Dockerfile copies these)
+builddir=$(dirname "$(dirname "$bin")")
+out=$(meson install -C "$builddir" --no-rebuild --quiet --destdir "$work/inst" 2>&1); rc=$?
+prefix=$(meson introspect --buildoptions "$builddir" 2>/dev/null | python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"))' 2>/dev/null)
+unit="$work/inst$prefix/lib/systemd/system/netbird-mgmt.service"
+if [ $rc -eq 0 ] && [ -x "$work/inst$prefix/bin/netbird-mgmt" ] && grep -q "^ExecStart=$prefix/bin/netbird-mgmt management " "$unit" &&
+  cmp -s deploy/management.json "$work/inst$prefix/share/netbird-mgmt/management.json"; then
+  ok "meson install: binary, systemd unit, example config"; else bad "meson install (rc=$rc, prefix=$prefix)" "$out"; fi
+pkgs=$(scripts/runtime-packages.sh "$bin" 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qx "libsoci-core4.0" <<<"$pkgs" && grep -qx "libgrpc++1.51" <<<"$pkgs" && ! grep -q -- "-dev$" <<<"$pkgs"; then
+  ok "runtime-packages.sh lists the runtime packages the image installs"; else bad "runtime-packages.sh (rc=$rc)" "$pkgs"; fi
+
 # bad flags: error + usage on stderr, non-zero exit
 for args in "management --no-such-flag" "management --port abc" "management --port 70000" "management --log-level loud"; do
   err=$($bin $args 2>&1 >/dev/null); rc=$?

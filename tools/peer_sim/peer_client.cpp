@@ -4,36 +4,55 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 namespace nbm::tools {
 
 peer_client::peer_client(const std::string& target, const std::string& key_file)
     : peer_client(target, grpc::InsecureChannelCredentials(), key_file) {}
 
+// With a key file: an existing file is the peer's identity, read and never replaced (one that
+// cannot be read or holds no key pair throws std::runtime_error); a missing one is created with a
+// new pair (throws when it cannot be written).
 peer_client::peer_client(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
                          const std::string& key_file) {
   channel_ = grpc::CreateChannel(target, std::move(creds));
   stub_ = management::ManagementService::NewStub(channel_);
-  if (!key_file.empty()) {
+  std::error_code ec;
+  if (!key_file.empty() && std::filesystem::exists(key_file, ec)) {
+    // An existing file is the peer's identity: never replaced, whatever it holds.
     std::ifstream in(key_file);
+    if (!in)
+      throw std::runtime_error("key file " + key_file + ": cannot be read (" +
+                               std::strerror(errno) + ")");
     std::string pub, priv;
     if (in >> pub >> priv) {
       public_key_ = crypto::base64_decode(pub).value_or("");
       private_key_ = crypto::base64_decode(priv).value_or("");
     }
+    if (public_key_.size() != 32 || private_key_.size() != 32)
+      throw std::runtime_error("key file " + key_file +
+                               ": not a key pair (want two lines: the public and the private "
+                               "key, base64 of 32 bytes each); left unchanged");
+    return;
   }
-  if (public_key_.size() != 32 || private_key_.size() != 32) {
-    auto kp = crypto::make_wg_key_pair();
-    public_key_ = kp.public_key;
-    private_key_ = kp.private_key;
-    if (!key_file.empty()) {
-      std::ofstream out(key_file);
-      out << crypto::base64_encode(public_key_) << "\n"
-          << crypto::base64_encode(private_key_) << "\n";
-    }
+  auto kp = crypto::make_wg_key_pair();
+  public_key_ = kp.public_key;
+  private_key_ = kp.private_key;
+  if (!key_file.empty()) {
+    std::ofstream out(key_file);
+    out << crypto::base64_encode(public_key_) << "\n"
+        << crypto::base64_encode(private_key_) << "\n";
+    out.close();
+    if (!out)
+      throw std::runtime_error("key file " + key_file + ": cannot be written (" +
+                               std::strerror(errno) + ")");
   }
 }
 
@@ -114,7 +133,8 @@ call_result peer_client::sync(const std::string& hostname,
   management::SyncRequest req;
   fill_meta(*req.mutable_meta(), hostname);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  if (timeout_ms > 0) // <= 0: no deadline (peer_sim sync until Ctrl-C)
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
   auto reader = stub_->Sync(&ctx, envelope(req));
   management::EncryptedMessage msg;
   bool stopped = false;
