@@ -63,8 +63,10 @@ if [ $rc -ne 0 ] && grep -q "missing.json" <<<"$err"; then ok "a missing config 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 start_server() { # $1 = datadir, rest = env; sets $pid
   local dir=$1; shift
+  local port metrics; port=$(free_port); metrics=$(free_port)
+  : >"$dir.log"
   env "$@" $bin management --config "$fixtures/management.json" --datadir "$dir" --log-file console \
-    --log-level debug --port "$(free_port)" --metrics-port "$(free_port)" --disable-legacy-port \
+    --log-level debug --port "$port" --metrics-port "$metrics" --disable-legacy-port \
     >"$dir.log" 2>&1 &
   pid=$!
 }
