@@ -858,6 +858,10 @@ private:
 void front_door::impl::start_tls(tcp::socket s, std::string ip, clk::time_point deadline) {
   // The holder's current context: a reload reaches the next handshake; this connection keeps
   // the context it began with (the SSL object holds a reference to it).
+  // As gRPC's own sockets: small frames (HTTP/2 settings, pings, acks) leave at once rather than
+  // wait for Nagle's algorithm.
+  beast::error_code ec;
+  s.set_option(tcp::no_delay(true), ec);
   auto native = tls->current();
   SSL_CTX_up_ref(native.get());
   asio::ssl::context ctx(native.get()); // takes the reference it was given
