@@ -750,8 +750,12 @@ certificate obtain(const options& in, const challenge_hooks& hooks) {
     throw acme_error("ACME: no way to answer a challenge (neither tls-alpn-01 nor http-01)");
   ensure_dir(opts.dir);
   session s(opts);
-  s.load_directory();
-  s.account();
+  try {
+    s.load_directory();
+    s.account();
+  } catch (const json::exception&) {
+    throw acme_error("ACME: the CA's directory or account answer is malformed");
+  }
   std::optional<acme_error> last;
   for (auto t : types) {
     try {

@@ -431,3 +431,29 @@ TEST_CASE("manager: stop() ends an issuance under way at once (a CA that never a
   CHECK(m.issued() == 0);
   ::close(fd);
 }
+
+TEST_CASE("a directory that is not ACME's: clear errors, nothing written but the directory") {
+  acme::http01_server fake("127.0.0.1",
+                           0); // serves whatever body under /.well-known/acme-challenge/
+  temp_dir tmp;
+  acme::options o;
+  o.directory_url =
+      "http://127.0.0.1:" + std::to_string(fake.port()) + "/.well-known/acme-challenge/dir";
+  o.dir = tmp.path / "letsencrypt";
+  o.domain = "x.nbm.test";
+  acme::challenge_hooks hooks;
+  hooks.set_http01 = [](const std::string&, const std::string&) {};
+  fake.set("dir", R"({"newNonce": 5, "newAccount": "x", "newOrder": "y"})");
+  CHECK_THROWS_WITH_AS(acme::obtain(o, hooks), doctest::Contains("has no newNonce"),
+                       acme::acme_error);
+  fake.set("dir", "[1, 2]");
+  CHECK_THROWS_WITH_AS(acme::obtain(o, hooks), doctest::Contains("is not a JSON object"),
+                       acme::acme_error);
+  fake.set("dir", std::string(100, '{'));
+  CHECK_THROWS_WITH_AS(acme::obtain(o, hooks), doctest::Contains("is not a JSON object"),
+                       acme::acme_error);
+  CHECK_FALSE(std::filesystem::exists(o.dir / acme::account_key_file));
+  acme::challenge_hooks none;
+  CHECK_THROWS_WITH_AS(acme::obtain(o, none), doctest::Contains("no way to answer a challenge"),
+                       acme::acme_error);
+}
