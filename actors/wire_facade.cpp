@@ -121,8 +121,8 @@ sync_session_ptr wire_facade::sync(sync_open req, std::int64_t token,
               handle.then(
                   [=](bool landed) {
                     if (landed) {
-                      spdlog::info("peer {} of account {} connected: session {}", v.peer_id,
-                                   v.account_id, token);
+                      spdlog::info("peer {} of account {} connected: session {} from {}", v.peer_id,
+                                   v.account_id, token, sink->remote_ip());
                       done(sync_answer{0, {}, true});
                     } else
                       done(sync_answer{wire_aborted, "a newer session of this peer is active",

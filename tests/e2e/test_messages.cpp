@@ -4,6 +4,7 @@
 // maps sent), read from the server's log.
 #include "tests/e2e/harness.hpp"
 
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
@@ -175,12 +176,16 @@ TEST_CASE("messages: a port in use is named, with what to do") {
 }
 
 TEST_CASE("messages: an unwritable datadir says permission denied and the path") {
-  const auto base = test::temp_dir() + "/ro";
+  // A directory of its own under the system's temp directory: the test run's own temp directory
+  // may be private (mode 0700), and the server may run as nobody below, so every ancestor must be
+  // traversable.
+  std::string templ = (std::filesystem::temp_directory_path() / "nbm-ro-XXXXXX").string();
+  REQUIRE(::mkdtemp(templ.data()) != nullptr);
+  const std::string base = templ;
   const auto dir = base + "/data";
   std::filesystem::create_directories(dir);
   // Readable by anyone, writable by nobody but its owner (root when the tests run as root, so the
   // server then runs as nobody).
-  ::chmod(test::temp_dir().c_str(), 0755);
   ::chmod(base.c_str(), 0755);
   ::chmod(dir.c_str(), ::geteuid() == 0 ? 0755 : 0555);
   const auto config = base + "/management.json";
@@ -207,6 +212,8 @@ TEST_CASE("messages: an unwritable datadir says permission denied and the path")
     CHECK(out.find("cannot create the datadir " + dir + "/sub: permission denied") !=
           std::string::npos);
   }
+  std::error_code ec;
+  std::filesystem::remove_all(base, ec);
 }
 
 TEST_CASE("messages: a JSON syntax error in JSON's words, a tab in YAML, with line and column") {
