@@ -440,7 +440,7 @@ void pump_registrations(account_ptr_t self) {
   if (fl->rows.empty())
     return;
   st.flight = fl;
-  self->request(st.loader, caf::infinite, register_atom::value, st.rec.account_id, fl->rows)
+  self->request(st.loader, caf::infinite, store_peers_atom::value, st.rec.account_id, fl->rows)
       .then([self, fl](registration_outcome& out) { on_registered(self, *fl, out); },
             [self, fl](caf::error& err) {
               auto& st = self->state;
@@ -597,7 +597,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         rebuild_indexes(st);
         schedule_flush(self);
       },
-      [self](check_atom, std::uint64_t serial) {
+      [self](serial_atom, std::uint64_t serial) {
         auto& st = self->state;
         if (st.flight) { // the batch's outcome tells whether anyone else wrote; this poll too
           st.polled_serial = std::max(st.polled_serial, serial);
@@ -607,7 +607,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           reload(self);
       },
       [self](reload_atom) { reload(self); },
-      [self](get_atom, std::uint64_t serial) -> caf::result<account_ptr> {
+      [self](snapshot_atom, std::uint64_t serial) -> caf::result<account_ptr> {
         auto& st = self->state;
         if (serial <= current(st).net.serial)
           return committed(st);
@@ -629,14 +629,14 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         const auto before = committed(st);
         // await: nothing else of this account is handled until the change is committed and
         // adopted, so mutations (and registrations, session attaches) apply in order.
-        self->request(st.loader, caf::infinite, apply_atom::value, m, before)
+        self->request(st.loader, caf::infinite, commit_atom::value, m, before)
             .await(
                 [self, rp, before](const account_ptr& after) mutable {
                   if (after && after != before) {
                     const bool moved_by_more = after->net.serial > before->net.serial + 1;
                     adopt(self, after);
                     if (moved_by_more) // someone else wrote in between: make sure we have it all
-                      self->send(self, check_atom::value, after->net.serial + 1);
+                      self->send(self, serial_atom::value, after->net.serial + 1);
                   }
                   rp.deliver(self->state.acc);
                 },
@@ -649,7 +649,9 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       },
       [self](status_atom) {
         update_record(self->state);
-        return self->state.rec;
+        auto s = status_of(self, "account", self->state.rec.account_id);
+        put_record(s, self->state.rec);
+        return s;
       },
   };
 }
@@ -661,6 +663,7 @@ struct loader_state {
   std::unique_ptr<storage::worker_session> sql;
   std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
   bool ticking = false;
+  std::uint64_t loads = 0, commits = 0, registrations = 0, polls = 0;
   static inline const char* name = "account_loader";
 
   soci::session& session() {
@@ -711,7 +714,7 @@ void poll_serials(loader_ptr self) {
   }
   for (const auto& [id, serial] : serials)
     for (const auto& a : st.watched[id])
-      self->send(a, check_atom::value, serial);
+      self->send(a, serial_atom::value, serial);
 }
 
 account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
@@ -728,6 +731,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
   });
   return {
       [self](load_atom, const std::string& account_id) -> caf::result<account_ptr> {
+        ++self->state.loads;
         auto& st = self->state;
         if (auto sender = caf::actor_cast<account_actor>(self->current_sender())) {
           auto& v = st.watched[account_id];
@@ -737,7 +741,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           }
           if (!st.ticking && st.cfg.poll_interval.count() > 0) {
             st.ticking = true;
-            self->delayed_send(self, st.cfg.poll_interval, check_atom::value);
+            self->delayed_send(self, st.cfg.poll_interval, poll_atom::value);
           }
         }
         for (int attempt = 0;; ++attempt) {
@@ -758,8 +762,9 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           }
         }
       },
-      [self](apply_atom, const mutation_ptr& m,
+      [self](commit_atom, const mutation_ptr& m,
              const account_ptr& current) -> caf::result<account_ptr> {
+        ++self->state.commits;
         auto& st = self->state;
         using store_t = storage::account_store;
         const auto kind = st.cfg.db.kind;
@@ -818,8 +823,9 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         }
         return account_ptr(std::move(acc));
       },
-      [self](register_atom, const std::string& account_id,
+      [self](store_peers_atom, const std::string& account_id,
              const std::vector<peer_registration>& batch) -> caf::result<registration_outcome> {
+        self->state.registrations += batch.size();
         auto& st = self->state;
         std::vector<storage::admin_store::registration> rows;
         rows.reserve(batch.size());
@@ -851,9 +857,22 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           }
         }
       },
-      [self](check_atom) {
+      [self](poll_atom) {
+        ++self->state.polls;
         poll_serials(self);
-        self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
+        self->delayed_send(self, self->state.cfg.poll_interval, poll_atom::value);
+      },
+      [self](status_atom) {
+        // Answered between store reads only: a loader blocked in SQL is reported missing.
+        auto& st = self->state;
+        auto s = status_of(self, "account_loader");
+        s.gauges["watched_accounts"] = static_cast<std::int64_t>(st.watched.size());
+        s.gauges["session_open"] = st.sql ? 1 : 0;
+        s.counters["loads"] = st.loads;
+        s.counters["commits"] = st.commits;
+        s.counters["registrations"] = st.registrations;
+        s.counters["polls"] = st.polls;
+        return s;
       },
   };
 }

@@ -40,6 +40,7 @@ peer_view fail(int code, std::string msg) {
 struct state {
   login_service_config cfg;
   std::unique_ptr<storage::worker_session> sql;
+  std::uint64_t logins = 0, lookups = 0, logouts = 0;
   static inline const char* name = "login_service";
 
   soci::session& session() {
@@ -191,11 +192,12 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
   };
   return {
       [self, guarded](login_atom, const login_request& req) -> caf::result<peer_view> {
+        ++self->state.logins;
         auto step = guarded([&] { return do_login(self->state, req); });
         if (step.known) {
           auto rp = self->make_response_promise<peer_view>();
           const auto account = step.known->account_id, id = step.known->id;
-          self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
+          self->request(self->state.cfg.directory, caf::infinite, find_account_atom::value, account)
               .then(
                   [rp, req, id](account_actor acc) mutable {
                     rp.delegate(acc, login_atom::value, std::move(req), id);
@@ -210,7 +212,7 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
           return step.answer;
         auto rp = self->make_response_promise<peer_view>();
         const auto account = step.register_with->account_id;
-        self->request(self->state.cfg.directory, caf::infinite, account_atom::value, account)
+        self->request(self->state.cfg.directory, caf::infinite, find_account_atom::value, account)
             .then(
                 [rp, req, key = std::move(*step.register_with)](account_actor acc) mutable {
                   rp.delegate(acc, register_atom::value, std::move(req), std::move(key));
@@ -223,10 +225,22 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
       },
       [self, guarded](lookup_atom, const std::string& key, bool has_meta,
                       const core::peer_meta& meta) {
+        ++self->state.lookups;
         return guarded([&] { return do_lookup(self->state, key, has_meta, meta); });
       },
       [self, guarded](logout_atom, const std::string& key) {
+        ++self->state.logouts;
         return guarded([&] { return do_logout(self->state, key); });
+      },
+      [self](status_atom) {
+        // Answered between store requests only: blocked in SQL, it is reported missing.
+        auto& st = self->state;
+        auto s = status_of(self, "login_service");
+        s.gauges["session_open"] = st.sql ? 1 : 0;
+        s.counters["logins"] = st.logins;
+        s.counters["lookups"] = st.lookups;
+        s.counters["logouts"] = st.logouts;
+        return s;
       },
   };
 }

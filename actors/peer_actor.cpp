@@ -27,7 +27,7 @@ using peer_ptr = peer_actor::stateful_pointer<peer_state>;
 constexpr auto disconnect_retry = std::chrono::seconds(2);
 
 void retry_disconnect(peer_ptr self, session_token token) {
-  self->delayed_send(self, disconnect_retry, disconn_atom::value, token, tick_atom::value);
+  self->delayed_send(self, disconnect_retry, retry_atom::value, token);
 }
 
 // Persists one write and, only once it landed (the writer answers after commit), fires the side
@@ -107,7 +107,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
           self->send(st.account, detach_atom::value, st.rec.peer_id, token);
         return persist(self, storage::status_op::disconnect, token);
       },
-      [self](disconn_atom, session_token token, tick_atom) {
+      [self](retry_atom, session_token token) {
         auto& st = self->state;
         if (st.rec.token != 0)
           return; // a newer session: its fenced connect supersedes this one in the store
@@ -136,7 +136,9 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       [self](status_atom) {
         auto r = self->state.rec;
         r.has_sink = static_cast<bool>(self->state.sink);
-        return r;
+        auto s = status_of(self, "peer", r.peer_id);
+        put_record(s, r);
+        return s;
       },
       [self](map_atom, session_token token, const map_update_ptr& update, bool initial) {
         auto& st = self->state;
@@ -203,7 +205,7 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
     return a;
   };
   return {
-      [self, account_of](get_atom, const std::string& account_id,
+      [self, account_of](find_peer_atom, const std::string& account_id,
                          const std::string& peer_id) -> peer_actor {
         auto& st = self->state;
         auto it = st.peers.find(peer_id);
@@ -216,14 +218,32 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
         st.account_of.emplace(peer_id, account_id);
         return p;
       },
-      [account_of](account_atom, const std::string& account_id) { return account_of(account_id); },
-      [self](account_atom) {
-        std::vector<account_actor> out;
-        for (const auto& [id, a] : self->state.accounts)
-          out.push_back(a);
+      [account_of](find_account_atom, const std::string& account_id) {
+        return account_of(account_id);
+      },
+      [self](members_atom) {
+        auto& st = self->state;
+        std::vector<status_target> out;
+        out.reserve(st.peers.size() + st.accounts.size() + 4);
+        out.push_back({"directory", peer_directory{self}});
+        if (st.cfg.loader)
+          out.push_back({"account_loader", st.cfg.loader});
+        if (st.cfg.writer)
+          out.push_back({"status_writer", st.cfg.writer});
+        if (st.cfg.observer)
+          out.push_back({"session_observer", st.cfg.observer});
+        for (const auto& [id, a] : st.accounts)
+          out.push_back({"account", a});
+        for (const auto& [id, p] : st.peers)
+          out.push_back({"peer", p});
         return out;
       },
-      [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
+      [self](status_atom) {
+        auto s = status_of(self, "directory");
+        s.gauges["peer_actors"] = static_cast<std::int64_t>(self->state.peers.size());
+        s.gauges["account_actors"] = static_cast<std::int64_t>(self->state.accounts.size());
+        return s;
+      },
   };
 }
 

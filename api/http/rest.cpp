@@ -642,7 +642,7 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
   // The account actor of an account (an error: the actor system cannot give it).
   caf::expected<actors::account_actor> actor_of(caf::scoped_actor& self, const std::string& id) {
     caf::expected<actors::account_actor> out{caf::sec::request_timeout};
-    self->request(deps.directory, std::chrono::seconds(10), actors::account_atom::value, id)
+    self->request(deps.directory, std::chrono::seconds(10), actors::find_account_atom::value, id)
         .receive([&](actors::account_actor& acc) { out = std::move(acc); },
                  [&](caf::error& err) { out = std::move(err); });
     return out;
@@ -671,7 +671,7 @@ struct rest_api::impl : std::enable_shared_from_this<rest_api::impl> {
       unavailable(id, acc.error());
     actors::account_ptr snap;
     caf::error failed;
-    self->request(*acc, std::chrono::seconds(30), actors::get_atom::value, row.net.serial)
+    self->request(*acc, std::chrono::seconds(30), actors::snapshot_atom::value, row.net.serial)
         .receive([&](actors::account_ptr& a) { snap = std::move(a); },
                  [&](caf::error& err) { failed = std::move(err); });
     if (failed)
