@@ -465,7 +465,7 @@ private:
         res.status = 500;
         res.body = R"({"message":"internal error","code":500})";
       }
-      api::metrics::rest_request(req.method, res.status,
+      api::metrics::rest_request(req.method, req.path, res.status,
                                  std::chrono::duration<double>(clk::now() - began).count());
       asio::post(ex, [self, res = std::move(res)]() mutable { self->answer(std::move(res)); });
     });

@@ -190,7 +190,12 @@ int run_management(const management_options& opts, config::management_config cfg
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain, directory});
     // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound costs the
     // metrics, not the server (NetBird logs it the same way).
-    api::metrics::exporter metrics(sys, {directory, writer, expiry});
+    // The directory lists the actors it knows; the others are named here.
+    api::metrics::exporter metrics(sys, {directory,
+                                         {{"expiry", expiry},
+                                          {"login_service", login},
+                                          {"geo", observer},
+                                          {"session_observer", observers}}});
     if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why))
       spdlog::error("metrics: cannot listen on port {} ({}); serving without /metrics",
                     opts.metrics_port, why);

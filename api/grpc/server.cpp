@@ -178,11 +178,11 @@ public:
                 if (v.relogged) {
                   // The renewed login must be in the account actor before the peer's Sync
                   // arrives: it re-reads (holding its mailbox) before the answer goes out.
-                  self->request(d->directory, actor_deadline, actors::account_atom::value,
+                  self->request(d->directory, actor_deadline, actors::find_account_atom::value,
                                 v.peer.account_id)
                       .then(
                           [=](actors::account_actor acc) {
-                            self->send(acc, actors::check_atom::value, v.serial);
+                            self->send(acc, actors::serial_atom::value, v.serial);
                             r->Finish(Status::OK);
                           },
                           [=](caf::error&) { r->Finish(Status::OK); });
@@ -237,7 +237,8 @@ public:
                   return;
                 }
                 const auto account = v.peer.account_id, id = v.peer.id;
-                self->request(d->directory, actor_deadline, actors::account_atom::value, account)
+                self->request(d->directory, actor_deadline, actors::find_account_atom::value,
+                              account)
                     .then(
                         [=](actors::account_actor acc) {
                           self->request(acc, actor_deadline, actors::sync_atom::value, id, has_meta,
@@ -262,7 +263,7 @@ public:
   static void connect(caf::event_based_actor* self, const grpc_deps* d,
                       std::shared_ptr<sync_stream> st, const std::string& account,
                       const std::string& id) {
-    self->request(d->directory, actor_deadline, actors::get_atom::value, account, id)
+    self->request(d->directory, actor_deadline, actors::find_peer_atom::value, account, id)
         .then(
             [=](actors::peer_actor p) {
               std::unique_lock<std::mutex> lk(st->mu);
@@ -308,7 +309,7 @@ public:
                 else if (v.code != 0)
                   r->Finish(refusal(v.code, v.message));
                 else // the account actor takes the new meta (the agent version shapes maps)
-                  self->request(d->directory, actor_deadline, actors::account_atom::value,
+                  self->request(d->directory, actor_deadline, actors::find_account_atom::value,
                                 v.peer.account_id)
                       .then(
                           [=](actors::account_actor acc) {
@@ -352,13 +353,15 @@ public:
                 // The deleted peer's stream ends; the other peers of the account lose it from their
                 // maps.
                 const auto account = v.peer.account_id, id = v.peer.id;
-                self->request(d->directory, actor_deadline, actors::get_atom::value, account, id)
+                self->request(d->directory, actor_deadline, actors::find_peer_atom::value, account,
+                              id)
                     .then(
                         [=](actors::peer_actor p) {
                           self->send(p, actors::close_atom::value, std::string("peer deleted"));
                         },
                         [](caf::error&) {}); // answered already; the serial poll catches up
-                self->request(d->directory, actor_deadline, actors::account_atom::value, account)
+                self->request(d->directory, actor_deadline, actors::find_account_atom::value,
+                              account)
                     .then(
                         [=](actors::account_actor acc) {
                           self->send(acc, actors::deleted_atom::value, id);
@@ -484,6 +487,8 @@ public:
     const std::string full = info->method() ? info->method() : "";
     method_ = full.substr(full.rfind('/') + 1);
     implemented_ = full.rfind("/management.ManagementService/", 0) == 0 && implemented(method_);
+    if (implemented_)
+      metrics::grpc_started(method_);
   }
   void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(
@@ -495,6 +500,10 @@ public:
         m->ModifySendStatus(status);
       }
       metrics::grpc_request(method_, static_cast<int>(status.error_code()));
+      if (method_ == "Login") // a Sync's duration is its first map (api/grpc/sync_sink)
+        metrics::grpc_duration(
+            method_,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - began_).count());
     }
     m->Proceed();
   }
@@ -502,6 +511,7 @@ public:
 private:
   std::string method_;
   bool implemented_ = false;
+  const std::chrono::steady_clock::time_point began_ = std::chrono::steady_clock::now();
 };
 
 class counting_factory : public grpc::experimental::ServerInterceptorFactoryInterface {

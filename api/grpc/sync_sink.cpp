@@ -2,6 +2,7 @@
 
 #include "api/grpc/convert.hpp"
 #include "api/grpc/wire_map.hpp"
+#include "api/metrics/metrics.hpp"
 #include "crypto/crypto.hpp"
 
 #include <caf/all.hpp>
@@ -103,6 +104,9 @@ void sync_reactor::finish(Status s) {
 void sync_reactor::OnWriteDone(bool ok) {
   std::unique_lock<std::mutex> lk(mu_);
   writing_ = false;
+  // Written: the stream keeps no encoded map (a map of a 2,000-peer account is ~200 KB; the account
+  // actor's fingerprint decides whether the next one differs).
+  current_ = EncryptedMessage();
   if (!ok) {
     const bool first = !finish_requested_;
     finish_requested_ = true;
@@ -179,8 +183,15 @@ void sync_stream::encode_pending() {
     env.set_body(
         crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
     lk.lock();
-    if (reactor)
+    if (reactor) {
       reactor->push(std::move(env));
+      if (!first_map_sent) { // NetBird's sync duration: from the call to its first map
+        first_map_sent = true;
+        metrics::grpc_duration(
+            "Sync",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - opened).count());
+      }
+    }
   }
   pending.reset();
   encoding = false;

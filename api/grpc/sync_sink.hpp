@@ -11,6 +11,7 @@
 #include <grpcpp/support/server_callback.h>
 #include <grpcpp/support/status.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -61,6 +62,8 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   actors::map_update_ptr pending;
   bool pending_initial = false;
   bool encoding = false; // an encoder job owns the pending map: one at a time, in order
+  const std::chrono::steady_clock::time_point opened = std::chrono::steady_clock::now();
+  bool first_map_sent = false;
 
   void close(const std::string& reason) override;
   void deliver(actors::map_update_ptr update, bool initial) override;
