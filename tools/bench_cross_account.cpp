@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
     }
     caf::scoped_actor self{sys};
     actors::account_actor acc_b;
-    self->request(directory, std::chrono::seconds(30), actors::account_atom::value, b.id)
+    self->request(directory, std::chrono::seconds(30), actors::find_account_atom::value, b.id)
         .receive([&](actors::account_actor& x) { acc_b = x; }, [&](caf::error&) { std::exit(1); });
     const auto b_peer = b.peers.front().id;
 
@@ -209,9 +209,9 @@ int main(int argc, char** argv) {
         std::exit(1);
       }
       s = clk::now();
-      self->request(acc_b, std::chrono::seconds(30), actors::sync_atom::value, b_peer, false,
-                    core::peer_meta{})
-          .receive([](int, std::string&) {}, [](caf::error&) { std::exit(1); });
+      self->request(acc_b, std::chrono::seconds(30), actors::sync_atom::value, b_peer,
+                    actors::sync_open{}, actors::peer_actor{})
+          .receive([](actors::sync_verdict&) {}, [](caf::error&) { std::exit(1); });
       sync_ms.push_back(std::chrono::duration<double, std::milli>(clk::now() - s).count());
     };
     // Warm-up: both accounts loaded, B's token known.
