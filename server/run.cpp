@@ -296,7 +296,9 @@ int run_management(const management_options& opts, config::management_config cfg
     spdlog::error("cannot serve TLS: {}", e.what());
     throw;
   }
-  std::filesystem::create_directories(cfg.datadir);
+  // The datadir (Let's Encrypt keeps its certificates there): a clear message when it cannot be
+  // created; whether SQLite can write in it is checked below.
+  check_datadir(cfg.datadir, false);
   std::unique_ptr<letsencrypt> lets_encrypt;
   if (tls && cfg.http && !tls->has_certificate() && !cfg.http->lets_encrypt_domain.empty()) {
     try {
