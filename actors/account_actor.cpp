@@ -467,7 +467,7 @@ void pump_registrations(account_ptr_t self) {
   if (fl->rows.empty())
     return;
   st.flight = fl;
-  self->request(st.loader, caf::infinite, register_atom::value, st.rec.account_id, fl->rows)
+  self->request(st.loader, caf::infinite, store_peers_atom::value, st.rec.account_id, fl->rows)
       .then([self, fl](registration_outcome& out) { on_registered(self, *fl, out); },
             [self, fl](caf::error& err) {
               auto& st = self->state;
@@ -722,7 +722,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         rebuild_indexes(st);
         schedule_flush(self);
       },
-      [self](check_atom, std::uint64_t serial) {
+      [self](serial_atom, std::uint64_t serial) {
         auto& st = self->state;
         if (st.flight) { // the batch's outcome tells whether anyone else wrote; this poll too
           st.polled_serial = std::max(st.polled_serial, serial);
@@ -732,7 +732,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           reload(self);
       },
       [self](reload_atom) { reload(self); },
-      [self](get_atom, std::uint64_t serial) -> caf::result<account_ptr> {
+      [self](snapshot_atom, std::uint64_t serial) -> caf::result<account_ptr> {
         auto& st = self->state;
         if (serial <= current(st).net.serial)
           return committed(st);
@@ -758,7 +758,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                   // The store's serial moved: the reader has the account as stored; the actor
                   // reads it too (unless a registration in flight will tell).
                   if (out.acc && out.acc->net.serial > current(self->state).net.serial)
-                    self->send(self, check_atom::value, out.acc->net.serial);
+                    self->send(self, serial_atom::value, out.acc->net.serial);
                   rp.deliver(std::move(out));
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -783,7 +783,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                     const bool moved_by_more = out.after->net.serial > before->net.serial + 1;
                     adopt(self, out.after);
                     if (moved_by_more) // someone else wrote in between: make sure we have it all
-                      self->send(self, check_atom::value, out.after->net.serial + 1);
+                      self->send(self, serial_atom::value, out.after->net.serial + 1);
                   }
                   if (!out.refused && out.failure == store_failure::none)
                     out.after = st.acc;
@@ -800,7 +800,9 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       },
       [self](status_atom) {
         update_record(self->state);
-        return self->state.rec;
+        auto s = status_of(self, "account", self->state.rec.account_id);
+        put_record(s, self->state.rec);
+        return s;
       },
   };
 }

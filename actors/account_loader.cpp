@@ -269,6 +269,7 @@ struct loader_state {
   std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
   bool ticking = false;
   bool polling = false;
+  std::uint64_t polls = 0;
   static inline const char* name = "account_loader";
 };
 
@@ -320,7 +321,7 @@ void watch(loader_ptr self, const std::string& account_id) {
   }
   if (!st.ticking && st.cfg.poll_interval.count() > 0) {
     st.ticking = true;
-    self->delayed_send(self, st.cfg.poll_interval, check_atom::value);
+    self->delayed_send(self, st.cfg.poll_interval, poll_atom::value);
   }
 }
 
@@ -338,7 +339,7 @@ void poll_serials(loader_ptr self) {
     for (const auto& [id, serial] : job.serials)
       if (auto it = st.watched.find(id); it != st.watched.end())
         for (const auto& a : it->second)
-          self->send(a, check_atom::value, serial);
+          self->send(a, serial_atom::value, serial);
   });
 }
 
@@ -422,7 +423,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
                  });
         return rp;
       },
-      [self](register_atom, const std::string& account_id,
+      [self](store_peers_atom, const std::string& account_id,
              const std::vector<peer_registration>& batch) -> caf::result<registration_outcome> {
         auto job = std::make_shared<register_job>();
         job->account_id = account_id;
@@ -453,11 +454,27 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         });
         return rp;
       },
-      [self](check_atom) {
+      [self](poll_atom) {
+        ++self->state.polls;
         poll_serials(self);
-        self->delayed_send(self, self->state.cfg.poll_interval, check_atom::value);
+        self->delayed_send(self, self->state.cfg.poll_interval, poll_atom::value);
       },
-      [self](status_atom) { return self->state.rec; },
+      [self](status_atom) {
+        // Never blocks (the SQL runs on its workers): answers at once, with its jobs in flight.
+        auto& st = self->state;
+        auto s = status_of(self, "account_loader");
+        put_loader_record(s, st.rec);
+        s.gauges["watched_accounts"] = static_cast<std::int64_t>(st.watched.size());
+        s.counters["polls"] = st.polls;
+        return s;
+      },
+      [self](members_atom) {
+        // Its store workers, to be asked how they are (one blocked in SQL is reported missing).
+        std::vector<status_target> out;
+        for (const auto& w : self->state.workers)
+          out.push_back({"store_worker", w});
+        return out;
+      },
   };
 }
 

@@ -64,7 +64,7 @@ struct admin_facade::impl {
         return it->second;
     }
     auto a = ask<account_actor>("finding an account actor", directory, opts.read_deadline,
-                                account_atom::value, account_id);
+                                find_account_atom::value, account_id);
     if (a) {
       std::lock_guard<std::mutex> lk(mu);
       if (actors.size() >= opts.token_cache)

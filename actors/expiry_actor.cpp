@@ -141,7 +141,7 @@ void tell(expiry_ptr self, effects fx) {
   // A directory that cannot answer (shutting down) costs the effects, never this actor.
   auto ignore = [](caf::error&) {};
   for (const auto& acc : fx.reload)
-    self->request(dir, caf::infinite, account_atom::value, acc)
+    self->request(dir, caf::infinite, find_account_atom::value, acc)
         .then(
             [self](account_actor a) {
               // The account is read again: the expired peer moves to the others' offline peers
@@ -152,14 +152,14 @@ void tell(expiry_ptr self, effects fx) {
             ignore);
   for (const auto& [acc, peer] : fx.deletions) {
     const std::string a_id = acc, p_id = peer;
-    self->request(dir, caf::infinite, get_atom::value, a_id, p_id)
+    self->request(dir, caf::infinite, find_peer_atom::value, a_id, p_id)
         .then(
             [self](peer_actor p) {
               if (p)
                 self->send(p, close_atom::value, std::string("peer deleted"));
             },
             ignore);
-    self->request(dir, caf::infinite, account_atom::value, a_id)
+    self->request(dir, caf::infinite, find_account_atom::value, a_id)
         .then(
             [self, p_id](account_actor a) {
               if (a)
@@ -256,7 +256,7 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
     const auto every =
         st.cfg.poll_interval.count() > 0 ? st.cfg.poll_interval : st.cfg.sweep_interval;
     if (every.count() > 0)
-      self->delayed_send(self, every, check_atom::value);
+      self->delayed_send(self, every, poll_atom::value);
   }
   return {
       [self](landed_atom, const session_event& ev) {
@@ -285,7 +285,7 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
         });
         arm(self);
       },
-      [self](check_atom) {
+      [self](poll_atom) {
         auto& st = self->state;
         const auto sweep_ns =
             std::chrono::duration_cast<std::chrono::nanoseconds>(st.cfg.sweep_interval).count();
@@ -298,12 +298,14 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
           const auto every =
               st.cfg.poll_interval.count() > 0 ? st.cfg.poll_interval : st.cfg.sweep_interval;
           if (every.count() > 0)
-            self->delayed_send(self, every, check_atom::value);
+            self->delayed_send(self, every, poll_atom::value);
         }
       },
       [self](status_atom) {
         update_record(self->state);
-        return self->state.rec;
+        auto s = status_of(self, "expiry");
+        put_record(s, self->state.rec);
+        return s;
       },
   };
 }

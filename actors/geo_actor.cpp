@@ -15,6 +15,7 @@ struct geo_state {
   storage::db_options db;
   std::shared_ptr<const geo::database> geo;
   std::unique_ptr<storage::worker_session> sql;
+  std::uint64_t events = 0, written = 0, errors = 0;
   static inline const char* name = "geo_actor";
 };
 
@@ -28,6 +29,7 @@ session_observer::behavior_type geo_impl(session_observer::stateful_pointer<geo_
         if (!ev.connected || ev.connection_ip.empty())
           return;
         auto& st = self->state;
+        ++st.events;
         try {
           if (!st.sql)
             st.sql = std::make_unique<storage::worker_session>(st.db);
@@ -43,11 +45,21 @@ session_observer::behavior_type geo_impl(session_observer::stateful_pointer<geo_
             loc.geo_name_id = found->geo_name_id;
           }
           accounts.update_location(ev.account_id, ev.peer_id, loc);
+          ++st.written;
         } catch (const std::exception& e) {
+          ++st.errors;
           if (st.sql)
             st.sql->reset();
           spdlog::warn("geolocation of peer {} failed: {}", ev.peer_id, e.what());
         }
+      },
+      [self](status_atom) {
+        auto& st = self->state;
+        auto s = status_of(self, "geo");
+        s.counters["connects"] = st.events;
+        s.counters["locations_written"] = st.written;
+        s.counters["errors"] = st.errors;
+        return s;
       },
   };
 }

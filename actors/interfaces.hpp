@@ -1,9 +1,19 @@
 // The message vocabulary of the actor system: every atom, message record and typed actor interface,
 // in one place. Read this file to learn who talks to whom. Handlers are implemented one actor kind
 // per file.
+//
+// Message types. CAF 0.17 (the version this project builds on) has no type-ID blocks
+// (CAF_BEGIN_TYPE_ID_BLOCK and caf::init_global_meta_objects arrived with CAF 0.18): a type is
+// usable in a message if it has an inspect() overload (then it could also be serialized) or is
+// declared CAF_ALLOW_UNSAFE_MESSAGE_TYPE at the end of this file, each with the reason it cannot
+// be inspected. Moving to CAF 0.18+ means one type-ID block here listing every record below.
+//
+// Atoms. One name per meaning: an atom is never reused for a different request, so a handler's
+// signature says what it does (status_atom means "how are you?" for every actor, nothing else).
 #pragma once
 
 #include "actors/requests.hpp"
+#include "actors/status.hpp"
 #include "core/change.hpp"
 #include "core/model.hpp"
 #include "core/network_map.hpp"
@@ -35,9 +45,14 @@ using disconn_atom = caf::atom_constant<caf::atom("disconnect")>;
 using write_atom = caf::atom_constant<caf::atom("write")>;
 using batch_atom = caf::atom_constant<caf::atom("batch")>;
 using landed_atom = caf::atom_constant<caf::atom("landed")>;
-using get_atom = caf::atom_constant<caf::atom("get")>;
-using status_atom = caf::atom_constant<caf::atom("status")>;
-using done_atom = caf::atom_constant<caf::atom("done")>;
+using find_peer_atom = caf::atom_constant<caf::atom("find_peer")>;    // directory: peer actor of
+using find_account_atom = caf::atom_constant<caf::atom("find_acct")>; // directory: account actor of
+using members_atom = caf::atom_constant<caf::atom("members")>;        // directory: every actor
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;      // account actor: the account
+using serial_atom = caf::atom_constant<caf::atom("serial")>; // account actor: the store's serial
+using poll_atom = caf::atom_constant<caf::atom("poll")>;     // internal: time to poll the store
+using retry_atom = caf::atom_constant<caf::atom("retry")>;   // peer actor: retry a disconnect
+using store_peers_atom = caf::atom_constant<caf::atom("storepeers")>; // loader: INSERT peers
 using login_atom = caf::atom_constant<caf::atom("login")>;
 using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
 using logout_atom = caf::atom_constant<caf::atom("logout")>;
@@ -45,19 +60,17 @@ using close_atom = caf::atom_constant<caf::atom("close")>;
 using attach_atom = caf::atom_constant<caf::atom("attach")>;
 using detach_atom = caf::atom_constant<caf::atom("detach")>;
 using map_atom = caf::atom_constant<caf::atom("map")>;
-using account_atom = caf::atom_constant<caf::atom("account")>;
 using added_atom = caf::atom_constant<caf::atom("added")>;
 using deleted_atom = caf::atom_constant<caf::atom("deleted")>;
 using meta_atom = caf::atom_constant<caf::atom("meta")>;
 using reload_atom = caf::atom_constant<caf::atom("reload")>;
-using check_atom = caf::atom_constant<caf::atom("check")>;
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using derive_atom = caf::atom_constant<caf::atom("derive")>;
 using dir_atom = caf::atom_constant<caf::atom("directory")>;
-using register_atom = caf::atom_constant<caf::atom("register")>;
+using register_atom = caf::atom_constant<caf::atom("register")>; // account actor: a new peer
 using keys_atom = caf::atom_constant<caf::atom("keys")>;
 using change_atom = caf::atom_constant<caf::atom("change")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
@@ -138,6 +151,19 @@ typename Inspector::result_type inspect(Inspector& f, peer_state_record& x) {
            x.landed, x.dropped, x.refused, x.failed);
 }
 
+// Its fields in an actor_status (kind "peer", id = peer id): see put_record / record_of.
+template <class V>
+void fields(V& v, peer_state_record& r) {
+  v.label("account", r.account_id);
+  v.label("peer", r.peer_id);
+  v.gauge("token", r.token);
+  v.gauge("has_sink", r.has_sink);
+  v.counter("landed", r.landed);
+  v.counter("dropped", r.dropped);
+  v.counter("refused", r.refused);
+  v.counter("failed", r.failed);
+}
+
 // What the status writer reports about itself.
 struct writer_state_record {
   std::uint64_t queued = 0;    // writes waiting for a batch
@@ -154,6 +180,19 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, writer_state_record& x) {
   return f(caf::meta::type_name("writer_state_record"), x.queued, x.in_flight, x.batches, x.writes,
            x.landed, x.errors, x.max_batch, x.workers);
+}
+
+// Its fields in an actor_status (kind "status_writer").
+template <class V>
+void fields(V& v, writer_state_record& r) {
+  v.gauge("queued", r.queued);
+  v.gauge("in_flight", r.in_flight);
+  v.gauge("max_batch", r.max_batch);
+  v.gauge("workers", r.workers);
+  v.counter("batches", r.batches);
+  v.counter("writes", r.writes);
+  v.counter("landed", r.landed);
+  v.counter("errors", r.errors);
 }
 
 using account_ptr = std::shared_ptr<const core::account>;
@@ -255,6 +294,30 @@ typename Inspector::result_type inspect(Inspector& f, loader_state_record& x) {
            x.jobs, x.failed);
 }
 
+// Its fields in an actor_status (kind "account_loader"); busy_by_worker as the gauges
+// "busy_worker_<i>" (see put_loader_record / loader_record_of).
+template <class V>
+void fields(V& v, loader_state_record& r) {
+  v.gauge("workers", r.workers);
+  v.gauge("in_flight", r.in_flight);
+  v.counter("jobs", r.jobs);
+  v.counter("failed", r.failed);
+}
+
+inline void put_loader_record(actor_status& out, const loader_state_record& r) {
+  put_record(out, r);
+  for (std::size_t i = 0; i < r.busy_by_worker.size(); ++i)
+    out.gauges["busy_worker_" + std::to_string(i)] = static_cast<std::int64_t>(r.busy_by_worker[i]);
+}
+
+inline loader_state_record loader_record_of(const actor_status& s) {
+  auto r = record_of<loader_state_record>(s);
+  r.busy_by_worker.resize(r.workers);
+  for (std::size_t i = 0; i < r.workers; ++i)
+    r.busy_by_worker[i] = static_cast<std::uint64_t>(s.gauge("busy_worker_" + std::to_string(i)));
+  return r;
+}
+
 // What an account actor reports about itself.
 struct account_state_record {
   std::string account_id;
@@ -272,6 +335,20 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, account_state_record& x) {
   return f(caf::meta::type_name("account_state_record"), x.account_id, x.loaded, x.serial, x.peers,
            x.connected, x.changes, x.maps_sent, x.maps_skipped, x.reloads);
+}
+
+// Its fields in an actor_status (kind "account", id = account id).
+template <class V>
+void fields(V& v, account_state_record& r) {
+  v.label("account", r.account_id);
+  v.gauge("loaded", r.loaded);
+  v.gauge("serial", r.serial);
+  v.gauge("peers", r.peers);
+  v.gauge("connected", r.connected);
+  v.counter("changes", r.changes);
+  v.counter("maps_sent", r.maps_sent);
+  v.counter("maps_skipped", r.maps_skipped);
+  v.counter("reloads", r.reloads);
 }
 
 // What the expiry actor reports about itself.
@@ -292,6 +369,19 @@ typename Inspector::result_type inspect(Inspector& f, expiry_state_record& x) {
            x.deleted, x.refused, x.derivations, x.errors);
 }
 
+// Its fields in an actor_status (kind "expiry").
+template <class V>
+void fields(V& v, expiry_state_record& r) {
+  v.gauge("peers", r.peers);
+  v.gauge("scheduled", r.scheduled);
+  v.gauge("next_ns", r.next_ns);
+  v.counter("expired", r.expired);
+  v.counter("deleted", r.deleted);
+  v.counter("refused", r.refused);
+  v.counter("derivations", r.derivations);
+  v.counter("errors", r.errors);
+}
+
 // --- actor interfaces
 // -------------------------------------------------------------------------------
 
@@ -299,19 +389,18 @@ typename Inspector::result_type inspect(Inspector& f, expiry_state_record& x) {
 // fan-out).
 using session_observer = caf::typed_actor<
     // One message per landed write; never for a write that was dropped, refused or failed.
-    caf::reacts_to<landed_atom, session_event>>;
+    caf::reacts_to<landed_atom, session_event>>::extend_with<status_iface>;
 
 // Runs blocking database work on its own thread (spawned detached); one SOCI session each.
 using status_db_worker = caf::typed_actor<
     // Applies one batch (no peer twice) and answers landed per item, in order.
-    caf::replies_to<batch_atom, std::vector<storage::status_write>>::with<std::vector<bool>>>;
+    caf::replies_to<batch_atom, std::vector<storage::status_write>>::with<std::vector<bool>>>::
+    extend_with<status_iface>;
 
 // Persistence of fenced status writes with group commit; keeps each peer's writes in arrival order.
 using status_writer = caf::typed_actor<
     // One fenced write; answers whether it landed (an error if the database failed).
-    caf::replies_to<write_atom, storage::status_write>::with<bool>,
-    // Counters for the inspector.
-    caf::replies_to<status_atom>::with<writer_state_record>>;
+    caf::replies_to<write_atom, storage::status_write>::with<bool>>::extend_with<status_iface>;
 
 // One per peer with a live or recent session: its mailbox is the in-memory fence.
 using peer_actor = caf::typed_actor<
@@ -322,13 +411,11 @@ using peer_actor = caf::typed_actor<
     caf::replies_to<disconn_atom, session_token>::with<bool>,
     // Internal: the fenced disconnect of `token` failed (the store unreachable); tried again
     // until it lands or a newer session of the peer exists.
-    caf::reacts_to<disconn_atom, session_token, tick_atom>,
-    // Current session state and counters.
-    caf::replies_to<status_atom>::with<peer_state_record>,
+    caf::reacts_to<retry_atom, session_token>,
     // A map for the session `token` (dropped when that session is no longer the current one).
     caf::reacts_to<map_atom, session_token, map_update_ptr, bool>,
     // The peer is gone (deleted, logged out): its live stream ends.
-    caf::reacts_to<close_atom, std::string>>;
+    caf::reacts_to<close_atom, std::string>>::extend_with<status_iface>;
 
 // Whether a Sync may begin (code 0: yes, a gRPC status code with NetBird's message otherwise),
 // decided by the account actor from the account it holds; on yes, the peer's actor that fences
@@ -343,7 +430,7 @@ struct sync_verdict {
 // Reads accounts for the account actors: blocking store work on its own thread (detached).
 using account_loader = caf::typed_actor<
     // The account with all its objects; a null pointer if it does not exist. The asking account
-    // actor is then polled: told (check) the store's serial of its account at every tick.
+    // actor is then polled: told (serial_atom) the store's serial of its account at every tick.
     caf::replies_to<load_atom, std::string>::with<account_ptr>,
     // Decides an admin change on (a copy of) the given account, its users, tokens and setup keys
     // read again first (everything when the store's serial moved), commits it in one transaction
@@ -358,14 +445,14 @@ using account_loader = caf::typed_actor<
     caf::replies_to<user_atom, idp_user>::with<principal_lookup>,
     // Registers peers of one account in one transaction (a savepoint each; see
     // storage::admin_store::register_peers).
-    caf::replies_to<register_atom, std::string,
+    caf::replies_to<store_peers_atom, std::string,
                     std::vector<peer_registration>>::with<registration_outcome>,
     // Stores a peer's meta (its own columns; no serial moves); an error when the store failed.
     caf::replies_to<meta_atom, std::string, std::string, core::peer_meta>::with<bool>,
     // Internal: a poll tick.
-    caf::reacts_to<check_atom>,
-    // Workers and the jobs they hold.
-    caf::replies_to<status_atom>::with<loader_state_record>>;
+    caf::reacts_to<poll_atom>,
+    // Its store workers, to be asked how they are (status: its own jobs by worker).
+    caf::replies_to<members_atom>::with<std::vector<status_target>>>::extend_with<status_iface>;
 
 // One per account in use: owns the in-memory account, computes maps (core::account_view) and hands
 // each connected peer whose map a change altered its new map, once. Changes are applied after
@@ -402,12 +489,12 @@ using account_actor = caf::typed_actor<
     caf::reacts_to<deleted_atom, std::string>,
     // The store's serial of this account is `serial`: reload when it is ahead of ours (a change
     // made by another process or replica).
-    caf::reacts_to<check_atom, std::uint64_t>,
+    caf::reacts_to<serial_atom, std::uint64_t>,
     // Read the account again from the store and fan out what changed.
     caf::reacts_to<reload_atom>,
     // The account as committed, for readers; read again from the store first when `serial` (the
     // store's, as the asker just read it) is ahead of it.
-    caf::replies_to<get_atom, std::uint64_t>::with<account_ptr>,
+    caf::replies_to<snapshot_atom, std::uint64_t>::with<account_ptr>,
     // A REST read: the account with users, tokens and setup keys (and with `peers` the peers'
     // status) read again by its store worker; a serial that moved meanwhile makes the actor read
     // the whole account too.
@@ -418,20 +505,18 @@ using account_actor = caf::typed_actor<
     // a time, in order with registrations and session attaches.
     caf::replies_to<change_atom, admin_change_ptr>::with<change_outcome>,
     // Internal: run the fan-out of the changes applied so far.
-    caf::reacts_to<flush_atom>,
-    // State and counters.
-    caf::replies_to<status_atom>::with<account_state_record>>;
+    caf::reacts_to<flush_atom>>::extend_with<status_iface>;
 
 // Finds or spawns the peer actor of a peer, and the account actor of an account.
 using peer_directory = caf::typed_actor<
     // (account id, peer id) -> that peer's actor.
-    caf::replies_to<get_atom, std::string, std::string>::with<peer_actor>,
+    caf::replies_to<find_peer_atom, std::string, std::string>::with<peer_actor>,
     // account id -> its account actor.
-    caf::replies_to<account_atom, std::string>::with<account_actor>,
-    // Every account actor alive.
-    caf::replies_to<account_atom>::with<std::vector<account_actor>>,
-    // Number of peer actors alive.
-    caf::replies_to<status_atom>::with<std::uint64_t>,
+    caf::replies_to<find_account_atom, std::string>::with<account_actor>,
+    // Every actor it knows, to be asked how it is: itself, its peer and account actors, and the
+    // loader (with its store workers), status writer, login service and session observer it
+    // hands them.
+    caf::replies_to<members_atom>::with<std::vector<status_target>>,
     // The wire's one door. A Login: a key it knows goes straight to its account actor; the others
     // (and SSO logins) to the login service's store lookup first.
     caf::replies_to<login_atom, login_request>::with<peer_view>,
@@ -443,7 +528,7 @@ using peer_directory = caf::typed_actor<
     // Logout: the login service deletes the peer; its stream ends, its account actor drops it.
     caf::replies_to<logout_atom, std::string>::with<peer_view>,
     // An account actor's keys (see key_update).
-    caf::reacts_to<keys_atom, key_update>>;
+    caf::reacts_to<keys_atom, key_update>>::extend_with<status_iface>;
 
 // The blocking store lookups of the wire RPCs that memory cannot answer, on its own thread
 // (detached): who holds a key this replica never saw, an SSO login, the setup key of a
@@ -454,7 +539,7 @@ using login_service = caf::typed_actor<
     // Who holds this WireGuard key (one indexed read).
     caf::replies_to<lookup_atom, std::string>::with<peer_ref>,
     // Logout: deletes the peer (NetBird's semantics); answers the deleted peer, or NotFound.
-    caf::replies_to<logout_atom, std::string>::with<peer_view>>;
+    caf::replies_to<logout_atom, std::string>::with<peer_view>>::extend_with<status_iface>;
 
 // Login expiration, inactivity expiration and ephemeral-peer cleanup for the whole process: one
 // book of deadlines derived from the store (at start, when an account's serial moves, and in a
@@ -471,35 +556,41 @@ using expiry_actor = caf::typed_actor<
     // Re-derives an account's schedule from the store ("" = every account).
     caf::reacts_to<derive_atom, std::string>,
     // Internal: the poll of the accounts' serials (and the periodic sweep).
-    caf::reacts_to<check_atom>,
-    // State and counters.
-    caf::replies_to<status_atom>::with<expiry_state_record>>;
+    caf::reacts_to<poll_atom>>::extend_with<status_iface>;
 
 } // namespace nbm::actors
 
-// The unsafe message types below travel between actors of one process only (never serialized):
-// plain values or shared pointers to immutable data.
+// Unsafe message types: allowed in messages without inspect(), so never serialized (they travel
+// between actors of one process only). Each with the reason it has no inspect().
+// Plain values with many optional fields, built by api/grpc (or the facades) and consumed once by
+// one actor.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_open)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::idp_user)
+// core/ stays free of CAF (it includes only the standard library): no inspect() overloads there.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::setup_key)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
+// Hold core values (above) by value, so they inherit their reason.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::actors::peer_registration>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::registration_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_open)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::key_update)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_lookup)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_ref)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::change_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
+// Holds an actor handle beside plain values: a handle is meaningful in this process only.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
+// Shared pointers: identity and sharing are the point (an immutable account or map shared by every
+// receiver; a sink with one owner at a time); a copy by serialization would defeat it.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::account_ptr)
-// A change handed over, never shared (see admin_change_ptr).
+// A change handed over, never shared (see admin_change_ptr): one owner at a time.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::admin_change_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::change_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::idp_user)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
+// storage/ stays free of CAF as well: its write record has no inspect() overload.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::storage::status_write)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::storage::status_write>)

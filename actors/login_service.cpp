@@ -41,6 +41,7 @@ peer_view fail(int code, std::string msg) {
 struct state {
   login_service_config cfg;
   std::unique_ptr<storage::worker_session> sql;
+  std::uint64_t logins = 0, lookups = 0, logouts = 0;
   static inline const char* name = "login_service";
 
   soci::session& session() {
@@ -202,10 +203,12 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
   };
   return {
       [self, guarded](login_atom, const login_request& req) -> caf::result<login_lookup> {
+        ++self->state.logins;
         return guarded([&] { return do_login(self->state, req); });
       },
       [self](lookup_atom, const std::string& key) -> caf::result<peer_ref> {
         auto& st = self->state;
+        ++st.lookups;
         for (int attempt = 0;; ++attempt) {
           try {
             return do_lookup(st, key);
@@ -221,7 +224,18 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
         }
       },
       [self, guarded](logout_atom, const std::string& key) -> caf::result<peer_view> {
+        ++self->state.logouts;
         return guarded([&] { return do_logout(self->state, key); });
+      },
+      [self](status_atom) {
+        // Answered between store requests only: blocked in SQL, it is reported missing.
+        auto& st = self->state;
+        auto s = status_of(self, "login_service");
+        s.gauges["session_open"] = st.sql ? 1 : 0;
+        s.counters["logins"] = st.logins;
+        s.counters["lookups"] = st.lookups;
+        s.counters["logouts"] = st.logouts;
+        return s;
       },
   };
 }

@@ -8,6 +8,7 @@ namespace {
 
 struct fanout_state {
   std::vector<session_observer> to;
+  std::uint64_t forwarded = 0;
   static inline const char* name = "observer_fanout";
 };
 
@@ -18,6 +19,13 @@ session_observer::behavior_type fanout_impl(session_observer::stateful_pointer<f
       [self](landed_atom, const session_event& ev) {
         for (const auto& o : self->state.to)
           self->send(o, landed_atom::value, ev);
+        ++self->state.forwarded;
+      },
+      [self](status_atom) {
+        auto s = status_of(self, "observer_fanout");
+        s.gauges["observers"] = static_cast<std::int64_t>(self->state.to.size());
+        s.counters["forwarded"] = self->state.forwarded;
+        return s;
       },
   };
 }

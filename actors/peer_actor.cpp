@@ -27,7 +27,7 @@ using peer_ptr = peer_actor::stateful_pointer<peer_state>;
 constexpr auto disconnect_retry = std::chrono::seconds(2);
 
 void retry_disconnect(peer_ptr self, session_token token) {
-  self->delayed_send(self, disconnect_retry, disconn_atom::value, token, tick_atom::value);
+  self->delayed_send(self, disconnect_retry, retry_atom::value, token);
 }
 
 // Persists one write and, only once it landed (the writer answers after commit), fires the side
@@ -107,7 +107,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
           self->send(st.account, detach_atom::value, st.rec.peer_id, token);
         return persist(self, storage::status_op::disconnect, token);
       },
-      [self](disconn_atom, session_token token, tick_atom) {
+      [self](retry_atom, session_token token) {
         auto& st = self->state;
         if (st.rec.token != 0)
           return; // a newer session: its fenced connect supersedes this one in the store
@@ -136,7 +136,9 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       [self](status_atom) {
         auto r = self->state.rec;
         r.has_sink = static_cast<bool>(self->state.sink);
-        return r;
+        auto s = status_of(self, "peer", r.peer_id);
+        put_record(s, r);
+        return s;
       },
       [self](map_atom, session_token token, const map_update_ptr& update, bool initial) {
         auto& st = self->state;
@@ -246,17 +248,49 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
             [refused](caf::error& err) mutable { refused(std::move(err)); });
   };
   return {
-      [peer_of](get_atom, const std::string& account_id, const std::string& peer_id) {
+      [peer_of](find_peer_atom, const std::string& account_id, const std::string& peer_id) {
         return peer_of(account_id, peer_id);
       },
-      [account_of](account_atom, const std::string& account_id) { return account_of(account_id); },
-      [self](account_atom) {
-        std::vector<account_actor> out;
-        for (const auto& [id, a] : self->state.accounts)
-          out.push_back(a);
-        return out;
+      [account_of](find_account_atom, const std::string& account_id) {
+        return account_of(account_id);
       },
-      [self](status_atom) { return static_cast<std::uint64_t>(self->state.peers.size()); },
+      [self](members_atom) -> caf::result<std::vector<status_target>> {
+        auto& st = self->state;
+        std::vector<status_target> out;
+        out.reserve(st.peers.size() + st.accounts.size() + 5);
+        out.push_back({"directory", peer_directory{self}});
+        if (st.cfg.loader)
+          out.push_back({"account_loader", st.cfg.loader});
+        if (st.cfg.writer)
+          out.push_back({"status_writer", st.cfg.writer});
+        if (st.cfg.login)
+          out.push_back({"login_service", st.cfg.login});
+        if (st.cfg.observer)
+          out.push_back({"session_observer", st.cfg.observer});
+        for (const auto& [id, a] : st.accounts)
+          out.push_back({"account", a});
+        for (const auto& [id, p] : st.peers)
+          out.push_back({"peer", p});
+        if (!st.cfg.loader)
+          return out;
+        // The loader's store workers too (it never blocks: a short deadline is plenty).
+        auto rp = self->make_response_promise<std::vector<status_target>>();
+        self->request(st.cfg.loader, std::chrono::seconds(1), members_atom::value)
+            .then(
+                [rp, out](std::vector<status_target>& workers) mutable {
+                  out.insert(out.end(), workers.begin(), workers.end());
+                  rp.deliver(std::move(out));
+                },
+                [rp, out](caf::error&) mutable { rp.deliver(std::move(out)); });
+        return rp;
+      },
+      [self](status_atom) {
+        auto s = status_of(self, "directory");
+        s.gauges["peer_actors"] = static_cast<std::int64_t>(self->state.peers.size());
+        s.gauges["account_actors"] = static_cast<std::int64_t>(self->state.accounts.size());
+        s.gauges["known_keys"] = static_cast<std::int64_t>(self->state.by_key.size());
+        return s;
+      },
       [self, account_of](login_atom, login_request& req) -> caf::result<peer_view> {
         auto& st = self->state;
         auto rp = self->make_response_promise<peer_view>();
@@ -288,7 +322,7 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                     // (holding its mailbox) before the answer goes out, so the peer's next Sync
                     // (which comes through here, behind this message) finds it renewed.
                     if (lk.answer.code == 0 && lk.answer.relogged)
-                      self->send(account_of(lk.answer.peer.account_id), check_atom::value,
+                      self->send(account_of(lk.answer.peer.account_id), serial_atom::value,
                                  lk.answer.serial);
                     rp.deliver(std::move(lk.answer));
                   }

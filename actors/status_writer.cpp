@@ -17,15 +17,15 @@ namespace {
 struct worker_state {
   std::unique_ptr<storage::status_store> store;
   std::chrono::steady_clock::time_point used{};
+  std::uint64_t batches = 0, writes = 0, errors = 0, reconnects = 0;
   static inline const char* name = "status_db_worker";
 };
 
 status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<worker_state> self,
                                             storage::db_options db) {
   return {
-      [self,
-       db](batch_atom,
-           const std::vector<storage::status_write>& batch) -> caf::result<std::vector<bool>> {
+      [self, db](batch_atom, const std::vector<storage::status_write>& batch)
+          -> caf::result<std::vector<bool>> {
         try {
           auto& st = self->state;
           // After a second idle, a PostgreSQL session is checked before the batch: a connection
@@ -33,9 +33,13 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
           const auto now = std::chrono::steady_clock::now();
           if (st.store && now - st.used > std::chrono::seconds(1) && !st.store->alive())
             st.store.reset();
-          if (!st.store)
+          if (!st.store) {
             st.store = std::make_unique<storage::status_store>(db);
+            ++st.reconnects;
+          }
           st.used = now;
+          ++st.batches;
+          st.writes += batch.size();
           try {
             return st.store->apply_batch(batch);
           } catch (const std::exception& e) {
@@ -51,9 +55,21 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
         } catch (const std::exception& e) {
           // The session may be broken (server restart, network): reconnect on the next batch.
           self->state.store.reset();
+          ++self->state.errors;
           spdlog::error("fenced status batch of {} writes failed: {}", batch.size(), e.what());
           return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
         }
+      },
+      [self](status_atom) {
+        // Answered between batches only: a worker blocked in SQL is reported missing by askers.
+        auto& st = self->state;
+        auto s = status_of(self, "status_db_worker");
+        s.gauges["session_open"] = st.store ? 1 : 0;
+        s.counters["batches"] = st.batches;
+        s.counters["writes"] = st.writes;
+        s.counters["errors"] = st.errors;
+        s.counters["sessions_opened"] = st.reconnects;
+        return s;
       },
   };
 }
@@ -163,10 +179,12 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_
         dispatch(self);
         return rp;
       },
-      [self](status_atom) -> writer_state_record {
+      [self](status_atom) {
         auto r = self->state.counters;
         r.queued = self->state.queue.size();
-        return r;
+        auto s = status_of(self, "status_writer");
+        put_record(s, r);
+        return s;
       },
   };
 }

@@ -10,6 +10,7 @@ namespace {
 
 struct store_worker_state {
   std::unique_ptr<storage::worker_session> sql;
+  std::uint64_t jobs = 0, failed = 0, retried = 0;
   static inline const char* name = "store_worker";
 };
 
@@ -24,6 +25,7 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
   return {
       [self](run_atom, store_job_ptr& job) {
         auto& sql = *self->state.sql;
+        ++self->state.jobs;
         for (int attempt = 0;; ++attempt) {
           try {
             job->run(sql.get(), sql.kind());
@@ -36,8 +38,10 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
             if (dropped && attempt == 0 && job->retry_on_dropped_session()) {
               spdlog::warn("store worker: {}: {}; the session was dropped, trying again",
                            job->what(), e.what());
+              ++self->state.retried;
               continue;
             }
+            ++self->state.failed;
             job->error = e.what();
             if (dropped) {
               // Unreachable only when a fresh session cannot answer either.
@@ -58,6 +62,15 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
             return job;
           }
         }
+      },
+      [self](status_atom) {
+        // Answered between jobs only: a worker blocked in SQL is reported missing by askers.
+        auto& st = self->state;
+        auto s = status_of(self, "store_worker");
+        s.counters["jobs"] = st.jobs;
+        s.counters["failed"] = st.failed;
+        s.counters["retried"] = st.retried;
+        return s;
       },
   };
 }

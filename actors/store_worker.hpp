@@ -44,8 +44,8 @@ using store_job_ptr = std::shared_ptr<store_job>;
 
 // Runs jobs one at a time, in arrival order; answers each with the job itself (done or failed,
 // see store_job::failure), never with an error.
-using store_worker =
-    caf::typed_actor<caf::replies_to<run_atom, store_job_ptr>::with<store_job_ptr>>;
+using store_worker = caf::typed_actor<
+    caf::replies_to<run_atom, store_job_ptr>::with<store_job_ptr>>::extend_with<status_iface>;
 
 // `detached`: on a thread of its own (the server); tests on CAF's deterministic scheduler spawn it
 // as an ordinary actor, so its jobs run when the test runs the scheduler.

@@ -90,6 +90,7 @@ sync_session_ptr wire_facade::sync(sync_open req, std::int64_t token,
   auto s = std::make_shared<sync_session>(token);
   auto dir = impl_->dir;
   const auto timeout = impl_->deadline;
+  const auto ip = sink ? sink->remote_ip() : std::string();
   auto fail = [done](const caf::error& err) {
     sync_answer a;
     std::tie(a.code, a.message) = failure(err);
@@ -122,7 +123,7 @@ sync_session_ptr wire_facade::sync(sync_open req, std::int64_t token,
                   [=](bool landed) {
                     if (landed) {
                       spdlog::info("peer {} of account {} connected: session {} from {}", v.peer_id,
-                                   v.account_id, token, sink->remote_ip());
+                                   v.account_id, token, ip.empty() ? "?" : ip);
                       done(sync_answer{0, {}, true});
                     } else
                       done(sync_answer{wire_aborted, "a newer session of this peer is active",

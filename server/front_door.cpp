@@ -555,7 +555,7 @@ private:
         res.body = R"({"message":"internal error","code":500})";
       }
       const double took = std::chrono::duration<double>(clk::now() - began).count();
-      api::metrics::rest_request(req.method, res.status, took);
+      api::metrics::rest_request(req.method, req.path, res.status, took);
       spdlog::debug("REST {} {} {} {:.1f} ms", req.method, req.path.substr(0, 96), res.status,
                     took * 1000);
       asio::post(ex, [self, res = std::move(res)]() mutable { self->answer(std::move(res)); });

@@ -376,7 +376,10 @@ int run_management(const management_options& opts, config::management_config cfg
     // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound stops the
     // server, as NetBird's Expose error does. IPv4 only (as NetBird's "tcp4" listener): Debian's
     // civetweb, under prometheus-cpp's Exposer, is built without IPv6.
-    api::metrics::exporter metrics(sys, {directory, writer, expiry});
+    // The directory lists the actors it knows (login service and loader included); the others are
+    // named here.
+    api::metrics::exporter metrics(
+        sys, {directory, {{"expiry", expiry}, {"geo", observer}, {"session_observer", observers}}});
     bool metrics_ok = true;
     if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why)) {
       spdlog::debug("metrics: {}", why);

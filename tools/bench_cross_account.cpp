@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
     }
     caf::scoped_actor self{sys};
     actors::account_actor acc_b;
-    self->request(directory, std::chrono::seconds(30), actors::account_atom::value, b.id)
+    self->request(directory, std::chrono::seconds(30), actors::find_account_atom::value, b.id)
         .receive([&](actors::account_actor& x) { acc_b = x; }, [&](caf::error&) { std::exit(1); });
     const auto b_peer = b.peers.front().id;
 

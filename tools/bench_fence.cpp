@@ -117,7 +117,7 @@ result run_group(const storage::db_options& db, int peers, double seconds, std::
   {
     caf::scoped_actor self{sys};
     for (int i = 0; i < peers; ++i)
-      self->request(dir, caf::infinite, actors::get_atom::value, std::string("bench"),
+      self->request(dir, caf::infinite, actors::find_peer_atom::value, std::string("bench"),
                     "bp" + std::to_string(i))
           .receive([&](const actors::peer_actor& p) { ps.push_back(p); }, [](caf::error&) {});
   }
@@ -135,7 +135,11 @@ result run_group(const storage::db_options& db, int peers, double seconds, std::
   {
     caf::scoped_actor self{sys};
     self->request(writer, caf::infinite, actors::status_atom::value)
-        .receive([&](const actors::writer_state_record& r) { ws = r; }, [](caf::error&) {});
+        .receive(
+            [&](const actors::actor_status& s) {
+              ws = actors::record_of<actors::writer_state_record>(s);
+            },
+            [](caf::error&) {});
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100)); // drivers finish their round trip
   caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);

@@ -198,7 +198,7 @@ sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int gro
   const auto server = crypto::make_wg_key_pair();
   caf::scoped_actor self{sys};
   actors::peer_actor p;
-  self->request(dir, caf::infinite, actors::get_atom::value, acc.id, std::string("peer-1"))
+  self->request(dir, caf::infinite, actors::find_peer_atom::value, acc.id, std::string("peer-1"))
       .receive([&](actors::peer_actor x) { p = x; }, [](caf::error&) {});
   std::vector<double> times;
   std::size_t bytes = 0;

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "api/grpc/convert.hpp"
+#include "api/grpc/sync_sink.hpp"
 #include "api/grpc/wire_map.hpp"
 #include "api/grpc/wire_request.hpp"
 #include "api/metrics/metrics.hpp"
@@ -17,8 +18,6 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -107,221 +106,6 @@ std::optional<std::string> open_request(const grpc_deps& d, const EncryptedMessa
     return std::nullopt;
   }
   return key;
-}
-
-// ---- map encoding off the actors' threads
-// ---------------------------------------------------------------
-
-// A few threads that serialize and encrypt maps for the streams (never on CAF's scheduler).
-class encoder_pool {
-public:
-  explicit encoder_pool(unsigned n) {
-    for (unsigned i = 0; i < std::max(1u, n); ++i)
-      threads_.emplace_back([this] { run(); });
-  }
-  ~encoder_pool() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_)
-      t.join();
-  }
-  void post(std::function<void()> job) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      jobs_.push_back(std::move(job));
-    }
-    cv_.notify_one();
-  }
-
-private:
-  void run() {
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
-        if (jobs_.empty())
-          return; // stopping, and everything posted ran
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      try {
-        job();
-      } catch (const std::exception& e) {
-        spdlog::error("encoding a map failed: {}", e.what());
-      }
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  std::vector<std::thread> threads_;
-  bool stop_ = false;
-};
-
-// ---- Sync: the stream and its sink
-// ------------------------------------------------------------------------
-
-class sync_reactor;
-
-// What the peer actor holds: the stream of exactly one session token. Outlives the reactor.
-struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_stream> {
-  const grpc_deps* deps = nullptr;
-  encoder_pool* encoders = nullptr;
-  std::string wg_key_b64, wg_key_raw;
-  std::string box_key; // precomputed for this peer and the server key: one scalar mult per stream
-  std::mutex mu;
-  sync_reactor* reactor = nullptr;  // null once gRPC is done with the stream
-  actors::sync_session_ptr session; // the facade's: ended when gRPC is done with the stream
-  core::session_token token = 0;
-
-  std::string ip; // the stream's remote address
-  // The newest map not yet encoded (a newer one replaces it; an initial one stays initial).
-  actors::map_update_ptr pending;
-  bool pending_initial = false;
-  bool encoding = false; // an encoder job owns the pending map: one at a time, in order
-
-  void close(const std::string& reason) override;
-  void deliver(actors::map_update_ptr update, bool initial) override;
-  void encode_pending();
-  std::string remote_ip() const override { return ip; }
-  void fail(Status s);
-};
-
-class sync_reactor final : public grpc::ServerWriteReactor<EncryptedMessage> {
-public:
-  explicit sync_reactor(std::shared_ptr<sync_stream> st) : st_(std::move(st)) {}
-
-  void push(EncryptedMessage msg) {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (finish_requested_)
-      return;
-    if (writing_) {
-      pending_ = std::move(msg); // the newest map replaces an older unsent one
-      return;
-    }
-    current_ = std::move(msg);
-    writing_ = true;
-    lk.unlock();
-    StartWrite(&current_);
-  }
-
-  void finish(Status s) {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (finish_requested_)
-      return;
-    finish_requested_ = true;
-    status_ = std::move(s);
-    if (writing_)
-      return; // OnWriteDone finishes
-    lk.unlock();
-    Finish(status_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lk(mu_);
-    writing_ = false;
-    if (!ok) {
-      const bool first = !finish_requested_;
-      finish_requested_ = true;
-      lk.unlock();
-      if (first)
-        Finish(Status(StatusCode::INTERNAL, "failed sending update message"));
-      else
-        Finish(status_);
-      return;
-    }
-    if (pending_ && !finish_requested_) {
-      current_ = std::move(*pending_);
-      pending_.reset();
-      writing_ = true;
-      lk.unlock();
-      StartWrite(&current_);
-      return;
-    }
-    if (finish_requested_) {
-      lk.unlock();
-      Finish(status_);
-    }
-  }
-
-  void OnCancel() override { finish(Status::CANCELLED); }
-
-  void OnDone() override {
-    actors::sync_session_ptr session;
-    {
-      std::lock_guard<std::mutex> lk(st_->mu);
-      st_->reactor = nullptr;
-      session = std::move(st_->session);
-    }
-    // The session ends, fenced on its token (the facade orders it behind its connect).
-    st_->deps->door->stream_end(session);
-    delete this;
-  }
-
-private:
-  std::shared_ptr<sync_stream> st_;
-  std::mutex mu_;
-  bool writing_ = false;
-  bool finish_requested_ = false;
-  Status status_;
-  EncryptedMessage current_;
-  std::optional<EncryptedMessage> pending_;
-};
-
-void sync_stream::close(const std::string& reason) {
-  std::lock_guard<std::mutex> lk(mu);
-  spdlog::debug("closing sync stream of session {}: {}", token, reason);
-  if (reactor)
-    reactor->finish(Status::OK); // NetBird ends a replaced stream cleanly; the client reconnects
-}
-
-void sync_stream::deliver(actors::map_update_ptr update, bool initial) {
-  std::lock_guard<std::mutex> lk(mu);
-  if (!reactor)
-    return;
-  pending = std::move(update);
-  pending_initial = pending_initial || initial;
-  if (encoding)
-    return; // the running job picks it up
-  encoding = true;
-  encoders->post([self = shared_from_this()] { self->encode_pending(); });
-}
-
-void sync_stream::encode_pending() {
-  std::unique_lock<std::mutex> lk(mu);
-  while (pending && reactor) {
-    auto u = std::move(pending);
-    const bool initial = std::exchange(pending_initial, false);
-    lk.unlock();
-    std::optional<management::NetbirdConfig> cfg;
-    if (initial)
-      cfg = to_netbird_config(deps->cfg, unix_now());
-    EncryptedMessage env;
-    env.set_wgpubkey(crypto::base64_encode(deps->server_public));
-    env.set_body(
-        crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
-    if (spdlog::should_log(spdlog::level::debug)) {
-      const auto& acc = u->change->view->acc();
-      spdlog::debug("map sent to peer {} of account {}: serial {}, {} bytes{}, session {}",
-                    acc.peers[u->peer].id, acc.id, u->map.serial, env.ByteSizeLong(),
-                    initial ? " (initial)" : "", token);
-    }
-    lk.lock();
-    if (reactor)
-      reactor->push(std::move(env));
-  }
-  pending.reset();
-  encoding = false;
-}
-
-void sync_stream::fail(Status s) {
-  std::lock_guard<std::mutex> lk(mu);
-  if (reactor)
-    reactor->finish(std::move(s));
 }
 
 // ---- the service
@@ -579,6 +363,8 @@ public:
     const std::string full = info->method() ? info->method() : "";
     method_ = full.substr(full.rfind('/') + 1);
     implemented_ = full.rfind("/management.ManagementService/", 0) == 0 && implemented(method_);
+    if (implemented_)
+      metrics::grpc_started(method_);
   }
   void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(
@@ -590,6 +376,10 @@ public:
         m->ModifySendStatus(status);
       }
       metrics::grpc_request(method_, static_cast<int>(status.error_code()));
+      if (method_ == "Login") // a Sync's duration is its first map (api/grpc/sync_sink)
+        metrics::grpc_duration(
+            method_,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - began_).count());
     }
     m->Proceed();
   }
@@ -597,6 +387,7 @@ public:
 private:
   std::string method_;
   bool implemented_ = false;
+  const std::chrono::steady_clock::time_point began_ = std::chrono::steady_clock::now();
 };
 
 class counting_factory : public grpc::experimental::ServerInterceptorFactoryInterface {

@@ -1,5 +1,7 @@
 #include "api/metrics/metrics.hpp"
 
+#include "actors/status_probe.hpp"
+
 #include <caf/all.hpp>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
@@ -7,32 +9,107 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 namespace nbm::api::metrics {
 
 namespace {
 
-// The request counters, one registry for the process (the transport layers count before and
-// whether or not an exporter serves them).
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// Bucket boundaries of OpenTelemetry's default explicit histogram, in milliseconds: the buckets
+// NetBird's *_duration_ms histograms have.
+const prometheus::Histogram::BucketBoundaries& ms_buckets() {
+  static const prometheus::Histogram::BucketBoundaries b{
+      0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000};
+  return b;
+}
+
+// What the transport layers count, one registry for the process. Names as NetBird's OpenTelemetry
+// exporter prints its instruments ("management.grpc.login.request.counter", unit "1" ->
+// management_grpc_login_request_counter_total; "...duration.ms", unit "milliseconds" ->
+// management_..._duration_ms_milliseconds).
 struct counters {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  prometheus::Family<prometheus::Counter>& rest =
+  prometheus::Family<prometheus::Counter>& http_requests =
       prometheus::BuildCounter()
-          .Name("nbm_rest_requests_total")
-          .Help("REST API requests answered, by method and HTTP status")
+          .Name("management_http_request_counter_total")
+          .Help("Number of incoming HTTP requests by endpoint and method")
           .Register(*registry);
-  prometheus::Family<prometheus::Histogram>& rest_seconds =
+  prometheus::Family<prometheus::Counter>& http_responses =
+      prometheus::BuildCounter()
+          .Name("management_http_response_counter_total")
+          .Help("Number of outgoing HTTP responses by endpoint, method and returned status code")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& http_codes =
+      prometheus::BuildCounter()
+          .Name("management_http_response_counter_code_total")
+          .Help("Number of outgoing HTTP responses by status code")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& http_ms =
       prometheus::BuildHistogram()
-          .Name("nbm_rest_request_duration_seconds")
-          .Help("REST API request durations, by method")
+          .Name("management_http_request_duration_ms_milliseconds")
+          .Help("Duration of incoming HTTP requests by endpoint and method")
           .Register(*registry);
-  prometheus::Family<prometheus::Counter>& grpc =
+  prometheus::Family<prometheus::Histogram>& http_total_ms =
+      prometheus::BuildHistogram()
+          .Name("management_http_request_duration_ms_total_milliseconds")
+          .Help("Duration of incoming HTTP requests (type: write = a successful PUT, POST or "
+                "DELETE, read = anything else)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& grpc_sync =
+      prometheus::BuildCounter()
+          .Name("management_grpc_sync_request_counter_total")
+          .Help("Number of sync gRPC requests from the peers to establish a connection and "
+                "receive network map updates (update channel)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& grpc_login =
+      prometheus::BuildCounter()
+          .Name("management_grpc_login_request_counter_total")
+          .Help("Number of login gRPC requests from the peers to authenticate and receive "
+                "initial configuration and relay credentials")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& grpc_key =
+      prometheus::BuildCounter()
+          .Name("management_grpc_key_request_counter_total")
+          .Help("Number of key gRPC requests from the peers to get the server's public WireGuard "
+                "key")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& grpc_sync_ms =
+      prometheus::BuildHistogram()
+          .Name("management_grpc_sync_request_duration_ms_milliseconds")
+          .Help("Duration of the sync gRPC requests from the peers to establish a connection and "
+                "receive network map updates (until the first map is handed to the stream)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& grpc_login_ms =
+      prometheus::BuildHistogram()
+          .Name("management_grpc_login_request_duration_ms_milliseconds")
+          .Help("Duration of the login gRPC requests from the peers to authenticate and receive "
+                "initial configuration and relay credentials")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& grpc_calls =
       prometheus::BuildCounter()
           .Name("nbm_grpc_requests_total")
           .Help("gRPC calls ended, by method and gRPC status code")
           .Register(*registry);
+
+  prometheus::Counter& sync_started = grpc_sync.Add({});
+  prometheus::Counter& login_started = grpc_login.Add({});
+  prometheus::Counter& key_started = grpc_key.Add({});
+  prometheus::Histogram& sync_ms = grpc_sync_ms.Add({}, ms_buckets());
+  prometheus::Histogram& login_ms = grpc_login_ms.Add({}, ms_buckets());
+  prometheus::Histogram& read_ms = http_total_ms.Add({{"type", "read"}}, ms_buckets());
+  prometheus::Histogram& write_ms = http_total_ms.Add({{"type", "write"}}, ms_buckets());
 };
 
 counters& the_counters() {
@@ -40,20 +117,136 @@ counters& the_counters() {
   return c;
 }
 
-const prometheus::Histogram::BucketBoundaries& duration_buckets() {
-  static const prometheus::Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                         0.25,  0.5,   1,    2.5,   5,    10};
-  return b;
+// NetBird's REST routes (management/server/http), as gorilla/mux templates under /api.
+const std::vector<std::vector<std::string>>& route_table() {
+  static const std::vector<std::vector<std::string>> routes = [] {
+    const char* const templates[] = {
+        "/api/accounts",
+        "/api/accounts/{accountId}",
+        "/api/dns/nameservers",
+        "/api/dns/nameservers/{nsgroupId}",
+        "/api/dns/settings",
+        "/api/events",
+        "/api/events/audit",
+        "/api/groups",
+        "/api/groups/{groupId}",
+        "/api/identity-providers",
+        "/api/identity-providers/{idpId}",
+        "/api/instance",
+        "/api/instance/version",
+        "/api/locations/countries",
+        "/api/locations/countries/{country}/cities",
+        "/api/networks",
+        "/api/networks/resources",
+        "/api/networks/routers",
+        "/api/networks/{networkId}",
+        "/api/networks/{networkId}/resources",
+        "/api/networks/{networkId}/resources/{resourceId}",
+        "/api/networks/{networkId}/routers",
+        "/api/networks/{networkId}/routers/{routerId}",
+        "/api/peers",
+        "/api/peers/{peerId}",
+        "/api/peers/{peerId}/accessible-peers",
+        "/api/peers/{peerId}/jobs",
+        "/api/peers/{peerId}/jobs/{jobId}",
+        "/api/peers/{peerId}/temporary-access",
+        "/api/policies",
+        "/api/policies/{policyId}",
+        "/api/posture-checks",
+        "/api/posture-checks/{postureCheckId}",
+        "/api/routes",
+        "/api/routes/{routeId}",
+        "/api/setup",
+        "/api/setup-keys",
+        "/api/setup-keys/{keyId}",
+        "/api/users",
+        "/api/users/current",
+        "/api/users/invites",
+        "/api/users/invites/{inviteId}",
+        "/api/users/invites/{inviteId}/regenerate",
+        "/api/users/{userId}",
+        "/api/users/{userId}/approve",
+        "/api/users/{userId}/invite",
+        "/api/users/{userId}/password",
+        "/api/users/{userId}/reject",
+        "/api/users/{userId}/tokens",
+        "/api/users/{userId}/tokens/{tokenId}",
+    };
+    std::vector<std::vector<std::string>> out;
+    for (const char* t : templates) {
+      std::vector<std::string> segs;
+      std::string seg;
+      for (const char* c = t + 1;; ++c) {
+        if (*c == '/' || *c == '\0') {
+          segs.push_back(seg);
+          seg.clear();
+          if (*c == '\0')
+            break;
+        } else {
+          seg += *c;
+        }
+      }
+      out.push_back(std::move(segs));
+    }
+    return out;
+  }();
+  return routes;
 }
 
-prometheus::MetricFamily family(const std::string& name, const std::string& help,
-                                prometheus::MetricType type, double value) {
-  prometheus::MetricFamily f;
+// ---- process metrics (what Prometheus' process collector exports)
+// ---------------------------------
+
+struct process_sample {
+  double cpu_seconds = 0, start_time = 0, rss_bytes = 0, vm_bytes = 0, open_fds = 0, max_fds = 0;
+};
+
+process_sample sample_process() {
+  process_sample p;
+  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command (which may hold spaces) start at field 3 (state).
+  const auto close = line.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream in(line.substr(close + 2));
+    std::vector<std::string> f;
+    for (std::string x; in >> x;)
+      f.push_back(x);
+    // f[0] is field 3; utime 14, stime 15, starttime 22, vsize 23, rss 24.
+    if (f.size() > 21) {
+      p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+      const double start_ticks = std::stod(f[19]);
+      p.vm_bytes = std::stod(f[20]);
+      p.rss_bytes = std::stod(f[21]) * page;
+      std::ifstream boot("/proc/stat");
+      for (std::string l; std::getline(boot, l);)
+        if (l.rfind("btime ", 0) == 0)
+          p.start_time = std::stod(l.substr(6)) + start_ticks / ticks;
+    }
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    p.open_fds += 1;
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0)
+    p.max_fds = static_cast<double>(lim.rlim_cur);
+  return p;
+}
+
+// ---- the actors' state, asked of them at each scrape
+// ----------------------------------------------
+
+MetricFamily single(const std::string& name, const std::string& help, MetricType type,
+                    double value) {
+  MetricFamily f;
   f.name = name;
   f.help = help;
   f.type = type;
   prometheus::ClientMetric m;
-  if (type == prometheus::MetricType::Counter)
+  if (type == MetricType::Counter)
     m.counter.value = value;
   else
     m.gauge.value = value;
@@ -61,124 +254,294 @@ prometheus::MetricFamily family(const std::string& name, const std::string& help
   return f;
 }
 
-// The actors' state, asked of them at each scrape.
+// A family with one sample per label value (`label` -> value).
+MetricFamily labelled(
+    const std::string& name, const std::string& help, MetricType type,
+    const std::vector<std::pair<std::vector<prometheus::ClientMetric::Label>, double>>& values) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  for (const auto& [labels, v] : values) {
+    prometheus::ClientMetric m;
+    m.label = labels;
+    if (type == MetricType::Counter)
+      m.counter.value = v;
+    else
+      m.gauge.value = v;
+    f.metric.push_back(std::move(m));
+  }
+  return f;
+}
+
+// The deadline of one scrape: the directory's list and every actor's answer together.
+constexpr auto scrape_deadline = std::chrono::milliseconds(2000);
+
 class actor_state : public prometheus::Collectable {
 public:
   actor_state(caf::actor_system& sys, sources src) : sys_(sys), src_(std::move(src)) {}
 
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    using prometheus::MetricType;
-    std::vector<prometheus::MetricFamily> out;
-    caf::scoped_actor self{sys_};
-    const auto limit = std::chrono::seconds(2);
-    const auto gauge = [&](const char* name, const char* help, double v) {
-      out.push_back(family(name, help, MetricType::Gauge, v));
-    };
-    const auto counter = [&](const char* name, const char* help, double v) {
-      out.push_back(family(name, help, MetricType::Counter, v));
-    };
-    if (src_.directory) {
-      std::vector<actors::account_actor> accounts;
-      self->request(src_.directory, limit, actors::account_atom::value)
-          .receive([&](std::vector<actors::account_actor>& v) { accounts = std::move(v); },
-                   [](caf::error&) {});
-      actors::account_state_record sum;
-      std::uint64_t loaded = 0;
-      // One scrape waits 2 s at most for all accounts together: an account actor busy with a
-      // slow change (a database outage) is left out of this sample rather than stall it.
-      const auto until = std::chrono::steady_clock::now() + limit;
-      for (const auto& a : accounts) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            until - std::chrono::steady_clock::now());
-        if (left.count() <= 0)
-          break;
-        self->request(a, left, actors::status_atom::value)
-            .receive(
-                [&](actors::account_state_record& r) {
-                  loaded += r.loaded ? 1 : 0;
-                  sum.peers += r.peers;
-                  sum.connected += r.connected;
-                  sum.changes += r.changes;
-                  sum.maps_sent += r.maps_sent;
-                  sum.maps_skipped += r.maps_skipped;
-                  sum.reloads += r.reloads;
-                },
-                [](caf::error&) {});
-      }
-      gauge("nbm_accounts_loaded", "Accounts held in memory by their account actors",
-            static_cast<double>(loaded));
-      gauge("nbm_account_peers", "Peers of the accounts held in memory",
-            static_cast<double>(sum.peers));
-      gauge("nbm_sync_streams", "Sync streams attached to their account (connected peers)",
-            static_cast<double>(sum.connected));
-      counter("nbm_account_fanouts_total",
-              "Fan-outs run by account actors (each after one or more changes)",
-              static_cast<double>(sum.changes));
-      counter("nbm_network_maps_sent_total", "Network maps handed to peers (initial ones included)",
-              static_cast<double>(sum.maps_sent));
-      counter("nbm_network_maps_unchanged_total",
-              "Connected peers a change left unchanged (no map sent)",
-              static_cast<double>(sum.maps_skipped));
-      counter("nbm_account_reloads_total", "Full reads of an account from the store",
-              static_cast<double>(sum.reloads));
-      self->request(src_.directory, limit, actors::status_atom::value)
-          .receive(
-              [&](std::uint64_t n) {
-                gauge("nbm_peer_actors", "Peer actors alive", static_cast<double>(n));
-              },
-              [](caf::error&) {});
-    }
-    if (src_.writer)
-      self->request(src_.writer, limit, actors::status_atom::value)
-          .receive(
-              [&](actors::writer_state_record& r) {
-                gauge("nbm_status_writes_pending", "Fenced status writes queued or in flight",
-                      static_cast<double>(r.queued + r.in_flight));
-                counter("nbm_status_writes_total", "Fenced status writes completed",
-                        static_cast<double>(r.writes));
-                counter("nbm_status_writes_landed_total",
-                        "Fenced status writes that passed the fence",
-                        static_cast<double>(r.landed));
-                counter("nbm_status_write_errors_total", "Fenced status writes that failed",
-                        static_cast<double>(r.errors));
-                counter("nbm_status_write_batches_total",
-                        "Statements or transactions issued for status writes",
-                        static_cast<double>(r.batches));
-              },
-              [](caf::error&) {});
-    if (src_.expiry)
-      self->request(src_.expiry, limit, actors::status_atom::value)
-          .receive(
-              [&](actors::expiry_state_record& r) {
-                gauge("nbm_expiry_deadlines", "Pending lifecycle deadlines",
-                      static_cast<double>(r.scheduled));
-                counter("nbm_expiry_login_expired_total",
-                        "Peers marked login-expired (login or inactivity)",
-                        static_cast<double>(r.expired));
-                counter("nbm_expiry_ephemeral_deleted_total", "Ephemeral peers deleted",
-                        static_cast<double>(r.deleted));
-                counter("nbm_expiry_refused_total", "Lifecycle decisions the store's fence refused",
-                        static_cast<double>(r.refused));
-              },
-              [](caf::error&) {});
+  std::vector<MetricFamily> Collect() const override {
+    std::vector<MetricFamily> out;
+    collect_process(out);
+    collect_actors(out);
     return out;
   }
 
 private:
+  static void collect_process(std::vector<MetricFamily>& out) {
+    const auto p = sample_process();
+    out.push_back(single("process_cpu_seconds_total",
+                         "Total user and system CPU time spent in seconds.", MetricType::Counter,
+                         p.cpu_seconds));
+    out.push_back(single("process_resident_memory_bytes", "Resident memory size in bytes.",
+                         MetricType::Gauge, p.rss_bytes));
+    out.push_back(single("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                         MetricType::Gauge, p.vm_bytes));
+    out.push_back(single("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+                         p.open_fds));
+    out.push_back(single("process_max_fds", "Maximum number of open file descriptors.",
+                         MetricType::Gauge, p.max_fds));
+    out.push_back(single("process_start_time_seconds",
+                         "Start time of the process since unix epoch in seconds.",
+                         MetricType::Gauge, p.start_time));
+  }
+
+  void collect_actors(std::vector<MetricFamily>& out) const {
+    const auto until = std::chrono::steady_clock::now() + scrape_deadline;
+    std::vector<actors::status_target> targets = src_.others;
+    std::uint64_t directory_missing = 0;
+    if (src_.directory) {
+      caf::scoped_actor self{sys_};
+      bool listed = false;
+      self->request(src_.directory, scrape_deadline / 2, actors::members_atom::value)
+          .receive(
+              [&](std::vector<actors::status_target>& v) {
+                listed = true;
+                targets.insert(targets.end(), std::make_move_iterator(v.begin()),
+                               std::make_move_iterator(v.end()));
+              },
+              [](caf::error&) {});
+      if (!listed)
+        directory_missing = 1;
+    }
+    const auto left = std::max(std::chrono::milliseconds(100),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   until - std::chrono::steady_clock::now()));
+    auto sample = actors::ask_status(sys_, targets, left);
+    if (directory_missing)
+      sample.missing["directory"] += directory_missing;
+
+    // Per kind: how many answered, how many did not (in time), their mailboxes, their counters.
+    struct kind_sum {
+      std::uint64_t answered = 0;
+      std::int64_t mailbox_max = 0, mailbox_sum = 0;
+      std::map<std::string, std::uint64_t> counters;
+      std::map<std::string, std::int64_t> gauges;
+    };
+    std::map<std::string, kind_sum> kinds;
+    for (const auto& s : sample.answers) {
+      auto& k = kinds[s.kind];
+      ++k.answered;
+      if (s.mailbox > 0) {
+        k.mailbox_max = std::max(k.mailbox_max, s.mailbox);
+        k.mailbox_sum += s.mailbox;
+      }
+      for (const auto& [n, v] : s.counters)
+        k.counters[n] += v;
+      for (const auto& [n, v] : s.gauges)
+        k.gauges[n] += v;
+    }
+    using labels = std::vector<prometheus::ClientMetric::Label>;
+    std::vector<std::pair<labels, double>> answered, missing, mbox_max, mbox_sum, events;
+    for (const auto& [kind, k] : kinds) {
+      answered.push_back({{{"kind", kind}}, static_cast<double>(k.answered)});
+      mbox_max.push_back({{{"kind", kind}}, static_cast<double>(k.mailbox_max)});
+      mbox_sum.push_back({{{"kind", kind}}, static_cast<double>(k.mailbox_sum)});
+      for (const auto& [n, v] : k.counters)
+        events.push_back({{{"kind", kind}, {"name", n}}, static_cast<double>(v)});
+    }
+    for (const auto& [kind, n] : sample.missing)
+      missing.push_back({{{"kind", kind}}, static_cast<double>(n)});
+    out.push_back(labelled("nbm_actors",
+                           "Actors that answered this scrape's status request, by kind",
+                           MetricType::Gauge, answered));
+    out.push_back(labelled("nbm_actor_status_missing",
+                           "Actors that did not answer this scrape's status request in time "
+                           "(busy or blocked), by kind",
+                           MetricType::Gauge, missing));
+    out.push_back(labelled("nbm_actor_mailbox_max", "Largest mailbox of an actor of this kind",
+                           MetricType::Gauge, mbox_max));
+    out.push_back(labelled("nbm_actor_mailbox_messages",
+                           "Messages waiting in the mailboxes of the actors of this kind",
+                           MetricType::Gauge, mbox_sum));
+    out.push_back(labelled("nbm_actor_events_total",
+                           "Every counter an actor reports in its status, summed over its kind",
+                           MetricType::Counter, events));
+
+    const auto gauge = [&](const char* kind, const char* name) -> double {
+      auto it = kinds.find(kind);
+      return it == kinds.end() ? 0.0 : static_cast<double>(it->second.gauges[name]);
+    };
+    const auto count = [&](const char* kind, const char* name) -> double {
+      auto it = kinds.find(kind);
+      return it == kinds.end() ? 0.0 : static_cast<double>(it->second.counters[name]);
+    };
+    const auto has = [&](const char* kind) { return kinds.count(kind) != 0; };
+
+    if (has("directory") || has("account")) {
+      const double streams = gauge("account", "connected");
+      out.push_back(single("management_grpc_connected_streams_ratio",
+                           "Number of active peer streams connected to the gRPC server",
+                           MetricType::Gauge, streams));
+      out.push_back(single("nbm_sync_streams",
+                           "Sync streams attached to their account (connected peers)",
+                           MetricType::Gauge, streams));
+      out.push_back(single("nbm_accounts_loaded", "Accounts held in memory by their account actors",
+                           MetricType::Gauge, gauge("account", "loaded")));
+      out.push_back(single("nbm_account_peers", "Peers of the accounts held in memory",
+                           MetricType::Gauge, gauge("account", "peers")));
+      out.push_back(single("nbm_account_fanouts_total",
+                           "Fan-outs run by account actors (each after one or more changes)",
+                           MetricType::Counter, count("account", "changes")));
+      out.push_back(single("nbm_network_maps_sent_total",
+                           "Network maps handed to peers (initial ones included)",
+                           MetricType::Counter, count("account", "maps_sent")));
+      out.push_back(single("nbm_network_maps_unchanged_total",
+                           "Connected peers a change left unchanged (no map sent)",
+                           MetricType::Counter, count("account", "maps_skipped")));
+      out.push_back(single("nbm_account_reloads_total", "Full reads of an account from the store",
+                           MetricType::Counter, count("account", "reloads")));
+    }
+    if (has("directory"))
+      out.push_back(single("nbm_peer_actors", "Peer actors alive", MetricType::Gauge,
+                           gauge("directory", "peer_actors")));
+    if (has("peer"))
+      out.push_back(labelled("nbm_peer_session_writes_total",
+                             "Fenced connects and disconnects of peer actors, by outcome",
+                             MetricType::Counter,
+                             {{{{"outcome", "landed"}}, count("peer", "landed")},
+                              {{{"outcome", "dropped"}}, count("peer", "dropped")},
+                              {{{"outcome", "refused"}}, count("peer", "refused")},
+                              {{{"outcome", "failed"}}, count("peer", "failed")}}));
+    if (has("status_writer")) {
+      out.push_back(single("nbm_status_writes_pending", "Fenced status writes queued or in flight",
+                           MetricType::Gauge,
+                           gauge("status_writer", "queued") + gauge("status_writer", "in_flight")));
+      out.push_back(single("nbm_status_writes_total", "Fenced status writes completed",
+                           MetricType::Counter, count("status_writer", "writes")));
+      out.push_back(single("nbm_status_writes_landed_total",
+                           "Fenced status writes that passed the fence", MetricType::Counter,
+                           count("status_writer", "landed")));
+      out.push_back(single("nbm_status_write_errors_total", "Fenced status writes that failed",
+                           MetricType::Counter, count("status_writer", "errors")));
+      out.push_back(single("nbm_status_write_batches_total",
+                           "Statements or transactions issued for status writes",
+                           MetricType::Counter, count("status_writer", "batches")));
+    }
+    if (has("expiry")) {
+      out.push_back(single("nbm_expiry_deadlines", "Pending lifecycle deadlines", MetricType::Gauge,
+                           gauge("expiry", "scheduled")));
+      out.push_back(single("nbm_expiry_login_expired_total",
+                           "Peers marked login-expired (login or inactivity)", MetricType::Counter,
+                           count("expiry", "expired")));
+      out.push_back(single("nbm_expiry_ephemeral_deleted_total", "Ephemeral peers deleted",
+                           MetricType::Counter, count("expiry", "deleted")));
+      out.push_back(single("management_ephemeral_peers_cleaned_counter_total",
+                           "Total number of ephemeral peers deleted by the cleanup loop",
+                           MetricType::Counter, count("expiry", "deleted")));
+      out.push_back(single("nbm_expiry_refused_total",
+                           "Lifecycle decisions the store's fence refused", MetricType::Counter,
+                           count("expiry", "refused")));
+    }
+  }
+
   caf::actor_system& sys_;
   sources src_;
 };
 
 } // namespace
 
-void rest_request(const std::string& method, int status, double seconds) {
+std::string endpoint_of(const std::string& path) {
+  std::vector<std::string> segs;
+  std::size_t i = 1;
+  if (path.empty() || path[0] != '/')
+    return {};
+  while (i <= path.size()) {
+    auto j = path.find('/', i);
+    if (j == std::string::npos)
+      j = path.size();
+    segs.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  if (segs.size() > 1 && segs.back().empty())
+    segs.pop_back(); // "/api/peers/" is "/api/peers"
+  const std::vector<std::string>* best = nullptr;
+  int best_literals = -1;
+  for (const auto& t : route_table()) {
+    if (t.size() != segs.size())
+      continue;
+    int literals = 0;
+    bool match = true;
+    for (std::size_t k = 0; k < t.size() && match; ++k) {
+      if (!t[k].empty() && t[k].front() == '{')
+        match = !segs[k].empty();
+      else if (t[k] == segs[k])
+        ++literals;
+      else
+        match = false;
+    }
+    if (match && literals > best_literals) {
+      best = &t;
+      best_literals = literals;
+    }
+  }
+  if (!best)
+    return {};
+  std::string out;
+  for (const auto& s : *best) {
+    out += '/';
+    for (char c : s)
+      if (c != '{' && c != '}')
+        out += c;
+  }
+  return out;
+}
+
+void rest_request(const std::string& method, const std::string& path, int status, double seconds) {
   auto& c = the_counters();
-  c.rest.Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
-  c.rest_seconds.Add({{"method", method}}, duration_buckets()).Observe(seconds);
+  const auto endpoint = endpoint_of(path);
+  const auto code = std::to_string(status);
+  const double ms = static_cast<double>(static_cast<std::int64_t>(seconds * 1000));
+  c.http_requests.Add({{"endpoint", endpoint}, {"method", method}}).Increment();
+  c.http_responses.Add({{"endpoint", endpoint}, {"method", method}, {"code", code}}).Increment();
+  c.http_codes.Add({{"code", code}}).Increment();
+  c.http_ms.Add({{"endpoint", endpoint}, {"method", method}}, ms_buckets()).Observe(ms);
+  const bool write = status == 200 && (method == "PUT" || method == "POST" || method == "DELETE");
+  (write ? c.write_ms : c.read_ms).Observe(ms);
+}
+
+void grpc_started(const std::string& method) {
+  auto& c = the_counters();
+  if (method == "Sync")
+    c.sync_started.Increment();
+  else if (method == "Login")
+    c.login_started.Increment();
+  else if (method == "GetServerKey")
+    c.key_started.Increment();
 }
 
 void grpc_request(const std::string& method, int code) {
-  the_counters().grpc.Add({{"method", method}, {"code", std::to_string(code)}}).Increment();
+  the_counters().grpc_calls.Add({{"method", method}, {"code", std::to_string(code)}}).Increment();
+}
+
+void grpc_duration(const std::string& method, double seconds) {
+  auto& c = the_counters();
+  const double ms = static_cast<double>(static_cast<std::int64_t>(seconds * 1000));
+  if (method == "Sync")
+    c.sync_ms.Observe(ms);
+  else if (method == "Login")
+    c.login_ms.Observe(ms);
 }
 
 struct exporter::impl {

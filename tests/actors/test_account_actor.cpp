@@ -136,7 +136,9 @@ struct rig : test::actor_rig {
     return ask(p, connect_atom::value, t, std::move(s));
   }
   bool disconnect(const peer_actor& p, session_token t) { return ask(p, disconn_atom::value, t); }
-  account_state_record status(const account_actor& a) { return ask(a, status_atom::value); }
+  account_state_record status(const account_actor& a) {
+    return record_of<account_state_record>(ask(a, status_atom::value));
+  }
   // Until everything sent so far ran: the account actor's queued changes and fan-out, and the
   // peer actors' deliveries (attach comes from a peer actor after its write landed: wait for it).
   void settle(const account_actor& a, const std::vector<peer_actor>& peers) {
@@ -257,7 +259,7 @@ TEST_CASE("account actor: a change that alters k of n maps sends exactly k maps"
     // changes (g1 now reaches g2's peers and the reverse), each exactly once more.
     w.add_policy("pol3", "g1", "g2");
     const auto s = w.bump();
-    caf::anon_send(acc, check_atom::value, s);
+    caf::anon_send(acc, serial_atom::value, s);
     REQUIRE(eventually([&] { return sinks[0]->count() == 2 && sinks[5]->count() == 3; }));
     r.settle(acc, peers);
     for (int i = 0; i < 3; ++i)
@@ -267,7 +269,7 @@ TEST_CASE("account actor: a change that alters k of n maps sends exactly k maps"
     CHECK(sinks[0]->remote_ids() == ids{"p1", "p2", "p3", "p4", "p5", "p6"});
     CHECK(r.status(acc).reloads == 1);
     // The same serial again: nothing to reload.
-    caf::anon_send(acc, check_atom::value, s);
+    caf::anon_send(acc, serial_atom::value, s);
     r.settle(acc, peers);
     CHECK(r.status(acc).reloads == 1);
   }
@@ -340,7 +342,7 @@ TEST_CASE("account actor: an admin change is decided on the account it holds, co
       return std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; });
     }));
     CHECK(sinks[2]->remote_ids().empty());
-    const auto serial0 = r.ask(acc, get_atom::value, std::uint64_t{0})->net.serial;
+    const auto serial0 = r.ask(acc, snapshot_atom::value, std::uint64_t{0})->net.serial;
 
     // p2 joins g1: a typed change, as the REST API hands it over.
     core::group g1;
@@ -399,7 +401,7 @@ TEST_CASE("account actor: an admin change is decided on the account it holds, co
     CHECK(dropped.after->net.serial == moved + 1);
     CHECK(std::none_of(dropped.after->groups.begin(), dropped.after->groups.end(),
                        [](const core::group& x) { return x.id == "g9"; }));
-    CHECK(r.ask(acc, get_atom::value, moved + 1)->net.serial == moved + 1);
+    CHECK(r.ask(acc, snapshot_atom::value, moved + 1)->net.serial == moved + 1);
     w.add_group("g10", {});
     const auto moved2 = w.bump();
     auto read = r.ask(acc, read_atom::value, read_request{});

@@ -122,7 +122,9 @@ struct rig : test::actor_rig {
     caf::anon_send(e, derive_atom::value, std::string());
     return e;
   }
-  expiry_state_record status(const expiry_actor& e) { return ask(e, status_atom::value); }
+  expiry_state_record status(const expiry_actor& e) {
+    return record_of<expiry_state_record>(ask(e, status_atom::value));
+  }
   // Moves the clock and runs what is due; answers the actor's state afterwards.
   expiry_state_record at(const expiry_actor& e, unix_ns now) {
     clock->store(now);
@@ -218,7 +220,7 @@ TEST_CASE("expiry actor: login expiration marks the SSO peer, moves it to the ot
     // A login (e.g. through SSO on another replica) clears it; the serial poll brings it back.
     const auto relogin = storage::store_time(5);
     REQUIRE(w.life().record_login(w.account, "sso", relogin));
-    caf::anon_send(e, check_atom::value);
+    caf::anon_send(e, poll_atom::value);
     caf::anon_send(r.account(w.account), reload_atom::value);
     st = r.status(e);
     CHECK(st.next_ns == *core::store_time_ns(relogin) + hour);
@@ -236,15 +238,15 @@ TEST_CASE("expiry actor: account settings changes reschedule through the serial 
     auto e = r.expiry(opts);
     CHECK(r.status(e).next_ns == t0_ns + 24 * hour);
     w.settings(true, 2 * hour, false, 0); // another process changed the period
-    caf::anon_send(e, check_atom::value);
+    caf::anon_send(e, poll_atom::value);
     CHECK(r.status(e).next_ns == t0_ns + 2 * hour);
     w.settings(false, 2 * hour, false, 0); // ... and turned expiration off
-    caf::anon_send(e, check_atom::value);
+    caf::anon_send(e, poll_atom::value);
     CHECK(r.status(e).next_ns == 0);
     CHECK(r.at(e, t0_ns + 100 * hour).expired == 0);
     CHECK_FALSE(test::read_status(opts, "sso").login_expired);
     w.settings(true, hour, true, hour / 6); // on again, and inactivity too
-    caf::anon_send(e, check_atom::value);
+    caf::anon_send(e, poll_atom::value);
     CHECK(r.status(e).next_ns == t0_ns + hour / 6);
   }
 }

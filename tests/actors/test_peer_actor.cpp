@@ -52,9 +52,11 @@ struct observed {
 };
 
 // A detached observer (it reads the database, a blocking call, on its own thread).
-session_observer::behavior_type
-observer_impl(session_observer::pointer, std::shared_ptr<observed> out, storage::db_options db) {
+session_observer::behavior_type observer_impl(session_observer::pointer self,
+                                              std::shared_ptr<observed> out,
+                                              storage::db_options db) {
   return {
+      [self](status_atom) { return status_of(self, "test_observer"); },
       [out, db](landed_atom, const session_event& ev) {
         auto row = test::read_status(db, ev.peer_id);
         bool visible = ev.connected ? (row.connected && row.token == ev.token)
@@ -100,7 +102,7 @@ struct rig {
   peer_actor peer(const std::string& id, const std::string& acc = "acc1") {
     caf::scoped_actor self{*sys};
     peer_actor out;
-    self->request(dir, caf::infinite, get_atom::value, acc, id)
+    self->request(dir, caf::infinite, find_peer_atom::value, acc, id)
         .receive([&](const peer_actor& p) { out = p; },
                  [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return out;
@@ -123,7 +125,7 @@ struct rig {
     caf::scoped_actor self{*sys};
     peer_state_record r;
     self->request(p, caf::infinite, status_atom::value)
-        .receive([&](const peer_state_record& x) { r = x; },
+        .receive([&](const actor_status& x) { r = record_of<peer_state_record>(x); },
                  [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return r;
   }
@@ -131,7 +133,7 @@ struct rig {
     caf::scoped_actor self{*sys};
     writer_state_record r;
     self->request(writer, caf::infinite, status_atom::value)
-        .receive([&](const writer_state_record& x) { r = x; },
+        .receive([&](const actor_status& x) { r = record_of<writer_state_record>(x); },
                  [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return r;
   }

@@ -76,13 +76,13 @@ struct det_rig {
     return ask<peer_view>(register_atom::value, req, key);
   }
   account_state_record status() {
-    auto s = ask<account_state_record>(status_atom::value);
+    auto s = ask<actor_status>(status_atom::value);
     sched->run();
     REQUIRE(s->has_value());
-    return **s;
+    return record_of<account_state_record>(**s);
   }
   account_ptr account() {
-    auto a = ask<account_ptr>(get_atom::value, std::uint64_t{0});
+    auto a = ask<account_ptr>(snapshot_atom::value, std::uint64_t{0});
     sched->run();
     REQUIRE(a->has_value());
     return **a;

@@ -61,10 +61,11 @@ struct rig {
     return out;
   }
   account_actor account(const std::string& id) {
-    return *ask<account_actor>(std::chrono::seconds(10), dir, account_atom::value, id);
+    return *ask<account_actor>(std::chrono::seconds(10), dir, find_account_atom::value, id);
   }
   loader_state_record status() {
-    return *ask<loader_state_record>(std::chrono::seconds(10), loader, status_atom::value);
+    return loader_record_of(
+        *ask<actor_status>(std::chrono::seconds(10), loader, status_atom::value));
   }
 };
 

@@ -139,8 +139,8 @@ struct door_rig {
     return std::move(**out);
   }
   peer_state_record peer_state(const std::string& account, const std::string& id) {
-    auto p = ask<peer_actor>(dir, get_atom::value, account, id);
-    return ask<peer_state_record>(p, status_atom::value);
+    auto p = ask<peer_actor>(dir, find_peer_atom::value, account, id);
+    return record_of<peer_state_record>(ask<actor_status>(p, status_atom::value));
   }
 };
 
@@ -425,8 +425,8 @@ TEST_CASE("door: the meta a Sync brings is stored only after its connect landed"
     r.sched->run();
     REQUIRE((*landed.answer)->owns);
     CHECK(w.stored_hostname("pm") == "renamed");
-    auto acc = r.ask<account_ptr>(r.ask<account_actor>(r.dir, account_atom::value, w.account),
-                                  get_atom::value, std::uint64_t{0});
+    auto acc = r.ask<account_ptr>(r.ask<account_actor>(r.dir, find_account_atom::value, w.account),
+                                  snapshot_atom::value, std::uint64_t{0});
     const auto* p = acc->find_peer("pm");
     REQUIRE(p);
     CHECK(p->meta.hostname == "renamed");

@@ -915,8 +915,10 @@ TEST_CASE("rest: gRPC and the REST API on one port (the default, as NetBird serv
   CHECK(metric(s, "nbm_accounts_loaded") == 1);
   CHECK(metric(s, "nbm_account_peers") == 2);
   CHECK(metric(s, "nbm_grpc_requests_total{code=\"0\",method=\"Login\"}") >= 2);
-  CHECK(metric(s, "nbm_rest_requests_total{code=\"401\",method=\"GET\"}") == 1);
-  CHECK(metric(s, "nbm_rest_requests_total{code=\"200\",method=\"DELETE\"}") == 1);
+  CHECK(metric(s, "management_http_response_counter_total{code=\"401\",endpoint=\"/api/groups\","
+                  "method=\"GET\"}") == 1);
+  CHECK(metric(s, "management_http_response_counter_total{code=\"200\",endpoint=\"/api/policies/"
+                  "policyId\",method=\"DELETE\"}") == 1);
   CHECK(metric(s, "nbm_network_maps_sent_total") >= 3);
   CHECK(metric(s, "nbm_status_writes_landed_total") >= 1);
   // The peer deleted, its stream ends and the gauge follows.

@@ -59,10 +59,10 @@ struct actor_rig {
     return out;
   }
   actors::account_actor account(const std::string& id) {
-    return ask(dir, actors::account_atom::value, id);
+    return ask(dir, actors::find_account_atom::value, id);
   }
   actors::peer_actor peer(const std::string& acc, const std::string& id) {
-    return ask(dir, actors::get_atom::value, acc, id);
+    return ask(dir, actors::find_peer_atom::value, acc, id);
   }
 };
 

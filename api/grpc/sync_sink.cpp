@@ -1,0 +1,212 @@
+#include "api/grpc/sync_sink.hpp"
+
+#include "api/grpc/convert.hpp"
+#include "api/grpc/wire_map.hpp"
+#include "api/metrics/metrics.hpp"
+#include "crypto/crypto.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace nbm::api {
+
+using grpc::Status;
+using grpc::StatusCode;
+using management::EncryptedMessage;
+
+namespace {
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+} // namespace
+
+// ---- encoder threads
+// -------------------------------------------------------------------------------------
+
+encoder_pool::encoder_pool(unsigned n) {
+  for (unsigned i = 0; i < std::max(1u, n); ++i)
+    threads_.emplace_back([this] { run(); });
+}
+
+encoder_pool::~encoder_pool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    t.join();
+}
+
+void encoder_pool::post(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void encoder_pool::run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty())
+        return; // stopping, and everything posted ran
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    try {
+      job();
+    } catch (const std::exception& e) {
+      spdlog::error("encoding a map failed: {}", e.what());
+    }
+  }
+}
+
+// ---- the reactor
+// -----------------------------------------------------------------------------------------
+
+void sync_reactor::push(EncryptedMessage msg) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (finish_requested_)
+    return;
+  if (writing_) {
+    pending_ = std::move(msg); // the newest map replaces an older unsent one
+    return;
+  }
+  current_ = std::move(msg);
+  writing_ = true;
+  lk.unlock();
+  StartWrite(&current_);
+}
+
+void sync_reactor::finish(Status s) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (finish_requested_)
+    return;
+  finish_requested_ = true;
+  status_ = std::move(s);
+  if (writing_)
+    return; // OnWriteDone finishes
+  lk.unlock();
+  Finish(status_);
+}
+
+void sync_reactor::OnWriteDone(bool ok) {
+  std::unique_lock<std::mutex> lk(mu_);
+  writing_ = false;
+  // Written: the stream keeps no encoded map (a map of a 2,000-peer account is ~200 KB; the account
+  // actor's fingerprint decides whether the next one differs).
+  current_ = EncryptedMessage();
+  if (!ok) {
+    const bool first = !finish_requested_;
+    finish_requested_ = true;
+    lk.unlock();
+    if (first)
+      Finish(Status(StatusCode::INTERNAL, "failed sending update message"));
+    else
+      Finish(status_);
+    return;
+  }
+  if (pending_ && !finish_requested_) {
+    current_ = std::move(*pending_);
+    pending_.reset();
+    writing_ = true;
+    lk.unlock();
+    StartWrite(&current_);
+    return;
+  }
+  if (finish_requested_) {
+    lk.unlock();
+    Finish(status_);
+  }
+}
+
+void sync_reactor::OnCancel() {
+  finish(Status::CANCELLED);
+}
+
+void sync_reactor::OnDone() {
+  actors::sync_session_ptr session;
+  {
+    std::lock_guard<std::mutex> lk(st_->mu);
+    st_->reactor = nullptr;
+    session = std::move(st_->session);
+  }
+  // The session ends, fenced on its token (the facade orders it behind its connect).
+  st_->deps->door->stream_end(session);
+  delete this;
+}
+
+// ---- the sink
+// --------------------------------------------------------------------------------------------
+
+void sync_stream::close(const std::string& reason) {
+  std::lock_guard<std::mutex> lk(mu);
+  spdlog::debug("closing sync stream of session {}: {}", token, reason);
+  if (reactor)
+    reactor->finish(Status::OK); // NetBird ends a replaced stream cleanly; the client reconnects
+}
+
+void sync_stream::deliver(actors::map_update_ptr update, bool initial) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (!reactor)
+    return;
+  pending = std::move(update);
+  pending_initial = pending_initial || initial;
+  if (encoding)
+    return; // the running job picks it up
+  encoding = true;
+  encoders->post([self = shared_from_this()] { self->encode_pending(); });
+}
+
+void sync_stream::encode_pending() {
+  std::unique_lock<std::mutex> lk(mu);
+  while (pending && reactor) {
+    auto u = std::move(pending);
+    const bool initial = std::exchange(pending_initial, false);
+    lk.unlock();
+    std::optional<management::NetbirdConfig> cfg;
+    if (initial)
+      cfg = to_netbird_config(deps->cfg, unix_now());
+    EncryptedMessage env;
+    env.set_wgpubkey(crypto::base64_encode(deps->server_public));
+    env.set_body(
+        crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
+    if (spdlog::should_log(spdlog::level::debug)) {
+      const auto& acc = u->change->view->acc();
+      spdlog::debug("map sent to peer {} of account {}: serial {}, {} bytes{}, session {}",
+                    acc.peers[u->peer].id, acc.id, u->map.serial, env.ByteSizeLong(),
+                    initial ? " (initial)" : "", token);
+    }
+    lk.lock();
+    if (reactor) {
+      reactor->push(std::move(env));
+      if (!first_map_sent) { // NetBird's sync duration: from the call to its first map
+        first_map_sent = true;
+        metrics::grpc_duration(
+            "Sync",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - opened).count());
+      }
+    }
+  }
+  pending.reset();
+  encoding = false;
+}
+
+void sync_stream::fail(Status s) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (reactor)
+    reactor->finish(std::move(s));
+}
+
+} // namespace nbm::api
