@@ -282,9 +282,14 @@ struct replica {
   std::string target() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
-// A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers).
+// A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers). A
+// stream still open when it goes out of scope is cancelled (a client that goes away), so no test
+// waits for its deadline.
 struct stream {
   std::mutex mu;
+  std::mutex ctx_mu;
+  grpc::ClientContext* ctx = nullptr; // the open call, under ctx_mu
+  bool cancelled = false;             // under ctx_mu
   std::vector<std::vector<std::string>> maps;
   std::vector<management::SyncResponse> responses;
   tools::call_result end;
@@ -304,13 +309,27 @@ struct stream {
             responses.push_back(sr);
             return true;
           },
-          timeout_ms);
+          timeout_ms,
+          [this](grpc::ClientContext* c) {
+            std::lock_guard<std::mutex> lk(ctx_mu);
+            ctx = c;
+            if (ctx && cancelled)
+              ctx->TryCancel();
+          });
       std::lock_guard<std::mutex> lk(mu);
       end = r;
       finished = true;
     });
   }
-  ~stream() {
+  ~stream() { cancel(); }
+  // Ends the stream from the client's side (as a client that quits) and waits for its thread.
+  void cancel() {
+    {
+      std::lock_guard<std::mutex> lk(ctx_mu);
+      cancelled = true;
+      if (ctx)
+        ctx->TryCancel();
+    }
     if (th.joinable())
       th.join();
   }
