@@ -11,8 +11,29 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <stdlib.h>
 
 namespace nbm::tools {
+
+namespace {
+
+// The server (as NetBird's: keepalive time 5 s, timeout 2 s) pings a connection after 5 s of
+// silence and closes it when the PING is not answered within 2 s. gRPC's C++ client reads an idle
+// connection (no call in flight) only when its backup poller runs, every 5 s by default: the
+// answer came late, the server closed the connection, and the client's next call on it failed
+// UNAVAILABLE "Socket closed" (seen as a flaky first call of a "fresh" client, which shared the
+// idle connection). Polling every 500 ms answers in time. gRPC reads this once, when it
+// initializes: set at static initialization; an operator's own setting wins.
+const bool keepalive_answered_in_time = [] {
+  ::setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "500", 0);
+  return true;
+}();
+
+void answer_keepalive_in_time() {
+  (void)keepalive_answered_in_time;
+}
+
+} // namespace
 
 peer_client::peer_client(const std::string& target, const std::string& key_file)
     : peer_client(target, grpc::InsecureChannelCredentials(), key_file) {}
@@ -22,7 +43,13 @@ peer_client::peer_client(const std::string& target, const std::string& key_file)
 // new pair (throws when it cannot be written).
 peer_client::peer_client(const std::string& target, std::shared_ptr<grpc::ChannelCredentials> creds,
                          const std::string& key_file) {
-  channel_ = grpc::CreateChannel(target, std::move(creds));
+  answer_keepalive_in_time();
+  // A connection of its own, as a NetBird agent (its own process) has: without this, gRPC's
+  // global subchannel pool gives every client of this process with the same target one shared
+  // connection, and a "fresh" client is not a fresh connection.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  channel_ = grpc::CreateCustomChannel(target, std::move(creds), args);
   stub_ = management::ManagementService::NewStub(channel_);
   std::error_code ec;
   if (!key_file.empty() && std::filesystem::exists(key_file, ec)) {
