@@ -33,6 +33,15 @@ std::string hex64(std::uint64_t v) {
 
 } // namespace
 
+std::string cluster_channel(const std::string& schema) {
+  std::uint64_t h = 1469598103934665603ull; // FNV-1a
+  for (unsigned char c : schema) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return "nbm_cluster_" + hex64(h);
+}
+
 struct notify_link::impl {
   std::string dsn;
   PGconn* conn = nullptr;
@@ -85,12 +94,7 @@ void notify_link::open() {
   // The store's schema names the channel (as the presence lock is keyed by it).
   std::string schema;
   impl_->exec("SELECT COALESCE(current_schema(), '')", 0, nullptr, &schema);
-  std::uint64_t h = 1469598103934665603ull; // FNV-1a
-  for (unsigned char c : schema) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  impl_->channel = "nbm_cluster_" + hex64(h);
+  impl_->channel = cluster_channel(schema);
   impl_->exec(("LISTEN " + impl_->channel).c_str());
   if (PQsetnonblocking(impl_->conn, 0) != 0)
     impl_->fail("cannot set blocking mode");

@@ -10,6 +10,9 @@
 
 namespace nbm::storage {
 
+// The channel of the store whose schema is `schema` (current_schema()).
+std::string cluster_channel(const std::string& schema);
+
 class notify_link {
 public:
   // `dsn`: a libpq keyword/value DSN or a postgres:// URL (never logged: it may hold a password).

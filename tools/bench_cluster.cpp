@@ -415,6 +415,8 @@ int main(int argc, char** argv) {
       w->th.join();
   {
     PGconn* c = PQconnectdb(base);
+    PQsetNoticeProcessor(
+        c, [](void*, const char*) {}, nullptr); // "drop cascades to ..."
     PQclear(PQexec(c, ("DROP SCHEMA " + schema + " CASCADE").c_str()));
     PQfinish(c);
   }

@@ -123,6 +123,14 @@ TEST_CASE("cluster: a registration on replica 2 and a REST change on replica 3 r
   REQUIRE(eventually([&] { return sa.last().size() == 1 && sb.last().size() == 1; }, 2000ms));
   CHECK(ms_since(t) < 1000);
 
+  // The admin CLI (another process, on the store) tells the replicas too.
+  t = std::chrono::steady_clock::now();
+  const auto out = r1.admin("policy delete --account " + r1.account + " --policy-id all");
+  REQUIRE_MESSAGE(out.find("Error") == std::string::npos, out);
+  REQUIRE(eventually([&] { return sa.last().empty() && sb.last().empty(); }, 2000ms));
+  MESSAGE("admin CLI change -> maps on replicas 1 and 2: " << ms_since(t) << " ms");
+  CHECK(ms_since(t) < 1500);
+
   // What the replicas say about it: notifications received, their lag, the replica's id.
   CHECK(metric(r1.metrics_port, "nbm_cluster_notifications_received_total") >= 2);
   CHECK(metric(r2.metrics_port, "nbm_cluster_notifications_received_total") >= 2);
