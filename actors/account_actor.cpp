@@ -3,6 +3,7 @@
 #include "core/expiry.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
+#include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 
 #include <caf/all.hpp>
@@ -79,6 +80,9 @@ struct account_state {
   std::shared_ptr<registration_flight> flight;            // in the store worker (one at a time)
   std::uint64_t polled_serial = 0; // the highest store serial a poll told during a flight
   peer_directory dir;              // told which keys this account holds (may be invalid: tests)
+  cluster_actor cluster;           // publishes our commits to other replicas (may be invalid)
+  std::uint64_t notes = 0;         // other replicas' writes told
+  std::uint64_t notes_applied = 0; // ... applied exactly (their parts and peers read again)
   // The meta a Sync brought, by peer id: into memory and the store once its session landed.
   std::unordered_map<std::string, core::peer_meta> pending_meta;
   std::mt19937_64 rng{std::random_device{}()};
@@ -117,6 +121,14 @@ void index_peer(account_state& st, const core::peer& p, std::size_t pos) {
 void tell_directory(const account_state& st, key_update u) {
   if (st.dir && (u.replace || !u.added.empty() || !u.removed.empty()))
     caf::anon_send(st.dir, keys_atom::value, std::move(u));
+}
+
+// Tells the other replicas (when there are: PostgreSQL) what this actor committed.
+void publish(const account_state& st, core::account_note n) {
+  if (st.cluster) {
+    n.account_id = st.rec.account_id;
+    caf::anon_send(st.cluster, publish_atom::value, std::move(n));
+  }
 }
 
 // After the account was read (or a peer removed): the indexes from scratch, plus the reservations
@@ -415,6 +427,15 @@ void on_registered(account_ptr_t self, registration_flight& fl, registration_out
       break;
     }
   }
+  if (added > 0) { // the other replicas read exactly these peers
+    core::account_note n;
+    n.serial = out.serial_after;
+    n.moved = added;
+    for (std::size_t i = 0; i < fl.rows.size(); ++i)
+      if (i < out.results.size() && out.results[i] == registered_as::registered)
+        n.peers.push_back(fl.rows[i].peer.id);
+    publish(st, std::move(n));
+  }
   if (added > 0 && ours + added == out.serial_after)
     mutable_account(st).net.serial = out.serial_after; // ours alone: nothing else to read
   else if (out.serial_after > ours)
@@ -549,11 +570,43 @@ sync_verdict sync_verdict_of(account_ptr_t self, const std::string& peer_id, con
   return v;
 }
 
+// Another replica committed a write to this account: applied exactly when it is the one write
+// since the serial held here (its parts and peers read again), else the whole account is read.
+void on_note(account_ptr_t self, core::account_note note) {
+  auto& st = self->state;
+  ++st.notes;
+  if (st.flight) { // the batch's outcome decides whether to read again; this write counts
+    st.polled_serial =
+        std::max(st.polled_serial, note.serial == 0 ? ~std::uint64_t{0} : note.serial);
+    return;
+  }
+  const auto ours = current(st).net.serial;
+  if (note.serial != 0 && note.serial <= ours)
+    return; // held already (a read since brought it)
+  if (!st.rec.loaded || note.serial == 0 || note.moved == 0 || note.serial - note.moved != ours) {
+    reload(self);
+    return;
+  }
+  self->request(st.loader, caf::infinite, note_atom::value, std::move(note), committed(st))
+      .await(
+          [self](const account_ptr& acc) {
+            ++self->state.notes_applied;
+            adopt(self, acc);
+            pump_registrations(self);
+          },
+          [self](caf::error& err) {
+            spdlog::warn("account {}: another replica's write could not be read: {}",
+                         self->state.rec.account_id, caf::to_string(err));
+            reload(self);
+          });
+}
+
 account_actor::behavior_type account_impl(account_ptr_t self, std::string account_id,
                                           account_loader loader, core::map_context ctx,
-                                          peer_directory dir) {
+                                          peer_directory dir, cluster_actor cluster) {
   auto& st = self->state;
   st.dir = std::move(dir);
+  st.cluster = std::move(cluster);
   st.rec.account_id = std::move(account_id);
   st.loader = std::move(loader);
   st.ctx = std::move(ctx);
@@ -715,6 +768,11 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         auto& st = self->state;
         if (!find_peer(st, peer_id))
           return;
+        // Deleted here (expiry, logout): the serial it left is not known, the others read the
+        // account again.
+        core::account_note n;
+        n.peers.push_back(peer_id);
+        publish(st, std::move(n));
         auto& a = mutable_account(st);
         a.peers.erase(a.peers.begin() + static_cast<std::ptrdiff_t>(st.pos_by_id[peer_id]));
         for (auto& g : a.groups)
@@ -731,7 +789,13 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         if (serial > current(st).net.serial)
           reload(self);
       },
-      [self](reload_atom) { reload(self); },
+      [self](reload_atom) {
+        // The expiry marked a peer of this account (a write whose serial it does not tell): the
+        // other replicas read the account again too.
+        publish(self->state, core::account_note{});
+        reload(self);
+      },
+      [self](note_atom, core::account_note& note) { on_note(self, std::move(note)); },
       [self](snapshot_atom, std::uint64_t serial) -> caf::result<account_ptr> {
         auto& st = self->state;
         if (serial <= current(st).net.serial)
@@ -773,12 +837,27 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           return out;
         }
         const auto before = committed(st);
+        // What the other replicas read again: the peer a peer change names, else the parts.
+        core::account_note note;
+        note.moved = core::moves_serial(*change) ? 1 : 0;
+        if (const auto* up = std::get_if<core::change::update_peer>(&change->what))
+          note.peers.push_back(up->id);
+        else if (const auto* del = std::get_if<core::change::delete_peer>(&change->what))
+          note.peers.push_back(del->id);
         // await: nothing else of this account is handled until the change is committed and
         // adopted, so changes (and registrations, session attaches) apply in order.
         self->request(st.loader, caf::infinite, change_atom::value, std::move(change), before)
             .await(
-                [self, rp, before](change_outcome& out) mutable {
+                [self, rp, before, note](change_outcome& out) mutable {
                   auto& st = self->state;
+                  if (!out.refused && out.failure == store_failure::none && out.after &&
+                      note.moved > 0) {
+                    note.serial = out.after->net.serial;
+                    note.parts = out.parts;
+                    if (!note.peers.empty())
+                      note.parts &= ~unsigned{storage::account_store::part_peers};
+                    publish(st, std::move(note));
+                  }
                   if (out.after && out.after != before) {
                     const bool moved_by_more = out.after->net.serial > before->net.serial + 1;
                     adopt(self, out.after);
@@ -802,6 +881,8 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         update_record(self->state);
         auto s = status_of(self, "account", self->state.rec.account_id);
         put_record(s, self->state.rec);
+        s.counters["notes"] = self->state.notes;
+        s.counters["notes_applied"] = self->state.notes_applied;
         return s;
       },
   };
@@ -810,10 +891,10 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
 } // namespace
 
 account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
-                                  account_loader loader, core::map_context maps,
-                                  peer_directory dir) {
+                                  account_loader loader, core::map_context maps, peer_directory dir,
+                                  cluster_actor cluster) {
   return sys.spawn(account_impl, std::move(account_id), std::move(loader), std::move(maps),
-                   std::move(dir));
+                   std::move(dir), std::move(cluster));
 }
 
 } // namespace nbm::actors

@@ -85,6 +85,7 @@ struct change_job : store_job {
     }
     out.id = commit.id;
     out.plain_key = commit.plain_key;
+    out.parts = commit.parts;
     try {
       // What the commit wrote, read back; a peer's own change is applied in memory (no read of
       // every peer of the account for one of them).
@@ -236,6 +237,59 @@ struct meta_job : store_job {
   }
 };
 
+// Another replica's write (a cluster note): the parts it names and the peers it lists read again
+// into a copy of the account; everything when the store's serial is not the note's (another write
+// came too). Null: the account is gone.
+struct note_job : store_job {
+  core::account_note note;
+  account_ptr before;
+  account_ptr result;
+  std::string what() const override { return "applying another replica's write to " + before->id; }
+  void run(soci::session& sql, storage::engine kind) override {
+    result = nullptr;
+    parts store(sql, kind);
+    auto acc = std::make_shared<core::account>(*before);
+    if (!store.load_parts(*acc, parts::part_account | note.parts))
+      return;
+    for (const auto& id : note.peers) {
+      auto pos = std::find_if(acc->peers.begin(), acc->peers.end(),
+                              [&](const core::peer& p) { return p.id == id; });
+      auto fresh = store.peer_by_id(acc->id, id);
+      if (!fresh) { // removed: from the peers and every group
+        if (pos != acc->peers.end())
+          acc->peers.erase(pos);
+        for (auto& g : acc->groups)
+          g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), id), g.peers.end());
+        continue;
+      }
+      if (pos != acc->peers.end())
+        *pos = std::move(*fresh);
+      else
+        acc->peers.push_back(std::move(*fresh));
+      if (note.parts & parts::part_groups)
+        continue; // read whole
+      std::vector<std::string> groups;
+      soci::rowset<std::string> rows =
+          (sql.prepare << "SELECT group_id FROM group_peers WHERE account_id = :acc AND peer_id = "
+                          ":id",
+           soci::use(acc->id, "acc"), soci::use(id, "id"));
+      for (const auto& g : rows)
+        groups.push_back(g);
+      for (auto& g : acc->groups) {
+        const bool member = std::find(groups.begin(), groups.end(), g.id) != groups.end();
+        const auto at = std::find(g.peers.begin(), g.peers.end(), id);
+        if (member && at == g.peers.end())
+          g.peers.push_back(id);
+        else if (!member && at != g.peers.end())
+          g.peers.erase(at);
+      }
+    }
+    if (acc->net.serial != note.serial)
+      store.load_parts(*acc, parts::part_all);
+    result = std::move(acc);
+  }
+};
+
 std::uint64_t serial_of(const soci::row& r, std::size_t i) {
   switch (r.get_properties(i).get_data_type()) {
   case soci::dt_integer:
@@ -269,7 +323,9 @@ struct loader_state {
   std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
   bool ticking = false;
   bool polling = false;
+  bool poll_again = false;
   std::uint64_t polls = 0;
+  std::uint64_t resyncs = 0; // serial checks asked for (the cluster channel reconnected)
   static inline const char* name = "account_loader";
 };
 
@@ -327,13 +383,19 @@ void watch(loader_ptr self, const std::string& account_id) {
 
 void poll_serials(loader_ptr self) {
   auto& st = self->state;
-  if (st.watched.empty() || st.polling)
+  if (st.watched.empty())
     return;
+  if (st.polling) {
+    st.poll_again = true; // a resync during a poll: the poll may have read before what it missed
+    return;
+  }
   st.polling = true;
   // Every loaded account's serial in one query, on the first worker.
   dispatch(self, std::string(), std::make_shared<poll_job>(), [self](poll_job& job) {
     auto& st = self->state;
     st.polling = false;
+    if (std::exchange(st.poll_again, false))
+      self->send(self, resync_atom::value);
     if (job.failure != store_failure::none)
       return; // logged by the worker; the next tick tries again
     for (const auto& [id, serial] : job.serials)
@@ -459,6 +521,24 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         poll_serials(self);
         self->delayed_send(self, self->state.cfg.poll_interval, poll_atom::value);
       },
+      [self](resync_atom) {
+        ++self->state.resyncs;
+        poll_serials(self);
+      },
+      [self](note_atom, core::account_note& note, account_ptr& before) -> caf::result<account_ptr> {
+        auto job = std::make_shared<note_job>();
+        job->note = std::move(note);
+        job->before = std::move(before);
+        auto rp = self->make_response_promise<account_ptr>();
+        const auto id = job->before->id;
+        dispatch(self, id, std::move(job), [rp](note_job& j) mutable {
+          if (j.failure != store_failure::none)
+            rp.deliver(job_error(j));
+          else
+            rp.deliver(std::move(j.result));
+        });
+        return rp;
+      },
       [self](status_atom) {
         // Never blocks (the SQL runs on its workers): answers at once, with its jobs in flight.
         auto& st = self->state;
@@ -466,6 +546,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         put_loader_record(s, st.rec);
         s.gauges["watched_accounts"] = static_cast<std::int64_t>(st.watched.size());
         s.counters["polls"] = st.polls;
+        s.counters["resyncs"] = st.resyncs;
         return s;
       },
       [self](members_atom) {

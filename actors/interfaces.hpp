@@ -15,6 +15,7 @@
 #include "actors/requests.hpp"
 #include "actors/status.hpp"
 #include "core/change.hpp"
+#include "core/cluster_note.hpp"
 #include "core/model.hpp"
 #include "core/network_map.hpp"
 #include "core/session_token.hpp"
@@ -76,6 +77,10 @@ using change_atom = caf::atom_constant<caf::atom("change")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
 using user_atom = caf::atom_constant<caf::atom("user")>;
+using note_atom = caf::atom_constant<caf::atom("note")>;           // what another replica wrote
+using publish_atom = caf::atom_constant<caf::atom("publish")>;     // cluster: tell the others
+using resync_atom = caf::atom_constant<caf::atom("resync")>;       // compare serials with the store
+using supersede_atom = caf::atom_constant<caf::atom("supersede")>; // peer: newer session elsewhere
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -254,6 +259,7 @@ struct change_outcome {
   account_ptr after;
   std::string id;        // the saved or created object's id
   std::string plain_key; // a created setup key's plain text, shown once (never logged)
+  unsigned parts = 0;    // the storage::account_store::part bits the commit wrote
 };
 
 // A REST read of an account: the account as its actor holds it with what changes without a serial
@@ -415,7 +421,11 @@ using peer_actor = caf::typed_actor<
     // A map for the session `token` (dropped when that session is no longer the current one).
     caf::reacts_to<map_atom, session_token, map_update_ptr, bool>,
     // The peer is gone (deleted, logged out): its live stream ends.
-    caf::reacts_to<close_atom, std::string>>::extend_with<status_iface>;
+    caf::reacts_to<close_atom, std::string>,
+    // A session `token` of this peer landed elsewhere (another replica): when it is newer than
+    // ours, our stream ends at once and memory takes that token as the current one, so the later
+    // disconnect of our older session is dropped here (the store's fence refuses it too).
+    caf::reacts_to<supersede_atom, session_token>>::extend_with<status_iface>;
 
 // Whether a Sync may begin (code 0: yes, a gRPC status code with NetBird's message otherwise),
 // decided by the account actor from the account it holds; on yes, the peer's actor that fences
@@ -451,6 +461,12 @@ using account_loader = caf::typed_actor<
     caf::replies_to<meta_atom, std::string, std::string, core::peer_meta>::with<bool>,
     // Internal: a poll tick.
     caf::reacts_to<poll_atom>,
+    // Compares the loaded accounts' serials with the store's now (notifications may have been
+    // missed: the cluster channel reconnected).
+    caf::reacts_to<resync_atom>,
+    // Applies another replica's write (its parts and peers read again) to a copy of the given
+    // account; everything is read when the store's serial is not the note's. Null: gone.
+    caf::replies_to<note_atom, core::account_note, account_ptr>::with<account_ptr>,
     // Its store workers, to be asked how they are (status: its own jobs by worker).
     caf::replies_to<members_atom>::with<std::vector<status_target>>>::extend_with<status_iface>;
 
@@ -505,7 +521,11 @@ using account_actor = caf::typed_actor<
     // a time, in order with registrations and session attaches.
     caf::replies_to<change_atom, admin_change_ptr>::with<change_outcome>,
     // Internal: run the fan-out of the changes applied so far.
-    caf::reacts_to<flush_atom>>::extend_with<status_iface>;
+    caf::reacts_to<flush_atom>,
+    // Another replica committed a write to this account: applied exactly (the parts and peers it
+    // names, read again) when it is the one write since the serial held here, else the account is
+    // read again; then fanned out.
+    caf::reacts_to<note_atom, core::account_note>>::extend_with<status_iface>;
 
 // Finds or spawns the peer actor of a peer, and the account actor of an account.
 using peer_directory = caf::typed_actor<
@@ -528,7 +548,10 @@ using peer_directory = caf::typed_actor<
     // Logout: the login service deletes the peer; its stream ends, its account actor drops it.
     caf::replies_to<logout_atom, std::string>::with<peer_view>,
     // An account actor's keys (see key_update).
-    caf::reacts_to<keys_atom, key_update>>::extend_with<status_iface>;
+    caf::reacts_to<keys_atom, key_update>,
+    // What another replica published (actors/cluster): account writes to the account actors
+    // alive here, landed sessions to the peer actors alive here (a newer session supersedes).
+    caf::reacts_to<note_atom, core::cluster_message>>::extend_with<status_iface>;
 
 // The blocking store lookups of the wire RPCs that memory cannot answer, on its own thread
 // (detached): who holds a key this replica never saw, an SSO login, the setup key of a
@@ -558,6 +581,23 @@ using expiry_actor = caf::typed_actor<
     // Internal: the poll of the accounts' serials (and the periodic sweep).
     caf::reacts_to<poll_atom>>::extend_with<status_iface>;
 
+// The cluster channel (PostgreSQL LISTEN/NOTIFY on a connection of its own, actors/cluster):
+// publishes this replica's committed account writes and landed sessions, and hands the other
+// replicas' to the directory (account and peer actors), the expiry actor and the loader. Only on
+// PostgreSQL; never on SQLite.
+using cluster_actor = caf::typed_actor<
+    // A landed session write here (it is a session observer): published.
+    caf::reacts_to<landed_atom, session_event>,
+    // A committed write to an account here: published.
+    caf::reacts_to<publish_atom, core::account_note>,
+    // Internal: what the listener received from another replica.
+    caf::reacts_to<note_atom, core::cluster_message>,
+    // Internal: the listener (re)connected; what it may have missed is found in the store's
+    // serials.
+    caf::reacts_to<resync_atom>,
+    // The directory that delivers other replicas' writes to the account and peer actors.
+    caf::reacts_to<dir_atom, peer_directory>>::extend_with<status_iface>;
+
 } // namespace nbm::actors
 
 // Unsafe message types: allowed in messages without inspect(), so never serialized (they travel
@@ -572,6 +612,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::idp_user)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::setup_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::account_note)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::cluster_message)
 // Hold core values (above) by value, so they inherit their reason.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::actors::peer_registration>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::registration_outcome)

@@ -17,7 +17,8 @@ struct peer_state {
   sink_ptr sink;
   status_writer writer;
   session_observer observer;
-  account_actor account; // may be invalid (tests without maps)
+  account_actor account;        // may be invalid (tests without maps)
+  std::uint64_t superseded = 0; // streams ended by a newer session on another replica
   static inline const char* name = "peer_actor";
 };
 
@@ -138,6 +139,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         r.has_sink = static_cast<bool>(self->state.sink);
         auto s = status_of(self, "peer", r.peer_id);
         put_record(s, r);
+        s.counters["superseded"] = self->state.superseded;
         return s;
       },
       [self](map_atom, session_token token, const map_update_ptr& update, bool initial) {
@@ -148,6 +150,20 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       [self](close_atom, const std::string& reason) {
         if (auto sink = std::exchange(self->state.sink, nullptr))
           sink->close(reason);
+      },
+      [self](supersede_atom, session_token token) {
+        auto& st = self->state;
+        if (token <= st.rec.token)
+          return; // ours is as new or newer
+        const auto old = std::exchange(st.rec.token, token);
+        if (auto sink = std::exchange(st.sink, nullptr)) {
+          ++st.superseded;
+          spdlog::debug("peer {}: session {} ended: session {} landed on another replica",
+                        st.rec.peer_id, old, token);
+          sink->close("a newer session of this peer landed on another replica");
+        }
+        if (old != 0 && st.account)
+          self->send(st.account, detach_atom::value, st.rec.peer_id, old);
       },
   };
 }
@@ -206,7 +222,7 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
     if (it != st.accounts.end())
       return it->second;
     auto a = spawn_account_actor(self->system(), account_id, st.cfg.loader, st.cfg.maps,
-                                 peer_directory{self});
+                                 peer_directory{self}, st.cfg.cluster);
     self->monitor(a);
     st.accounts.emplace(account_id, a);
     return a;
@@ -321,9 +337,16 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                     // An SSO login renewed the peer's login: its account actor reads it again
                     // (holding its mailbox) before the answer goes out, so the peer's next Sync
                     // (which comes through here, behind this message) finds it renewed.
-                    if (lk.answer.code == 0 && lk.answer.relogged)
+                    if (lk.answer.code == 0 && lk.answer.relogged) {
                       self->send(account_of(lk.answer.peer.account_id), serial_atom::value,
                                  lk.answer.serial);
+                      if (self->state.cfg.cluster) { // the others read the account again
+                        core::account_note n;
+                        n.account_id = lk.answer.peer.account_id;
+                        n.peers.push_back(lk.answer.peer.id);
+                        self->send(self->state.cfg.cluster, publish_atom::value, std::move(n));
+                      }
+                    }
                     rp.deliver(std::move(lk.answer));
                   }
                 },
@@ -386,8 +409,14 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                     auto& st = self->state;
                     if (auto p = st.peers.find(v.peer.id); p != st.peers.end())
                       self->send(p->second, close_atom::value, std::string("peer deleted"));
-                    if (auto a = st.accounts.find(v.peer.account_id); a != st.accounts.end())
-                      self->send(a->second, deleted_atom::value, v.peer.id);
+                    if (auto a = st.accounts.find(v.peer.account_id); a != st.accounts.end()) {
+                      self->send(a->second, deleted_atom::value, v.peer.id); // it publishes
+                    } else if (st.cfg.cluster) {
+                      core::account_note n;
+                      n.account_id = v.peer.account_id;
+                      n.peers.push_back(v.peer.id);
+                      self->send(st.cfg.cluster, publish_atom::value, std::move(n));
+                    }
                   }
                   rp.deliver(std::move(v));
                 },
@@ -406,6 +435,16 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
         }
         for (auto& [key, id] : u.added)
           st.by_key[key] = {u.account_id, std::move(id)};
+      },
+      [self](note_atom, const core::cluster_message& m) {
+        auto& st = self->state;
+        for (const auto& a : m.accounts)
+          if (auto it = st.accounts.find(a.account_id); it != st.accounts.end())
+            self->send(it->second, note_atom::value, a);
+        for (const auto& s : m.sessions)
+          if (s.connected)
+            if (auto it = st.peers.find(s.peer_id); it != st.peers.end())
+              self->send(it->second, supersede_atom::value, s.token);
       },
   };
 }

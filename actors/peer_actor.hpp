@@ -20,6 +20,7 @@ struct directory_config {
   account_loader loader;     // invalid: no account actors (sessions get no maps)
   core::map_context maps;    // the server-side inputs of maps (DNS domain)
   login_service login;       // store lookups of keys it does not know (invalid: refused)
+  cluster_actor cluster;     // the other replicas (PostgreSQL; invalid: none)
 };
 
 // Spawns the directory that finds or spawns peer and account actors.

@@ -1,11 +1,13 @@
 #include "server/admin.hpp"
 
+#include "core/cluster_note.hpp"
 #include "core/validate.hpp"
 #include "crypto/crypto.hpp"
 #include "server/run.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/config_store.hpp"
+#include "storage/notify_link.hpp"
 #include "storage/schema.hpp"
 #include "storage/store_info.hpp"
 
@@ -13,6 +15,7 @@
 #include <soci/soci.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -671,6 +674,34 @@ int setup_key_command(const admin_command& cmd, soci::session& sql, storage::eng
 
 } // namespace
 
+// A change the admin command committed to `account_id` on PostgreSQL: the running replicas are told
+// on the cluster channel (they read the account again) instead of finding it at their next serial
+// poll. A failure only costs that: it is reported, the command has succeeded.
+static void tell_replicas(soci::session& sql, const std::string& account_id) {
+  try {
+    std::string schema;
+    sql << "SELECT COALESCE(current_schema(), '')", soci::into(schema);
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    for (auto& payload : core::encode_cluster("admin-cli", now, {{account_id, 0, 0, 0, {}}}, {})) {
+      std::string channel = storage::cluster_channel(schema);
+      sql << "SELECT pg_notify(:c, :p)", soci::use(channel, "c"), soci::use(payload, "p");
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "warning: the running replicas were not told of the change (they find it at "
+                 "their next serial poll): "
+              << e.what() << "\n";
+  }
+}
+
+// Whether an admin action writes (every action but the lists and shows).
+static bool writes(const admin_command& c) {
+  if (c.action.size() >= 5 && c.action.compare(c.action.size() - 5, 5, "-list") == 0)
+    return false;
+  return true;
+}
+
 int run_admin(const admin_command& cmd, config::management_config cfg) {
   // The store the server opens with the same --config and --datadir (run.cpp's apply_flags).
   const std::string config_datadir = cfg.datadir;
@@ -731,12 +762,17 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
       return user_list_command(load_account(accounts, c.account_id));
     if (c.action == "peer-list")
       return peer_list_command(load_account(accounts, c.account_id));
-    if (c.action.rfind("setup-key-", 0) == 0)
-      return setup_key_command(c, sql, db.kind);
-    if (c.action == "account-settings")
-      return account_settings_command(c, sql, db.kind);
-    if (const int rc = run_config_command(c, sql, db.kind); rc >= 0)
+    const auto told = [&](int rc) {
+      if (rc == 0 && db.kind == storage::engine::postgres && writes(c))
+        tell_replicas(sql, c.account_id);
       return rc;
+    };
+    if (c.action.rfind("setup-key-", 0) == 0)
+      return told(setup_key_command(c, sql, db.kind));
+    if (c.action == "account-settings")
+      return told(account_settings_command(c, sql, db.kind));
+    if (const int rc = run_config_command(c, sql, db.kind); rc >= 0)
+      return told(rc);
   } catch (const bad_input& e) {
     std::cerr << "Error: " << e.what() << "\n";
     return 1;

@@ -1,6 +1,7 @@
 #include "server/run.hpp"
 
 #include "actors/account_actor.hpp"
+#include "actors/cluster.hpp"
 #include "actors/expiry_actor.hpp"
 #include "actors/geo_actor.hpp"
 #include "actors/login_service.hpp"
@@ -347,21 +348,43 @@ int run_management(const management_options& opts, config::management_config cfg
         spdlog::info("no GeoLite2-City*.mmdb in {}: peers get no location", cfg.datadir);
       }
     }
+    // Replicas on one PostgreSQL tell each other what they commit (the cluster channel); the
+    // accounts' serials are then polled only as a safety net. NBM_CLUSTER_NOTIFY=0 turns the
+    // channel off (every change then waits for the poll); NBM_ACCOUNT_POLL_INTERVAL_MS sets the
+    // poll.
+    const char* notify_env = std::getenv("NBM_CLUSTER_NOTIFY");
+    const bool clustered =
+        db.kind == storage::engine::postgres && !(notify_env && std::string(notify_env) == "0");
+    std::chrono::milliseconds poll_interval(clustered ? 30000 : 1000);
+    if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
+      poll_interval = std::chrono::milliseconds(std::atol(ms));
     // Login expiration, inactivity expiration and ephemeral cleanup, fed by landed sessions (after
     // the fence committed) next to geolocation.
     actors::expiry_config ec;
     ec.db = db;
     ec.ephemeral_lifetime_ns = ephemeral_lifetime();
-    if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
-      ec.poll_interval = std::chrono::milliseconds(std::atol(ms));
+    ec.poll_interval = poll_interval;
     auto expiry = actors::spawn_expiry_actor(sys, ec);
-    auto observers = actors::spawn_observer_fanout(sys, {observer, expiry});
     actors::loader_config lc;
     lc.db = db;
     lc.workers = actors::store_workers_from_env(); // NBM_STORE_WORKERS, default 4
-    if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
-      lc.poll_interval = std::chrono::milliseconds(std::atol(ms));
+    lc.poll_interval = poll_interval;
     auto loader = actors::spawn_account_loader(sys, lc);
+    actors::cluster_actor cluster;
+    if (clustered) {
+      actors::cluster_config cc;
+      cc.dsn = db.target;
+      cc.replica = actors::make_replica_id();
+      cc.loader = loader;
+      cc.expiry = expiry;
+      spdlog::info("replica {}: committed changes and landed sessions are published to the other "
+                   "replicas (PostgreSQL LISTEN/NOTIFY); the accounts' serials are polled every "
+                   "{} ms as a safety net",
+                   cc.replica, poll_interval.count());
+      cluster = actors::spawn_cluster(sys, std::move(cc));
+    }
+    auto observers =
+        actors::spawn_observer_fanout(sys, {observer, expiry, actors::session_observer{cluster}});
     // Store lookups of keys and setup keys the account actors do not hold (no directory needed:
     // the directory asks it).
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
@@ -371,15 +394,21 @@ int run_management(const management_options& opts, config::management_config cfg
     dc.observer = observers;
     dc.loader = loader;
     dc.maps.dns_domain = opts.dns_domain;
+    dc.cluster = cluster;
     auto directory = actors::spawn_peer_directory(sys, dc);
     caf::anon_send(expiry, actors::dir_atom::value, directory);
+    if (cluster)
+      caf::anon_send(cluster, actors::dir_atom::value, directory);
     // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound stops the
     // server, as NetBird's Expose error does. IPv4 only (as NetBird's "tcp4" listener): Debian's
     // civetweb, under prometheus-cpp's Exposer, is built without IPv6.
     // The directory lists the actors it knows (login service and loader included); the others are
     // named here.
-    api::metrics::exporter metrics(
-        sys, {directory, {{"expiry", expiry}, {"geo", observer}, {"session_observer", observers}}});
+    api::metrics::exporter metrics(sys, {directory,
+                                         {{"expiry", expiry},
+                                          {"geo", observer},
+                                          {"session_observer", observers},
+                                          {"cluster", cluster}}});
     bool metrics_ok = true;
     if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why)) {
       spdlog::debug("metrics: {}", why);
@@ -529,6 +558,8 @@ int run_management(const management_options& opts, config::management_config cfg
       caf::anon_send_exit(observer, caf::exit_reason::user_shutdown);
     if (observers && observers != observer)
       caf::anon_send_exit(observers, caf::exit_reason::user_shutdown);
+    if (cluster)
+      caf::anon_send_exit(cluster, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);

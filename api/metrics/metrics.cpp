@@ -1,5 +1,6 @@
 #include "api/metrics/metrics.hpp"
 
+#include "actors/cluster.hpp"
 #include "actors/status_probe.hpp"
 
 #include <caf/all.hpp>
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -453,6 +455,63 @@ private:
       out.push_back(single("nbm_expiry_refused_total",
                            "Lifecycle decisions the store's fence refused", MetricType::Counter,
                            count("expiry", "refused")));
+    }
+    // The cluster channel (PostgreSQL replicas): its replica id as a label, what it published
+    // and received, and the lag of what it received as a histogram (ms).
+    for (const auto& c : sample.answers) {
+      if (c.kind != "cluster")
+        continue;
+      const auto replica = c.label("replica");
+      out.push_back(labelled("nbm_cluster_replica_info",
+                             "This replica's id on the cluster channel (value 1)",
+                             MetricType::Gauge, {{{{"replica", replica}}, 1.0}}));
+      out.push_back(single("nbm_cluster_listening",
+                           "Whether the cluster channel's LISTEN connection is up",
+                           MetricType::Gauge, static_cast<double>(c.gauge("listening"))));
+      out.push_back(single("nbm_cluster_notifications_sent_total",
+                           "Notifications this replica published", MetricType::Counter,
+                           static_cast<double>(c.counter("sent"))));
+      out.push_back(single("nbm_cluster_notifications_received_total",
+                           "Notifications of other replicas received", MetricType::Counter,
+                           static_cast<double>(c.counter("received"))));
+      out.push_back(labelled(
+          "nbm_cluster_events_total",
+          "Account writes and landed sessions in the notifications, by direction",
+          MetricType::Counter,
+          {{{{"direction", "sent"}}, static_cast<double>(c.counter("events_sent"))},
+           {{{"direction", "received"}}, static_cast<double>(c.counter("events_received"))}}));
+      out.push_back(single("nbm_cluster_connects_total",
+                           "LISTEN connections made (the first one included)", MetricType::Counter,
+                           static_cast<double>(c.counter("connects"))));
+      out.push_back(single("nbm_cluster_events_dropped_total",
+                           "Events not published (queue full while the channel was down)",
+                           MetricType::Counter, static_cast<double>(c.counter("dropped"))));
+      out.push_back(single("nbm_cluster_malformed_total",
+                           "Notifications or lines that could not be read", MetricType::Counter,
+                           static_cast<double>(c.counter("malformed"))));
+      MetricFamily h;
+      h.name = "nbm_cluster_notification_lag_ms";
+      h.help = "From a notification's publish time (in its payload) until this replica handled "
+               "it, in ms";
+      h.type = MetricType::Histogram;
+      prometheus::ClientMetric m;
+      std::uint64_t cumulative = 0;
+      for (auto b : actors::cluster_lag_buckets_ms) {
+        cumulative += c.counter("lag_le_" + std::to_string(b));
+        prometheus::ClientMetric::Bucket bk;
+        bk.upper_bound = static_cast<double>(b);
+        bk.cumulative_count = cumulative;
+        m.histogram.bucket.push_back(bk);
+      }
+      cumulative += c.counter("lag_le_inf");
+      prometheus::ClientMetric::Bucket inf;
+      inf.upper_bound = std::numeric_limits<double>::infinity();
+      inf.cumulative_count = cumulative;
+      m.histogram.bucket.push_back(inf);
+      m.histogram.sample_count = cumulative;
+      m.histogram.sample_sum = static_cast<double>(c.counter("lag_sum_ms"));
+      h.metric.push_back(std::move(m));
+      out.push_back(std::move(h));
     }
   }
 

@@ -167,8 +167,9 @@ struct server {
     std::filesystem::create_directories(dir);
     config = config_path.empty() ? test::fixture("management.json") : config_path;
     // Changes made through the admin subcommands (another process) reach live streams when the
-    // server polls the accounts' serials; keep that quick in tests.
-    ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
+    // server polls the accounts' serials; keep that quick in tests (unless the test chose a poll:
+    // the cluster tests show that replicas need none).
+    ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 0);
     if (kind == storage::engine::postgres) {
       ::setenv("NETBIRD_STORE_ENGINE", "postgres", 1);
       ::setenv("NB_STORE_ENGINE_POSTGRES_DSN", db.target.c_str(), 1);
@@ -256,16 +257,19 @@ struct server {
 // A second server process on the store of `s` (PostgreSQL): another replica of the cluster.
 struct replica {
   std::string dir, log;
-  int port = 0, api_port = 0;
+  int port = 0, api_port = 0, metrics_port = 0;
   pid_t pid = -1;
 
-  explicit replica(const server& s) : dir(s.dir + "-replica"), log(dir + "/server.log") {
+  // `name`: the replica's directory next to the server's (several replicas need several names).
+  explicit replica(const server& s, const std::string& name = "replica")
+      : dir(s.dir + "-" + name), log(dir + "/server.log") {
     std::filesystem::create_directories(dir);
     port = free_port();
     api_port = port; // the REST API next to gRPC (the default)
+    metrics_port = free_port();
     pid = launch({"--config", s.config, "--datadir", dir, "--port", std::to_string(port),
                   "--log-file", "console", "--log-level", "debug", "--metrics-port",
-                  std::to_string(free_port()), "--disable-legacy-port"},
+                  std::to_string(metrics_port), "--disable-legacy-port"},
                  log, port);
   }
   ~replica() { stop(); }
