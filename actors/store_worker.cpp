@@ -4,6 +4,9 @@
 #include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <thread>
+
 namespace nbm::actors {
 
 namespace {
@@ -13,6 +16,14 @@ struct store_worker_state {
   std::uint64_t jobs = 0, failed = 0, retried = 0;
   static inline const char* name = "store_worker";
 };
+
+// PostgreSQL rolled the transaction back and asks for it to be run again (SQLSTATE 40P01, 40001):
+// two writers took row locks in opposite orders, e.g. a registration and an admin change.
+bool rolled_back_conflict(std::string_view what) {
+  return what.find("deadlock detected") != std::string_view::npos ||
+         what.find("could not serialize access") != std::string_view::npos;
+}
+constexpr int max_conflict_retries = 3;
 
 bool duplicate(std::string_view what) {
   return what.find("UNIQUE constraint failed") != std::string_view::npos ||
@@ -33,6 +44,15 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
             job->error.clear();
             return job;
           } catch (const std::exception& e) {
+            if (rolled_back_conflict(e.what()) && attempt < max_conflict_retries &&
+                job->retry_on_conflict()) {
+              spdlog::warn("store worker: {}: {}; rolled back, running it again", job->what(),
+                           e.what());
+              ++self->state.retried;
+              // The other writer holds its locks until it commits: give it a moment (10-40 ms).
+              std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
+              continue;
+            }
             bool dropped = storage::unreachable(sql);
             sql.reset(); // a fresh session for whatever comes next
             if (dropped && attempt == 0 && job->retry_on_dropped_session()) {

@@ -33,6 +33,10 @@ public:
   // Whether it may run once more on a fresh session after its session dropped: reads, and writes
   // of one transaction (a dropped connection rolled it back).
   virtual bool retry_on_dropped_session() const { return true; }
+  // Whether it may run again after PostgreSQL rolled its transaction back for a deadlock or a
+  // serialization failure (the server says so: nothing of it was written). True for every job
+  // whose writes are one transaction; a job that commits twice must say false.
+  virtual bool retry_on_conflict() const { return true; }
   // For the log: what the job does ("load account x").
   virtual std::string what() const = 0;
 

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -232,4 +233,95 @@ TEST_CASE("store workers: an account's worker is the same for every process (FNV
     ++seen[store_worker_index("account-" + std::to_string(i), 4)];
   for (auto n : seen)
     CHECK(n > 50); // spread over every worker
+}
+
+namespace {
+
+// Locks account `first`, then, once the other session holds `second`, account `second`: a real
+// deadlock with a session that takes them the other way round. Later runs just write.
+struct crossing_job : store_job {
+  std::string first, second;
+  std::atomic<bool>* mine_locked;
+  std::atomic<bool>* theirs_locked;
+  bool retry = true;
+  std::atomic<int> runs{0};
+  bool retry_on_conflict() const override { return retry; }
+  std::string what() const override { return "crossing locks"; }
+  void run(soci::session& sql, storage::engine) override {
+    const int n = ++runs;
+    soci::transaction tr(sql);
+    std::string id;
+    sql << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(first), soci::into(id);
+    if (n == 1) {
+      *mine_locked = true;
+      within(std::chrono::seconds(10), [&] { return theirs_locked->load(); });
+    }
+    sql << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(second), soci::into(id);
+    tr.commit();
+  }
+};
+
+// What the job ended as, after the other session (taking b then a, 300 ms after the job waits for
+// b, so the job waits first and PostgreSQL picks it as the deadlock's victim) gave up its locks.
+store_failure run_crossing(const storage::db_options& opts, crossing_job& job,
+                           caf::actor_system& sys, const store_worker& w, const two_accounts& acc) {
+  std::atomic<bool> mine{false}, theirs{false};
+  job.first = acc.a;
+  job.second = acc.b;
+  job.mine_locked = &mine;
+  job.theirs_locked = &theirs;
+  std::thread other([&] {
+    soci::session s;
+    storage::open_session(s, opts);
+    within(std::chrono::seconds(10), [&] { return mine.load(); });
+    s << "BEGIN";
+    std::string id;
+    s << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(acc.b), soci::into(id);
+    theirs = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    try {
+      s << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(acc.a), soci::into(id);
+      s << "COMMIT";
+    } catch (const std::exception&) {
+      s << "ROLLBACK"; // this side was the victim after all: the job went through
+    }
+  });
+  caf::scoped_actor self{sys};
+  store_failure out = store_failure::failed;
+  store_job_ptr ptr(&job, [](store_job*) {});
+  self->request(w, std::chrono::seconds(30), run_atom::value, ptr)
+      .receive([&](store_job_ptr& done) { out = done->failure; }, [&](caf::error&) {});
+  other.join();
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("store workers: a job PostgreSQL rolls back for a deadlock runs again and lands; one "
+          "that may not repeat fails") {
+  if (!test::postgres_available()) {
+    CHECK_MESSAGE(std::getenv("NBM_REQUIRE_PG") == nullptr, "NBM_REQUIRE_PG=1 but no PostgreSQL");
+    return;
+  }
+  const auto opts = test::fresh_store(storage::engine::postgres, "store_deadlock");
+  {
+    storage::database d(opts);
+    storage::ensure_schema(d);
+  }
+  soci::session sql;
+  storage::open_session(sql, opts);
+  const auto acc = make_accounts(sql, opts.kind, 1);
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto w = spawn_store_worker(sys, opts, true);
+
+  crossing_job again;
+  CHECK(run_crossing(opts, again, sys, w, acc) == store_failure::none);
+  CHECK(again.runs == 2); // the deadlock's victim, then the run that landed
+
+  crossing_job once;
+  once.retry = false;
+  CHECK(run_crossing(opts, once, sys, w, acc) == store_failure::failed);
+  CHECK(once.runs == 1);
+  caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
 }
