@@ -13,6 +13,7 @@
 #pragma once
 
 #include "actors/requests.hpp"
+#include "actors/session_sink.hpp"
 #include "actors/status.hpp"
 #include "core/change.hpp"
 #include "core/cluster_note.hpp"
@@ -82,44 +83,8 @@ using publish_atom = caf::atom_constant<caf::atom("publish")>;     // cluster: t
 using resync_atom = caf::atom_constant<caf::atom("resync")>;       // compare serials with the store
 using supersede_atom = caf::atom_constant<caf::atom("supersede")>; // peer: newer session elsewhere
 
-// --- network maps on their way to a stream
-// --------------------------------------------------------------- What one change of an account
-// produced, shared by every peer's update: the immutable account with its indexes, and a slot for
-// the encodings of remote peers that every receiver shares (filled once, by whichever encoder gets
-// there first; the wire format is the api layer's business).
-struct account_change {
-  std::shared_ptr<const core::account_view> view;
-  std::once_flag rendered_once;
-  std::vector<std::string> rendered_peers; // per peer index, an encoded remote-peer entry
-  std::once_flag records_once;
-  std::vector<std::string> rendered_records; // per peer index, its encoded peers-zone records
-};
-
-// One peer's map from one change.
-struct map_update {
-  std::shared_ptr<account_change> change;
-  std::uint32_t peer = 0; // index of the receiving peer in change->view->acc().peers
-  core::network_map map;
-};
-using map_update_ptr = std::shared_ptr<const map_update>;
-
-// --- stream sinks
-// ----------------------------------------------------------------------------------- The far end
-// of a peer's Sync stream, as the actors see it. Implementations (the gRPC reactor bridge, test
-// sinks) are thread-safe and never block the caller. A sink belongs to exactly one session token.
-class session_sink {
-public:
-  virtual ~session_sink() = default;
-  // Ends the stream; `reason` says why (a newer session took over, the connect was refused, ...).
-  virtual void close(const std::string& reason) = 0;
-  // A map for the peer. The first one of a session is `initial` (it carries the server config
-  // too); a sink that cannot keep up sends only the newest (an unsent initial stays initial).
-  // Encoding and encryption happen in the sink, off the caller's thread where it can.
-  virtual void deliver(map_update_ptr update, bool initial) = 0;
-  // The address the stream comes from ("" when unknown), for geolocation.
-  virtual std::string remote_ip() const { return {}; }
-};
-using sink_ptr = std::shared_ptr<session_sink>;
+// account_change, map_update and session_sink (what a Sync stream's far end sees) live in
+// actors/session_sink.hpp, a header without CAF: the transport includes only that one.
 
 // --- message records
 // -------------------------------------------------------------------------------- A landed

@@ -1,4 +1,4 @@
-#include "actors/wire_facade.hpp"
+#include "actors/wire_facade_make.hpp"
 
 #include "actors/interfaces.hpp"
 
@@ -50,13 +50,16 @@ peer_view failed_view(const caf::error& err) {
 
 } // namespace
 
-wire_facade::wire_facade(caf::actor_system& sys, const caf::actor& directory,
-                         std::chrono::milliseconds deadline)
-    : impl_(std::make_unique<impl>()) {
-  impl_->sys = &sys;
-  impl_->dir = caf::actor_cast<peer_directory>(directory);
-  impl_->deadline = deadline;
+std::unique_ptr<wire_facade> make_wire_facade(caf::actor_system& sys, const caf::actor& directory,
+                                              std::chrono::milliseconds deadline) {
+  auto p = std::make_unique<wire_facade::impl>();
+  p->sys = &sys;
+  p->dir = caf::actor_cast<peer_directory>(directory);
+  p->deadline = deadline;
+  return std::make_unique<wire_facade>(std::move(p));
 }
+
+wire_facade::wire_facade(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 
 wire_facade::~wire_facade() = default;
 

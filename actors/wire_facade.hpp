@@ -1,13 +1,11 @@
 // wire_facade: the one door of the wire RPCs into the actors. The gRPC layer decodes and
 // authenticates a request and hands one typed record here; the facade asks the directory (which
 // routes it to the account actor that owns the peer) and answers exactly once, within a deadline.
-// No CAF type in this header beyond the forward declarations of the actor system and a handle:
-// the transport neither spawns actors nor waits on them.
+// No CAF in this header (the transport neither spawns actors nor waits on them): the facade is
+// made by make_wire_facade (actors/wire_facade_make.hpp) where the actor system lives.
 #pragma once
 
 #include "actors/requests.hpp"
-
-#include <caf/fwd.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -39,9 +37,8 @@ using sync_session_ptr = std::shared_ptr<sync_session>;
 
 class wire_facade {
 public:
-  // `directory` is the peer_directory (actors/interfaces.hpp) as a dynamic handle.
-  wire_facade(caf::actor_system& sys, const caf::actor& directory,
-              std::chrono::milliseconds deadline);
+  struct impl;
+  explicit wire_facade(std::unique_ptr<impl> p); // see make_wire_facade
   ~wire_facade();
   wire_facade(const wire_facade&) = delete;
   wire_facade& operator=(const wire_facade&) = delete;
@@ -66,7 +63,6 @@ public:
   std::chrono::milliseconds deadline() const;
 
 private:
-  struct impl;
   std::unique_ptr<impl> impl_;
 };
 

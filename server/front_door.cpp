@@ -136,6 +136,16 @@ std::string ip_string(const tcp::endpoint& ep) {
   return a.to_string();
 }
 
+// The peer of a connected TCP socket as "ip:port" ("[ip]:port" for IPv6); `ip` when it is gone.
+std::string peer_string(const tcp::socket& s, const std::string& ip) {
+  beast::error_code ec;
+  const auto ep = s.remote_endpoint(ec); // getpeername
+  if (ec)
+    return ip;
+  const auto port = std::to_string(ep.port());
+  return ip.find(':') == std::string::npos ? ip + ":" + port : "[" + ip + "]:" + port;
+}
+
 // Threads running rest_api::handle (which blocks waiting for the actors); a bounded queue.
 class worker_pool {
 public:
@@ -435,6 +445,7 @@ private:
     deadline_.cancel();
     retry_.cancel();
     beast::error_code ec;
+    const auto remote = peer_string(socket(), ip_);
     const int fd = socket().release(ec);
     if (ec || fd < 0)
       return;
@@ -444,7 +455,7 @@ private:
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
     release_slot(); // a gRPC connection is no longer ours to cap
     d_.count(&front_door_stats::to_grpc);
-    d_.grpc(fd, ip_);
+    d_.grpc(fd, ip_, remote);
   }
 
   void read_header(clk::time_point until) {
@@ -888,8 +899,10 @@ void front_door::impl::tls_to_grpc(tls_stream s, const std::string& ip, std::str
   }
   const int fd = theirs.release(ec);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+  // The TCP connection's peer: the socketpair's own would name nobody.
+  const auto remote = peer_string(beast::get_lowest_layer(s).socket(), ip);
   std::make_shared<grpc_pipe>(std::move(s), std::move(ours))->start(std::move(first));
-  grpc(fd, ip);
+  grpc(fd, ip, remote);
 }
 
 void front_door::impl::accept() {

@@ -56,8 +56,11 @@ struct front_door_options {
 };
 
 // Takes a connection whose first bytes are the HTTP/2 preface (still unread), non-blocking, with
-// TCP_NODELAY set; `remote_ip` is the peer's address.
-using grpc_handoff = std::function<void(int fd, const std::string& remote_ip)>;
+// TCP_NODELAY set; `remote_ip` is the peer's address, `remote` the same with its port
+// ("192.0.2.1:51820", "[2001:db8::1]:51820"): the TCP connection's own peer (getpeername), also
+// when gRPC reads a TLS connection's decrypted bytes from a socketpair.
+using grpc_handoff =
+    std::function<void(int fd, const std::string& remote_ip, const std::string& remote)>;
 
 struct front_door_stats {
   std::uint64_t accepted = 0;

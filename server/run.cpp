@@ -8,7 +8,7 @@
 #include "actors/observer_fanout.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
-#include "actors/wire_facade.hpp"
+#include "actors/wire_facade_make.hpp"
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
 #include "api/metrics/metrics.hpp"
@@ -421,8 +421,8 @@ int run_management(const management_options& opts, config::management_config cfg
     api::grpc_deps deps;
     // Every wire request waits this long at most for the actors; then it answers UNAVAILABLE (the
     // client retries) instead of hanging.
-    deps.door = std::make_shared<actors::wire_facade>(sys, caf::actor_cast<caf::actor>(directory),
-                                                      std::chrono::seconds(20));
+    deps.door = actors::make_wire_facade(sys, caf::actor_cast<caf::actor>(directory),
+                                         std::chrono::seconds(20));
     deps.server_public = key.public_key;
     deps.server_private = key.private_key;
     deps.cfg = cfg;
@@ -451,7 +451,9 @@ int run_management(const management_options& opts, config::management_config cfg
     rd.jwt = jwt;
     api::http::rest_api rest(std::move(rd));
     raise_open_files_limit();
-    const auto to_grpc = [&grpc](int fd, const std::string& ip) { grpc.adopt(fd, ip); };
+    const auto to_grpc = [&grpc](int fd, const std::string& ip, const std::string& remote) {
+      grpc.adopt(fd, ip, remote);
+    };
     // Each listener: which port, what it serves (for the operator), how to set it up.
     struct listener {
       std::unique_ptr<front_door> door;

@@ -11,9 +11,10 @@
 
 namespace nbm::api {
 
-// STUN/TURN/Signal/Relay from the config; TURN (when time-based) and relay credentials expire `TTL` after
-// `now_unix`, signed as NetBird signs them.
-management::NetbirdConfig to_netbird_config(const config::management_config& cfg, std::int64_t now_unix);
+// STUN/TURN/Signal/Relay from the config; TURN (when time-based) and relay credentials expire `TTL`
+// after `now_unix`, signed as NetBird signs them.
+management::NetbirdConfig to_netbird_config(const config::management_config& cfg,
+                                            std::int64_t now_unix);
 
 // address "ip/bits" from the account network, fqdn "<dns_label>.<dns_domain>".
 management::PeerConfig to_peer_config(const core::peer& p, const std::string& network,

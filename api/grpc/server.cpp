@@ -10,7 +10,7 @@
 #include "api/grpc/sync_sink.hpp"
 #include "api/grpc/wire_map.hpp"
 #include "api/grpc/wire_request.hpp"
-#include "api/metrics/metrics.hpp"
+#include "api/metrics/counters.hpp"
 #include "crypto/crypto.hpp"
 #include "management.grpc.pb.h"
 
@@ -48,16 +48,33 @@ std::int64_t unix_now() {
 
 // gRPC's peer string ("ipv4:1.2.3.4:5678", "ipv6:[::1]:5678") -> the address alone.
 // Connections handed over by a shared listener: gRPC names their peer "fd:<n>"; the listener
-// recorded each one's remote address.
+// recorded each one's remote address and port (getpeername on the accepted socket). An fd number
+// is reused only after gRPC closed it, and the next adopt() of that number replaces the entry.
+struct adopted_peer {
+  std::string ip, remote;
+};
 std::mutex adopted_mu;
-std::unordered_map<int, std::string> adopted_ip;
+std::unordered_map<int, adopted_peer> adopted;
+
+std::optional<adopted_peer> adopted_of(const std::string& peer) {
+  if (peer.rfind("fd:", 0) != 0)
+    return std::nullopt;
+  std::lock_guard<std::mutex> lk(adopted_mu);
+  auto it = adopted.find(std::atoi(peer.c_str() + 3));
+  return it == adopted.end() ? adopted_peer{} : it->second;
+}
+
+// The connection's peer as the logs name it: "1.2.3.4:5678" (never gRPC's "fd:<n>").
+std::string remote_of(const std::string& peer) {
+  if (auto a = adopted_of(peer))
+    return a->remote;
+  const auto colon = peer.find(':'); // "ipv4:" / "ipv6:"
+  return colon == std::string::npos ? peer : peer.substr(colon + 1);
+}
 
 std::string address_of(const std::string& peer) {
-  if (peer.rfind("fd:", 0) == 0) {
-    std::lock_guard<std::mutex> lk(adopted_mu);
-    auto it = adopted_ip.find(std::atoi(peer.c_str() + 3));
-    return it == adopted_ip.end() ? std::string() : it->second;
-  }
+  if (auto a = adopted_of(peer))
+    return a->ip;
   auto colon = peer.find(':');
   std::string rest = colon == std::string::npos ? peer : peer.substr(colon + 1);
   if (!rest.empty() && rest.front() == '[') {
@@ -152,7 +169,7 @@ public:
       }
       lr.jwt_user = claims->user_id;
     }
-    lr.remote_addr = ctx->peer();
+    lr.remote_addr = remote_of(ctx->peer());
     auto d = &d_;
     const std::string their = *key;
     d_.door->login(std::move(lr), [=](actors::peer_view v) {
@@ -426,10 +443,10 @@ grpc_server::grpc_server(grpc_deps deps, const std::string& address)
     throw std::runtime_error("cannot listen on " + address);
 }
 
-void grpc_server::adopt(int fd, const std::string& remote_ip) {
+void grpc_server::adopt(int fd, const std::string& remote_ip, const std::string& remote) {
   {
     std::lock_guard<std::mutex> lk(adopted_mu);
-    adopted_ip[fd] = remote_ip;
+    adopted[fd] = adopted_peer{remote_ip, remote};
   }
   if (impl_->server)
     grpc::AddInsecureChannelFromFd(impl_->server.get(), fd);

@@ -32,8 +32,9 @@ public:
   grpc_server& operator=(const grpc_server&) = delete;
 
   int port() const;
-  // Serves an accepted connection (its HTTP/2 preface not yet read) from `remote_ip`.
-  void adopt(int fd, const std::string& remote_ip);
+  // Serves an accepted connection (its HTTP/2 preface not yet read) from `remote_ip`; `remote` is
+  // the same with its port, as the logs name the connection ("192.0.2.1:51820").
+  void adopt(int fd, const std::string& remote_ip, const std::string& remote);
   // Ends every stream and stops serving (waits at most a few seconds).
   void shutdown();
 

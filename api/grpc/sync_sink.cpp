@@ -2,10 +2,9 @@
 
 #include "api/grpc/convert.hpp"
 #include "api/grpc/wire_map.hpp"
-#include "api/metrics/metrics.hpp"
+#include "api/metrics/counters.hpp"
 #include "crypto/crypto.hpp"
 
-#include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>

@@ -4,7 +4,7 @@
 // (which actors a Sync asks, in what order) lives in api/grpc/server.cpp.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "actors/session_sink.hpp"
 #include "actors/wire_facade.hpp"
 #include "api/grpc/server.hpp"
 #include "management.grpc.pb.h"

@@ -3,7 +3,7 @@
 // into each receiver's message (protobuf's wire format concatenates repeated fields).
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "actors/session_sink.hpp"
 #include "management.pb.h"
 
 #include <string>

@@ -6,7 +6,7 @@
 // racing for the last IP), a known key's Sync decided without the store workers, the meta of a
 // Sync written only after its connect landed, and a passed deadline answered UNAVAILABLE.
 #include "actors/login_service.hpp"
-#include "actors/wire_facade.hpp"
+#include "actors/wire_facade_make.hpp"
 #include "storage/admin_store.hpp"
 #include "tests/support/actor_rig.hpp"
 #include "tests/support/peer_rows.hpp"
@@ -68,8 +68,7 @@ struct door_rig {
     dc.loader = loader;
     dc.login = login;
     dir = spawn_peer_directory(*sys, dc);
-    door = std::make_unique<wire_facade>(*sys, caf::actor_cast<caf::actor>(dir),
-                                         std::chrono::seconds(20));
+    door = make_wire_facade(*sys, caf::actor_cast<caf::actor>(dir), std::chrono::seconds(20));
     sched->run();
   }
   ~door_rig() {

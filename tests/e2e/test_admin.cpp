@@ -456,4 +456,20 @@ TEST_CASE("peer_client: a call after the connection idled past the keepalive PIN
       first_failure = std::to_string(r.code) + " " + r.message;
   }
   CHECK_MESSAGE(failed == 0, first_failure);
+
+  // The Login log names the connection's real peer (the door's getpeername), never gRPC's "fd:N".
+  tools::peer_client stranger(s.target());
+  const auto r = stranger.login("00000000-0000-0000-0000-000000000000", "stranger");
+  CHECK(r.code == 5); // NOT_FOUND: setup key is invalid
+  std::string line;
+  CHECK(eventually([&] {
+    const auto log = read_file(s.dir + "/server.log");
+    const auto at = log.find("setup key refused: unknown key");
+    if (at == std::string::npos)
+      return false;
+    line = log.substr(at, log.find('\n', at) - at);
+    return true;
+  }));
+  CHECK_MESSAGE(line.find(" from 127.0.0.1:") != std::string::npos, line);
+  CHECK_MESSAGE(line.find("fd:") == std::string::npos, line);
 }
