@@ -112,7 +112,7 @@ result run_group(const storage::db_options& db, int peers, double seconds, std::
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   auto writer = actors::spawn_status_writer(sys, {db, workers, 4096});
-  auto dir = actors::spawn_peer_directory(sys, {writer, {}, {}, {}, {}});
+  auto dir = actors::spawn_peer_directory(sys, {writer, {}, {}, {}, {}, {}});
   std::vector<actors::peer_actor> ps;
   {
     caf::scoped_actor self{sys};

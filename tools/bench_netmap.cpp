@@ -194,7 +194,7 @@ sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int gro
   caf::actor_system sys{cfg};
   auto writer = actors::spawn_status_writer(sys, {db, 1, 1024});
   auto loader = actors::spawn_account_loader(sys, {db, std::chrono::milliseconds(0)});
-  auto dir = actors::spawn_peer_directory(sys, {writer, {}, loader, {}, {}});
+  auto dir = actors::spawn_peer_directory(sys, {writer, {}, loader, {}, {}, {}});
   const auto server = crypto::make_wg_key_pair();
   caf::scoped_actor self{sys};
   actors::peer_actor p;

@@ -84,7 +84,7 @@ struct rig {
       observer = sys->spawn<caf::detached>(observer_impl, seen, db);
     if (geo_db)
       observer = spawn_geo_actor(*sys, db, geo_db);
-    dir = spawn_peer_directory(*sys, {writer, observer, {}, {}, {}});
+    dir = spawn_peer_directory(*sys, {writer, observer, {}, {}, {}, {}});
   }
   ~rig() {
     caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);

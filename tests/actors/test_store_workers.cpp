@@ -40,7 +40,7 @@ struct rig {
     lc.poll_interval = std::chrono::milliseconds(0);
     lc.workers = workers;
     loader = spawn_account_loader(*sys, lc);
-    dir = spawn_peer_directory(*sys, {writer, {}, loader, {}, {}});
+    dir = spawn_peer_directory(*sys, {writer, {}, loader, {}, {}, {}});
   }
   ~rig() {
     caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);

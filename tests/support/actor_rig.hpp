@@ -31,7 +31,7 @@ struct actor_rig {
     sys = std::make_unique<caf::actor_system>(cfg);
     writer = actors::spawn_status_writer(*sys, {db, 1, 1024});
     loader = actors::spawn_account_loader(*sys, {db, std::chrono::milliseconds(0)});
-    dir = actors::spawn_peer_directory(*sys, {writer, {}, loader, {}, {}});
+    dir = actors::spawn_peer_directory(*sys, {writer, {}, loader, {}, {}, {}});
   }
   // Derived rigs stop their own actors first (their destructors run before this one).
   ~actor_rig() {
