@@ -76,6 +76,9 @@ using change_atom = caf::atom_constant<caf::atom("change")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
 using user_atom = caf::atom_constant<caf::atom("user")>;
+using lease_atom = caf::atom_constant<caf::atom("lease")>; // replica actor: heartbeat and sweep
+using fenced_atom =
+    caf::atom_constant<caf::atom("fenced")>; // directory: this replica lost its lease
 
 // --- network maps on their way to a stream
 // --------------------------------------------------------------- What one change of an account
@@ -527,6 +530,9 @@ using peer_directory = caf::typed_actor<
     caf::replies_to<meta_atom, sync_open>::with<int, std::string>,
     // Logout: the login service deletes the peer; its stream ends, its account actor drops it.
     caf::replies_to<logout_atom, std::string>::with<peer_view>,
+    // This replica was declared dead (paused past its lease): another replica ended its sessions
+    // in the store, so every stream it holds is closed (reason given) and its peers reconnect.
+    caf::reacts_to<fenced_atom, std::string>,
     // An account actor's keys (see key_update).
     caf::reacts_to<keys_atom, key_update>>::extend_with<status_iface>;
 
@@ -557,6 +563,11 @@ using expiry_actor = caf::typed_actor<
     caf::reacts_to<derive_atom, std::string>,
     // Internal: the poll of the accounts' serials (and the periodic sweep).
     caf::reacts_to<poll_atom>>::extend_with<status_iface>;
+
+// Replica liveness on PostgreSQL (actors/replica_actor): heartbeats this replica's row, declares
+// silent replicas dead and ends their sessions, notices its own lease lost.
+using replica_actor =
+    caf::typed_actor<caf::reacts_to<lease_atom>>::extend_with<status_iface>; // lease: one round
 
 } // namespace nbm::actors
 

@@ -454,6 +454,36 @@ private:
                            "Lifecycle decisions the store's fence refused", MetricType::Counter,
                            count("expiry", "refused")));
     }
+    if (has("replica")) {
+      std::string id;
+      for (const auto& a : sample.answers)
+        if (a.kind == "replica")
+          id = a.label("replica");
+      out.push_back(labelled("nbm_replica_info", "This replica's id (PostgreSQL replica liveness)",
+                             MetricType::Gauge, {{{{"replica", id}}, 1.0}}));
+      out.push_back(single("nbm_replica_lease_held",
+                           "1 while this replica's last heartbeat is within the lease",
+                           MetricType::Gauge, gauge("replica", "lease_held")));
+      out.push_back(single("nbm_replica_lease_seconds", "The lease a silent replica is given",
+                           MetricType::Gauge, gauge("replica", "lease_ms") / 1000.0));
+      out.push_back(single("nbm_replica_heartbeat_age_seconds",
+                           "Time since this replica's last heartbeat landed", MetricType::Gauge,
+                           gauge("replica", "heartbeat_age_ms") / 1000.0));
+      out.push_back(single("nbm_replica_peers_held",
+                           "Sessions the store records as this replica's and still shows",
+                           MetricType::Gauge, gauge("replica", "peers_held")));
+      out.push_back(single("nbm_replicas_alive", "Replicas heartbeating within the lease",
+                           MetricType::Gauge, gauge("replica", "replicas_alive")));
+      out.push_back(single("nbm_replicas_declared_dead_total",
+                           "Replicas this one declared dead (and ended the sessions of)",
+                           MetricType::Counter, count("replica", "replicas_declared_dead")));
+      out.push_back(single("nbm_replica_sessions_ended_total",
+                           "Sessions of dead replicas this one ended with fenced disconnects",
+                           MetricType::Counter, count("replica", "sessions_ended")));
+      out.push_back(single("nbm_replica_lease_lost_total",
+                           "Times this replica found itself declared dead and closed its streams",
+                           MetricType::Counter, count("replica", "lease_lost")));
+    }
   }
 
   caf::actor_system& sys_;
