@@ -159,6 +159,7 @@ struct cluster {
     p.port = free_port();
     p.metrics = free_port();
     const std::string log = p.dir + "/server.log";
+    std::fflush(stdout);
     const pid_t pid = ::fork();
     if (pid == 0) {
       FILE* f = std::freopen(log.c_str(), "a", stdout);
@@ -511,29 +512,40 @@ int kill_storm(std::size_t npeers, double stay_away, long lease) {
   std::vector<std::size_t> returning, away;
   for (std::size_t i = 2; i < npeers; i += 3)
     (std::uniform_real_distribution<double>(0, 1)(rng) < stay_away ? away : returning).push_back(i);
+  // Each returning agent on its own, as real agents are: it notices its stream end and
+  // reconnects (up to 5 tries).
   std::atomic<std::size_t> reconnected{0};
+  std::vector<double> reconnect_ms(returning.size(), -1);
   std::vector<std::thread> ts;
-  const std::size_t nthreads = 16;
-  for (std::size_t t = 0; t < nthreads; ++t)
-    ts.emplace_back([&, t] {
-      for (std::size_t k = t; k < returning.size(); k += nthreads) {
-        auto& p = peers[returning[k]];
-        p.open.back()->wait_open(10s);
-        while (p.open.back()->now() != 2)
-          std::this_thread::sleep_for(5ms);
-        const int to = static_cast<int>(returning[k] % 2);
-        for (int attempt = 0; attempt < 5; ++attempt) {
-          p.open.push_back(
-              std::make_unique<live_stream>(*p.via[static_cast<std::size_t>(to)], to, p.host));
-          if (p.open.back()->wait_open(10s) == 1) {
-            ++reconnected;
-            break;
-          }
+  for (std::size_t k = 0; k < returning.size(); ++k)
+    ts.emplace_back([&, k] {
+      auto& p = peers[returning[k]];
+      p.open.back()->wait_open(10s);
+      while (p.open.back()->now() != 2)
+        std::this_thread::sleep_for(5ms);
+      const int to = static_cast<int>(returning[k] % 2);
+      for (int attempt = 0; attempt < 5; ++attempt) {
+        p.open.push_back(
+            std::make_unique<live_stream>(*p.via[static_cast<std::size_t>(to)], to, p.host));
+        if (p.open.back()->wait_open(10s) == 1) {
+          ++reconnected;
+          reconnect_ms[k] =
+              std::chrono::duration<double, std::milli>(p.open.back()->first_map - killed).count();
+          break;
         }
       }
     });
   for (auto& t : ts)
     t.join();
+  std::sort(reconnect_ms.begin(), reconnect_ms.end());
+  const auto pct = [&](double q) {
+    return reconnect_ms.empty()
+               ? 0.0
+               : reconnect_ms[std::min(reconnect_ms.size() - 1,
+                                       static_cast<std::size_t>(q * reconnect_ms.size()))];
+  };
+  std::printf("kill: returning_peers_map_after_kill_ms p50=%.0f p99=%.0f max=%.0f\n", pct(0.5),
+              pct(0.99), reconnect_ms.empty() ? 0.0 : reconnect_ms.back());
   // Every peer on replicas 1 and 2 (the storm's and the returning ones) holds a map.
   std::size_t holding = 0;
   clk::time_point last_map = killed;
@@ -547,6 +559,13 @@ int kill_storm(std::size_t npeers, double stay_away, long lease) {
     }
   }
   const std::size_t should_hold = npeers - away.size();
+  // The storm itself on replicas 1 and 2 (the peers that never moved): its last first map.
+  clk::time_point storm_last = storm;
+  for (std::size_t i = 0; i < npeers; ++i)
+    if (i % 3 != 2 && peers[i].open.front()->now() == 1)
+      storm_last = std::max(storm_last, peers[i].open.front()->first_map);
+  std::printf("kill: storm_on_replicas_1_2_last_first_map_ms_after_storm_start=%.0f\n",
+              std::chrono::duration<double, std::milli>(storm_last - storm).count());
   std::printf("kill: returning=%zu reconnected=%zu stayed_away=%zu holding_a_map=%zu/%zu "
               "all_hold_a_map_ms_after_kill=%.0f\n",
               returning.size(), reconnected.load(), away.size(), holding, should_hold,
