@@ -1,8 +1,9 @@
 // replica_actor: replica liveness on a PostgreSQL store (storage/replica_store.hpp). Detached (it
-// blocks in SQL). Every heartbeat interval it renews this replica's row, declares replicas silent
-// for longer than the lease dead (one survivor per dead replica) and ends their sessions with
-// fenced disconnects, which it reports to the session observer (expiry and ephemeral rules), and
-// when it finds its own row gone (paused past the lease) has the directory close every stream.
+// blocks in SQL). Every heartbeat interval it renews this replica's row; at least every second it
+// declares replicas silent for longer than the lease dead (one survivor per dead replica) and ends
+// their sessions with fenced disconnects, which it reports to the session observer (expiry and
+// ephemeral rules), and when it finds its own row gone (paused past the lease) has the directory
+// close every stream.
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -29,8 +30,8 @@ struct replica_config {
   std::int64_t pid = 0;
   // A replica silent for longer than this is dead (NBM_REPLICA_LEASE_MS, default 30 s).
   std::chrono::milliseconds lease{30000};
-  // How often it heartbeats and looks for dead replicas (NBM_REPLICA_HEARTBEAT_MS, default a
-  // third of the lease).
+  // How often it heartbeats (NBM_REPLICA_HEARTBEAT_MS, default a third of the lease); it looks
+  // for dead replicas at least every second.
   std::chrono::milliseconds heartbeat{10000};
   peer_directory directory;  // closes the streams when the lease was lost (may be invalid)
   session_observer observer; // hears the disconnects it lands for dead replicas (may be invalid)
