@@ -82,6 +82,9 @@ using note_atom = caf::atom_constant<caf::atom("note")>;           // what anoth
 using publish_atom = caf::atom_constant<caf::atom("publish")>;     // cluster: tell the others
 using resync_atom = caf::atom_constant<caf::atom("resync")>;       // compare serials with the store
 using supersede_atom = caf::atom_constant<caf::atom("supersede")>; // peer: newer session elsewhere
+using lease_atom = caf::atom_constant<caf::atom("lease")>; // replica actor: heartbeat and sweep
+using fenced_atom =
+    caf::atom_constant<caf::atom("fenced")>; // directory: this replica lost its lease
 
 // account_change, map_update and session_sink (what a Sync stream's far end sees) live in
 // actors/session_sink.hpp, a header without CAF: the transport includes only that one.
@@ -512,6 +515,9 @@ using peer_directory = caf::typed_actor<
     caf::replies_to<meta_atom, sync_open>::with<int, std::string>,
     // Logout: the login service deletes the peer; its stream ends, its account actor drops it.
     caf::replies_to<logout_atom, std::string>::with<peer_view>,
+    // This replica was declared dead (paused past its lease): another replica ended its sessions
+    // in the store, so every stream it holds is closed (reason given) and its peers reconnect.
+    caf::reacts_to<fenced_atom, std::string>,
     // An account actor's keys (see key_update).
     caf::reacts_to<keys_atom, key_update>,
     // What another replica published (actors/cluster): account writes to the account actors
@@ -562,6 +568,10 @@ using cluster_actor = caf::typed_actor<
     caf::reacts_to<resync_atom>,
     // The directory that delivers other replicas' writes to the account and peer actors.
     caf::reacts_to<dir_atom, peer_directory>>::extend_with<status_iface>;
+// Replica liveness on PostgreSQL (actors/replica_actor): heartbeats this replica's row, declares
+// silent replicas dead and ends their sessions, notices its own lease lost.
+using replica_actor =
+    caf::typed_actor<caf::reacts_to<lease_atom>>::extend_with<status_iface>; // lease: one round
 
 } // namespace nbm::actors
 

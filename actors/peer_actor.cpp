@@ -423,6 +423,11 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
       },
+      [self](fenced_atom, const std::string& reason) {
+        // Every stream: the sessions this replica held were ended in the store by another one.
+        for (const auto& [id, p] : self->state.peers)
+          self->send(p, close_atom::value, reason);
+      },
       [self](keys_atom, key_update& u) {
         auto& st = self->state;
         if (u.replace)

@@ -22,9 +22,9 @@ struct worker_state {
 };
 
 status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<worker_state> self,
-                                            storage::db_options db) {
+                                            storage::db_options db, std::string replica) {
   return {
-      [self, db](batch_atom, const std::vector<storage::status_write>& batch)
+      [self, db, replica](batch_atom, const std::vector<storage::status_write>& batch)
           -> caf::result<std::vector<bool>> {
         try {
           auto& st = self->state;
@@ -34,7 +34,7 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
           if (st.store && now - st.used > std::chrono::seconds(1) && !st.store->alive())
             st.store.reset();
           if (!st.store) {
-            st.store = std::make_unique<storage::status_store>(db);
+            st.store = std::make_unique<storage::status_store>(db, replica);
             ++st.reconnects;
           }
           st.used = now;
@@ -49,7 +49,7 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
               throw;
             spdlog::warn("fenced status batch: {}; the session was dropped, trying again",
                          e.what());
-            st.store = std::make_unique<storage::status_store>(db);
+            st.store = std::make_unique<storage::status_store>(db, replica);
             return st.store->apply_batch(batch);
           }
         } catch (const std::exception& e) {
@@ -195,8 +195,8 @@ status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config c
   std::vector<status_db_worker> workers;
   const auto n = cfg.workers == 0 ? 1 : cfg.workers;
   for (std::size_t i = 0; i < n; ++i)
-    workers.push_back(cfg.detached ? sys.spawn<caf::detached>(worker_impl, cfg.db)
-                                   : sys.spawn(worker_impl, cfg.db));
+    workers.push_back(cfg.detached ? sys.spawn<caf::detached>(worker_impl, cfg.db, cfg.replica_id)
+                                   : sys.spawn(worker_impl, cfg.db, cfg.replica_id));
   return sys.spawn(writer_impl, std::move(workers), cfg.max_batch);
 }
 

@@ -7,6 +7,7 @@
 #include <caf/fwd.hpp>
 
 #include <cstddef>
+#include <string>
 
 namespace nbm::actors {
 
@@ -19,6 +20,9 @@ struct status_writer_config {
   // Workers on threads of their own (the server). Tests on CAF's deterministic scheduler spawn them
   // as ordinary actors, so their SQL runs when the test runs the scheduler.
   bool detached = true;
+  // PostgreSQL: the replica whose sessions the writes record (storage/replica_store.hpp); empty:
+  // none recorded.
+  std::string replica_id = {};
 };
 
 // Spawns the writer and its workers. Batching is natural: while every worker is busy, arriving

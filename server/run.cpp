@@ -7,6 +7,7 @@
 #include "actors/login_service.hpp"
 #include "actors/observer_fanout.hpp"
 #include "actors/peer_actor.hpp"
+#include "actors/replica_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "actors/wire_facade_make.hpp"
 #include "api/grpc/server.hpp"
@@ -20,6 +21,7 @@
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
 #include "storage/replica_lock.hpp"
+#include "storage/replica_store.hpp"
 #include "storage/schema.hpp"
 #include "storage/status_store.hpp"
 
@@ -153,8 +155,11 @@ end_crash_leftovers(const storage::db_options& db) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                             began)
           .count());
-  if (presence)
+  if (presence) {
+    // Alone: no replica row or session record of a previous run means anything any more.
+    storage::replica_store(db).forget_all();
     presence->join();
+  }
   return presence;
 }
 
@@ -328,13 +333,22 @@ int run_management(const management_options& opts, config::management_config cfg
   // Before anything serves: sessions a killed process left "connected" are ended, so the
   // expiry actor (spawned below) schedules their ephemeral peers from now.
   auto presence = end_crash_leftovers(db);
+  // Replica liveness (PostgreSQL): this replica's id, lease and heartbeat (NBM_REPLICA_*).
+  const bool replicated = db.kind == storage::engine::postgres;
+  actors::replica_config rc;
+  if (replicated) {
+    actors::replica_settings_from_env(rc);
+    rc.id = actors::make_replica_id(); // one id for the replicas table and the cluster channel
+  }
 
   caf::actor_system_config caf_cfg;
   caf::actor_system sys{caf_cfg};
   int exit_code = 0;
   {
-    auto writer = actors::spawn_status_writer(
-        sys, {db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024});
+    actors::status_writer_config wc{
+        db, db.kind == storage::engine::postgres ? std::size_t{2} : std::size_t{1}, 1024};
+    wc.replica_id = rc.id; // PostgreSQL: every landed connect is recorded as this replica's
+    auto writer = actors::spawn_status_writer(sys, wc);
     // Geolocation as NetBird: a GeoLite2-City*.mmdb in the datadir, unless NB_DISABLE_GEOLOCATION
     // is true.
     actors::session_observer observer;
@@ -374,7 +388,7 @@ int run_management(const management_options& opts, config::management_config cfg
     if (clustered) {
       actors::cluster_config cc;
       cc.dsn = db.target;
-      cc.replica = actors::make_replica_id();
+      cc.replica = rc.id;
       cc.loader = loader;
       cc.expiry = expiry;
       spdlog::info("replica {}: committed changes and landed sessions are published to the other "
@@ -399,6 +413,16 @@ int run_management(const management_options& opts, config::management_config cfg
     caf::anon_send(expiry, actors::dir_atom::value, directory);
     if (cluster)
       caf::anon_send(cluster, actors::dir_atom::value, directory);
+    actors::replica_actor replica;
+    if (replicated) {
+      // A copy holds the handles: none may outlive the actor system (rc does).
+      auto with_actors = rc;
+      with_actors.db = db;
+      with_actors.address = rc.host + ":" + std::to_string(opts.port);
+      with_actors.directory = directory;
+      with_actors.observer = observers;
+      replica = actors::spawn_replica_actor(sys, std::move(with_actors));
+    }
     // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound stops the
     // server, as NetBird's Expose error does. IPv4 only (as NetBird's "tcp4" listener): Debian's
     // civetweb, under prometheus-cpp's Exposer, is built without IPv6.
@@ -408,7 +432,8 @@ int run_management(const management_options& opts, config::management_config cfg
                                          {{"expiry", expiry},
                                           {"geo", observer},
                                           {"session_observer", observers},
-                                          {"cluster", cluster}}});
+                                          {"cluster", cluster},
+                                          {"replica", replica}}});
     bool metrics_ok = true;
     if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why)) {
       spdlog::debug("metrics: {}", why);
@@ -548,6 +573,8 @@ int run_management(const management_options& opts, config::management_config cfg
     };
     // A stopping server expires and deletes nothing more (the next start derives it all again).
     caf::anon_send_exit(expiry, caf::exit_reason::user_shutdown);
+    if (replica)
+      caf::anon_send_exit(replica, caf::exit_reason::user_shutdown);
     if (lets_encrypt)
       lets_encrypt->stop(); // an issuance under way ends at once
     for (auto& l : doors)
@@ -566,6 +593,18 @@ int run_management(const management_options& opts, config::management_config cfg
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     step("actors told to stop");
+    if (replicated) {
+      // Resigned: a survivor ends at once whatever session of this replica is still recorded
+      // (fenced: the ones whose disconnect landed are gone already).
+      try {
+        storage::replica_store(db).resign(rc.id);
+        spdlog::info("replica {} resigned", rc.id);
+      } catch (const std::exception& e) {
+        spdlog::warn("replica {}: could not resign ({}); the others end its sessions after the "
+                     "lease",
+                     rc.id, e.what());
+      }
+    }
   }
   spdlog::debug("shutdown: actor system down");
   return exit_code;

@@ -1,5 +1,7 @@
 #include "storage/schema.hpp"
 
+#include "storage/replica_store.hpp"
+
 #include "storage/account_store.hpp"
 
 #include "crypto/crypto.hpp"
@@ -545,6 +547,8 @@ void ensure_schema(soci::session& sql, engine kind) {
   run_step("public ids", [&] { backfill_public_ids(sql); });
   run_step("groups.peers to group_peers", [&] { migrate_group_peers(sql, kind); });
   run_step("indexes", [&] { create_indexes(sql); });
+  if (kind == engine::postgres) // ours, next to NetBird's: replica liveness
+    run_step("replica tables", [&] { ensure_replica_tables(sql); });
   run_step("committing", [&] { tr->commit(); });
   forget_catalog();
 }

@@ -35,6 +35,29 @@ constexpr const char* pg_batch_sql =
     "(NOT v.conn AND v.tok <> 0 AND p.peer_status_session_started_at = v.tok)) "
     "RETURNING p.id";
 
+// The same, recording sessions for a replica: a landed connect upserts the peer's session row
+// (a newer token only), a landed disconnect deletes the row that holds its token. One statement,
+// so a connect never lands unrecorded.
+constexpr const char* pg_batch_recording_sql =
+    "WITH v AS (SELECT * FROM unnest(CAST(:accs AS text[]), CAST(:ids AS text[]), "
+    "CAST(:toks AS bigint[]), CAST(:conns AS boolean[])) AS v(acc, id, tok, conn)), "
+    "u AS (UPDATE peers AS p SET "
+    "peer_status_connected = v.conn, "
+    "peer_status_login_expired = CASE WHEN v.conn THEN false ELSE p.peer_status_login_expired END, "
+    "peer_status_session_started_at = CASE WHEN v.conn THEN v.tok ELSE 0 END, "
+    "peer_status_last_seen = CURRENT_TIMESTAMP "
+    "FROM v WHERE p.account_id = v.acc AND p.id = v.id AND "
+    "((v.conn AND p.peer_status_session_started_at < v.tok) OR "
+    "(NOT v.conn AND v.tok <> 0 AND p.peer_status_session_started_at = v.tok)) "
+    "RETURNING p.account_id AS acc, p.id AS id, v.tok AS tok, v.conn AS conn), "
+    "ins AS (INSERT INTO nbm_replica_sessions AS r (peer_id, account_id, token, replica_id) "
+    "SELECT id, acc, tok, CAST(:rep AS text) FROM u WHERE conn "
+    "ON CONFLICT (peer_id) DO UPDATE SET account_id = EXCLUDED.account_id, "
+    "token = EXCLUDED.token, replica_id = EXCLUDED.replica_id WHERE r.token < EXCLUDED.token), "
+    "del AS (DELETE FROM nbm_replica_sessions AS r USING u "
+    "WHERE NOT u.conn AND r.peer_id = u.id AND r.token = u.tok) "
+    "SELECT id FROM u";
+
 // PostgreSQL array literal element: always quoted, with " and \ escaped.
 void append_pg_element(std::string& out, const std::string& s) {
   if (out.size() > 1)
@@ -68,7 +91,7 @@ struct status_store::impl {
   std::unique_ptr<soci::statement> connect_st, disconnect_st;
   // PostgreSQL group commit: one prepared statement, arrays bound as text, landed ids fetched in
   // bulk.
-  std::string accs, ids, toks, conns;
+  std::string accs, ids, toks, conns, rep;
   std::vector<std::string> landed_ids;
   std::unique_ptr<soci::statement> batch_st;
 
@@ -83,9 +106,15 @@ struct status_store::impl {
 
   void prepare_batch() {
     landed_ids.resize(1);
-    batch_st = std::make_unique<soci::statement>(
-        (sql.prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
-         soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns")));
+    if (rep.empty())
+      batch_st = std::make_unique<soci::statement>(
+          (sql.prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
+           soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns")));
+    else
+      batch_st = std::make_unique<soci::statement>(
+          (sql.prepare << pg_batch_recording_sql, soci::into(landed_ids), soci::use(accs, "accs"),
+           soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns"),
+           soci::use(rep, "rep")));
   }
 
   bool run(soci::statement& st, const std::string& a, const std::string& p, long long t) {
@@ -97,9 +126,11 @@ struct status_store::impl {
   }
 };
 
-status_store::status_store(const db_options& opts)
+status_store::status_store(const db_options& opts, std::string replica_id)
     : impl_(std::make_unique<impl>()), kind_(opts.kind) {
   open_session(impl_->sql, opts);
+  if (kind_ == engine::postgres)
+    impl_->rep = std::move(replica_id);
   try {
     impl_->prepare();
     if (kind_ == engine::postgres)
@@ -138,7 +169,8 @@ std::vector<bool> status_store::apply_batch(const std::vector<status_write>& bat
   for (std::size_t i = 0; i < batch.size(); ++i)
     if (!index.emplace(batch[i].peer_id, i).second)
       throw std::invalid_argument("status batch holds two writes of peer " + batch[i].peer_id);
-  if (kind_ == engine::sqlite || batch.size() == 1) {
+  // A recording store sends even one write through the batch statement (it records the session).
+  if (kind_ == engine::sqlite || (batch.size() == 1 && impl_->rep.empty())) {
     // SQLite: one transaction, so the batch costs one commit (one fsync) instead of one per row.
     std::unique_ptr<soci::transaction> tr;
     if (batch.size() > 1)

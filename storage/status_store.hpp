@@ -26,8 +26,10 @@ struct status_write {
 // Bound to one soci::session (not thread-safe: one per thread / detached actor).
 class status_store {
 public:
-  // Opens its own session for `opts`.
-  explicit status_store(const db_options& opts);
+  // Opens its own session for `opts`. With a `replica_id` (PostgreSQL), every landed connect is
+  // recorded as that replica's session in nbm_replica_sessions, and every landed disconnect drops
+  // its record, in the same statement as the fenced UPDATE (storage/replica_store.hpp).
+  explicit status_store(const db_options& opts, std::string replica_id = {});
   ~status_store();
   status_store(const status_store&) = delete;
   status_store& operator=(const status_store&) = delete;
