@@ -1,5 +1,6 @@
 #include "core/network_map.hpp"
 
+#include "core/posture.hpp"
 #include "core/registration.hpp"
 
 #include <algorithm>
@@ -194,6 +195,10 @@ struct account_view::indexes {
   std::vector<std::vector<std::uint32_t>> res_pol_peers;
 
   const account* acc = nullptr;
+  // Posture checks: per check an enabled policy names, whether each peer passes it; per policy
+  // the checks it names that exist (an unknown id passes, as NetBird skips it).
+  std::vector<std::vector<std::uint8_t>> check_pass;
+  std::vector<std::vector<std::uint32_t>> policy_checks;
   // Whether peer p passes the source posture checks of policy pol.
   bool posture_ok(std::uint32_t pol, std::uint32_t p) const;
 
@@ -321,23 +326,51 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
     if (auto g = ix.group(id))
       ix.dns_disabled_group[*g] = 1;
 
+  // Posture checks named by enabled policies, evaluated once per peer.
+  ix.policy_checks.resize(a.policies.size());
+  {
+    std::unordered_map<std::string_view, std::uint32_t> check_slot;
+    for (std::uint32_t pi = 0; pi < a.policies.size(); ++pi) {
+      const auto& pol = a.policies[pi];
+      if (!pol.enabled)
+        continue;
+      for (const auto& id : pol.source_posture_checks) {
+        auto it = check_slot.find(id);
+        if (it == check_slot.end()) {
+          const posture_check* pc = nullptr;
+          for (const auto& c : a.posture_checks)
+            if (c.id == id)
+              pc = &c;
+          if (!pc)
+            continue;
+          std::vector<std::uint8_t> pass(n);
+          for (std::uint32_t i = 0; i < n; ++i)
+            pass[i] = passes_posture(*pc, a.peers[i]);
+          it = check_slot.emplace(id, static_cast<std::uint32_t>(ix.check_pass.size())).first;
+          ix.check_pass.push_back(std::move(pass));
+        }
+        ix.policy_checks[pi].push_back(it->second);
+      }
+    }
+  }
+
   ix.peer_rules.resize(n);
   for (const auto& pol : a.policies) {
     if (!pol.enabled)
       continue;
+    const auto pi = static_cast<std::uint32_t>(&pol - a.policies.data());
     for (const auto& r : pol.rules) {
       if (!r.enabled)
         continue;
       indexes::compiled_rule cr;
       cr.pol = &pol;
       cr.rule = &r;
-      // Source posture checks are not evaluated yet. NetBird drops every source peer that fails
-      // one; until we evaluate them, no source peer passes (fail closed: a policy guarded by
-      // posture checks grants nothing rather than granting what NetBird would refuse).
-      if (!pol.source_posture_checks.empty())
-        cr.sources.clear();
-      else
-        cr.sources = ix.rule_side(a, r.source_resource, r.sources);
+      // A source group's peers that fail the policy's posture checks are left out (a source
+      // peer named directly is not checked, as in NetBird's getPeerFromResource).
+      cr.sources = ix.rule_side(a, r.source_resource, r.sources);
+      if (!ix.policy_checks[pi].empty() &&
+          !(r.source_resource.type == "peer" && !r.source_resource.id.empty()))
+        std::erase_if(cr.sources, [&](std::uint32_t p) { return !ix.posture_ok(pi, p); });
       cr.destinations = ix.rule_side(a, r.destination_resource, r.destinations);
       cr.protocol = protocol_of(r.protocol);
       cr.action = action_of(r.action);
@@ -510,9 +543,11 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
   }
 }
 
-bool account_view::indexes::posture_ok(std::uint32_t pol, std::uint32_t) const {
-  // Not evaluated yet: a policy guarded by posture checks grants nothing (fail closed).
-  return acc->policies[pol].source_posture_checks.empty();
+bool account_view::indexes::posture_ok(std::uint32_t pol, std::uint32_t p) const {
+  for (auto c : policy_checks[pol])
+    if (!check_pass[c][p])
+      return false;
+  return true;
 }
 
 account_view::~account_view() = default;
@@ -827,7 +862,8 @@ network_map account_view::map_for(std::uint32_t t) const {
           continue;
         std::vector<std::uint32_t> sources;
         const auto admit = [&](std::uint32_t p) {
-          if (p != t && ix.valid[p] && std::binary_search(dist.begin(), dist.end(), p))
+          if (p != t && ix.valid[p] && std::binary_search(dist.begin(), dist.end(), p) &&
+              ix.posture_ok(pi, p))
             sources.push_back(p);
         };
         for (const auto& gid : rule.sources)
