@@ -1,5 +1,6 @@
 #include "core/change.hpp"
 
+#include "core/networks.hpp"
 #include "core/registration.hpp"
 
 #include <algorithm>
@@ -279,6 +280,12 @@ struct preparer {
       return fail(409, "an object with this id already exists");
     return std::nullopt;
   }
+  template <class C>
+  auto operator()(C& c) const -> decltype(prepare_network_change(a, c)) {
+    if (!is_admin(caller))
+      return permission_denied();
+    return prepare_network_change(a, c);
+  }
   verdict operator()(change::delete_token& c) const {
     if (auto bad = token_owner(c.user_id))
       return bad;
@@ -344,6 +351,16 @@ problem not_found_problem(const admin_change& c) {
     problem operator()(const change::delete_user& x) const { return nf("user", x.id); }
     problem operator()(const change::create_token& x) const { return nf("user", x.user_id); }
     problem operator()(const change::delete_token& x) const { return nf("PAT", x.id); }
+    problem operator()(const change::save_network& x) const { return nf("network", x.n.id); }
+    problem operator()(const change::delete_network& x) const { return nf("network", x.id); }
+    problem operator()(const change::save_resource& x) const {
+      return nf("network resource", x.r.id);
+    }
+    problem operator()(const change::delete_resource& x) const {
+      return nf("network resource", x.id);
+    }
+    problem operator()(const change::save_router& x) const { return nf("network router", x.r.id); }
+    problem operator()(const change::delete_router& x) const { return nf("network router", x.id); }
 
     static problem nf(const char* what, const std::string& id) {
       return {404, std::string(what) + ": " + clip(id) + " not found"};

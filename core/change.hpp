@@ -106,6 +106,33 @@ struct delete_token {
   std::string user_id, id;
 };
 
+// Networks (management/server/networks): `id` empty = a new one. A resource's `address` is
+// classified by prepare_change into its type, prefix or domain; `touched` are the groups whose
+// resources prepare_change changed (the resource joins `groups` and leaves the others).
+struct save_network {
+  network_def n;
+};
+struct delete_network {
+  std::string id;
+  std::vector<group> touched; // groups that held one of its resources, without them
+};
+struct save_resource {
+  network_resource r;
+  std::string address;
+  std::vector<std::string> groups;
+  std::vector<group> touched;
+};
+struct delete_resource {
+  std::string network_id, id;
+  std::vector<group> touched;
+};
+struct save_router {
+  network_router r;
+};
+struct delete_router {
+  std::string network_id, id;
+};
+
 } // namespace change
 
 using change_kind =
@@ -115,7 +142,9 @@ using change_kind =
                  change::settings, change::update_peer, change::delete_peer,
                  change::create_setup_key, change::update_setup_key, change::delete_setup_key,
                  change::create_user, change::update_user, change::delete_user,
-                 change::create_token, change::delete_token>;
+                 change::create_token, change::delete_token, change::save_network,
+                 change::delete_network, change::save_resource, change::delete_resource,
+                 change::save_router, change::delete_router>;
 
 struct admin_change {
   std::string caller; // the id of the user who asks (a user of the account, not blocked)

@@ -191,6 +191,34 @@ struct posture_check {
   bool operator==(const posture_check&) const = default;
 };
 
+// NetBird's networks (management/server/networks): a network groups resources (a host or subnet
+// prefix, or a domain) and the routers (a peer, or every peer of some groups) that reach them.
+struct network_def {
+  std::string id, account_id, name, description;
+
+  bool operator==(const network_def&) const = default;
+};
+
+struct network_resource {
+  std::string id, network_id, account_id, name, description;
+  std::string type;   // "host" | "subnet" | "domain"
+  std::string domain; // a domain resource's domain
+  std::string prefix; // a host's or subnet's prefix ("10.0.0.1/32"); "" for a domain
+  bool enabled = true;
+
+  bool operator==(const network_resource&) const = default;
+};
+
+struct network_router {
+  std::string id, network_id, account_id, peer; // `peer` or `peer_groups`, never both
+  std::vector<std::string> peer_groups;
+  bool masquerade = false;
+  std::int64_t metric = 9999;
+  bool enabled = true;
+
+  bool operator==(const network_router&) const = default;
+};
+
 struct account {
   std::string id, created_by, domain, domain_category;
   opt_time created_at;
@@ -207,6 +235,9 @@ struct account {
   std::vector<route> routes;
   std::vector<nameserver_group> nameserver_groups;
   std::vector<posture_check> posture_checks;
+  std::vector<network_def> networks;
+  std::vector<network_resource> network_resources;
+  std::vector<network_router> network_routers;
 
   const peer* find_peer(const std::string& peer_id) const;
   const group* find_group_by_name(const std::string& name) const;

@@ -1,8 +1,10 @@
 #include "core/network_map.hpp"
 
+#include "core/posture.hpp"
 #include "core/registration.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -171,6 +173,35 @@ struct account_view::indexes {
   std::vector<std::vector<std::uint32_t>> group_routes;
   std::int64_t forwarder_port = 5353;
 
+  // Networks. An enabled resource with the policies that apply to it
+  // (GetPoliciesForNetworkResource: a rule whose destination resource is it, or whose destination
+  // groups hold it; NetBird lists a policy once per such rule, so a policy may repeat) and the
+  // routers of its network.
+  struct resource_entry {
+    std::uint32_t res = 0;
+    std::uint32_t net = 0; // index into net_routers
+    std::vector<std::uint32_t> pols;
+  };
+  struct router_entry {
+    std::uint32_t peer;
+    const network_router* router;
+  };
+  std::vector<resource_entry> resources;
+  // Per network: its routing peers (GetResourceRoutersMap: enabled routers, a peer or the members
+  // of its peer groups; a peer two routers name takes the later one), in rank order.
+  std::vector<std::vector<router_entry>> net_routers;
+  // Per policy applied to a resource: getResourcePolicyPeers (the first rule's source peer, else
+  // the members of every rule's source groups), validated peers in rank order.
+  std::vector<std::vector<std::uint32_t>> res_pol_peers;
+
+  const account* acc = nullptr;
+  // Posture checks: per check an enabled policy names, whether each peer passes it; per policy
+  // the checks it names that exist (an unknown id passes, as NetBird skips it).
+  std::vector<std::vector<std::uint8_t>> check_pass;
+  std::vector<std::vector<std::uint32_t>> policy_checks;
+  // Whether peer p passes the source posture checks of policy pol.
+  bool posture_ok(std::uint32_t pol, std::uint32_t p) const;
+
   bool before(std::uint32_t x, std::uint32_t y) const { return rank[x] < rank[y]; }
   void sort_unique(std::vector<std::uint32_t>& v) const {
     std::sort(v.begin(), v.end(), [this](auto x, auto y) { return before(x, y); });
@@ -240,6 +271,7 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
     : acc_(std::move(acc)), ctx_(std::move(ctx)), ix_(std::make_unique<indexes>()) {
   const auto& a = *acc_;
   auto& ix = *ix_;
+  ix.acc = acc_.get();
   const auto n = static_cast<std::uint32_t>(a.peers.size());
   ix.dns_domain = a.settings.dns_domain.empty() ? ctx_.dns_domain : a.settings.dns_domain;
   const double now_unix = std::chrono::duration<double>(ctx_.now.time_since_epoch()).count();
@@ -294,23 +326,51 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
     if (auto g = ix.group(id))
       ix.dns_disabled_group[*g] = 1;
 
+  // Posture checks named by enabled policies, evaluated once per peer.
+  ix.policy_checks.resize(a.policies.size());
+  {
+    std::unordered_map<std::string_view, std::uint32_t> check_slot;
+    for (std::uint32_t pi = 0; pi < a.policies.size(); ++pi) {
+      const auto& pol = a.policies[pi];
+      if (!pol.enabled)
+        continue;
+      for (const auto& id : pol.source_posture_checks) {
+        auto it = check_slot.find(id);
+        if (it == check_slot.end()) {
+          const posture_check* pc = nullptr;
+          for (const auto& c : a.posture_checks)
+            if (c.id == id)
+              pc = &c;
+          if (!pc)
+            continue;
+          std::vector<std::uint8_t> pass(n);
+          for (std::uint32_t i = 0; i < n; ++i)
+            pass[i] = passes_posture(*pc, a.peers[i]);
+          it = check_slot.emplace(id, static_cast<std::uint32_t>(ix.check_pass.size())).first;
+          ix.check_pass.push_back(std::move(pass));
+        }
+        ix.policy_checks[pi].push_back(it->second);
+      }
+    }
+  }
+
   ix.peer_rules.resize(n);
   for (const auto& pol : a.policies) {
     if (!pol.enabled)
       continue;
+    const auto pi = static_cast<std::uint32_t>(&pol - a.policies.data());
     for (const auto& r : pol.rules) {
       if (!r.enabled)
         continue;
       indexes::compiled_rule cr;
       cr.pol = &pol;
       cr.rule = &r;
-      // Source posture checks are not evaluated yet. NetBird drops every source peer that fails
-      // one; until we evaluate them, no source peer passes (fail closed: a policy guarded by
-      // posture checks grants nothing rather than granting what NetBird would refuse).
-      if (!pol.source_posture_checks.empty())
-        cr.sources.clear();
-      else
-        cr.sources = ix.rule_side(a, r.source_resource, r.sources);
+      // A source group's peers that fail the policy's posture checks are left out (a source
+      // peer named directly is not checked, as in NetBird's getPeerFromResource).
+      cr.sources = ix.rule_side(a, r.source_resource, r.sources);
+      if (!ix.policy_checks[pi].empty() &&
+          !(r.source_resource.type == "peer" && !r.source_resource.id.empty()))
+        std::erase_if(cr.sources, [&](std::uint32_t p) { return !ix.posture_ok(pi, p); });
       cr.destinations = ix.rule_side(a, r.destination_resource, r.destinations);
       cr.protocol = protocol_of(r.protocol);
       cr.action = action_of(r.action);
@@ -388,6 +448,106 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
             break;
           }
   }
+
+  // Networks: routers per network, policies per enabled resource.
+  std::unordered_map<std::string_view, std::uint32_t> net_slot;
+  const auto slot_of = [&](const std::string& network_id) {
+    auto [it, fresh] = net_slot.emplace(network_id, static_cast<std::uint32_t>(net_slot.size()));
+    if (fresh)
+      ix.net_routers.emplace_back();
+    return it->second;
+  };
+  {
+    std::vector<std::unordered_map<std::uint32_t, const network_router*>> by_peer;
+    for (const auto& rt : a.network_routers) {
+      if (!rt.enabled)
+        continue;
+      const auto slot = slot_of(rt.network_id);
+      by_peer.resize(ix.net_routers.size());
+      if (!rt.peer.empty()) {
+        if (auto p = ix.peer(rt.peer))
+          by_peer[slot][*p] = &rt;
+        continue;
+      }
+      for (const auto& gid : rt.peer_groups)
+        if (auto g = ix.group(gid))
+          for (auto p : ix.group_members[*g])
+            by_peer[slot][p] = &rt;
+    }
+    for (std::uint32_t slot = 0; slot < by_peer.size(); ++slot) {
+      auto& list = ix.net_routers[slot];
+      for (const auto& [p, rt] : by_peer[slot])
+        list.push_back({p, rt});
+      std::sort(list.begin(), list.end(),
+                [&](const auto& x, const auto& y) { return ix.before(x.peer, y.peer); });
+    }
+  }
+  if (!a.network_resources.empty()) {
+    std::unordered_map<std::string_view, std::vector<std::uint32_t>> res_groups;
+    for (std::uint32_t g = 0; g < ng; ++g)
+      for (const auto& r : a.groups[g].resources)
+        res_groups[r.id].push_back(g);
+    ix.res_pol_peers.resize(a.policies.size());
+    std::vector<std::uint8_t> peers_done(a.policies.size(), 0);
+    for (std::uint32_t ri = 0; ri < a.network_resources.size(); ++ri) {
+      const auto& res = a.network_resources[ri];
+      if (!res.enabled)
+        continue;
+      indexes::resource_entry e;
+      e.res = ri;
+      e.net = slot_of(res.network_id);
+      const auto git = res_groups.find(res.id);
+      for (std::uint32_t pi = 0; pi < a.policies.size(); ++pi) {
+        const auto& pol = a.policies[pi];
+        if (!pol.enabled)
+          continue;
+        for (const auto& rule : pol.rules) {
+          if (!rule.enabled)
+            continue;
+          if (rule.destination_resource.id == res.id) {
+            e.pols.push_back(pi);
+            break;
+          }
+          if (git != res_groups.end())
+            for (auto g : git->second)
+              if (std::find(rule.destinations.begin(), rule.destinations.end(), a.groups[g].id) !=
+                  rule.destinations.end()) {
+                e.pols.push_back(pi);
+                break;
+              }
+        }
+      }
+      // A policy without rules grants nothing (NetBird would index Rules[0]).
+      std::erase_if(e.pols, [&](std::uint32_t pi) { return a.policies[pi].rules.empty(); });
+      for (auto pi : e.pols) {
+        if (peers_done[pi])
+          continue;
+        peers_done[pi] = 1;
+        const auto& pol = a.policies[pi];
+        auto& out = ix.res_pol_peers[pi];
+        const auto& first = pol.rules.front().source_resource;
+        if (first.type == "peer" && !first.id.empty()) {
+          if (auto p = ix.peer(first.id))
+            out.push_back(*p);
+        } else {
+          for (const auto& rule : pol.rules)
+            for (const auto& gid : rule.sources)
+              if (auto g = ix.group(gid))
+                out.insert(out.end(), ix.group_members[*g].begin(), ix.group_members[*g].end());
+        }
+        ix.sort_unique(out);
+        std::erase_if(out, [&](std::uint32_t p) { return !ix.valid[p]; });
+      }
+      ix.resources.push_back(std::move(e));
+    }
+  }
+}
+
+bool account_view::indexes::posture_ok(std::uint32_t pol, std::uint32_t p) const {
+  for (auto c : policy_checks[pol])
+    if (!check_pass[c][p])
+      return false;
+  return true;
 }
 
 account_view::~account_view() = default;
@@ -467,6 +627,54 @@ std::optional<unsigned long> port_number(const std::string& port) {
     return std::nullopt;
   const auto value = std::stoul(port);
   return value <= 65535 ? std::optional<unsigned long>(value) : std::nullopt;
+}
+
+// NetworkResource.ToRoute: the route to `res` through routing peer `p`.
+map_route resource_route(const network_resource& res, const peer& p, const network_router& rt) {
+  map_route r;
+  r.id = res.id + ":" + p.id;
+  r.peer_key = p.key;
+  r.metric = rt.metric;
+  r.masquerade = rt.masquerade;
+  r.net_id = res.name;
+  r.keep_route = true;
+  if (res.type == "host" || res.type == "subnet") {
+    r.network = res.prefix;
+    r.network_type = is_v6_network(res.prefix) ? 2 : 1;
+  } else if (res.type == "domain") {
+    std::string d = res.domain;
+    std::transform(d.begin(), d.end(), d.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    r.domains = {std::move(d)};
+    r.network_type = 3;
+    r.network = "192.0.2.0/32"; // NetBird's placeholder for a domain network
+  }
+  return r;
+}
+
+// GenerateRouteFirewallRules for one rule and its source addresses: one rule per distinct port,
+// else per distinct port range, else one.
+void append_route_rules(std::vector<route_firewall_rule>& out, route_firewall_rule fr,
+                        const policy_rule& rule) {
+  fr.action = action_of(rule.action);
+  fr.protocol = protocol_of(rule.protocol);
+  if (!rule.ports.empty()) {
+    for_each_distinct(rule.ports, [&](const std::string& port) {
+      if (auto value = port_number(port)) {
+        auto one = fr;
+        one.port = std::to_string(*value);
+        out.push_back(std::move(one));
+      }
+    });
+  } else if (!rule.port_ranges.empty()) {
+    for_each_distinct(rule.port_ranges, [&](const port_range& pr) {
+      auto one = fr;
+      one.range = pr;
+      out.push_back(std::move(one));
+    });
+  } else {
+    out.push_back(std::move(fr));
+  }
 }
 
 } // namespace
@@ -654,7 +862,8 @@ network_map account_view::map_for(std::uint32_t t) const {
           continue;
         std::vector<std::uint32_t> sources;
         const auto admit = [&](std::uint32_t p) {
-          if (p != t && ix.valid[p] && std::binary_search(dist.begin(), dist.end(), p))
+          if (p != t && ix.valid[p] && std::binary_search(dist.begin(), dist.end(), p) &&
+              ix.posture_ok(pi, p))
             sources.push_back(p);
         };
         for (const auto& gid : rule.sources)
@@ -668,28 +877,115 @@ network_map account_view::map_for(std::uint32_t t) const {
         auto fr = base;
         for (auto p : sources)
           fr.source_ranges.push_back(a.peers[p].ip + "/32");
-        fr.action = action_of(rule.action);
-        fr.protocol = protocol_of(rule.protocol);
         fr.policy_id = pol.id;
-        if (!rule.ports.empty()) {
-          for_each_distinct(rule.ports, [&](const std::string& port) {
-            if (auto value = port_number(port)) {
-              auto one = fr;
-              one.port = std::to_string(*value);
-              m.route_firewall_rules.push_back(std::move(one));
-            }
-          });
-        } else if (!rule.port_ranges.empty()) {
-          for_each_distinct(rule.port_ranges, [&](const port_range& pr) {
-            auto one = fr;
-            one.range = pr;
-            m.route_firewall_rules.push_back(std::move(one));
-          });
-        } else {
-          m.route_firewall_rules.push_back(std::move(fr));
-        }
+        append_route_rules(m.route_firewall_rules, std::move(fr), rule);
       }
     }
+  }
+
+  // Networks (getNetworkResourcesRoutesToSync): a routing peer of a resource's network gets the
+  // route to it through itself, the firewall rules admitting the resource policies' source peers
+  // and those peers to connect to; a peer a resource policy admits gets the route through every
+  // routing peer of the network and those peers to connect to. Both come before the routes above.
+  std::vector<map_route> res_routes;
+  std::vector<route_firewall_rule> res_rules;
+  std::vector<std::uint32_t> res_peers;      // routing peers of the routes
+  std::vector<std::uint32_t> res_sources;    // a routing peer's source peers
+  std::vector<std::uint32_t> res_zone_peers; // the DNS view the networks add
+  bool is_router = false;
+  for (const auto& e : ix.resources) {
+    const auto& res = a.network_resources[e.res];
+    const auto& routers = ix.net_routers[e.net];
+    const auto mine =
+        std::find_if(routers.begin(), routers.end(), [&](const auto& r) { return r.peer == t; });
+    if (mine != routers.end()) {
+      is_router = true;
+      for (const auto& r : routers)
+        if (ix.valid[r.peer])
+          res_zone_peers.push_back(r.peer);
+      for (auto pi : e.pols)
+        for (auto p : ix.res_pol_peers[pi])
+          if (ix.posture_ok(pi, p)) {
+            res_sources.push_back(p);
+            res_zone_peers.push_back(p);
+          }
+      if (e.pols.empty())
+        continue;
+      auto route = resource_route(res, target, *mine->router);
+      res_peers.push_back(t);
+      // getPeerNetworkResourceFirewallRules: every enabled rule of the resource's policies, its
+      // source peers that pass the policy's posture checks (the router itself left out); a rule
+      // left without sources is dropped.
+      if (!is_v6_network(route.network)) {
+        route_firewall_rule base;
+        base.destination = route.network;
+        base.domains = route.domains;
+        base.is_dynamic = route.network_type == 3;
+        base.route_id = route.id;
+        for (auto pi : e.pols) {
+          const auto& pol = a.policies[pi];
+          for (const auto& rule : pol.rules) {
+            if (!rule.enabled)
+              continue;
+            std::vector<std::uint32_t> sources;
+            const auto admit = [&](std::uint32_t p) {
+              if (p != t && ix.valid[p] && ix.posture_ok(pi, p))
+                sources.push_back(p);
+            };
+            for (const auto& gid : rule.sources)
+              if (auto g = ix.group(gid))
+                for (auto p : ix.group_members[*g])
+                  admit(p);
+            if (rule.source_resource.type == "peer" && !rule.source_resource.id.empty())
+              if (auto p = ix.peer(rule.source_resource.id))
+                admit(*p);
+            if (sources.empty())
+              continue;
+            ix.sort_unique(sources);
+            auto fr = base;
+            for (auto p : sources)
+              fr.source_ranges.push_back(a.peers[p].ip + "/32");
+            fr.policy_id = pol.id;
+            append_route_rules(res_rules, std::move(fr), rule);
+          }
+        }
+      }
+      res_routes.push_back(std::move(route));
+      continue;
+    }
+    for (auto pi : e.pols) {
+      if (!ix.has(ix.res_pol_peers[pi], t) || !ix.posture_ok(pi, t))
+        continue;
+      for (const auto& r : routers)
+        if (ix.valid[r.peer]) {
+          res_routes.push_back(resource_route(res, a.peers[r.peer], *r.router));
+          res_peers.push_back(r.peer);
+          res_zone_peers.push_back(r.peer);
+        }
+      break;
+    }
+  }
+  std::erase_if(res_routes, [](const map_route& r) { return is_v6_network(r.network); });
+  if (!res_routes.empty())
+    m.routes.insert(m.routes.begin(), std::make_move_iterator(res_routes.begin()),
+                    std::make_move_iterator(res_routes.end()));
+  if (!res_rules.empty())
+    m.route_firewall_rules.insert(m.route_firewall_rules.begin(),
+                                  std::make_move_iterator(res_rules.begin()),
+                                  std::make_move_iterator(res_rules.end()));
+  // addNetworksRoutingPeers: the routing peers (and a router's source peers) the target does not
+  // already connect to join its peers.
+  if (!res_peers.empty() || is_router) {
+    std::vector<std::uint32_t> missing = res_peers;
+    if (is_router)
+      missing.insert(missing.end(), res_sources.begin(), res_sources.end());
+    const auto gen = ++s.generation;
+    s.seen_in[t] = gen;
+    for (auto p : acl)
+      s.seen_in[p] = gen;
+    std::erase_if(missing, [&](std::uint32_t p) { return s.seen_in[p] == gen; });
+    ix.sort_unique(missing);
+    m.remote_peers.insert(m.remote_peers.end(), missing.begin(), missing.end());
   }
 
   // DNS.
@@ -711,6 +1007,8 @@ network_map account_view::map_for(std::uint32_t t) const {
   };
   in_view(t);
   for (auto p : acl)
+    in_view(p);
+  for (auto p : res_zone_peers)
     in_view(p);
   const auto add_advertisers = [&](std::uint32_t ri) {
     if (s.seen_route[ri] == view_gen)

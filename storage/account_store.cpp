@@ -573,6 +573,53 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
       a.posture_checks.push_back({cr.str("id"), cr.str("account_id"), cr.str("name"),
                                   cr.str("description"), cr.str("checks")});
   }
+  if (parts & part_networks) {
+    a.networks.clear();
+    a.network_resources.clear();
+    a.network_routers.clear();
+    for (const auto& nr : select_rows(sql_, kind_, "networks", "account_id = :v ORDER BY id", id))
+      a.networks.push_back(
+          {nr.str("id"), nr.str("account_id"), nr.str("name"), nr.str("description")});
+    for (const auto& rr :
+         select_rows(sql_, kind_, "network_resources", "account_id = :v ORDER BY id", id)) {
+      core::network_resource x;
+      x.id = rr.str("id");
+      x.network_id = rr.str("network_id");
+      x.account_id = rr.str("account_id");
+      x.name = rr.str("name");
+      x.description = rr.str("description");
+      x.type = rr.str("type");
+      x.domain = rr.str("domain");
+      x.prefix = json_string(rr.at("prefix"));
+      // A store from NetBird's first networks release keeps the resource in `address` (no
+      // prefix or domain column yet): read it as NetBird's GetResourceType would.
+      if (const auto addr = rr.str("address");
+          !addr.empty() && x.prefix.empty() && x.domain.empty()) {
+        if (x.type == "domain")
+          x.domain = addr;
+        else
+          x.prefix = addr.find('/') != std::string::npos   ? addr
+                     : addr.find(':') != std::string::npos ? addr + "/128"
+                                                           : addr + "/32";
+      }
+      // A NULL enabled (a store from before the column) is enabled, as NetBird's migration sets.
+      x.enabled = !rr.at("enabled") || rr.boolean("enabled");
+      a.network_resources.push_back(std::move(x));
+    }
+    for (const auto& rr :
+         select_rows(sql_, kind_, "network_routers", "account_id = :v ORDER BY id", id)) {
+      core::network_router x;
+      x.id = rr.str("id");
+      x.network_id = rr.str("network_id");
+      x.account_id = rr.str("account_id");
+      x.peer = rr.str("peer");
+      x.peer_groups = rr.strings("peer_groups");
+      x.masquerade = rr.boolean("masquerade");
+      x.metric = rr.integer("metric");
+      x.enabled = !rr.at("enabled") || rr.boolean("enabled");
+      a.network_routers.push_back(std::move(x));
+    }
+  }
   return true;
 }
 
@@ -682,6 +729,12 @@ void account_store::insert_account_tree(const core::account& a) {
     insert_nameserver_group(g);
   for (const auto& c : a.posture_checks)
     insert_posture_check(c);
+  for (const auto& n : a.networks)
+    insert_network(n);
+  for (const auto& x : a.network_resources)
+    insert_network_resource(x);
+  for (const auto& x : a.network_routers)
+    insert_network_router(x);
   tr.commit();
 }
 
@@ -822,6 +875,18 @@ void account_store::insert_route(const core::route& x) {
 
 void account_store::insert_nameserver_group(const core::nameserver_group& g) {
   insert_row(sql_, kind_, "name_server_groups", detail::nameserver_group_row(g));
+}
+
+void account_store::insert_network(const core::network_def& n) {
+  insert_row(sql_, kind_, "networks", detail::network_row(n));
+}
+
+void account_store::insert_network_resource(const core::network_resource& x) {
+  insert_row(sql_, kind_, "network_resources", detail::network_resource_row(x));
+}
+
+void account_store::insert_network_router(const core::network_router& x) {
+  insert_row(sql_, kind_, "network_routers", detail::network_router_row(x));
 }
 
 void account_store::insert_posture_check(const core::posture_check& c) {

@@ -38,7 +38,8 @@ public:
     part_routes = 32,    //
     part_nameservers = 64,
     part_posture = 128,
-    part_all = 255,
+    part_networks = 256, // networks, their resources and routers
+    part_all = 511,
   };
   // Replaces the given parts of `a` (a.id set) with what the store holds now; false when
   // part_account is asked for and the account does not exist.
@@ -78,6 +79,9 @@ public:
   void insert_setup_key(const core::setup_key& k);
   void insert_route(const core::route& r);
   void insert_nameserver_group(const core::nameserver_group& g);
+  void insert_network(const core::network_def& n);
+  void insert_network_resource(const core::network_resource& x);
+  void insert_network_router(const core::network_router& x);
   void insert_posture_check(const core::posture_check& c);
 
   // --- setup keys --------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 #include "storage/change_store.hpp"
 
+#include "core/networks.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/config_store.hpp"
+#include "storage/encode.hpp"
+#include "storage/network_store.hpp"
 
 #include <soci/soci.h>
 
@@ -144,6 +147,35 @@ struct committer {
   }
   change_commit operator()(const core::change::delete_token& c) const {
     return removed(admin().delete_token(c.user_id, c.id), parts::part_principals);
+  }
+  network_store nets() const { return network_store(sql, kind); }
+  static constexpr unsigned net_parts = parts::part_networks | parts::part_groups;
+  change_commit saved_as(std::string id, unsigned p) const {
+    return id.empty() ? gone() : wrote(p, std::move(id));
+  }
+  change_commit operator()(const core::change::save_network& c) const {
+    return saved_as(nets().save_network(c.n), parts::part_networks);
+  }
+  change_commit operator()(const core::change::delete_network& c) const {
+    return removed(nets().delete_network(a.id, c.id, c.touched), net_parts);
+  }
+  change_commit operator()(const core::change::save_resource& c) const {
+    auto r = c.r;
+    auto touched = c.touched;
+    if (r.id.empty()) { // a new resource: its id first, then the groups that take it
+      r.id = detail::or_new_id("");
+      touched = core::regroup_resource(a, {r.id, r.type}, c.groups);
+    }
+    return saved_as(nets().save_resource(r, touched), net_parts);
+  }
+  change_commit operator()(const core::change::delete_resource& c) const {
+    return removed(nets().delete_resource(a.id, c.id, c.touched), net_parts);
+  }
+  change_commit operator()(const core::change::save_router& c) const {
+    return saved_as(nets().save_router(c.r), parts::part_networks);
+  }
+  change_commit operator()(const core::change::delete_router& c) const {
+    return removed(nets().delete_router(a.id, c.id), parts::part_networks);
   }
 };
 

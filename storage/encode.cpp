@@ -194,6 +194,45 @@ row_values route_row(const core::route& x) {
   return r;
 }
 
+row_values network_row(const core::network_def& n) {
+  row_values r;
+  r.text("id", n.id);
+  r.text("account_id", n.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("name", n.name);
+  r.text("description", n.description);
+  return r;
+}
+
+row_values network_resource_row(const core::network_resource& x) {
+  row_values r;
+  r.text("id", x.id);
+  r.text("network_id", x.network_id);
+  r.text("account_id", x.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("name", x.name);
+  r.text("description", x.description);
+  r.text("type", x.type);
+  r.text("domain", x.domain);
+  r.json_text("prefix", json(x.prefix).dump()); // netip.Prefix JSON: "\"10.0.0.0/24\"" ("" none)
+  r.flag("enabled", x.enabled);
+  return r;
+}
+
+row_values network_router_row(const core::network_router& x) {
+  row_values r;
+  r.text("id", x.id);
+  r.text("network_id", x.network_id);
+  r.text("account_id", x.account_id);
+  r.text("public_id", crypto::random_id());
+  r.text("peer", x.peer);
+  r.strings("peer_groups", x.peer_groups);
+  r.flag("masquerade", x.masquerade);
+  r.number("metric", x.metric);
+  r.flag("enabled", x.enabled);
+  return r;
+}
+
 row_values nameserver_group_row(const core::nameserver_group& g) {
   row_values r;
   r.text("id", g.id);

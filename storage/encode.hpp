@@ -67,6 +67,9 @@ row_values policy_row(const core::policy& p); // policies (rules are policy_rule
 row_values policy_rule_row(const core::policy_rule& x, const std::string& policy_id);
 row_values route_row(const core::route& x);                       // routes
 row_values nameserver_group_row(const core::nameserver_group& g); // name_server_groups
+row_values network_row(const core::network_def& n);               // networks
+row_values network_resource_row(const core::network_resource& x); // network_resources
+row_values network_router_row(const core::network_router& x);     // network_routers
 // The settings_* columns of accounts, appended to `r`.
 void put_settings(row_values& r, const core::account_settings& s);
 

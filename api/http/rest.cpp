@@ -1,6 +1,7 @@
 #include "api/http/rest.hpp"
 
 #include "api/http/decode.hpp"
+#include "api/http/rest_networks.hpp"
 #include "core/network_map.hpp"
 #include "core/registration.hpp"
 #include "core/validate.hpp"
@@ -993,6 +994,13 @@ response rest_api::impl::dispatch(caller& c, const request& req,
   }
   if (kind == "dns" && id == "nameservers" && sub_id.empty())
     return crud(nameservers_kind(), c, req, a, sub);
+
+  // --- networks, their resources and routers (api/http/rest_networks.cpp)
+  if (kind == "networks")
+    return networks_api(req, path, a, [&](core::change_kind what) {
+      auto out = commit(c, std::move(what));
+      return networks_commit{out.after, out.id};
+    });
 
   // --- users and their personal access tokens
   if (kind == "users")

@@ -203,15 +203,19 @@ TEST_CASE("disabled policies and disabled rules give nothing") {
   CHECK(map_of(b.view(), "a").remote_peers.size() == 1);
 }
 
-TEST_CASE(
-    "a policy with source posture checks grants nothing (checks not evaluated yet: fail closed)") {
+TEST_CASE("source posture checks: a failing source peer loses the policy; an unknown id passes") {
   builder b;
   b.add_peer("a");
   b.add_peer("b");
   b.add_group("all", {"a", "b"}, "All");
   b.add_policy("p", {"all"}, {"all"}, "all", true);
   CHECK(map_of(b.view(), "a").remote_peers.size() == 1);
+  // NetBird skips a posture check id the account does not hold.
   b.a.policies[0].source_posture_checks = {"check-1"};
+  CHECK(map_of(b.view(), "a").remote_peers.size() == 1);
+  // Both peers run 0.60.0: a minimum of 0.61.0 fails both, so neither is a source any more.
+  b.a.posture_checks.push_back(
+      {"check-1", "acc", "min", "", R"({"NBVersionCheck":{"MinVersion":"0.61.0"}})"});
   CHECK(map_of(b.view(), "a").remote_peers.empty());
   CHECK(map_of(b.view(), "a").firewall_rules.empty());
 }

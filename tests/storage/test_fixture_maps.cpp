@@ -161,3 +161,86 @@ TEST_CASE("golden: store_basic.sql, its one peer alone under the Default policy"
   // "[]"): the peer neither routes nor reaches the printer resource.
   CHECK(m.routes.empty());
 }
+
+TEST_CASE("golden: store_networks.sql, networks with host, subnet and domain resources") {
+  auto db = test::fresh_store(storage::engine::sqlite, "golden-networks");
+  test::load_fixture("store_networks.sql", db);
+  auto acc = test::load_account(db, test::fixture_account);
+  // The store as read: two networks, four resources (the prefix column is netip.Prefix's JSON
+  // string; a domain resource has none), two routers, the group holding two resources.
+  REQUIRE(acc.networks.size() == 2);
+  REQUIRE(acc.network_resources.size() == 4);
+  REQUIRE(acc.network_routers.size() == 2);
+  CHECK(acc.network_resources[2].id == "res-nets-printer");
+  CHECK(acc.network_resources[2].prefix == "10.10.0.20/32");
+  CHECK(acc.network_resources[2].name == "printer");
+  CHECK(acc.network_resources[3].domain == "wiki.office.test");
+  CHECK(acc.network_resources[3].prefix.empty());
+  CHECK_FALSE(acc.network_resources[0].enabled); // res-nets-labnet
+  const auto& office_rt = acc.network_routers[1];
+  CHECK(office_rt.id == "rtr-nets-office");
+  CHECK(office_rt.peer_groups == std::vector<std::string>{"grp-nets-gateways"});
+  CHECK(office_rt.masquerade);
+  CHECK(office_rt.metric == 50);
+  const auto* res_group = acc.find_group_by_name("office-res");
+  REQUIRE(res_group != nullptr);
+  CHECK(res_group->resources.size() == 2);
+
+  core::account_view v(std::make_shared<const core::account>(acc), {});
+  const auto route_ids = [](const core::network_map& m) {
+    std::vector<std::string> out;
+    for (const auto& r : m.routes)
+      out.push_back(r.id);
+    return out;
+  };
+
+  // laptop (devs): the devs policy names group office-res, which holds the printer and the wiki:
+  // each through both gateways (the router's peer group), resources in id order. The LAN is the
+  // kiosks' (a destination resource), not the laptop's.
+  auto laptop = map_of(v, "peer-nets-laptop");
+  CHECK(route_ids(laptop) == std::vector<std::string>{"res-nets-printer:peer-nets-gw-a",
+                                                      "res-nets-printer:peer-nets-gw-b",
+                                                      "res-nets-wiki:peer-nets-gw-a",
+                                                      "res-nets-wiki:peer-nets-gw-b"});
+  CHECK(laptop.routes[0].network == "10.10.0.20/32");
+  CHECK(laptop.routes[0].metric == 50);
+  CHECK(laptop.routes[0].masquerade);
+  CHECK(laptop.routes[0].net_id == "printer");
+  CHECK(laptop.routes[2].network_type == 3);
+  CHECK(laptop.routes[2].domains == std::vector<std::string>{"wiki.office.test"});
+  // The gateways join its peers (addNetworksRoutingPeers); no peer policy connects them.
+  CHECK(ids(v, laptop.remote_peers) ==
+        std::vector<std::string>{"peer-nets-gw-a", "peer-nets-gw-b"});
+  CHECK(laptop.firewall_rules.empty());
+  CHECK(laptop.route_firewall_rules.empty());
+
+  // gw-a routes all three enabled resources of Office, each admitting its policy's sources:
+  // the LAN the kiosk (all protocols), the printer and the wiki the laptop on tcp/443 (the pending
+  // peer of devs awaits approval, so it is not admitted).
+  auto gw = map_of(v, "peer-nets-gw-a");
+  CHECK(route_ids(gw) == std::vector<std::string>{"res-nets-lan:peer-nets-gw-a",
+                                                  "res-nets-printer:peer-nets-gw-a",
+                                                  "res-nets-wiki:peer-nets-gw-a"});
+  REQUIRE(gw.route_firewall_rules.size() == 3);
+  CHECK(gw.route_firewall_rules[0].source_ranges == std::vector<std::string>{"100.64.20.4/32"});
+  CHECK(gw.route_firewall_rules[0].destination == "10.10.0.0/24");
+  CHECK(gw.route_firewall_rules[0].protocol == core::rule_protocol::all);
+  CHECK(gw.route_firewall_rules[0].policy_id == "pol-nets-kiosk");
+  CHECK(gw.route_firewall_rules[1].source_ranges == std::vector<std::string>{"100.64.20.1/32"});
+  CHECK(gw.route_firewall_rules[1].port == "443");
+  CHECK(gw.route_firewall_rules[1].protocol == core::rule_protocol::tcp);
+  CHECK(gw.route_firewall_rules[1].route_id == "res-nets-printer:peer-nets-gw-a");
+  CHECK(gw.route_firewall_rules[2].is_dynamic);
+  CHECK(gw.route_firewall_rules[2].destination == "192.0.2.0/32");
+  CHECK(ids(v, gw.remote_peers) == std::vector<std::string>{"peer-nets-kiosk", "peer-nets-laptop"});
+
+  // The kiosk routes for Lab, whose one resource is disabled: nothing to serve. As a source of the
+  // LAN policy it reaches the LAN through both gateways.
+  auto kiosk = map_of(v, "peer-nets-kiosk");
+  CHECK(route_ids(kiosk) ==
+        std::vector<std::string>{"res-nets-lan:peer-nets-gw-a", "res-nets-lan:peer-nets-gw-b"});
+  CHECK(kiosk.route_firewall_rules.empty());
+
+  // A peer awaiting approval gets nothing.
+  CHECK(map_of(v, "peer-nets-pending").routes.empty());
+}
