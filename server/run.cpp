@@ -11,13 +11,16 @@
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
 #include "api/metrics/metrics.hpp"
+#include "core/change.hpp"
 #include "geo/geo.hpp"
+#include "server/cli.hpp"
 #include "server/front_door.hpp"
 #include "server/letsencrypt.hpp"
 #include "server/protobuf_log.hpp"
 #include "server/tls_context.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
+#include "storage/event_store.hpp"
 #include "storage/replica_lock.hpp"
 #include "storage/schema.hpp"
 #include "storage/status_store.hpp"
@@ -328,6 +331,37 @@ int run_management(const management_options& opts, config::management_config cfg
   // expiry actor (spawned below) schedules their ephemeral peers from now.
   auto presence = end_crash_leftovers(db);
 
+  std::string single_account_domain;
+  // NetBird's single-account mode: on when a domain is set (the default; off with
+  // --disable-single-account-mode) and the store holds at most one account.
+  if (!opts.single_account_mode_domain.empty()) {
+    const auto accounts = count_accounts(database);
+    if (accounts >= 0 && accounts <= 1) {
+      if (!valid_dns_domain(opts.single_account_mode_domain))
+        throw std::runtime_error("invalid domain \"" + core::clip(opts.single_account_mode_domain) +
+                                 "\" provided for a single account mode. Please review your "
+                                 "input for --single-account-mode-domain");
+      single_account_domain = opts.single_account_mode_domain;
+      spdlog::info("single account mode enabled, accounts number {}", accounts);
+    } else {
+      spdlog::info("single account mode disabled, accounts number {}", accounts);
+    }
+  }
+
+  // NetBird's activity store: events.db beside the store (or NB_ACTIVITY_EVENT_* names it), its
+  // tables made before anything is recorded; NB_EVENT_ACTIVITY_LOG_ENABLED=false records nothing.
+  std::optional<storage::db_options> events_db;
+  {
+    const char* enabled = std::getenv("NB_EVENT_ACTIVITY_LOG_ENABLED");
+    events_db = storage::events_db_options(cfg.datadir);
+    soci::session sql;
+    storage::open_session(sql, *events_db);
+    storage::event_store(sql, events_db->kind).ensure_schema();
+    spdlog::info("using {} as activity event store engine", storage::to_string(events_db->kind));
+    if (enabled && *enabled && std::string(enabled) != "true")
+      events_db.reset();
+  }
+
   caf::actor_system_config caf_cfg;
   caf::actor_system sys{caf_cfg};
   int exit_code = 0;
@@ -352,6 +386,8 @@ int run_management(const management_options& opts, config::management_config cfg
     actors::expiry_config ec;
     ec.db = db;
     ec.ephemeral_lifetime_ns = ephemeral_lifetime();
+    ec.events_db = events_db;
+    ec.dns_domain = opts.dns_domain;
     if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
       ec.poll_interval = std::chrono::milliseconds(std::atol(ms));
     auto expiry = actors::spawn_expiry_actor(sys, ec);
@@ -361,6 +397,9 @@ int run_management(const management_options& opts, config::management_config cfg
     lc.workers = actors::store_workers_from_env(); // NBM_STORE_WORKERS, default 4
     if (const char* ms = std::getenv("NBM_ACCOUNT_POLL_INTERVAL_MS"))
       lc.poll_interval = std::chrono::milliseconds(std::atol(ms));
+    lc.single_account_domain = single_account_domain;
+    lc.events_db = events_db;
+    lc.dns_domain = opts.dns_domain;
     auto loader = actors::spawn_account_loader(sys, lc);
     // Store lookups of keys and setup keys the account actors do not hold (no directory needed:
     // the directory asks it).
@@ -420,6 +459,7 @@ int run_management(const management_options& opts, config::management_config cfg
                                                        caf::actor_cast<caf::actor>(loader));
     rd.dns_domain = opts.dns_domain;
     rd.jwt = jwt;
+    rd.datadir = cfg.datadir;
     api::http::rest_api rest(std::move(rd));
     raise_open_files_limit();
     const auto to_grpc = [&grpc](int fd, const std::string& ip) { grpc.adopt(fd, ip); };
