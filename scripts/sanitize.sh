@@ -25,7 +25,8 @@ case "${1:-}" in
   build)
     if [ ! -f "$dir/build.ninja" ]; then
       CC=clang CXX=clang++ meson setup "$dir" -Dfuzz=true -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dwerror=false -Dbuildtype=debugoptimized -Doptimization=1 >/dev/null
+        -Db_lundef=false -Dwerror=false -Dbuildtype=debugoptimized -Doptimization=1 \
+        -Ddebug=false -Dc_args=-gline-tables-only -Dcpp_args=-gline-tables-only >/dev/null
     fi
     ninja -C "$dir" "${suites[@]}" "${targets[@]/#/tests/fuzz/}" ;;
   suites)

@@ -24,7 +24,7 @@ case "$mode" in
   *) echo "scripts/setup.sh: unknown command '$mode'" >&2; usage >&2; exit 2 ;;
 esac
 if [ "$mode" = test ]; then scripts/install-deps.sh --test; else scripts/install-deps.sh; fi
-scripts/build.sh
+if [ "$mode" = test ]; then scripts/build.sh -Ddebug=false; else scripts/build.sh; fi
 case "$mode" in
   run)
     mkdir -p data

@@ -20,8 +20,10 @@ run_suite() {
   local t=$1 name=$2; shift 2
   local log="$NBM_TEST_TMPDIR/${name//\//_}.log"
   echo "== $name"
+  local t0=$SECONDS
   timeout -k 10 600 "$@" "$t" --no-colors "${test_args[@]}" >"$log" 2>&1
   local rc=$?
+  local took=$((SECONDS - t0))
   local summary p f
   summary=$(grep -E '^\[doctest\] test cases:' "$log" | tail -n1)
   p=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$summary")
@@ -33,7 +35,7 @@ run_suite() {
   # A sanitizer report after the summary (a leak at exit) shows as a non-zero exit status.
   if [ "$f" != 0 ] || [ "$rc" != 0 ]; then cat "$log"; broken+=("$name"); fi
   [ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
-  echo "   $summary"
+  echo "   $summary (${took} s)"
   passed=$((passed + p)); failed=$((failed + f))
 }
 
@@ -44,8 +46,10 @@ for t in build/tests/*/test_*; do
 done
 if [ -x tests/e2e/run.sh ]; then
   echo "== e2e"
+  t0=$SECONDS
   out=$(timeout -k 10 600 tests/e2e/run.sh 2>&1); rc=$?
   echo "$out"
+  echo "   (shell e2e: $((SECONDS - t0)) s)"
   p=$(sed -nE 's/^e2e: ([0-9]+) passed, ([0-9]+) failed$/\1/p' <<<"$out" | tail -n1)
   f=$(sed -nE 's/^e2e: ([0-9]+) passed, ([0-9]+) failed$/\2/p' <<<"$out" | tail -n1)
   if [ -z "$p" ]; then failed=$((failed + 1)); broken+=(e2e); else

@@ -222,7 +222,7 @@ TEST_CASE("the CA refuses: its problem document, nothing stored, no secrets") {
   }
   SUBCASE("a CA that is not there") {
     auto o = opts_for(ca, tmp.path, "x.nbm.test");
-    o.directory_url = "https://localhost:" + std::to_string(nbm::test::pebble_free_port()) + "/dir";
+    o.directory_url = "https://localhost:" + std::to_string(nbm::test::free_port()) + "/dir";
     CHECK_THROWS_WITH_AS(acme::obtain(o, hooks), doctest::Contains("cannot reach"),
                          acme::acme_error);
   }

@@ -4,6 +4,7 @@
 
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/test_db.hpp"
 #include "tools/peer_sim/peer_client.hpp"
 
@@ -32,17 +33,7 @@ namespace nbm::e2e {
 
 using namespace std::chrono_literals;
 
-inline int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using test::free_port;
 
 inline std::string run(const std::string& cmd) {
   std::string out;
@@ -72,14 +63,11 @@ inline int ready_lines(const std::string& log) {
   return n;
 }
 
-// Starts `netbird-mgmt management <args>` with its output appended to `log`; returns its pid once
-// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does), over a channel of
-// `creds` (plaintext when null).
-inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port,
-                    std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
+// Starts `netbird-mgmt management <args>` with its stdout and stderr appended to `log`; returns
+// its pid at once.
+inline pid_t spawn_server(const std::vector<std::string>& args, const std::string& log) {
   std::fflush(stdout);
   std::fflush(stderr);
-  const int ready_before = ready_lines(log);
   const pid_t pid = ::fork();
   if (pid == 0) {
     FILE* f = std::freopen(log.c_str(), "a", stdout);
@@ -94,6 +82,16 @@ inline pid_t launch(const std::vector<std::string>& args, const std::string& log
     ::execv(NBM_SERVER_BIN, argv.data());
     std::_Exit(127);
   }
+  return pid;
+}
+
+// Starts `netbird-mgmt management <args>` with its output appended to `log`; returns its pid once
+// GetServerKey answers on 127.0.0.1:`port` (fails the test if it never does), over a channel of
+// `creds` (plaintext when null).
+inline pid_t launch(const std::vector<std::string>& args, const std::string& log, int port,
+                    std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
+  const int ready_before = ready_lines(log);
+  const pid_t pid = spawn_server(args, log);
   // A deadline, not a count: a loaded 2-core CI machine can take seconds to start the server.
   const std::string target = "127.0.0.1:" + std::to_string(port);
   const auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -282,9 +280,14 @@ struct replica {
   std::string target() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
-// A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers).
+// A Sync stream on its own thread, recording every map (as the FQDNs of its remote peers). A
+// stream still open when it goes out of scope is cancelled (a client that goes away), so no test
+// waits for its deadline.
 struct stream {
   std::mutex mu;
+  std::mutex ctx_mu;
+  grpc::ClientContext* ctx = nullptr; // the open call, under ctx_mu
+  bool cancelled = false;             // under ctx_mu
   std::vector<std::vector<std::string>> maps;
   std::vector<management::SyncResponse> responses;
   tools::call_result end;
@@ -304,13 +307,27 @@ struct stream {
             responses.push_back(sr);
             return true;
           },
-          timeout_ms);
+          timeout_ms,
+          [this](grpc::ClientContext* c) {
+            std::lock_guard<std::mutex> lk(ctx_mu);
+            ctx = c;
+            if (ctx && cancelled)
+              ctx->TryCancel();
+          });
       std::lock_guard<std::mutex> lk(mu);
       end = r;
       finished = true;
     });
   }
-  ~stream() {
+  ~stream() { cancel(); }
+  // Ends the stream from the client's side (as a client that quits) and waits for its thread.
+  void cancel() {
+    {
+      std::lock_guard<std::mutex> lk(ctx_mu);
+      cancelled = true;
+      if (ctx)
+        ctx->TryCancel();
+    }
     if (th.joinable())
       th.join();
   }

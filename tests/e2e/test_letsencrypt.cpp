@@ -13,8 +13,8 @@
 #include <sys/wait.h>
 
 using namespace std::chrono_literals;
+using nbm::test::free_port;
 using nbm::test::pebble;
-using nbm::test::pebble_free_port;
 using nbm::test::pebble_options;
 using nbm::test::pebble_slurp;
 
@@ -76,7 +76,7 @@ struct le_server {
       for (auto& e : env)
         ::putenv(const_cast<char*>(e.c_str()));
       std::string cfg = nbm::test::fixture("management.json"), p = std::to_string(port),
-                  m = std::to_string(pebble_free_port());
+                  m = std::to_string(free_port());
       ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "management", "--config", cfg.c_str(), "--datadir",
               dir.c_str(), "--port", p.c_str(), "--metrics-port", m.c_str(), "--log-file",
               "console", "--log-level", "debug", "--disable-legacy-port", "--letsencrypt-domain",
@@ -143,13 +143,13 @@ struct le_server {
 
 std::string fresh_dir(const char* what) {
   return nbm::test::temp_dir() + "/le-" + what + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(pebble_free_port());
+         std::to_string(free_port());
 }
 
 } // namespace
 
 TEST_CASE("--letsencrypt-domain: issued over TLS-ALPN-01 on the port, served, reused, renewed") {
-  const int port = pebble_free_port();
+  const int port = free_port();
   pebble_options po;
   po.tls_port = port; // pebble validates TLS-ALPN-01 on the server's own port (443 in production)
   pebble ca(po);
@@ -211,7 +211,7 @@ TEST_CASE("--letsencrypt-domain: issued over TLS-ALPN-01 on the port, served, re
 
 TEST_CASE(
     "--port other than the CA's: the challenge is answered on a port of its own (NetBird's 443)") {
-  const int port = pebble_free_port(), challenge = pebble_free_port();
+  const int port = free_port(), challenge = free_port();
   pebble_options po;
   po.tls_port = challenge; // where the CA validates (443 for Let's Encrypt)
   pebble ca(po);
@@ -227,7 +227,7 @@ TEST_CASE(
 }
 
 TEST_CASE("--letsencrypt-domain refused by the CA: the CA's reason in the log, no plaintext") {
-  const int port = pebble_free_port();
+  const int port = free_port();
   pebble_options po;
   po.tls_port = port;
   po.blocklist = {"refused.nbm.test"};
@@ -254,7 +254,7 @@ TEST_CASE("--letsencrypt-domain refused by the CA: the CA's reason in the log, n
 
 TEST_CASE("--letsencrypt-domain that is not a domain: the server does not start") {
   pebble ca(pebble_options{});
-  le_server srv(ca, fresh_dir("bad"), pebble_free_port());
+  le_server srv(ca, fresh_dir("bad"), free_port());
   srv.start("../../etc/passwd");
   int status = 0;
   REQUIRE(wait_for([&] { return ::waitpid(srv.pid, &status, WNOHANG) == srv.pid; }, 30s));

@@ -97,20 +97,7 @@ struct exited {
 exited run_until_exit(const std::vector<std::string>& args, const std::string& log,
                       std::chrono::seconds limit = 30s) {
   std::filesystem::remove(log);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "a", stdout);
-    (void)f;
-    ::dup2(::fileno(stdout), 2);
-    std::vector<std::string> all = {NBM_SERVER_BIN, "management"};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(NBM_SERVER_BIN, argv.data());
-    std::_Exit(127);
-  }
+  const pid_t pid = spawn_server(args, log);
   exited r;
   const auto until = std::chrono::steady_clock::now() + limit;
   int status = 0;

@@ -5,6 +5,8 @@
 // order is answered by the test's own responders.
 #pragma once
 
+#include "tests/support/free_port.hpp"
+
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -27,18 +29,6 @@
 extern char** environ;
 
 namespace nbm::test {
-
-inline int pebble_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 inline bool pebble_port_open(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -120,12 +110,12 @@ private:
         " && openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
         " -extfile ext.cnf -out cert.pem");
     ca_bundle = (dir / "ca.pem").string();
-    dns_port = pebble_free_port();
-    int dns_mgmt = pebble_free_port();
-    acme_port = pebble_free_port();
-    mgmt_port = pebble_free_port();
-    http_port = o.http_port ? o.http_port : pebble_free_port();
-    tls_port = o.tls_port ? o.tls_port : pebble_free_port();
+    dns_port = free_port();
+    int dns_mgmt = free_port();
+    acme_port = free_port();
+    mgmt_port = free_port();
+    http_port = o.http_port ? o.http_port : free_port();
+    tls_port = o.tls_port ? o.tls_port : free_port();
     std::string bl;
     for (auto& b : o.blocklist)
       bl += (bl.empty() ? "\"" : ",\"") + b + "\"";

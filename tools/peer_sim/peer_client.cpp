@@ -126,7 +126,8 @@ call_result peer_client::login_with(const std::string& setup_key, const std::str
 
 call_result peer_client::sync(const std::string& hostname,
                               const std::function<bool(const management::SyncResponse&)>& on_map,
-                              int timeout_ms) {
+                              int timeout_ms,
+                              const std::function<void(grpc::ClientContext*)>& on_open) {
   if (server_key_.empty())
     if (auto r = fetch_server_key(); !r.ok())
       return r;
@@ -136,6 +137,15 @@ call_result peer_client::sync(const std::string& hostname,
   if (timeout_ms > 0) // <= 0: no deadline (peer_sim sync until Ctrl-C)
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
   auto reader = stub_->Sync(&ctx, envelope(req));
+  if (on_open)
+    on_open(&ctx);
+  struct closed_on_return {
+    const std::function<void(grpc::ClientContext*)>& f;
+    ~closed_on_return() {
+      if (f)
+        f(nullptr);
+    }
+  } closed{on_open};
   management::EncryptedMessage msg;
   bool stopped = false;
   while (reader->Read(&msg)) {

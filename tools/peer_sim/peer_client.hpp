@@ -42,10 +42,12 @@ public:
 
   // Opens a Sync stream and calls `on_map` for every SyncResponse until it returns false, the
   // stream ends, or `timeout_ms` passes. Returns the stream's final status (CANCELLED when we
-  // stopped it).
+  // stopped it). `on_open`, if given, is called with the call's context once the stream is
+  // open and again with nullptr before sync returns: another thread may TryCancel() it between.
   call_result sync(const std::string& hostname,
                    const std::function<bool(const management::SyncResponse&)>& on_map,
-                   int timeout_ms);
+                   int timeout_ms,
+                   const std::function<void(grpc::ClientContext*)>& on_open = nullptr);
 
   // Seals an arbitrary body for the server (for tests of bad envelopes).
   management::EncryptedMessage envelope(const google::protobuf::Message& msg) const;
