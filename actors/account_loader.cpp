@@ -1,10 +1,12 @@
 #include "actors/account_loader.hpp"
 
 #include "actors/store_worker.hpp"
+#include "core/activity.hpp"
 #include "core/registration.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/change_store.hpp"
+#include "storage/event_store.hpp"
 
 #include <caf/all.hpp>
 #include <soci/soci.h>
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <unordered_map>
 
 namespace nbm::actors {
@@ -55,7 +58,9 @@ struct change_job : store_job {
   admin_change_ptr change;
   account_ptr before;
   change_outcome out;
-  bool committing = false; // from here on a retry could write twice
+  std::string dns_domain; // the peers' domain (--dns-domain), for the events' fqdn metas
+  std::vector<core::activity::event> events; // what the committed change records (NetBird's)
+  bool committing = false;                   // from here on a retry could write twice
   change_job(admin_change_ptr c, account_ptr b) : change(std::move(c)), before(std::move(b)) {}
 
   bool retry_on_dropped_session() const override { return !committing; }
@@ -102,6 +107,9 @@ struct change_job : store_job {
       spdlog::warn("account {}: a change was committed but not read back: {}", before->id,
                    e.what());
     }
+    events = core::activity::events_of(*change, *before, *acc, out.id,
+                                       acc->settings.dns_domain.empty() ? dns_domain
+                                                                        : acc->settings.dns_domain);
     out.after = std::move(acc);
   }
 
@@ -186,8 +194,10 @@ struct token_job : store_job {
 
 struct idp_user_job : store_job {
   idp_user user;
+  std::string single_domain; // single-account mode's domain ("" = off)
   principal_lookup out;
-  explicit idp_user_job(idp_user u) : user(std::move(u)) {}
+  idp_user_job(idp_user u, std::string single)
+      : user(std::move(u)), single_domain(std::move(single)) {}
   std::string what() const override { return "looking up an IdP user"; }
   void run(soci::session& sql, storage::engine kind) override {
     out = {};
@@ -195,14 +205,36 @@ struct idp_user_job : store_job {
       out.account_id = *id;
       return;
     }
-    // The first login of this user: an account it owns (NetBird's), in one transaction.
     const auto at = user.email.find('@');
     storage::new_account spec;
     spec.domain = at == std::string::npos ? "" : user.email.substr(at + 1);
+    storage::admin_store admin(sql, kind);
+    if (!single_domain.empty()) {
+      // NetBird's updateUserAuthWithSingleMode: the domain of the account there is (else the
+      // mode's), private; then the domain's primary account takes the user in.
+      spec.domain = admin.any_account_domain();
+      if (spec.domain.empty())
+        spec.domain = single_domain;
+      for (auto& c : spec.domain)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const auto joined = admin.primary_domain_account(spec.domain);
+      if (!joined.empty()) {
+        bool pending = false;
+        admin.add_regular_user(joined, user.user_id, user.email, "", pending);
+        out.account_id = joined;
+        out.joined = true;
+        out.pending_approval = pending;
+        spdlog::info("first login of IdP user {}: joined account {} (single-account mode{})",
+                     user.user_id, joined, pending ? ", pending approval" : "");
+        return;
+      }
+    }
+    // The first login of this user: an account it owns (NetBird's), in one transaction.
     spec.owner_email = user.email;
     spec.with_pat = false;
     spec.owner_user_id = user.user_id;
-    out.account_id = storage::admin_store(sql, kind).create_account(spec).account_id;
+    out.account_id = admin.create_account(spec).account_id;
+    out.created = true;
     spdlog::info("first login of IdP user {}: account {} created", user.user_id, out.account_id);
   }
 };
@@ -314,11 +346,32 @@ struct poll_job : store_job {
   }
 };
 
+// The activity log's writes and reads, on the events database's own worker.
+struct append_events_job : store_job {
+  std::vector<core::activity::event> events;
+  std::string what() const override { return "recording activity events"; }
+  void run(soci::session& sql, storage::engine kind) override {
+    storage::event_store(sql, kind).append(events);
+  }
+};
+
+struct list_events_job : store_job {
+  std::string account_id;
+  std::size_t limit = 10000;
+  events_outcome out;
+  std::string what() const override { return "listing activity events of " + account_id; }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    out.events = storage::event_store(sql, kind).list(account_id, 0, limit, true);
+  }
+};
+
 // ---- the loader -------------------------------------------------------------------------------
 
 struct loader_state {
   loader_config cfg;
   std::vector<store_worker> workers;
+  std::optional<store_worker> events; // the activity log's database (none: not recorded)
   loader_state_record rec;
   std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
   bool ticking = false;
@@ -405,6 +458,37 @@ void poll_serials(loader_ptr self) {
   });
 }
 
+// The activity log: `evs` appended by the events worker, after every batch handed to it before
+// (one worker, one mailbox: the order they were recorded in).
+void record(loader_ptr self, std::vector<core::activity::event> evs) {
+  auto& st = self->state;
+  if (!st.events || evs.empty())
+    return;
+  auto job = std::make_shared<append_events_job>();
+  job->events = std::move(evs);
+  self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
+      .then(
+          [job](const store_job_ptr&) {
+            if (job->failure != store_failure::none)
+              spdlog::error("activity log: {} events not recorded: {}", job->events.size(),
+                            job->error);
+          },
+          [job](caf::error& err) {
+            spdlog::error("activity log: {} events not recorded: {}", job->events.size(),
+                          caf::to_string(err));
+          });
+}
+
+core::activity::event user_event(int activity, const std::string& user_id,
+                                 const std::string& target, const std::string& account_id) {
+  core::activity::event e;
+  e.activity = activity;
+  e.initiator_id = user_id;
+  e.target_id = target;
+  e.account_id = account_id;
+  return e;
+}
+
 account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -415,6 +499,10 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
   }
   st.rec.workers = n;
   st.rec.busy_by_worker.assign(n, 0);
+  if (st.cfg.events_db) {
+    st.events = spawn_store_worker(self->system(), *st.cfg.events_db, st.cfg.detached);
+    self->link_to(*st.events);
+  }
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& w = self->state.watched;
     for (auto it = w.begin(); it != w.end();) {
@@ -442,16 +530,19 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
              account_ptr& before) -> caf::result<change_outcome> {
         auto rp = self->make_response_promise<change_outcome>();
         const auto id = before->id;
-        dispatch(self, id, std::make_shared<change_job>(std::move(change), std::move(before)),
-                 [rp](change_job& job) mutable {
-                   if (job.failure != store_failure::none) {
-                     change_outcome out;
-                     out.failure = job.failure;
-                     rp.deliver(std::move(out));
-                   } else {
-                     rp.deliver(std::move(job.out));
-                   }
-                 });
+        auto job = std::make_shared<change_job>(std::move(change), std::move(before));
+        job->dns_domain = self->state.cfg.dns_domain;
+        dispatch(self, id, std::move(job), [self, rp](change_job& job) mutable {
+          if (job.failure == store_failure::none && !job.out.refused)
+            record(self, std::move(job.events));
+          if (job.failure != store_failure::none) {
+            change_outcome out;
+            out.failure = job.failure;
+            rp.deliver(std::move(out));
+          } else {
+            rp.deliver(std::move(job.out));
+          }
+        });
         return rp;
       },
       [self](read_atom, read_request& req, account_ptr& current) -> caf::result<read_outcome> {
@@ -477,12 +568,50 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
       },
       [self](user_atom, idp_user& user) -> caf::result<principal_lookup> {
         auto rp = self->make_response_promise<principal_lookup>();
-        const auto key = user.user_id;
-        dispatch(self, key, std::make_shared<idp_user_job>(std::move(user)),
-                 [rp](idp_user_job& job) mutable {
-                   job.out.failure = job.failure;
-                   rp.deliver(std::move(job.out));
-                 });
+        // Single-account mode: every first login on one worker, so two of them never both create
+        // the one account.
+        const auto key =
+            self->state.cfg.single_account_domain.empty() ? user.user_id : std::string();
+        dispatch(
+            self, key,
+            std::make_shared<idp_user_job>(std::move(user), self->state.cfg.single_account_domain),
+            [self, rp](idp_user_job& job) mutable {
+              job.out.failure = job.failure;
+              // NetBird's newAccount and addNew*: the account created, the user joined.
+              const auto& o = job.out;
+              const auto& uid = job.user.user_id;
+              std::vector<core::activity::event> evs;
+              if (o.created)
+                evs.push_back(
+                    user_event(core::activity::account_created, uid, o.account_id, o.account_id));
+              if (o.created || o.joined) {
+                evs.push_back(user_event(core::activity::user_joined, uid, uid, o.account_id));
+                if (o.pending_approval)
+                  evs.back().m.emplace_back("pending_approval", true);
+              }
+              record(self, std::move(evs));
+              rp.deliver(std::move(job.out));
+            });
+        return rp;
+      },
+      [self](events_atom, std::string& account_id) -> caf::result<events_outcome> {
+        auto& st = self->state;
+        if (!st.events)
+          return events_outcome{};
+        auto rp = self->make_response_promise<events_outcome>();
+        auto job = std::make_shared<list_events_job>();
+        job->account_id = std::move(account_id);
+        self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
+            .then(
+                [job, rp](const store_job_ptr&) mutable {
+                  job->out.failure = job->failure;
+                  rp.deliver(std::move(job->out));
+                },
+                [rp](caf::error&) mutable {
+                  events_outcome out;
+                  out.failure = store_failure::failed;
+                  rp.deliver(std::move(out));
+                });
         return rp;
       },
       [self](store_peers_atom, const std::string& account_id,
@@ -493,11 +622,23 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         for (const auto& r : batch)
           job->rows.push_back({r.peer, r.groups, r.setup_key_id});
         auto rp = self->make_response_promise<registration_outcome>();
-        dispatch(self, account_id, std::move(job), [rp](register_job& j) mutable {
-          if (j.failure != store_failure::none)
+        dispatch(self, account_id, std::move(job), [self, rp](register_job& j) mutable {
+          if (j.failure != store_failure::none) {
             rp.deliver(job_error(j));
-          else
-            rp.deliver(std::move(j.out));
+            return;
+          }
+          // NetBird's AddPeer: PeerAddedWithSetupKey, the setup key as the initiator.
+          std::vector<core::activity::event> evs;
+          for (std::size_t i = 0; i < j.rows.size() && i < j.out.results.size(); ++i)
+            if (j.out.results[i] == registered_as::registered) {
+              const auto& p = j.rows[i].peer;
+              auto e = user_event(core::activity::peer_added_with_setup_key, j.rows[i].setup_key_id,
+                                  p.id, j.account_id);
+              e.m = core::activity::peer_event_meta(p, self->state.cfg.dns_domain);
+              evs.push_back(std::move(e));
+            }
+          record(self, std::move(evs));
+          rp.deliver(std::move(j.out));
         });
         return rp;
       },

@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
+#include <string>
 
 namespace nbm::actors {
 
@@ -24,6 +26,14 @@ struct loader_config {
   // Workers on threads of their own (the server). Tests on CAF's deterministic scheduler spawn
   // them as ordinary actors, so their blocking store work runs when the test runs the scheduler.
   bool detached = true;
+  // NetBird's single-account mode (decided at start-up: --single-account-mode-domain set and at
+  // most one account in the store): a new IdP user joins the one account (as a user with role
+  // "user") instead of getting one of its own. "" = off.
+  std::string single_account_domain;
+  // NetBird's activity store (storage/event_store): committed changes, registrations and first
+  // logins are recorded there, in order, by one store worker of its own. None: nothing recorded.
+  std::optional<storage::db_options> events_db;
+  std::string dns_domain = "netbird.selfhosted"; // --dns-domain, for the events' fqdn metas
 };
 
 account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg);

@@ -148,6 +148,14 @@ facade_read admin_facade::read(const std::string& account_id, bool peers,
   return {status_of(r->failure), std::move(r->acc)};
 }
 
+facade_events admin_facade::events(const std::string& account_id) {
+  auto r = p_->ask<events_outcome>("reading the activity log", p_->loader, p_->opts.read_deadline,
+                                   events_atom::value, account_id);
+  if (!r)
+    return {facade_status::unavailable, {}};
+  return {status_of(r->failure), std::move(r->events)};
+}
+
 facade_change admin_facade::change(const std::string& account_id, core::admin_change c) {
   facade_change out;
   // The change travels as a pointer: a second attempt (the remembered actor was gone, so the

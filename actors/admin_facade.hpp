@@ -4,6 +4,7 @@
 // hangs. Thread-safe. CAF-light: this header names no CAF type beyond caf/fwd.hpp.
 #pragma once
 
+#include "core/activity.hpp"
 #include "core/change.hpp"
 #include "core/model.hpp"
 
@@ -48,6 +49,11 @@ struct facade_change {
   std::string plain_key;                      // a created setup key's plain text (shown once)
 };
 
+struct facade_events {
+  facade_status status = facade_status::ok;
+  std::vector<core::activity::event> events; // newest first
+};
+
 class admin_facade {
 public:
   // `directory`: the peer directory (finds account actors); `loader`: the account loader (asked
@@ -66,6 +72,8 @@ public:
   // The account as its actor holds it, users, tokens and setup keys (with `peers`, the peers'
   // status too) read again now; `token_hash` (if any) is marked used when it authenticates.
   facade_read read(const std::string& account_id, bool peers, const std::string& token_hash = {});
+  // The account's activity log (NetBird's events), newest first, at most 10,000.
+  facade_events events(const std::string& account_id);
   // An admin change of the account, decided, committed and fanned out by its actor.
   facade_change change(const std::string& account_id, core::admin_change c);
 

@@ -1,5 +1,8 @@
 #include "actors/expiry_actor.hpp"
 
+#include "core/activity.hpp"
+#include "storage/account_store.hpp"
+#include "storage/event_store.hpp"
 #include "storage/lifecycle_store.hpp"
 
 #include <caf/all.hpp>
@@ -8,6 +11,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -49,6 +53,22 @@ struct expiry_state {
   void drop_session() {
     if (sql)
       sql->reset();
+  }
+
+  // The activity log: a failure is logged, never retried (the expiration itself landed).
+  std::unique_ptr<storage::worker_session> events_sql;
+  void record(std::vector<core::activity::event> evs) {
+    if (!cfg.events_db || evs.empty())
+      return;
+    try {
+      if (!events_sql)
+        events_sql = std::make_unique<storage::worker_session>(*cfg.events_db);
+      storage::event_store(events_sql->get(), cfg.events_db->kind).append(evs);
+    } catch (const std::exception& e) {
+      if (events_sql)
+        events_sql->reset();
+      spdlog::error("activity log: {} events not recorded: {}", evs.size(), e.what());
+    }
   }
 };
 
@@ -189,6 +209,11 @@ void run_due(expiry_ptr self) {
         continue;
       }
       const bool ephemeral = item.rule == lifecycle_rule::ephemeral;
+      // What the event tells of the peer (NetBird's Peer.EventMeta), read before it changes.
+      std::optional<core::peer> seen;
+      if (st.cfg.events_db)
+        seen = storage::account_store(st.sql->get(), st.cfg.db.kind)
+                   .peer_by_id(item.account_id, item.peer_id);
       const bool landed =
           ephemeral ? store.delete_ephemeral(*f) : store.mark_login_expired(*f, item.rule);
       if (!landed) { // the row changed between our read and the write (another replica?)
@@ -205,11 +230,32 @@ void run_due(expiry_ptr self) {
                      item.peer_id, item.account_id, st.book.ephemeral_lifetime() / 1000000000);
         st.book.forget(item.peer_id);
         fx.deletions.emplace_back(item.account_id, item.peer_id);
+        if (seen) {
+          core::activity::event e;
+          e.activity = core::activity::peer_removed_by_user;
+          e.initiator_id = core::activity::system_initiator;
+          e.target_id = seen->id;
+          e.account_id = item.account_id;
+          e.m = core::activity::peer_event_meta(*seen, st.cfg.dns_domain);
+          st.record({std::move(e)});
+        }
       } else {
         ++st.rec.expired;
         spdlog::info("peer {} of account {}: login expired ({})", item.peer_id, item.account_id,
                      item.rule == lifecycle_rule::login ? "session expiration"
                                                         : "inactivity timeout");
+        if (seen) { // NetBird's expireAndUpdatePeers
+          core::activity::event e;
+          e.activity = core::activity::peer_login_expired;
+          e.initiator_id = seen->user_id;
+          e.target_id = seen->id;
+          e.account_id = item.account_id;
+          e.m = core::activity::peer_event_meta(*seen, st.cfg.dns_domain);
+          e.m.emplace_back("reason",
+                           std::string(item.rule == lifecycle_rule::login ? "session expiration"
+                                                                          : "inactivity timeout"));
+          st.record({std::move(e)});
+        }
         f->login_expired = true;
         f->connected = false;
         st.book.upsert(*f);

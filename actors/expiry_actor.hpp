@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <string>
 
 namespace nbm::actors {
 
@@ -32,6 +34,10 @@ struct expiry_config {
   // derive, tick and check themselves.
   bool timers = true;
   peer_directory directory; // may be set later (dir_atom)
+  // NetBird's activity store: expirations (PeerLoginExpired) and ephemeral deletions
+  // (PeerRemovedByUser by "sys") are recorded there. None: not recorded.
+  std::optional<storage::db_options> events_db;
+  std::string dns_domain = "netbird.selfhosted";
 };
 
 expiry_actor spawn_expiry_actor(caf::actor_system& sys, expiry_config cfg);

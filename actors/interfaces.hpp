@@ -15,6 +15,7 @@
 #include "actors/requests.hpp"
 #include "actors/session_sink.hpp"
 #include "actors/status.hpp"
+#include "core/activity.hpp"
 #include "core/change.hpp"
 #include "core/cluster_note.hpp"
 #include "core/model.hpp"
@@ -85,6 +86,7 @@ using supersede_atom = caf::atom_constant<caf::atom("supersede")>; // peer: newe
 using lease_atom = caf::atom_constant<caf::atom("lease")>; // replica actor: heartbeat and sweep
 using fenced_atom =
     caf::atom_constant<caf::atom("fenced")>; // directory: this replica lost its lease
+using events_atom = caf::atom_constant<caf::atom("events")>; // loader: an account's activity log
 
 // account_change, map_update and session_sink (what a Sync stream's far end sees) live in
 // actors/session_sink.hpp, a header without CAF: the transport includes only that one.
@@ -246,6 +248,15 @@ struct read_outcome {
 struct principal_lookup {
   store_failure failure = store_failure::none;
   std::string account_id; // "" = none
+  // An IdP user's first login: an account was created for it, or it joined one (single-account
+  // mode; `pending_approval` when the account requires user approval).
+  bool created = false, joined = false, pending_approval = false;
+};
+
+// An account's activity log, newest first (NetBird's Get: at most 10,000 events).
+struct events_outcome {
+  store_failure failure = store_failure::none;
+  std::vector<core::activity::event> events;
 };
 
 // An IdP user's first login creates an account it owns (NetBird's); what the JWT tells.
@@ -421,6 +432,8 @@ using account_loader = caf::typed_actor<
     caf::replies_to<token_atom, std::string>::with<principal_lookup>,
     // The account of an IdP user; created (owned by the user) at its first login.
     caf::replies_to<user_atom, idp_user>::with<principal_lookup>,
+    // The account's activity log (its events database; empty when none is configured).
+    caf::replies_to<events_atom, std::string>::with<events_outcome>,
     // Registers peers of one account in one transaction (a savepoint each; see
     // storage::admin_store::register_peers).
     caf::replies_to<store_peers_atom, std::string,
@@ -599,6 +612,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_ref)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::change_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
+// In-process only, like principal_lookup.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::events_outcome)
 // Holds an actor handle beside plain values: a handle is meaningful in this process only.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
 // Shared pointers: identity and sharing are the point (an immutable account or map shared by every

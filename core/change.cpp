@@ -1,5 +1,6 @@
 #include "core/change.hpp"
 
+#include "core/jwt_groups.hpp"
 #include "core/networks.hpp"
 #include "core/registration.hpp"
 
@@ -225,8 +226,7 @@ struct preparer {
     if (auto bad = check_user_groups(a, c.auto_groups))
       return bad;
     if (!c.is_service_user)
-      return fail(412,
-                  "inviting users needs an identity provider; only service users can be created");
+      return fail(412, "IdP manager must be enabled to send user invites");
     if (c.id.empty() || by_id(a.users, c.id))
       return fail(409, "an object with this id already exists");
     return std::nullopt;
@@ -286,6 +286,19 @@ struct preparer {
       return permission_denied();
     return prepare_network_change(a, c);
   }
+  verdict operator()(change::jwt_groups& c) const { return prepare_jwt_groups(a, caller, c); }
+  verdict pending_user(const std::string& id) const {
+    if (!is_admin(caller))
+      return permission_denied();
+    const auto* u = by_id(a.users, id);
+    if (!u)
+      return fail(404, "user: " + clip(id) + " not found");
+    if (!u->pending_approval)
+      return fail(422, "user " + clip(id) + " is not pending approval");
+    return std::nullopt;
+  }
+  verdict operator()(change::approve_user& c) const { return pending_user(c.id); }
+  verdict operator()(change::reject_user& c) const { return pending_user(c.id); }
   verdict operator()(change::delete_token& c) const {
     if (auto bad = token_owner(c.user_id))
       return bad;
@@ -314,7 +327,8 @@ bool moves_serial(const admin_change& c) {
             std::is_same_v<T, change::update_setup_key> ||
             std::is_same_v<T, change::delete_setup_key> || std::is_same_v<T, change::create_user> ||
             std::is_same_v<T, change::update_user> || std::is_same_v<T, change::delete_user> ||
-            std::is_same_v<T, change::create_token> || std::is_same_v<T, change::delete_token>);
+            std::is_same_v<T, change::create_token> || std::is_same_v<T, change::delete_token> ||
+            std::is_same_v<T, change::approve_user> || std::is_same_v<T, change::reject_user>);
       },
       c.what);
 }
@@ -361,6 +375,9 @@ problem not_found_problem(const admin_change& c) {
     }
     problem operator()(const change::save_router& x) const { return nf("network router", x.r.id); }
     problem operator()(const change::delete_router& x) const { return nf("network router", x.id); }
+    problem operator()(const change::jwt_groups& x) const { return nf("user", x.user_id); }
+    problem operator()(const change::approve_user& x) const { return nf("user", x.id); }
+    problem operator()(const change::reject_user& x) const { return nf("user", x.id); }
 
     static problem nf(const char* what, const std::string& id) {
       return {404, std::string(what) + ": " + clip(id) + " not found"};

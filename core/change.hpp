@@ -132,19 +132,36 @@ struct save_router {
 struct delete_router {
   std::string network_id, id;
 };
+// NetBird's JWT group sync at a user's login (settings.jwt_groups_enabled; core/jwt_groups):
+// `names` from the token's groups claim, the rest derived by prepare_change.
+struct jwt_groups {
+  std::string user_id;
+  std::vector<std::string> names;
+  std::vector<std::string> create;      // group names to create (issued "jwt")
+  std::vector<std::string> auto_groups; // the user's auto groups after it, without `create`
+  std::vector<std::string> add, remove; // existing JWT groups the user joins / leaves
+  bool propagate = false;               // groups_propagation_enabled: the user's peers follow
+};
+
+// NetBird's ApproveUser / RejectUser: a user pending approval is unblocked, or deleted.
+struct approve_user {
+  std::string id;
+};
+struct reject_user {
+  std::string id;
+};
 
 } // namespace change
 
-using change_kind =
-    std::variant<change::save_group, change::delete_group, change::save_policy,
-                 change::delete_policy, change::save_route, change::delete_route,
-                 change::save_nameservers, change::delete_nameservers, change::dns_settings,
-                 change::settings, change::update_peer, change::delete_peer,
-                 change::create_setup_key, change::update_setup_key, change::delete_setup_key,
-                 change::create_user, change::update_user, change::delete_user,
-                 change::create_token, change::delete_token, change::save_network,
-                 change::delete_network, change::save_resource, change::delete_resource,
-                 change::save_router, change::delete_router>;
+using change_kind = std::variant<
+    change::save_group, change::delete_group, change::save_policy, change::delete_policy,
+    change::save_route, change::delete_route, change::save_nameservers, change::delete_nameservers,
+    change::dns_settings, change::settings, change::update_peer, change::delete_peer,
+    change::create_setup_key, change::update_setup_key, change::delete_setup_key,
+    change::create_user, change::update_user, change::delete_user, change::create_token,
+    change::delete_token, change::save_network, change::delete_network, change::save_resource,
+    change::delete_resource, change::save_router, change::delete_router, change::jwt_groups,
+    change::approve_user, change::reject_user>;
 
 struct admin_change {
   std::string caller; // the id of the user who asks (a user of the account, not blocked)

@@ -1,5 +1,6 @@
 #include "server/admin.hpp"
 
+#include "core/activity.hpp"
 #include "core/cluster_note.hpp"
 #include "core/validate.hpp"
 #include "crypto/crypto.hpp"
@@ -7,6 +8,7 @@
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/config_store.hpp"
+#include "storage/event_store.hpp"
 #include "storage/notify_link.hpp"
 #include "storage/schema.hpp"
 #include "storage/store_info.hpp"
@@ -16,6 +18,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -601,7 +604,27 @@ std::string pat_expiry(soci::session& sql, const std::string& user_id) {
   return sql.got_data() && ind == soci::i_ok ? when : std::string();
 }
 
-int account_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind) {
+// The activity log of the store's datadir (storage/event_store), as the server records it; a
+// failure is a warning: the change itself is done.
+void record_events(const std::string& datadir, const std::vector<core::activity::event>& evs) {
+  const char* enabled = std::getenv("NB_EVENT_ACTIVITY_LOG_ENABLED");
+  if (evs.empty() || (enabled && *enabled && std::string(enabled) != "true"))
+    return;
+  try {
+    const auto opts = storage::events_db_options(datadir);
+    soci::session sql;
+    storage::open_session(sql, opts);
+    storage::event_store events(sql, opts.kind);
+    events.ensure_schema();
+    events.append(evs);
+  } catch (const std::exception& e) {
+    std::cerr << "warning: the change is done, but its activity events were not recorded: "
+              << e.what() << "\n";
+  }
+}
+
+int account_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind,
+                           const std::string& datadir) {
   if (!cmd.allow_duplicate_domain) {
     std::vector<std::string> ids;
     soci::rowset<std::string> rows =
@@ -623,6 +646,13 @@ int account_create_command(const admin_command& cmd, soci::session& sql, storage
             << "\npersonal_access_token: " << made.pat
             << "\npersonal_access_token_expires_at: " << pat_expiry(sql, made.owner_user_id)
             << "\n";
+  // NetBird's newAccount: AccountCreated by its owner.
+  core::activity::event created;
+  created.activity = core::activity::account_created;
+  created.initiator_id = made.owner_user_id;
+  created.target_id = made.account_id;
+  created.account_id = made.account_id;
+  record_events(datadir, {created});
   return 0;
 }
 
@@ -750,7 +780,7 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
 
   try {
     if (cmd.action == "account-create")
-      return account_create_command(cmd, sql, db.kind);
+      return account_create_command(cmd, sql, db.kind, cfg.datadir);
     if (cmd.action == "account-list")
       return account_list_command(sql);
     if (cmd.action == "token-create")
@@ -767,12 +797,24 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
         tell_replicas(sql, c.account_id);
       return rc;
     };
-    if (c.action.rfind("setup-key-", 0) == 0)
-      return told(setup_key_command(c, sql, db.kind));
-    if (c.action == "account-settings")
-      return told(account_settings_command(c, sql, db.kind));
-    if (const int rc = run_config_command(c, sql, db.kind); rc >= 0)
+    // What a command changed goes to the activity log as NetBird's events (initiator "sys").
+    const auto before = load_account(accounts, c.account_id);
+    const auto recorded = [&](int rc) {
+      if (rc == 0)
+        record_events(cfg.datadir,
+                      core::activity::events_of_diff(before, load_account(accounts, c.account_id),
+                                                     core::activity::system_initiator,
+                                                     before.settings.dns_domain.empty()
+                                                         ? std::string("netbird.selfhosted")
+                                                         : before.settings.dns_domain));
       return told(rc);
+    };
+    if (c.action.rfind("setup-key-", 0) == 0)
+      return recorded(setup_key_command(c, sql, db.kind));
+    if (c.action == "account-settings")
+      return recorded(account_settings_command(c, sql, db.kind));
+    if (const int rc = run_config_command(c, sql, db.kind); rc >= 0)
+      return recorded(rc);
   } catch (const bad_input& e) {
     std::cerr << "Error: " << e.what() << "\n";
     return 1;

@@ -13,13 +13,16 @@
 #include "api/grpc/server.hpp"
 #include "api/http/rest.hpp"
 #include "api/metrics/metrics.hpp"
+#include "core/change.hpp"
 #include "geo/geo.hpp"
+#include "server/cli.hpp"
 #include "server/front_door.hpp"
 #include "server/letsencrypt.hpp"
 #include "server/protobuf_log.hpp"
 #include "server/tls_context.hpp"
 #include "storage/admin_store.hpp"
 #include "storage/database.hpp"
+#include "storage/event_store.hpp"
 #include "storage/replica_lock.hpp"
 #include "storage/replica_store.hpp"
 #include "storage/schema.hpp"
@@ -341,6 +344,37 @@ int run_management(const management_options& opts, config::management_config cfg
     rc.id = actors::make_replica_id(); // one id for the replicas table and the cluster channel
   }
 
+  std::string single_account_domain;
+  // NetBird's single-account mode: on when a domain is set (the default; off with
+  // --disable-single-account-mode) and the store holds at most one account.
+  if (!opts.single_account_mode_domain.empty()) {
+    const auto accounts = count_accounts(database);
+    if (accounts >= 0 && accounts <= 1) {
+      if (!valid_dns_domain(opts.single_account_mode_domain))
+        throw std::runtime_error("invalid domain \"" + core::clip(opts.single_account_mode_domain) +
+                                 "\" provided for a single account mode. Please review your "
+                                 "input for --single-account-mode-domain");
+      single_account_domain = opts.single_account_mode_domain;
+      spdlog::info("single account mode enabled, accounts number {}", accounts);
+    } else {
+      spdlog::info("single account mode disabled, accounts number {}", accounts);
+    }
+  }
+
+  // NetBird's activity store: events.db beside the store (or NB_ACTIVITY_EVENT_* names it), its
+  // tables made before anything is recorded; NB_EVENT_ACTIVITY_LOG_ENABLED=false records nothing.
+  std::optional<storage::db_options> events_db;
+  {
+    const char* enabled = std::getenv("NB_EVENT_ACTIVITY_LOG_ENABLED");
+    events_db = storage::events_db_options(cfg.datadir);
+    soci::session sql;
+    storage::open_session(sql, *events_db);
+    storage::event_store(sql, events_db->kind).ensure_schema();
+    spdlog::info("using {} as activity event store engine", storage::to_string(events_db->kind));
+    if (enabled && *enabled && std::string(enabled) != "true")
+      events_db.reset();
+  }
+
   caf::actor_system_config caf_cfg;
   caf::actor_system sys{caf_cfg};
   int exit_code = 0;
@@ -378,11 +412,16 @@ int run_management(const management_options& opts, config::management_config cfg
     ec.db = db;
     ec.ephemeral_lifetime_ns = ephemeral_lifetime();
     ec.poll_interval = poll_interval;
+    ec.events_db = events_db;
+    ec.dns_domain = opts.dns_domain;
     auto expiry = actors::spawn_expiry_actor(sys, ec);
     actors::loader_config lc;
     lc.db = db;
     lc.workers = actors::store_workers_from_env(); // NBM_STORE_WORKERS, default 4
     lc.poll_interval = poll_interval;
+    lc.single_account_domain = single_account_domain;
+    lc.events_db = events_db;
+    lc.dns_domain = opts.dns_domain;
     auto loader = actors::spawn_account_loader(sys, lc);
     actors::cluster_actor cluster;
     if (clustered) {
@@ -474,6 +513,7 @@ int run_management(const management_options& opts, config::management_config cfg
                                                        caf::actor_cast<caf::actor>(loader));
     rd.dns_domain = opts.dns_domain;
     rd.jwt = jwt;
+    rd.datadir = cfg.datadir;
     api::http::rest_api rest(std::move(rd));
     raise_open_files_limit();
     const auto to_grpc = [&grpc](int fd, const std::string& ip, const std::string& remote) {

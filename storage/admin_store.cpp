@@ -9,6 +9,7 @@
 #include <soci/soci.h>
 #include <sodium.h>
 
+#include <cctype>
 #include <chrono>
 #include <ctime>
 
@@ -134,6 +135,46 @@ created_account admin_store::create_account(const new_account& spec) {
   }
   tr.commit();
   return out;
+}
+
+std::string admin_store::any_account_domain() {
+  std::string domain;
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT domain FROM accounts ORDER BY created_at, id LIMIT 1", soci::into(domain, ind);
+  return sql_.got_data() && ind == soci::i_ok ? domain : std::string();
+}
+
+std::string admin_store::primary_domain_account(const std::string& domain) {
+  std::string id, lower = domain;
+  for (auto& c : lower)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT id FROM accounts WHERE domain = :d AND domain_category = 'private' AND "
+          "is_domain_primary_account = " +
+              as_bool(kind_, "t") + " ORDER BY created_at, id LIMIT 1",
+      soci::use(lower, "d"), soci::use(b(true), "t"), soci::into(id, ind);
+  return sql_.got_data() && ind == soci::i_ok ? id : std::string();
+}
+
+void admin_store::add_regular_user(const std::string& account_id, const std::string& user_id,
+                                   const std::string& email, const std::string& name,
+                                   bool& pending) {
+  int approval = 0;
+  soci::indicator ind = soci::i_null;
+  sql_ << "SELECT CASE WHEN settings_extra_user_approval_required THEN 1 ELSE 0 END FROM accounts "
+          "WHERE id = :id",
+      soci::use(account_id, "id"), soci::into(approval, ind);
+  pending = sql_.got_data() && ind == soci::i_ok && approval == 1;
+  const std::string now = store_time();
+  sql_ << "INSERT INTO users (id, account_id, role, is_service_user, non_deletable, "
+          "service_user_name, auto_groups, blocked, pending_approval, created_at, issued, name, "
+          "email) VALUES (:id, :acc, 'user', " +
+              as_bool(kind_, "f1") + ", " + as_bool(kind_, "f2") + ", '', '[]', " +
+              as_bool(kind_, "bl") + ", " + as_bool(kind_, "pa") + ", " + as_time(kind_, "now") +
+              ", 'api', :name, :email)",
+      soci::use(user_id, "id"), soci::use(account_id, "acc"), soci::use(b(false), "f1"),
+      soci::use(b(false), "f2"), soci::use(b(pending), "bl"), soci::use(b(pending), "pa"),
+      soci::use(now, "now"), soci::use(name, "name"), soci::use(email, "email");
 }
 
 std::pair<core::setup_key, std::string> admin_store::create_setup_key(const new_setup_key& spec) {

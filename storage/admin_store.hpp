@@ -55,6 +55,16 @@ public:
   // default policy, the owner user, and a PAT for the owner.
   created_account create_account(const new_account& spec);
 
+  // NetBird's single-account mode at an IdP user's first login: the domain of any account in the
+  // store ("" when there is none), and the primary private account of a domain ("" = none).
+  std::string any_account_domain();
+  std::string primary_domain_account(const std::string& domain);
+  // NetBird's addNewUserToDomainAccount: the user joins `account_id` with role "user", blocked
+  // and pending approval when the account requires user approval (`pending` says so). One
+  // statement.
+  void add_regular_user(const std::string& account_id, const std::string& user_id,
+                        const std::string& email, const std::string& name, bool& pending);
+
   // Returns the stored key and its plain text (shown once). Throws store_error for an unknown
   // account or auto-group.
   std::pair<core::setup_key, std::string> create_setup_key(const new_setup_key& spec);

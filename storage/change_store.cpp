@@ -7,6 +7,10 @@
 #include "storage/encode.hpp"
 #include "storage/network_store.hpp"
 
+#include "crypto/crypto.hpp"
+
+#include <nlohmann/json.hpp>
+
 #include <soci/soci.h>
 
 #include <type_traits>
@@ -176,6 +180,64 @@ struct committer {
   }
   change_commit operator()(const core::change::delete_router& c) const {
     return removed(nets().delete_router(a.id, c.id), parts::part_networks);
+  }
+  change_commit operator()(const core::change::approve_user& c) const {
+    int n = 0;
+    sql << "UPDATE users SET blocked = " + std::string(kind == engine::postgres ? "false" : "0") +
+               ", pending_approval = " + (kind == engine::postgres ? "false" : "0") +
+               " WHERE id = :id AND account_id = :acc",
+        soci::use(c.id, "id"), soci::use(a.id, "acc");
+    sql << "SELECT COUNT(*) FROM users WHERE id = :id AND account_id = :acc", soci::use(c.id, "id"),
+        soci::use(a.id, "acc"), soci::into(n);
+    return n > 0 ? wrote(parts::part_principals, c.id) : gone();
+  }
+  change_commit operator()(const core::change::reject_user& c) const {
+    return removed(admin().delete_user(a.id, c.id), parts::part_principals);
+  }
+  // NetBird's syncJWTGroups, in one transaction: the new groups (issued "jwt"), the user's
+  // auto-groups, and with propagation the user's peers in the groups added and out of the ones
+  // removed; the serial moves by one.
+  change_commit operator()(const core::change::jwt_groups& c) const {
+    std::vector<std::string> peers;
+    for (const auto& p : a.peers)
+      if (p.user_id == c.user_id)
+        peers.push_back(p.id);
+    auto auto_groups = c.auto_groups;
+    soci::transaction tr(sql);
+    for (const auto& name : c.create) {
+      const std::string id = crypto::random_id();
+      core::group g;
+      g.id = id;
+      g.account_id = a.id;
+      g.name = name;
+      g.issued = "jwt";
+      detail::insert_row(sql, kind, "groups", detail::group_row(g));
+      auto_groups.push_back(id);
+      if (c.propagate)
+        for (const auto& pid : peers)
+          detail::write_group_peer(sql, kind, a.id, id, pid);
+    }
+    if (c.propagate) {
+      for (const auto& gid : c.add)
+        for (const auto& pid : peers)
+          detail::write_group_peer(sql, kind, a.id, gid, pid);
+      for (const auto& gid : c.remove)
+        for (const auto& pid : peers)
+          sql << "DELETE FROM group_peers WHERE group_id = :g AND peer_id = :p",
+              soci::use(gid, "g"), soci::use(pid, "p");
+    }
+    const std::string list = nlohmann::json(auto_groups).dump();
+    int found = 0;
+    sql << "UPDATE users SET auto_groups = :ag WHERE id = :id AND account_id = :acc",
+        soci::use(list, "ag"), soci::use(c.user_id, "id"), soci::use(a.id, "acc");
+    sql << "SELECT COUNT(*) FROM users WHERE id = :id AND account_id = :acc",
+        soci::use(c.user_id, "id"), soci::use(a.id, "acc"), soci::into(found);
+    if (found == 0)
+      return gone(); // rolled back
+    sql << "UPDATE accounts SET network_serial = network_serial + 1 WHERE id = :acc",
+        soci::use(a.id, "acc");
+    tr.commit();
+    return wrote(parts::part_groups | parts::part_principals | parts::part_account, c.user_id);
   }
 };
 

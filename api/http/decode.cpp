@@ -334,6 +334,38 @@ setup_key_change setup_key_update(std::string_view body) {
   return c;
 }
 
+// JWT groups and the extra settings (issue 17): what the server honours is taken, what it cannot
+// honour is refused (422) when asked for, never dropped; its default values (what the dashboard
+// sends back) pass.
+static void account_settings_more(const json& js, core::account_settings& s) {
+  s.jwt_groups_enabled = boolean(js, "jwt_groups_enabled", s.jwt_groups_enabled);
+  s.jwt_groups_claim_name = string(js, "jwt_groups_claim_name", s.jwt_groups_claim_name);
+  if (auto g = opt_strings(js, "jwt_allow_groups"))
+    s.jwt_allow_groups = std::move(*g);
+  if (const auto* extra = member(js, "extra")) {
+    if (!extra->is_object())
+      bad_json();
+    s.extra_user_approval_required =
+        boolean(*extra, "user_approval_required", s.extra_user_approval_required);
+    if (boolean(*extra, "peer_approval_enabled"))
+      invalid("peer approval needs an integrated peer validator, which this server does not have");
+    if (boolean(*extra, "network_traffic_logs_enabled") ||
+        boolean(*extra, "network_traffic_packet_counter_enabled") ||
+        !strings(*extra, "network_traffic_logs_groups").empty())
+      invalid("network traffic logs are not available on this server");
+  }
+  if (boolean(js, "peer_expose_enabled") || !strings(js, "peer_expose_groups").empty())
+    invalid("peer expose is not available on this server");
+  if (!string(js, "auto_update_version").empty() || boolean(js, "auto_update_always"))
+    invalid("automatic client updates are not available on this server");
+  if (boolean(js, "local_mfa_enabled"))
+    invalid("local MFA is not available on this server");
+  if (boolean(js, "metrics_push_enabled"))
+    invalid("metrics push is not available on this server");
+  if (!strings(js, "ipv6_enabled_groups").empty() || member(js, "network_range_v6"))
+    invalid("IPv6 overlay addresses are not available on this server");
+}
+
 core::account_settings account_settings(std::string_view body,
                                         const core::account_settings& current) {
   const auto j = parse(body);
@@ -368,6 +400,7 @@ core::account_settings account_settings(std::string_view body,
       boolean(*js, "routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled);
   s.lazy_connection_enabled = boolean(*js, "lazy_connection_enabled", s.lazy_connection_enabled);
   s.dns_domain = string(*js, "dns_domain", s.dns_domain);
+  account_settings_more(*js, s);
   return s;
 }
 

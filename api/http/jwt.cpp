@@ -228,6 +228,16 @@ std::optional<jwt_claims> jwt_verifier::verify(const std::string& token, std::st
   out.user_id = claims[claim].get<std::string>();
   if (claims.contains("email") && claims["email"].is_string())
     out.email = claims["email"].get<std::string>();
+  for (const auto& [name, value] : claims.items()) {
+    if (!value.is_array() || value.size() > 1024 || out.lists.size() >= 64)
+      continue;
+    std::vector<std::string> list;
+    for (const auto& x : value)
+      if (x.is_string())
+        list.push_back(x.get<std::string>());
+    if (list.size() == value.size())
+      out.lists.emplace(name, std::move(list));
+  }
   return out;
 }
 

@@ -6,9 +6,11 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace nbm::api::http {
 
@@ -22,6 +24,9 @@ struct jwt_config {
 struct jwt_claims {
   std::string user_id; // the user id claim
   std::string email;   // "email", when present
+  // Every claim whose value is a list of strings (e.g. the groups claim NetBird's JWT groups
+  // read), by name; at most 64 claims of at most 1024 strings each.
+  std::map<std::string, std::vector<std::string>> lists;
 };
 
 class jwt_verifier {

@@ -1,7 +1,10 @@
 #include "api/http/rest.hpp"
 
 #include "api/http/decode.hpp"
+#include "api/http/rest_events.hpp"
+#include "api/http/rest_locations.hpp"
 #include "api/http/rest_networks.hpp"
+#include "core/jwt_groups.hpp"
 #include "core/network_map.hpp"
 #include "core/registration.hpp"
 #include "core/validate.hpp"
@@ -473,9 +476,32 @@ json settings_json(const core::account_settings& s) {
           {"routing_peer_dns_resolution_enabled", s.routing_peer_dns_resolution_enabled},
           {"dns_domain", s.dns_domain},
           {"lazy_connection_enabled", s.lazy_connection_enabled},
+          {"peer_expose_enabled", false},
+          {"peer_expose_groups", json::array()},
+          {"auto_update_version", ""},
+          {"auto_update_always", false},
+          {"metrics_push_enabled", false},
+          {"local_mfa_enabled", false},
+          {"ipv6_enabled_groups", json::array()},
           {"extra",
            {{"peer_approval_enabled", s.extra_peer_approval_enabled},
-            {"user_approval_required", s.extra_user_approval_required}}}};
+            {"user_approval_required", s.extra_user_approval_required},
+            {"network_traffic_logs_enabled", false},
+            {"network_traffic_logs_groups", json::array()},
+            {"network_traffic_packet_counter_enabled", false}}}};
+}
+
+// NetBird's Account: every field its spec requires (onboarding: self-hosted, nothing pending).
+json account_json(const core::account& a) {
+  json s = settings_json(a.settings);
+  s["network_range"] = a.net.net;
+  return {{"id", a.id},
+          {"domain", a.domain},
+          {"domain_category", a.domain_category},
+          {"created_at", rfc3339(a.created_at)},
+          {"created_by", a.created_by},
+          {"settings", s},
+          {"onboarding", {{"signup_form_pending", false}, {"onboarding_flow_pending", false}}}};
 }
 
 } // namespace
@@ -487,7 +513,10 @@ struct rest_api::impl {
   rest_deps deps;
   jwt_verifier jwt;
 
-  explicit impl(rest_deps d) : deps(std::move(d)), jwt(deps.jwt) {}
+  std::unique_ptr<geo::geonames> geonames; // NetBird's geonames_*.db; null: none
+
+  explicit impl(rest_deps d)
+      : deps(std::move(d)), jwt(deps.jwt), geonames(open_geonames(deps.datadir)) {}
 
   // Who asks: the account as its actor holds it (users, tokens and setup keys read again for this
   // request, since they change without a serial) and the user.
@@ -590,9 +619,51 @@ struct rest_api::impl {
     for (const auto& u : c.acc->users)
       if (u.id == claims->user_id)
         c.user = &u;
-    if (!c.user || c.user->blocked)
+    if (!c.user)
       fail(401, "token invalid");
+    // NetBird's order: the JWT groups allow-list (auth middleware), then the user's state
+    // (permissions manager); a blocked user's groups are not synced.
+    jwt_groups_allow(c, *claims);
+    if (c.user->blocked)
+      fail(403, c.user->pending_approval ? "user is pending approval" : "user is blocked");
+    sync_jwt_groups(c, *claims);
     return c;
+  }
+
+  // NetBird's EnsureUserAccessByJWTGroups and syncUserJWTGroups: with JWT groups enabled, a
+  // token outside the allow-list is refused, and the groups its claim names become the user's JWT
+  // groups (created when new; the user's peers follow with groups propagation).
+  static std::vector<std::string> jwt_group_names(const core::account& a,
+                                                  const jwt_claims& claims) {
+    if (auto it = claims.lists.find(a.settings.jwt_groups_claim_name); it != claims.lists.end())
+      return it->second;
+    return {};
+  }
+  void jwt_groups_allow(const caller& c, const jwt_claims& claims) {
+    if (!core::jwt_groups_allowed(c.acc->settings, jwt_group_names(*c.acc, claims))) {
+      spdlog::debug("REST: user {} is in none of the allowed JWT groups", clip(c.user->id));
+      fail(401, "token invalid");
+    }
+  }
+  void sync_jwt_groups(caller& c, const jwt_claims& claims) {
+    const auto& s = c.acc->settings;
+    if (!s.jwt_groups_enabled)
+      return;
+    auto names = jwt_group_names(*c.acc, claims);
+    if (!core::jwt_groups_change(*c.acc, *c.user, names))
+      return;
+    const auto user_id = c.user->id;
+    core::change::jwt_groups sync;
+    sync.user_id = user_id;
+    sync.names = std::move(names);
+    auto out = commit(c, std::move(sync));
+    c.acc = out.after;
+    c.user = nullptr;
+    for (const auto& u : c.acc->users)
+      if (u.id == user_id)
+        c.user = &u;
+    if (!c.user)
+      fail(401, "token invalid");
   }
 
   void require_admin(const caller& c) {
@@ -759,7 +830,7 @@ response rest_api::impl::route(const request& req) {
   auto c = authenticate(req.authorization, kind == "peers" && req.method == "GET");
   // NetBird's "user" role has no permission on the account's objects: it sees its own peers, its
   // own user and its own tokens.
-  if (kind != "peers" && kind != "users" && !c.admin())
+  if (kind != "peers" && kind != "users" && kind != "locations" && !c.admin())
     fail(403, "permission denied");
   return dispatch(c, req, *path);
 }
@@ -780,30 +851,57 @@ response rest_api::impl::dispatch(caller& c, const request& req,
   // --- accounts
   if (kind == "accounts") {
     if (method == "GET" && id.empty())
-      return json_response(json::array({{{"id", a.id},
-                                         {"domain", a.domain},
-                                         {"domain_category", a.domain_category},
-                                         {"created_at", rfc3339(a.created_at)},
-                                         {"created_by", a.created_by},
-                                         {"settings", settings_json(a.settings)}}}));
+      return json_response(json::array({account_json(a)}));
     if (method == "PUT" && !id.empty()) {
       if (id != a.id)
         fail(404, "account not found: " + clip(id));
       require_admin(c);
       const auto s = decode::account_settings(req.body, a.settings);
       const auto out = commit(c, core::change::settings{id, s});
-      const auto& after = *out.after;
-      return json_response({{"id", after.id},
-                            {"domain", after.domain},
-                            {"domain_category", after.domain_category},
-                            {"created_at", rfc3339(after.created_at)},
-                            {"created_by", after.created_by},
-                            {"settings", settings_json(after.settings)}});
+      return json_response(account_json(*out.after));
     }
     return method_not_allowed();
   }
 
   // --- peers
+  // NetBird's GetAccessiblePeers: the peers in the peer's network map (online, then offline).
+  if (kind == "peers" && sub == "accessible-peers" && sub_id.empty()) {
+    if (method != "GET")
+      return method_not_allowed();
+    const auto* p = a.find_peer(id);
+    if (!c.admin() && a.settings.regular_users_view_blocked)
+      return json_response(json::array());
+    if (!p)
+      fail(404, "peer not found");
+    if (!c.admin() && p->user_id != c.user->id)
+      return json_response(json::array());
+    const auto domain = dns_domain(a);
+    core::account_view view(acc, {domain});
+    const auto map = view.map_for(static_cast<std::uint32_t>(p - a.peers.data()));
+    json out = json::array();
+    for (const auto* list : {&map.remote_peers, &map.offline_peers})
+      for (const auto i : *list) {
+        const auto& q = a.peers[i];
+        out.push_back(
+            {{"id", q.id},
+             {"name", q.name},
+             {"ip", q.ip},
+             {"ipv6", q.ipv6},
+             {"dns_label", q.dns_label.empty() ? std::string() : q.dns_label + "." + domain},
+             {"user_id", q.user_id},
+             {"os", q.meta.os},
+             {"country_code", q.location.country_code},
+             {"city_name", q.location.city_name},
+             {"geoname_id", q.location.geo_name_id},
+             {"connected", q.status.connected},
+             {"last_seen", rfc3339(q.status.last_seen)}});
+      }
+    return json_response(out);
+  }
+  // --- locations (api/http/rest_locations): NetBird's GeoNames countries and cities
+  if (kind == "locations")
+    return locations_response(geonames.get(), req, id, sub, sub_id);
+
   if (kind == "peers" && sub.empty()) {
     const auto visible = [&](const core::peer& p) { return c.admin() || p.user_id == c.user->id; };
     const auto domain = dns_domain(a);
@@ -1001,6 +1099,9 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       auto out = commit(c, std::move(what));
       return networks_commit{out.after, out.id};
     });
+  // --- the activity log (api/http/rest_events)
+  if (kind == "events")
+    return events_response(*deps.facade, a, req, id, sub);
 
   // --- users and their personal access tokens
   if (kind == "users")
@@ -1048,6 +1149,26 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
   };
   if (id == "current" && method == "GET" && sub.empty())
     return json_response(user_json(*c.user, c.user->id));
+  // Invites need an IdP manager (NetBird: 412 without one); invite links the embedded IdP.
+  if (id == "invites")
+    fail(412, "invite links are only available with embedded identity provider");
+  if (sub == "invite" && token_id.empty()) {
+    if (method != "POST")
+      return error_response(405, "method not allowed");
+    fail(412, "IdP manager must be enabled to send user invites");
+  }
+  // NetBird's user approval: POST .../approve answers the user, DELETE .../reject removes it.
+  if ((sub == "approve" || sub == "reject") && token_id.empty()) {
+    if (method != (sub == "approve" ? "POST" : "DELETE"))
+      return error_response(405, "method not allowed");
+    require_admin(c);
+    if (sub == "reject") {
+      commit(c, core::change::reject_user{id});
+      return json_response(json::object());
+    }
+    const auto out = commit(c, core::change::approve_user{id});
+    return json_response(user_json(user_of(*out.after, id), c.user->id));
+  }
   const auto find = [&](const std::string& uid) -> const core::user* {
     for (const auto& u : a.users)
       if (u.id == uid)
@@ -1072,7 +1193,7 @@ response rest_api::impl::users(caller& c, const request& req, const std::string&
         if (!find_group(a, gid))
           fail(422, "group " + clip(gid) + " not found");
       if (!in.is_service_user)
-        fail(412, "inviting users needs an identity provider; only service users can be created");
+        fail(412, "IdP manager must be enabled to send user invites");
       core::change::create_user u;
       u.id = crypto::random_uuid_upper();
       std::transform(u.id.begin(), u.id.end(), u.id.begin(),

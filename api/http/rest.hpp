@@ -34,6 +34,8 @@ struct rest_deps {
   std::shared_ptr<actors::admin_facade> facade;
   std::string dns_domain = "netbird.selfhosted";
   jwt_config jwt; // Bearer JWTs: accepted only when keys_location is set
+  // Where NetBird's GeoNames database (geonames_*.db) is looked for (/api/locations); "" = none.
+  std::string datadir;
 };
 
 class rest_api {

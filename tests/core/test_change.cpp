@@ -145,8 +145,7 @@ TEST_CASE("admin changes: users keep their own role and the owner's") {
   change::create_user u;
   u.id = "new";
   u.role = "user";
-  refused(run(a, "admin", u), 412,
-          "inviting users needs an identity provider; only service users can be created");
+  refused(run(a, "admin", u), 412, "IdP manager must be enabled to send user invites");
   u.is_service_user = true;
   u.auto_groups = {"ghost"};
   refused(run(a, "admin", u), 422, "group ghost not found");

@@ -699,7 +699,7 @@ TEST_CASE("rest: users, service users and their tokens; a regular user's limits"
                                       {"role", "user"},
                                       {"auto_groups", json::array()},
                                       {"is_service_user", false}}),
-              412, "inviting users needs an identity provider; only service users can be created");
+              412, "IdP manager must be enabled to send user invites");
   check_error(api.post("/api/users", {{"role", "king"}, {"is_service_user", true}}), 422,
               "invalid user role king");
   CHECK(api.get("/api/users").body.size() == 2);
@@ -774,7 +774,9 @@ TEST_CASE("rest: JWTs from the configured IdP (RS256, JWKS served on 127.0.0.1)"
   const auto path = test::temp_dir() + "/jwt-" + std::to_string(::getpid()) + ".json";
   std::ofstream(path) << cfg.dump(2);
   {
-    server s(storage::engine::sqlite, path);
+    // Multi-account mode: a new user gets an account of its own (single-account mode, NetBird's
+    // default: tests/e2e/test_accounts).
+    server s(storage::engine::sqlite, path, true, {"--disable-single-account-mode"});
     const auto now = static_cast<long long>(std::time(nullptr));
     const json good = {{"sub", s.owner},
                        {"iss", "https://idp.test/"},

@@ -1,0 +1,514 @@
+// Accounts and users as a self-hosted NetBird admin has them: single-account mode (NetBird's
+// default), the activity log. The real binary, JWTs of an IdP of the test's own.
+#include "tests/e2e/rest_support.hpp"
+
+#include <soci/soci.h>
+
+using namespace nbm;
+using namespace nbm::e2e;
+using json = nlohmann::json;
+
+namespace {
+
+// Lists as text, for messages.
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v)
+    out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
+long long count_rows(const server& s, const std::string& table) {
+  soci::session sql;
+  storage::open_session(sql, s.db);
+  long long n = 0;
+  sql << "SELECT COUNT(*) FROM " + table, soci::into(n);
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("accounts: single-account mode, a new IdP user joins the one account as a user") {
+  test_idp idp;
+  server s(storage::engine::sqlite, idp.config("single"));
+  rest_client owner{s.api_port, "Token " + s.pat};
+  // NetBird's new accounts require user approval; this one does not.
+  REQUIRE(
+      owner
+          .put("/api/accounts/" + s.account, {{"settings",
+                                               {{"peer_login_expiration", 86400},
+                                                {"extra", {{"user_approval_required", false}}}}}})
+          .status == 200);
+  rest_client alice{s.api_port, idp.bearer("idp-alice", "alice@gmail.com")};
+  rest_client bob{s.api_port, idp.bearer("idp-bob", "bob@elsewhere.example")};
+
+  auto me = alice.get("/api/users/current");
+  REQUIRE(me.status == 200);
+  CHECK(me.body["id"] == "idp-alice");
+  CHECK(me.body["role"] == "user");
+  CHECK(me.body["email"] == "alice@gmail.com");
+  auto bme = bob.get("/api/users/current");
+  REQUIRE(bme.status == 200);
+  CHECK(bme.body["role"] == "user");
+  // Both in the owner's account: one account in the store, three users in it.
+  CHECK(count_rows(s, "accounts") == 1);
+  auto users = owner.get("/api/users");
+  REQUIRE(users.status == 200);
+  std::set<std::string> ids;
+  for (const auto& u : users.body)
+    ids.insert(u["id"].get<std::string>());
+  CHECK(ids == std::set<std::string>{s.owner, "idp-alice", "idp-bob"});
+  // A regular user is no admin: the owner's objects are not its to change.
+  check_rest_error(alice.post("/api/groups", {{"name", "mine"}}), 403, "permission denied");
+
+  // A second login and a restart change nothing.
+  s.stop();
+  s.start();
+  alice.port = bob.port = owner.port = s.api_port;
+  CHECK(alice.get("/api/users/current").body["id"] == "idp-alice");
+  CHECK(count_rows(s, "accounts") == 1);
+  CHECK(count_rows(s, "users") == 3);
+
+  // The account requires user approval: the next newcomer joins blocked, pending approval, and is
+  // answered as NetBird's permissions manager answers.
+  REQUIRE(
+      owner
+          .put("/api/accounts/" + s.account, {{"settings",
+                                               {{"peer_login_expiration", 86400},
+                                                {"extra", {{"user_approval_required", true}}}}}})
+          .status == 200);
+  rest_client carol{s.api_port, idp.bearer("idp-carol", "carol@corp.example")};
+  check_rest_error(carol.get("/api/users/current"), 403, "user is pending approval");
+  CHECK(count_rows(s, "accounts") == 1);
+  {
+    soci::session sql;
+    storage::open_session(sql, s.db);
+    int blocked = 0, pending = 0;
+    std::string role;
+    sql << "SELECT role, blocked, pending_approval FROM users WHERE id = 'idp-carol'",
+        soci::into(role), soci::into(blocked), soci::into(pending);
+    CHECK(role == "user");
+    CHECK(blocked == 1);
+    CHECK(pending == 1);
+  }
+}
+
+TEST_CASE("accounts: single-account mode is off with two accounts or when disabled") {
+  test_idp idp;
+  SUBCASE("--disable-single-account-mode") {
+    server s(storage::engine::sqlite, idp.config("multi"), true, {"--disable-single-account-mode"});
+    rest_client dave{s.api_port, idp.bearer("idp-dave", "dave@dave.example")};
+    auto acc = dave.get("/api/accounts");
+    REQUIRE(acc.status == 200);
+    CHECK(acc.body[0]["id"] != s.account);
+    CHECK(acc.body[0]["domain"] == "dave.example");
+    CHECK(dave.get("/api/users/current").body["role"] == "owner");
+    CHECK(count_rows(s, "accounts") == 2);
+  }
+  SUBCASE("two accounts in the store at start-up") {
+    server s(storage::engine::sqlite, idp.config("two"));
+    s.stop();
+    s.admin("account create --domain second.example --allow-duplicate-domain");
+    s.start();
+    rest_client erin{s.api_port, idp.bearer("idp-erin", "erin@erin.example")};
+    auto acc = erin.get("/api/accounts");
+    REQUIRE(acc.status == 200);
+    CHECK(acc.body[0]["domain"] == "erin.example");
+    CHECK(erin.get("/api/users/current").body["role"] == "owner");
+    CHECK(count_rows(s, "accounts") == 3);
+  }
+}
+
+TEST_CASE("accounts: an invalid single-account-mode domain stops the server") {
+  const auto dir = test::temp_dir() + "/badsingle-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const auto out = run("timeout 20 " + std::string(NBM_SERVER_BIN) + " management --config " +
+                       test::fixture("management.json") + " --datadir " + dir + " --port " +
+                       std::to_string(free_port()) +
+                       " --disable-legacy-port --log-file console "
+                       "--single-account-mode-domain 'bad domain!' 2>&1; echo rc=$?");
+  CHECK_MESSAGE(out.find("invalid domain \"bad domain!\" provided for a single account mode") !=
+                    std::string::npos,
+                out);
+  CHECK(out.find("rc=1") != std::string::npos);
+}
+
+namespace {
+
+// The activity codes of an account's log, oldest first (the API answers newest first).
+std::vector<std::string> codes(rest_client& api, const std::string& path = "/api/events/audit") {
+  auto r = api.get(path);
+  REQUIRE_MESSAGE(r.status == 200, r.body.dump());
+  std::vector<std::string> out;
+  for (auto it = r.body.rbegin(); it != r.body.rend(); ++it)
+    out.push_back((*it)["activity_code"].get<std::string>());
+  return out;
+}
+
+json newest(rest_client& api, const std::string& code) {
+  auto r = api.get("/api/events/audit");
+  for (const auto& e : r.body)
+    if (e["activity_code"] == code)
+      return e;
+  return json();
+}
+
+} // namespace
+
+TEST_CASE("events: REST changes, registrations and first logins, once each, in order, across "
+          "a restart") {
+  test_idp idp;
+  server s(storage::engine::sqlite, idp.config("events"));
+  rest_client api{s.api_port, "Token " + s.pat};
+  // `admin account create` recorded the account's creation in events.db beside the store.
+  REQUIRE(std::filesystem::exists(s.dir + "/events.db"));
+  CHECK(codes(api) == std::vector<std::string>{"account.create"});
+
+  auto g = api.post("/api/groups", {{"name", "devs"}});
+  REQUIRE(g.status == 200);
+  const std::string gid = g.body["id"];
+  REQUIRE(api.put("/api/groups/" + gid, {{"name", "developers"}}).status == 200);
+  auto p = api.post("/api/policies", {{"name", "web"},
+                                      {"enabled", true},
+                                      {"rules",
+                                       {{{"name", "web"},
+                                         {"enabled", true},
+                                         {"action", "accept"},
+                                         {"bidirectional", true},
+                                         {"protocol", "all"},
+                                         {"sources", {gid}},
+                                         {"destinations", {gid}}}}}});
+  REQUIRE_MESSAGE(p.status == 200, p.body.dump());
+  const std::string pid = p.body["id"];
+  REQUIRE(api.del("/api/policies/" + pid).status == 200);
+  // Refused changes record nothing.
+  check_rest_error(api.del("/api/groups/nope"), 404, "group: nope not found");
+  CHECK(api.post("/api/groups", {{"name", ""}}).status == 422);
+
+  const std::vector<std::string> want = {"account.create", "group.add", "group.update",
+                                         "policy.add", "policy.delete"};
+  CHECK(joined(codes(api)) == joined(want));
+  CHECK(joined(codes(api, "/api/events")) == joined(want)); // the legacy path answers the same
+  const auto renamed = newest(api, "group.update");
+  CHECK(renamed["target_id"] == gid);
+  CHECK(renamed["initiator_id"] == s.owner);
+  CHECK(renamed["meta"]["old_name"] == "devs");
+  CHECK(renamed["meta"]["new_name"] == "developers");
+  CHECK(renamed["activity"] == "Group updated");
+  CHECK(renamed["timestamp"].get<std::string>().back() == 'Z');
+  CHECK(newest(api, "policy.add")["meta"]["name"] == "web");
+
+  // A peer registered with a setup key; an IdP user's first login (single-account mode).
+  const auto key = s.setup_key("--name laptops --reusable --auto-groups " + s.all_group);
+  tools::peer_client laptop(s.target());
+  REQUIRE(laptop.login(key, "laptop").ok());
+  rest_client alice{s.api_port, idp.bearer("idp-alice", "alice@gmail.com")};
+  // NetBird's new accounts require user approval: Alice joins pending, and may read nothing.
+  check_rest_error(alice.get("/api/users/current"), 403, "user is pending approval");
+  check_rest_error(alice.get("/api/events/audit"), 403, "user is pending approval");
+  auto after = codes(api);
+  // The CLI's setup key is recorded by `admin` itself (initiator "sys").
+  const std::vector<std::string> more = {"account.create",    "group.add",     "group.update",
+                                         "policy.add",        "policy.delete", "setupkey.add",
+                                         "peer.setupkey.add", "user.join"};
+  CHECK(joined(after) == joined(more));
+  const auto added = newest(api, "peer.setupkey.add");
+  CHECK(added["meta"]["name"] == "laptop");
+  CHECK(added["meta"]["fqdn"].get<std::string>().rfind("laptop.", 0) == 0);
+  CHECK(newest(api, "setupkey.add")["initiator_id"] == "sys");
+  CHECK(newest(api, "user.join")["target_id"] == "idp-alice");
+  CHECK(newest(api, "user.join")["meta"]["email"] == "alice@gmail.com");
+  CHECK(newest(api, "user.join")["meta"]["pending_approval"] == "true");
+
+  // A restart keeps them, and the next change adds exactly one.
+  s.stop();
+  s.start();
+  api.port = s.api_port;
+  CHECK(joined(codes(api)) == joined(more));
+  REQUIRE(api.del("/api/groups/" + gid).status == 200);
+  auto last = codes(api);
+  REQUIRE(last.size() == more.size() + 1);
+  CHECK(last.back() == "group.delete");
+  // Ids are distinct and grow with time.
+  auto r = api.get("/api/events/audit");
+  std::set<std::string> ids;
+  for (const auto& e : r.body)
+    ids.insert(e["id"].get<std::string>());
+  CHECK(ids.size() == r.body.size());
+  CHECK(std::stoll(r.body[0]["id"].get<std::string>()) >
+        std::stoll(r.body[1]["id"].get<std::string>()));
+
+  // NetBird's table, as NetBird reads it: activity integers, JSON meta.
+  {
+    soci::session sql;
+    storage::open_session(sql, {storage::engine::sqlite, s.dir + "/events.db", 1});
+    int activity = -1;
+    std::string meta;
+    sql << "SELECT activity, meta FROM events WHERE target_id = :g AND activity = 17",
+        soci::use(gid), soci::into(activity), soci::into(meta);
+    CHECK(activity == 17); // GroupUpdated
+    CHECK(json::parse(meta) == json{{"old_name", "devs"}, {"new_name", "developers"}});
+  }
+
+  // Another account sees none of them, and its own log only.
+  auto out = s.admin("account create --domain other.example");
+  rest_client other{s.api_port, "Token " + field(out, "personal_access_token")};
+  CHECK(codes(other) == std::vector<std::string>{"account.create"});
+  // Bad paths and methods.
+  check_rest_error(api.get("/api/events/nope"), 404, "not found");
+  check_rest_error(api.call("POST", "/api/events/audit", "{}"), 405, "method not allowed");
+}
+
+TEST_CASE("users: approval of users who joined pending (approve, reject), invites without an IdP") {
+  test_idp idp;
+  server s(storage::engine::sqlite, idp.config("approval"));
+  rest_client owner{s.api_port, "Token " + s.pat};
+  // The account requires user approval (over REST: honoured, not dropped).
+  auto put =
+      owner.put("/api/accounts/" + s.account, {{"settings",
+                                                {{"peer_login_expiration_enabled", false},
+                                                 {"peer_login_expiration", 86400},
+                                                 {"extra", {{"user_approval_required", true}}}}}});
+  REQUIRE_MESSAGE(put.status == 200, put.body.dump());
+  CHECK(put.body["settings"]["extra"]["user_approval_required"] == true);
+  rest_client carol{s.api_port, idp.bearer("idp-carol", "carol@corp.example")};
+  rest_client dave{s.api_port, idp.bearer("idp-dave", "dave@corp.example")};
+  check_rest_error(carol.get("/api/users/current"), 403, "user is pending approval");
+  check_rest_error(dave.get("/api/users/current"), 403, "user is pending approval");
+
+  // Bad input first: nothing changes.
+  check_rest_error(owner.post("/api/users/nope/approve", json::object()), 404,
+                   "user: nope not found");
+  check_rest_error(owner.post("/api/users/" + s.owner + "/approve", json::object()), 422,
+                   "user " + s.owner + " is not pending approval");
+  check_rest_error(owner.call("GET", "/api/users/idp-carol/approve"), 405, "method not allowed");
+  check_rest_error(owner.call("POST", "/api/users/idp-carol/reject", "{}"), 405,
+                   "method not allowed");
+  // Another account's admin cannot see them.
+  auto other = s.admin("account create --domain other.example");
+  rest_client stranger{s.api_port, "Token " + field(other, "personal_access_token")};
+  check_rest_error(stranger.post("/api/users/idp-carol/approve", json::object()), 404,
+                   "user: idp-carol not found");
+  check_rest_error(stranger.del("/api/users/idp-dave/reject"), 404, "user: idp-dave not found");
+  check_rest_error(carol.get("/api/users/current"), 403, "user is pending approval");
+
+  auto approved = owner.post("/api/users/idp-carol/approve", json::object());
+  REQUIRE_MESSAGE(approved.status == 200, approved.body.dump());
+  CHECK(approved.body["id"] == "idp-carol");
+  CHECK(approved.body["is_blocked"] == false);
+  CHECK(approved.body["pending_approval"] == false);
+  auto me = carol.get("/api/users/current");
+  REQUIRE(me.status == 200);
+  CHECK(me.body["role"] == "user");
+  // Carol is no admin: she cannot reject Dave.
+  check_rest_error(carol.del("/api/users/idp-dave/reject"), 403, "permission denied");
+  CHECK(owner.del("/api/users/idp-dave/reject").body == json::object());
+  check_rest_error(owner.del("/api/users/idp-dave/reject"), 404, "user: idp-dave not found");
+  std::set<std::string> ids;
+  for (const auto& u : owner.get("/api/users").body)
+    ids.insert(u["id"].get<std::string>());
+  CHECK(ids == std::set<std::string>{s.owner, "idp-carol"});
+
+  // The log: joined pending, approved, deleted and rejected.
+  auto log = owner.get("/api/events/audit");
+  std::vector<std::string> codes_seen;
+  for (auto it = log.body.rbegin(); it != log.body.rend(); ++it)
+    codes_seen.push_back((*it)["activity_code"].get<std::string>());
+  CHECK(joined(codes_seen) == "account.create,account.setting.peer.login.expiration.disable,"
+                              "user.join,user.join,user.approve,user.delete,user.reject");
+  for (const auto& e : log.body)
+    if (e["activity_code"] == "user.join" && e["target_id"] == "idp-carol")
+      CHECK(e["meta"]["pending_approval"] == "true");
+
+  // Invites need an IdP manager: NetBird's 412 answers, not 404.
+  check_rest_error(owner.post("/api/users", {{"role", "user"}, {"email", "x@y.z"}}), 412,
+                   "IdP manager must be enabled to send user invites");
+  check_rest_error(owner.post("/api/users/idp-carol/invite", json::object()), 412,
+                   "IdP manager must be enabled to send user invites");
+  check_rest_error(owner.get("/api/users/invites"), 412,
+                   "invite links are only available with embedded identity provider");
+}
+
+TEST_CASE("accounts: settings honoured or refused, the answer NetBird's spec requires") {
+  test_idp idp;
+  server s(storage::engine::sqlite, idp.config("settings"));
+  rest_client owner{s.api_port, "Token " + s.pat};
+  auto acc = owner.get("/api/accounts");
+  REQUIRE(acc.status == 200);
+  const auto a = acc.body[0];
+  for (const char* k :
+       {"id", "settings", "domain", "domain_category", "created_at", "created_by", "onboarding"})
+    CHECK_MESSAGE(a.contains(k), k);
+  for (const char* k : {"peer_login_expiration_enabled", "peer_login_expiration",
+                        "peer_inactivity_expiration_enabled", "peer_inactivity_expiration",
+                        "regular_users_view_blocked", "peer_expose_enabled", "peer_expose_groups"})
+    CHECK_MESSAGE(a["settings"].contains(k), k);
+  for (const char* k :
+       {"peer_approval_enabled", "user_approval_required", "network_traffic_logs_enabled",
+        "network_traffic_logs_groups", "network_traffic_packet_counter_enabled"})
+    CHECK_MESSAGE(a["settings"]["extra"].contains(k), k);
+  CHECK(a["onboarding"] ==
+        json{{"signup_form_pending", false}, {"onboarding_flow_pending", false}});
+
+  // What the server cannot honour is refused (422), and nothing changes.
+  const auto refused = [&](const json& settings, const std::string& message) {
+    json body = {{"settings", settings}};
+    body["settings"]["peer_login_expiration"] = 86400;
+    check_rest_error(owner.put("/api/accounts/" + s.account, body), 422, message);
+  };
+  refused({{"extra", {{"peer_approval_enabled", true}}}},
+          "peer approval needs an integrated peer validator, which this server does not have");
+  refused({{"extra", {{"network_traffic_logs_enabled", true}}}},
+          "network traffic logs are not available on this server");
+  refused({{"auto_update_version", "0.40.0"}},
+          "automatic client updates are not available on this server");
+  refused({{"peer_expose_enabled", true}}, "peer expose is not available on this server");
+  refused({{"local_mfa_enabled", true}}, "local MFA is not available on this server");
+  CHECK(owner.get("/api/accounts").body[0] == a);
+  // Another account's id: 404, nothing changed.
+  auto other = s.admin("account create --domain other.example");
+  check_rest_error(owner.put("/api/accounts/" + field(other, "account_id"),
+                             {{"settings", {{"peer_login_expiration", 86400}}}}),
+                   404, "account not found: " + field(other, "account_id"));
+  // The dashboard's own defaults pass (it sends the settings back as it read them).
+  auto same = a;
+  auto back = owner.put("/api/accounts/" + s.account, {{"settings", same["settings"]}});
+  REQUIRE_MESSAGE(back.status == 200, back.body.dump());
+  CHECK(back.body == a);
+}
+
+TEST_CASE("accounts: JWT groups, an allow-list and groups from the token's claim") {
+  test_idp idp;
+  server s(storage::engine::sqlite, idp.config("jwtgroups"));
+  rest_client owner{s.api_port, "Token " + s.pat};
+  // A group of the API's own with a name the token will use is not taken over.
+  auto ops = owner.post("/api/groups", {{"name", "ops"}});
+  REQUIRE(ops.status == 200);
+  auto put =
+      owner.put("/api/accounts/" + s.account, {{"settings",
+                                                {{"peer_login_expiration", 86400},
+                                                 {"extra", {{"user_approval_required", false}}},
+                                                 {"jwt_groups_enabled", true},
+                                                 {"jwt_groups_claim_name", "groups"},
+                                                 {"jwt_allow_groups", {"netbird"}}}}});
+  REQUIRE_MESSAGE(put.status == 200, put.body.dump());
+  CHECK(put.body["settings"]["jwt_groups_enabled"] == true);
+  CHECK(put.body["settings"]["jwt_groups_claim_name"] == "groups");
+  CHECK(put.body["settings"]["jwt_allow_groups"] == json{"netbird"});
+
+  // Outside the allow-list: refused (NetBird's "token invalid").
+  rest_client outsider{s.api_port,
+                       idp.bearer("idp-eve", "eve@corp.example", {{"groups", {"devs"}}})};
+  check_rest_error(outsider.get("/api/users/current"), 401, "token invalid");
+  rest_client none{s.api_port, idp.bearer("idp-eve", "eve@corp.example")};
+  check_rest_error(none.get("/api/users/current"), 401, "token invalid");
+
+  rest_client frank{s.api_port, idp.bearer("idp-frank", "frank@corp.example",
+                                           {{"groups", {"netbird", "devs", "ops"}}})};
+  auto me = frank.get("/api/users/current");
+  REQUIRE_MESSAGE(me.status == 200, me.body.dump());
+  std::map<std::string, json> groups;
+  for (const auto& g : owner.get("/api/groups").body)
+    groups[g["name"].get<std::string>()] = g;
+  REQUIRE(groups.count("netbird"));
+  REQUIRE(groups.count("devs"));
+  CHECK(groups["netbird"]["issued"] == "jwt");
+  CHECK(groups["devs"]["issued"] == "jwt");
+  CHECK(groups["ops"]["issued"] == "api");
+  const std::set<std::string> auto_groups(me.body["auto_groups"].begin(),
+                                          me.body["auto_groups"].end());
+  CHECK(auto_groups == std::set<std::string>{groups["netbird"]["id"], groups["devs"]["id"]});
+
+  // The next login with fewer groups: the user leaves "devs" (the group stays).
+  rest_client frank2{s.api_port,
+                     idp.bearer("idp-frank", "frank@corp.example", {{"groups", {"netbird"}}})};
+  auto again = frank2.get("/api/users/current");
+  REQUIRE(again.status == 200);
+  CHECK(again.body["auto_groups"] == json{groups["netbird"]["id"]});
+  CHECK(owner.get("/api/groups/" + groups["devs"]["id"].get<std::string>()).status == 200);
+  // The same login again changes nothing (no second sync).
+  auto log_before = owner.get("/api/events/audit").body.size();
+  REQUIRE(frank2.get("/api/users/current").status == 200);
+  CHECK(owner.get("/api/events/audit").body.size() == log_before);
+  std::vector<std::string> seen;
+  auto log = owner.get("/api/events/audit").body;
+  for (auto it = log.rbegin(); it != log.rend(); ++it)
+    if ((*it)["target_id"] == "idp-frank")
+      seen.push_back((*it)["activity_code"].get<std::string>());
+  CHECK(joined(seen) == "user.join,user.group.add,user.group.add,user.group.delete");
+}
+
+TEST_CASE("peers: accessible peers; locations from a GeoNames database") {
+  server s(storage::engine::sqlite);
+  rest_client api{s.api_port, "Token " + s.pat};
+  const auto key = s.setup_key("--name k --reusable --auto-groups " + s.all_group);
+  tools::peer_client a(s.target()), b(s.target()), c(s.target());
+  REQUIRE(a.login(key, "alpha").ok());
+  REQUIRE(b.login(key, "beta").ok());
+  REQUIRE(c.login(key, "gamma").ok());
+  const auto pa = *s.peer_by_key(a.public_key_b64());
+  // The default All policy: alpha reaches beta and gamma.
+  auto r = api.get("/api/peers/" + pa.id + "/accessible-peers");
+  REQUIRE_MESSAGE(r.status == 200, r.body.dump());
+  std::set<std::string> names;
+  for (const auto& p : r.body) {
+    names.insert(p["name"].get<std::string>());
+    for (const char* k : {"id", "name", "ip", "dns_label", "user_id", "os", "country_code",
+                          "city_name", "geoname_id", "connected", "last_seen"})
+      CHECK_MESSAGE(p.contains(k), k);
+  }
+  CHECK(names == std::set<std::string>{"beta", "gamma"});
+  // Without a policy: nobody.
+  for (const auto& p : api.get("/api/policies").body)
+    REQUIRE(api.del("/api/policies/" + p["id"].get<std::string>()).status == 200);
+  CHECK(api.get("/api/peers/" + pa.id + "/accessible-peers").body == json::array());
+  check_rest_error(api.get("/api/peers/nope/accessible-peers"), 404, "peer not found");
+  check_rest_error(api.call("POST", "/api/peers/" + pa.id + "/accessible-peers", "{}"), 405,
+                   "method not allowed");
+  auto other = s.admin("account create --domain other.example");
+  rest_client stranger{s.api_port, "Token " + field(other, "personal_access_token")};
+  check_rest_error(stranger.get("/api/peers/" + pa.id + "/accessible-peers"), 404,
+                   "peer not found");
+
+  // No GeoNames database: NetBird's 412.
+  check_rest_error(api.get("/api/locations/countries"), 412,
+                   "Geo location database is not initialized");
+  check_rest_error(api.get("/api/locations/countries/DE/cities"), 412,
+                   "Geo location database is not initialized. Check the self-hosted Geo "
+                   "database documentation at https://docs.netbird.io/selfhosted/geo-support");
+  // A tiny one of our own, in NetBird's shape, found at the next start.
+  {
+    soci::session sql;
+    storage::open_session(sql, {storage::engine::sqlite, s.dir + "/geonames_20240305.db", 1});
+    sql << "CREATE TABLE geonames (geoname_id TEXT, locale_code TEXT, continent_code TEXT, "
+           "continent_name TEXT, country_iso_code TEXT, country_name TEXT, "
+           "subdivision_1_iso_code TEXT, subdivision_1_name TEXT, subdivision_2_iso_code TEXT, "
+           "subdivision_2_name TEXT, city_name TEXT, metro_code TEXT, time_zone TEXT, "
+           "is_in_european_union TEXT)";
+    sql << "INSERT INTO geonames (geoname_id, country_iso_code, country_name, city_name) VALUES "
+           "('2950159', 'DE', 'Germany', 'Berlin'), ('2867714', 'DE', 'Germany', 'Munich'), "
+           "('2950160', 'DE', 'Germany', 'Berlin'), ('2643743', 'GB', 'United Kingdom', "
+           "'London'), ('3017382', 'FR', 'France', '')";
+  }
+  s.stop();
+  s.start();
+  api.port = stranger.port = s.api_port;
+  auto countries = api.get("/api/locations/countries");
+  REQUIRE(countries.status == 200);
+  CHECK(countries.body == json::parse(R"([{"country_name":"France","country_code":"FR"},
+      {"country_name":"Germany","country_code":"DE"},
+      {"country_name":"United Kingdom","country_code":"GB"}])"));
+  auto cities = api.get("/api/locations/countries/DE/cities");
+  REQUIRE(cities.status == 200);
+  CHECK(cities.body == json::parse(R"([{"city_name":"Berlin","geoname_id":2950159},
+      {"city_name":"Munich","geoname_id":2867714}])"));
+  // As NetBird's query: a row without a city is listed as it is; a country without rows is empty.
+  CHECK(api.get("/api/locations/countries/FR/cities").body ==
+        json::parse(R"([{"city_name":"","geoname_id":3017382}])"));
+  CHECK(api.get("/api/locations/countries/IT/cities").body == json::array());
+  check_rest_error(api.get("/api/locations/countries/DEU/cities"), 422, "invalid country code");
+  check_rest_error(api.get("/api/locations/countries/1x/cities"), 422, "invalid country code");
+  check_rest_error(api.get("/api/locations/nope"), 404, "not found");
+  // Any user of an account may list them (NetBird asks no permission).
+  CHECK(stranger.get("/api/locations/countries").status == 200);
+}
