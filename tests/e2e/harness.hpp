@@ -171,6 +171,8 @@ struct server {
     // Changes made through the admin subcommands (another process) reach live streams when the
     // server polls the accounts' serials; keep that quick in tests.
     ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 1);
+    // Many test servers run at once: each inspector on a port of its own (datadir/inspector.addr).
+    ::setenv("NBM_INSPECTOR_ADDR", "127.0.0.1:0", 0);
     if (kind == storage::engine::postgres) {
       ::setenv("NETBIRD_STORE_ENGINE", "postgres", 1);
       ::setenv("NB_STORE_ENGINE_POSTGRES_DSN", db.target.c_str(), 1);
