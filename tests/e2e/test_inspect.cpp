@@ -149,8 +149,18 @@ TEST_CASE("inspect: every command's one-shot JSON describes the live server") {
     CHECK(a["connected_peers"] == json::array({std::min(t.ida, t.idb), std::max(t.ida, t.idb)}));
     CHECK(a["pending_changes"] == 0);
     CHECK(a["pending_registrations"] == 0);
-    // beta's arrival fanned out to alpha: one map, computed in a measured time
-    CHECK(a["last_fanout_us"].get<std::int64_t>() >= 0);
+    // A change (a new group, made by another process): the account fans out, timed.
+    s.admin("group create --account " + s.account + " --name inspected");
+    json after;
+    REQUIRE(eventually(
+        [&] {
+          after = inspect(s, "account " + s.account);
+          return after["last_fanout_us"].get<std::int64_t>() >= 0;
+        },
+        10000ms));
+    CHECK(after["serial"].get<std::int64_t>() > a["serial"].get<std::int64_t>());
+    CHECK(after["counters"]["changes"].get<std::uint64_t>() >
+          a["counters"]["changes"].get<std::uint64_t>());
   }
   { // replicas: this replica, the peers whose sessions it holds
     const auto r = inspect(s, "replicas");
@@ -256,7 +266,7 @@ TEST_CASE("inspect: the console in tmux, as a person types it") {
   auto shows = [&](const std::string& text, std::chrono::milliseconds limit = 5000ms) {
     return eventually([&] { return screen().find(text) != std::string::npos; }, limit);
   };
-  REQUIRE(shows("inspect> "));
+  REQUIRE(shows("inspect>"));
   // Completion of a command: "rep" Tab -> "replicas".
   keys("C-l rep Tab");
   CHECK(shows("inspect> replicas"));
@@ -279,7 +289,7 @@ TEST_CASE("inspect: the console in tmux, as a person types it") {
   keys("C-l 'watch overview' Enter");
   CHECK(shows("(Ctrl-C stops)"));
   keys("C-c");
-  CHECK(shows("inspect> "));
+  CHECK(shows("inspect>"));
   keys("C-l help Enter");
   CHECK(shows("trace <peer>"));
   keys("quit Enter");
