@@ -86,6 +86,9 @@ struct account_state {
   // The meta a Sync brought, by peer id: into memory and the store once its session landed.
   std::unordered_map<std::string, core::peer_meta> pending_meta;
   std::mt19937_64 rng{std::random_device{}()};
+  // For the inspector: how long the last fan-out took (maps computed) and how many maps it sent.
+  std::int64_t last_fanout_us = -1;
+  std::uint64_t last_fanout_maps = 0;
   static inline const char* name = "account_actor";
 };
 
@@ -242,6 +245,8 @@ void fan_out(account_ptr_t self) {
     update_record(st);
     return;
   }
+  const auto started = std::chrono::steady_clock::now();
+  const auto sent_before = st.rec.maps_sent;
   const auto ch = current_change(st);
   const auto& view = *ch->view;
   for (auto it = st.sessions.begin(); it != st.sessions.end();) {
@@ -274,6 +279,10 @@ void fan_out(account_ptr_t self) {
     }
     ++it;
   }
+  st.last_fanout_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+  st.last_fanout_maps = st.rec.maps_sent - sent_before;
   update_record(st);
 }
 
@@ -883,6 +892,13 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         put_record(s, self->state.rec);
         s.counters["notes"] = self->state.notes;
         s.counters["notes_applied"] = self->state.notes_applied;
+        // For the inspector (`account`): the last fan-out and the changes not yet fanned out.
+        const auto& st = self->state;
+        s.gauges["last_fanout_us"] = st.last_fanout_us;
+        s.gauges["last_fanout_maps"] = static_cast<std::int64_t>(st.last_fanout_maps);
+        s.gauges["pending_changes"] = (st.working || st.flush_scheduled) ? 1 : 0;
+        s.gauges["pending_registrations"] = static_cast<std::int64_t>(st.registrations.size());
+        s.gauges["pending_meta"] = static_cast<std::int64_t>(st.pending_meta.size());
         return s;
       },
   };

@@ -1,6 +1,7 @@
 #include "actors/peer_actor.hpp"
 
 #include "actors/account_actor.hpp"
+#include "actors/msg_ring.hpp"
 #include "core/fence.hpp"
 
 #include <caf/all.hpp>
@@ -19,6 +20,9 @@ struct peer_state {
   session_observer observer;
   account_actor account;        // may be invalid (tests without maps)
   std::uint64_t superseded = 0; // streams ended by a newer session on another replica
+  // For the inspector: the last messages handled (no allocation, no lock) and the last map sent.
+  msg_ring<16> ring;
+  std::uint64_t last_map_serial = 0, last_map_peers = 0, last_map_rules = 0;
   static inline const char* name = "peer_actor";
 };
 
@@ -42,12 +46,15 @@ caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token to
       .then(
           [self, rp, token, connected, ip](bool landed) mutable {
             auto& st = self->state;
+            st.ring.note(landed ? ring_event::landed : ring_event::not_landed, token);
             if (landed) {
               ++st.rec.landed;
               // The session is ours in the database too: its stream gets maps from now on (unless
               // it already ended, or a newer one took over while the write was in flight).
-              if (connected && st.rec.token == token && st.sink && st.account)
+              if (connected && st.rec.token == token && st.sink && st.account) {
+                st.ring.note(ring_event::attach, token);
                 self->send(st.account, attach_atom::value, st.rec.peer_id, token, peer_actor{self});
+              }
               if (st.observer)
                 self->send(st.observer, landed_atom::value,
                            session_event{st.rec.account_id, st.rec.peer_id, token, connected, ip});
@@ -85,6 +92,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
   return {
       [self](connect_atom, session_token token, sink_ptr& sink) -> caf::result<bool> {
         auto& st = self->state;
+        st.ring.note(ring_event::connect, token);
         if (!core::connect_wins(st.rec.token, token)) {
           ++st.rec.dropped;
           return false;
@@ -98,6 +106,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       },
       [self](disconn_atom, session_token token) -> caf::result<bool> {
         auto& st = self->state;
+        st.ring.note(ring_event::disconnect, token);
         if (!core::disconnect_owns(st.rec.token, token)) {
           ++st.rec.dropped;
           return false;
@@ -110,6 +119,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       },
       [self](retry_atom, session_token token) {
         auto& st = self->state;
+        st.ring.note(ring_event::retry, token);
         if (st.rec.token != 0)
           return; // a newer session: its fenced connect supersedes this one in the store
         storage::status_write w{st.rec.account_id, st.rec.peer_id, token,
@@ -140,14 +150,29 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         auto s = status_of(self, "peer", r.peer_id);
         put_record(s, r);
         s.counters["superseded"] = self->state.superseded;
+        // For the inspector (`peer`, `trace`): what it handled last and the last map it sent.
+        const auto& st = self->state;
+        s.labels["ring"] = st.ring.render();
+        s.counters["handled"] = st.ring.seq();
+        s.gauges["last_map_serial"] = static_cast<std::int64_t>(st.last_map_serial);
+        s.gauges["last_map_peers"] = static_cast<std::int64_t>(st.last_map_peers);
+        s.gauges["last_map_rules"] = static_cast<std::int64_t>(st.last_map_rules);
         return s;
       },
       [self](map_atom, session_token token, const map_update_ptr& update, bool initial) {
         auto& st = self->state;
-        if (token == st.rec.token && st.sink)
+        if (token == st.rec.token && st.sink) {
+          st.ring.note(ring_event::map, token, update->map.serial);
+          st.last_map_serial = update->map.serial;
+          st.last_map_peers = update->map.remote_peers.size() + update->map.offline_peers.size();
+          st.last_map_rules = update->map.firewall_rules.size();
           st.sink->deliver(update, initial);
+        } else {
+          st.ring.note(ring_event::map_stale, token, update->map.serial);
+        }
       },
       [self](close_atom, const std::string& reason) {
+        self->state.ring.note(ring_event::close, self->state.rec.token);
         if (auto sink = std::exchange(self->state.sink, nullptr))
           sink->close(reason);
       },

@@ -5,13 +5,19 @@ pkgs=(meson ninja-build pkg-config g++ python3
   libcaf-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libsoci-dev libboost-dev libpq-dev libsqlite3-dev sqlite3 postgresql
   libyaml-cpp-dev doctest-dev libsodium-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev)
+  libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev
+  libreadline-dev)
+# libreadline-dev: `netbird-mgmt inspect`'s console (line editing, history, completion). GNU
+# readline rather than libedit: its completion API (rl_completion_matches, the attempted-completion
+# hook) is the one both document, Debian 12 builds bash against it (libreadline8 is on every
+# system already), and libedit's readline emulation differs in completion details.
 # With --test, also what the sanitizer and fuzzing build of scripts/test.sh needs
 # (scripts/sanitize.sh): clang with its sanitizer and libFuzzer runtimes, without the recommended
 # LLVM development packages. Running the server needs none of it.
 san_pkgs=()
 # pebble (with pebble-challtestsrv): the private ACME CA the Let's Encrypt tests issue from.
-[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev pebble)
+# tmux: the inspector console's e2e test drives it as a person would (send-keys, capture-pane).
+[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev pebble tmux)
 missing=(); san_missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,12 +3,17 @@
 #include "config/logging.hpp"
 #include "server/admin.hpp"
 #include "server/cli.hpp"
+#include "server/inspect_client.hpp"
 #include "server/run.hpp"
 
 #include <csignal>
 #include <iostream>
+#include <string>
 
 int main(int argc, char** argv) {
+  // `netbird-mgmt inspect`: the console, a client of a running server (its own flags, Ctrl-C).
+  if (argc > 1 && std::string(argv[1]) == "inspect")
+    return nbm::server::run_inspect(argc - 1, argv + 1);
   // Block the stop signals (and SIGHUP, the reload) before any thread exists, so only
   // run_management's sigtimedwait sees them.
   sigset_t set;

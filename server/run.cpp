@@ -17,6 +17,7 @@
 #include "geo/geo.hpp"
 #include "server/cli.hpp"
 #include "server/front_door.hpp"
+#include "server/inspector_listener.hpp"
 #include "server/letsencrypt.hpp"
 #include "server/protobuf_log.hpp"
 #include "server/tls_context.hpp"
@@ -37,6 +38,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 
@@ -292,6 +294,24 @@ static long long count_accounts(storage::database& database) {
   }
 }
 
+// This replica's id for the inspector: NBM_REPLICA_ID, else host name and process id.
+static std::string replica_id() {
+  if (const char* id = std::getenv("NBM_REPLICA_ID"); id && *id)
+    return id;
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(::getpid());
+}
+
+// Where `netbird-mgmt inspect` finds the endpoint (the port may have been chosen by the system).
+static void write_inspector_address(const std::string& datadir, const std::string& address) {
+  const auto path = std::filesystem::path(datadir) / "inspector.addr";
+  std::ofstream out(path, std::ios::trunc);
+  out << address << "\n";
+  if (!out)
+    spdlog::warn("inspector: cannot write {}", path.string());
+}
+
 int run_management(const management_options& opts, config::management_config cfg) {
   apply_flags(opts, cfg);
   route_protobuf_logs();
@@ -482,6 +502,46 @@ int run_management(const management_options& opts, config::management_config cfg
       exit_code = 1;
     } else
       spdlog::info("metrics on port {} under /metrics", metrics.port());
+    // The inspector console's endpoint (netbird-mgmt inspect): loopback unless NBM_INSPECTOR_ADDR
+    // says otherwise, "off" turns it off; the token stays in the datadir.
+    std::unique_ptr<inspector_listener> inspect_door;
+    if (const auto where = inspector_address_from_env(); !where.empty() && metrics_ok) {
+      actors::inspector_config ic;
+      ic.directory = directory;
+      ic.others = {{"expiry", expiry}, {"geo", observer}, {"session_observer", observers}};
+      ic.replica_id = replica_id();
+      auto inspector = actors::spawn_inspector(sys, ic);
+      try {
+        inspect_door =
+            std::make_unique<inspector_listener>(sys, inspector, inspector_token(cfg.datadir));
+      } catch (const std::exception& e) {
+        spdlog::error("inspector: {}", e.what());
+        exit_code = 1;
+        metrics_ok = false;
+      }
+      if (inspect_door) {
+        if (std::string why; !inspect_door->start(where, why)) {
+          // An address the operator set must work; the default one may be taken by another
+          // server on this host: then this one runs without a console.
+          if (std::getenv("NBM_INSPECTOR_ADDR")) {
+            spdlog::error("cannot listen on {} for the inspector (NBM_INSPECTOR_ADDR; off turns "
+                          "it off): {}",
+                          where, why);
+            exit_code = 1;
+            metrics_ok = false;
+          } else {
+            spdlog::warn("inspector: cannot listen on {} ({}): no console (set "
+                         "NBM_INSPECTOR_ADDR)",
+                         where, why);
+          }
+          inspect_door.reset();
+        } else {
+          write_inspector_address(cfg.datadir, inspect_door->bound());
+          spdlog::info("inspector on {} (netbird-mgmt inspect --datadir {})", inspect_door->bound(),
+                       cfg.datadir);
+        }
+      }
+    }
     api::grpc_deps deps;
     // Every wire request waits this long at most for the actors; then it answers UNAVAILABLE (the
     // client retries) instead of hanging.

@@ -170,6 +170,8 @@ struct server {
     // server polls the accounts' serials; keep that quick in tests (unless the test chose a poll:
     // the cluster tests show that replicas need none).
     ::setenv("NBM_ACCOUNT_POLL_INTERVAL_MS", "200", 0);
+    // Many test servers run at once: each inspector on a port of its own (datadir/inspector.addr).
+    ::setenv("NBM_INSPECTOR_ADDR", "127.0.0.1:0", 0);
     if (kind == storage::engine::postgres) {
       ::setenv("NETBIRD_STORE_ENGINE", "postgres", 1);
       ::setenv("NB_STORE_ENGINE_POSTGRES_DSN", db.target.c_str(), 1);

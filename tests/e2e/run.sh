@@ -6,6 +6,8 @@ cd "$(dirname "$0")/../.."
 bin=${NBM_BIN:-build/server/netbird-mgmt}
 fixtures=tests/fixtures # ours: nothing outside the repository is read
 work=$(mktemp -d /tmp/nbm-e2e.XXXXXX)
+# Servers of other runs may be up: each inspector on a port of its own.
+export NBM_INSPECTOR_ADDR=127.0.0.1:0
 trap 'rm -rf "$work"' EXIT
 pass=0; fail=0
 ok() { pass=$((pass + 1)); echo "  ok   $1"; }
@@ -42,7 +44,7 @@ if [ $rc -eq 0 ] && [ -x "$work/inst$prefix/bin/netbird-mgmt" ] && grep -q "^Exe
   cmp -s deploy/management.json "$work/inst$prefix/share/netbird-mgmt/management.json"; then
   ok "meson install: binary, systemd unit, example config"; else bad "meson install (rc=$rc, prefix=$prefix)" "$out"; fi
 pkgs=$(scripts/runtime-packages.sh "$bin" 2>&1); rc=$?
-if [ $rc -eq 0 ] && grep -qx "libsoci-core4.0" <<<"$pkgs" && grep -qx "libgrpc++1.51" <<<"$pkgs" && ! grep -q -- "-dev$" <<<"$pkgs"; then
+if [ $rc -eq 0 ] && grep -qx "libsoci-core4.0" <<<"$pkgs" && grep -qx "libgrpc++1.51" <<<"$pkgs" && grep -qx "libreadline8" <<<"$pkgs" && ! grep -q -- "-dev$" <<<"$pkgs"; then
   ok "runtime-packages.sh lists the runtime packages the image installs"; else bad "runtime-packages.sh (rc=$rc)" "$pkgs"; fi
 
 # bad flags: error + usage on stderr, non-zero exit
