@@ -29,10 +29,10 @@ struct loader_config {
   // NetBird's single-account mode (decided at start-up: --single-account-mode-domain set and at
   // most one account in the store): a new IdP user joins the one account (as a user with role
   // "user") instead of getting one of its own. "" = off.
-  std::string single_account_domain;
+  std::string single_account_domain{};
   // NetBird's activity store (storage/event_store): committed changes, registrations and first
   // logins are recorded there, in order, by one store worker of its own. None: nothing recorded.
-  std::optional<storage::db_options> events_db;
+  std::optional<storage::db_options> events_db{};
   std::string dns_domain = "netbird.selfhosted"; // --dns-domain, for the events' fqdn metas
 };
 

@@ -36,7 +36,7 @@ struct expiry_config {
   peer_directory directory; // may be set later (dir_atom)
   // NetBird's activity store: expirations (PeerLoginExpired) and ephemeral deletions
   // (PeerRemovedByUser by "sys") are recorded there. None: not recorded.
-  std::optional<storage::db_options> events_db;
+  std::optional<storage::db_options> events_db{};
   std::string dns_domain = "netbird.selfhosted";
 };
 

@@ -512,47 +512,46 @@ private:
       m.histogram.sample_sum = static_cast<double>(c.counter("lag_sum_ms"));
       h.metric.push_back(std::move(m));
       out.push_back(std::move(h));
-      if (has("replica")) {
-        std::string id;
-        for (const auto& a : sample.answers)
-          if (a.kind == "replica")
-            id = a.label("replica");
-        out.push_back(labelled("nbm_replica_info",
-                               "This replica's id (PostgreSQL replica liveness)", MetricType::Gauge,
-                               {{{{"replica", id}}, 1.0}}));
-        out.push_back(single("nbm_replica_lease_held",
-                             "1 while this replica's last heartbeat is within the lease",
-                             MetricType::Gauge, gauge("replica", "lease_held")));
-        out.push_back(single("nbm_replica_lease_seconds", "The lease a silent replica is given",
-                             MetricType::Gauge, gauge("replica", "lease_ms") / 1000.0));
-        out.push_back(single("nbm_replica_heartbeat_age_seconds",
-                             "Time since this replica's last heartbeat landed", MetricType::Gauge,
-                             gauge("replica", "heartbeat_age_ms") / 1000.0));
-        out.push_back(single("nbm_replica_peers_held",
-                             "Sessions the store records as this replica's and still shows",
-                             MetricType::Gauge, gauge("replica", "peers_held")));
-        out.push_back(single("nbm_replicas_alive", "Replicas heartbeating within the lease",
-                             MetricType::Gauge, gauge("replica", "replicas_alive")));
-        out.push_back(single("nbm_replicas_declared_dead_total",
-                             "Replicas this one declared dead (and ended the sessions of)",
-                             MetricType::Counter, count("replica", "replicas_declared_dead")));
-        out.push_back(single("nbm_replica_sessions_ended_total",
-                             "Sessions of dead replicas this one ended with fenced disconnects",
-                             MetricType::Counter, count("replica", "sessions_ended")));
-        out.push_back(single("nbm_replica_lease_lost_total",
-                             "Times this replica found itself declared dead and closed its streams",
-                             MetricType::Counter, count("replica", "lease_lost")));
-      }
     }
+    if (has("replica")) {
+      std::string id;
+      for (const auto& a : sample.answers)
+        if (a.kind == "replica")
+          id = a.label("replica");
+      out.push_back(labelled("nbm_replica_info", "This replica's id (PostgreSQL replica liveness)",
+                             MetricType::Gauge, {{{{"replica", id}}, 1.0}}));
+      out.push_back(single("nbm_replica_lease_held",
+                           "1 while this replica's last heartbeat is within the lease",
+                           MetricType::Gauge, gauge("replica", "lease_held")));
+      out.push_back(single("nbm_replica_lease_seconds", "The lease a silent replica is given",
+                           MetricType::Gauge, gauge("replica", "lease_ms") / 1000.0));
+      out.push_back(single("nbm_replica_heartbeat_age_seconds",
+                           "Time since this replica's last heartbeat landed", MetricType::Gauge,
+                           gauge("replica", "heartbeat_age_ms") / 1000.0));
+      out.push_back(single("nbm_replica_peers_held",
+                           "Sessions the store records as this replica's and still shows",
+                           MetricType::Gauge, gauge("replica", "peers_held")));
+      out.push_back(single("nbm_replicas_alive", "Replicas heartbeating within the lease",
+                           MetricType::Gauge, gauge("replica", "replicas_alive")));
+      out.push_back(single("nbm_replicas_declared_dead_total",
+                           "Replicas this one declared dead (and ended the sessions of)",
+                           MetricType::Counter, count("replica", "replicas_declared_dead")));
+      out.push_back(single("nbm_replica_sessions_ended_total",
+                           "Sessions of dead replicas this one ended with fenced disconnects",
+                           MetricType::Counter, count("replica", "sessions_ended")));
+      out.push_back(single("nbm_replica_lease_lost_total",
+                           "Times this replica found itself declared dead and closed its streams",
+                           MetricType::Counter, count("replica", "lease_lost")));
+    }
+  }
 
-    caf::actor_system& sys_;
-    sources src_;
-  };
+  caf::actor_system& sys_;
+  sources src_;
+};
 
 } // namespace
 
-std::string
-endpoint_of(const std::string& path) {
+std::string endpoint_of(const std::string& path) {
   std::vector<std::string> segs;
   std::size_t i = 1;
   if (path.empty() || path[0] != '/')
