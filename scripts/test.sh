@@ -11,6 +11,7 @@ if [ -z "${NBM_TEST_PG_DSN:-}" ]; then
   exec scripts/pg_throwaway.sh "$0" "$@"
 fi
 export NBM_REQUIRE_PG=1
+export NBM_REQUIRE_TMUX=1 # install-deps.sh --test installs tmux: the console test must run
 export NBM_TEST_TMPDIR=$(mktemp -d /tmp/nbm-tests.XXXXXX)
 trap 'rm -rf "$NBM_TEST_TMPDIR"' EXIT
 passed=0; failed=0; broken=()
