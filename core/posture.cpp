@@ -22,18 +22,22 @@ struct jvalue {
   bool b = false;
   std::string s; // string, or a number's text
   std::vector<jvalue> items;
-  std::vector<std::pair<std::string, jvalue>> fields;
+  // An object's members as two parallel lists: a pair of a key and an incomplete jvalue would not
+  // compile with clang's view of libstdc++ (a vector of jvalue may hold an incomplete type).
+  std::vector<std::string> keys;
+  std::vector<jvalue> values;
 
   // Go's encoding/json matches keys case-insensitively.
   const jvalue* get(std::string_view key) const {
     if (kind != object)
       return nullptr;
-    for (const auto& [k, v] : fields)
-      if (k.size() == key.size() &&
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (const auto& k = keys[i];
+          k.size() == key.size() &&
           std::equal(k.begin(), k.end(), key.begin(), [](unsigned char x, unsigned char y) {
             return std::tolower(x) == std::tolower(y);
           }))
-        return &v;
+        return &values[i];
     return nullptr;
   }
   std::string str(std::string_view key) const {
@@ -127,7 +131,8 @@ struct reader {
           auto x = value();
           if (!x)
             return std::nullopt;
-          v.fields.emplace_back(std::move(*k), std::move(*x));
+          v.keys.push_back(std::move(*k));
+          v.values.push_back(std::move(*x));
           ws();
           if (i < t.size() && t[i] == ',') {
             ++i;
