@@ -27,7 +27,8 @@ double now_unix() {
 // ---- account_actor ---------------------------------------------------------------------------
 
 // gRPC status codes (kept numeric: no gRPC in actors/).
-constexpr int not_found = 5, permission_denied = 7, failed_precondition = 9, internal = 13;
+constexpr int not_found = 5, permission_denied = 7, failed_precondition = 9, internal = 13,
+              unavailable = 14;
 
 // Registrations that queued up while one batch was written go to the store together, at most this
 // many per transaction; a registration that keeps conflicting with other replicas gives up after
@@ -579,6 +580,78 @@ sync_verdict sync_verdict_of(account_ptr_t self, const std::string& peer_id, con
   return v;
 }
 
+// A deleted peer out of the account in memory: its groups, the indexes (the directory forgets its
+// key), the meta it brought; its stream ends now, the others' maps lose it at the next fan-out.
+void drop_peer(account_ptr_t self, const std::string& peer_id) {
+  auto& st = self->state;
+  auto& a = mutable_account(st);
+  a.peers.erase(a.peers.begin() + static_cast<std::ptrdiff_t>(st.pos_by_id[peer_id]));
+  for (auto& g : a.groups)
+    g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), peer_id), g.peers.end());
+  rebuild_indexes(st);
+  st.pending_meta.erase(peer_id);
+  if (auto it = st.sessions.find(peer_id); it != st.sessions.end()) {
+    self->send(it->second.peer, close_atom::value, std::string("peer deleted"));
+    st.sessions.erase(it);
+  }
+  schedule_flush(self);
+}
+
+// Logout (NetBird deletes the peer): its store worker deletes it, then memory follows before any
+// other message of this account is handled (await); the other replicas read exactly that peer.
+void logout(account_ptr_t self, caf::typed_response_promise<peer_view> rp,
+            const std::string& peer_id, const std::string& wg_key) {
+  auto& st = self->state;
+  const auto* p = find_peer(st, peer_id);
+  if (!p) {
+    rp.deliver(fail(not_found, "peer not found: " + core::clip(wg_key, 44)));
+    return;
+  }
+  peer_view v;
+  v.peer = *p;
+  self->request(st.loader, caf::infinite, logout_atom::value, *p)
+      .await(
+          [self, rp, v, wg_key](logout_outcome& out) mutable {
+            auto& st = self->state;
+            if (out.failure == store_failure::unavailable) {
+              rp.deliver(fail(unavailable, "the store is unavailable, please try again later"));
+              return;
+            }
+            if (out.failure != store_failure::none) { // the worker logged it
+              rp.deliver(fail(internal, "failed handling request"));
+              return;
+            }
+            const auto ours = current(st).net.serial;
+            if (find_peer(st, v.peer.id))
+              drop_peer(self, v.peer.id);
+            if (!out.deleted) { // gone meanwhile (another replica deleted it)
+              if (st.flight)
+                st.polled_serial = std::max(st.polled_serial, out.serial_after);
+              else if (out.serial_after > ours)
+                reload(self);
+              rp.deliver(fail(not_found, "peer not found: " + core::clip(wg_key, 44)));
+              return;
+            }
+            spdlog::info("peer {} of account {} logged out and deleted", v.peer.id,
+                         st.rec.account_id);
+            // As a REST delete: the others read that peer (gone) and the groups again.
+            core::account_note n;
+            n.serial = out.serial_after;
+            n.moved = 1;
+            n.peers.push_back(v.peer.id);
+            n.parts = storage::account_store::part_groups;
+            publish(st, std::move(n));
+            if (st.flight) // the batch's outcome decides whether to read again; this write counts
+              st.polled_serial = std::max(st.polled_serial, out.serial_after);
+            else if (out.serial_after == ours + 1)
+              mutable_account(st).net.serial = out.serial_after; // ours alone: nothing to read
+            else if (out.serial_after > ours)
+              reload(self); // someone else wrote too: their change comes with a full read
+            rp.deliver(std::move(v));
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
 // Another replica committed a write to this account: applied exactly when it is the one write
 // since the serial held here (its parts and peers read again), else the whole account is read.
 void on_note(account_ptr_t self, core::account_note note) {
@@ -777,17 +850,31 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         auto& st = self->state;
         if (!find_peer(st, peer_id))
           return;
-        // Deleted here (expiry, logout): the serial it left is not known, the others read the
+        // Deleted here (the expiry): the serial it left is not known, the others read the
         // account again.
         core::account_note n;
         n.peers.push_back(peer_id);
         publish(st, std::move(n));
-        auto& a = mutable_account(st);
-        a.peers.erase(a.peers.begin() + static_cast<std::ptrdiff_t>(st.pos_by_id[peer_id]));
-        for (auto& g : a.groups)
-          g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), peer_id), g.peers.end());
-        rebuild_indexes(st);
-        schedule_flush(self);
+        drop_peer(self, peer_id);
+      },
+      [self](logout_atom, const std::string& peer_id,
+             const std::string& wg_key) -> caf::result<peer_view> {
+        auto rp = self->make_response_promise<peer_view>();
+        if (find_peer(self->state, peer_id)) {
+          logout(self, rp, peer_id, wg_key);
+          return rp;
+        }
+        // Not in memory: another replica may have registered it a moment ago.
+        self->request(self->state.loader, caf::infinite, load_atom::value,
+                      self->state.rec.account_id)
+            .await(
+                [self, rp, peer_id, wg_key](const account_ptr& acc) mutable {
+                  ++self->state.rec.reloads;
+                  adopt(self, acc);
+                  logout(self, rp, peer_id, wg_key);
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
       },
       [self](serial_atom, std::uint64_t serial) {
         auto& st = self->state;

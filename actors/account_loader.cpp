@@ -1,6 +1,5 @@
 #include "actors/account_loader.hpp"
 
-#include "actors/store_worker.hpp"
 #include "core/activity.hpp"
 #include "core/registration.hpp"
 #include "storage/account_store.hpp"
@@ -269,6 +268,22 @@ struct meta_job : store_job {
   }
 };
 
+// Logout: NetBird's DeletePeer in one transaction; a dropped session rolled it back, so it may run
+// again (then it finds the peer gone only if the first attempt committed: `deleted` false).
+struct logout_job : store_job {
+  core::peer peer;
+  logout_outcome out;
+  explicit logout_job(core::peer p) : peer(std::move(p)) {}
+  std::string what() const override {
+    return "deleting peer " + peer.id + " of account " + peer.account_id + " (logout)";
+  }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    out.deleted =
+        storage::admin_store(sql, kind).delete_peer(peer.account_id, peer.id, &out.serial_after);
+  }
+};
+
 // Another replica's write (a cluster note): the parts it names and the peers it lists read again
 // into a copy of the account; everything when the store's serial is not the note's (another write
 // came too). Null: the account is gone.
@@ -367,20 +382,6 @@ struct list_events_job : store_job {
 };
 
 // ---- the loader -------------------------------------------------------------------------------
-
-struct loader_state {
-  loader_config cfg;
-  std::vector<store_worker> workers;
-  std::optional<store_worker> events; // the activity log's database (none: not recorded)
-  loader_state_record rec;
-  std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
-  bool ticking = false;
-  bool polling = false;
-  bool poll_again = false;
-  std::uint64_t polls = 0;
-  std::uint64_t resyncs = 0; // serial checks asked for (the cluster channel reconnected)
-  static inline const char* name = "account_loader";
-};
 
 using loader_ptr = account_loader::stateful_pointer<loader_state>;
 
@@ -655,6 +656,28 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
           else
             rp.deliver(true);
         });
+        return rp;
+      },
+      [self](logout_atom, core::peer& peer) -> caf::result<logout_outcome> {
+        auto rp = self->make_response_promise<logout_outcome>();
+        const auto account_id = peer.account_id;
+        dispatch(self, account_id, std::make_shared<logout_job>(std::move(peer)),
+                 [self, rp](logout_job& j) mutable {
+                   j.out.failure = j.failure;
+                   if (j.failure == store_failure::none && j.out.deleted) {
+                     // NetBird's DeletePeer: PeerRemovedByUser, the peer's user (else the
+                     // system) as the initiator.
+                     const auto& p = j.peer;
+                     auto e = user_event(core::activity::peer_removed_by_user,
+                                         p.user_id.empty()
+                                             ? std::string(core::activity::system_initiator)
+                                             : p.user_id,
+                                         p.id, p.account_id);
+                     e.m = core::activity::peer_event_meta(p, self->state.cfg.dns_domain);
+                     record(self, {std::move(e)});
+                   }
+                   rp.deliver(std::move(j.out));
+                 });
         return rp;
       },
       [self](poll_atom) {

@@ -6,14 +6,18 @@
 #pragma once
 
 #include "actors/interfaces.hpp"
+#include "actors/store_worker.hpp"
 #include "storage/database.hpp"
 
 #include <caf/fwd.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace nbm::actors {
 
@@ -34,6 +38,21 @@ struct loader_config {
   // logins are recorded there, in order, by one store worker of its own. None: nothing recorded.
   std::optional<storage::db_options> events_db{};
   std::string dns_domain = "netbird.selfhosted"; // --dns-domain, for the events' fqdn metas
+};
+
+// Its state (actors/account_loader.cpp has the behavior and the jobs).
+struct loader_state {
+  loader_config cfg;
+  std::vector<store_worker> workers;
+  std::optional<store_worker> events; // the activity log's database (none: not recorded)
+  loader_state_record rec;
+  std::unordered_map<std::string, std::vector<account_actor>> watched; // by account id
+  bool ticking = false;
+  bool polling = false;
+  bool poll_again = false;
+  std::uint64_t polls = 0;
+  std::uint64_t resyncs = 0; // serial checks asked for (the cluster channel reconnected)
+  static inline const char* name = "account_loader";
 };
 
 account_loader spawn_account_loader(caf::actor_system& sys, loader_config cfg);

@@ -31,48 +31,163 @@ core::unix_ns system_now() {
 // The longest a deadline timer waits: the wall clock may be set meanwhile.
 constexpr unix_ns max_timer_ns = 60LL * 1000 * 1000 * 1000;
 
-struct expiry_state {
-  expiry_config cfg;
-  core::expiry_book book;
-  expiry_state_record rec;
-  std::unique_ptr<storage::worker_session> sql;
-  std::unordered_map<std::string, std::uint64_t> serials; // as of the last derivation
-  bool armed = false;                                     // a deadline timer is pending
-  unix_ns armed_at = 0;                                   // ... for this deadline
-  std::uint64_t gen = 0;                                  // of the pending deadline timer
-  unix_ns last_sweep = 0;                                 // when every account was last derived
-  static inline const char* name = "expiry_actor";
+} // namespace
 
-  unix_ns now() const { return cfg.clock ? cfg.clock() : system_now(); }
+core::unix_ns expiry_state::now() const {
+  return cfg.clock ? cfg.clock() : system_now();
+}
 
-  storage::lifecycle_store store() {
-    if (!sql)
-      sql = std::make_unique<storage::worker_session>(cfg.db);
-    return storage::lifecycle_store(sql->get(), cfg.db.kind);
+namespace {
+
+using expiry_ptr = expiry_actor::stateful_pointer<expiry_state>;
+
+// ---- the store work, as jobs on its own store worker -------------------------------------------
+
+// Every account's serial and every candidate: what start-up and the periodic sweep derive from.
+struct derive_all_job : store_job {
+  std::vector<std::pair<std::string, std::uint64_t>> serials;
+  std::vector<core::lifecycle_facts> candidates;
+  std::string what() const override { return "expiry: deriving every schedule"; }
+  void run(soci::session& sql, storage::engine kind) override {
+    storage::lifecycle_store store(sql, kind);
+    serials = store.account_serials(); // first: a change after this read is seen next poll
+    candidates = store.candidates();
   }
-  void drop_session() {
-    if (sql)
-      sql->reset();
-  }
+};
 
-  // The activity log: a failure is logged, never retried (the expiration itself landed).
-  std::unique_ptr<storage::worker_session> events_sql;
-  void record(std::vector<core::activity::event> evs) {
-    if (!cfg.events_db || evs.empty())
-      return;
-    try {
-      if (!events_sql)
-        events_sql = std::make_unique<storage::worker_session>(*cfg.events_db);
-      storage::event_store(events_sql->get(), cfg.events_db->kind).append(evs);
-    } catch (const std::exception& e) {
-      if (events_sql)
-        events_sql->reset();
-      spdlog::error("activity log: {} events not recorded: {}", evs.size(), e.what());
+// One account's settings and candidates (none: the account is gone).
+struct derive_account_job : store_job {
+  std::string account_id;
+  std::optional<storage::account_lifecycle> out;
+  std::string what() const override { return "expiry: deriving account " + account_id; }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = storage::lifecycle_store(sql, kind).account(account_id);
+  }
+};
+
+// The accounts' serials, and the accounts whose serial moved since `known` read again.
+struct poll_job : store_job {
+  std::unordered_map<std::string, std::uint64_t> known;
+  std::vector<std::pair<std::string, std::uint64_t>> serials;
+  std::vector<std::pair<std::string, std::optional<storage::account_lifecycle>>> derived;
+  std::string what() const override { return "expiry: polling the accounts' serials"; }
+  void run(soci::session& sql, storage::engine kind) override {
+    storage::lifecycle_store store(sql, kind);
+    serials = store.account_serials();
+    derived.clear();
+    for (const auto& [id, serial] : serials) {
+      auto it = known.find(id);
+      if (it == known.end() || it->second != serial)
+        derived.emplace_back(id, store.account(id));
     }
   }
 };
 
-using expiry_ptr = expiry_actor::stateful_pointer<expiry_state>;
+// Every due deadline decided on the row as stored now, and what the rules say written through the
+// store's fence. Items are done in order; a run again after a dropped session (or a deadlock
+// PostgreSQL rolled back) goes on with the first item not done.
+struct due_job : store_job {
+  enum class result { gone, not_due, refused, expired, deleted };
+  struct outcome {
+    result r = result::gone;
+    std::optional<core::lifecycle_facts> facts; // the row as decided on (refused: as it is now)
+    std::optional<core::peer> seen;             // for the activity log, read before the write
+  };
+  std::vector<core::expiry_book::due_item> items;
+  std::vector<outcome> outcomes; // one per item done
+  unix_ns now = 0, lifetime = 0, floor = 0;
+  bool read_seen = false; // the activity log is kept: read the peer before it changes
+
+  std::string what() const override {
+    return "expiry: " + std::to_string(items.size() - outcomes.size()) + " due deadline(s)";
+  }
+  void run(soci::session& sql, storage::engine kind) override {
+    storage::lifecycle_store store(sql, kind);
+    core::expiry_book rules(lifetime);
+    rules.ephemeral_not_before(floor);
+    while (outcomes.size() < items.size())
+      outcomes.push_back(decide(sql, kind, store, rules, items[outcomes.size()]));
+  }
+  outcome decide(soci::session& sql, storage::engine kind, storage::lifecycle_store& store,
+                 const core::expiry_book& rules, const core::expiry_book::due_item& item) const {
+    outcome o;
+    auto f = store.peer(item.account_id, item.peer_id);
+    if (!f) // deleted meanwhile
+      return o;
+    const auto at = rules.due(*f, item.rule);
+    if (!at || *at > now) { // reconnected, logged in again, setting changed: not (yet) due
+      o.r = result::not_due;
+      o.facts = std::move(f);
+      return o;
+    }
+    const bool ephemeral = item.rule == lifecycle_rule::ephemeral;
+    // What the event tells of the peer (NetBird's Peer.EventMeta), read before it changes.
+    if (read_seen)
+      o.seen = storage::account_store(sql, kind).peer_by_id(item.account_id, item.peer_id);
+    const bool landed =
+        ephemeral ? store.delete_ephemeral(*f) : store.mark_login_expired(*f, item.rule);
+    if (!landed) { // the row changed between our read and the write (another replica?)
+      o.r = result::refused;
+      o.facts = store.peer(item.account_id, item.peer_id);
+      return o;
+    }
+    o.r = ephemeral ? result::deleted : result::expired;
+    o.facts = std::move(f);
+    return o;
+  }
+};
+
+// The activity log's appends, on the events database's own worker.
+struct append_events_job : store_job {
+  std::vector<core::activity::event> events;
+  std::string what() const override { return "expiry: recording activity events"; }
+  void run(soci::session& sql, storage::engine kind) override {
+    storage::event_store(sql, kind).append(events);
+  }
+};
+
+// The activity log: a failure is logged, never retried (the expiration itself landed).
+void record(expiry_ptr self, std::vector<core::activity::event> evs) {
+  auto& st = self->state;
+  if (!st.events || evs.empty())
+    return;
+  auto job = std::make_shared<append_events_job>();
+  job->events = std::move(evs);
+  self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
+      .then(
+          [job](const store_job_ptr&) {
+            if (job->failure != store_failure::none)
+              spdlog::error("activity log: {} events not recorded: {}", job->events.size(),
+                            job->error);
+          },
+          [job](caf::error& err) {
+            spdlog::error("activity log: {} events not recorded: {}", job->events.size(),
+                          caf::to_string(err));
+          });
+}
+
+// Runs `job` on the store worker and hands it to `done` once it is done (failed or not), holding
+// every other message back meanwhile (await): the book changes in mailbox order, as it did when
+// this actor ran its SQL itself.
+template <class Job, class Done>
+void run_job(expiry_ptr self, std::shared_ptr<Job> job, Done done) {
+  self->request(self->state.worker, caf::infinite, run_atom::value, store_job_ptr(job))
+      .await([job, done](const store_job_ptr&) mutable { done(*job); },
+             [job, done](caf::error& err) mutable {
+               job->failure = store_failure::failed;
+               job->error = caf::to_string(err);
+               done(*job);
+             });
+}
+
+// A failed job: counted (the worker logged the database's words).
+bool failed(expiry_state& st, const store_job& job) {
+  if (job.failure == store_failure::none)
+    return false;
+  ++st.rec.errors;
+  spdlog::warn("{} failed; tried again later", job.what());
+  return true;
+}
 
 // One pending timer, for the earliest deadline (an earlier deadline arms another; the later
 // timer then finds nothing due and arms nothing new).
@@ -95,9 +210,8 @@ void update_record(expiry_state& st) {
   st.rec.next_ns = st.book.next().value_or(0);
 }
 
-// Derives one account's schedule from the store (a missing account is forgotten).
-void derive_account(expiry_state& st, const std::string& account_id) {
-  auto a = st.store().account(account_id);
+void derive_from(expiry_state& st, const std::string& account_id,
+                 const std::optional<storage::account_lifecycle>& a) {
   if (!a)
     st.book.forget_account(account_id);
   else
@@ -105,47 +219,69 @@ void derive_account(expiry_state& st, const std::string& account_id) {
   ++st.rec.derivations;
 }
 
+// Derives one account's schedule from the store (a missing account is forgotten).
+void derive_account(expiry_ptr self, const std::string& account_id) {
+  auto job = std::make_shared<derive_account_job>();
+  job->account_id = account_id;
+  run_job(self, job, [self](derive_account_job& j) {
+    if (!failed(self->state, j))
+      derive_from(self->state, j.account_id, j.out);
+    arm(self);
+  });
+}
+
 // Derives every schedule from the store: what start-up and the periodic sweep do.
-void derive_all(expiry_state& st) {
-  auto store = st.store();
-  auto serials = store.account_serials(); // first: a change after this read is seen next poll
-  auto rows = store.candidates();
-  std::map<std::string, std::vector<core::lifecycle_facts>> by_account;
-  for (auto& f : rows)
-    by_account[f.account_id].push_back(std::move(f));
-  for (const auto& id : st.book.account_ids())
-    if (!by_account.count(id))
-      st.book.forget_account(id);
-  for (const auto& [id, peers] : by_account) {
-    st.book.derive_account(id, peers.front().settings, peers);
-    ++st.rec.derivations;
-  }
-  st.serials.clear();
-  for (const auto& [id, serial] : serials)
-    st.serials[id] = serial;
-  st.last_sweep = st.now();
+void derive_all(expiry_ptr self, bool at_start = false) {
+  run_job(self, std::make_shared<derive_all_job>(), [self, at_start](derive_all_job& j) {
+    auto& st = self->state;
+    if (!failed(st, j)) {
+      std::map<std::string, std::vector<core::lifecycle_facts>> by_account;
+      for (auto& f : j.candidates)
+        by_account[f.account_id].push_back(std::move(f));
+      for (const auto& id : st.book.account_ids())
+        if (!by_account.count(id))
+          st.book.forget_account(id);
+      for (const auto& [id, peers] : by_account) {
+        st.book.derive_account(id, peers.front().settings, peers);
+        ++st.rec.derivations;
+      }
+      st.serials.clear();
+      for (const auto& [id, serial] : j.serials)
+        st.serials[id] = serial;
+      st.last_sweep = st.now();
+      if (at_start)
+        spdlog::info("expiry: {} peer(s) of {} account(s) scheduled ({} deadlines)",
+                     st.book.peers(), st.book.accounts(), st.book.scheduled());
+    }
+    arm(self);
+  });
 }
 
 // Accounts whose serial moved since their derivation are derived again.
-void poll_serials(expiry_state& st) {
-  auto serials = st.store().account_serials();
-  std::set<std::string> present;
-  for (const auto& [id, serial] : serials) {
-    present.insert(id);
-    auto it = st.serials.find(id);
-    if (it != st.serials.end() && it->second == serial)
-      continue;
-    st.serials[id] = serial;
-    derive_account(st, id);
-  }
-  for (auto it = st.serials.begin(); it != st.serials.end();) {
-    if (!present.count(it->first)) {
-      st.book.forget_account(it->first);
-      it = st.serials.erase(it);
-    } else {
-      ++it;
+void poll_serials(expiry_ptr self) {
+  auto job = std::make_shared<poll_job>();
+  job->known = self->state.serials;
+  run_job(self, job, [self](poll_job& j) {
+    auto& st = self->state;
+    if (!failed(st, j)) {
+      for (const auto& [id, a] : j.derived)
+        derive_from(st, id, a);
+      std::set<std::string> present;
+      for (const auto& [id, serial] : j.serials) {
+        present.insert(id);
+        st.serials[id] = serial;
+      }
+      for (auto it = st.serials.begin(); it != st.serials.end();) {
+        if (!present.count(it->first)) {
+          st.book.forget_account(it->first);
+          it = st.serials.erase(it);
+        } else {
+          ++it;
+        }
+      }
     }
-  }
+    arm(self);
+  });
 }
 
 // What landed, for the actors that own the account and the peer.
@@ -189,116 +325,118 @@ void tell(expiry_ptr self, effects fx) {
   }
 }
 
-// Decides every due deadline on the row as stored now, and writes what the rules say through the
-// store's fence.
+// Decides every due deadline on the row as stored now (on the store worker), writes what the
+// rules say through the store's fence, then tells the account and peer actors what landed.
 void run_due(expiry_ptr self) {
   auto& st = self->state;
-  const unix_ns now = st.now();
-  effects fx;
-  for (const auto& item : st.book.take_due(now)) {
-    try {
-      auto store = st.store();
-      auto f = store.peer(item.account_id, item.peer_id);
-      if (!f) { // deleted meanwhile
+  auto job = std::make_shared<due_job>();
+  job->now = st.now();
+  job->items = st.book.take_due(job->now);
+  if (job->items.empty()) {
+    arm(self);
+    return;
+  }
+  job->lifetime = st.book.ephemeral_lifetime();
+  job->floor = st.ephemeral_floor;
+  job->read_seen = st.events.has_value();
+  run_job(self, job, [self](due_job& j) {
+    auto& st = self->state;
+    effects fx;
+    std::vector<core::activity::event> evs;
+    for (std::size_t i = 0; i < j.outcomes.size(); ++i) {
+      const auto& item = j.items[i];
+      auto& o = j.outcomes[i];
+      switch (o.r) {
+      case due_job::result::gone:
         st.book.forget(item.peer_id);
-        continue;
-      }
-      const auto at = st.book.due(*f, item.rule);
-      if (!at || *at > now) { // reconnected, logged in again, setting changed: not (yet) due
-        st.book.upsert(*f);
-        continue;
-      }
-      const bool ephemeral = item.rule == lifecycle_rule::ephemeral;
-      // What the event tells of the peer (NetBird's Peer.EventMeta), read before it changes.
-      std::optional<core::peer> seen;
-      if (st.cfg.events_db)
-        seen = storage::account_store(st.sql->get(), st.cfg.db.kind)
-                   .peer_by_id(item.account_id, item.peer_id);
-      const bool landed =
-          ephemeral ? store.delete_ephemeral(*f) : store.mark_login_expired(*f, item.rule);
-      if (!landed) { // the row changed between our read and the write (another replica?)
+        break;
+      case due_job::result::not_due:
+        st.book.upsert(*o.facts);
+        break;
+      case due_job::result::refused:
         ++st.rec.refused;
-        if (auto fresh = store.peer(item.account_id, item.peer_id))
-          st.book.upsert(*fresh);
+        if (o.facts)
+          st.book.upsert(*o.facts);
         else
           st.book.forget(item.peer_id);
-        continue;
-      }
-      if (ephemeral) {
+        break;
+      case due_job::result::deleted: {
         ++st.rec.deleted;
         spdlog::info("ephemeral peer {} of account {} deleted: disconnected longer than {} s",
                      item.peer_id, item.account_id, st.book.ephemeral_lifetime() / 1000000000);
         st.book.forget(item.peer_id);
         fx.deletions.emplace_back(item.account_id, item.peer_id);
-        if (seen) {
+        if (o.seen) {
           core::activity::event e;
           e.activity = core::activity::peer_removed_by_user;
           e.initiator_id = core::activity::system_initiator;
-          e.target_id = seen->id;
+          e.target_id = o.seen->id;
           e.account_id = item.account_id;
-          e.m = core::activity::peer_event_meta(*seen, st.cfg.dns_domain);
-          st.record({std::move(e)});
+          e.m = core::activity::peer_event_meta(*o.seen, st.cfg.dns_domain);
+          evs.push_back(std::move(e));
         }
-      } else {
+        break;
+      }
+      case due_job::result::expired: {
         ++st.rec.expired;
+        const char* reason =
+            item.rule == lifecycle_rule::login ? "session expiration" : "inactivity timeout";
         spdlog::info("peer {} of account {}: login expired ({})", item.peer_id, item.account_id,
-                     item.rule == lifecycle_rule::login ? "session expiration"
-                                                        : "inactivity timeout");
-        if (seen) { // NetBird's expireAndUpdatePeers
+                     reason);
+        if (o.seen) { // NetBird's expireAndUpdatePeers
           core::activity::event e;
           e.activity = core::activity::peer_login_expired;
-          e.initiator_id = seen->user_id;
-          e.target_id = seen->id;
+          e.initiator_id = o.seen->user_id;
+          e.target_id = o.seen->id;
           e.account_id = item.account_id;
-          e.m = core::activity::peer_event_meta(*seen, st.cfg.dns_domain);
-          e.m.emplace_back("reason",
-                           std::string(item.rule == lifecycle_rule::login ? "session expiration"
-                                                                          : "inactivity timeout"));
-          st.record({std::move(e)});
+          e.m = core::activity::peer_event_meta(*o.seen, st.cfg.dns_domain);
+          e.m.emplace_back("reason", std::string(reason));
+          evs.push_back(std::move(e));
         }
-        f->login_expired = true;
-        f->connected = false;
-        st.book.upsert(*f);
+        auto f = std::move(*o.facts);
+        f.login_expired = true;
+        f.connected = false;
+        st.book.upsert(f);
         fx.reload.insert(item.account_id);
+        break;
       }
-    } catch (const std::exception& e) {
-      ++st.rec.errors;
-      st.drop_session();
-      spdlog::warn("{} of peer {} failed, retrying: {}", core::to_string(item.rule), item.peer_id,
-                   e.what());
-      st.book.set_deadline(
-          item.peer_id, item.rule,
-          now +
-              std::chrono::duration_cast<std::chrono::nanoseconds>(st.cfg.retry_interval).count());
+      }
     }
-  }
-  tell(self, std::move(fx));
-}
-
-template <class F>
-void guarded(expiry_state& st, const char* what, F&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    ++st.rec.errors;
-    st.drop_session();
-    spdlog::warn("expiry: {} failed: {}", what, e.what());
-  }
+    if (j.failure != store_failure::none) {
+      // The items not done are tried again a little later (the worker logged why).
+      ++st.rec.errors;
+      const auto retry_at =
+          j.now +
+          std::chrono::duration_cast<std::chrono::nanoseconds>(st.cfg.retry_interval).count();
+      for (std::size_t i = j.outcomes.size(); i < j.items.size(); ++i) {
+        spdlog::warn("{} of peer {} failed, retrying", core::to_string(j.items[i].rule),
+                     j.items[i].peer_id);
+        st.book.set_deadline(j.items[i].peer_id, j.items[i].rule, retry_at);
+      }
+    }
+    record(self, std::move(evs));
+    tell(self, std::move(fx));
+    arm(self);
+  });
 }
 
 expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
   auto& st = self->state;
   st.book = core::expiry_book(cfg.ephemeral_lifetime_ns);
   st.cfg = std::move(cfg);
+  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached);
+  self->link_to(st.worker); // the workers live and die with it
+  if (st.cfg.events_db) {
+    st.events = spawn_store_worker(self->system(), *st.cfg.events_db, st.cfg.detached);
+    self->link_to(*st.events);
+  }
   // NetBird's loadEphemeralPeers: every ephemeral peer gets the whole lifetime from start-up (a
   // peer that could not reconnect while no server ran is not deleted on sight).
-  st.book.ephemeral_not_before(st.now() + st.book.ephemeral_lifetime());
+  st.ephemeral_floor = st.now() + st.book.ephemeral_lifetime();
+  st.book.ephemeral_not_before(st.ephemeral_floor);
   if (st.cfg.timers) {
     // Start-up: every schedule from the store, so nothing is lost across restarts.
-    guarded(st, "deriving the schedules", [&] { derive_all(st); });
-    spdlog::info("expiry: {} peer(s) of {} account(s) scheduled ({} deadlines)", st.book.peers(),
-                 st.book.accounts(), st.book.scheduled());
-    arm(self);
+    derive_all(self, true);
     const auto every =
         st.cfg.poll_interval.count() > 0 ? st.cfg.poll_interval : st.cfg.sweep_interval;
     if (every.count() > 0)
@@ -319,27 +457,21 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
         if (gen == st.gen)
           st.armed = false;
         run_due(self);
-        arm(self);
       },
       [self](derive_atom, const std::string& account_id) {
-        auto& st = self->state;
-        guarded(st, "deriving schedules", [&] {
-          if (account_id.empty())
-            derive_all(st);
-          else
-            derive_account(st, account_id);
-        });
-        arm(self);
+        if (account_id.empty())
+          derive_all(self);
+        else
+          derive_account(self, account_id);
       },
       [self](poll_atom) {
         auto& st = self->state;
         const auto sweep_ns =
             std::chrono::duration_cast<std::chrono::nanoseconds>(st.cfg.sweep_interval).count();
         if (sweep_ns > 0 && st.now() - st.last_sweep >= sweep_ns)
-          guarded(st, "the sweep", [&] { derive_all(st); });
+          derive_all(self);
         else
-          guarded(st, "the serial poll", [&] { poll_serials(st); });
-        arm(self);
+          poll_serials(self);
         if (st.cfg.timers) {
           const auto every =
               st.cfg.poll_interval.count() > 0 ? st.cfg.poll_interval : st.cfg.sweep_interval;
@@ -359,7 +491,8 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
 } // namespace
 
 expiry_actor spawn_expiry_actor(caf::actor_system& sys, expiry_config cfg) {
-  return sys.spawn<caf::detached>(expiry_impl, std::move(cfg));
+  // Never blocks itself: an ordinary actor (its store workers are the detached ones).
+  return sys.spawn(expiry_impl, std::move(cfg));
 }
 
 } // namespace nbm::actors

@@ -1,18 +1,23 @@
 // expiry_actor: login expiration, inactivity expiration and ephemeral-peer cleanup (see
-// interfaces.hpp). Detached: it reads and writes the store. The clock is injectable and its timers
-// can be switched off, so tests drive it deterministically (advance the clock, send a tick).
+// interfaces.hpp). Its reads and writes run as jobs on store workers of its own (actors/
+// store_worker); it holds its other messages while one runs, so its book changes in mailbox order.
+// The clock is injectable and its timers can be switched off, so tests drive it deterministically
+// (advance the clock, send a tick).
 #pragma once
 
 #include "actors/interfaces.hpp"
+#include "actors/store_worker.hpp"
 #include "core/expiry.hpp"
 #include "storage/database.hpp"
 
 #include <caf/fwd.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace nbm::actors {
 
@@ -38,6 +43,27 @@ struct expiry_config {
   // (PeerRemovedByUser by "sys") are recorded there. None: not recorded.
   std::optional<storage::db_options> events_db{};
   std::string dns_domain = "netbird.selfhosted";
+  // Its store workers on threads of their own (the server); tests on CAF's deterministic
+  // scheduler spawn them as ordinary actors.
+  bool detached = true;
+};
+
+// Its state (actors/expiry_actor.cpp has the behavior and the jobs).
+struct expiry_state {
+  expiry_config cfg;
+  core::expiry_book book;
+  expiry_state_record rec;
+  store_worker worker;                                    // the store
+  std::optional<store_worker> events;                     // the activity log (none: not kept)
+  std::unordered_map<std::string, std::uint64_t> serials; // as of the last derivation
+  core::unix_ns ephemeral_floor = 0; // no ephemeral deletion before (start-up + lifetime)
+  bool armed = false;                // a deadline timer is pending
+  core::unix_ns armed_at = 0;        // ... for this deadline
+  std::uint64_t gen = 0;             // of the pending deadline timer
+  core::unix_ns last_sweep = 0;      // when every account was last derived
+  static inline const char* name = "expiry_actor";
+
+  core::unix_ns now() const; // the injected clock, else the system's
 };
 
 expiry_actor spawn_expiry_actor(caf::actor_system& sys, expiry_config cfg);

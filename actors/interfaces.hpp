@@ -21,7 +21,7 @@
 #include "core/model.hpp"
 #include "core/network_map.hpp"
 #include "core/session_token.hpp"
-#include "storage/status_store.hpp"
+#include "core/status_write.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
@@ -46,7 +46,6 @@ using core::session_token;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using disconn_atom = caf::atom_constant<caf::atom("disconnect")>;
 using write_atom = caf::atom_constant<caf::atom("write")>;
-using batch_atom = caf::atom_constant<caf::atom("batch")>;
 using landed_atom = caf::atom_constant<caf::atom("landed")>;
 using find_peer_atom = caf::atom_constant<caf::atom("find_peer")>;    // directory: peer actor of
 using find_account_atom = caf::atom_constant<caf::atom("find_acct")>; // directory: account actor of
@@ -259,6 +258,14 @@ struct events_outcome {
   std::vector<core::activity::event> events;
 };
 
+// What the store made of a Logout's delete (see account_loader, logout_atom): whether the peer was
+// there to delete, and the account's serial as the delete committed it.
+struct logout_outcome {
+  store_failure failure = store_failure::none;
+  bool deleted = false;
+  std::uint64_t serial_after = 0;
+};
+
 // An IdP user's first login creates an account it owns (NetBird's); what the JWT tells.
 struct idp_user {
   std::string user_id, email;
@@ -376,16 +383,11 @@ using session_observer = caf::typed_actor<
     // One message per landed write; never for a write that was dropped, refused or failed.
     caf::reacts_to<landed_atom, session_event>>::extend_with<status_iface>;
 
-// Runs blocking database work on its own thread (spawned detached); one SOCI session each.
-using status_db_worker = caf::typed_actor<
-    // Applies one batch (no peer twice) and answers landed per item, in order.
-    caf::replies_to<batch_atom, std::vector<storage::status_write>>::with<std::vector<bool>>>::
-    extend_with<status_iface>;
-
 // Persistence of fenced status writes with group commit; keeps each peer's writes in arrival order.
+// Its batches run on store workers of its own (actors/store_worker).
 using status_writer = caf::typed_actor<
     // One fenced write; answers whether it landed (an error if the database failed).
-    caf::replies_to<write_atom, storage::status_write>::with<bool>>::extend_with<status_iface>;
+    caf::replies_to<write_atom, core::status_write>::with<bool>>::extend_with<status_iface>;
 
 // One per peer with a live or recent session: its mailbox is the in-memory fence.
 using peer_actor = caf::typed_actor<
@@ -440,6 +442,9 @@ using account_loader = caf::typed_actor<
                     std::vector<peer_registration>>::with<registration_outcome>,
     // Stores a peer's meta (its own columns; no serial moves); an error when the store failed.
     caf::replies_to<meta_atom, std::string, std::string, core::peer_meta>::with<bool>,
+    // Logout: deletes the peer (NetBird's DeletePeer: group memberships, the row, the serial
+    // bump, one transaction) on its account's worker and records PeerRemovedByUser.
+    caf::replies_to<logout_atom, core::peer>::with<logout_outcome>,
     // Internal: a poll tick.
     caf::reacts_to<poll_atom>,
     // Compares the loaded accounts' serials with the store's now (notifications may have been
@@ -484,6 +489,11 @@ using account_actor = caf::typed_actor<
     // A peer was deleted (committed). The serial stays: the store's next serial is read with the
     // account (poll, REST read) and brings whatever else it holds.
     caf::reacts_to<deleted_atom, std::string>,
+    // Logout of the peer `peer_id` (its WireGuard key `wg_key`, for the refusal's message): the
+    // store worker deletes it, then memory (one step: nothing else of the account is handled in
+    // between); its stream ends, the other peers' maps lose it, the other replicas are told.
+    // NotFound when the account does not hold the peer (read once more first).
+    caf::replies_to<logout_atom, std::string, std::string>::with<peer_view>,
     // The store's serial of this account is `serial`: reload when it is ahead of ours (a change
     // made by another process or replica).
     caf::reacts_to<serial_atom, std::uint64_t>,
@@ -526,7 +536,7 @@ using peer_directory = caf::typed_actor<
     caf::replies_to<sync_atom, sync_open>::with<sync_verdict>,
     // A SyncMeta, resolved as a Sync; the account actor takes the meta.
     caf::replies_to<meta_atom, sync_open>::with<int, std::string>,
-    // Logout: the login service deletes the peer; its stream ends, its account actor drops it.
+    // Logout: resolved as a Sync; the peer's account actor deletes it (store and memory).
     caf::replies_to<logout_atom, std::string>::with<peer_view>,
     // This replica was declared dead (paused past its lease): another replica ended its sessions
     // in the store, so every stream it holds is closed (reason given) and its peers reconnect.
@@ -537,16 +547,14 @@ using peer_directory = caf::typed_actor<
     // alive here, landed sessions to the peer actors alive here (a newer session supersedes).
     caf::reacts_to<note_atom, core::cluster_message>>::extend_with<status_iface>;
 
-// The blocking store lookups of the wire RPCs that memory cannot answer, on its own thread
-// (detached): who holds a key this replica never saw, an SSO login, the setup key of a
-// registration (the registration itself is the account actor's), and Logout (a delete).
+// The store lookups of the wire RPCs that memory cannot answer, run on a store worker of its own
+// (actors/store_worker): who holds a key this replica never saw, an SSO login, the setup key of a
+// registration (the registration itself is the account actor's).
 using login_service = caf::typed_actor<
     // A Login the directory could not answer from memory.
     caf::replies_to<login_atom, login_request>::with<login_lookup>,
     // Who holds this WireGuard key (one indexed read).
-    caf::replies_to<lookup_atom, std::string>::with<peer_ref>,
-    // Logout: deletes the peer (NetBird's semantics); answers the deleted peer, or NotFound.
-    caf::replies_to<logout_atom, std::string>::with<peer_view>>::extend_with<status_iface>;
+    caf::replies_to<lookup_atom, std::string>::with<peer_ref>>::extend_with<status_iface>;
 
 // Login expiration, inactivity expiration and ephemeral-peer cleanup for the whole process: one
 // book of deadlines derived from the store (at start, when an account's serial moves, and in a
@@ -614,6 +622,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
 // In-process only, like principal_lookup.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::events_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::logout_outcome)
 // Holds an actor handle beside plain values: a handle is meaningful in this process only.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
 // Shared pointers: identity and sharing are the point (an immutable account or map shared by every
@@ -623,6 +632,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::account_ptr)
 // A change handed over, never shared (see admin_change_ptr): one owner at a time.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::admin_change_ptr)
-// storage/ stays free of CAF as well: its write record has no inspect() overload.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::storage::status_write)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::storage::status_write>)
+// A core value (see above): the fenced write the peer actors hand the status writer.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::status_write)

@@ -8,14 +8,11 @@
 #include "storage/lifecycle_store.hpp"
 
 #include <caf/all.hpp>
-#include <nlohmann/json.hpp>
 #include <soci/soci.h>
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <optional>
-#include <type_traits>
 
 namespace nbm::actors {
 
@@ -37,19 +34,6 @@ peer_view fail(int code, std::string msg) {
   v.message = std::move(msg);
   return v;
 }
-
-struct state {
-  login_service_config cfg;
-  std::unique_ptr<storage::worker_session> sql;
-  std::uint64_t logins = 0, lookups = 0, logouts = 0;
-  static inline const char* name = "login_service";
-
-  soci::session& session() {
-    if (!sql)
-      sql = std::make_unique<storage::worker_session>(cfg.db);
-    return sql->get();
-  }
-};
 
 double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -73,9 +57,7 @@ login_step answer(peer_view v) {
   return step;
 }
 
-login_step do_login(state& st, const login_request& req) {
-  auto& sql = st.session();
-  const auto kind = st.cfg.db.kind;
+login_step do_login(soci::session& sql, storage::engine kind, const login_request& req) {
   storage::account_store accounts(sql, kind);
   storage::admin_store admin(sql, kind);
 
@@ -142,99 +124,97 @@ login_step do_login(state& st, const login_request& req) {
   return step;
 }
 
-peer_ref do_lookup(state& st, const std::string& wg_key) {
-  storage::account_store accounts(st.session(), st.cfg.db.kind);
-  auto ref = accounts.peer_ref_by_key(wg_key);
-  if (!ref)
-    return {};
-  return peer_ref{ref->account_id, ref->id, ref->user_id};
-}
+// A Login the directory could not answer from memory. A dropped session runs it once more (a
+// login is safe to repeat: a registration that landed makes the second attempt the login of a
+// known peer).
+struct login_job : store_job {
+  login_request req;
+  login_step out;
+  explicit login_job(login_request r) : req(std::move(r)) {}
+  std::string what() const override { return "looking up a login of " + prefix(req.wg_key); }
+  void run(soci::session& sql, storage::engine kind) override { out = do_login(sql, kind, req); }
+};
 
-peer_view do_logout(state& st, const std::string& wg_key) {
-  auto& sql = st.session();
-  storage::account_store accounts(sql, st.cfg.db.kind);
-  auto p = accounts.peer_by_key(wg_key);
-  if (!p)
-    return fail(not_found, "peer not found: " + prefix(wg_key));
-  if (!storage::admin_store(sql, st.cfg.db.kind).delete_peer(p->account_id, p->id))
-    return fail(not_found, "peer not found: " + prefix(wg_key));
-  spdlog::info("peer {} of account {} logged out and deleted", p->id, p->account_id);
-  peer_view v;
-  v.peer = *p;
-  return v;
-}
+// Who holds a key (one indexed read).
+struct lookup_job : store_job {
+  std::string wg_key;
+  peer_ref out;
+  explicit lookup_job(std::string k) : wg_key(std::move(k)) {}
+  std::string what() const override { return "looking up key " + prefix(wg_key); }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = {};
+    if (auto ref = storage::account_store(sql, kind).peer_ref_by_key(wg_key))
+      out = peer_ref{ref->account_id, ref->id, ref->user_id};
+  }
+};
 
-login_service::behavior_type impl(login_service::stateful_pointer<state> self,
+login_service::behavior_type impl(login_service::stateful_pointer<login_service_state> self,
                                   login_service_config cfg) {
-  self->state.cfg = std::move(cfg);
-  auto guarded = [self](auto&& fn) -> decltype(fn()) {
-    using result_t = decltype(fn());
-    const auto refuse = [](peer_view v) -> result_t {
-      if constexpr (std::is_same_v<result_t, peer_view>)
-        return v;
-      else
-        return answer(std::move(v));
-    };
-    try {
-      try {
-        return fn();
-      } catch (const std::exception& e) {
-        // A dropped connection: once more on a fresh session (a login is safe to repeat: a
-        // registration that landed makes the second attempt the login of a known peer).
-        auto& st = self->state;
-        if (!st.sql || st.sql->alive())
-          throw;
-        spdlog::warn("login service: {}; the session was dropped, trying again", e.what());
-        st.sql->reset();
-        return fn();
-      }
-    } catch (const std::exception& e) {
-      auto& sql = self->state.sql;
-      const bool down = sql && storage::unreachable(*sql);
-      if (sql)
-        sql->reset(); // reconnect on the next request
-      if (down) {
-        spdlog::warn("login service: the store cannot be reached: {}", e.what());
-        return refuse(fail(unavailable, "the store is unavailable, please try again later"));
-      }
-      spdlog::error("login service: {}", e.what());
-      return refuse(fail(internal, "failed handling request"));
-    }
-  };
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached);
+  self->link_to(st.worker); // it lives and dies with the service
   return {
-      [self, guarded](login_atom, const login_request& req) -> caf::result<login_lookup> {
-        ++self->state.logins;
-        return guarded([&] { return do_login(self->state, req); });
+      [self](login_atom, login_request& req) -> caf::result<login_lookup> {
+        auto& st = self->state;
+        ++st.logins;
+        ++st.in_flight;
+        auto rp = self->make_response_promise<login_lookup>();
+        auto job = std::make_shared<login_job>(std::move(req));
+        self->request(st.worker, caf::infinite, run_atom::value, store_job_ptr(job))
+            .then(
+                [self, rp, job](const store_job_ptr&) mutable {
+                  --self->state.in_flight;
+                  switch (job->failure) {
+                  case store_failure::none:
+                    rp.deliver(std::move(job->out));
+                    return;
+                  case store_failure::unavailable: // NetBird's clients retry
+                    rp.deliver(answer(
+                        fail(unavailable, "the store is unavailable, please try again later")));
+                    return;
+                  default: // the worker logged it
+                    ++self->state.failed;
+                    rp.deliver(answer(fail(internal, "failed handling request")));
+                  }
+                },
+                [self, rp](caf::error& err) mutable {
+                  --self->state.in_flight;
+                  rp.deliver(std::move(err));
+                });
+        return rp;
       },
-      [self](lookup_atom, const std::string& key) -> caf::result<peer_ref> {
+      [self](lookup_atom, std::string& key) -> caf::result<peer_ref> {
         auto& st = self->state;
         ++st.lookups;
-        for (int attempt = 0;; ++attempt) {
-          try {
-            return do_lookup(st, key);
-          } catch (const std::exception& e) {
-            const bool down = st.sql && storage::unreachable(*st.sql);
-            if (st.sql)
-              st.sql->reset(); // a read: once more on a fresh session
-            if (attempt > 0 || down) {
-              spdlog::warn("login service: looking a key up failed: {}", e.what());
-              return caf::make_error(caf::sec::runtime_error, "the store is unavailable");
-            }
-          }
-        }
-      },
-      [self, guarded](logout_atom, const std::string& key) -> caf::result<peer_view> {
-        ++self->state.logouts;
-        return guarded([&] { return do_logout(self->state, key); });
+        ++st.in_flight;
+        auto rp = self->make_response_promise<peer_ref>();
+        auto job = std::make_shared<lookup_job>(std::move(key));
+        self->request(st.worker, caf::infinite, run_atom::value, store_job_ptr(job))
+            .then(
+                [self, rp, job](const store_job_ptr&) mutable {
+                  --self->state.in_flight;
+                  if (job->failure == store_failure::none) {
+                    rp.deliver(std::move(job->out));
+                    return;
+                  }
+                  ++self->state.failed;
+                  rp.deliver(caf::make_error(caf::sec::runtime_error, "the store is unavailable"));
+                },
+                [self, rp](caf::error& err) mutable {
+                  --self->state.in_flight;
+                  rp.deliver(std::move(err));
+                });
+        return rp;
       },
       [self](status_atom) {
-        // Answered between store requests only: blocked in SQL, it is reported missing.
+        // Never blocks (the SQL runs on its store worker): answers at once.
         auto& st = self->state;
         auto s = status_of(self, "login_service");
-        s.gauges["session_open"] = st.sql ? 1 : 0;
+        s.gauges["in_flight"] = static_cast<std::int64_t>(st.in_flight);
         s.counters["logins"] = st.logins;
         s.counters["lookups"] = st.lookups;
-        s.counters["logouts"] = st.logouts;
+        s.counters["failed"] = st.failed;
         return s;
       },
   };
@@ -243,9 +223,8 @@ login_service::behavior_type impl(login_service::stateful_pointer<state> self,
 } // namespace
 
 login_service spawn_login_service(caf::actor_system& sys, login_service_config cfg) {
-  if (!cfg.detached)
-    return sys.spawn(impl, std::move(cfg));
-  return sys.spawn<caf::detached>(impl, std::move(cfg));
+  // Never blocks itself: an ordinary actor (its store worker is the detached one).
+  return sys.spawn(impl, std::move(cfg));
 }
 
 } // namespace nbm::actors

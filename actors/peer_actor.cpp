@@ -37,11 +37,11 @@ void retry_disconnect(peer_ptr self, session_token token) {
 
 // Persists one write and, only once it landed (the writer answers after commit), fires the side
 // effects.
-caf::result<bool> persist(peer_ptr self, storage::status_op op, session_token token,
+caf::result<bool> persist(peer_ptr self, core::status_op op, session_token token,
                           std::string ip = {}) {
   auto rp = self->make_response_promise<bool>();
-  const bool connected = op == storage::status_op::connect;
-  storage::status_write w{self->state.rec.account_id, self->state.rec.peer_id, token, op};
+  const bool connected = op == core::status_op::connect;
+  core::status_write w{self->state.rec.account_id, self->state.rec.peer_id, token, op};
   self->request(self->state.writer, caf::infinite, write_atom::value, std::move(w))
       .then(
           [self, rp, token, connected, ip](bool landed) mutable {
@@ -101,7 +101,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         auto older = std::exchange(st.sink, std::move(sink));
         if (older)
           older->close("a newer session of this peer took over");
-        return persist(self, storage::status_op::connect, token,
+        return persist(self, core::status_op::connect, token,
                        st.sink ? st.sink->remote_ip() : std::string());
       },
       [self](disconn_atom, session_token token) -> caf::result<bool> {
@@ -115,15 +115,14 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         st.sink = nullptr;
         if (st.account)
           self->send(st.account, detach_atom::value, st.rec.peer_id, token);
-        return persist(self, storage::status_op::disconnect, token);
+        return persist(self, core::status_op::disconnect, token);
       },
       [self](retry_atom, session_token token) {
         auto& st = self->state;
         st.ring.note(ring_event::retry, token);
         if (st.rec.token != 0)
           return; // a newer session: its fenced connect supersedes this one in the store
-        storage::status_write w{st.rec.account_id, st.rec.peer_id, token,
-                                storage::status_op::disconnect};
+        core::status_write w{st.rec.account_id, st.rec.peer_id, token, core::status_op::disconnect};
         self->request(st.writer, caf::infinite, write_atom::value, std::move(w))
             .then(
                 [self, token](bool landed) {
@@ -415,37 +414,26 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
             });
         return rp;
       },
-      [self](logout_atom, const std::string& wg_key) -> caf::result<peer_view> {
-        auto& st = self->state;
+      [self, account_of, resolve](logout_atom,
+                                  const std::string& wg_key) -> caf::result<peer_view> {
         auto rp = self->make_response_promise<peer_view>();
-        if (!st.cfg.login) {
-          peer_view v;
-          v.code = 14;
-          v.message = "logouts are not served here";
-          rp.deliver(std::move(v));
-          return rp;
-        }
-        self->request(st.cfg.login, caf::infinite, logout_atom::value, wg_key)
-            .then(
-                [self, rp](peer_view& v) mutable {
-                  if (v.code == 0) {
-                    // The deleted peer's stream ends; the other peers of its account lose it
-                    // from their maps (its actor, when this process holds the account).
-                    auto& st = self->state;
-                    if (auto p = st.peers.find(v.peer.id); p != st.peers.end())
-                      self->send(p->second, close_atom::value, std::string("peer deleted"));
-                    if (auto a = st.accounts.find(v.peer.account_id); a != st.accounts.end()) {
-                      self->send(a->second, deleted_atom::value, v.peer.id); // it publishes
-                    } else if (st.cfg.cluster) {
-                      core::account_note n;
-                      n.account_id = v.peer.account_id;
-                      n.peers.push_back(v.peer.id);
-                      self->send(st.cfg.cluster, publish_atom::value, std::move(n));
-                    }
-                  }
-                  rp.deliver(std::move(v));
-                },
-                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        // Resolved as a Sync; the account actor deletes the peer (store, then memory), ends its
+        // stream and tells the other replicas.
+        resolve(
+            wg_key,
+            [rp, wg_key, account_of](const std::string& account, const std::string& id) mutable {
+              rp.delegate(account_of(account), logout_atom::value, id, wg_key);
+            },
+            [rp, wg_key](caf::error err) mutable {
+              if (err) {
+                rp.deliver(std::move(err));
+                return;
+              }
+              peer_view v;
+              v.code = 5; // NOT_FOUND, as NetBird's GetPeerByPeerPubKey
+              v.message = "peer not found: " + core::clip(wg_key, 44);
+              rp.deliver(std::move(v));
+            });
         return rp;
       },
       [self](fenced_atom, const std::string& reason) {

@@ -1,5 +1,8 @@
 #include "actors/status_writer.hpp"
 
+#include "actors/store_worker.hpp"
+#include "storage/status_store.hpp"
+
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -11,80 +14,46 @@ namespace nbm::actors {
 
 namespace {
 
-// --- the blocking half: one detached actor (own thread) per database session
-// --------------------------
+// --- the blocking half: dedicated store workers (a thread and a session each)
+// ----------------------------
 
-struct worker_state {
-  std::unique_ptr<storage::status_store> store;
-  std::chrono::steady_clock::time_point used{};
-  std::uint64_t batches = 0, writes = 0, errors = 0, reconnects = 0;
-  static inline const char* name = "status_db_worker";
+// One batch (no peer twice), on the worker's session; its statements are prepared once per
+// session and kept on it (storage::session_attachment), so a batch costs its execution only.
+struct status_batch_job : store_job {
+  std::vector<core::status_write> writes;
+  std::string replica; // PostgreSQL: the replica whose sessions the writes record
+  std::vector<bool> landed;
+
+  void run(soci::session& sql, storage::engine kind) override {
+    auto& kept = *attachment;
+    auto* store = dynamic_cast<storage::status_store*>(kept.get());
+    if (!store) {
+      auto fresh = std::make_unique<storage::status_store>(sql, kind, replica);
+      store = fresh.get();
+      kept = std::move(fresh);
+    }
+    landed = store->apply_batch(writes);
+  }
+  // A batch is one statement (PostgreSQL) or one transaction (SQLite): a session that dropped
+  // under it, or a deadlock PostgreSQL rolled back, wrote nothing of it. (A live session's other
+  // errors are the database's answer: they stand.)
+  std::string what() const override {
+    return "fenced status batch of " + std::to_string(writes.size()) + " writes";
+  }
 };
-
-status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<worker_state> self,
-                                            storage::db_options db, std::string replica) {
-  return {
-      [self, db, replica](batch_atom, const std::vector<storage::status_write>& batch)
-          -> caf::result<std::vector<bool>> {
-        try {
-          auto& st = self->state;
-          // After a second idle, a PostgreSQL session is checked before the batch: a connection
-          // dropped meanwhile is replaced instead of failing these writes.
-          const auto now = std::chrono::steady_clock::now();
-          if (st.store && now - st.used > std::chrono::seconds(1) && !st.store->alive())
-            st.store.reset();
-          if (!st.store) {
-            st.store = std::make_unique<storage::status_store>(db, replica);
-            ++st.reconnects;
-          }
-          st.used = now;
-          ++st.batches;
-          st.writes += batch.size();
-          try {
-            return st.store->apply_batch(batch);
-          } catch (const std::exception& e) {
-            // A session found dead failed before anything reached the database: once more on a
-            // fresh one. (A live session's error is the database's answer: it stands.)
-            if (st.store->alive())
-              throw;
-            spdlog::warn("fenced status batch: {}; the session was dropped, trying again",
-                         e.what());
-            st.store = std::make_unique<storage::status_store>(db, replica);
-            return st.store->apply_batch(batch);
-          }
-        } catch (const std::exception& e) {
-          // The session may be broken (server restart, network): reconnect on the next batch.
-          self->state.store.reset();
-          ++self->state.errors;
-          spdlog::error("fenced status batch of {} writes failed: {}", batch.size(), e.what());
-          return caf::make_error(caf::sec::runtime_error, std::string(e.what()));
-        }
-      },
-      [self](status_atom) {
-        // Answered between batches only: a worker blocked in SQL is reported missing by askers.
-        auto& st = self->state;
-        auto s = status_of(self, "status_db_worker");
-        s.gauges["session_open"] = st.store ? 1 : 0;
-        s.counters["batches"] = st.batches;
-        s.counters["writes"] = st.writes;
-        s.counters["errors"] = st.errors;
-        s.counters["sessions_opened"] = st.reconnects;
-        return s;
-      },
-  };
-}
 
 // --- the non-blocking half: queueing, per-peer ordering, batching
 // --------------------------------------
 
 struct pending {
-  storage::status_write write;
+  core::status_write write;
   caf::typed_response_promise<bool> promise;
 };
 
 struct writer_state {
   std::deque<pending> queue;
-  std::vector<status_db_worker> idle;
+  std::vector<store_worker> idle;
+  std::string replica;
   std::unordered_set<std::string> busy_peers; // peers with a write in a batch in flight
   writer_state_record counters;
   std::size_t max_batch = 1024;
@@ -95,7 +64,7 @@ using writer_ptr = status_writer::stateful_pointer<writer_state>;
 
 void dispatch(writer_ptr self);
 
-void finish_batch(writer_ptr self, status_db_worker worker, std::vector<pending>& batch,
+void finish_batch(writer_ptr self, store_worker worker, std::vector<pending>& batch,
                   const std::vector<bool>* landed, const caf::error* err) {
   auto& st = self->state;
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -141,11 +110,12 @@ void dispatch(writer_ptr self) {
     st.queue = std::move(rest);
     if (batch->empty())
       return;
-    std::vector<storage::status_write> writes;
-    writes.reserve(batch->size());
+    auto job = std::make_shared<status_batch_job>();
+    job->replica = st.replica;
+    job->writes.reserve(batch->size());
     for (auto& p : *batch) {
       st.busy_peers.insert(p.write.peer_id);
-      writes.push_back(p.write);
+      job->writes.push_back(p.write);
     }
     auto worker = st.idle.back();
     st.idle.pop_back();
@@ -153,10 +123,15 @@ void dispatch(writer_ptr self) {
     st.counters.in_flight += batch->size();
     if (batch->size() > st.counters.max_batch)
       st.counters.max_batch = batch->size();
-    self->request(worker, caf::infinite, batch_atom::value, std::move(writes))
+    self->request(worker, caf::infinite, run_atom::value, store_job_ptr(job))
         .then(
-            [self, worker, batch](const std::vector<bool>& landed) {
-              finish_batch(self, worker, *batch, &landed, nullptr);
+            [self, worker, batch, job](const store_job_ptr&) {
+              if (job->failure == store_failure::none) {
+                finish_batch(self, worker, *batch, &job->landed, nullptr);
+              } else { // the worker logged it
+                const auto err = caf::make_error(caf::sec::runtime_error, job->what() + " failed");
+                finish_batch(self, worker, *batch, nullptr, &err);
+              }
             },
             [self, worker, batch](caf::error& err) {
               finish_batch(self, worker, *batch, nullptr, &err);
@@ -164,16 +139,17 @@ void dispatch(writer_ptr self) {
   }
 }
 
-status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_worker> workers,
-                                         std::size_t max_batch) {
+status_writer::behavior_type writer_impl(writer_ptr self, std::vector<store_worker> workers,
+                                         std::size_t max_batch, std::string replica) {
   self->state.idle = std::move(workers);
+  self->state.replica = std::move(replica);
   self->state.counters.workers = self->state.idle.size();
   self->state.max_batch = max_batch == 0 ? 1 : max_batch;
   // The workers die with the writer.
   for (auto& w : self->state.idle)
     self->link_to(w);
   return {
-      [self](write_atom, storage::status_write& w) -> caf::result<bool> {
+      [self](write_atom, core::status_write& w) -> caf::result<bool> {
         auto rp = self->make_response_promise<bool>();
         self->state.queue.push_back(pending{std::move(w), rp});
         dispatch(self);
@@ -192,12 +168,11 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_
 } // namespace
 
 status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config cfg) {
-  std::vector<status_db_worker> workers;
+  std::vector<store_worker> workers;
   const auto n = cfg.workers == 0 ? 1 : cfg.workers;
   for (std::size_t i = 0; i < n; ++i)
-    workers.push_back(cfg.detached ? sys.spawn<caf::detached>(worker_impl, cfg.db, cfg.replica_id)
-                                   : sys.spawn(worker_impl, cfg.db, cfg.replica_id));
-  return sys.spawn(writer_impl, std::move(workers), cfg.max_batch);
+    workers.push_back(spawn_store_worker(sys, cfg.db, cfg.detached));
+  return sys.spawn(writer_impl, std::move(workers), cfg.max_batch, std::move(cfg.replica_id));
 }
 
 } // namespace nbm::actors

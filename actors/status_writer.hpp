@@ -13,7 +13,9 @@ namespace nbm::actors {
 
 struct status_writer_config {
   storage::db_options db;
-  // Detached worker threads, one database session each. SQLite has one writer at a time: use 1.
+  // Its own store workers (actors/store_worker: a thread and a database session each), serving
+  // nothing else, so its prepared statements stay on their sessions and no other SQL delays a
+  // fence. SQLite has one writer at a time: use 1.
   std::size_t workers = 1;
   // Most writes in one statement. Larger batches amortise more; the statement grows linearly.
   std::size_t max_batch = 1024;

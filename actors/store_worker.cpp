@@ -11,12 +11,6 @@ namespace nbm::actors {
 
 namespace {
 
-struct store_worker_state {
-  std::unique_ptr<storage::worker_session> sql;
-  std::uint64_t jobs = 0, failed = 0, retried = 0;
-  static inline const char* name = "store_worker";
-};
-
 // PostgreSQL rolled the transaction back and asks for it to be run again (SQLSTATE 40P01, 40001):
 // two writers took row locks in opposite orders, e.g. a registration and an admin change.
 bool rolled_back_conflict(std::string_view what) {
@@ -39,11 +33,15 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
         ++self->state.jobs;
         for (int attempt = 0;; ++attempt) {
           try {
-            job->run(sql.get(), sql.kind());
+            auto& session = sql.get();
+            job->attachment = &sql.attachment();
+            job->run(session, sql.kind());
+            job->attachment = nullptr;
             job->failure = store_failure::none;
             job->error.clear();
             return job;
           } catch (const std::exception& e) {
+            job->attachment = nullptr;
             if (rolled_back_conflict(e.what()) && attempt < max_conflict_retries &&
                 job->retry_on_conflict()) {
               spdlog::warn("store worker: {}: {}; rolled back, running it again", job->what(),

@@ -43,6 +43,11 @@ public:
   // Set by the worker when the job failed (after its retry).
   store_failure failure = store_failure::none;
   std::string error; // the database's words: for the log only, never for a client
+  // What jobs keep on the worker's session from one job to the next (prepared statements: see
+  // storage::session_attachment); dropped with that session. Set by the worker for the length of
+  // run() only. One slot per worker: a worker that serves one kind of job keeps it (the status
+  // writer's); a job of another kind that wants it replaces it.
+  std::unique_ptr<storage::session_attachment>* attachment = nullptr;
 };
 using store_job_ptr = std::shared_ptr<store_job>;
 
@@ -53,6 +58,13 @@ using store_worker = caf::typed_actor<
 
 // `detached`: on a thread of its own (the server); tests on CAF's deterministic scheduler spawn it
 // as an ordinary actor, so its jobs run when the test runs the scheduler.
+// Its state (actors/store_worker.cpp has the behavior).
+struct store_worker_state {
+  std::unique_ptr<storage::worker_session> sql;
+  std::uint64_t jobs = 0, failed = 0, retried = 0;
+  static inline const char* name = "store_worker";
+};
+
 store_worker spawn_store_worker(caf::actor_system& sys, storage::db_options db,
                                 bool detached = true);
 

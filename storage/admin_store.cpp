@@ -390,7 +390,8 @@ admin_store::register_peers(const std::string& account_id, const std::vector<reg
   return out;
 }
 
-bool admin_store::delete_peer(const std::string& account_id, const std::string& peer_id) {
+bool admin_store::delete_peer(const std::string& account_id, const std::string& peer_id,
+                              std::uint64_t* serial_after) {
   soci::transaction tr(sql_);
   sql_ << "DELETE FROM group_peers WHERE account_id = :acc AND peer_id = :id",
       soci::use(account_id, "acc"), soci::use(peer_id, "id");
@@ -401,6 +402,13 @@ bool admin_store::delete_peer(const std::string& account_id, const std::string& 
   if (deleted)
     sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",
         soci::use(account_id, "acc");
+  if (serial_after) {
+    long long serial = 0;
+    soci::indicator ind = soci::i_null;
+    sql_ << "SELECT network_serial FROM accounts WHERE id = :acc", soci::use(account_id, "acc"),
+        soci::into(serial, ind);
+    *serial_after = ind == soci::i_ok ? static_cast<std::uint64_t>(serial) : 0;
+  }
   tr.commit();
   return deleted;
 }

@@ -101,7 +101,9 @@ public:
                                               std::uint64_t& serial_after);
 
   // NetBird's DeletePeer, in one transaction: group memberships, the peer, the account serial bump.
-  bool delete_peer(const std::string& account_id, const std::string& peer_id);
+  // With `serial_after`, the account's serial as the transaction committed it.
+  bool delete_peer(const std::string& account_id, const std::string& peer_id,
+                   std::uint64_t* serial_after = nullptr);
 
   // --- the REST API's writes (each one statement or one transaction; false / nullopt: no such
   // object in that account) ---------------------------------------------------------------------

@@ -91,8 +91,10 @@ worker_session::~worker_session() = default;
 soci::session& worker_session::get() {
   const auto now = std::chrono::steady_clock::now();
   if (sql_ && opts_.kind == engine::postgres && now - used_ > std::chrono::seconds(1) &&
-      !session_alive(*sql_, opts_.kind))
+      !session_alive(*sql_, opts_.kind)) {
+    attached_.reset();
     sql_.reset();
+  }
   if (!sql_) {
     auto fresh = std::make_unique<soci::session>();
     open_session(*fresh, opts_);
@@ -103,6 +105,7 @@ soci::session& worker_session::get() {
 }
 
 void worker_session::reset() {
+  attached_.reset();
   sql_.reset();
 }
 

@@ -55,6 +55,13 @@ void open_session(soci::session& sql, const db_options& opts);
 // server or the network dropped fails it); SQLite sessions always do.
 bool session_alive(soci::session& sql, engine kind);
 
+// What a user of a worker_session keeps on it from one use to the next (prepared statements bound
+// to that session): the worker_session destroys it before the session it was made on.
+class session_attachment {
+public:
+  virtual ~session_attachment() = default;
+};
+
 // The session of a long-lived store worker (an actor on a thread of its own): opened on first use,
 // reopened after reset() (call it when a use failed), and on PostgreSQL checked with
 // session_alive() before a use that follows more than a second idle, so a connection dropped
@@ -69,6 +76,8 @@ public:
 
   soci::session& get(); // throws store_error when the database cannot be reached
   void reset();
+  // What is kept on the current session (empty after a reset or a session replaced).
+  std::unique_ptr<session_attachment>& attachment() { return attached_; }
   // Whether the current session (none: false) still reaches the database; opens nothing.
   bool alive();
   engine kind() const { return opts_.kind; }
@@ -76,6 +85,7 @@ public:
 private:
   db_options opts_;
   std::unique_ptr<soci::session> sql_;
+  std::unique_ptr<session_attachment> attached_; // after sql_: destroyed before it
   std::chrono::steady_clock::time_point used_{};
 };
 

@@ -84,7 +84,8 @@ constexpr const char* tokenless_disconnect_sql =
 } // namespace
 
 struct status_store::impl {
-  soci::session sql;
+  std::unique_ptr<soci::session> owned; // its own session (none: a borrowed one)
+  soci::session* sql = nullptr;
   // Bound variables of the prepared single-row statements.
   std::string acc, id;
   long long tok = 0;
@@ -97,10 +98,10 @@ struct status_store::impl {
 
   void prepare() {
     connect_st =
-        std::make_unique<soci::statement>((sql.prepare << connect_sql, soci::use(tok, "tok"),
+        std::make_unique<soci::statement>((sql->prepare << connect_sql, soci::use(tok, "tok"),
                                            soci::use(acc, "acc"), soci::use(id, "id")));
     disconnect_st =
-        std::make_unique<soci::statement>((sql.prepare << disconnect_sql, soci::use(tok, "tok"),
+        std::make_unique<soci::statement>((sql->prepare << disconnect_sql, soci::use(tok, "tok"),
                                            soci::use(acc, "acc"), soci::use(id, "id")));
   }
 
@@ -108,11 +109,11 @@ struct status_store::impl {
     landed_ids.resize(1);
     if (rep.empty())
       batch_st = std::make_unique<soci::statement>(
-          (sql.prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
+          (sql->prepare << pg_batch_sql, soci::into(landed_ids), soci::use(accs, "accs"),
            soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns")));
     else
       batch_st = std::make_unique<soci::statement>(
-          (sql.prepare << pg_batch_recording_sql, soci::into(landed_ids), soci::use(accs, "accs"),
+          (sql->prepare << pg_batch_recording_sql, soci::into(landed_ids), soci::use(accs, "accs"),
            soci::use(ids, "ids"), soci::use(toks, "toks"), soci::use(conns, "conns"),
            soci::use(rep, "rep")));
   }
@@ -128,7 +129,19 @@ struct status_store::impl {
 
 status_store::status_store(const db_options& opts, std::string replica_id)
     : impl_(std::make_unique<impl>()), kind_(opts.kind) {
-  open_session(impl_->sql, opts);
+  impl_->owned = std::make_unique<soci::session>();
+  open_session(*impl_->owned, opts);
+  impl_->sql = impl_->owned.get();
+  prepare(std::move(replica_id));
+}
+
+status_store::status_store(soci::session& sql, engine kind, std::string replica_id)
+    : impl_(std::make_unique<impl>()), kind_(kind) {
+  impl_->sql = &sql;
+  prepare(std::move(replica_id));
+}
+
+void status_store::prepare(std::string replica_id) {
   if (kind_ == engine::postgres)
     impl_->rep = std::move(replica_id);
   try {
@@ -143,7 +156,7 @@ status_store::status_store(const db_options& opts, std::string replica_id)
 status_store::~status_store() = default;
 
 bool status_store::alive() {
-  return session_alive(impl_->sql, kind_);
+  return session_alive(*impl_->sql, kind_);
 }
 
 bool status_store::connect(const std::string& account_id, const std::string& peer_id,
@@ -174,7 +187,7 @@ std::vector<bool> status_store::apply_batch(const std::vector<status_write>& bat
     // SQLite: one transaction, so the batch costs one commit (one fsync) instead of one per row.
     std::unique_ptr<soci::transaction> tr;
     if (batch.size() > 1)
-      tr = std::make_unique<soci::transaction>(impl_->sql);
+      tr = std::make_unique<soci::transaction>(*impl_->sql);
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& w = batch[i];
       landed[i] = w.op == status_op::connect ? connect(w.account_id, w.peer_id, w.token)
@@ -223,7 +236,7 @@ status_store::sweep_result status_store::end_leftover_sessions() {
 
 std::vector<status_write> status_store::connected_sessions() {
   std::vector<status_write> out;
-  soci::rowset<soci::row> rows = (impl_->sql.prepare << leftover_select_sql);
+  soci::rowset<soci::row> rows = (impl_->sql->prepare << leftover_select_sql);
   ++statements_;
   for (const auto& r : rows) {
     status_write w;
@@ -261,7 +274,7 @@ std::size_t status_store::end_sessions(const std::vector<status_write>& sessions
   for (const auto* w : tokenless) {
     std::string a = w->account_id, p = w->peer_id;
     soci::statement st =
-        (impl_->sql.prepare << tokenless_disconnect_sql, soci::use(a, "acc"), soci::use(p, "id"));
+        (impl_->sql->prepare << tokenless_disconnect_sql, soci::use(a, "acc"), soci::use(p, "id"));
     st.execute(true);
     ++statements_;
     ended += st.get_affected_rows() > 0 ? 1 : 0;

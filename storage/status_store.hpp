@@ -5,7 +5,7 @@
 // the database's clock does.
 #pragma once
 
-#include "core/session_token.hpp"
+#include "core/status_write.hpp"
 #include "storage/database.hpp"
 
 #include <memory>
@@ -14,23 +14,20 @@
 
 namespace nbm::storage {
 
-enum class status_op : unsigned char { connect, disconnect };
+using status_op = core::status_op;
+using status_write = core::status_write;
 
-struct status_write {
-  std::string account_id;
-  std::string peer_id;
-  core::session_token token = 0;
-  status_op op = status_op::connect;
-};
-
-// Bound to one soci::session (not thread-safe: one per thread / detached actor).
-class status_store {
+// Bound to one soci::session (not thread-safe: one per thread / detached actor). Its prepared
+// statements live as long as it does: kept on a store worker's session as its attachment.
+class status_store : public session_attachment {
 public:
   // Opens its own session for `opts`. With a `replica_id` (PostgreSQL), every landed connect is
   // recorded as that replica's session in nbm_replica_sessions, and every landed disconnect drops
   // its record, in the same statement as the fenced UPDATE (storage/replica_store.hpp).
   explicit status_store(const db_options& opts, std::string replica_id = {});
-  ~status_store();
+  // The same on a session it borrows (a store worker's): `sql` must outlive it.
+  status_store(soci::session& sql, engine kind, std::string replica_id = {});
+  ~status_store() override;
   status_store(const status_store&) = delete;
   status_store& operator=(const status_store&) = delete;
 
@@ -75,6 +72,8 @@ public:
   std::size_t statements() const { return statements_; }
 
 private:
+  void prepare(std::string replica_id);
+
   struct impl;
   std::unique_ptr<impl> impl_;
   engine kind_;

@@ -4,7 +4,8 @@
 // names is the one that runs. Sync ordering (supersede, connect-then-die at every step,
 // disconnect after a newer connect), registrations through the door (one key twice, two keys
 // racing for the last IP), a known key's Sync decided without the store workers, the meta of a
-// Sync written only after its connect landed, and a passed deadline answered UNAVAILABLE.
+// Sync written only after its connect landed, Logout (store and memory, the stream ends), and a
+// passed deadline answered UNAVAILABLE.
 #include "actors/login_service.hpp"
 #include "actors/wire_facade_make.hpp"
 #include "storage/admin_store.hpp"
@@ -17,6 +18,7 @@
 #include <doctest/doctest.h>
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <set>
@@ -125,6 +127,15 @@ struct door_rig {
     return out;
   }
 
+  std::shared_ptr<std::optional<peer_view>> logout(const std::string& key) {
+    auto out = std::make_shared<std::optional<peer_view>>();
+    door->logout(key, [out](peer_view v) {
+      REQUIRE_FALSE(out->has_value()); // answered exactly once
+      *out = std::move(v);
+    });
+    return out;
+  }
+
   template <class R, class Handle, class... Ts>
   R ask(const Handle& h, Ts... xs) {
     auto out = std::make_shared<std::optional<R>>();
@@ -174,6 +185,16 @@ struct world : test::account_world {
     std::string h;
     *sql << "SELECT meta_hostname FROM peers WHERE id = :id", soci::into(h), soci::use(id);
     return h;
+  }
+  std::uint64_t stored_serial() {
+    long long n = 0;
+    *sql << "SELECT network_serial FROM accounts WHERE id = :a", soci::into(n), soci::use(account);
+    return static_cast<std::uint64_t>(n);
+  }
+  std::size_t stored_memberships(const std::string& peer) {
+    int n = 0;
+    *sql << "SELECT COUNT(*) FROM group_peers WHERE peer_id = :p", soci::into(n), soci::use(peer);
+    return static_cast<std::size_t>(n);
   }
   std::size_t stored_peers() {
     int n = 0;
@@ -452,5 +473,75 @@ TEST_CASE("door: a request whose deadline passes is answered UNAVAILABLE, not le
     r.sched->run();
     CHECK_FALSE(test::read_status(opts, "pd").connected);
     CHECK(s.sink->maps.empty());
+  }
+}
+
+TEST_CASE("door: Logout deletes the peer in the store and in its account actor at once, ends its "
+          "stream, and the other peers' maps lose it") {
+  for (const auto& opts : test::fresh_backends("door_logout")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    w.add_peer("pa", 1);
+    w.add_peer("pb", 2);
+    door_rig r(opts);
+    auto sa = r.sync("key-pa", 1000);
+    auto sb = r.sync("key-pb", 1100);
+    r.sched->run();
+    REQUIRE((*sa.answer)->owns);
+    REQUIRE((*sb.answer)->owns);
+    REQUIRE(sa.sink->maps == std::vector<bool>{true});
+    auto acc = r.ask<account_actor>(r.dir, find_account_atom::value, w.account);
+    const auto reloads = [&] {
+      return record_of<account_state_record>(r.ask<actor_status>(acc, status_atom::value)).reloads;
+    };
+    const auto reloads_before = reloads();
+    const auto serial_before = w.stored_serial();
+
+    auto out = r.logout("key-pb");
+    r.sched->run();
+    REQUIRE(out->has_value());
+    CHECK((*out)->code == 0);
+    CHECK((*out)->peer.id == "pb");
+    // The store: the row and its memberships gone, the serial moved by one.
+    CHECK(w.stored_peers() == 1);
+    CHECK(w.stored_memberships("pb") == 0);
+    CHECK(w.stored_serial() == serial_before + 1);
+    // Memory: gone from the account the actor holds, which took the serial of its own delete
+    // without reading the account back.
+    auto held = r.ask<account_ptr>(acc, snapshot_atom::value, std::uint64_t{0});
+    CHECK(held->find_peer("pb") == nullptr);
+    CHECK(held->find_peer("pa") != nullptr);
+    CHECK(held->net.serial == serial_before + 1);
+    for (const auto& g : held->groups)
+      CHECK(std::find(g.peers.begin(), g.peers.end(), "pb") == g.peers.end());
+    CHECK(reloads() == reloads_before);
+    // Its stream ended; the other peer got a map without it (and nothing else changed for it).
+    CHECK(sb.sink->closes == std::vector<std::string>{"peer deleted"});
+    CHECK(sa.sink->closes.empty());
+    CHECK(sa.sink->maps == std::vector<bool>{true, false});
+    // Its key is forgotten: a Sync is refused as for any unknown key, a second Logout NotFound.
+    auto again = r.sync("key-pb", 1200);
+    r.sched->run();
+    REQUIRE(again.answer->has_value());
+    CHECK((*again.answer)->code == 7);
+    CHECK((*again.answer)->message == "peer is not registered");
+    auto twice = r.logout("key-pb");
+    r.sched->run();
+    REQUIRE(twice->has_value());
+    CHECK((*twice)->code == 5);
+    CHECK((*twice)->message == "peer not found: key-pb");
+    CHECK(w.stored_peers() == 1);
+
+    // A peer another replica registered behind this one's back: found in the store, deleted.
+    w.add_peer("pc", 3);
+    auto other = r.logout("key-pc");
+    r.sched->run();
+    REQUIRE(other->has_value());
+    CHECK((*other)->code == 0);
+    CHECK(w.stored_peers() == 1);
+    held = r.ask<account_ptr>(acc, snapshot_atom::value, std::uint64_t{0});
+    CHECK(held->find_peer("pc") == nullptr);
+    CHECK(held->net.serial == w.stored_serial());
+    CHECK(sa.sink->closes.empty());
   }
 }
