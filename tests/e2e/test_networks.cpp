@@ -227,7 +227,8 @@ TEST_CASE("posture checks over the wire: a resource route follows what the clien
   REQUIRE(!client_ip.empty());
   // Whether the router's route firewall rules admit the client (the affected other peer).
   const auto router_admits_client = [&](stream& st) {
-    for (const auto& r : st.last_response().networkmap().routesfirewallrules())
+    const auto last = st.last_response(); // a copy: the loop must not outlive it
+    for (const auto& r : last.networkmap().routesfirewallrules())
       for (const auto& src : r.sourceranges())
         if (src == client_ip + "/32")
           return true;
