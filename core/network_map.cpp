@@ -351,9 +351,7 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
               pc = &c;
           if (!pc)
             continue;
-          std::vector<std::uint8_t> pass(n);
-          for (std::uint32_t i = 0; i < n; ++i)
-            pass[i] = passes_posture(*pc, a.peers[i]);
+          auto pass = passes_posture(*pc, a.peers);
           it = check_slot.emplace(id, static_cast<std::uint32_t>(ix.check_pass.size())).first;
           ix.check_pass.push_back(std::move(pass));
         }

@@ -406,8 +406,9 @@ bool process(const jvalue& c, const peer& p) {
 
 } // namespace
 
-bool passes_posture(const posture_check& c, const peer& p) {
-  auto checks = parse_json(c.checks_json);
+namespace {
+
+bool passes_parsed(const std::optional<jvalue>& checks, const peer& p) {
   if (!checks || checks->kind != jvalue::object)
     return false;
   const auto present = [&](const char* name) -> const jvalue* {
@@ -425,6 +426,20 @@ bool passes_posture(const posture_check& c, const peer& p) {
   if (const auto* x = present("ProcessCheck"); x && !process(*x, p))
     return false;
   return true;
+}
+
+} // namespace
+
+bool passes_posture(const posture_check& c, const peer& p) {
+  return passes_parsed(parse_json(c.checks_json), p);
+}
+
+std::vector<std::uint8_t> passes_posture(const posture_check& c, const std::vector<peer>& peers) {
+  const auto checks = parse_json(c.checks_json); // once for every peer
+  std::vector<std::uint8_t> out(peers.size());
+  for (std::size_t i = 0; i < peers.size(); ++i)
+    out[i] = passes_parsed(checks, peers[i]);
+  return out;
 }
 
 namespace {

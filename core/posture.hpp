@@ -7,6 +7,7 @@
 #include "core/change.hpp"
 #include "core/model.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,8 @@ namespace nbm::core {
 // fail with an error (an unparsable version, no location, an unknown action or OS) fails; JSON
 // that is not NetBird's Checks object fails every peer.
 bool passes_posture(const posture_check& c, const peer& p);
+// The same for every peer (the check's JSON read once): 1 where peers[i] passes.
+std::vector<std::uint8_t> passes_posture(const posture_check& c, const std::vector<peer>& peers);
 
 // NetBird's ChecksDefinition: absent members are checks the definition does not hold.
 struct posture_definition {
