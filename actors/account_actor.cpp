@@ -1,6 +1,7 @@
 #include "actors/account_actor.hpp"
 
 #include "core/expiry.hpp"
+#include "core/posture.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
@@ -337,6 +338,8 @@ peer_view login_view(const account_state& st, const core::peer& p) {
   v.peer = p;
   v.network = a.net.net;
   v.serial = a.net.serial;
+  if (!p.status.requires_approval) // NetBird's getPeerLoginInfo: none for a peer not yet valid
+    v.checks = core::client_checks(a, p.id);
   return v;
 }
 
@@ -417,8 +420,12 @@ void on_registered(account_ptr_t self, registration_flight& fl, registration_out
       v.network = current(st).net.net;
       v.registered = true;
       v.groups = row.groups;
+      const auto id = row.peer.id;
+      const bool pending = row.peer.status.requires_approval;
       answers.emplace_back(i, std::move(v));
       add_peer(st, std::move(row.peer), row.groups);
+      if (!pending)
+        answers.back().second.checks = core::client_checks(current(st), id);
       break;
     }
     case registered_as::key_refused:

@@ -1,6 +1,7 @@
 #include "actors/login_service.hpp"
 
 #include "core/expiry.hpp"
+#include "core/posture.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
@@ -44,6 +45,8 @@ peer_view view_of(const core::account& a, const core::peer& p) {
   v.peer = p;
   v.network = a.net.net;
   v.serial = a.net.serial;
+  if (!p.status.requires_approval) // NetBird's getPeerLoginInfo: none for a peer not yet valid
+    v.checks = core::client_checks(a, p.id);
   return v;
 }
 

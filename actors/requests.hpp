@@ -33,6 +33,9 @@ struct peer_view {
   bool registered = false;         // Login registered this peer just now
   bool relogged = false;           // an SSO login renewed this peer's login (serial moved)
   std::vector<std::string> groups; // the groups a registered peer joined
+  // NetBird's Checks of the LoginResponse: per posture check the peer is subject to, the process
+  // paths it must report (core::client_checks).
+  std::vector<std::vector<std::string>> checks;
 };
 
 // A Sync stream (or a SyncMeta) as the api layer decoded it: the peer's key and the meta it

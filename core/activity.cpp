@@ -481,6 +481,16 @@ struct builder {
          {"is_service_user", u && u->is_service_user},
          {"user_name", u ? u->service_user_name : std::string()}});
   }
+  void operator()(const change::save_posture_check& x) {
+    const auto id = x.c.id.empty() ? new_id : x.c.id;
+    if (const posture_check* c = by_id(after.posture_checks, id))
+      add(by_id(before.posture_checks, id) ? posture_check_updated : posture_check_created, id,
+          {{"name", c->name}});
+  }
+  void operator()(const change::delete_posture_check& x) {
+    if (const posture_check* c = by_id(before.posture_checks, x.id))
+      add(posture_check_deleted, c->id, {{"name", c->name}});
+  }
   void operator()(const change::approve_user& x) { add(user_approved, x.id); }
   void operator()(const change::reject_user& x) {
     // NetBird's RejectUser deletes the user (UserDeleted), then records the rejection.

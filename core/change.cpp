@@ -2,6 +2,7 @@
 
 #include "core/jwt_groups.hpp"
 #include "core/networks.hpp"
+#include "core/posture.hpp"
 #include "core/registration.hpp"
 
 #include <algorithm>
@@ -286,6 +287,16 @@ struct preparer {
       return permission_denied();
     return prepare_network_change(a, c);
   }
+  verdict operator()(change::save_posture_check& c) const {
+    if (!is_admin(caller))
+      return permission_denied();
+    return prepare_posture_change(a, c);
+  }
+  verdict operator()(change::delete_posture_check& c) const {
+    if (!is_admin(caller))
+      return permission_denied();
+    return prepare_posture_change(a, c);
+  }
   verdict operator()(change::jwt_groups& c) const { return prepare_jwt_groups(a, caller, c); }
   verdict pending_user(const std::string& id) const {
     if (!is_admin(caller))
@@ -375,6 +386,12 @@ problem not_found_problem(const admin_change& c) {
     }
     problem operator()(const change::save_router& x) const { return nf("network router", x.r.id); }
     problem operator()(const change::delete_router& x) const { return nf("network router", x.id); }
+    problem operator()(const change::save_posture_check& x) const {
+      return nf("posture checks", x.c.id);
+    }
+    problem operator()(const change::delete_posture_check& x) const {
+      return nf("posture checks", x.id);
+    }
     problem operator()(const change::jwt_groups& x) const { return nf("user", x.user_id); }
     problem operator()(const change::approve_user& x) const { return nf("user", x.id); }
     problem operator()(const change::reject_user& x) const { return nf("user", x.id); }

@@ -132,6 +132,14 @@ struct save_router {
 struct delete_router {
   std::string network_id, id;
 };
+// Posture checks (management/server/posture_checks.go): `c.id` empty = a new one; `c.checks_json`
+// as NetBird stores it (core/posture: posture_definition_json).
+struct save_posture_check {
+  posture_check c;
+};
+struct delete_posture_check {
+  std::string id;
+};
 // NetBird's JWT group sync at a user's login (settings.jwt_groups_enabled; core/jwt_groups):
 // `names` from the token's groups claim, the rest derived by prepare_change.
 struct jwt_groups {
@@ -161,7 +169,8 @@ using change_kind = std::variant<
     change::create_user, change::update_user, change::delete_user, change::create_token,
     change::delete_token, change::save_network, change::delete_network, change::save_resource,
     change::delete_resource, change::save_router, change::delete_router, change::jwt_groups,
-    change::approve_user, change::reject_user>;
+    change::approve_user, change::reject_user, change::save_posture_check,
+    change::delete_posture_check>;
 
 struct admin_change {
   std::string caller; // the id of the user who asks (a user of the account, not blocked)

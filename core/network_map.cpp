@@ -199,6 +199,14 @@ struct account_view::indexes {
   // the checks it names that exist (an unknown id passes, as NetBird skips it).
   std::vector<std::vector<std::uint8_t>> check_pass;
   std::vector<std::vector<std::uint32_t>> policy_checks;
+  // What a peer must report (NetBird's getPeerPostureChecks): per enabled policy naming a check
+  // with process files, the source groups of its enabled rules and those checks' slots in
+  // `check_files` (the account's order of checks).
+  struct reported_checks {
+    std::vector<std::uint32_t> groups, checks;
+  };
+  std::vector<reported_checks> reporting;
+  std::vector<std::vector<std::string>> check_files; // per posture check of the account
   // Whether peer p passes the source posture checks of policy pol.
   bool posture_ok(std::uint32_t pol, std::uint32_t p) const;
 
@@ -343,14 +351,39 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
               pc = &c;
           if (!pc)
             continue;
-          std::vector<std::uint8_t> pass(n);
-          for (std::uint32_t i = 0; i < n; ++i)
-            pass[i] = passes_posture(*pc, a.peers[i]);
+          auto pass = passes_posture(*pc, a.peers);
           it = check_slot.emplace(id, static_cast<std::uint32_t>(ix.check_pass.size())).first;
           ix.check_pass.push_back(std::move(pass));
         }
         ix.policy_checks[pi].push_back(it->second);
       }
+    }
+    // The process paths of the checks enabled policies name, for the Checks of the responses.
+    ix.check_files.resize(a.posture_checks.size());
+    std::vector<std::uint8_t> parsed(a.posture_checks.size(), 0);
+    for (const auto& pol : a.policies) {
+      if (!pol.enabled || pol.source_posture_checks.empty())
+        continue;
+      indexes::reported_checks rc;
+      for (const auto& id : pol.source_posture_checks)
+        for (std::uint32_t c = 0; c < a.posture_checks.size(); ++c)
+          if (a.posture_checks[c].id == id) {
+            if (!parsed[c]) {
+              parsed[c] = 1;
+              ix.check_files[c] = process_files(a.posture_checks[c]);
+            }
+            if (!ix.check_files[c].empty())
+              rc.checks.push_back(c);
+          }
+      if (rc.checks.empty())
+        continue;
+      for (const auto& r : pol.rules)
+        if (r.enabled)
+          for (const auto& gid : r.sources)
+            if (auto g = ix.group(gid))
+              rc.groups.push_back(*g);
+      if (!rc.groups.empty())
+        ix.reporting.push_back(std::move(rc));
     }
   }
 
@@ -691,6 +724,17 @@ network_map account_view::map_for(std::uint32_t t) const {
     // A peer waiting for approval gets the network and nothing else.
     m.dns.service_enable = false;
     return m;
+  }
+
+  if (!ix.reporting.empty()) {
+    std::vector<std::uint8_t> wanted(a.posture_checks.size(), 0);
+    for (const auto& rc : ix.reporting)
+      if (ix.in_any(t, rc.groups))
+        for (auto c : rc.checks)
+          wanted[c] = 1;
+    for (std::size_t c = 0; c < wanted.size(); ++c)
+      if (wanted[c])
+        m.checks.push_back(ix.check_files[c]);
   }
 
   auto& s = marks;
@@ -1113,6 +1157,12 @@ std::uint64_t account_view::fingerprint(const network_map& m) const {
       h.bytes(d);
     h.bytes(r.policy_id);
     h.bytes(r.route_id);
+  }
+  h.num(m.checks.size());
+  for (const auto& files : m.checks) {
+    h.num(files.size());
+    for (const auto& f : files)
+      h.bytes(f);
   }
   h.num(m.dns.service_enable);
   h.num(static_cast<std::uint64_t>(m.dns.forwarder_port));

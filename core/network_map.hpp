@@ -113,6 +113,9 @@ struct network_map {
   std::vector<route_firewall_rule> route_firewall_rules;
   dns_config dns;
   bool ssh_enabled = false; // SSH turned on for the target by a policy
+  // NetBird's Checks (client_checks in core/posture): per posture check the target is subject to,
+  // the process paths it must report in its meta.
+  std::vector<std::vector<std::string>> checks;
 
   bool operator==(const network_map&) const = default;
 };

@@ -3,11 +3,14 @@
 #include "core/validate.hpp"
 
 #include <algorithm>
+#include <arpa/inet.h>
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -403,8 +406,9 @@ bool process(const jvalue& c, const peer& p) {
 
 } // namespace
 
-bool passes_posture(const posture_check& c, const peer& p) {
-  auto checks = parse_json(c.checks_json);
+namespace {
+
+bool passes_parsed(const std::optional<jvalue>& checks, const peer& p) {
   if (!checks || checks->kind != jvalue::object)
     return false;
   const auto present = [&](const char* name) -> const jvalue* {
@@ -422,6 +426,416 @@ bool passes_posture(const posture_check& c, const peer& p) {
   if (const auto* x = present("ProcessCheck"); x && !process(*x, p))
     return false;
   return true;
+}
+
+} // namespace
+
+bool passes_posture(const posture_check& c, const peer& p) {
+  return passes_parsed(parse_json(c.checks_json), p);
+}
+
+std::vector<std::uint8_t> passes_posture(const posture_check& c, const std::vector<peer>& peers) {
+  const auto checks = parse_json(c.checks_json); // once for every peer
+  std::vector<std::uint8_t> out(peers.size());
+  for (std::size_t i = 0; i < peers.size(); ++i)
+    out[i] = passes_parsed(checks, peers[i]);
+  return out;
+}
+
+namespace {
+
+// --- the definition as NetBird stores it ------------------------------------------------------
+
+std::optional<std::string> opt_string(const jvalue* v, std::string_view key) {
+  if (!v || v->kind != jvalue::object)
+    return std::nullopt;
+  return v->str(key);
+}
+
+// A JSON string as Go's encoder writes it (without its HTML escapes: the checks' own reader keeps
+// a \u escape as text).
+void put_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+}
+
+void put_min(std::string& out, const char* key, const char* field,
+             const std::optional<std::string>& v, bool first) {
+  if (!first)
+    out += ',';
+  out += '"';
+  out += key;
+  out += "\":";
+  if (!v) {
+    out += "null";
+    return;
+  }
+  out += "{\"";
+  out += field;
+  out += "\":";
+  put_string(out, *v);
+  out += '}';
+}
+
+// hashicorp/go-version's NewVersion pattern.
+bool valid_version(const std::string& v) {
+  static const std::regex pattern(
+      R"(^v?([0-9]+(\.[0-9]+)*?)(-([0-9]+[0-9A-Za-z\-~]*(\.[0-9A-Za-z\-~]+)*)|(-?([A-Za-z\-~]+[0-9A-Za-z\-~]*(\.[0-9A-Za-z\-~]+)*)))?(\+([0-9A-Za-z\-~]+(\.[0-9A-Za-z\-~]+)*))?$)");
+  if (v.size() > 256 || !std::regex_match(v, pattern))
+    return false;
+  // Each release segment is read as an int64 (strconv.ParseInt): one that does not fit fails.
+  std::size_t i = v.starts_with('v') ? 1 : 0;
+  while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i]))) {
+    auto start = i;
+    while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i])))
+      ++i;
+    while (start + 1 < i && v[start] == '0')
+      ++start;
+    const auto digits = std::string_view(v).substr(start, i - start);
+    if (digits.size() > 19 || (digits.size() == 19 && digits > "9223372036854775807"))
+      return false;
+    if (i < v.size() && v[i] == '.')
+      ++i;
+  }
+  return true;
+}
+
+problem invalid(std::string m) {
+  return {422, std::move(m)};
+}
+
+} // namespace
+
+std::optional<posture_definition> parse_posture_definition(std::string_view checks_json) {
+  auto root = parse_json(checks_json);
+  if (!root || root->kind != jvalue::object)
+    return std::nullopt;
+  const auto member = [&](const char* name) -> const jvalue* {
+    const auto* v = root->get(name);
+    return v && v->kind == jvalue::object ? v : nullptr;
+  };
+  posture_definition d;
+  if (const auto* nb = member("NBVersionCheck"))
+    d.nb_min_version = nb->str("MinVersion");
+  if (const auto* os = member("OSVersionCheck")) {
+    posture_definition::os_versions o;
+    o.android = opt_string(os->get("Android"), "MinVersion");
+    o.darwin = opt_string(os->get("Darwin"), "MinVersion");
+    o.ios = opt_string(os->get("Ios"), "MinVersion");
+    o.linux_kernel = opt_string(os->get("Linux"), "MinKernelVersion");
+    o.windows_kernel = opt_string(os->get("Windows"), "MinKernelVersion");
+    d.os = std::move(o);
+  }
+  if (const auto* geo = member("GeoLocationCheck")) {
+    posture_definition::geo_check g;
+    g.action = geo->str("Action");
+    if (const auto* list = geo->get("Locations"); list && list->kind == jvalue::array)
+      for (const auto& l : list->items)
+        g.locations.push_back({l.str("CountryCode"), l.str("CityName")});
+    d.geo = std::move(g);
+  }
+  if (const auto* net = member("PeerNetworkRangeCheck")) {
+    posture_definition::range_check r;
+    r.action = net->str("Action");
+    if (const auto* list = net->get("Ranges"); list && list->kind == jvalue::array)
+      for (const auto& x : list->items)
+        if (x.kind == jvalue::string)
+          r.ranges.push_back(x.s);
+    d.network_range = std::move(r);
+  }
+  if (const auto* proc = member("ProcessCheck")) {
+    std::vector<posture_definition::process> list;
+    if (const auto* ps = proc->get("Processes"); ps && ps->kind == jvalue::array)
+      for (const auto& x : ps->items)
+        list.push_back({x.str("LinuxPath"), x.str("MacPath"), x.str("WindowsPath")});
+    d.processes = std::move(list);
+  }
+  return d;
+}
+
+std::string posture_definition_json(const posture_definition& d) {
+  std::string out = "{";
+  const auto sep = [&] {
+    if (out.size() > 1)
+      out += ',';
+  };
+  if (d.nb_min_version) {
+    sep();
+    out += "\"NBVersionCheck\":{\"MinVersion\":";
+    put_string(out, *d.nb_min_version);
+    out += '}';
+  }
+  if (d.os) {
+    sep();
+    out += "\"OSVersionCheck\":{";
+    put_min(out, "Android", "MinVersion", d.os->android, true);
+    put_min(out, "Darwin", "MinVersion", d.os->darwin, false);
+    put_min(out, "Ios", "MinVersion", d.os->ios, false);
+    put_min(out, "Linux", "MinKernelVersion", d.os->linux_kernel, false);
+    put_min(out, "Windows", "MinKernelVersion", d.os->windows_kernel, false);
+    out += '}';
+  }
+  if (d.geo) {
+    sep();
+    out += "\"GeoLocationCheck\":{\"Locations\":[";
+    for (std::size_t i = 0; i < d.geo->locations.size(); ++i) {
+      if (i)
+        out += ',';
+      out += "{\"CountryCode\":";
+      put_string(out, d.geo->locations[i].country_code);
+      out += ",\"CityName\":";
+      put_string(out, d.geo->locations[i].city_name);
+      out += '}';
+    }
+    out += "],\"Action\":";
+    put_string(out, d.geo->action);
+    out += '}';
+  }
+  if (d.network_range) {
+    sep();
+    out += "\"PeerNetworkRangeCheck\":{\"Action\":";
+    put_string(out, d.network_range->action);
+    out += ",\"Ranges\":[";
+    for (std::size_t i = 0; i < d.network_range->ranges.size(); ++i) {
+      if (i)
+        out += ',';
+      put_string(out, d.network_range->ranges[i]);
+    }
+    out += "]}";
+  }
+  if (d.processes) {
+    sep();
+    out += "\"ProcessCheck\":{\"Processes\":[";
+    for (std::size_t i = 0; i < d.processes->size(); ++i) {
+      const auto& p = (*d.processes)[i];
+      if (i)
+        out += ',';
+      out += "{\"LinuxPath\":";
+      put_string(out, p.linux_path);
+      out += ",\"MacPath\":";
+      put_string(out, p.mac_path);
+      out += ",\"WindowsPath\":";
+      put_string(out, p.windows_path);
+      out += '}';
+    }
+    out += "]}";
+  }
+  out += '}';
+  return out;
+}
+
+verdict validate_posture_definition(const std::string& name, const posture_definition& d) {
+  if (name.empty())
+    return invalid("posture checks name shouldn't be empty");
+  if (!d.nb_min_version && !d.os && !d.geo && !d.network_range && !d.processes)
+    return invalid("posture checks shouldn't be empty");
+  if (d.nb_min_version) {
+    if (d.nb_min_version->empty())
+      return invalid("NBVersionCheck minimum version shouldn't be empty");
+    if (!valid_version(*d.nb_min_version))
+      return invalid("NBVersionCheck version: " + clip(*d.nb_min_version) + " is not valid");
+  }
+  if (const auto& os = d.os) {
+    if (!os->android && !os->darwin && !os->ios && !os->linux_kernel && !os->windows_kernel)
+      return invalid("OSVersionCheck at least one OS version check is required");
+    // NetBird's order and wording (two spaces before the last three included).
+    if (os->android && !valid_version(*os->android))
+      return invalid("OSVersionCheck android version: " + clip(*os->android) + " is not valid");
+    if (os->ios && !valid_version(*os->ios))
+      return invalid("OSVersionCheck ios version: " + clip(*os->ios) + " is not valid");
+    if (os->darwin && !valid_version(*os->darwin))
+      return invalid("OSVersionCheck  darwin version: " + clip(*os->darwin) + " is not valid");
+    if (os->linux_kernel && !valid_version(*os->linux_kernel))
+      return invalid("OSVersionCheck  linux kernel version: " + clip(*os->linux_kernel) +
+                     " is not valid");
+    if (os->windows_kernel && !valid_version(*os->windows_kernel))
+      return invalid("OSVersionCheck  windows kernel version: " + clip(*os->windows_kernel) +
+                     " is not valid");
+  }
+  if (const auto& geo = d.geo) {
+    if (geo->action.empty())
+      return invalid("GeoLocationCheck action shouldn't be empty");
+    if (geo->action != "allow" && geo->action != "deny")
+      return invalid("GeoLocationCheck action is not valid");
+    if (geo->locations.empty())
+      return invalid("GeoLocationCheck locations shouldn't be empty");
+    for (const auto& l : geo->locations) {
+      if (l.country_code.empty())
+        return invalid("GeoLocationCheck country code shouldn't be empty");
+      if (l.country_code.size() != 2 ||
+          !std::all_of(l.country_code.begin(), l.country_code.end(), [](unsigned char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+          }))
+        return invalid(
+            "GeoLocationCheck country code must be 2 letters (ISO 3166-1 alpha-2 format)");
+    }
+  }
+  if (const auto& net = d.network_range) {
+    if (net->action.empty())
+      return invalid("action for peer network range check shouldn't be empty");
+    if (net->action != "allow" && net->action != "deny")
+      return invalid("PeerNetworkRangeCheck action is not valid");
+    if (net->ranges.empty())
+      return invalid("PeerNetworkRangeCheck network ranges shouldn't be empty");
+  }
+  if (const auto& procs = d.processes) {
+    if (procs->empty())
+      return invalid("ProcessCheck processes shouldn't be empty");
+    for (const auto& p : *procs)
+      if (p.linux_path.empty() && p.mac_path.empty() && p.windows_path.empty())
+        return invalid("ProcessCheck path shouldn't be empty");
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> go_prefix(std::string_view text) {
+  const auto slash = text.rfind('/');
+  if (slash == std::string_view::npos || text.size() > 64)
+    return std::nullopt;
+  const std::string addr(text.substr(0, slash));
+  const auto bits = text.substr(slash + 1);
+  // Decimal, no sign, no leading zero (Go refuses "/08").
+  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0') ||
+      !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  const int n = std::stoi(std::string(bits));
+  if (addr.find('%') != std::string::npos) // a zone: not in a prefix
+    return std::nullopt;
+  if (addr.find(':') == std::string::npos) {
+    in_addr v4{};
+    // inet_pton takes exactly four decimal octets without leading zeros, as Go's ParseAddr.
+    if (addr.find('.') == std::string::npos || ::inet_pton(AF_INET, addr.c_str(), &v4) != 1 ||
+        n > 32)
+      return std::nullopt;
+    return addr + "/" + std::to_string(n);
+  }
+  std::array<unsigned char, 16> b{};
+  if (::inet_pton(AF_INET6, addr.c_str(), b.data()) != 1 || n > 128)
+    return std::nullopt;
+  std::string out;
+  const bool mapped = std::all_of(b.begin(), b.begin() + 10, [](unsigned char x) { return !x; }) &&
+                      b[10] == 0xff && b[11] == 0xff;
+  if (mapped) { // Go prints an IPv4-mapped address as ::ffff:a.b.c.d
+    out = "::ffff:" + std::to_string(b[12]) + "." + std::to_string(b[13]) + "." +
+          std::to_string(b[14]) + "." + std::to_string(b[15]);
+  } else {
+    // RFC 5952: the first longest run of at least two zero groups becomes "::".
+    const auto group = [&](int i) { return b[2 * i] << 8 | b[2 * i + 1]; };
+    int zs = -1, ze = -1;
+    for (int i = 0; i < 8; ++i) {
+      int j = i;
+      while (j < 8 && group(j) == 0)
+        ++j;
+      if (j - i >= 2 && j - i > ze - zs) {
+        zs = i;
+        ze = j;
+      }
+    }
+    char hex[8];
+    for (int i = 0; i < 8; ++i) {
+      if (i == zs) {
+        out += "::";
+        i = ze;
+        if (i >= 8)
+          break;
+      } else if (i > 0) {
+        out += ':';
+      }
+      std::snprintf(hex, sizeof hex, "%x", static_cast<unsigned>(group(i)));
+      out += hex;
+    }
+  }
+  return out + "/" + std::to_string(n);
+}
+
+std::vector<std::string> process_files(const posture_check& c) {
+  std::vector<std::string> out;
+  auto d = parse_posture_definition(c.checks_json);
+  if (!d || !d->processes)
+    return out;
+  for (const auto& p : *d->processes)
+    for (const auto* path : {&p.linux_path, &p.mac_path, &p.windows_path})
+      if (!path->empty())
+        out.push_back(*path);
+  return out;
+}
+
+std::vector<std::vector<std::string>> client_checks(const account& a, const std::string& peer_id) {
+  std::vector<std::vector<std::string>> out;
+  if (a.posture_checks.empty())
+    return out;
+  const auto holds = [&](const std::string& group_id) {
+    for (const auto& g : a.groups)
+      if (g.id == group_id)
+        return std::find(g.peers.begin(), g.peers.end(), peer_id) != g.peers.end();
+    return false;
+  };
+  std::vector<std::uint8_t> wanted(a.posture_checks.size(), 0);
+  for (const auto& pol : a.policies) {
+    if (!pol.enabled || pol.source_posture_checks.empty())
+      continue;
+    const bool source = std::any_of(pol.rules.begin(), pol.rules.end(), [&](const auto& r) {
+      return r.enabled && std::any_of(r.sources.begin(), r.sources.end(), holds);
+    });
+    if (!source)
+      continue;
+    for (const auto& id : pol.source_posture_checks)
+      for (std::size_t i = 0; i < a.posture_checks.size(); ++i)
+        if (a.posture_checks[i].id == id)
+          wanted[i] = 1;
+  }
+  for (std::size_t i = 0; i < a.posture_checks.size(); ++i)
+    if (wanted[i])
+      if (auto files = process_files(a.posture_checks[i]); !files.empty())
+        out.push_back(std::move(files));
+  return out;
+}
+
+verdict prepare_posture_change(const account& a, change::save_posture_check& c) {
+  auto& pc = c.c;
+  pc.account_id = a.id;
+  auto d = parse_posture_definition(pc.checks_json);
+  if (auto bad = validate_posture_definition(pc.name, d.value_or(posture_definition{})))
+    return bad;
+  if (!pc.id.empty()) {
+    if (std::none_of(a.posture_checks.begin(), a.posture_checks.end(),
+                     [&](const posture_check& x) { return x.id == pc.id; }))
+      return problem{404, "posture checks: " + clip(pc.id) + " not found"};
+    return std::nullopt;
+  }
+  for (const auto& x : a.posture_checks)
+    if (x.name == pc.name)
+      return invalid("posture checks with name " + clip(pc.name) + " already exists");
+  return std::nullopt;
+}
+
+verdict prepare_posture_change(const account& a, change::delete_posture_check& c) {
+  if (std::none_of(a.posture_checks.begin(), a.posture_checks.end(),
+                   [&](const posture_check& x) { return x.id == c.id; }))
+    return problem{404, "posture checks: " + clip(c.id) + " not found"};
+  for (const auto& pol : a.policies)
+    if (std::find(pol.source_posture_checks.begin(), pol.source_posture_checks.end(), c.id) !=
+        pol.source_posture_checks.end())
+      return problem{412, "posture checks have been linked to policy: " + clip(pol.name)};
+  return std::nullopt;
 }
 
 } // namespace nbm::core

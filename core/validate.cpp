@@ -217,6 +217,12 @@ verdict validate_policy(const account& a, const policy& p) {
     if (auto bad = groups_known(a, r.destinations))
       return bad;
   }
+  // NetBird drops an unknown posture check id silently (getValidPostureCheckIDs); a policy that
+  // names one is refused here, as a policy naming an unknown group is.
+  for (const auto& id : p.source_posture_checks)
+    if (std::none_of(a.posture_checks.begin(), a.posture_checks.end(),
+                     [&](const posture_check& c) { return c.id == id; }))
+      return invalid("posture checks: " + clip(id) + " not found");
   return std::nullopt;
 }
 

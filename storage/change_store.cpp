@@ -181,6 +181,12 @@ struct committer {
   change_commit operator()(const core::change::delete_router& c) const {
     return removed(nets().delete_router(a.id, c.id), parts::part_networks);
   }
+  change_commit operator()(const core::change::save_posture_check& c) const {
+    return saved_as(nets().save_posture_check(c.c), parts::part_posture);
+  }
+  change_commit operator()(const core::change::delete_posture_check& c) const {
+    return removed(nets().delete_posture_check(a.id, c.id), parts::part_posture);
+  }
   change_commit operator()(const core::change::approve_user& c) const {
     int n = 0;
     sql << "UPDATE users SET blocked = " + std::string(kind == engine::postgres ? "false" : "0") +

@@ -1,5 +1,6 @@
 #include "storage/network_store.hpp"
 
+#include "crypto/crypto.hpp"
 #include "storage/encode.hpp"
 
 #include <nlohmann/json.hpp>
@@ -144,6 +145,34 @@ std::string network_store::save_router(const core::network_router& in) {
 bool network_store::delete_router(const std::string& account_id, const std::string& id) {
   return in_transaction(sql_, "delete network router", [&](bool& commit) {
     if (delete_where(sql_, "network_routers", "id", account_id, id) == 0)
+      return commit = false;
+    bump_serial(sql_, account_id);
+    return true;
+  });
+}
+
+// A new check is written with a serial bump too (NetBird's create moves no serial; here the bump
+// is what tells the other replicas of the cluster that the account changed).
+std::string network_store::save_posture_check(const core::posture_check& in) {
+  auto c = in;
+  c.id = detail::or_new_id(c.id);
+  detail::row_values r;
+  r.text("id", c.id);
+  r.text("name", c.name);
+  r.text("description", c.description);
+  r.text("account_id", c.account_id);
+  r.text("public_id", crypto::random_id());
+  r.json_text("checks", c.checks_json);
+  return in_transaction(sql_, "save posture checks", [&](bool& commit) {
+    auto id = upsert(sql_, kind_, "posture_checks", r, c.account_id, c.id);
+    commit = !id.empty();
+    return id;
+  });
+}
+
+bool network_store::delete_posture_check(const std::string& account_id, const std::string& id) {
+  return in_transaction(sql_, "delete posture checks", [&](bool& commit) {
+    if (delete_where(sql_, "posture_checks", "id", account_id, id) == 0)
       return commit = false;
     bump_serial(sql_, account_id);
     return true;

@@ -1,5 +1,6 @@
 // Writes of NetBird's networks (networks, network_resources, network_routers and the groups'
-// resources column), each one transaction that bumps the account's network serial. Internal to
+// resources column) and posture checks, each one transaction that bumps the account's network
+// serial. Internal to
 // storage/ (change_store commits the typed changes through it).
 #pragma once
 
@@ -33,6 +34,9 @@ public:
                        const std::vector<core::group>& touched);
   std::string save_router(const core::network_router& r);
   bool delete_router(const std::string& account_id, const std::string& id);
+  // Posture checks (posture_checks; NetBird keeps a stored check's public_id), the same way.
+  std::string save_posture_check(const core::posture_check& c);
+  bool delete_posture_check(const std::string& account_id, const std::string& id);
 
 private:
   soci::session& sql_;

@@ -13,7 +13,12 @@
 //   map computed, encoded and encrypted in the sink. Median and p99 over many sessions.
 // memory: resident memory of the account and its indexes, per peer.
 //
+// The account shape: "networks" (the default: NetBird's networks, resource policies and posture
+// checks added, tools/bench_accounts.hpp add_networks) or "plain" (--shape plain: as before
+// networks were added, for comparing with older builds).
+//
 //   build/tools/bench_netmap [--runs N] [--pg-dsn DSN] [--sizes 50/5,500/100,...]
+//                            [--shape plain|networks]
 #include "actors/account_actor.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/status_writer.hpp"
@@ -78,8 +83,8 @@ struct fan_out_result {
   double map_ms = 0, encode_ms = 0, seal_ms = 0; // one thread, phase by phase
 };
 
-fan_out_result update_account_peers(int peers, int groups, int runs) {
-  auto acc = std::make_shared<const core::account>(bench_account(peers, groups));
+fan_out_result update_account_peers(int peers, int groups, int runs, const std::string& shape) {
+  auto acc = std::make_shared<const core::account>(bench_account(peers, groups, shape));
   const auto server = crypto::make_wg_key_pair();
   std::vector<std::string> box_keys;
   for (const auto& p : acc->peers)
@@ -175,12 +180,15 @@ struct sync_result {
   std::size_t bytes = 0;
 };
 
-sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int groups, int runs) {
-  auto acc = bench_account(peers, groups);
+sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int groups, int runs,
+                               const std::string& shape) {
+  auto acc = bench_account(peers, groups, shape);
   {
     soci::session sql;
     storage::open_session(sql, db);
     storage::ensure_schema(sql, db.kind);
+    for (const char* t : {"network_resources", "network_routers", "networks", "posture_checks"})
+      sql << std::string("DELETE FROM ") + t;
     sql << "DELETE FROM group_peers";
     sql << "DELETE FROM groups";
     sql << "DELETE FROM routes";
@@ -252,13 +260,14 @@ int main(int argc, char** argv) {
   const std::string pg_dsn = args.pg_dsn;
   const auto sizes = args.sizes;
 
+  std::printf("account shape: %s\n", args.shape.c_str());
   std::printf(
       "update_account_peers: index + map + encode + encrypt for every peer (median of %d)\n", runs);
   std::printf("%8s %7s | %10s %12s %12s | %9s %9s %9s | %8s %8s %8s\n", "peers", "groups",
               "index ms", "1 thread ms", "parallel ms", "remote/pr", "rules/pr", "bytes/pr",
               "map ms", "enc ms", "seal ms");
   for (auto [peers, groups] : sizes) {
-    auto r = update_account_peers(peers, groups, runs);
+    auto r = update_account_peers(peers, groups, runs, args.shape);
     std::printf("%8d %7d | %10.2f %12.2f %12.2f | %9.1f %9.1f %9.0f | %8.1f %8.1f %8.1f\n", peers,
                 groups, r.index_ms, r.ms_single, r.ms_parallel, r.avg_remote, r.avg_rules,
                 r.avg_bytes, r.map_ms, r.encode_ms, r.seal_ms);
@@ -270,7 +279,7 @@ int main(int argc, char** argv) {
   for (auto [peers, groups] :
        std::vector<std::pair<int, int>>{{500, 100}, {5000, 200}, {20000, 400}}) {
     const long before = rss_kb();
-    auto acc = std::make_shared<const core::account>(bench_account(peers, groups));
+    auto acc = std::make_shared<const core::account>(bench_account(peers, groups, args.shape));
     auto view = std::make_shared<core::account_view>(acc, core::map_context{});
     const long after = rss_kb();
     std::printf("%8d %7d | %10ld %10.0f\n", peers, groups, after - before,
@@ -299,7 +308,7 @@ int main(int argc, char** argv) {
   for (const auto& db : dbs)
     for (auto [peers, groups] :
          std::vector<std::pair<int, int>>{{50, 5}, {500, 100}, {5000, 200}}) {
-      auto r = sync_and_mark_peer(db, peers, groups, runs * 20);
+      auto r = sync_and_mark_peer(db, peers, groups, runs * 20, args.shape);
       std::printf("%9s %8d %7d | %9.2f %9.2f %9zu\n", storage::to_string(db.kind), peers, groups,
                   r.p50, r.p99, r.bytes);
       std::fflush(stdout);

@@ -180,6 +180,11 @@ public:
       management::LoginResponse out;
       *out.mutable_netbirdconfig() = to_netbird_config(d->cfg, unix_now());
       *out.mutable_peerconfig() = to_peer_config(v.peer, v.network, d->dns_domain);
+      for (const auto& files : v.checks) {
+        auto* c = out.add_checks();
+        for (const auto& f : files)
+          c->add_files(f);
+      }
       *resp = seal(*d, out, their);
       r->Finish(Status::OK);
     });

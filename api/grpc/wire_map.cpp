@@ -198,6 +198,11 @@ management::SyncResponse skeleton(const actors::map_update& u,
     *r.mutable_netbirdconfig() = *config;
   *r.mutable_peerconfig() = peer_config_of(view, u.peer, m.ssh_enabled);
   r.set_remotepeersisempty(m.remote_peers.empty());
+  for (const auto& files : m.checks) { // what the client reports in its meta (process checks)
+    auto* c = r.add_checks();
+    for (const auto& f : files)
+      c->add_files(f);
+  }
   auto* nm = r.mutable_networkmap();
   nm->set_serial(m.serial);
   *nm->mutable_peerconfig() = r.peerconfig();

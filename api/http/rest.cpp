@@ -4,6 +4,7 @@
 #include "api/http/rest_events.hpp"
 #include "api/http/rest_locations.hpp"
 #include "api/http/rest_networks.hpp"
+#include "api/http/rest_posture.hpp"
 #include "core/jwt_groups.hpp"
 #include "core/network_map.hpp"
 #include "core/registration.hpp"
@@ -1096,6 +1097,13 @@ response rest_api::impl::dispatch(caller& c, const request& req,
   // --- networks, their resources and routers (api/http/rest_networks.cpp)
   if (kind == "networks")
     return networks_api(req, path, a, [&](core::change_kind what) {
+      auto out = commit(c, std::move(what));
+      return networks_commit{out.after, out.id};
+    });
+  // --- posture checks (api/http/rest_posture.cpp); the GeoNames database stands for NetBird's
+  // geolocation manager (both come from the datadir)
+  if (kind == "posture-checks" && sub.empty())
+    return posture_checks_api(req, id, a, geonames != nullptr, [&](core::change_kind what) {
       auto out = commit(c, std::move(what));
       return networks_commit{out.after, out.id};
     });

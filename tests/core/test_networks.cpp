@@ -330,3 +330,19 @@ TEST_CASE("a resource policy with a peer as its source") {
   REQUIRE(r.route_firewall_rules.size() == 1);
   CHECK(r.route_firewall_rules[0].source_ranges == std::vector<std::string>{"100.64.0.3/32"});
 }
+
+TEST_CASE("an IPv6 resource: dropped for peers without an IPv6 overlay, as NetBird drops it") {
+  // NetBird's Calculate sends a v6 route and its route firewall rules only when the target has an
+  // IPv6 overlay address and the capability (includeIPv6); this server assigns none, so neither
+  // the client nor the router gets the v6 resource, while the v4 one next to it is unchanged.
+  auto b = office();
+  b.add_resource("res6", "n1", "subnet", "2001:db8:1::/64");
+  b.a.groups[1].resources.push_back({"res6", "subnet"});
+  auto v = b.view();
+  const auto c = map_of(v, "c");
+  CHECK(route_ids(c) == std::vector<std::string>{"res1:r"});
+  const auto r = map_of(v, "r");
+  CHECK(route_ids(r) == std::vector<std::string>{"res1:r"});
+  for (const auto& fr : r.route_firewall_rules)
+    CHECK(fr.destination == "10.0.0.20/32");
+}

@@ -187,3 +187,238 @@ TEST_CASE("maps: a source peer failing a policy's posture check loses that polic
   auto v3 = view();
   CHECK(names(v3, v3.map_for(1).remote_peers) == std::vector<std::string>{"dst", "rt"});
 }
+
+TEST_CASE("definition: NetBird's stored JSON reads and writes back byte for byte") {
+  // extended-store.sql's two checks, as NetBird's Go encoder wrote them.
+  for (
+      const std::string stored :
+      {R"({"NBVersionCheck":{"MinVersion":"0.31.0"}})",
+       R"({"GeoLocationCheck":{"Locations":[{"CountryCode":"DE","CityName":"Berlin"}],"Action":"allow"},"PeerNetworkRangeCheck":{"Action":"deny","Ranges":["172.16.1.0/24"]}})",
+       R"({"OSVersionCheck":{"Android":null,"Darwin":{"MinVersion":"14.2"},"Ios":null,"Linux":{"MinKernelVersion":"5.10"},"Windows":null},"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/agent","MacPath":"","WindowsPath":"C:\\agent.exe"}]}})"}) {
+    auto d = parse_posture_definition(stored);
+    REQUIRE(d.has_value());
+    CHECK(posture_definition_json(*d) == stored);
+  }
+  auto d = parse_posture_definition(
+      R"({"OSVersionCheck":{"Linux":{"MinKernelVersion":"5.10"}},"ProcessCheck":{"Processes":[{"WindowsPath":"C:\\agent.exe"}]}})");
+  REQUIRE(d.has_value());
+  CHECK_FALSE(d->nb_min_version.has_value());
+  REQUIRE(d->os.has_value());
+  CHECK(d->os->linux_kernel == std::optional<std::string>("5.10"));
+  CHECK_FALSE(d->os->android.has_value());
+  REQUIRE(d->processes.has_value());
+  CHECK((*d->processes)[0].windows_path == "C:\\agent.exe");
+  CHECK_FALSE(parse_posture_definition("[1]").has_value());
+  CHECK_FALSE(parse_posture_definition("{nope").has_value());
+  CHECK(parse_posture_definition(R"({"NBVersionCheck":null})") == posture_definition{});
+}
+
+TEST_CASE("definition: NetBird's Validate, its order and messages") {
+  const auto check = [](const posture_definition& d, const std::string& message,
+                        const std::string& name = "n") {
+    auto v = validate_posture_definition(name, d);
+    REQUIRE(v.has_value());
+    CHECK(v->status == 422);
+    CHECK(v->message == message);
+  };
+  posture_definition ok;
+  ok.nb_min_version = "0.31.0";
+  CHECK_FALSE(validate_posture_definition("n", ok));
+  check(ok, "posture checks name shouldn't be empty", "");
+  check({}, "posture checks shouldn't be empty");
+  auto nb = ok;
+  nb.nb_min_version = "";
+  check(nb, "NBVersionCheck minimum version shouldn't be empty");
+  nb.nb_min_version = "not.a version";
+  check(nb, "NBVersionCheck version: not.a version is not valid");
+  nb.nb_min_version = "v1.2.3-beta.1+build5"; // go-version takes these
+  CHECK_FALSE(validate_posture_definition("n", nb));
+  nb.nb_min_version = std::string(200, '1') + "x";
+  auto long_one = validate_posture_definition("n", nb);
+  REQUIRE(long_one.has_value());
+  CHECK(long_one->message.size() < 120); // the client's text is clipped
+
+  posture_definition os;
+  os.os = posture_definition::os_versions{};
+  check(os, "OSVersionCheck at least one OS version check is required");
+  os.os->darwin = "x y";
+  os.os->ios = "bad ios";
+  check(os, "OSVersionCheck ios version: bad ios is not valid"); // ios before darwin
+  os.os->ios = "17.3.1";
+  check(os, "OSVersionCheck  darwin version: x y is not valid");
+  os.os->darwin = "14";
+  os.os->linux_kernel = "5..1";
+  check(os, "OSVersionCheck  linux kernel version: 5..1 is not valid");
+
+  posture_definition geo;
+  geo.geo = posture_definition::geo_check{};
+  check(geo, "GeoLocationCheck action shouldn't be empty");
+  geo.geo->action = "maybe";
+  check(geo, "GeoLocationCheck action is not valid");
+  geo.geo->action = "allow";
+  check(geo, "GeoLocationCheck locations shouldn't be empty");
+  geo.geo->locations = {{"", "Berlin"}};
+  check(geo, "GeoLocationCheck country code shouldn't be empty");
+  geo.geo->locations = {{"DEU", ""}};
+  check(geo, "GeoLocationCheck country code must be 2 letters (ISO 3166-1 alpha-2 format)");
+  geo.geo->locations = {{"de", ""}};
+  CHECK_FALSE(validate_posture_definition("n", geo));
+
+  posture_definition net;
+  net.network_range = posture_definition::range_check{};
+  check(net, "action for peer network range check shouldn't be empty");
+  net.network_range->action = "block";
+  check(net, "PeerNetworkRangeCheck action is not valid");
+  net.network_range->action = "deny";
+  check(net, "PeerNetworkRangeCheck network ranges shouldn't be empty");
+
+  posture_definition proc;
+  proc.processes = std::vector<posture_definition::process>{};
+  check(proc, "ProcessCheck processes shouldn't be empty");
+  proc.processes->push_back({"", "", ""});
+  check(proc, "ProcessCheck path shouldn't be empty");
+  (*proc.processes)[0].mac_path = "/Applications/x";
+  CHECK_FALSE(validate_posture_definition("n", proc));
+}
+
+TEST_CASE("prefixes as Go's netip parses and prints them") {
+  CHECK(go_prefix("10.0.0.1/8") == std::optional<std::string>("10.0.0.1/8")); // host bits kept
+  CHECK(go_prefix("0.0.0.0/0") == std::optional<std::string>("0.0.0.0/0"));
+  CHECK(go_prefix("2001:DB8:0:0:1::/64") == std::optional<std::string>("2001:db8:0:0:1::/64"));
+  CHECK(go_prefix("2001:db8:0:0:0:1:0:0/64") == std::optional<std::string>("2001:db8::1:0:0/64"));
+  CHECK(go_prefix("2001:db8:0:0:1:0:0:1/128") ==
+        std::optional<std::string>("2001:db8::1:0:0:1/128")); // the first longest run
+  CHECK(go_prefix("::/0") == std::optional<std::string>("::/0"));
+  CHECK(go_prefix("::ffff:1.2.3.4/128") == std::optional<std::string>("::ffff:1.2.3.4/128"));
+  CHECK(go_prefix("::1.2.3.4/128") == std::optional<std::string>("::102:304/128"));
+  for (const char* bad : {"10.0.0.1", "10.0.0.01/8", "10.0.0.1/33", "10.0.0.1/08", "10.0.0/8",
+                          "fe80::1%eth0/64", "::1/129", "10.0.0.1/+8", "host/24", "/8", ""})
+    CHECK_MESSAGE(!go_prefix(bad).has_value(), bad);
+}
+
+TEST_CASE("checks a client reports: the process paths of the checks its source policies name") {
+  account a;
+  a.id = "acc";
+  for (const char* id : {"src", "dst", "other"}) {
+    peer p = linux_peer();
+    p.id = id;
+    p.key = std::string("key-") + id;
+    p.ip = "100.64.0." + std::to_string(a.peers.size() + 1);
+    a.peers.push_back(p);
+  }
+  a.groups.push_back({"gs", "acc", "src", "api", {"src"}, {}});
+  a.groups.push_back({"gd", "acc", "dst", "api", {"dst"}, {}});
+  a.posture_checks.push_back(
+      {"p1", "acc", "agent", "",
+       R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/agent","MacPath":"/Applications/Agent","WindowsPath":""}]}})"});
+  a.posture_checks.push_back(
+      {"p2", "acc", "version", "", R"({"NBVersionCheck":{"MinVersion":"0.1.0"}})"});
+  policy pol;
+  pol.id = "pol";
+  pol.enabled = true;
+  pol.source_posture_checks = {"p2", "p1"};
+  policy_rule r;
+  r.id = "rule";
+  r.enabled = true;
+  r.action = "accept";
+  r.protocol = "all";
+  r.sources = {"gs"};
+  r.destinations = {"gd"};
+  pol.rules.push_back(r);
+  a.policies.push_back(pol);
+  const std::vector<std::vector<std::string>> agent{{"/usr/bin/agent", "/Applications/Agent"}};
+  // The source peer is asked for the process check's paths (the version check has none); the
+  // destination and the bystander are asked for nothing.
+  CHECK(client_checks(a, "src") == agent);
+  CHECK(client_checks(a, "dst").empty());
+  CHECK(client_checks(a, "other").empty());
+  auto view = [&] { return account_view(std::make_shared<const account>(a), {}); };
+  {
+    auto v = view();
+    CHECK(v.map_for(0).checks == agent);
+    CHECK(v.map_for(1).checks.empty());
+    // A change of what the peer must report changes its map's fingerprint (a new map is sent).
+    auto before = v.fingerprint(v.map_for(0));
+    a.posture_checks[0].checks_json =
+        R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/other"}]}})";
+    auto v2 = view();
+    CHECK(v2.map_for(0).checks == std::vector<std::vector<std::string>>{{"/usr/bin/other"}});
+    CHECK(v2.fingerprint(v2.map_for(0)) != before);
+  }
+  // A disabled rule or policy asks for nothing.
+  a.policies[0].rules[0].enabled = false;
+  CHECK(client_checks(a, "src").empty());
+  CHECK(view().map_for(0).checks.empty());
+  a.policies[0].rules[0].enabled = true;
+  a.policies[0].enabled = false;
+  CHECK(client_checks(a, "src").empty());
+  CHECK(view().map_for(0).checks.empty());
+}
+
+TEST_CASE("changes: a posture check saved or deleted as NetBird decides it") {
+  account a;
+  a.id = "acc";
+  a.users.push_back({});
+  a.users[0].id = "admin";
+  a.users[0].role = "admin";
+  a.users.push_back({});
+  a.users[1].id = "user";
+  a.users[1].role = "user";
+  a.posture_checks.push_back(
+      {"pc", "acc", "version", "", R"({"NBVersionCheck":{"MinVersion":"0.31.0"}})"});
+  const auto decide = [&](const std::string& caller, change_kind what) {
+    admin_change c{caller, std::move(what)};
+    return prepare_change(a, c);
+  };
+  posture_check fresh{"", "", "version", "", R"({"NBVersionCheck":{"MinVersion":"0.40.0"}})"};
+  auto dup = decide("admin", change::save_posture_check{fresh});
+  REQUIRE(dup.has_value());
+  CHECK(dup->status == 422);
+  CHECK(dup->message == "posture checks with name version already exists");
+  fresh.name = "newer";
+  CHECK_FALSE(decide("admin", change::save_posture_check{fresh}));
+  auto denied = decide("user", change::save_posture_check{fresh});
+  REQUIRE(denied.has_value());
+  CHECK(denied->status == 403);
+  fresh.id = "ghost";
+  auto gone = decide("admin", change::save_posture_check{fresh});
+  REQUIRE(gone.has_value());
+  CHECK(gone->status == 404);
+  CHECK(gone->message == "posture checks: ghost not found");
+  fresh.id = "pc"; // an update keeps or changes its name freely
+  fresh.checks_json = "{}";
+  auto empty = decide("admin", change::save_posture_check{fresh});
+  REQUIRE(empty.has_value());
+  CHECK(empty->message == "posture checks shouldn't be empty");
+
+  // A policy naming the check: the check stays (412); a policy naming an unknown check is refused.
+  policy pol;
+  pol.id = "pol";
+  pol.name = "guarded";
+  pol.enabled = true;
+  pol.source_posture_checks = {"pc"};
+  pol.rules.push_back({});
+  pol.rules[0].name = "r";
+  pol.rules[0].action = "accept";
+  pol.rules[0].protocol = "all";
+  a.groups.push_back({"g", "acc", "g", "api", {}, {}});
+  pol.rules[0].sources = {"g"};
+  pol.rules[0].destinations = {"g"};
+  CHECK_FALSE(validate_policy(a, pol));
+  auto unknown = pol;
+  unknown.source_posture_checks = {"pc", "nope"};
+  auto refused = validate_policy(a, unknown);
+  REQUIRE(refused.has_value());
+  CHECK(refused->status == 422);
+  CHECK(refused->message == "posture checks: nope not found");
+  a.policies.push_back(pol);
+  auto linked = decide("admin", change::delete_posture_check{"pc"});
+  REQUIRE(linked.has_value());
+  CHECK(linked->status == 412);
+  CHECK(linked->message == "posture checks have been linked to policy: guarded");
+  auto missing = decide("admin", change::delete_posture_check{"nope"});
+  REQUIRE(missing.has_value());
+  CHECK(missing->status == 404);
+  a.policies.clear();
+  CHECK_FALSE(decide("admin", change::delete_posture_check{"pc"}));
+}

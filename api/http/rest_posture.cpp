@@ -1,0 +1,241 @@
+#include "api/http/rest_posture.hpp"
+
+#include "api/http/decode.hpp"
+#include "core/posture.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace nbm::api::http {
+
+namespace {
+
+using json = nlohmann::json;
+using def = core::posture_definition;
+
+[[noreturn]] void fail(int status, const std::string& message) {
+  throw decode::decode_error(status, message);
+}
+
+[[noreturn]] void unparsable() {
+  fail(400, "couldn't parse JSON request");
+}
+
+response json_response(const json& body) {
+  return {200, body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
+}
+
+const core::posture_check* find(const core::account& a, const std::string& id) {
+  for (const auto& c : a.posture_checks)
+    if (c.id == id)
+      return &c;
+  return nullptr;
+}
+
+// Go's json.Decoder into NetBird's api.PostureCheckUpdate: a member of the wrong type is a 400,
+// null leaves a member unset, unknown members are ignored.
+const json* member(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return nullptr;
+  return &*it;
+}
+const json* object(const json& j, const char* key) {
+  const auto* v = member(j, key);
+  if (v && !v->is_object())
+    unparsable();
+  return v;
+}
+const json* array(const json& j, const char* key) {
+  const auto* v = member(j, key);
+  if (v && !v->is_array())
+    unparsable();
+  return v;
+}
+std::string text(const json& j, const char* key) {
+  const auto* v = member(j, key);
+  if (!v)
+    return "";
+  if (!v->is_string())
+    unparsable();
+  return v->get<std::string>();
+}
+std::optional<std::string> min_of(const json& os, const char* key, const char* field) {
+  const auto* v = object(os, key);
+  if (!v)
+    return std::nullopt;
+  return text(*v, field);
+}
+
+struct update_body {
+  std::string name, description;
+  def checks;
+  std::vector<std::string> raw_ranges; // as sent; checked after the geo database
+};
+
+update_body decode_update(const std::string& body) {
+  decode::check_body(body);
+  const auto j = json::parse(body, nullptr, false);
+  if (!j.is_object())
+    unparsable();
+  update_body out;
+  out.name = text(j, "name");
+  out.description = text(j, "description");
+  const auto* checks = object(j, "checks");
+  if (!checks)
+    return out; // NetBird dereferences a nil Checks here; nothing to check is refused below
+  const auto& c = *checks;
+  if (const auto* nb = object(c, "nb_version_check"))
+    out.checks.nb_min_version = text(*nb, "min_version");
+  if (const auto* os = object(c, "os_version_check")) {
+    def::os_versions o;
+    o.android = min_of(*os, "android", "min_version");
+    o.darwin = min_of(*os, "darwin", "min_version");
+    o.ios = min_of(*os, "ios", "min_version");
+    o.linux_kernel = min_of(*os, "linux", "min_kernel_version");
+    o.windows_kernel = min_of(*os, "windows", "min_kernel_version");
+    out.checks.os = std::move(o);
+  }
+  if (const auto* geo = object(c, "geo_location_check")) {
+    def::geo_check g;
+    g.action = text(*geo, "action");
+    if (const auto* list = array(*geo, "locations"))
+      for (const auto& l : *list) {
+        if (!l.is_object())
+          unparsable();
+        g.locations.push_back({text(l, "country_code"), text(l, "city_name")});
+      }
+    out.checks.geo = std::move(g);
+  }
+  if (const auto* net = object(c, "peer_network_range_check")) {
+    def::range_check r;
+    r.action = text(*net, "action");
+    if (const auto* list = array(*net, "ranges"))
+      for (const auto& x : *list) {
+        if (!x.is_string())
+          unparsable();
+        out.raw_ranges.push_back(x.get<std::string>());
+      }
+    out.checks.network_range = std::move(r);
+  }
+  if (const auto* proc = object(c, "process_check")) {
+    std::vector<def::process> list;
+    if (const auto* ps = array(*proc, "processes"))
+      for (const auto& p : *ps) {
+        if (!p.is_object())
+          unparsable();
+        list.push_back({text(p, "linux_path"), text(p, "mac_path"), text(p, "windows_path")});
+      }
+    out.checks.processes = std::move(list);
+  }
+  return out;
+}
+
+json min_json(const char* field, const std::optional<std::string>& v) {
+  return {{field, *v}};
+}
+
+// NetBird's Checks.ToAPIResponse.
+json check_json(const core::posture_check& c) {
+  json checks = json::object();
+  if (auto d = core::parse_posture_definition(c.checks_json)) {
+    if (d->nb_min_version)
+      checks["nb_version_check"] = {{"min_version", *d->nb_min_version}};
+    if (d->os) {
+      json os = json::object();
+      if (d->os->android)
+        os["android"] = min_json("min_version", d->os->android);
+      if (d->os->darwin)
+        os["darwin"] = min_json("min_version", d->os->darwin);
+      if (d->os->ios)
+        os["ios"] = min_json("min_version", d->os->ios);
+      if (d->os->linux_kernel)
+        os["linux"] = min_json("min_kernel_version", d->os->linux_kernel);
+      if (d->os->windows_kernel)
+        os["windows"] = min_json("min_kernel_version", d->os->windows_kernel);
+      checks["os_version_check"] = os;
+    }
+    if (d->geo) {
+      json locations = json::array();
+      for (const auto& l : d->geo->locations) {
+        json x = {{"country_code", l.country_code}};
+        if (!l.city_name.empty())
+          x["city_name"] = l.city_name;
+        locations.push_back(x);
+      }
+      checks["geo_location_check"] = {{"locations", locations}, {"action", d->geo->action}};
+    }
+    if (d->network_range)
+      checks["peer_network_range_check"] = {{"ranges", d->network_range->ranges},
+                                            {"action", d->network_range->action}};
+    if (d->processes) {
+      json list = json::array();
+      for (const auto& p : *d->processes)
+        list.push_back({{"linux_path", p.linux_path},
+                        {"mac_path", p.mac_path},
+                        {"windows_path", p.windows_path}});
+      checks["process_check"] = {{"processes", list}};
+    }
+  }
+  return {{"id", c.id}, {"name", c.name}, {"description", c.description}, {"checks", checks}};
+}
+
+response method_not_allowed() {
+  return {405, json{{"message", "method not allowed"}, {"code", 405}}.dump(), {}};
+}
+
+} // namespace
+
+response posture_checks_api(const request& req, const std::string& id, const core::account& a,
+                            bool geo_ready, const networks_commit_fn& commit) {
+  const auto& method = req.method;
+  const auto not_found = [&] { fail(404, "posture checks: " + core::clip(id) + " not found"); };
+  if (method == "GET" && id.empty()) {
+    json out = json::array();
+    for (const auto& c : a.posture_checks)
+      out.push_back(check_json(c));
+    return json_response(out);
+  }
+  if (method == "GET") {
+    const auto* c = find(a, id);
+    if (!c)
+      not_found();
+    return json_response(check_json(*c));
+  }
+  if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
+    // NetBird's order: an updated check must exist (before the body is read), the body parses,
+    // a geo check needs the geolocation databases, the ranges are prefixes, then Validate, then
+    // the name (a new check's) is free.
+    if (method == "PUT" && !find(a, id))
+      not_found();
+    auto in = decode_update(req.body);
+    if (in.checks.geo && !geo_ready)
+      fail(412, "Geo location database is not initialized. Check the self-hosted Geo database "
+                "documentation at https://docs.netbird.io/selfhosted/geo-support");
+    for (const auto& r : in.raw_ranges) {
+      auto p = core::go_prefix(r);
+      if (!p)
+        fail(422, "invalid network prefix");
+      in.checks.network_range->ranges.push_back(*p);
+    }
+    core::change::save_posture_check c;
+    c.c.id = id;
+    c.c.name = in.name;
+    c.c.description = in.description;
+    c.c.checks_json = core::posture_definition_json(in.checks);
+    // Decided here as the actor will (no trip for a plain refusal), and again by the actor.
+    if (auto bad = core::prepare_posture_change(a, c))
+      fail(bad->status, bad->message);
+    const auto out = commit(std::move(c));
+    const auto* saved = find(*out.after, out.id);
+    if (!saved)
+      fail(404, "posture checks: " + core::clip(out.id) + " not found");
+    return json_response(check_json(*saved));
+  }
+  if (method == "DELETE" && !id.empty()) {
+    commit(core::change::delete_posture_check{id});
+    return json_response(json::object());
+  }
+  return method_not_allowed();
+}
+
+} // namespace nbm::api::http
