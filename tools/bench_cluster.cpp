@@ -16,6 +16,7 @@
 //      has it in its map: every watcher's arrival is one sample.
 // Printed: p50, p99 and max of each, and each replica's notification counts and lag.
 #include "tools/peer_sim/peer_client.hpp"
+#include "tools/server_proc.hpp"
 
 #include <httplib.h>
 #include <libpq-fe.h>
@@ -54,37 +55,8 @@ namespace {
   std::exit(1);
 }
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p)
-    die("cannot run " + cmd);
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p))
-    out += buf;
-  ::pclose(p);
-  return out;
-}
-
-std::string field(const std::string& text, const std::string& name) {
-  auto pos = text.find(name + ": ");
-  if (pos == std::string::npos)
-    return "";
-  auto end = text.find('\n', pos);
-  return text.substr(pos + name.size() + 2, end - pos - name.size() - 2);
-}
+using tools::field;
+using tools::free_port;
 
 struct series {
   std::vector<double> ms;
@@ -148,33 +120,7 @@ proc launch(const std::string& bin, const std::string& config, const std::string
   p.port = free_port();
   p.metrics_port = free_port();
   std::filesystem::create_directories(dir);
-  p.pid = ::fork();
-  if (p.pid == 0) {
-    FILE* f = std::freopen((dir + "/server.log").c_str(), "a", stdout);
-    (void)f;
-    ::dup2(::fileno(stdout), 2);
-    std::vector<std::string> a = {bin,
-                                  "management",
-                                  "--config",
-                                  config,
-                                  "--datadir",
-                                  dir,
-                                  "--port",
-                                  std::to_string(p.port),
-                                  "--metrics-port",
-                                  std::to_string(p.metrics_port),
-                                  "--log-file",
-                                  "console",
-                                  "--log-level",
-                                  "info",
-                                  "--disable-legacy-port"};
-    std::vector<char*> argv;
-    for (auto& s : a)
-      argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    std::_Exit(127);
-  }
+  p.pid = tools::spawn_server(bin, config, dir, p.port, p.metrics_port);
   const auto until = clk::now() + 30s;
   while (clk::now() < until) {
     tools::peer_client probe("127.0.0.1:" + std::to_string(p.port));
@@ -273,14 +219,15 @@ int main(int argc, char** argv) {
       std::filesystem::temp_directory_path() / ("nbm-bench-cluster-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string admin = bin + " admin --config " + config + " --datadir " + dir.string() + " ";
-  const auto acc = run(admin + "account create --domain bench.example 2>&1");
+  const auto acc = tools::run_command(admin + "account create --domain bench.example 2>&1");
   const auto account = field(acc, "account_id"), all = field(acc, "all_group_id"),
              pat = field(acc, "personal_access_token");
   if (account.empty() || pat.empty())
     die("account create failed: " + acc);
-  const auto key = field(run(admin + "setup-key create --account " + account +
-                             " --name bench --reusable --auto-groups " + all + " 2>&1"),
-                         "setup_key");
+  const auto key =
+      field(tools::run_command(admin + "setup-key create --account " + account +
+                               " --name bench --reusable --auto-groups " + all + " 2>&1"),
+            "setup_key");
   if (key.empty())
     die("setup-key create failed");
 

@@ -21,6 +21,7 @@
 // history). Output lines "<what>: key=value ...".
 #include "storage/database.hpp"
 #include "tools/peer_sim/peer_client.hpp"
+#include "tools/server_proc.hpp"
 
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -60,37 +61,9 @@ double ms_since(clk::time_point t) {
   return std::chrono::duration<double, std::milli>(clk::now() - t).count();
 }
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p)
-    return out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p))
-    out += buf;
-  ::pclose(p);
-  return out;
-}
-
-std::string field(const std::string& text, const std::string& name) {
-  auto pos = text.find(name + ": ");
-  if (pos == std::string::npos)
-    return "";
-  auto end = text.find('\n', pos);
-  return text.substr(pos + name.size() + 2, end - pos - name.size() - 2);
-}
+using nbm::tools::field;
+using nbm::tools::free_port;
+const auto run = nbm::tools::run_command;
 
 [[noreturn]] void die(const std::string& why) {
   std::fprintf(stderr, "bench_replicas: %s\n", why.c_str());
@@ -159,39 +132,11 @@ struct cluster {
     p.port = free_port();
     p.metrics = free_port();
     const std::string log = p.dir + "/server.log";
-    std::fflush(stdout);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      FILE* f = std::freopen(log.c_str(), "a", stdout);
-      (void)f;
-      ::dup2(::fileno(stdout), 2);
-      std::vector<std::string> all = {NBM_SERVER_BIN,
-                                      "management",
-                                      "--config",
-                                      config,
-                                      "--datadir",
-                                      p.dir,
-                                      "--port",
-                                      std::to_string(p.port),
-                                      "--log-file",
-                                      "console",
-                                      "--log-level",
-                                      "info",
-                                      "--metrics-port",
-                                      std::to_string(p.metrics),
-                                      "--disable-legacy-port"};
-      std::vector<char*> argv;
-      for (auto& a : all)
-        argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(NBM_SERVER_BIN, argv.data());
-      std::_Exit(127);
-    }
-    p.pid = pid;
+    p.pid = nbm::tools::spawn_server(NBM_SERVER_BIN, config, p.dir, p.port, p.metrics);
     const auto until = clk::now() + 30s;
     while (clk::now() < until) {
       nbm::tools::peer_client probe(target(i));
-      if (probe.fetch_server_key().ok() && !replica_id(pid).empty())
+      if (probe.fetch_server_key().ok() && !replica_id(p.pid).empty())
         return;
       std::this_thread::sleep_for(100ms);
     }
