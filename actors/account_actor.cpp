@@ -298,16 +298,34 @@ account_ptr committed(account_state& st) {
   return st.acc;
 }
 
+// The account was deleted (here, or by another replica or process): every stream of it ends (its
+// peers reconnect and are refused), registrations waiting are refused, and the actor ends; the
+// directory forgets it and its keys (a later lookup finds no account).
+void account_gone(account_ptr_t self) {
+  auto& st = self->state;
+  for (auto& [id, s] : st.sessions)
+    self->send(s.peer, close_atom::value, std::string("account deleted"));
+  st.sessions.clear();
+  for (auto& r : st.registrations)
+    r.rp.deliver(fail(not_found, "couldn't add peer: setup key is invalid"));
+  st.registrations.clear();
+  spdlog::info("account {}: deleted; its actor ends", st.rec.account_id);
+  self->quit();
+}
+
 // Takes `acc` (read from the store: everything its serial holds) as the account and fans out what
-// changed.
+// changed. An account that was there and is gone ends the actor (account_gone).
 void adopt(account_ptr_t self, const account_ptr& acc) {
   auto& st = self->state;
+  const bool was_loaded = st.rec.loaded;
   st.acc = acc ? acc : std::make_shared<core::account>();
   st.rec.loaded = static_cast<bool>(acc);
   st.working.reset();
   st.change.reset();
   rebuild_indexes(st);
   fan_out(self);
+  if (was_loaded && !acc)
+    account_gone(self);
 }
 
 void pump_registrations(account_ptr_t self);
@@ -940,6 +958,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           return out;
         }
         const auto before = committed(st);
+        const bool deleting = std::holds_alternative<core::change::delete_account>(change->what);
         // What the other replicas read again: the peer a peer change names, else the parts.
         core::account_note note;
         note.moved = core::moves_serial(*change) ? 1 : 0;
@@ -951,8 +970,17 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         // adopted, so changes (and registrations, session attaches) apply in order.
         self->request(st.loader, caf::infinite, change_atom::value, std::move(change), before)
             .await(
-                [self, rp, before, note](change_outcome& out) mutable {
+                [self, rp, before, note, deleting](change_outcome& out) mutable {
                   auto& st = self->state;
+                  if (deleting && !out.refused && out.failure == store_failure::none) {
+                    // Gone: the other replicas read it again (serial 0) and find nothing; the
+                    // answer is an empty account, then this actor ends its streams and itself.
+                    publish(st, core::account_note{});
+                    out.after = std::make_shared<core::account>();
+                    rp.deliver(std::move(out));
+                    adopt(self, nullptr);
+                    return;
+                  }
                   if (!out.refused && out.failure == store_failure::none && out.after &&
                       note.moved > 0) {
                     note.serial = out.after->net.serial;

@@ -90,6 +90,13 @@ struct change_job : store_job {
     out.id = commit.id;
     out.plain_key = commit.plain_key;
     out.parts = commit.parts;
+    if (std::holds_alternative<core::change::delete_account>(change->what)) {
+      // Nothing to read back: the account is gone (`after` stays null, its actor ends it).
+      events = core::activity::events_of(
+          *change, *acc, core::account{}, out.id,
+          acc->settings.dns_domain.empty() ? dns_domain : acc->settings.dns_domain);
+      return;
+    }
     try {
       // What the commit wrote, read back; a peer's own change is applied in memory (no read of
       // every peer of the account for one of them).
@@ -191,6 +198,40 @@ struct token_job : store_job {
   }
 };
 
+// Replicas on one PostgreSQL serialize first logins in single-account mode with a session-level
+// advisory lock (keys "NBM2" and the store's schema), so two never both create the one account:
+// the second finds the first's account under the lock and joins it. Released when the job ends
+// (or by the server when the session dies).
+class first_login_lock {
+public:
+  first_login_lock(soci::session& sql, storage::engine kind, bool wanted)
+      : sql_(sql), held_(wanted && kind == storage::engine::postgres) {
+    if (held_)
+      sql_ << "SELECT 1 FROM (SELECT pg_advisory_lock(:cls, hashtext(COALESCE(current_schema(), "
+              "'')))) AS held",
+          soci::use(lock_class, "cls"), soci::into(ignored_);
+  }
+  ~first_login_lock() {
+    if (!held_)
+      return;
+    try {
+      sql_ << "SELECT CASE WHEN pg_advisory_unlock(:cls, hashtext(COALESCE(current_schema(), "
+              "''))) THEN 1 ELSE 0 END",
+          soci::use(lock_class, "cls"), soci::into(ignored_);
+    } catch (const std::exception& e) { // a dead session: the server released it
+      spdlog::debug("first-login lock: unlock failed: {}", e.what());
+    }
+  }
+  first_login_lock(const first_login_lock&) = delete;
+  first_login_lock& operator=(const first_login_lock&) = delete;
+
+private:
+  soci::session& sql_;
+  bool held_;
+  int lock_class = 0x4e424d32;
+  int ignored_ = 0;
+};
+
 struct idp_user_job : store_job {
   idp_user user;
   std::string single_domain; // single-account mode's domain ("" = off)
@@ -200,6 +241,12 @@ struct idp_user_job : store_job {
   std::string what() const override { return "looking up an IdP user"; }
   void run(soci::session& sql, storage::engine kind) override {
     out = {};
+    if (auto id = parts(sql, kind).account_of_user(user.user_id)) {
+      out.account_id = *id;
+      return;
+    }
+    // A first login: decided again under the lock (another replica may be at it too).
+    first_login_lock lock(sql, kind, !single_domain.empty());
     if (auto id = parts(sql, kind).account_of_user(user.user_id)) {
       out.account_id = *id;
       return;
@@ -364,20 +411,22 @@ struct poll_job : store_job {
 // The activity log's writes and reads, on the events database's own worker.
 struct append_events_job : store_job {
   std::vector<core::activity::event> events;
+  std::string key; // DataStoreEncryptionKey
   std::string what() const override { return "recording activity events"; }
   void run(soci::session& sql, storage::engine kind) override {
-    storage::event_store(sql, kind).append(events);
+    storage::event_store(sql, kind, key).append(events);
   }
 };
 
 struct list_events_job : store_job {
   std::string account_id;
   std::size_t limit = 10000;
+  std::string key; // DataStoreEncryptionKey
   events_outcome out;
   std::string what() const override { return "listing activity events of " + account_id; }
   void run(soci::session& sql, storage::engine kind) override {
     out = {};
-    out.events = storage::event_store(sql, kind).list(account_id, 0, limit, true);
+    out.events = storage::event_store(sql, kind, key).list(account_id, 0, limit, true);
   }
 };
 
@@ -467,6 +516,7 @@ void record(loader_ptr self, std::vector<core::activity::event> evs) {
     return;
   auto job = std::make_shared<append_events_job>();
   job->events = std::move(evs);
+  job->key = st.cfg.events_key;
   self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
       .then(
           [job](const store_job_ptr&) {
@@ -602,6 +652,7 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         auto rp = self->make_response_promise<events_outcome>();
         auto job = std::make_shared<list_events_job>();
         job->account_id = std::move(account_id);
+        job->key = st.cfg.events_key;
         self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
             .then(
                 [job, rp](const store_job_ptr&) mutable {
@@ -614,6 +665,9 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
                   rp.deliver(std::move(out));
                 });
         return rp;
+      },
+      [self](record_atom, std::vector<core::activity::event>& evs) {
+        record(self, std::move(evs));
       },
       [self](store_peers_atom, const std::string& account_id,
              const std::vector<peer_registration>& batch) -> caf::result<registration_outcome> {

@@ -37,6 +37,8 @@ struct loader_config {
   // NetBird's activity store (storage/event_store): committed changes, registrations and first
   // logins are recorded there, in order, by one store worker of its own. None: nothing recorded.
   std::optional<storage::db_options> events_db{};
+  // DataStoreEncryptionKey: deleted users' names and emails kept encrypted, as NetBird keeps them.
+  std::string events_key{};
   std::string dns_domain = "netbird.selfhosted"; // --dns-domain, for the events' fqdn metas
 };
 

@@ -86,6 +86,7 @@ using lease_atom = caf::atom_constant<caf::atom("lease")>; // replica actor: hea
 using fenced_atom =
     caf::atom_constant<caf::atom("fenced")>; // directory: this replica lost its lease
 using events_atom = caf::atom_constant<caf::atom("events")>; // loader: an account's activity log
+using record_atom = caf::atom_constant<caf::atom("record")>; // loader: append activity events
 
 // account_change, map_update and session_sink (what a Sync stream's far end sees) live in
 // actors/session_sink.hpp, a header without CAF: the transport includes only that one.
@@ -187,6 +188,11 @@ struct login_lookup {
   peer_view answer;
   std::optional<peer_ref> known;
   std::optional<core::setup_key> register_with;
+  // An SSO login's JWT groups that change the user's (NetBird's SyncUserJWTGroups): committed by
+  // the account's actor, as the user, before the answer goes out.
+  std::optional<core::change::jwt_groups> jwt_sync;
+  // What the login records in the activity log (after the JWT groups' own events).
+  std::vector<core::activity::event> events;
 };
 
 // A peer an account actor registers: its choice of IP and DNS label, the groups it joins and the
@@ -436,6 +442,8 @@ using account_loader = caf::typed_actor<
     caf::replies_to<user_atom, idp_user>::with<principal_lookup>,
     // The account's activity log (its events database; empty when none is configured).
     caf::replies_to<events_atom, std::string>::with<events_outcome>,
+    // Appends events to the activity log, after every event recorded before (one events worker).
+    caf::reacts_to<record_atom, std::vector<core::activity::event>>,
     // Registers peers of one account in one transaction (a savepoint each; see
     // storage::admin_store::register_peers).
     caf::replies_to<store_peers_atom, std::string,
@@ -623,6 +631,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
 // In-process only, like principal_lookup.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::events_outcome)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::logout_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::core::activity::event>)
 // Holds an actor handle beside plain values: a handle is meaningful in this process only.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
 // Shared pointers: identity and sharing are the point (an immutable account or map shared by every

@@ -1,7 +1,9 @@
 #include "actors/login_service.hpp"
 
+#include "core/activity.hpp"
 #include "core/expiry.hpp"
 #include "core/posture.hpp"
+#include "core/jwt_groups.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
@@ -70,6 +72,30 @@ login_step do_login(soci::session& sql, storage::engine kind, const login_reques
       // NetBird's LoginPeer with a JWT. Another user's token is refused.
       if (known->user_id.empty() || known->user_id != req.jwt_user)
         return answer(fail(permission_denied, "peer is not registered to the user of this token"));
+      // NetBird's validateToken, then LoginPeer: the JWT groups allow-list, the owner not blocked,
+      // the groups synced; a login that had expired is renewed and recorded (UserLoggedInPeer).
+      const auto before = accounts.load_account(known->account_id);
+      const core::user* owner = nullptr;
+      const core::peer* peer = nullptr;
+      if (before) {
+        for (const auto& u : before->users)
+          if (u.id == req.jwt_user)
+            owner = &u;
+        peer = before->find_peer(known->id);
+      }
+      if (!before || !owner || !peer)
+        return answer(fail(permission_denied, "peer is not registered to the user of this token"));
+      const auto& settings = before->settings;
+      std::vector<std::string> groups;
+      if (auto it = req.jwt_lists.find(settings.jwt_groups_claim_name);
+          settings.jwt_groups_enabled && it != req.jwt_lists.end())
+        groups = it->second;
+      if (!core::jwt_groups_allowed(settings, groups))
+        return answer(
+            fail(permission_denied, "user does not belong to any of the allowed JWT groups"));
+      if (owner->blocked) // NetBird's checkIfPeerOwnerIsBlocked
+        return answer(fail(permission_denied, "user is blocked"));
+      const bool was_expired = core::must_log_in_again(*before, *peer, now_unix());
       storage::lifecycle_store(sql, kind).record_login(known->account_id, known->id,
                                                        storage::store_time());
       auto fresh = accounts.load_account(known->account_id);
@@ -79,7 +105,25 @@ login_step do_login(soci::session& sql, storage::engine kind, const login_reques
       spdlog::info("peer {} logged in again as user {}", stored->id, req.jwt_user);
       auto v = view_of(*fresh, *stored);
       v.relogged = true;
-      return answer(std::move(v));
+      auto step = answer(std::move(v));
+      if (settings.jwt_groups_enabled && !settings.jwt_groups_claim_name.empty() &&
+          core::jwt_groups_change(*fresh, *owner, groups)) {
+        core::change::jwt_groups sync;
+        sync.user_id = req.jwt_user;
+        sync.names = std::move(groups);
+        step.jwt_sync = std::move(sync);
+      }
+      if (was_expired) {
+        core::activity::event e;
+        e.activity = core::activity::user_logged_in_peer;
+        e.initiator_id = req.jwt_user;
+        e.target_id = stored->id;
+        e.account_id = stored->account_id;
+        e.m = core::activity::peer_event_meta(
+            *stored, settings.dns_domain.empty() ? st.cfg.dns_domain : settings.dns_domain);
+        step.events.push_back(std::move(e));
+      }
+      return step;
     }
     // Registered? expired? The account actor decides from the account it holds.
     login_step step;

@@ -361,7 +361,8 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                     // An SSO login renewed the peer's login: its account actor reads it again
                     // (holding its mailbox) before the answer goes out, so the peer's next Sync
                     // (which comes through here, behind this message) finds it renewed.
-                    if (lk.answer.code == 0 && lk.answer.relogged) {
+                    const bool ok = lk.answer.code == 0;
+                    if (ok && lk.answer.relogged) {
                       self->send(account_of(lk.answer.peer.account_id), serial_atom::value,
                                  lk.answer.serial);
                       if (self->state.cfg.cluster) { // the others read the account again
@@ -371,7 +372,47 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
                         self->send(self->state.cfg.cluster, publish_atom::value, std::move(n));
                       }
                     }
-                    rp.deliver(std::move(lk.answer));
+                    // The login's events go to the activity log after those of its JWT groups.
+                    auto finish = [self, rp, evs = std::move(lk.events)](peer_view v) mutable {
+                      if (!evs.empty() && self->state.cfg.loader)
+                        self->send(self->state.cfg.loader, record_atom::value, std::move(evs));
+                      rp.deliver(std::move(v));
+                    };
+                    if (!ok || !lk.jwt_sync) {
+                      finish(std::move(lk.answer));
+                      return;
+                    }
+                    // NetBird's SyncUserJWTGroups at an SSO login: the token's groups become the
+                    // user's, committed by the account's actor as that user (a failure is logged,
+                    // the login stands, as in NetBird).
+                    const auto user_id = lk.jwt_sync->user_id;
+                    auto change = std::make_shared<core::admin_change>(
+                        core::admin_change{user_id, std::move(*lk.jwt_sync)});
+                    auto v = std::move(lk.answer);
+                    const auto account = v.peer.account_id;
+                    self->request(account_of(account), caf::infinite, change_atom::value,
+                                  admin_change_ptr(std::move(change)))
+                        .then(
+                            [finish, v, user_id](change_outcome& out) mutable {
+                              if (out.refused)
+                                spdlog::warn("login: JWT groups of user {} not synced: {}", user_id,
+                                             out.refused->message);
+                              else if (out.failure != store_failure::none || !out.after)
+                                spdlog::warn("login: JWT groups of user {} not synced: the store "
+                                             "failed",
+                                             user_id);
+                              else {
+                                v.serial = out.after->net.serial;
+                                spdlog::debug("login: JWT groups of user {} synced (serial {})",
+                                              user_id, v.serial);
+                              }
+                              finish(std::move(v));
+                            },
+                            [finish, v, user_id](caf::error& err) mutable {
+                              spdlog::warn("login: JWT groups of user {} not synced: {}", user_id,
+                                           caf::to_string(err));
+                              finish(std::move(v));
+                            });
                   }
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });

@@ -5,6 +5,7 @@
 #include "core/model.hpp"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ struct login_request {
   std::string setup_key;
   std::string jwt;
   std::string jwt_user; // the user id of `jwt`, verified by the wire layer ("" = none)
+  // The verified JWT's list claims by name (the account's JWT groups claim is one of them).
+  std::map<std::string, std::vector<std::string>> jwt_lists;
   bool has_meta = false;
   core::peer_meta meta;
   std::string ssh_key;

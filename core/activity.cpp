@@ -1,5 +1,7 @@
 #include "core/activity.hpp"
 
+#include "core/registration.hpp"
+
 #include <algorithm>
 #include <iterator>
 #include <set>
@@ -242,7 +244,7 @@ struct builder {
     e.activity = activity;
     e.initiator_id = c.caller;
     e.target_id = std::move(target);
-    e.account_id = after.id;
+    e.account_id = after.id.empty() ? before.id : after.id; // a deleted account: `after` is empty
     e.m = std::move(m);
     out.push_back(std::move(e));
   }
@@ -492,6 +494,43 @@ struct builder {
       add(posture_check_deleted, c->id, {{"name", c->name}});
   }
   void operator()(const change::approve_user& x) { add(user_approved, x.id); }
+  // NetBird's LastDashboardLoginChanged: a newer login of a user who had logged in before.
+  void operator()(const change::dashboard_login& x) {
+    const user* old = by_id(before.users, x.user_id);
+    if (!old || !old->last_login)
+      return;
+    const auto was = parse_store_time(*old->last_login);
+    const auto now = parse_store_time(x.at);
+    if (was && now && *now > *was)
+      add(dashboard_login, x.user_id, {{"timestamp", x.as_given}});
+  }
+  // NetBird's DeleteAccount: every other user first (a service user ServiceUserDeleted; a regular
+  // user its peers, each PeerRemovedByUser with that user as initiator, then UserDeleted), then
+  // the owner who asks, then AccountDeleted.
+  void delete_user_and_peers(const user& u) {
+    if (u.is_service_user) {
+      add(service_user_deleted, u.id,
+          {{"name", u.service_user_name}, {"created_at", u.created_at.value_or("")}});
+      return;
+    }
+    for (const auto& p : before.peers)
+      if (p.user_id == u.id) {
+        add(peer_removed_by_user, p.id, peer_meta_of(p, dns_domain));
+        out.back().initiator_id = u.id;
+      }
+    operator()(change::delete_user{u.id});
+  }
+  void operator()(const change::delete_account&) {
+    for (const auto& u : before.users)
+      if (u.id != c.caller)
+        delete_user_and_peers(u);
+    if (const user* me = by_id(before.users, c.caller))
+      delete_user_and_peers(*me);
+    add(account_deleted, before.id,
+        {{"account_id", before.id},
+         {"domain", before.domain},
+         {"created_at", before.created_at.value_or("")}});
+  }
   void operator()(const change::reject_user& x) {
     // NetBird's RejectUser deletes the user (UserDeleted), then records the rejection.
     operator()(change::delete_user{x.id});

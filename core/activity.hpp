@@ -103,6 +103,8 @@ struct event {
   int activity = 0;
   std::string initiator_id, target_id, account_id;
   meta m;
+  // Read back only: a deleted initiator's name and email as NetBird keeps them (deleted_users).
+  std::string initiator_name, initiator_email;
 };
 
 // "sys": NetBird's initiator of what the system does itself (expirations).

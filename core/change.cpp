@@ -308,6 +308,19 @@ struct preparer {
       return fail(422, "user " + clip(id) + " is not pending approval");
     return std::nullopt;
   }
+  verdict operator()(change::delete_account& c) const {
+    if (c.account_id != a.id)
+      return fail(404, "account not found: " + clip(c.account_id));
+    if (caller.role != "owner")
+      return fail(403, "user is not allowed to delete account. Only account owner can delete "
+                       "account");
+    return std::nullopt;
+  }
+  verdict operator()(change::dashboard_login& c) const {
+    if (c.user_id != caller.id)
+      return permission_denied();
+    return std::nullopt;
+  }
   verdict operator()(change::approve_user& c) const { return pending_user(c.id); }
   verdict operator()(change::reject_user& c) const { return pending_user(c.id); }
   verdict operator()(change::delete_token& c) const {
@@ -339,7 +352,8 @@ bool moves_serial(const admin_change& c) {
             std::is_same_v<T, change::delete_setup_key> || std::is_same_v<T, change::create_user> ||
             std::is_same_v<T, change::update_user> || std::is_same_v<T, change::delete_user> ||
             std::is_same_v<T, change::create_token> || std::is_same_v<T, change::delete_token> ||
-            std::is_same_v<T, change::approve_user> || std::is_same_v<T, change::reject_user>);
+            std::is_same_v<T, change::approve_user> || std::is_same_v<T, change::reject_user> ||
+            std::is_same_v<T, change::dashboard_login>);
       },
       c.what);
 }
@@ -395,6 +409,10 @@ problem not_found_problem(const admin_change& c) {
     problem operator()(const change::jwt_groups& x) const { return nf("user", x.user_id); }
     problem operator()(const change::approve_user& x) const { return nf("user", x.id); }
     problem operator()(const change::reject_user& x) const { return nf("user", x.id); }
+    problem operator()(const change::dashboard_login& x) const { return nf("user", x.user_id); }
+    problem operator()(const change::delete_account& x) const {
+      return {404, "account not found: " + clip(x.account_id)};
+    }
 
     static problem nf(const char* what, const std::string& id) {
       return {404, std::string(what) + ": " + clip(id) + " not found"};

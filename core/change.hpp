@@ -159,6 +159,21 @@ struct reject_user {
   std::string id;
 };
 
+// NetBird's DeleteAccount (owner only): the account and everything in it (peers, users and their
+// tokens, groups, policies, routes, nameserver groups, setup keys, posture checks, networks); its
+// activity log stays.
+struct delete_account {
+  std::string account_id; // the account the request names
+};
+
+// NetBird's GetUserFromUserAuth: a JWT's last-login claim newer than the user's last login is
+// stored (DashboardLogin recorded when the user had logged in before).
+struct dashboard_login {
+  std::string user_id;
+  std::string at;       // store text of the claim's time
+  std::string as_given; // the claim as the token carried it (the event's meta)
+};
+
 } // namespace change
 
 using change_kind = std::variant<
@@ -170,7 +185,7 @@ using change_kind = std::variant<
     change::delete_token, change::save_network, change::delete_network, change::save_resource,
     change::delete_resource, change::save_router, change::delete_router, change::jwt_groups,
     change::approve_user, change::reject_user, change::save_posture_check,
-    change::delete_posture_check>;
+    change::delete_posture_check, change::delete_account, change::dashboard_login>;
 
 struct admin_change {
   std::string caller; // the id of the user who asks (a user of the account, not blocked)

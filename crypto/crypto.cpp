@@ -263,4 +263,62 @@ std::optional<std::string> secret_open(const std::string& sealed, const std::str
   return out;
 }
 
+namespace {
+
+constexpr std::size_t gcm_nonce = 12, gcm_tag = 16;
+
+struct cipher_ctx {
+  EVP_CIPHER_CTX* p = EVP_CIPHER_CTX_new();
+  ~cipher_ctx() { EVP_CIPHER_CTX_free(p); }
+  cipher_ctx() = default;
+  cipher_ctx(const cipher_ctx&) = delete;
+  cipher_ctx& operator=(const cipher_ctx&) = delete;
+};
+
+} // namespace
+
+std::string field_encrypt(const std::string& plain, const std::string& key32) {
+  if (plain.empty())
+    return {};
+  if (key32.size() != 32)
+    throw std::invalid_argument("field_encrypt: the key must be 32 bytes");
+  init();
+  std::string out(gcm_nonce + plain.size() + gcm_tag, '\0');
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  randombytes_buf(o, gcm_nonce);
+  cipher_ctx c;
+  int len = 0, fin = 0;
+  if (!c.p || EVP_EncryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_IVLEN, gcm_nonce, nullptr) != 1 ||
+      EVP_EncryptInit_ex(c.p, nullptr, nullptr, u(key32), o) != 1 ||
+      EVP_EncryptUpdate(c.p, o + gcm_nonce, &len, u(plain), static_cast<int>(plain.size())) != 1 ||
+      EVP_EncryptFinal_ex(c.p, o + gcm_nonce + len, &fin) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_GET_TAG, gcm_tag, o + gcm_nonce + plain.size()) != 1)
+    throw std::runtime_error("field_encrypt: AES-GCM failed");
+  return base64_encode(out);
+}
+
+std::optional<std::string> field_decrypt(const std::string& text, const std::string& key32) {
+  if (text.empty())
+    return std::string();
+  const auto data = base64_decode(text);
+  if (!data || key32.size() != 32 || data->size() < gcm_nonce + gcm_tag)
+    return std::nullopt;
+  const std::size_t n = data->size() - gcm_nonce - gcm_tag;
+  const auto* d = u(*data);
+  std::string out(n, '\0');
+  auto* o = reinterpret_cast<unsigned char*>(out.data());
+  std::string tag = data->substr(gcm_nonce + n);
+  cipher_ctx c;
+  int len = 0, fin = 0;
+  if (!c.p || EVP_DecryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_IVLEN, gcm_nonce, nullptr) != 1 ||
+      EVP_DecryptInit_ex(c.p, nullptr, nullptr, u(key32), d) != 1 ||
+      EVP_DecryptUpdate(c.p, o, &len, d + gcm_nonce, static_cast<int>(n)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_TAG, gcm_tag, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(c.p, o + len, &fin) != 1)
+    return std::nullopt;
+  return out;
+}
+
 } // namespace nbm::crypto

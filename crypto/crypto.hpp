@@ -79,4 +79,10 @@ std::optional<std::string> box_open(const std::string& body, const std::string& 
 std::string secret_seal(const std::string& plain, const std::string& key32);
 std::optional<std::string> secret_open(const std::string& sealed, const std::string& key32);
 
+// NetBird's FieldEncrypt (util/crypt): base64(12-byte random nonce || AES-256-GCM ciphertext and
+// tag) with a 32-byte key; "" for "". What NetBird's activity store keeps of deleted users.
+std::string field_encrypt(const std::string& plain, const std::string& key32);
+// nullopt when the text is not such a ciphertext of this key.
+std::optional<std::string> field_decrypt(const std::string& text, const std::string& key32);
+
 } // namespace nbm::crypto

@@ -536,7 +536,21 @@ int peer_list_command(const core::account& a) {
 
 // A new personal access token for an existing user (as NetBird's POST
 // /api/users/{id}/tokens: a name, 1 to 365 days).
-int token_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind) {
+// NetBird's CreatePAT event: PersonalAccessTokenCreated, the CLI ("sys") as initiator.
+core::activity::event token_created(const core::user& u, const std::string& token_name) {
+  core::activity::event e;
+  e.activity = core::activity::personal_access_token_created;
+  e.initiator_id = core::activity::system_initiator;
+  e.target_id = u.id;
+  e.account_id = u.account_id;
+  e.m = {{"name", token_name},
+         {"is_service_user", u.is_service_user},
+         {"user_name", u.service_user_name}};
+  return e;
+}
+
+int token_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind,
+                         std::vector<core::activity::event>& evs) {
   if (cmd.token_name.empty())
     throw bad_input("--name: the token needs a name");
   if (cmd.expires_in_days < 1 || cmd.expires_in_days > 365)
@@ -588,6 +602,8 @@ int token_create_command(const admin_command& cmd, soci::session& sql, storage::
   t.created_at = storage::store_time();
   t.expiration_date = storage::store_time(cmd.expires_in_days * 86400);
   accounts.insert_token(t);
+  evs.push_back(token_created(*u, t.name));
+  evs.back().account_id = a.id;
   std::cout << "id: " << t.id << "\nuser_id: " << u->id << "\naccount_id: " << a.id
             << "\npersonal_access_token: " << pat.plain << "\nexpires_at: " << *t.expiration_date
             << "\n";
@@ -606,7 +622,8 @@ std::string pat_expiry(soci::session& sql, const std::string& user_id) {
 
 // The activity log of the store's datadir (storage/event_store), as the server records it; a
 // failure is a warning: the change itself is done.
-void record_events(const std::string& datadir, const std::vector<core::activity::event>& evs) {
+void record_events(const std::string& datadir, const std::string& key,
+                   const std::vector<core::activity::event>& evs) {
   const char* enabled = std::getenv("NB_EVENT_ACTIVITY_LOG_ENABLED");
   if (evs.empty() || (enabled && *enabled && std::string(enabled) != "true"))
     return;
@@ -614,7 +631,7 @@ void record_events(const std::string& datadir, const std::vector<core::activity:
     const auto opts = storage::events_db_options(datadir);
     soci::session sql;
     storage::open_session(sql, opts);
-    storage::event_store events(sql, opts.kind);
+    storage::event_store events(sql, opts.kind, key);
     events.ensure_schema();
     events.append(evs);
   } catch (const std::exception& e) {
@@ -624,7 +641,7 @@ void record_events(const std::string& datadir, const std::vector<core::activity:
 }
 
 int account_create_command(const admin_command& cmd, soci::session& sql, storage::engine kind,
-                           const std::string& datadir) {
+                           const std::string& datadir, const std::string& key) {
   if (!cmd.allow_duplicate_domain) {
     std::vector<std::string> ids;
     soci::rowset<std::string> rows =
@@ -652,7 +669,14 @@ int account_create_command(const admin_command& cmd, soci::session& sql, storage
   created.initiator_id = made.owner_user_id;
   created.target_id = made.account_id;
   created.account_id = made.account_id;
-  record_events(datadir, {created});
+  std::vector<core::activity::event> evs = {created};
+  if (!made.pat.empty()) { // the owner's bootstrap token, made by the CLI
+    core::user owner;
+    owner.id = made.owner_user_id;
+    owner.account_id = made.account_id;
+    evs.push_back(token_created(owner, "bootstrap"));
+  }
+  record_events(datadir, key, evs);
   return 0;
 }
 
@@ -780,11 +804,16 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
 
   try {
     if (cmd.action == "account-create")
-      return account_create_command(cmd, sql, db.kind, cfg.datadir);
+      return account_create_command(cmd, sql, db.kind, cfg.datadir, cfg.data_store_encryption_key);
     if (cmd.action == "account-list")
       return account_list_command(sql);
-    if (cmd.action == "token-create")
-      return token_create_command(cmd, sql, db.kind);
+    if (cmd.action == "token-create") {
+      std::vector<core::activity::event> evs;
+      const int rc = token_create_command(cmd, sql, db.kind, evs);
+      if (rc == 0)
+        record_events(cfg.datadir, cfg.data_store_encryption_key, evs);
+      return rc;
+    }
     admin_command c = cmd;
     c.account_id = resolve_account(sql, cmd.account_id);
     storage::account_store accounts(sql, db.kind);
@@ -801,7 +830,7 @@ int run_admin(const admin_command& cmd, config::management_config cfg) {
     const auto before = load_account(accounts, c.account_id);
     const auto recorded = [&](int rc) {
       if (rc == 0)
-        record_events(cfg.datadir,
+        record_events(cfg.datadir, cfg.data_store_encryption_key,
                       core::activity::events_of_diff(before, load_account(accounts, c.account_id),
                                                      core::activity::system_initiator,
                                                      before.settings.dns_domain.empty()

@@ -441,6 +441,7 @@ int run_management(const management_options& opts, config::management_config cfg
     lc.poll_interval = poll_interval;
     lc.single_account_domain = single_account_domain;
     lc.events_db = events_db;
+    lc.events_key = cfg.data_store_encryption_key;
     lc.dns_domain = opts.dns_domain;
     auto loader = actors::spawn_account_loader(sys, lc);
     actors::cluster_actor cluster;

@@ -435,6 +435,33 @@ bool admin_store::delete_user(const std::string& account_id, const std::string& 
   return deleted;
 }
 
+bool admin_store::delete_account(const std::string& account_id) {
+  soci::transaction tr(sql_);
+  // The account row first: a concurrent change of the account waits for this transaction (and then
+  // finds nothing), and a second delete finds nothing here.
+  soci::statement st =
+      (sql_.prepare << "DELETE FROM accounts WHERE id = :acc", soci::use(account_id, "acc"));
+  st.execute(true);
+  if (st.get_affected_rows() == 0)
+    return false; // rolled back
+  sql_ << "DELETE FROM personal_access_tokens WHERE user_id IN (SELECT id FROM users WHERE "
+          "account_id = :acc)",
+      soci::use(account_id, "acc");
+  sql_ << "DELETE FROM policy_rules WHERE policy_id IN (SELECT id FROM policies WHERE account_id "
+          "= :acc)",
+      soci::use(account_id, "acc");
+  for (const char* table : {"users", "group_peers", "\"groups\"", "policies", "setup_keys", "peers",
+                            "routes", "name_server_groups", "posture_checks", "network_routers",
+                            "network_resources", "networks", "account_onboardings"})
+    sql_ << std::string("DELETE FROM ") + table + " WHERE account_id = :acc",
+        soci::use(account_id, "acc");
+  if (kind_ == engine::postgres)
+    sql_ << "DELETE FROM nbm_replica_sessions WHERE account_id = :acc",
+        soci::use(account_id, "acc");
+  tr.commit();
+  return true;
+}
+
 bool admin_store::delete_token(const std::string& user_id, const std::string& token_id) {
   soci::statement st =
       (sql_.prepare << "DELETE FROM personal_access_tokens WHERE user_id = :u AND id = :id",

@@ -100,6 +100,12 @@ public:
                                               const std::vector<registration>& batch,
                                               std::uint64_t& serial_after);
 
+  // NetBird's DeleteAccount, in one transaction: every row of the account (tokens of its users,
+  // users, group memberships, groups, policy rules, policies, setup keys, peers, routes,
+  // nameserver groups, posture checks, networks with their routers and resources, onboarding; on
+  // PostgreSQL the replicas' session records of its peers) and the account. False: no such account.
+  bool delete_account(const std::string& account_id);
+
   // NetBird's DeletePeer, in one transaction: group memberships, the peer, the account serial bump.
   // With `serial_after`, the account's serial as the transaction committed it.
   bool delete_peer(const std::string& account_id, const std::string& peer_id,

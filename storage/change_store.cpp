@@ -200,6 +200,19 @@ struct committer {
   change_commit operator()(const core::change::reject_user& c) const {
     return removed(admin().delete_user(a.id, c.id), parts::part_principals);
   }
+  change_commit operator()(const core::change::dashboard_login& c) const {
+    int n = 0;
+    sql << std::string("UPDATE users SET last_login = ") +
+               (kind == engine::postgres ? "CAST(:w AS timestamptz)" : ":w") +
+               " WHERE id = :id AND account_id = :acc",
+        soci::use(c.at, "w"), soci::use(c.user_id, "id"), soci::use(a.id, "acc");
+    sql << "SELECT COUNT(*) FROM users WHERE id = :id AND account_id = :acc",
+        soci::use(c.user_id, "id"), soci::use(a.id, "acc"), soci::into(n);
+    return n > 0 ? wrote(parts::part_principals, c.user_id) : gone();
+  }
+  change_commit operator()(const core::change::delete_account&) const {
+    return removed(admin().delete_account(a.id), parts::part_all);
+  }
   // NetBird's syncJWTGroups, in one transaction: the new groups (issued "jwt"), the user's
   // auto-groups, and with propagation the user's peers in the groups added and out of the ones
   // removed; the serial moves by one.

@@ -1,5 +1,6 @@
 #include "storage/event_store.hpp"
 
+#include "crypto/crypto.hpp"
 #include "storage/admin_store.hpp"
 
 #include <nlohmann/json.hpp>
@@ -19,15 +20,31 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
-std::string meta_json(const core::activity::event& e) {
+// `skip_user`: the meta's "email" and "name" went to deleted_users.
+std::string meta_json(const core::activity::event& e, bool skip_user) {
   json m = json::object();
-  const bool user_deleted = e.activity == core::activity::user_deleted;
   for (const auto& [k, v] : e.m) {
-    if (user_deleted && (k == "email" || k == "name"))
+    if (skip_user && (k == "email" || k == "name"))
       continue;
     std::visit([&, key = k](const auto& x) { m[key] = x; }, v);
   }
   return m.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// The text of a meta value (Go's %v, as NetBird's Sprintf("%s")).
+std::string text_of(const core::activity::meta_value& v) {
+  if (const auto* s = std::get_if<std::string>(&v))
+    return *s;
+  if (const auto* b = std::get_if<bool>(&v))
+    return *b ? "true" : "false";
+  return std::to_string(std::get<std::int64_t>(v));
+}
+
+const core::activity::meta_value* find_meta(const core::activity::meta& m, const char* key) {
+  for (const auto& [k, v] : m)
+    if (k == key)
+      return &v;
+  return nullptr;
 }
 
 core::activity::meta meta_of(const std::string& text) {
@@ -73,6 +90,13 @@ db_options events_db_options(const std::string& datadir) {
   return o;
 }
 
+event_store::event_store(soci::session& sql, engine kind, const std::string& encryption_key_b64)
+    : sql_(sql), kind_(kind) {
+  if (!encryption_key_b64.empty())
+    if (auto k = crypto::base64_decode(encryption_key_b64); k && k->size() == 32)
+      key_ = std::move(*k);
+}
+
 void event_store::ensure_schema() {
   if (kind_ == engine::postgres) {
     sql_ << "CREATE TABLE IF NOT EXISTS events (timestamp timestamptz, activity bigint, id "
@@ -97,7 +121,17 @@ void event_store::append(const std::vector<core::activity::event>& events) {
   soci::transaction tr(sql_);
   for (const auto& e : events) {
     const std::string ts = e.timestamp.empty() ? store_time() : e.timestamp;
-    const std::string meta = meta_json(e);
+    const auto* email = find_meta(e.m, "email");
+    const auto* name = find_meta(e.m, "name");
+    const bool deleted_user = !key_.empty() && email && name;
+    if (deleted_user) {
+      const std::string enc_email = crypto::field_encrypt(text_of(*email), key_);
+      const std::string enc_name = crypto::field_encrypt(text_of(*name), key_);
+      sql_ << "INSERT INTO deleted_users (id, email, name, enc_algo) VALUES (:id, :e, :n, 'GCM') "
+              "ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name",
+          soci::use(e.target_id, "id"), soci::use(enc_email, "e"), soci::use(enc_name, "n");
+    }
+    const std::string meta = meta_json(e, deleted_user);
     const int activity = e.activity;
     sql_ << "INSERT INTO events (timestamp, activity, initiator_id, target_id, account_id, meta) "
             "VALUES (" +
@@ -116,11 +150,14 @@ std::vector<core::activity::event> event_store::list(const std::string& account_
                                                      "'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'"
                                                    : "CAST(timestamp AS TEXT)";
   const long long off = static_cast<long long>(offset), lim = static_cast<long long>(limit);
+  // NetBird's Get: deleted users joined by initiator and by target (their names decrypted below).
   soci::rowset<soci::row> rows =
-      (sql_.prepare << "SELECT CAST(id AS bigint), " + ts +
-                           ", activity, initiator_id, target_id, account_id, meta FROM events "
-                           "WHERE account_id = :acc ORDER BY timestamp " +
-                           dir + ", id " + dir + " LIMIT :lim OFFSET :off",
+      (sql_.prepare << "SELECT CAST(events.id AS bigint), " + ts +
+                           ", activity, initiator_id, target_id, account_id, meta, u.name, "
+                           "u.email, t.name, t.email FROM events LEFT JOIN deleted_users u ON "
+                           "u.id = events.initiator_id LEFT JOIN deleted_users t ON t.id = "
+                           "events.target_id WHERE account_id = :acc ORDER BY timestamp " +
+                           dir + ", events.id " + dir + " LIMIT :lim OFFSET :off",
        soci::use(account_id, "acc"), soci::use(lim, "lim"), soci::use(off, "off"));
   std::vector<core::activity::event> out;
   for (const auto& r : rows) {
@@ -151,6 +188,21 @@ std::vector<core::activity::event> event_store::list(const std::string& account_
     e.target_id = text(4);
     e.account_id = text(5);
     e.m = meta_of(text(6));
+    // A deleted user's name and email (NetBird's processResult; what does not open with this key
+    // reads as NetBird's fallbacks).
+    const auto open = [&](std::size_t i, const char* fallback) -> std::string {
+      const auto enc = text(i);
+      if (enc.empty())
+        return {};
+      auto plain = key_.empty() ? std::nullopt : crypto::field_decrypt(enc, key_);
+      return plain ? *plain : std::string(fallback);
+    };
+    if (auto n = open(9, "unknown"); !n.empty())
+      e.m.emplace_back("username", n);
+    if (auto m = open(10, "unknown@unknown.com"); !m.empty())
+      e.m.emplace_back("email", m);
+    e.initiator_name = open(7, "unknown");
+    e.initiator_email = open(8, "unknown@unknown.com");
     out.push_back(std::move(e));
   }
   return out;

@@ -168,6 +168,7 @@ public:
         return r;
       }
       lr.jwt_user = claims->user_id;
+      lr.jwt_lists = std::move(claims->lists);
     }
     lr.remote_addr = remote_of(ctx->peer());
     auto d = &d_;

@@ -367,7 +367,8 @@ static void account_settings_more(const json& js, core::account_settings& s) {
 }
 
 core::account_settings account_settings(std::string_view body,
-                                        const core::account_settings& current) {
+                                        const core::account_settings& current,
+                                        std::string* network_range) {
   const auto j = parse(body);
   const auto* js = member(j, "settings");
   if (!js || !js->is_object())
@@ -401,6 +402,8 @@ core::account_settings account_settings(std::string_view body,
   s.lazy_connection_enabled = boolean(*js, "lazy_connection_enabled", s.lazy_connection_enabled);
   s.dns_domain = string(*js, "dns_domain", s.dns_domain);
   account_settings_more(*js, s);
+  if (network_range)
+    *network_range = string(*js, "network_range");
   return s;
 }
 

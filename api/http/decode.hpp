@@ -89,9 +89,11 @@ struct setup_key_change {
 };
 setup_key_change setup_key_update(std::string_view body);
 
-// The account's settings after `body` ({"settings": {...}}) is applied to `current`.
+// The account's settings after `body` ({"settings": {...}}) is applied to `current`; with
+// `network_range`, the settings' "network_range" as sent ("" when absent or empty).
 core::account_settings account_settings(std::string_view body,
-                                        const core::account_settings& current);
+                                        const core::account_settings& current,
+                                        std::string* network_range = nullptr);
 
 // What a peer update names (absent fields: unchanged).
 struct peer_change {

@@ -228,6 +228,13 @@ std::optional<jwt_claims> jwt_verifier::verify(const std::string& token, std::st
   out.user_id = claims[claim].get<std::string>();
   if (claims.contains("email") && claims["email"].is_string())
     out.email = claims["email"].get<std::string>();
+  // Go's url.JoinPath(audience, "nb_last_login").
+  const auto& aud = p_->cfg.audience;
+  const std::string last_login_claim =
+      aud + (!aud.empty() && aud.back() == '/' ? "" : "/") + "nb_last_login";
+  if (auto it = claims.find(last_login_claim);
+      it != claims.end() && it->is_string() && it->get_ref<const std::string&>().size() <= 64)
+    out.last_login = it->get<std::string>();
   for (const auto& [name, value] : claims.items()) {
     if (!value.is_array() || value.size() > 1024 || out.lists.size() >= 64)
       continue;

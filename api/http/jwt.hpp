@@ -24,6 +24,9 @@ struct jwt_config {
 struct jwt_claims {
   std::string user_id; // the user id claim
   std::string email;   // "email", when present
+  // NetBird's "<AuthAudience>/nb_last_login" claim (RFC 3339; "" when absent), what its IdP rule
+  // sets at each dashboard login.
+  std::string last_login;
   // Every claim whose value is a list of strings (e.g. the groups claim NetBird's JWT groups
   // read), by name; at most 64 claims of at most 1024 strings each.
   std::map<std::string, std::vector<std::string>> lists;

@@ -235,6 +235,40 @@ json rfc3339(const core::opt_time& t) {
   return s;
 }
 
+// "2006-01-02T15:04:05[.frac](Z|+hh:mm|-hh:mm)" with every field in its range (what any store
+// takes as a time).
+bool rfc3339_time(const std::string& t) {
+  const auto digits = [&](std::size_t at, std::size_t n, int lo, int hi) {
+    if (at + n > t.size())
+      return false;
+    int v = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      if (t[i] < '0' || t[i] > '9')
+        return false;
+      v = v * 10 + (t[i] - '0');
+    }
+    return v >= lo && v <= hi;
+  };
+  if (t.size() < 20 || !digits(0, 4, 1, 9999) || t[4] != '-' || !digits(5, 2, 1, 12) ||
+      t[7] != '-' || !digits(8, 2, 1, 31) || (t[10] != 'T' && t[10] != 't') ||
+      !digits(11, 2, 0, 23) || t[13] != ':' || !digits(14, 2, 0, 59) || t[16] != ':' ||
+      !digits(17, 2, 0, 60))
+    return false;
+  std::size_t i = 19;
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    const auto from = i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9')
+      ++i;
+    if (i == from || i - from > 9)
+      return false;
+  }
+  if (i + 1 == t.size() && (t[i] == 'Z' || t[i] == 'z'))
+    return true;
+  return i + 6 == t.size() && (t[i] == '+' || t[i] == '-') && digits(i + 1, 2, 0, 23) &&
+         t[i + 3] == ':' && digits(i + 4, 2, 0, 59);
+}
+
 // --- responses
 // -------------------------------------------------------------------------------------
 
@@ -628,7 +662,39 @@ struct rest_api::impl {
     if (c.user->blocked)
       fail(403, c.user->pending_approval ? "user is pending approval" : "user is blocked");
     sync_jwt_groups(c, *claims);
+    dashboard_login(c, *claims);
     return c;
+  }
+
+  // NetBird's GetUserFromUserAuth: the token's last-login claim, when newer than the user's last
+  // login, becomes it (a DashboardLogin event when the user had logged in before).
+  void dashboard_login(caller& c, const jwt_claims& claims) {
+    if (!rfc3339_time(claims.last_login))
+      return;
+    const auto at = core::parse_store_time(claims.last_login);
+    if (!at)
+      return;
+    if (c.user->last_login) {
+      const auto was = core::parse_store_time(*c.user->last_login);
+      if (was && *at <= *was)
+        return;
+    }
+    // Store text: "2026-11-30 20:50:00+00:00" of "2026-11-30T20:50:00Z".
+    std::string text = claims.last_login;
+    if (text.size() > 10 && text[10] == 'T')
+      text[10] = ' ';
+    if (!text.empty() && (text.back() == 'Z' || text.back() == 'z'))
+      text = text.substr(0, text.size() - 1) + "+00:00";
+    const auto user_id = c.user->id;
+    core::change::dashboard_login login{user_id, text, claims.last_login};
+    auto out = commit(c, std::move(login));
+    c.acc = out.after;
+    c.user = nullptr;
+    for (const auto& u : c.acc->users)
+      if (u.id == user_id)
+        c.user = &u;
+    if (!c.user)
+      fail(401, "token invalid");
   }
 
   // NetBird's EnsureUserAccessByJWTGroups and syncUserJWTGroups: with JWT groups enabled, a
@@ -665,6 +731,22 @@ struct rest_api::impl {
         c.user = &u;
     if (!c.user)
       fail(401, "token invalid");
+  }
+
+  // NetBird re-allocates every peer's IP when an account's network range changes; this server
+  // does not (yet): a range other than the account's is refused, never dropped. The range as read
+  // (what the dashboard sends back) passes.
+  static void check_network_range(const core::account& a, const std::string& range) {
+    if (range.empty())
+      return;
+    const auto prefix = core::canonical_prefix(range);
+    if (!prefix)
+      fail(422, "invalid CIDR format: " + clip(range));
+    if (prefix->second != 1)
+      fail(422, "network range must be an IPv4 address");
+    if (prefix->first != a.net.net)
+      fail(422, "changing the network range (re-allocating every peer's IP) is not available on "
+                "this server");
   }
 
   void require_admin(const caller& c) {
@@ -831,7 +913,9 @@ response rest_api::impl::route(const request& req) {
   auto c = authenticate(req.authorization, kind == "peers" && req.method == "GET");
   // NetBird's "user" role has no permission on the account's objects: it sees its own peers, its
   // own user and its own tokens.
-  if (kind != "peers" && kind != "users" && kind != "locations" && !c.admin())
+  // Deleting the account is the owner's alone: its handler answers everyone else as NetBird does.
+  const bool account_delete = kind == "accounts" && req.method == "DELETE";
+  if (kind != "peers" && kind != "users" && kind != "locations" && !account_delete && !c.admin())
     fail(403, "permission denied");
   return dispatch(c, req, *path);
 }
@@ -857,9 +941,22 @@ response rest_api::impl::dispatch(caller& c, const request& req,
       if (id != a.id)
         fail(404, "account not found: " + clip(id));
       require_admin(c);
-      const auto s = decode::account_settings(req.body, a.settings);
+      std::string range;
+      const auto s = decode::account_settings(req.body, a.settings, &range);
+      check_network_range(a, range);
       const auto out = commit(c, core::change::settings{id, s});
       return json_response(account_json(*out.after));
+    }
+    // NetBird's DeleteAccount: the owner deletes the account and everything in it; every stream
+    // of its peers ends. Another account's id is not found (nothing of it is shown or changed).
+    if (method == "DELETE" && !id.empty()) {
+      if (id != a.id)
+        fail(404, "account not found: " + clip(id));
+      if (c.user->role != "owner")
+        fail(403, "user is not allowed to delete account. Only account owner can delete account");
+      commit(c, core::change::delete_account{id});
+      spdlog::info("REST: account {} deleted by its owner {}", a.id, c.user->id);
+      return json_response(json::object());
     }
     return method_not_allowed();
   }

@@ -87,10 +87,14 @@ response events_response(actors::admin_facade& facade, const core::account& a, c
       meta["email"] = t->second.email;
       meta["username"] = t->second.name;
     }
-    std::string name, email;
+    // A deleted initiator: the name and email the store kept (NetBird's deleted_users); a user of
+    // the account: its own.
+    std::string name = e.initiator_name, email = e.initiator_email;
     if (auto i = users.find(e.initiator_id); i != users.end()) {
-      name = i->second.name;
-      email = i->second.email;
+      if (name.empty())
+        name = i->second.name;
+      if (email.empty())
+        email = i->second.email;
     }
     out.push_back({{"id", std::to_string(e.id)},
                    {"timestamp", rfc3339(e.timestamp)},

@@ -114,6 +114,73 @@ TEST_CASE("activity: the difference of two accounts, as the admin CLI records it
   CHECK(activity::events_of_diff(before, before, "sys", "").empty());
 }
 
+TEST_CASE("activity: an account deleted by its owner, as NetBird's DeleteAccount records it") {
+  auto before = sample();
+  before.domain = "corp.example";
+  before.created_at = "2026-01-02 03:04:05+00:00";
+  before.users[1].name = "Ursula";
+  before.users[1].email = "u@corp.example";
+  user bot;
+  bot.id = "bot";
+  bot.is_service_user = true;
+  bot.service_user_name = "ci";
+  before.users.push_back(bot);
+  before.peers[0].user_id = "u"; // alpha is u's peer; beta came with a setup key
+  admin_change c{"owner", change::delete_account{"acc"}};
+  REQUIRE_FALSE(prepare_change(before, c).has_value());
+  const auto evs = activity::events_of(c, before, account{}, "", "nb.test");
+  REQUIRE(evs.size() == 5);
+  // The others first: u's peer (u as initiator), u, the service user; then the owner; then the
+  // account.
+  CHECK(evs[0].activity == activity::peer_removed_by_user);
+  CHECK(evs[0].target_id == "p1");
+  CHECK(evs[0].initiator_id == "u");
+  CHECK(text(evs[0].m, "fqdn") == "alpha.nb.test");
+  CHECK(evs[1].activity == activity::user_deleted);
+  CHECK(evs[1].target_id == "u");
+  CHECK(text(evs[1].m, "email") == "u@corp.example");
+  CHECK(text(evs[1].m, "name") == "Ursula");
+  CHECK(evs[2].activity == activity::service_user_deleted);
+  CHECK(text(evs[2].m, "name") == "ci");
+  CHECK(evs[3].activity == activity::user_deleted);
+  CHECK(evs[3].target_id == "owner");
+  CHECK(evs[4].activity == activity::account_deleted);
+  CHECK(evs[4].target_id == "acc");
+  CHECK(text(evs[4].m, "domain") == "corp.example");
+  CHECK(text(evs[4].m, "created_at") == "2026-01-02 03:04:05+00:00");
+  for (const auto& e : evs)
+    CHECK(e.account_id == "acc");
+  // Only the owner, and only its own account.
+  admin_change by_user{"u", change::delete_account{"acc"}};
+  const auto refused = prepare_change(before, by_user);
+  REQUIRE(refused.has_value());
+  CHECK(refused->status == 403);
+  CHECK(refused->message ==
+        "user is not allowed to delete account. Only account owner can delete account");
+  admin_change other{"owner", change::delete_account{"other"}};
+  CHECK(prepare_change(before, other)->status == 404);
+  CHECK(prepare_change(before, other)->message == "account not found: other");
+}
+
+TEST_CASE("activity: a dashboard login is recorded when newer than a login before it") {
+  auto before = sample();
+  admin_change c{"u",
+                 change::dashboard_login{"u", "2030-01-02 10:00:00+00:00", "2030-01-02T10:00:00Z"}};
+  REQUIRE_FALSE(prepare_change(before, c).has_value());
+  CHECK(activity::events_of(c, before, before, "", "").empty()); // never logged in before
+  before.users[1].last_login = "2030-01-01 10:00:00+00:00";
+  const auto evs = activity::events_of(c, before, before, "", "");
+  REQUIRE(evs.size() == 1);
+  CHECK(evs[0].activity == activity::dashboard_login);
+  CHECK(evs[0].initiator_id == "u");
+  CHECK(evs[0].target_id == "u");
+  CHECK(text(evs[0].m, "timestamp") == "2030-01-02T10:00:00Z");
+  before.users[1].last_login = "2030-01-03 10:00:00+00:00";
+  CHECK(activity::events_of(c, before, before, "", "").empty()); // older than the one stored
+  admin_change other{"owner", change::dashboard_login{"u", "2030-01-02 10:00:00+00:00", ""}};
+  CHECK(prepare_change(before, other)->status == 403); // only the user itself
+}
+
 TEST_CASE("jwt groups: the allow-list, and what a login's groups change") {
   auto a = sample();
   a.settings.jwt_groups_enabled = true;

@@ -97,6 +97,27 @@ TEST_CASE("secrets at rest open with their key only") {
   CHECK_THROWS_AS(secret_seal("x", "short key"), std::invalid_argument);
 }
 
+TEST_CASE("NetBird's FieldEncrypt: AES-256-GCM, nonce first, base64; NetBird reads ours") {
+  const auto key = *base64_decode("X4kQ0yVh1H8m1pmRq3nH8V1dBu9Z9vF2Xr6x3fXc2Ws=");
+  // Made by another implementation (Python's AESGCM, as Go's gcm.Seal(nonce, nonce, ...)).
+  const std::string theirs = "AAECAwQFBgcICQoLGpZtWZpyy0XaNFkAbuP0nriwLifQkg9CSraR6m1Nvp33";
+  CHECK(field_decrypt(theirs, key) == std::optional<std::string>("dave@corp.example"));
+  const auto ours = field_encrypt("dave@corp.example", key);
+  CHECK(ours != field_encrypt("dave@corp.example", key)); // a fresh nonce each time
+  CHECK(base64_decode(ours)->size() == 12 + 17 + 16);
+  CHECK(field_decrypt(ours, key) == std::optional<std::string>("dave@corp.example"));
+  CHECK(field_encrypt("", key).empty()); // as NetBird: "" stays ""
+  CHECK(field_decrypt("", key) == std::optional<std::string>(""));
+  // Another key, a changed byte, a cut text, not base64: nothing.
+  CHECK_FALSE(field_decrypt(ours, std::string(32, 'x')).has_value());
+  auto raw = *base64_decode(ours);
+  raw[14] = static_cast<char>(raw[14] ^ 1);
+  CHECK_FALSE(field_decrypt(base64_encode(raw), key).has_value());
+  CHECK_FALSE(field_decrypt(base64_encode(raw.substr(0, 20)), key).has_value());
+  CHECK_FALSE(field_decrypt("not base64 !", key).has_value());
+  CHECK_THROWS_AS(field_encrypt("x", "short key"), std::invalid_argument);
+}
+
 TEST_CASE("time-based TURN credentials and relay tokens are signed as NetBird's TimedHMAC") {
   const std::string fox = "The quick brown fox jumps over the lazy dog";
   // RFC 2104 examples as widely published.

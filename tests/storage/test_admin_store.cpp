@@ -4,10 +4,12 @@
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
 #include "storage/admin_store.hpp"
+#include "storage/event_store.hpp"
 #include "storage/schema.hpp"
 #include "tests/support/test_db.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 #include <soci/soci.h>
 
 #include <atomic>
@@ -239,5 +241,125 @@ TEST_CASE(
                          storage::store_error);
     CHECK_THROWS_WITH_AS(admin.server_key_pair("not-base64!"), doctest::Contains("32 bytes"),
                          storage::store_error);
+  }
+}
+
+TEST_CASE("admin: an account deleted takes every row of it along, and nothing of another") {
+  for (const auto& opts : test::fresh_backends("admin_delete")) {
+    INFO(test::backend_name(opts));
+    session_of s(opts);
+    admin_store admin(s.sql, opts.kind);
+    storage::account_store accounts(s.sql, opts.kind);
+    std::vector<std::string> ids;
+    for (const char* domain : {"a.example", "b.example"}) {
+      auto made =
+          admin.create_account({domain, "owner@" + std::string(domain), "", true, true, ""});
+      storage::new_setup_key k;
+      k.account_id = made.account_id;
+      k.name = "k";
+      k.reusable = true;
+      const auto key = admin.create_setup_key(k).first;
+      core::peer p;
+      p.id = crypto::random_id();
+      p.account_id = made.account_id;
+      p.key = crypto::base64_encode(crypto::make_wg_key_pair().public_key);
+      p.ip = "100.64.0.7";
+      p.dns_label = "peer";
+      p.name = "peer";
+      REQUIRE(admin.register_peer(p, {made.all_group_id}, key.id) ==
+              admin_store::register_result::registered);
+      ids.push_back(made.account_id);
+    }
+    const auto count = [&](const std::string& query, const std::string& id) {
+      long long n = 0;
+      s.sql << query, soci::use(id, "a"), soci::into(n);
+      return n;
+    };
+    const auto rows = [&](const std::string& id) {
+      long long n = 0;
+      for (const char* t :
+           {"users", "group_peers", "\"groups\"", "policies", "setup_keys", "peers"})
+        n += count(std::string("SELECT COUNT(*) FROM ") + t + " WHERE account_id = :a", id);
+      return n + count("SELECT COUNT(*) FROM accounts WHERE id = :a", id);
+    };
+    const auto b_before = rows(ids[1]);
+    const auto b_account = accounts.load_account(ids[1]);
+    long long tokens = 0, rules = 0;
+    s.sql << "SELECT COUNT(*) FROM personal_access_tokens", soci::into(tokens);
+    s.sql << "SELECT COUNT(*) FROM policy_rules", soci::into(rules);
+    CHECK(rows(ids[0]) > 6);
+
+    CHECK(admin.delete_account(ids[0]));
+    CHECK_FALSE(accounts.load_account(ids[0]).has_value());
+    CHECK(rows(ids[0]) == 0);
+    long long tokens_after = 0, rules_after = 0;
+    s.sql << "SELECT COUNT(*) FROM personal_access_tokens", soci::into(tokens_after);
+    s.sql << "SELECT COUNT(*) FROM policy_rules", soci::into(rules_after);
+    CHECK(tokens_after == tokens - 1);
+    CHECK(rules_after == rules - 1);
+    CHECK(rows(ids[1]) == b_before);
+    CHECK(accounts.load_account(ids[1]) == b_account);
+    // A second delete, or an unknown account: nothing (false).
+    CHECK_FALSE(admin.delete_account(ids[0]));
+    CHECK_FALSE(admin.delete_account("nope"));
+  }
+}
+
+TEST_CASE("events: a deleted user's name and email kept encrypted, as NetBird's deleted_users") {
+  for (const auto& opts : test::fresh_backends("events_deleted")) {
+    INFO(test::backend_name(opts));
+    session_of s(opts);
+    const std::string key = "X4kQ0yVh1H8m1pmRq3nH8V1dBu9Z9vF2Xr6x3fXc2Ws=";
+    storage::event_store events(s.sql, opts.kind, key);
+    events.ensure_schema();
+    core::activity::event del;
+    del.activity = core::activity::user_deleted;
+    del.initiator_id = "owner";
+    del.target_id = "dave";
+    del.account_id = "acc";
+    del.m = {{"name", std::string("Dave")},
+             {"email", std::string("dave@corp.example")},
+             {"issued", std::string("api")}};
+    core::activity::event by_dave;
+    by_dave.activity = core::activity::group_created;
+    by_dave.initiator_id = "dave";
+    by_dave.target_id = "g1";
+    by_dave.account_id = "acc";
+    by_dave.m = {{"name", std::string("devs")}};
+    events.append({by_dave, del});
+    std::string stored_meta, email, algo;
+    s.sql << "SELECT meta FROM events WHERE target_id = 'dave'", soci::into(stored_meta);
+    CHECK(stored_meta == R"({"issued":"api"})");
+    s.sql << "SELECT email, enc_algo FROM deleted_users WHERE id = 'dave'", soci::into(email),
+        soci::into(algo);
+    CHECK(algo == "GCM");
+    CHECK(crypto::field_decrypt(email, *crypto::base64_decode(key)) ==
+          std::optional<std::string>("dave@corp.example"));
+    const auto text = [](const core::activity::meta& m, const std::string& k) {
+      for (const auto& [name, v] : m)
+        if (name == k)
+          return std::get<std::string>(v);
+      return std::string("<absent>");
+    };
+    auto got = events.list("acc", 0, 10, false);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].initiator_name == "Dave"); // a deleted initiator
+    CHECK(got[0].initiator_email == "dave@corp.example");
+    CHECK(text(got[1].m, "username") == "Dave"); // a deleted target
+    CHECK(text(got[1].m, "email") == "dave@corp.example");
+    // Another key cannot read them: NetBird's fallbacks.
+    got = storage::event_store(s.sql, opts.kind, crypto::base64_encode(std::string(32, 'x')))
+              .list("acc", 0, 10, false);
+    CHECK(got[0].initiator_name == "unknown");
+    CHECK(text(got[1].m, "email") == "unknown@unknown.com");
+    // Without a key the name and email stay in the meta (nothing goes to deleted_users).
+    storage::event_store plain(s.sql, opts.kind);
+    del.target_id = "erin";
+    plain.append({del});
+    long long n = 0;
+    s.sql << "SELECT COUNT(*) FROM deleted_users WHERE id = 'erin'", soci::into(n);
+    CHECK(n == 0);
+    s.sql << "SELECT meta FROM events WHERE target_id = 'erin'", soci::into(stored_meta);
+    CHECK(nlohmann::json::parse(stored_meta)["email"] == "dave@corp.example");
   }
 }
