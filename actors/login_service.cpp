@@ -2,8 +2,8 @@
 
 #include "core/activity.hpp"
 #include "core/expiry.hpp"
-#include "core/posture.hpp"
 #include "core/jwt_groups.hpp"
+#include "core/posture.hpp"
 #include "core/registration.hpp"
 #include "crypto/crypto.hpp"
 #include "storage/account_store.hpp"
@@ -62,7 +62,8 @@ login_step answer(peer_view v) {
   return step;
 }
 
-login_step do_login(soci::session& sql, storage::engine kind, const login_request& req) {
+login_step do_login(soci::session& sql, storage::engine kind, const login_request& req,
+                    const std::string& dns_domain) {
   storage::account_store accounts(sql, kind);
   storage::admin_store admin(sql, kind);
 
@@ -120,7 +121,7 @@ login_step do_login(soci::session& sql, storage::engine kind, const login_reques
         e.target_id = stored->id;
         e.account_id = stored->account_id;
         e.m = core::activity::peer_event_meta(
-            *stored, settings.dns_domain.empty() ? st.cfg.dns_domain : settings.dns_domain);
+            *stored, settings.dns_domain.empty() ? dns_domain : settings.dns_domain);
         step.events.push_back(std::move(e));
       }
       return step;
@@ -176,10 +177,14 @@ login_step do_login(soci::session& sql, storage::engine kind, const login_reques
 // known peer).
 struct login_job : store_job {
   login_request req;
+  std::string dns_domain; // the peers' domain (--dns-domain), for the events' fqdn metas
   login_step out;
-  explicit login_job(login_request r) : req(std::move(r)) {}
+  login_job(login_request r, std::string domain)
+      : req(std::move(r)), dns_domain(std::move(domain)) {}
   std::string what() const override { return "looking up a login of " + prefix(req.wg_key); }
-  void run(soci::session& sql, storage::engine kind) override { out = do_login(sql, kind, req); }
+  void run(soci::session& sql, storage::engine kind) override {
+    out = do_login(sql, kind, req, dns_domain);
+  }
 };
 
 // Who holds a key (one indexed read).
@@ -207,7 +212,7 @@ login_service::behavior_type impl(login_service::stateful_pointer<login_service_
         ++st.logins;
         ++st.in_flight;
         auto rp = self->make_response_promise<login_lookup>();
-        auto job = std::make_shared<login_job>(std::move(req));
+        auto job = std::make_shared<login_job>(std::move(req), st.cfg.dns_domain);
         self->request(st.worker, caf::infinite, run_atom::value, store_job_ptr(job))
             .then(
                 [self, rp, job](const store_job_ptr&) mutable {
