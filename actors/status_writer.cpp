@@ -1,5 +1,7 @@
 #include "actors/status_writer.hpp"
 
+#include "actors/telemetry.hpp"
+
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -41,7 +43,10 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
           ++st.batches;
           st.writes += batch.size();
           try {
-            return st.store->apply_batch(batch);
+            const auto began = telemetry::now_ns();
+            auto landed = st.store->apply_batch(batch);
+            telemetry::store_transaction(telemetry::ms_since(began)); // one group commit
+            return landed;
           } catch (const std::exception& e) {
             // A session found dead failed before anything reached the database: once more on a
             // fresh one. (A live session's error is the database's answer: it stands.)
