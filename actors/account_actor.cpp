@@ -1,5 +1,6 @@
 #include "actors/account_actor.hpp"
 
+#include "actors/telemetry.hpp"
 #include "core/expiry.hpp"
 #include "core/posture.hpp"
 #include "core/registration.hpp"
@@ -14,8 +15,11 @@
 #include <deque>
 #include <optional>
 #include <random>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <variant>
 
 namespace nbm::actors {
 
@@ -23,6 +27,81 @@ namespace {
 
 double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// NetBird's UpdateReason of an admin change (resource, operation), for its metrics.
+telemetry::reason reason_of(const core::admin_change& c) {
+  using telemetry::operation;
+  using telemetry::resource;
+  const auto saved = [](const std::string& id) {
+    return id.empty() ? operation::create : operation::update;
+  };
+  return std::visit(
+      [&](const auto& w) -> telemetry::reason {
+        using T = std::decay_t<decltype(w)>;
+        namespace ch = core::change;
+        if constexpr (std::is_same_v<T, ch::save_group>)
+          return {resource::group, saved(w.g.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_group>)
+          return {resource::group, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_policy>)
+          return {resource::policy, saved(w.p.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_policy>)
+          return {resource::policy, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_route>)
+          return {resource::route, saved(w.r.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_route>)
+          return {resource::route, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_nameservers>)
+          return {resource::nameserver_group, saved(w.g.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_nameservers>)
+          return {resource::nameserver_group, operation::del};
+        else if constexpr (std::is_same_v<T, ch::dns_settings>)
+          return {resource::dns_settings, operation::update};
+        else if constexpr (std::is_same_v<T, ch::settings>)
+          return {resource::account_settings, operation::update};
+        else if constexpr (std::is_same_v<T, ch::update_peer>)
+          return {resource::peer, operation::update};
+        else if constexpr (std::is_same_v<T, ch::delete_peer>)
+          return {resource::peer, operation::del};
+        else if constexpr (std::is_same_v<T, ch::create_setup_key>)
+          return {resource::setup_key, operation::create};
+        else if constexpr (std::is_same_v<T, ch::update_setup_key>)
+          return {resource::setup_key, operation::update};
+        else if constexpr (std::is_same_v<T, ch::delete_setup_key>)
+          return {resource::setup_key, operation::del};
+        else if constexpr (std::is_same_v<T, ch::create_user>)
+          return {resource::user, operation::create};
+        else if constexpr (std::is_same_v<T, ch::delete_user> || std::is_same_v<T, ch::reject_user>)
+          return {resource::user, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_network>)
+          return {resource::network, saved(w.n.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_network>)
+          return {resource::network, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_resource>)
+          return {resource::network_resource, saved(w.r.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_resource>)
+          return {resource::network_resource, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_router>)
+          return {resource::network_router, saved(w.r.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_router>)
+          return {resource::network_router, operation::del};
+        else if constexpr (std::is_same_v<T, ch::save_posture_check>)
+          return {resource::posture_check, saved(w.c.id)};
+        else if constexpr (std::is_same_v<T, ch::delete_posture_check>)
+          return {resource::posture_check, operation::del};
+        else if constexpr (std::is_same_v<T, ch::delete_account>)
+          return {resource::account, operation::del};
+        else // a user's update, approval, tokens, JWT groups, a dashboard login
+          return {resource::user, operation::update};
+      },
+      c.what);
+}
+
+// NetBird's objects of a network map (its CountNetworkMapObjects).
+std::size_t map_objects(const core::network_map& m) {
+  return m.remote_peers.size() + m.offline_peers.size() + m.routes.size() +
+         m.firewall_rules.size() + m.route_firewall_rules.size();
 }
 
 // ---- account_actor ---------------------------------------------------------------------------
@@ -91,6 +170,9 @@ struct account_state {
   // For the inspector: how long the last fan-out took (maps computed) and how many maps it sent.
   std::int64_t last_fanout_us = -1;
   std::uint64_t last_fanout_maps = 0;
+  // Why the next fan-out runs (NetBird's UpdateReason, for its metrics): the latest trigger since
+  // the last one; none: the account was read again.
+  std::optional<telemetry::reason> reason;
   static inline const char* name = "account_actor";
 };
 
@@ -226,6 +308,12 @@ void update_record(account_state& st) {
   st.rec.connected = st.sessions.size();
 }
 
+// A change of the account will update its peers: counted, and the reason of the next fan-out.
+void triggered(account_state& st, telemetry::reason r) {
+  telemetry::peers_update_triggered(r);
+  st.reason = r;
+}
+
 void schedule_flush(account_ptr_t self) {
   if (!self->state.flush_scheduled) {
     self->state.flush_scheduled = true;
@@ -238,6 +326,11 @@ void schedule_flush(account_ptr_t self) {
 void fan_out(account_ptr_t self) {
   auto& st = self->state;
   ++st.rec.changes;
+  // NetBird counts every update of an account's peers by its reason; a read of the account (no
+  // change of ours) counts as account/reload.
+  if (!st.reason)
+    triggered(st, {});
+  const auto reason = *std::exchange(st.reason, std::nullopt);
   if (st.sessions.empty()) { // nobody to tell: commit the changes, index them when needed
     if (st.working) {
       st.acc = std::move(st.working);
@@ -266,7 +359,9 @@ void fan_out(account_ptr_t self) {
       it = st.sessions.erase(it);
       continue;
     }
+    const auto map_began = telemetry::now_ns();
     auto m = view.map_for(*idx);
+    telemetry::network_map_computed(reason, telemetry::ms_since(map_began), map_objects(m));
     const auto fp = view.fingerprint(m);
     if (fp == s.fingerprint) {
       ++st.rec.maps_skipped;
@@ -284,6 +379,7 @@ void fan_out(account_ptr_t self) {
   st.last_fanout_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - started)
                           .count();
+  telemetry::peers_update_duration(static_cast<double>(st.last_fanout_us) / 1000.0);
   st.last_fanout_maps = st.rec.maps_sent - sent_before;
   update_record(st);
 }
@@ -486,8 +582,11 @@ void on_registered(account_ptr_t self, registration_flight& fl, registration_out
   }
   for (auto it = retry.rbegin(); it != retry.rend(); ++it)
     st.registrations.push_front(std::move(*it));
-  if (added > 0)
+  if (added > 0) {
+    for (std::size_t i = 0; i < added; ++i) // NetBird counts each registration's update
+      triggered(st, {telemetry::resource::peer, telemetry::operation::create});
     schedule_flush(self);
+  }
   if (reread)
     reload(self); // then the registrations that wait
   else
@@ -568,6 +667,8 @@ void apply_meta(account_ptr_t self, const std::string& peer_id, core::peer_meta 
   if (!find_peer(st, peer_id))
     return;
   mutable_account(st).peers[st.pos_by_id[peer_id]].meta = std::move(m);
+  telemetry::peer_meta_update();
+  triggered(st, {telemetry::resource::peer, telemetry::operation::update});
   schedule_flush(self);
 }
 
@@ -614,6 +715,7 @@ void drop_peer(account_ptr_t self, const std::string& peer_id) {
   for (auto& g : a.groups)
     g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), peer_id), g.peers.end());
   rebuild_indexes(st);
+  triggered(st, {telemetry::resource::peer, telemetry::operation::del});
   st.pending_meta.erase(peer_id);
   if (auto it = st.sessions.find(peer_id); it != st.sessions.end()) {
     self->send(it->second.peer, close_atom::value, std::string("peer deleted"));
@@ -762,7 +864,9 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         auto u = std::make_shared<map_update>();
         u->change = ch;
         u->peer = *idx;
+        const auto map_began = telemetry::now_ns();
         u->map = ch->view->map_for(*idx);
+        telemetry::network_map_built(telemetry::ms_since(map_began), map_objects(u->map));
         s.fingerprint = ch->view->fingerprint(u->map);
         self->send(s.peer, map_atom::value, token, map_update_ptr(std::move(u)), true);
         ++st.rec.maps_sent;
@@ -869,6 +973,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
           mutable_account(st).net.serial = serial; // that write alone: the serial holds it all
         else if (serial > ours)
           reload(self); // another write came between: read everything that serial holds
+        triggered(st, {telemetry::resource::peer, telemetry::operation::create});
         schedule_flush(self);
       },
       [self](deleted_atom, const std::string& peer_id) {
@@ -959,6 +1064,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         }
         const auto before = committed(st);
         const bool deleting = std::holds_alternative<core::change::delete_account>(change->what);
+        const auto why = reason_of(*change);
         // What the other replicas read again: the peer a peer change names, else the parts.
         core::account_note note;
         note.moved = core::moves_serial(*change) ? 1 : 0;
@@ -970,8 +1076,10 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         // adopted, so changes (and registrations, session attaches) apply in order.
         self->request(st.loader, caf::infinite, change_atom::value, std::move(change), before)
             .await(
-                [self, rp, before, note, deleting](change_outcome& out) mutable {
+                [self, rp, before, note, deleting, why](change_outcome& out) mutable {
                   auto& st = self->state;
+                  if (!out.refused && out.failure == store_failure::none)
+                    triggered(st, why);
                   if (deleting && !out.refused && out.failure == store_failure::none) {
                     // Gone: the other replicas read it again (serial 0) and find nothing; the
                     // answer is an empty account, then this actor ends its streams and itself.

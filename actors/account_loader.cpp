@@ -1,5 +1,7 @@
 #include "actors/account_loader.hpp"
 
+#include "actors/store_worker.hpp"
+#include "actors/telemetry.hpp"
 #include "core/activity.hpp"
 #include "core/registration.hpp"
 #include "storage/account_store.hpp"
@@ -82,7 +84,9 @@ struct change_job : store_job {
     }
     const auto seen = acc->net.serial;
     committing = true;
+    const auto began = telemetry::now_ns();
     const auto commit = storage::commit_change(sql, kind, *acc, *change);
+    telemetry::store_transaction(telemetry::ms_since(began)); // NetBird's transaction duration
     if (!commit.found) {
       out.refused = core::not_found_problem(*change);
       return;
@@ -295,7 +299,10 @@ struct register_job : store_job {
     // fresh session (the one that failed dropped) is sound.
     out = {};
     storage::admin_store admin(sql, kind);
-    for (auto r : admin.register_peers(account_id, rows, out.serial_after))
+    const auto began = telemetry::now_ns();
+    const auto results = admin.register_peers(account_id, rows, out.serial_after);
+    telemetry::store_transaction(telemetry::ms_since(began));
+    for (auto r : results)
       out.results.push_back(
           r == storage::admin_store::register_result::registered    ? registered_as::registered
           : r == storage::admin_store::register_result::key_refused ? registered_as::key_refused

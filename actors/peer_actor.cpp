@@ -2,6 +2,7 @@
 
 #include "actors/account_actor.hpp"
 #include "actors/msg_ring.hpp"
+#include "actors/telemetry.hpp"
 #include "core/fence.hpp"
 
 #include <caf/all.hpp>
@@ -41,11 +42,16 @@ caf::result<bool> persist(peer_ptr self, core::status_op op, session_token token
                           std::string ip = {}) {
   auto rp = self->make_response_promise<bool>();
   const bool connected = op == core::status_op::connect;
+  const auto top = connected ? telemetry::status_op::connect : telemetry::status_op::disconnect;
+  const auto began = telemetry::now_ns();
   core::status_write w{self->state.rec.account_id, self->state.rec.peer_id, token, op};
   self->request(self->state.writer, caf::infinite, write_atom::value, std::move(w))
       .then(
-          [self, rp, token, connected, ip](bool landed) mutable {
+          [self, rp, token, connected, ip, top, began](bool landed) mutable {
             auto& st = self->state;
+            telemetry::peer_status_update(
+                top, landed ? telemetry::status_outcome::applied : telemetry::status_outcome::stale,
+                telemetry::ms_since(began));
             st.ring.note(landed ? ring_event::landed : ring_event::not_landed, token);
             if (landed) {
               ++st.rec.landed;
@@ -67,7 +73,9 @@ caf::result<bool> persist(peer_ptr self, core::status_op op, session_token token
             }
             rp.deliver(landed);
           },
-          [self, rp, connected, token](caf::error& err) mutable {
+          [self, rp, connected, token, top, began](caf::error& err) mutable {
+            telemetry::peer_status_update(top, telemetry::status_outcome::error,
+                                          telemetry::ms_since(began));
             ++self->state.rec.failed;
             spdlog::error("peer {}: fenced {} failed: {}", self->state.rec.peer_id,
                           connected ? "connect" : "disconnect", caf::to_string(err));
@@ -92,29 +100,40 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
   return {
       [self](connect_atom, session_token token, sink_ptr& sink) -> caf::result<bool> {
         auto& st = self->state;
+        const auto began = telemetry::now_ns();
         st.ring.note(ring_event::connect, token);
         if (!core::connect_wins(st.rec.token, token)) {
-          ++st.rec.dropped;
+          ++st.rec.dropped; // a newer session holds the peer: NetBird's stale connect
+          telemetry::peer_status_update(telemetry::status_op::connect,
+                                        telemetry::status_outcome::stale,
+                                        telemetry::ms_since(began));
           return false;
         }
         st.rec.token = token;
         auto older = std::exchange(st.sink, std::move(sink));
         if (older)
           older->close("a newer session of this peer took over");
+        // NetBird's update channel: created, closing the older one of the peer if there was.
+        telemetry::channel_created(telemetry::us_since(began), static_cast<bool>(older));
         return persist(self, core::status_op::connect, token,
                        st.sink ? st.sink->remote_ip() : std::string());
       },
       [self](disconn_atom, session_token token) -> caf::result<bool> {
         auto& st = self->state;
+        const auto began = telemetry::now_ns();
         st.ring.note(ring_event::disconnect, token);
         if (!core::disconnect_owns(st.rec.token, token)) {
-          ++st.rec.dropped;
+          ++st.rec.dropped; // not the session that holds the peer: NetBird's stale disconnect
+          telemetry::peer_status_update(telemetry::status_op::disconnect,
+                                        telemetry::status_outcome::stale,
+                                        telemetry::ms_since(began));
           return false;
         }
         st.rec.token = 0;
         st.sink = nullptr;
         if (st.account)
           self->send(st.account, detach_atom::value, st.rec.peer_id, token);
+        telemetry::channel_closed(telemetry::us_since(began));
         return persist(self, core::status_op::disconnect, token);
       },
       [self](retry_atom, session_token token) {
@@ -123,10 +142,15 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         if (st.rec.token != 0)
           return; // a newer session: its fenced connect supersedes this one in the store
         core::status_write w{st.rec.account_id, st.rec.peer_id, token, core::status_op::disconnect};
+        const auto began = telemetry::now_ns();
         self->request(st.writer, caf::infinite, write_atom::value, std::move(w))
             .then(
-                [self, token](bool landed) {
+                [self, token, began](bool landed) {
                   auto& st = self->state;
+                  telemetry::peer_status_update(telemetry::status_op::disconnect,
+                                                landed ? telemetry::status_outcome::applied
+                                                       : telemetry::status_outcome::stale,
+                                                telemetry::ms_since(began));
                   if (!landed) { // the store holds another session now: nothing left to end
                     ++st.rec.refused;
                     return;
@@ -138,7 +162,10 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
                     self->send(st.observer, landed_atom::value,
                                session_event{st.rec.account_id, st.rec.peer_id, token, false, ""});
                 },
-                [self, token](caf::error&) {
+                [self, token, began](caf::error&) {
+                  telemetry::peer_status_update(telemetry::status_op::disconnect,
+                                                telemetry::status_outcome::error,
+                                                telemetry::ms_since(began));
                   ++self->state.rec.failed;
                   retry_disconnect(self, token);
                 });
@@ -167,6 +194,8 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
           st.last_map_rules = update->map.firewall_rules.size();
           st.sink->deliver(update, initial);
         } else {
+          // NetBird's SendUpdate to a peer without a channel (found=false).
+          telemetry::update_sent(0, false, false);
           st.ring.note(ring_event::map_stale, token, update->map.serial);
         }
       },

@@ -1,6 +1,7 @@
 #include "actors/status_writer.hpp"
 
 #include "actors/store_worker.hpp"
+#include "actors/telemetry.hpp"
 #include "storage/status_store.hpp"
 
 #include <caf/all.hpp>
@@ -32,7 +33,9 @@ struct status_batch_job : store_job {
       store = fresh.get();
       kept = std::move(fresh);
     }
+    const auto began = telemetry::now_ns();
     landed = store->apply_batch(writes);
+    telemetry::store_transaction(telemetry::ms_since(began)); // one group commit
   }
   // A batch is one statement (PostgreSQL) or one transaction (SQLite): a session that dropped
   // under it, or a deadlock PostgreSQL rolled back, wrote nothing of it. (A live session's other

@@ -7,6 +7,8 @@ pkgs=(meson ninja-build pkg-config g++ python3
   libyaml-cpp-dev doctest-dev libsodium-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev
   libreadline-dev)
+# prometheus-cpp-dev: only its core library is linked (the metrics registry and text format);
+# /metrics is served by our own listener, not by its civetweb-based Exposer (no IPv6 in Debian's).
 # libreadline-dev: `netbird-mgmt inspect`'s console (line editing, history, completion). GNU
 # readline rather than libedit: its completion API (rl_completion_matches, the attempted-completion
 # hook) is the one both document, Debian 12 builds bash against it (libreadline8 is on every

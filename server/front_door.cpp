@@ -223,7 +223,8 @@ front_door_options front_door_options::from_env() {
 }
 
 struct front_door::impl {
-  api::http::rest_api& api;
+  api::http::rest_api* api = nullptr; // null: the door serves `served` alone
+  std::optional<page> served;
   front_door_options opts;
   grpc_handoff grpc;
   std::shared_ptr<tls_context> tls;
@@ -242,7 +243,8 @@ struct front_door::impl {
   std::unordered_map<std::string, int> per_ip;
   front_door_stats st;
 
-  impl(api::http::rest_api& a, front_door_options o) : api(a), opts(o) {}
+  impl(api::http::rest_api& a, front_door_options o) : api(&a), opts(o) {}
+  impl(page p, front_door_options o) : served(std::move(p)), opts(o) {}
 
   void count(std::uint64_t front_door_stats::*field) {
     std::lock_guard<std::mutex> lk(mu);
@@ -529,6 +531,8 @@ private:
     const bool handled = verb == bhttp::verb::get || verb == bhttp::verb::post ||
                          verb == bhttp::verb::put || verb == bhttp::verb::delete_ || head_;
     d_.count(&front_door_stats::http_requests);
+    if (d_.served)
+      return dispatch_page(path, verb);
     if (under_api && verb == bhttp::verb::options) {
       start_response(200);
       res_.set(bhttp::field::access_control_allow_methods, "GET, POST, PUT, DELETE, OPTIONS");
@@ -559,7 +563,7 @@ private:
       const auto began = clk::now();
       api::http::response res;
       try {
-        res = self->d_.api.handle(req);
+        res = self->d_.api->handle(req);
       } catch (const std::exception& e) {
         spdlog::error("http: {} {}: {}", req.method, req.path.substr(0, 64), e.what());
         res.status = 500;
@@ -574,6 +578,55 @@ private:
     if (!queued) {
       d_.count(&front_door_stats::busy);
       reply_error(503, "server busy");
+    }
+  }
+
+  // The door's one page: rendered on the worker pool (a scrape waits for the actors' answers),
+  // never counted as a REST request.
+  void dispatch_page(const std::string& path, bhttp::verb verb) {
+    const auto& pg = *d_.served;
+    if (path != pg.path) {
+      start_response(404);
+      res_.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+      res_.body() = "404 page not found\n";
+      return write();
+    }
+    if (verb != bhttp::verb::get && !head_) {
+      start_response(405);
+      res_.set(bhttp::field::allow, "GET, HEAD");
+      res_.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+      res_.body() = "405 method not allowed\n";
+      return write();
+    }
+    phase_ = phase::working;
+    auto ex = stream_.get_executor();
+    const bool queued = d_.pool.submit([self = self(), ex] {
+      api::http::response res;
+      try {
+        res.body = self->d_.served->render();
+      } catch (const std::exception& e) {
+        spdlog::error("http: {}: {}", self->d_.served->path, e.what());
+        res.status = 500;
+        res.body = "500 internal error\n";
+      }
+      asio::post(ex, [self, res = std::move(res)]() mutable {
+        if (self->closed_)
+          return;
+        self->start_response(static_cast<unsigned>(res.status));
+        self->res_.set(bhttp::field::content_type, res.status == 200
+                                                       ? self->d_.served->content_type
+                                                       : std::string("text/plain; charset=utf-8"));
+        self->res_.body() = std::move(res.body);
+        self->write();
+      });
+    });
+    if (!queued) {
+      d_.count(&front_door_stats::busy);
+      keep_alive_ = false;
+      start_response(503);
+      res_.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+      res_.body() = "503 server busy\n";
+      write();
     }
   }
 
@@ -942,6 +995,9 @@ void front_door::impl::accepted(tcp::socket s) {
 
 front_door::front_door(api::http::rest_api& api, front_door_options opts)
     : p_(std::make_unique<impl>(api, opts)) {}
+
+front_door::front_door(page served, front_door_options opts)
+    : p_(std::make_unique<impl>(std::move(served), opts)) {}
 
 front_door::~front_door() {
   stop();

@@ -19,6 +19,9 @@
 //
 // Unclassified and HTTP/1.1 connections are capped per source address and in total; a
 // connection handed to gRPC no longer counts (many peers behind one NAT share an address).
+//
+// A door may serve one page instead of the API (the metrics port's /metrics): the same deadlines,
+// limits, caps and worker pool, GET and HEAD of that path only.
 #pragma once
 
 #include <cstddef>
@@ -79,10 +82,20 @@ struct front_door_stats {
   std::size_t open = 0;               // unclassified + HTTP/1.1 connections now
 };
 
+// One page a door serves instead of the API: GET (or HEAD) of `path` is answered with what
+// `render` returns (called on the worker pool, so it may block for a while), as `content_type`;
+// any other path is 404, any other method 405.
+struct page {
+  std::string path;
+  std::string content_type;
+  std::function<std::string()> render;
+};
+
 class front_door {
 public:
   explicit front_door(api::http::rest_api& api,
                       front_door_options opts = front_door_options::from_env());
+  explicit front_door(page served, front_door_options opts = front_door_options::from_env());
   ~front_door();
   front_door(const front_door&) = delete;
   front_door& operator=(const front_door&) = delete;

@@ -179,42 +179,6 @@ static int legacy_port() {
   return 33073;
 }
 
-// Why `port` cannot be listened on (dual-stack as our listeners), in the operator's words: for
-// listeners whose library reports no reason of its own.
-static std::string why_cannot_listen(int port) {
-  int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-  sockaddr_in6 a6{};
-  a6.sin6_family = AF_INET6;
-  a6.sin6_port = htons(static_cast<std::uint16_t>(port));
-  a6.sin6_addr = in6addr_any;
-  int rc = -1, err = 0;
-  if (fd >= 0) {
-    int off = 0, one = 1;
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a6), sizeof a6);
-    err = errno;
-  } else {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a4{};
-    a4.sin_family = AF_INET;
-    a4.sin_port = htons(static_cast<std::uint16_t>(port));
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    rc = fd < 0 ? -1 : ::bind(fd, reinterpret_cast<sockaddr*>(&a4), sizeof a4);
-    err = errno;
-  }
-  if (fd >= 0)
-    ::close(fd);
-  if (rc == 0)
-    return "it could not be opened";
-  if (err == EADDRINUSE)
-    return "address already in use";
-  if (err == EACCES)
-    return "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)";
-  return std::strerror(err);
-}
-
 // The certificate holder when TLS is asked for (NetBird's precedence: LetsEncryptDomain, then
 // CertFile and CertKey), null for plaintext. Throws (the server does not start) when TLS was
 // asked for and cannot be served: never plaintext instead.
@@ -483,9 +447,9 @@ int run_management(const management_options& opts, config::management_config cfg
       with_actors.observer = observers;
       replica = actors::spawn_replica_actor(sys, std::move(with_actors));
     }
-    // Prometheus metrics on --metrics-port, as NetBird; a port that cannot be bound stops the
-    // server, as NetBird's Expose error does. IPv4 only (as NetBird's "tcp4" listener): Debian's
-    // civetweb, under prometheus-cpp's Exposer, is built without IPv6.
+    // Prometheus metrics on --metrics-port under /metrics, as NetBird; a port that cannot be
+    // bound stops the server, as NetBird's Expose error does. A front door of its own (dual-stack,
+    // the REST port's deadlines and caps) serving one page: the exporter's scrape.
     // The directory lists the actors it knows (login service and loader included); the others are
     // named here.
     api::metrics::exporter metrics(sys, {directory,
@@ -494,15 +458,21 @@ int run_management(const management_options& opts, config::management_config cfg
                                           {"session_observer", observers},
                                           {"cluster", cluster},
                                           {"replica", replica}}});
+    auto metrics_opts = front_door_options::from_env();
+    metrics_opts.io_threads = 1; // a scraper or two: one io thread, two threads to render
+    metrics_opts.workers = 2;
+    metrics_opts.queue_limit = 64;
+    front_door metrics_door(page{"/metrics", api::metrics::exporter::content_type,
+                                 [&metrics] { return metrics.render(); }},
+                            metrics_opts);
     bool metrics_ok = true;
-    if (std::string why; !metrics.start("0.0.0.0:" + std::to_string(opts.metrics_port), why)) {
-      spdlog::debug("metrics: {}", why);
+    if (std::string why; !metrics_door.start("::", opts.metrics_port, &why)) {
       spdlog::error("cannot listen on port {} for the metrics (--metrics-port): {}",
-                    opts.metrics_port, why_cannot_listen(opts.metrics_port));
+                    opts.metrics_port, why);
       metrics_ok = false;
       exit_code = 1;
     } else
-      spdlog::info("metrics on port {} under /metrics", metrics.port());
+      spdlog::info("metrics on port {} under /metrics", metrics_door.port());
     // The inspector console's endpoint (netbird-mgmt inspect): loopback unless NBM_INSPECTOR_ADDR
     // says otherwise, "off" turns it off; the token stays in the datadir.
     std::unique_ptr<inspector_listener> inspect_door;
@@ -680,6 +650,7 @@ int run_management(const management_options& opts, config::management_config cfg
       lets_encrypt->stop(); // an issuance under way ends at once
     for (auto& l : doors)
       l.door->stop();
+    metrics_door.stop();
     step("ports closed, HTTP connections closed");
     grpc.shutdown();
     step("gRPC server stopped");

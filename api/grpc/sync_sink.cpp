@@ -1,5 +1,6 @@
 #include "api/grpc/sync_sink.hpp"
 
+#include "actors/telemetry.hpp"
 #include "api/grpc/convert.hpp"
 #include "api/grpc/wire_map.hpp"
 #include "api/metrics/counters.hpp"
@@ -157,15 +158,21 @@ void sync_stream::close(const std::string& reason) {
 }
 
 void sync_stream::deliver(actors::map_update_ptr update, bool initial) {
+  // NetBird's SendUpdate: found (the stream is there), dropped (an unsent older map replaced).
+  const auto began = actors::telemetry::now_ns();
   std::lock_guard<std::mutex> lk(mu);
-  if (!reactor)
+  if (!reactor) {
+    actors::telemetry::update_sent(actors::telemetry::us_since(began), false, false);
     return;
+  }
+  const bool dropped = pending != nullptr;
   pending = std::move(update);
   pending_initial = pending_initial || initial;
-  if (encoding)
-    return; // the running job picks it up
-  encoding = true;
-  encoders->post([self = shared_from_this()] { self->encode_pending(); });
+  if (!encoding) { // else the running job picks it up
+    encoding = true;
+    encoders->post([self = shared_from_this()] { self->encode_pending(); });
+  }
+  actors::telemetry::update_sent(actors::telemetry::us_since(began), true, dropped);
 }
 
 void sync_stream::encode_pending() {
@@ -179,8 +186,10 @@ void sync_stream::encode_pending() {
       cfg = to_netbird_config(deps->cfg, unix_now());
     EncryptedMessage env;
     env.set_wgpubkey(crypto::base64_encode(deps->server_public));
-    env.set_body(
-        crypto::box_seal_precomputed(encode_sync_response(*u, cfg ? &*cfg : nullptr), box_key));
+    const auto began = actors::telemetry::now_ns();
+    auto plain = encode_sync_response(*u, cfg ? &*cfg : nullptr);
+    actors::telemetry::sync_response_encoded(actors::telemetry::us_since(began));
+    env.set_body(crypto::box_seal_precomputed(plain, box_key));
     if (spdlog::should_log(spdlog::level::debug)) {
       const auto& acc = u->change->view->acc();
       spdlog::debug("map sent to peer {} of account {}: serial {}, {} bytes{}, session {}",

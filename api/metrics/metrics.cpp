@@ -2,13 +2,14 @@
 
 #include "actors/cluster.hpp"
 #include "actors/status_probe.hpp"
+#include "actors/telemetry.hpp"
 
 #include <caf/all.hpp>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -276,6 +277,161 @@ MetricFamily labelled(
   return f;
 }
 
+// ---- NetBird's account manager, update channel and store metrics (actors/telemetry)
+// ---------------------------------------------------------------------------------------------
+
+using label_list = std::vector<prometheus::ClientMetric::Label>;
+
+prometheus::ClientMetric histogram_metric(const actors::telemetry::histogram& h,
+                                          label_list labels) {
+  const auto s = h.read();
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  for (std::size_t i = 0; i < s.bounds.size(); ++i) {
+    prometheus::ClientMetric::Bucket b;
+    b.upper_bound = s.bounds[i];
+    b.cumulative_count = s.cumulative[i];
+    m.histogram.bucket.push_back(b);
+  }
+  prometheus::ClientMetric::Bucket inf;
+  inf.upper_bound = std::numeric_limits<double>::infinity();
+  inf.cumulative_count = s.cumulative.back();
+  m.histogram.bucket.push_back(inf);
+  m.histogram.sample_count = s.count;
+  m.histogram.sample_sum = s.sum;
+  return m;
+}
+
+MetricFamily family(const std::string& name, const std::string& help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+// One unlabelled histogram.
+MetricFamily histogram_family(const std::string& name, const std::string& help,
+                              const actors::telemetry::histogram& h) {
+  auto f = family(name, help, MetricType::Histogram);
+  f.metric.push_back(histogram_metric(h, {}));
+  return f;
+}
+
+std::string label_value(std::string_view v) {
+  return std::string(v);
+}
+
+// As NetBird's OpenTelemetry exporter: a labelled series appears once it was counted.
+void telemetry_families(std::vector<MetricFamily>& out) {
+  namespace t = actors::telemetry;
+  const auto& m = t::get();
+  const auto count_of = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+  {
+    auto f = family("management_account_peer_status_update_counter_total",
+                    "Number of peer status update attempts, labeled by operation "
+                    "(connect|disconnect) and outcome (applied|stale|error|peer_not_found)",
+                    MetricType::Counter);
+    auto h = family("management_account_peer_status_update_duration_ms_milliseconds",
+                    "Duration of a peer status update (fence UPDATE + post-write side effects), "
+                    "labeled by operation",
+                    MetricType::Histogram);
+    for (std::size_t op = 0; op < t::status_ops; ++op) {
+      const auto op_name = label_value(t::name(static_cast<t::status_op>(op)));
+      for (std::size_t o = 0; o < t::status_outcomes; ++o) {
+        const double v = count_of(m.peer_status[op][o]);
+        if (v == 0)
+          continue;
+        prometheus::ClientMetric c;
+        c.label = {{"operation", op_name},
+                   {"outcome", label_value(t::name(static_cast<t::status_outcome>(o)))}};
+        c.counter.value = v;
+        f.metric.push_back(std::move(c));
+      }
+      if (m.peer_status_ms[op].read().count > 0)
+        h.metric.push_back(histogram_metric(m.peer_status_ms[op], {{"operation", op_name}}));
+    }
+    out.push_back(std::move(f));
+    out.push_back(std::move(h));
+  }
+  out.push_back(single("management_account_peer_meta_update_counter_total",
+                       "Number of updates with new meta data from the peers", MetricType::Counter,
+                       count_of(m.peer_meta_updates)));
+  const auto by_reason = [&](const std::string& name, const std::string& help, const auto& table) {
+    auto f = family(name, help, MetricType::Counter);
+    for (std::size_t r = 0; r < t::resources; ++r)
+      for (std::size_t o = 0; o < t::operations; ++o) {
+        const double v = count_of(table[r][o]);
+        if (v == 0)
+          continue;
+        prometheus::ClientMetric c;
+        c.label = {{"operation", label_value(t::name(static_cast<t::operation>(o)))},
+                   {"resource", label_value(t::name(static_cast<t::resource>(r)))}};
+        c.counter.value = v;
+        f.metric.push_back(std::move(c));
+      }
+    out.push_back(std::move(f));
+  };
+  by_reason("management_account_update_account_peers_counter_total",
+            "Number of account peers updates triggered, labeled by resource and operation",
+            m.peers_updates);
+  by_reason("management_network_map_counter_total",
+            "Number of network maps computed, labeled by resource and operation trigger",
+            m.network_maps);
+  out.push_back(histogram_family(
+      "management_account_update_account_peers_duration_ms_milliseconds",
+      "Duration of triggering the account peers update and preparing the required data for the "
+      "network map being sent to the clients",
+      m.peers_update_ms));
+  out.push_back(
+      histogram_family("management_account_get_peer_network_map_duration_ms_milliseconds",
+                       "Duration of calculating the peer network map that is sent to the clients",
+                       m.network_map_ms));
+  out.push_back(histogram_family("management_account_network_map_object_count_objects",
+                                 "Number of objects in the network map like peers, routes, "
+                                 "firewall rules, etc. that are sent to the clients",
+                                 m.network_map_objects));
+  {
+    auto f = family("management_updatechannel_create_duration_micro_microseconds",
+                    "Duration of how long it takes to create a new peer update channel",
+                    MetricType::Histogram);
+    for (int closed = 0; closed < 2; ++closed)
+      if (m.channel_create_us[closed].read().count > 0)
+        f.metric.push_back(
+            histogram_metric(m.channel_create_us[closed], {{"closed", closed ? "true" : "false"}}));
+    out.push_back(std::move(f));
+  }
+  out.push_back(histogram_family("management_updatechannel_close_one_duration_micro_microseconds",
+                                 "Duration of how long it takes to close a peer update channel",
+                                 m.channel_close_us));
+  {
+    auto f = family("management_updatechannel_send_duration_micro_microseconds",
+                    "Duration of how long it takes to send an network map update to a peer",
+                    MetricType::Histogram);
+    const char* found[] = {"false", "true", "true"};
+    const char* dropped[] = {"false", "false", "true"};
+    for (int i = 0; i < 3; ++i)
+      if (m.update_send_us[i].read().count > 0)
+        f.metric.push_back(
+            histogram_metric(m.update_send_us[i], {{"dropped", dropped[i]}, {"found", found[i]}}));
+    out.push_back(std::move(f));
+  }
+  out.push_back(
+      histogram_family("management_updatechannel_calc_networkmap_duration_ms_milliseconds",
+                       "Duration of how long it takes to calculate the network map for a peer",
+                       m.calc_network_map_ms));
+  out.push_back(
+      histogram_family("management_updatechannel_tosyncresponse_duration_micro_microseconds",
+                       "Duration of how long it takes to convert the network map to sync response",
+                       m.to_sync_response_us));
+  out.push_back(
+      histogram_family("management_store_transaction_duration_ms_milliseconds",
+                       "Duration of how long it takes to execute a transaction in the store",
+                       m.store_transaction_ms));
+}
+
 // The deadline of one scrape: the directory's list and every actor's answer together.
 constexpr auto scrape_deadline = std::chrono::milliseconds(2000);
 
@@ -286,6 +442,7 @@ public:
   std::vector<MetricFamily> Collect() const override {
     std::vector<MetricFamily> out;
     collect_process(out);
+    telemetry_families(out);
     collect_actors(out);
     return out;
   }
@@ -635,7 +792,6 @@ void grpc_duration(const std::string& method, double seconds) {
 
 struct exporter::impl {
   std::shared_ptr<actor_state> actors;
-  std::unique_ptr<prometheus::Exposer> exposer;
 };
 
 exporter::exporter(caf::actor_system& sys, sources src) : p_(std::make_unique<impl>()) {
@@ -644,23 +800,14 @@ exporter::exporter(caf::actor_system& sys, sources src) : p_(std::make_unique<im
 
 exporter::~exporter() = default;
 
-bool exporter::start(const std::string& address, std::string& error) {
-  try {
-    p_->exposer = std::make_unique<prometheus::Exposer>(address, 2);
-  } catch (const std::exception& e) {
-    error = e.what();
-    return false;
-  }
-  p_->exposer->RegisterCollectable(the_counters().registry);
-  p_->exposer->RegisterCollectable(p_->actors);
-  return true;
-}
-
-int exporter::port() const {
-  if (!p_->exposer)
-    return 0;
-  const auto ports = p_->exposer->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
+std::string exporter::render() const {
+  auto families = the_counters().registry->Collect();
+  auto more = p_->actors->Collect();
+  families.insert(families.end(), std::make_move_iterator(more.begin()),
+                  std::make_move_iterator(more.end()));
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
 }
 
 } // namespace nbm::api::metrics

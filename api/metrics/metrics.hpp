@@ -32,9 +32,11 @@ public:
   ~exporter();
   exporter(const exporter&) = delete;
   exporter& operator=(const exporter&) = delete;
-  // Serves /metrics on `address` ("0.0.0.0:9090"); false (with `error`) if it cannot listen.
-  bool start(const std::string& address, std::string& error);
-  int port() const;
+  // One scrape in Prometheus' text format (version 0.0.4): the transport layers' counters, the
+  // process and the actors' state, asked of them now (waits up to 2 s for their answers).
+  // Thread-safe; server/ serves it on --metrics-port (front_door's page).
+  std::string render() const;
+  static constexpr const char* content_type = "text/plain; version=0.0.4; charset=utf-8";
 
   struct impl;
 

@@ -46,6 +46,9 @@ if [ $rc -eq 0 ] && [ -x "$work/inst$prefix/bin/netbird-mgmt" ] && grep -q "^Exe
 pkgs=$(scripts/runtime-packages.sh "$bin" 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -qx "libsoci-core4.0" <<<"$pkgs" && grep -qx "libgrpc++1.51" <<<"$pkgs" && grep -qx "libreadline8" <<<"$pkgs" && ! grep -q -- "-dev$" <<<"$pkgs"; then
   ok "runtime-packages.sh lists the runtime packages the image installs"; else bad "runtime-packages.sh (rc=$rc)" "$pkgs"; fi
+# /metrics is served by our own listener: neither civetweb nor prometheus-cpp's pull library
+if grep -qx "libprometheus-cpp-core1.0" <<<"$pkgs" && ! grep -q "civetweb\|prometheus-cpp-pull" <<<"$pkgs"; then
+  ok "the image needs prometheus-cpp-core only (no civetweb)"; else bad "prometheus-cpp packages" "$pkgs"; fi
 
 # bad flags: error + usage on stderr, non-zero exit
 for args in "management --no-such-flag" "management --port abc" "management --port 70000" "management --log-level loud"; do

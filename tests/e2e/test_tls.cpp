@@ -390,7 +390,7 @@ TEST_CASE("tls: the legacy gRPC port serves gRPC (over TLS too) unless --disable
   ::unsetenv("NBM_LEGACY_PORT");
 }
 
-TEST_CASE("listening: a dual-stack main port; a port in use stops the server") {
+TEST_CASE("listening: dual-stack main and metrics ports; a port in use stops the server") {
   auto& c = certs::get();
   const auto dir = base_dir("listen");
   const int port = free_port(), metrics = free_port();
@@ -408,14 +408,22 @@ TEST_CASE("listening: a dual-stack main port; a port in use stops the server") {
       auto r6 = rest.Get("/api/peers");
       REQUIRE(r6);
       CHECK(r6->status == 401);
-      // The metrics port is IPv4 only (as NetBird's): Debian's civetweb has no IPv6.
+      // The metrics port is dual-stack too (its own listener, as the main port's).
+      httplib::Client m6("::1", metrics);
+      auto res6 = m6.Get("/metrics");
+      REQUIRE(res6);
+      CHECK(res6->status == 200);
+      CHECK(res6->body.find("process_open_fds ") != std::string::npos);
     } else {
       MESSAGE("no IPv6 loopback here: the IPv6 half is not checked");
     }
+    // IPv4 on the same [::] socket.
     httplib::Client m("127.0.0.1", metrics);
     auto res = m.Get("/metrics");
     REQUIRE(res);
     CHECK(res->status == 200);
+    CHECK(res->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0) == 0);
+    CHECK(res->body.find("management_grpc_connected_streams_ratio ") != std::string::npos);
     CHECK(terminate(pid).first);
   }
   auto args = [&](int main_port, int metrics_port) {
