@@ -3,29 +3,18 @@
 // its log in its directory.
 #pragma once
 
+#include "tests/support/free_port.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 namespace nbm::tools {
 
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0).
-inline int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using test::free_port; // a TCP port on 127.0.0.1 that was free a moment ago
 
 // The standard output of `cmd` run by the shell ("" when it cannot be run).
 inline std::string run_command(const std::string& cmd) {
