@@ -18,11 +18,14 @@ struct worker_state {
   std::unique_ptr<storage::status_store> store;
   std::chrono::steady_clock::time_point used{};
   std::uint64_t batches = 0, writes = 0, errors = 0, reconnects = 0;
+  std::string id; // its index in the writer
   static inline const char* name = "status_db_worker";
 };
 
 status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<worker_state> self,
-                                            storage::db_options db, std::string replica) {
+                                            storage::db_options db, std::string replica,
+                                            std::string id) {
+  self->state.id = std::move(id);
   return {
       [self, db, replica](batch_atom, const std::vector<storage::status_write>& batch)
           -> caf::result<std::vector<bool>> {
@@ -63,7 +66,7 @@ status_db_worker::behavior_type worker_impl(status_db_worker::stateful_pointer<w
       [self](status_atom) {
         // Answered between batches only: a worker blocked in SQL is reported missing by askers.
         auto& st = self->state;
-        auto s = status_of(self, "status_db_worker");
+        auto s = status_of(self, "status_db_worker", st.id);
         s.gauges["session_open"] = st.store ? 1 : 0;
         s.counters["batches"] = st.batches;
         s.counters["writes"] = st.writes;
@@ -85,7 +88,9 @@ struct pending {
 struct writer_state {
   std::deque<pending> queue;
   std::vector<status_db_worker> idle;
-  std::unordered_set<std::string> busy_peers; // peers with a write in a batch in flight
+  std::vector<status_db_worker> all;            // by index: the id each worker answers status with
+  std::vector<std::size_t> in_flight_by_worker; // writes of the batch each worker holds (0: idle)
+  std::unordered_set<std::string> busy_peers;   // peers with a write in a batch in flight
   writer_state_record counters;
   std::size_t max_batch = 1024;
   static inline const char* name = "status_writer";
@@ -112,6 +117,9 @@ void finish_batch(writer_ptr self, status_db_worker worker, std::vector<pending>
     batch[i].promise.deliver(ok);
   }
   st.counters.in_flight -= batch.size();
+  for (std::size_t i = 0; i < st.all.size(); ++i)
+    if (st.all[i] == worker)
+      st.in_flight_by_worker[i] = 0;
   st.idle.push_back(std::move(worker));
   dispatch(self);
 }
@@ -149,6 +157,9 @@ void dispatch(writer_ptr self) {
     }
     auto worker = st.idle.back();
     st.idle.pop_back();
+    for (std::size_t i = 0; i < st.all.size(); ++i)
+      if (st.all[i] == worker)
+        st.in_flight_by_worker[i] = batch->size();
     ++st.counters.batches;
     st.counters.in_flight += batch->size();
     if (batch->size() > st.counters.max_batch)
@@ -167,6 +178,8 @@ void dispatch(writer_ptr self) {
 status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_worker> workers,
                                          std::size_t max_batch) {
   self->state.idle = std::move(workers);
+  self->state.all = self->state.idle;
+  self->state.in_flight_by_worker.assign(self->state.all.size(), 0);
   self->state.counters.workers = self->state.idle.size();
   self->state.max_batch = max_batch == 0 ? 1 : max_batch;
   // The workers die with the writer.
@@ -179,11 +192,21 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<status_db_
         dispatch(self);
         return rp;
       },
+      [self](members_atom) {
+        std::vector<status_target> out;
+        for (const auto& w : self->state.all)
+          out.push_back({"status_db_worker", w});
+        return out;
+      },
       [self](status_atom) {
         auto r = self->state.counters;
         r.queued = self->state.queue.size();
         auto s = status_of(self, "status_writer");
         put_record(s, r);
+        // Per database worker (the id its own status answer carries): the writes it holds.
+        const auto& by = self->state.in_flight_by_worker;
+        for (std::size_t i = 0; i < by.size(); ++i)
+          s.gauges["in_flight_worker_" + std::to_string(i)] = static_cast<std::int64_t>(by[i]);
         return s;
       },
   };
@@ -195,8 +218,10 @@ status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config c
   std::vector<status_db_worker> workers;
   const auto n = cfg.workers == 0 ? 1 : cfg.workers;
   for (std::size_t i = 0; i < n; ++i)
-    workers.push_back(cfg.detached ? sys.spawn<caf::detached>(worker_impl, cfg.db, cfg.replica_id)
-                                   : sys.spawn(worker_impl, cfg.db, cfg.replica_id));
+    workers.push_back(
+        cfg.detached
+            ? sys.spawn<caf::detached>(worker_impl, cfg.db, cfg.replica_id, std::to_string(i))
+            : sys.spawn(worker_impl, cfg.db, cfg.replica_id, std::to_string(i)));
   return sys.spawn(writer_impl, std::move(workers), cfg.max_batch);
 }
 
