@@ -524,14 +524,17 @@ void record(loader_ptr self, std::vector<core::activity::event> evs) {
   auto job = std::make_shared<append_events_job>();
   job->events = std::move(evs);
   job->key = st.cfg.events_key;
+  ++st.events_busy;
   self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
       .then(
-          [job](const store_job_ptr&) {
+          [self, job](const store_job_ptr&) {
+            --self->state.events_busy;
             if (job->failure != store_failure::none)
               spdlog::error("activity log: {} events not recorded: {}", job->events.size(),
                             job->error);
           },
-          [job](caf::error& err) {
+          [self, job](caf::error& err) {
+            --self->state.events_busy;
             spdlog::error("activity log: {} events not recorded: {}", job->events.size(),
                           caf::to_string(err));
           });
@@ -552,13 +555,14 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
   st.cfg = std::move(cfg);
   const auto n = std::max<std::size_t>(1, st.cfg.workers);
   for (std::size_t i = 0; i < n; ++i) {
-    st.workers.push_back(spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached));
+    st.workers.push_back(
+        spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached, std::to_string(i)));
     self->link_to(st.workers.back()); // they live and die with the loader
   }
   st.rec.workers = n;
   st.rec.busy_by_worker.assign(n, 0);
   if (st.cfg.events_db) {
-    st.events = spawn_store_worker(self->system(), *st.cfg.events_db, st.cfg.detached);
+    st.events = spawn_store_worker(self->system(), *st.cfg.events_db, st.cfg.detached, "events");
     self->link_to(*st.events);
   }
   self->set_down_handler([self](const caf::down_msg& dm) {
@@ -660,13 +664,16 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         auto job = std::make_shared<list_events_job>();
         job->account_id = std::move(account_id);
         job->key = st.cfg.events_key;
+        ++st.events_busy;
         self->request(*st.events, caf::infinite, run_atom::value, store_job_ptr(job))
             .then(
-                [job, rp](const store_job_ptr&) mutable {
+                [self, job, rp](const store_job_ptr&) mutable {
+                  --self->state.events_busy;
                   job->out.failure = job->failure;
                   rp.deliver(std::move(job->out));
                 },
-                [rp](caf::error&) mutable {
+                [self, rp](caf::error&) mutable {
+                  --self->state.events_busy;
                   events_outcome out;
                   out.failure = store_failure::failed;
                   rp.deliver(std::move(out));
@@ -772,6 +779,8 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         s.gauges["watched_accounts"] = static_cast<std::int64_t>(st.watched.size());
         s.counters["polls"] = st.polls;
         s.counters["resyncs"] = st.resyncs;
+        if (st.events) // the activity log's worker (id "events"), next to busy_worker_<i>
+          s.gauges["busy_worker_events"] = static_cast<std::int64_t>(st.events_busy);
         return s;
       },
       [self](members_atom) {
@@ -779,6 +788,8 @@ account_loader::behavior_type loader_impl(loader_ptr self, loader_config cfg) {
         std::vector<status_target> out;
         for (const auto& w : self->state.workers)
           out.push_back({"store_worker", w});
+        if (self->state.events)
+          out.push_back({"store_worker", *self->state.events});
         return out;
       },
   };

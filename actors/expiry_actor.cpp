@@ -424,10 +424,11 @@ expiry_actor::behavior_type expiry_impl(expiry_ptr self, expiry_config cfg) {
   auto& st = self->state;
   st.book = core::expiry_book(cfg.ephemeral_lifetime_ns);
   st.cfg = std::move(cfg);
-  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached);
+  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached, "expiry");
   self->link_to(st.worker); // the workers live and die with it
   if (st.cfg.events_db) {
-    st.events = spawn_store_worker(self->system(), *st.cfg.events_db, st.cfg.detached);
+    st.events =
+        spawn_store_worker(self->system(), *st.cfg.events_db, st.cfg.detached, "expiry_events");
     self->link_to(*st.events);
   }
   // NetBird's loadEphemeralPeers: every ephemeral peer gets the whole lifetime from start-up (a

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <unordered_set>
 
@@ -19,6 +21,7 @@ using inspector_ptr = inspector_actor::stateful_pointer<inspector_state>;
 // actor past it). `done` runs exactly once, inside the inspector.
 struct round {
   std::vector<actor_status> answers;
+  std::vector<status_iface> handles; // who gave each answer (same order)
   std::map<std::string, std::uint64_t> missing;
   std::size_t outstanding = 0;
   std::function<void(round&)> done;
@@ -51,8 +54,9 @@ void ask_all(inspector_ptr self, std::vector<status_target> targets,
     const auto kind = t.kind;
     self->request(t.handle, deadline, status_atom::value)
         .then(
-            [r](actor_status& s) {
+            [r, h = t.handle](actor_status& s) {
               r->answers.push_back(std::move(s));
+              r->handles.push_back(h);
               r->finish_one();
             },
             [self, r, kind](caf::error&) {
@@ -103,18 +107,77 @@ std::uint64_t handled_of(const actor_status& s) {
   return n;
 }
 
+// Every store worker and status writer with its queue. The queues come from their owners, which
+// never block (the loader: jobs handed to each worker and not answered; the status writer: writes
+// waiting, and the batch each database worker holds), so a worker inside a long SQL statement is
+// still listed with its queue; what a worker says itself (jobs run, its mailbox) is added when it
+// answered in time ("answered": false otherwise: it is busy).
+json store_queues(const round& r) {
+  json out = json::array();
+  const actor_status *loader = nullptr, *writer = nullptr;
+  std::map<std::string, const actor_status*> workers;
+  for (const auto& s : r.answers) {
+    if (s.kind == "account_loader")
+      loader = &s;
+    else if (s.kind == "status_writer")
+      writer = &s;
+    else if (s.kind == "store_worker")
+      workers[s.id] = &s;
+  }
+  auto worker = [&out](const char* kind, const char* owner, const std::string& id,
+                       std::int64_t queue, const actor_status* own) {
+    json w = {{"kind", kind}, {"id", id}, {"owner", owner}, {"queue", queue}};
+    w["answered"] = own != nullptr;
+    w["mailbox"] = own ? json(own->mailbox) : json(nullptr);
+    if (own)
+      w["counters"] = own->counters;
+    out.push_back(std::move(w));
+  };
+  std::set<std::string> listed;
+  if (loader) {
+    std::vector<std::string> ids;
+    for (std::int64_t i = 0; i < loader->gauge("workers"); ++i)
+      ids.push_back(std::to_string(i));
+    if (loader->gauges.count("busy_worker_events"))
+      ids.push_back("events");
+    for (const auto& id : ids) {
+      auto it = workers.find(id);
+      worker("store_worker", "account_loader", id, loader->gauge("busy_worker_" + id),
+             it == workers.end() ? nullptr : it->second);
+      listed.insert(id);
+    }
+  }
+  if (writer) {
+    out.push_back({{"kind", "status_writer"},
+                   {"id", writer->id},
+                   {"owner", ""},
+                   {"queue", writer->gauge("queued")},
+                   {"in_flight", writer->gauge("in_flight")},
+                   {"answered", true},
+                   {"mailbox", writer->mailbox}});
+    for (std::int64_t i = 0; i < writer->gauge("workers"); ++i) {
+      const auto id = "status_" + std::to_string(i);
+      auto it = workers.find(id);
+      worker("store_worker", "status_writer", id, writer->gauge("in_flight_worker_" + id),
+             it == workers.end() ? nullptr : it->second);
+      listed.insert(id);
+    }
+  }
+  for (const auto& [id, s] : workers) // answered, but its owner did not: its own mailbox
+    if (!listed.count(id))
+      worker("store_worker", "", id, s->mailbox, s);
+  return out;
+}
+
 json overview(const round& first, const round& second, double seconds) {
   std::map<std::string, std::uint64_t> count, before, after;
   for (const auto& s : first.answers)
     before[s.kind] += handled_of(s);
   std::vector<const actor_status*> by_depth;
-  json workers = json::array();
   for (const auto& s : second.answers) {
     ++count[s.kind];
     after[s.kind] += handled_of(s);
     by_depth.push_back(&s);
-    if (s.kind == "store_worker" || s.kind == "status_db_worker")
-      workers.push_back({{"kind", s.kind}, {"id", s.id}, {"queue", s.mailbox}});
   }
   std::sort(by_depth.begin(), by_depth.end(),
             [](auto* a, auto* b) { return a->mailbox > b->mailbox; });
@@ -132,7 +195,7 @@ json overview(const round& first, const round& second, double seconds) {
     top.push_back(
         {{"kind", by_depth[i]->kind}, {"id", by_depth[i]->id}, {"mailbox", by_depth[i]->mailbox}});
   out["top_mailboxes"] = top;
-  out["store_workers"] = workers;
+  out["store_workers"] = store_queues(second);
   out["rate_window_ms"] = static_cast<std::int64_t>(seconds * 1000);
   out["missing"] = missing_json(second);
   return out;
@@ -216,20 +279,38 @@ void list_peers(inspector_ptr self, std::function<void(std::vector<peer_row>, ro
   });
 }
 
-void answer_peer(inspector_ptr self, caf::typed_response_promise<std::string> rp, std::string query,
-                 std::uint64_t since) {
-  list_peers(self, [self, rp, query, since](std::vector<peer_row> rows, round& r) mutable {
-    const peer_row* hit = nullptr;
+// A peer by id, key or name: its row (from the account actors) and its actor here, if any.
+struct peer_hit {
+  std::optional<peer_row> row;
+  const actor_status* st = nullptr; // its peer actor's answer (null: none here)
+  status_iface handle;              // that actor
+};
+
+void find_peer(inspector_ptr self, std::string query, std::function<void(peer_hit&, round&)> done) {
+  list_peers(self, [query, done](std::vector<peer_row> rows, round& r) {
+    peer_hit h;
     for (const auto& p : rows)
       if (p.id == query || p.key == query || p.name == query) {
-        hit = &p;
+        h.row = p;
         break;
       }
     // A peer actor this replica runs but whose account it has not loaded: by id still.
-    const actor_status* st = nullptr;
-    for (const auto& s : r.answers)
-      if (s.kind == "peer" && (s.id == query || (hit && s.id == hit->id)))
-        st = &s;
+    for (std::size_t i = 0; i < r.answers.size(); ++i) {
+      const auto& s = r.answers[i];
+      if (s.kind == "peer" && (s.id == query || (h.row && s.id == h.row->id))) {
+        h.st = &s;
+        h.handle = r.handles[i];
+      }
+    }
+    done(h, r);
+  });
+}
+
+void answer_peer(inspector_ptr self, caf::typed_response_promise<std::string> rp, std::string query,
+                 std::uint64_t since) {
+  find_peer(self, std::move(query), [self, rp, since](peer_hit& h, round& r) mutable {
+    const auto* hit = h.row ? &*h.row : nullptr;
+    const auto* st = h.st;
     if (!hit && !st) {
       rp.deliver(error_json("peer", "no peer with this id, key or name on this replica").dump());
       return;
@@ -255,6 +336,7 @@ void answer_peer(inspector_ptr self, caf::typed_response_promise<std::string> rp
       out["last_map_peers"] = st->gauge("last_map_peers");
       out["last_map_rules"] = st->gauge("last_map_rules");
       out["handled"] = st->counter("handled");
+      out["tracers"] = st->gauge("tracers");
       out["mailbox"] = st->mailbox;
       out["counters"] = st->counters;
       json ring = ring_json(st->label("ring"));
@@ -273,6 +355,68 @@ void answer_peer(inspector_ptr self, caf::typed_response_promise<std::string> rp
     out["missing"] = missing_json(r);
     rp.deliver(out.dump());
   });
+}
+
+// `trace <peer>`: attaches `tracer` to the peer's actor, which answers the ring as it stood.
+void start_trace(inspector_ptr self, caf::typed_response_promise<std::string> rp, std::string query,
+                 caf::actor tracer) {
+  find_peer(self, std::move(query), [self, rp, tracer](peer_hit& h, round&) mutable {
+    if (!h.row && !h.st) {
+      rp.deliver(error_json("trace", "no peer with this id, key or name on this replica").dump());
+      return;
+    }
+    if (!h.st) {
+      rp.deliver(error_json("trace", "this peer has no actor on this replica (it never synced "
+                                     "here): nothing to trace")
+                     .dump());
+      return;
+    }
+    json head;
+    head["command"] = "trace";
+    head["id"] = h.st->id;
+    head["account"] = h.row ? h.row->account : h.st->label("account");
+    head["name"] = h.row ? json(h.row->name) : json(nullptr);
+    auto peer = caf::actor_cast<peer_actor>(h.handle);
+    // If this deadline passes but the actor attaches later, the tracer is dropped when the
+    // listener lets it go (the actor monitors it).
+    self->request(peer, self->state.cfg.deadline, trace_atom::value, tracer)
+        .then(
+            [rp, head](std::string& ring) mutable {
+              head["messages"] = ring_json(ring);
+              std::uint64_t seq = 0;
+              for (const auto& e : head["messages"])
+                seq = std::max(seq, e["seq"].get<std::uint64_t>());
+              head["seq"] = seq; // every later message comes with seq + 1, + 2, ...
+              rp.deliver(head.dump());
+            },
+            [rp](caf::error&) mutable {
+              rp.deliver(
+                  error_json("trace", "the peer actor did not answer in time: try again").dump());
+            });
+  });
+}
+
+json replica_json(const replica_view& v) {
+  json j = {{"id", v.id},
+            {"self", v.self},
+            {"alive", v.alive},
+            {"peers_held", v.peers_held},
+            {"address", v.address.empty() ? json(nullptr) : json(v.address)},
+            {"host", v.host.empty() ? json(nullptr) : json(v.host)},
+            {"pid", v.pid > 0 ? json(v.pid) : json(nullptr)}};
+  if (v.lease_ms > 0) {
+    j["lease_ms"] = v.lease_ms;
+    j["heartbeat_at_ms"] = v.heartbeat_at_ms;
+    j["heartbeat_age_ms"] = v.heartbeat_age_ms;
+    // Positive: the lease runs that much longer without another heartbeat; negative: past it
+    // (a survivor declares the replica dead within a second of that).
+    j["lease_expires_in_ms"] = v.lease_ms - v.heartbeat_age_ms;
+    j["started_at_ms"] = v.started_at_ms;
+    j["sessions_recorded"] = v.sessions_recorded;
+  } else {
+    j["lease_ms"] = nullptr; // no lease protocol (one process on SQLite)
+  }
+  return j;
 }
 
 } // namespace
@@ -381,29 +525,33 @@ inspector_actor spawn_inspector(caf::actor_system& sys, inspector_config cfg) {
           if (cmd == "replicas" && w.size() == 1) {
             ++st.questions;
             ask_everyone(self, [self, rp](round& r) mutable {
-              std::vector<replica_view> reps;
+              // The streams this replica holds, counted from its peer actors.
+              std::int64_t streams = 0;
+              for (const auto& s : r.answers)
+                if (s.kind == "peer" && s.gauge("has_sink") != 0 && s.gauge("token") != 0)
+                  ++streams;
+              replica_table t;
               if (self->state.cfg.replicas)
-                reps = self->state.cfg.replicas();
-              if (reps.empty()) {
+                t = self->state.cfg.replicas();
+              const bool table = !t.replicas.empty();
+              if (!table) {
                 replica_view me;
                 me.id = self->state.cfg.replica_id;
                 me.self = true;
-                me.peers_held = 0;
-                for (const auto& s : r.answers)
-                  if (s.kind == "peer" && s.gauge("has_sink") != 0 && s.gauge("token") != 0)
-                    ++me.peers_held;
-                reps.push_back(me);
+                me.peers_held = streams;
+                t.replicas.push_back(me);
               }
               json out;
               out["command"] = "replicas";
               json list = json::array();
-              for (const auto& v : reps)
-                list.push_back({{"id", v.id},
-                                {"lease", v.lease.empty() ? json(nullptr) : json(v.lease)},
-                                {"peers_held", v.peers_held},
-                                {"self", v.self}});
+              for (const auto& v : t.replicas)
+                list.push_back(replica_json(v));
               out["replicas"] = list;
-              out["source"] = self->state.cfg.replicas ? "replica table" : "this replica only";
+              out["source"] = table ? "replica table" : "this replica only";
+              out["read_age_ms"] = table ? json(t.read_age_ms) : json(nullptr);
+              if (!t.error.empty())
+                out["read_error"] = t.error;
+              out["streams_here"] = streams;
               out["missing"] = missing_json(r);
               rp.deliver(out.dump());
             });
@@ -414,6 +562,13 @@ inspector_actor spawn_inspector(caf::actor_system& sys, inspector_config cfg) {
                                                    "overview, peers, peer <id|key|name>, "
                                                    "account <id>, replicas)")
                          .dump());
+          return rp;
+        },
+        [self](trace_atom, const std::string& query,
+               const caf::actor& tracer) -> caf::result<std::string> {
+          ++self->state.questions;
+          auto rp = self->make_response_promise<std::string>();
+          start_trace(self, rp, query, tracer);
           return rp;
         },
         [self](inspect_atom, std::uint64_t id) {

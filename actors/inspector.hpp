@@ -6,6 +6,7 @@
 //
 // Questions are text lines, answers one JSON object each (the protocol is in docs/architecture.md):
 //   overview | peers | peer <id|key|name> [since <seq>] | account <id> | replicas
+// and `trace` (a separate message: the listener streams what the peer actor sends its tracer).
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -24,19 +25,32 @@ namespace nbm::actors {
 
 using inspect_atom = caf::atom_constant<caf::atom("inspect")>; // inspector: one console question
 
-// One replica as this process knows it. Without the cluster's replica table (lease work, issue 13)
-// a replica knows only itself: its id and the peers whose sessions it holds; `lease` is "" then.
+// One replica as the replica table (PostgreSQL: nbm_replicas / nbm_replica_sessions) showed it at
+// the replica actor's last heartbeat, or this replica alone (SQLite, or no table read yet).
 struct replica_view {
-  std::string id;
-  std::string lease;            // "" : no lease protocol known here
-  std::int64_t peers_held = -1; // -1: unknown
-  bool self = false;            // the replica answering
+  std::string id, address, host;
+  std::int64_t pid = 0;
+  std::int64_t started_at_ms = 0;      // unix ms, the database's clock (0: unknown)
+  std::int64_t heartbeat_at_ms = 0;    // unix ms, the database's clock (0: resigned or unknown)
+  std::int64_t heartbeat_age_ms = -1;  // its age now (the age read plus the read's own age)
+  std::int64_t lease_ms = 0;           // silent longer than this: dead (0: no lease here)
+  bool alive = true;                   // heartbeat_age_ms <= lease_ms
+  std::int64_t sessions_recorded = -1; // rows in nbm_replica_sessions (-1: unknown)
+  std::int64_t peers_held = -1;        // of them, still that session in the store (-1: unknown)
+  bool self = false;                   // the replica answering
+};
+
+// What a replica_source hands the inspector: the table as last read, and how old that read is.
+struct replica_table {
+  std::vector<replica_view> replicas; // empty: no table here (the inspector shows itself only)
+  std::int64_t read_age_ms = -1;      // -1: not read yet
+  std::string error;                  // the last read failed (the rows are the previous read)
 };
 
 // Who fills in the replica table. Called inside the inspector actor: must not block (a copy of
-// what a lease/heartbeat actor last published, never a store read). Empty: only this replica,
-// counted from its peer actors.
-using replica_source = std::function<std::vector<replica_view>()>;
+// what the replica actor last published, never a store read). Empty: only this replica, counted
+// from its peer actors.
+using replica_source = std::function<replica_table()>;
 
 struct inspector_config {
   peer_directory directory;                 // lists the actors it knows (peers, accounts, workers)
@@ -49,6 +63,11 @@ struct inspector_config {
 
 using inspector_actor =
     caf::typed_actor<caf::replies_to<inspect_atom, std::string>::with<std::string>,
+                     // `trace <peer>`: attaches `tracer` to the peer actor (id, key or name);
+                     // answers the peer and the ring as it stood (JSON), or an error (JSON).
+                     // Every message the peer actor handles afterwards goes to `tracer` (see
+                     // peer_actor's trace_atom) until `tracer` goes down.
+                     caf::replies_to<trace_atom, std::string, caf::actor>::with<std::string>,
                      // internal: a delayed step of a question (the overview's second sample)
                      caf::reacts_to<inspect_atom, std::uint64_t>>::extend_with<status_iface>;
 

@@ -87,6 +87,7 @@ using fenced_atom =
     caf::atom_constant<caf::atom("fenced")>; // directory: this replica lost its lease
 using events_atom = caf::atom_constant<caf::atom("events")>; // loader: an account's activity log
 using record_atom = caf::atom_constant<caf::atom("record")>; // loader: append activity events
+using trace_atom = caf::atom_constant<caf::atom("trace")>;   // peer actor: a console follows it
 
 // account_change, map_update and session_sink (what a Sync stream's far end sees) live in
 // actors/session_sink.hpp, a header without CAF: the transport includes only that one.
@@ -393,7 +394,10 @@ using session_observer = caf::typed_actor<
 // Its batches run on store workers of its own (actors/store_worker).
 using status_writer = caf::typed_actor<
     // One fenced write; answers whether it landed (an error if the database failed).
-    caf::replies_to<write_atom, core::status_write>::with<bool>>::extend_with<status_iface>;
+    caf::replies_to<write_atom, core::status_write>::with<bool>,
+    // Its store workers ("status_<i>"), to be asked how they are (one blocked in SQL is reported
+    // missing; the writer's own status has each one's writes in flight, "in_flight_worker_<id>").
+    caf::replies_to<members_atom>::with<std::vector<status_target>>>::extend_with<status_iface>;
 
 // One per peer with a live or recent session: its mailbox is the in-memory fence.
 using peer_actor = caf::typed_actor<
@@ -412,7 +416,13 @@ using peer_actor = caf::typed_actor<
     // A session `token` of this peer landed elsewhere (another replica): when it is newer than
     // ours, our stream ends at once and memory takes that token as the current one, so the later
     // disconnect of our older session is dropped here (the store's fence refuses it too).
-    caf::reacts_to<supersede_atom, session_token>>::extend_with<status_iface>;
+    caf::reacts_to<supersede_atom, session_token>,
+    // The inspector's `trace`: from now on every message the actor handles is sent on to
+    // `tracer` as (trace_atom, seq, at_ms, event, token, serial) (actors/msg_ring.hpp), until
+    // `tracer` goes down (it is monitored). Answers the ring as it stands (render()), so nothing
+    // falls between what the console saw and what it is sent. Costs the actor nothing while no
+    // tracer is attached: one null check per message.
+    caf::replies_to<trace_atom, caf::actor>::with<std::string>>::extend_with<status_iface>;
 
 // Whether a Sync may begin (code 0: yes, a gRPC status code with NetBird's message otherwise),
 // decided by the account actor from the account it holds; on yes, the peer's actor that fences

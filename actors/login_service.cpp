@@ -204,7 +204,7 @@ login_service::behavior_type impl(login_service::stateful_pointer<login_service_
                                   login_service_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached);
+  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached, "login");
   self->link_to(st.worker); // it lives and dies with the service
   return {
       [self](login_atom, login_request& req) -> caf::result<login_lookup> {

@@ -48,6 +48,11 @@ inline const char* to_string(ring_event e) {
   return "?";
 }
 
+// "out" for what the actor sent on (attach), "in" for what it handled.
+inline const char* direction(ring_event e) {
+  return e == ring_event::attach ? "out" : "in";
+}
+
 template <std::size_t N>
 class msg_ring {
 public:
@@ -72,6 +77,8 @@ public:
   }
 
   std::uint64_t seq() const noexcept { return seq_; }
+  // The entry noted last (seq 0: none yet).
+  const entry& last() const noexcept { return ring_[(seq_ + N - 1) % N]; }
 
   // The entries after `since`, oldest first: "seq at_ms what token serial" joined by ';'.
   std::string render(std::uint64_t since = 0) const {

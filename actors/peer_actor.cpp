@@ -8,7 +8,10 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <memory>
 #include <unordered_map>
+#include <vector>
 
 namespace nbm::actors {
 
@@ -24,10 +27,28 @@ struct peer_state {
   // For the inspector: the last messages handled (no allocation, no lock) and the last map sent.
   msg_ring<16> ring;
   std::uint64_t last_map_serial = 0, last_map_peers = 0, last_map_rules = 0;
+  // Consoles following this actor (`trace`): null while nobody does, so a handled message costs
+  // one null check beyond its ring entry. Each tracer is monitored and dropped when it goes down.
+  std::unique_ptr<std::vector<caf::actor>> tracers;
   static inline const char* name = "peer_actor";
 };
 
 using peer_ptr = peer_actor::stateful_pointer<peer_state>;
+
+// Sends the entry just noted to every tracer (out of line: the hot path only tests the pointer).
+[[gnu::noinline]] void push_trace(peer_ptr self) {
+  const auto& e = self->state.ring.last();
+  for (const auto& t : *self->state.tracers)
+    caf::anon_send(t, trace_atom::value, e.seq, e.at_ms, static_cast<std::uint8_t>(e.what), e.token,
+                   e.serial); // a typed actor may not send() to an untyped one
+}
+
+// Notes a handled message in the ring and, while a console traces this actor, sends it on.
+inline void note(peer_ptr self, ring_event what, session_token token, std::uint64_t serial = 0) {
+  self->state.ring.note(what, token, serial);
+  if (self->state.tracers) [[unlikely]]
+    push_trace(self);
+}
 
 // How long a failed disconnect waits before it is tried again.
 constexpr auto disconnect_retry = std::chrono::seconds(2);
@@ -52,13 +73,13 @@ caf::result<bool> persist(peer_ptr self, core::status_op op, session_token token
             telemetry::peer_status_update(
                 top, landed ? telemetry::status_outcome::applied : telemetry::status_outcome::stale,
                 telemetry::ms_since(began));
-            st.ring.note(landed ? ring_event::landed : ring_event::not_landed, token);
+            note(self, landed ? ring_event::landed : ring_event::not_landed, token);
             if (landed) {
               ++st.rec.landed;
               // The session is ours in the database too: its stream gets maps from now on (unless
               // it already ended, or a newer one took over while the write was in flight).
               if (connected && st.rec.token == token && st.sink && st.account) {
-                st.ring.note(ring_event::attach, token);
+                note(self, ring_event::attach, token);
                 self->send(st.account, attach_atom::value, st.rec.peer_id, token, peer_actor{self});
               }
               if (st.observer)
@@ -101,7 +122,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       [self](connect_atom, session_token token, sink_ptr& sink) -> caf::result<bool> {
         auto& st = self->state;
         const auto began = telemetry::now_ns();
-        st.ring.note(ring_event::connect, token);
+        note(self, ring_event::connect, token);
         if (!core::connect_wins(st.rec.token, token)) {
           ++st.rec.dropped; // a newer session holds the peer: NetBird's stale connect
           telemetry::peer_status_update(telemetry::status_op::connect,
@@ -121,7 +142,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       [self](disconn_atom, session_token token) -> caf::result<bool> {
         auto& st = self->state;
         const auto began = telemetry::now_ns();
-        st.ring.note(ring_event::disconnect, token);
+        note(self, ring_event::disconnect, token);
         if (!core::disconnect_owns(st.rec.token, token)) {
           ++st.rec.dropped; // not the session that holds the peer: NetBird's stale disconnect
           telemetry::peer_status_update(telemetry::status_op::disconnect,
@@ -138,7 +159,7 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
       },
       [self](retry_atom, session_token token) {
         auto& st = self->state;
-        st.ring.note(ring_event::retry, token);
+        note(self, ring_event::retry, token);
         if (st.rec.token != 0)
           return; // a newer session: its fenced connect supersedes this one in the store
         core::status_write w{st.rec.account_id, st.rec.peer_id, token, core::status_op::disconnect};
@@ -183,12 +204,36 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         s.gauges["last_map_serial"] = static_cast<std::int64_t>(st.last_map_serial);
         s.gauges["last_map_peers"] = static_cast<std::int64_t>(st.last_map_peers);
         s.gauges["last_map_rules"] = static_cast<std::int64_t>(st.last_map_rules);
+        s.gauges["tracers"] = st.tracers ? static_cast<std::int64_t>(st.tracers->size()) : 0;
         return s;
+      },
+      [self](trace_atom, const caf::actor& tracer) -> std::string {
+        auto& st = self->state;
+        if (!tracer)
+          return st.ring.render();
+        if (!st.tracers) {
+          st.tracers = std::make_unique<std::vector<caf::actor>>();
+          // A tracer that goes away (its console disconnected) is forgotten; the last one gone
+          // puts the actor back on its untraced path.
+          self->set_down_handler([self](const caf::down_msg& dm) {
+            auto& t = self->state.tracers;
+            if (!t)
+              return;
+            t->erase(std::remove_if(t->begin(), t->end(),
+                                    [&](const caf::actor& a) { return a.address() == dm.source; }),
+                     t->end());
+            if (t->empty())
+              t.reset();
+          });
+        }
+        st.tracers->push_back(tracer);
+        self->monitor(tracer);
+        return st.ring.render();
       },
       [self](map_atom, session_token token, const map_update_ptr& update, bool initial) {
         auto& st = self->state;
         if (token == st.rec.token && st.sink) {
-          st.ring.note(ring_event::map, token, update->map.serial);
+          note(self, ring_event::map, token, update->map.serial);
           st.last_map_serial = update->map.serial;
           st.last_map_peers = update->map.remote_peers.size() + update->map.offline_peers.size();
           st.last_map_rules = update->map.firewall_rules.size();
@@ -196,11 +241,11 @@ peer_actor::behavior_type peer_impl(peer_ptr self, std::string account_id, std::
         } else {
           // NetBird's SendUpdate to a peer without a channel (found=false).
           telemetry::update_sent(0, false, false);
-          st.ring.note(ring_event::map_stale, token, update->map.serial);
+          note(self, ring_event::map_stale, token, update->map.serial);
         }
       },
       [self](close_atom, const std::string& reason) {
-        self->state.ring.note(ring_event::close, self->state.rec.token);
+        note(self, ring_event::close, self->state.rec.token);
         if (auto sink = std::exchange(self->state.sink, nullptr))
           sink->close(reason);
       },
@@ -340,18 +385,35 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
           out.push_back({"account", a});
         for (const auto& [id, p] : st.peers)
           out.push_back({"peer", p});
-        if (!st.cfg.loader)
+        if (!st.cfg.loader && !st.cfg.writer)
           return out;
-        // The loader's store workers too (it never blocks: a short deadline is plenty).
-        auto rp = self->make_response_promise<std::vector<status_target>>();
-        self->request(st.cfg.loader, std::chrono::seconds(1), members_atom::value)
-            .then(
-                [rp, out](std::vector<status_target>& workers) mutable {
-                  out.insert(out.end(), workers.begin(), workers.end());
-                  rp.deliver(std::move(out));
-                },
-                [rp, out](caf::error&) mutable { rp.deliver(std::move(out)); });
-        return rp;
+        // The loader's store workers and the status writer's database workers too (neither
+        // owner ever blocks: a short deadline is plenty).
+        struct gather {
+          std::vector<status_target> out;
+          int left = 0;
+          caf::typed_response_promise<std::vector<status_target>> rp;
+          void one_done() {
+            if (--left == 0)
+              rp.deliver(std::move(out));
+          }
+        };
+        auto g = std::make_shared<gather>();
+        g->out = std::move(out);
+        g->left = (st.cfg.loader ? 1 : 0) + (st.cfg.writer ? 1 : 0);
+        g->rp = self->make_response_promise<std::vector<status_target>>();
+        auto add = [g](std::vector<status_target>& workers) {
+          g->out.insert(g->out.end(), workers.begin(), workers.end());
+          g->one_done();
+        };
+        auto skip = [g](caf::error&) { g->one_done(); };
+        if (st.cfg.loader)
+          self->request(st.cfg.loader, std::chrono::seconds(1), members_atom::value)
+              .then(add, skip);
+        if (st.cfg.writer)
+          self->request(st.cfg.writer, std::chrono::seconds(1), members_atom::value)
+              .then(add, skip);
+        return g->rp;
       },
       [self](status_atom) {
         auto s = status_of(self, "directory");

@@ -90,11 +90,25 @@ void round(replica_ptr self) {
               session_event{std::move(w.account_id), std::move(w.peer_id), w.token, false, ""});
     }
     if (beat_due) {
-      st.peers_held = static_cast<std::int64_t>(st.store->held(st.cfg.id));
-      st.replicas_alive = static_cast<std::int64_t>(st.store->alive_replicas(lease_ms));
+      // One read of the whole table: this replica's peers held, the replicas alive, and what the
+      // inspector shows (published for it: it never reads the store itself).
+      auto rows = st.store->list();
+      std::int64_t held = 0, alive = 0;
+      for (const auto& r : rows) {
+        if (r.id == st.cfg.id)
+          held = r.peers_held;
+        if (r.heartbeat_age_ms <= lease_ms)
+          ++alive;
+      }
+      st.peers_held = held;
+      st.replicas_alive = alive;
+      if (st.cfg.board)
+        st.cfg.board->publish(std::move(rows), lease_ms);
     }
   } catch (const std::exception& e) {
     ++st.errors;
+    if (st.cfg.board)
+      st.cfg.board->failed(std::string(e.what()).substr(0, 200));
     st.store.reset();
     if (!st.outage_reported)
       spdlog::warn("replica {}: heartbeat failed, retrying: {}", st.cfg.id, e.what());

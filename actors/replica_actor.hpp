@@ -8,19 +8,52 @@
 
 #include "actors/interfaces.hpp"
 #include "storage/database.hpp"
+#include "storage/replica_store.hpp"
 
 #include <caf/fwd.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
-
-namespace nbm::storage {
-class replica_store;
-}
+#include <vector>
 
 namespace nbm::actors {
+
+// The replica table as the replica actor read it at its last heartbeat, for readers that must not
+// block (the inspector's `replicas`): the actor publishes a new read, a reader takes a copy. The
+// lock is held for the copy only, never across SQL.
+class replica_board {
+public:
+  struct snapshot {
+    bool read = false; // false until the first read
+    std::vector<storage::replica_row> rows;
+    std::chrono::steady_clock::time_point read_at{};
+    std::int64_t lease_ms = 0;
+    std::string error; // the last read failed: `rows` are the read before it
+  };
+  void publish(std::vector<storage::replica_row> rows, std::int64_t lease_ms) {
+    std::lock_guard<std::mutex> g(m_);
+    s_.read = true;
+    s_.rows = std::move(rows);
+    s_.read_at = std::chrono::steady_clock::now();
+    s_.lease_ms = lease_ms;
+    s_.error.clear();
+  }
+  void failed(std::string error) {
+    std::lock_guard<std::mutex> g(m_);
+    s_.error = std::move(error);
+  }
+  snapshot get() const {
+    std::lock_guard<std::mutex> g(m_);
+    return s_;
+  }
+
+private:
+  mutable std::mutex m_;
+  snapshot s_;
+};
 
 struct replica_config {
   storage::db_options db; // PostgreSQL
@@ -35,6 +68,8 @@ struct replica_config {
   std::chrono::milliseconds heartbeat{10000};
   peer_directory directory;  // closes the streams when the lease was lost (may be invalid)
   session_observer observer; // hears the disconnects it lands for dead replicas (may be invalid)
+  std::shared_ptr<replica_board>
+      board; // where each heartbeat's read of the table goes (may be null)
 };
 
 // What the replica actor reports about itself (kind "replica", id = replica id).

@@ -57,7 +57,9 @@ struct writer_state {
   std::deque<pending> queue;
   std::vector<store_worker> idle;
   std::string replica;
-  std::unordered_set<std::string> busy_peers; // peers with a write in a batch in flight
+  std::unordered_set<std::string> busy_peers;   // peers with a write in a batch in flight
+  std::vector<store_worker> all;                // by index: the id each worker answers status with
+  std::vector<std::size_t> in_flight_by_worker; // writes of the batch each worker holds (0: idle)
   writer_state_record counters;
   std::size_t max_batch = 1024;
   static inline const char* name = "status_writer";
@@ -84,6 +86,9 @@ void finish_batch(writer_ptr self, store_worker worker, std::vector<pending>& ba
     batch[i].promise.deliver(ok);
   }
   st.counters.in_flight -= batch.size();
+  for (std::size_t i = 0; i < st.all.size(); ++i)
+    if (st.all[i] == worker)
+      st.in_flight_by_worker[i] = 0;
   st.idle.push_back(std::move(worker));
   dispatch(self);
 }
@@ -122,6 +127,9 @@ void dispatch(writer_ptr self) {
     }
     auto worker = st.idle.back();
     st.idle.pop_back();
+    for (std::size_t i = 0; i < st.all.size(); ++i)
+      if (st.all[i] == worker)
+        st.in_flight_by_worker[i] = batch->size();
     ++st.counters.batches;
     st.counters.in_flight += batch->size();
     if (batch->size() > st.counters.max_batch)
@@ -146,6 +154,8 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<store_work
                                          std::size_t max_batch, std::string replica) {
   self->state.idle = std::move(workers);
   self->state.replica = std::move(replica);
+  self->state.all = self->state.idle;
+  self->state.in_flight_by_worker.assign(self->state.all.size(), 0);
   self->state.counters.workers = self->state.idle.size();
   self->state.max_batch = max_batch == 0 ? 1 : max_batch;
   // The workers die with the writer.
@@ -158,11 +168,23 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<store_work
         dispatch(self);
         return rp;
       },
+      [self](members_atom) {
+        std::vector<status_target> out;
+        for (const auto& w : self->state.all)
+          out.push_back({"store_worker", w});
+        return out;
+      },
       [self](status_atom) {
         auto r = self->state.counters;
         r.queued = self->state.queue.size();
         auto s = status_of(self, "status_writer");
         put_record(s, r);
+        // Per store worker ("status_<i>", the id its own status answer carries): the writes it
+        // holds.
+        const auto& by = self->state.in_flight_by_worker;
+        for (std::size_t i = 0; i < by.size(); ++i)
+          s.gauges["in_flight_worker_status_" + std::to_string(i)] =
+              static_cast<std::int64_t>(by[i]);
         return s;
       },
   };
@@ -174,7 +196,7 @@ status_writer spawn_status_writer(caf::actor_system& sys, status_writer_config c
   std::vector<store_worker> workers;
   const auto n = cfg.workers == 0 ? 1 : cfg.workers;
   for (std::size_t i = 0; i < n; ++i)
-    workers.push_back(spawn_store_worker(sys, cfg.db, cfg.detached));
+    workers.push_back(spawn_store_worker(sys, cfg.db, cfg.detached, "status_" + std::to_string(i)));
   return sys.spawn(writer_impl, std::move(workers), cfg.max_batch, std::move(cfg.replica_id));
 }
 

@@ -25,8 +25,9 @@ bool duplicate(std::string_view what) {
 }
 
 store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_worker_state> self,
-                                        storage::db_options db) {
+                                        storage::db_options db, std::string id) {
   self->state.sql = std::make_unique<storage::worker_session>(std::move(db));
+  self->state.id = std::move(id);
   return {
       [self](run_atom, store_job_ptr& job) {
         auto& sql = *self->state.sql;
@@ -84,7 +85,7 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
       [self](status_atom) {
         // Answered between jobs only: a worker blocked in SQL is reported missing by askers.
         auto& st = self->state;
-        auto s = status_of(self, "store_worker");
+        auto s = status_of(self, "store_worker", st.id);
         s.counters["jobs"] = st.jobs;
         s.counters["failed"] = st.failed;
         s.counters["retried"] = st.retried;
@@ -95,10 +96,11 @@ store_worker::behavior_type worker_impl(store_worker::stateful_pointer<store_wor
 
 } // namespace
 
-store_worker spawn_store_worker(caf::actor_system& sys, storage::db_options db, bool detached) {
+store_worker spawn_store_worker(caf::actor_system& sys, storage::db_options db, bool detached,
+                                std::string id) {
   if (!detached)
-    return sys.spawn(worker_impl, std::move(db));
-  return sys.spawn<caf::detached>(worker_impl, std::move(db));
+    return sys.spawn(worker_impl, std::move(db), std::move(id));
+  return sys.spawn<caf::detached>(worker_impl, std::move(db), std::move(id));
 }
 
 std::size_t store_worker_index(std::string_view key, std::size_t n) {

@@ -57,16 +57,19 @@ using store_worker = caf::typed_actor<
     caf::replies_to<run_atom, store_job_ptr>::with<store_job_ptr>>::extend_with<status_iface>;
 
 // `detached`: on a thread of its own (the server); tests on CAF's deterministic scheduler spawn it
-// as an ordinary actor, so its jobs run when the test runs the scheduler.
+// as an ordinary actor, so its jobs run when the test runs the scheduler. `id`: which worker it is
+// in its status answers (the loader's index, "events" for the activity log's, "status_<i>" for
+// the status writer's).
 // Its state (actors/store_worker.cpp has the behavior).
 struct store_worker_state {
   std::unique_ptr<storage::worker_session> sql;
   std::uint64_t jobs = 0, failed = 0, retried = 0;
+  std::string id;
   static inline const char* name = "store_worker";
 };
 
 store_worker spawn_store_worker(caf::actor_system& sys, storage::db_options db,
-                                bool detached = true);
+                                bool detached = true, std::string id = {});
 
 // Which of `n` workers serves `key` (FNV-1a of the key): the same for every process and build.
 std::size_t store_worker_index(std::string_view key, std::size_t n);

@@ -551,6 +551,7 @@ struct reader {
             f("AgentNetwork", v.agent_network),
             f("DisableDefaultPolicy", v.disable_default_policy),
             f("EmbeddedIdP", v.embedded_idp),
+            f("InspectorAddress", v.inspector_address), // netbird-mgmt's own
             {"HighestSupportedSyncMessageVersion",
              [&v](const reader& r, const YAML::Node& node, const std::string& p) {
                if (is_null(node)) { // *int: null is nil

@@ -247,6 +247,11 @@ struct management_config {
   std::optional<int> highest_supported_sync_message_version;
   // PerAccountHighestSupportedSyncMessageVersion: account id -> version (0..1).
   std::map<std::string, int> per_account_highest_supported_sync_message_version;
+  // InspectorAddress: netbird-mgmt's own key (NetBird ignores it, as any unknown key): where the
+  // inspector console listens, "host:port" (port 0: any), "off" or "" turns it off. Unset: the
+  // environment (NBM_INSPECTOR_ADDR) or the default decides (server/cli.hpp,
+  // resolve_inspector_address).
+  std::optional<std::string> inspector_address;
 
   // Not part of the file: what the reader noticed but NetBird ignores (unknown keys, unset
   // environment variables), each with its line, e.g. "unknown field HttpConfig.Address (line 37)".

@@ -85,6 +85,11 @@ void add_management_flags(CLI::App& cmd, management_options& o) {
   cmd.add_flag("--disable-geolite-update", o.disable_geolite_update,
                "disables automatic updates to the Geolite2 geolocation databases (default true; "
                "--disable-geolite-update=false enables them)");
+  cmd.add_option_function<std::string>(
+      "--inspector-addr", [&o](const std::string& v) { o.inspector_addr = v; },
+      "where the inspector console (netbird-mgmt inspect) listens, host:port (port 0: "
+      "any; \"off\" turns it off); netbird-mgmt's own. Before NBM_INSPECTOR_ADDR and "
+      "the config's InspectorAddress; default 127.0.0.1:33079");
 }
 
 parse_result failure(const std::string& message, const CLI::App& usage_of) {
@@ -95,6 +100,32 @@ parse_result failure(const std::string& message, const CLI::App& usage_of) {
 }
 
 } // namespace
+
+inspector_address_choice resolve_inspector_address(const std::optional<std::string>& flag,
+                                                   const std::optional<std::string>& env,
+                                                   const std::optional<std::string>& config) {
+  inspector_address_choice c;
+  const std::optional<std::string>* from = nullptr;
+  if (flag) {
+    from = &flag;
+    c.source = "--inspector-addr";
+  } else if (env) {
+    from = &env;
+    c.source = "NBM_INSPECTOR_ADDR";
+  } else if (config) {
+    from = &config;
+    c.source = "InspectorAddress";
+  } else {
+    c.source = "default";
+    c.address = default_inspector_address;
+    return c;
+  }
+  const auto& v = **from;
+  if (v.empty() || v == "off" || v == "0" || v == "false" || v == "disabled")
+    return c; // off
+  c.address = v;
+  return c;
+}
 
 bool valid_log_level(const std::string& level) {
   return config::parse_log_level(level).has_value();

@@ -33,6 +33,9 @@ struct management_options {
   bool idp_sign_key_refresh_enabled = false;     // --idp-sign-key-refresh-enabled
   bool user_delete_from_idp = false;             // --user-delete-from-idp
   bool disable_geolite_update = true;            // --disable-geolite-update
+  // --inspector-addr (netbird-mgmt): where the inspector console listens; unset: see
+  // resolve_inspector_address.
+  std::optional<std::string> inspector_addr;
 
   std::string program = "netbird-mgmt"; // argv[0], for the commands the server suggests
 
@@ -107,6 +110,19 @@ std::string effective_datadir(const std::string& flag, bool flag_given,
 // argv[0] is the program name. `netbird-mgmt` alone prints the help and exits 0, as cobra does for
 // a root command without a Run of its own; `netbird-mgmt help [command]` too.
 parse_result parse_cli(int argc, const char* const* argv);
+
+// Where the inspector console (`netbird-mgmt inspect`) listens, first of: the flag
+// --inspector-addr, the environment variable NBM_INSPECTOR_ADDR, the config's InspectorAddress,
+// the default 127.0.0.1:33079. "off" or "" (also "0", "false", "disabled") turns it off.
+struct inspector_address_choice {
+  std::string address; // "host:port" (port 0: any); "" when turned off
+  std::string source;  // "--inspector-addr", "NBM_INSPECTOR_ADDR", "InspectorAddress" or "default"
+  bool configured() const { return source != "default"; }
+};
+inline constexpr const char* default_inspector_address = "127.0.0.1:33079";
+inspector_address_choice resolve_inspector_address(const std::optional<std::string>& flag,
+                                                   const std::optional<std::string>& env,
+                                                   const std::optional<std::string>& config);
 
 // The log levels NetBird (logrus) accepts, case-insensitively.
 bool valid_log_level(const std::string& level);

@@ -1,10 +1,14 @@
 #include "server/inspect_client.hpp"
 
+#include "config/config.hpp"
+#include "server/cli.hpp"
+
 #include <nlohmann/json.hpp>
 #include <readline/history.h>
 #include <readline/readline.h>
 
 #include <netdb.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +41,9 @@ extern "C" void on_sigint(int) {
 
 struct options {
   std::string datadir = "/var/lib/netbird/";
+  bool datadir_set = false;
+  std::string config = "/etc/netbird/management.json";
+  bool config_set = false;
   std::string addr, token_file;
   bool json_out = false;
   double interval = 1.0; // watch
@@ -79,7 +86,7 @@ public:
     ::freeaddrinfo(res);
     if (!ok) {
       error = "cannot connect to the inspector on " + addr + ": " + std::strerror(errno) +
-              " (is the server running, with NBM_INSPECTOR_ADDR not off?)";
+              " (is the server running, with its inspector on?)";
       return false;
     }
     auto j = ask("auth " + token);
@@ -90,8 +97,7 @@ public:
     }
     return true;
   }
-  // One question, one answer (nullopt: the connection is gone).
-  std::optional<json> ask(const std::string& line, std::string* raw = nullptr) {
+  bool send_line(const std::string& line) {
     const auto out = line + "\n";
     std::size_t off = 0;
     while (off < out.size()) {
@@ -99,9 +105,40 @@ public:
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
-        return std::nullopt;
+        return false;
       off += static_cast<std::size_t>(n);
     }
+    return true;
+  }
+  // The next line within `timeout_ms` (-1: wait): a line, "" with `timed_out` set when none came
+  // in time (or a signal interrupted the wait), nullopt when the connection is gone.
+  std::optional<std::string> next_line(int timeout_ms, bool& timed_out) {
+    timed_out = false;
+    for (;;) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        auto text = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return text;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      const int r = ::poll(&p, 1, timeout_ms);
+      if (r == 0 || (r < 0 && errno == EINTR)) {
+        timed_out = true;
+        return std::string();
+      }
+      char chunk[4096];
+      auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return std::nullopt;
+      buf_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  // One question, one answer (nullopt: the connection is gone).
+  std::optional<json> ask(const std::string& line, std::string* raw = nullptr) {
+    if (!send_line(line))
+      return std::nullopt;
     for (;;) {
       if (auto nl = buf_.find('\n'); nl != std::string::npos) {
         auto text = buf_.substr(0, nl);
@@ -185,41 +222,84 @@ int run_command(connection& c, const std::vector<std::string>& w, const options&
       std::cerr << "usage: trace <peer id|key|name>\n";
       return 1;
     }
+    // The server sends every message the peer actor handles as it handles it (none lost), until
+    // this console says `stop` (Ctrl-C) or goes away.
     interrupted = false;
-    std::uint64_t since = 0;
-    bool first = true;
-    if (!o.json_out)
-      std::cout << "tracing " << w[1] << " (Ctrl-C stops)\n" << std::flush;
-    while (!interrupted) {
-      auto j = c.ask("peer " + w[1] + " since " + std::to_string(since), &raw);
-      if (!j)
-        return 3;
-      if (j->contains("error")) {
-        print(*j, raw, o.json_out);
-        return 1;
+    if (!c.send_line("trace " + w[1]))
+      return 3;
+    bool timed_out = false;
+    auto first = c.next_line(-1, timed_out);
+    while (first && timed_out) // a signal woke the wait (Ctrl-C: stopped once it began)
+      first = c.next_line(-1, timed_out);
+    if (!first)
+      return 3;
+    json head;
+    try {
+      head = json::parse(*first);
+    } catch (const std::exception&) {
+      head = json{{"error", "an answer that is not JSON"}};
+    }
+    if (head.contains("error")) {
+      print(head, *first, o.json_out);
+      return 1;
+    }
+    auto show = [&](const json& m, bool before) {
+      if (o.json_out) {
+        json line = m;
+        line.erase("event");
+        line["peer"] = head["id"];
+        if (before)
+          line["before"] = true; // in the ring already when the trace began
+        std::cout << line.dump() << "\n";
+      } else {
+        std::cout << (before ? "  (before) " : "  ") << m["seq"] << " "
+                  << (m["dir"] == "out" ? "-> " : "<- ") << m["what"].get<std::string>()
+                  << " token=" << m["token"] << " serial=" << m["serial"] << "\n";
       }
-      const auto handled = j->value("handled", std::uint64_t{0});
-      // The first answer shows what is in the ring already; later ones what is new since.
-      for (const auto& m : (*j)["messages"]) {
-        if (o.json_out) {
-          json line = m;
-          line["peer"] = (*j)["id"];
-          std::cout << line.dump() << "\n";
-        } else {
-          std::cout << (first ? "  (before) " : "  ") << m["seq"] << " "
-                    << (m["dir"] == "out" ? "-> " : "<- ") << m["what"].get<std::string>()
-                    << " token=" << m["token"] << " serial=" << m["serial"] << "\n";
-        }
+    };
+    if (!o.json_out)
+      std::cout << "tracing " << head["id"].get<std::string>() << " (Ctrl-C stops)\n";
+    for (const auto& m : head["messages"])
+      show(m, true);
+    std::cout << std::flush;
+    bool stopping = false;
+    for (;;) {
+      if (interrupted && !stopping) {
+        stopping = true;
+        if (!c.send_line("stop"))
+          return 3;
+      }
+      auto l = c.next_line(200, timed_out);
+      if (!l)
+        return stopping ? 0 : 3;
+      if (timed_out)
+        continue;
+      json m;
+      try {
+        m = json::parse(*l);
+      } catch (const std::exception&) {
+        continue;
+      }
+      if (m.value("event", "") == "trace") {
+        show(m, false);
+      } else if (m.value("event", "") == "dropped") {
+        if (o.json_out)
+          std::cout << *l << "\n";
+        else
+          std::cout << "  (" << m["count"] << " messages dropped: this console read too slowly)\n";
+      } else if (m.value("stopped", false)) {
+        if (o.json_out)
+          std::cout << *l << "\n";
+        else
+          std::cout << "stopped: " << m["events"] << " messages, " << m["dropped"] << " dropped\n";
+        std::cout << std::flush;
+        interrupted = false;
+        return 0;
       }
       std::cout << std::flush;
-      if (!std::cout.good())
+      if (!std::cout.good()) // the reader went away (a pipe closed)
         return 0;
-      since = std::max(since, handled);
-      first = false;
-      sleep_interruptibly(0.2);
     }
-    interrupted = false;
-    return 0;
   }
   auto j = c.ask(join(w, 0), &raw);
   if (!j)
@@ -344,10 +424,45 @@ int console(connection& c, const options& o) {
 int usage(const char* why) {
   if (why)
     std::cerr << "Error: " << why << "\n";
-  std::cerr << "usage: netbird-mgmt inspect [--datadir DIR] [--addr HOST:PORT] [--token-file F] "
-               "[--json] [--interval S] [COMMAND ...]\ncommands:\n"
+  std::cerr << "usage: netbird-mgmt inspect [--config FILE] [--datadir DIR] [--addr HOST:PORT] "
+               "[--token-file F] [--json] [--interval S] [COMMAND ...]\n"
+               "The address: --addr, else NBM_INSPECTOR_ADDR, else the config's InspectorAddress, "
+               "else what the server wrote to <datadir>/inspector.addr, else 127.0.0.1:33079.\n"
+               "commands:\n"
             << help_text;
   return 2;
+}
+
+// Where the server's inspector listens, as the server decides it (server/cli.hpp): --addr, else
+// NBM_INSPECTOR_ADDR, else the config's InspectorAddress; an address with port 0 (chosen by the
+// system), or none set, is read from <datadir>/inspector.addr, which the server writes when it
+// listens; else the default. `why` explains an empty result (turned off).
+std::string inspector_address(const options& o, const std::optional<std::string>& from_config,
+                              std::string& why) {
+  if (!o.addr.empty())
+    return o.addr;
+  const char* env = std::getenv("NBM_INSPECTOR_ADDR");
+  const auto choice = resolve_inspector_address(
+      std::nullopt, env ? std::optional<std::string>(env) : std::nullopt, from_config);
+  const bool any_port =
+      choice.address.size() > 2 && choice.address.compare(choice.address.size() - 2, 2, ":0") == 0;
+  if (choice.configured() && !choice.address.empty() && !any_port)
+    return choice.address;
+  namespace fs = std::filesystem;
+  if (auto bound = read_line_of((fs::path(o.datadir) / "inspector.addr").string()); !bound.empty())
+    return bound;
+  if (choice.address.empty()) {
+    why = "the inspector is turned off (" + choice.source +
+          "); pass --addr if the server listens anyway";
+    return {};
+  }
+  if (any_port) {
+    why = "the inspector listens on a port the system chose (" + choice.source + "), and " +
+          (fs::path(o.datadir) / "inspector.addr").string() +
+          " does not say which: is the server running with this --datadir?";
+    return {};
+  }
+  return choice.address;
 }
 
 } // namespace
@@ -367,8 +482,13 @@ int run_inspect(int argc, char** argv) {
     else if (a == "--datadir") {
       if (!value(o.datadir))
         return usage("--datadir needs a directory");
-    } else if (a == "--addr") {
-      if (!value(o.addr))
+      o.datadir_set = true;
+    } else if (a == "--config") {
+      if (!value(o.config))
+        return usage("--config needs a file");
+      o.config_set = true;
+    } else if (a == "--addr" || a == "--inspector-addr") {
+      if (!value(o.addr) || o.addr.empty())
         return usage("--addr needs host:port");
     } else if (a == "--token-file") {
       if (!value(o.token_file))
@@ -384,11 +504,30 @@ int run_inspect(int argc, char** argv) {
     else
       o.command.push_back(a);
   }
+  // The server's config: its InspectorAddress, and its Datadir when --datadir is not given (as
+  // the server decides: server/cli.hpp effective_datadir). The default file is read when it can
+  // be; one named with --config must be.
+  std::optional<std::string> from_config;
+  if (o.config_set || std::filesystem::exists(o.config)) {
+    try {
+      auto cfg = config::load_file(o.config);
+      from_config = cfg.inspector_address;
+      if (!o.datadir_set && !cfg.datadir.empty())
+        o.datadir = cfg.datadir;
+    } catch (const std::exception& e) {
+      if (o.config_set) {
+        std::cerr << "Error: " << e.what() << "\n";
+        return 1;
+      }
+    }
+  }
   namespace fs = std::filesystem;
-  if (o.addr.empty())
-    o.addr = read_line_of((fs::path(o.datadir) / "inspector.addr").string());
-  if (o.addr.empty())
-    o.addr = "127.0.0.1:33079";
+  std::string why;
+  const auto addr = inspector_address(o, from_config, why);
+  if (addr.empty()) {
+    std::cerr << "Error: " << why << "\n";
+    return 1;
+  }
   if (o.token_file.empty())
     o.token_file = (fs::path(o.datadir) / "inspector.token").string();
   const auto token = read_line_of(o.token_file);
@@ -404,8 +543,8 @@ int run_inspect(int argc, char** argv) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   connection c;
-  if (std::string why; !c.open(o.addr, token, why)) {
-    std::cerr << "Error: " << why << "\n";
+  if (std::string err; !c.open(addr, token, err)) {
+    std::cerr << "Error: " << err << "\n";
     return 1;
   }
   if (o.command.empty())

@@ -1,5 +1,6 @@
 #include "server/inspector_listener.hpp"
 
+#include "actors/msg_ring.hpp"
 #include "crypto/crypto.hpp"
 
 #include <caf/all.hpp>
@@ -31,6 +32,11 @@ namespace {
 constexpr std::size_t max_connections = 8;
 constexpr std::size_t max_line = 4096;
 constexpr auto answer_deadline = std::chrono::seconds(5);
+// A trace whose console reads slower than the peer actor handles messages: beyond this many
+// waiting, the waiting ones are counted as dropped (and the count sent) instead of held.
+constexpr std::size_t max_trace_backlog = 100000;
+// A console that reads nothing for this long while tracing is given up on.
+constexpr int trace_send_timeout_s = 10;
 
 // Compares without stopping at the first difference (the time says nothing about the token).
 bool same(const std::string& a, const std::string& b) {
@@ -74,16 +80,6 @@ std::string inspector_token(const std::string& datadir) {
   if (!ok)
     throw std::runtime_error("cannot write " + path);
   return t;
-}
-
-std::string inspector_address_from_env() {
-  const char* v = std::getenv("NBM_INSPECTOR_ADDR");
-  if (!v)
-    return "127.0.0.1:33079";
-  const std::string s = v;
-  if (s == "off" || s == "0" || s == "false" || s == "disabled" || s.empty())
-    return "";
-  return s;
 }
 
 struct inspector_listener::impl : std::enable_shared_from_this<impl> {
@@ -136,6 +132,11 @@ struct inspector_listener::impl : std::enable_shared_from_this<impl> {
         write_all(fd, "{\"error\":\"wrong token\"}\n");
         break;
       }
+      if (line.rfind("trace ", 0) == 0 || line == "trace") {
+        if (!trace(fd, line.size() > 6 ? line.substr(6) : std::string(), buf))
+          break;
+        continue;
+      }
       std::string answer;
       self->request(inspector, answer_deadline, actors::inspect_atom::value, line)
           .receive([&](std::string& a) { answer = std::move(a); },
@@ -149,6 +150,108 @@ struct inspector_listener::impl : std::enable_shared_from_this<impl> {
     open_fds.erase(fd);
     ::close(fd);
     idle.notify_all();
+  }
+
+  // `trace <peer>`: a tracer of its own (one scoped actor, gone when this returns, so the peer
+  // actor, which monitors it, forgets it whatever ended the trace) receives every message the
+  // peer actor handles; each becomes one line. Ends on `stop` (true: the connection goes on) or
+  // when the connection goes away (false).
+  bool trace(int fd, std::string query, std::string& buf) {
+    while (!query.empty() && query.front() == ' ')
+      query.erase(0, 1);
+    if (query.empty() || query.find(' ') != std::string::npos)
+      return write_all(fd, "{\"command\":\"trace\",\"error\":\"usage: trace <id|key|name>\"}\n");
+    caf::scoped_actor tracer{sys};
+    caf::scoped_actor asker{sys};
+    std::string head;
+    asker
+        ->request(inspector, answer_deadline, actors::trace_atom::value, query,
+                  caf::actor_cast<caf::actor>(tracer))
+        .receive([&](std::string& a) { head = std::move(a); },
+                 [&](caf::error&) {
+                   head = "{\"command\":\"trace\",\"error\":\"the inspector did not answer in "
+                          "time\"}";
+                 });
+    if (!write_all(fd, head + "\n"))
+      return false;
+    if (head.rfind("{\"command\":\"trace\",\"error\"", 0) == 0) // the inspector's refusal
+      return true;
+    timeval tv{trace_send_timeout_s, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::uint64_t events = 0, dropped = 0;
+    bool stop = false, gone = false;
+    std::string out;
+    auto on_event = [&](actors::trace_atom, std::uint64_t seq, std::int64_t at_ms,
+                        std::uint8_t what, std::uint64_t token, std::uint64_t serial) {
+      const auto e = static_cast<actors::ring_event>(what);
+      out += "{\"event\":\"trace\",\"seq\":" + std::to_string(seq) +
+             ",\"at_ms\":" + std::to_string(at_ms) + ",\"what\":\"" + actors::to_string(e) +
+             "\",\"dir\":\"" + actors::direction(e) + "\",\"token\":" + std::to_string(token) +
+             ",\"serial\":" + std::to_string(serial) + "}\n";
+      ++events;
+    };
+    // Anything else that reaches the tracer is dropped (a blocking receive would keep it, and
+    // wait behind it).
+    auto other = [] {
+      return caf::others >>
+                 [](caf::message_view&) -> caf::result<caf::message> { return caf::message{}; };
+    };
+    while (!stopping && !stop && !gone) {
+      // Waits up to 50 ms for the next message, then takes whatever else is waiting.
+      tracer->receive(
+          on_event, other(), caf::after(std::chrono::milliseconds(50)) >> [] {});
+      if (const auto backlog = tracer->mailbox().size(); backlog > max_trace_backlog) {
+        std::uint64_t n = 0;
+        while (!tracer->mailbox().empty()) {
+          tracer->receive([&](actors::trace_atom, std::uint64_t, std::int64_t, std::uint8_t,
+                              std::uint64_t, std::uint64_t) { ++n; },
+                          other());
+        }
+        dropped += n;
+        out += "{\"event\":\"dropped\",\"count\":" + std::to_string(n) + "}\n";
+      }
+      while (!tracer->mailbox().empty() && out.size() < 256 * 1024)
+        tracer->receive(on_event, other());
+      if (!out.empty()) {
+        if (!write_all(fd, out))
+          gone = true;
+        out.clear();
+      }
+      // The console: `stop`, or gone.
+      pollfd p{fd, POLLIN, 0};
+      while (!gone && !stop && ::poll(&p, 1, 0) > 0) {
+        char chunk[512];
+        const auto n = ::recv(fd, chunk, sizeof chunk, 0);
+        if (n <= 0) {
+          gone = !(n < 0 && errno == EINTR);
+          break;
+        }
+        buf.append(chunk, static_cast<std::size_t>(n));
+        for (auto nl = buf.find('\n'); nl != std::string::npos; nl = buf.find('\n')) {
+          auto l = buf.substr(0, nl);
+          buf.erase(0, nl + 1);
+          if (!l.empty() && l.back() == '\r')
+            l.pop_back();
+          if (l == "stop") {
+            stop = true;
+            break;
+          }
+        }
+        if (buf.size() > max_line)
+          gone = true;
+      }
+    }
+    timeval none{0, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    if (gone || stopping)
+      return false;
+    // What arrived before the tracer goes is still sent: the console sees every message up to
+    // the summary.
+    while (!tracer->mailbox().empty())
+      tracer->receive(on_event, other());
+    out += "{\"command\":\"trace\",\"stopped\":true,\"events\":" + std::to_string(events) +
+           ",\"dropped\":" + std::to_string(dropped) + "}\n";
+    return write_all(fd, out);
   }
 
   void accept_loop() {

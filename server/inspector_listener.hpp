@@ -1,10 +1,14 @@
-// The inspector's own listener: a line protocol over TCP, loopback by default
-// (NBM_INSPECTOR_ADDR, "off" turns it off). A connection first sends `auth <token>`; the token
-// lives in <datadir>/inspector.token (created 0600 on first start, never logged). Then each line
-// is a question for the inspector actor (actors/inspector.hpp), each answer one JSON line. The
-// address actually bound is written to <datadir>/inspector.addr for `netbird-mgmt inspect`.
-// One thread per connection (an operator's console: at most 8 at once); a connection that goes
-// away in the middle of anything costs the server nothing but that thread's end.
+// The inspector's own listener: a line protocol over TCP, loopback by default (--inspector-addr,
+// NBM_INSPECTOR_ADDR or the config's InspectorAddress; "off" turns it off: server/cli.hpp). A
+// connection first sends `auth <token>`; the token lives in <datadir>/inspector.token (created 0600
+// on first start, never logged). Then each line is a question for the inspector actor
+// (actors/inspector.hpp), each answer one JSON line; `trace <peer>` answers one JSON line, then one
+// line per message the peer actor handles, as it handles it (none lost: the actor sends each one),
+// until the client sends `stop` (answered with a summary line) or goes away (the actor forgets the
+// tracer: it monitors it). The address actually bound is written to <datadir>/inspector.addr for
+// `netbird-mgmt inspect`. One thread per connection (an operator's console: at most 8 at once); a
+// connection that goes away in the middle of anything costs the server nothing but that thread's
+// end.
 #pragma once
 
 #include "actors/inspector.hpp"
@@ -22,10 +26,6 @@ namespace nbm::server {
 // The token in `datadir`: read, or created (32 random bytes, hex, file mode 0600) when absent.
 // Throws std::runtime_error when it cannot be read or created (the message names the file only).
 std::string inspector_token(const std::string& datadir);
-
-// Where the inspector listens: NBM_INSPECTOR_ADDR ("host:port"), default 127.0.0.1:33079;
-// "" when set to "off" (or "0", "false", "disabled").
-std::string inspector_address_from_env();
 
 class inspector_listener {
 public:

@@ -4,6 +4,7 @@
 #include "actors/cluster.hpp"
 #include "actors/expiry_actor.hpp"
 #include "actors/geo_actor.hpp"
+#include "actors/inspector.hpp"
 #include "actors/login_service.hpp"
 #include "actors/observer_fanout.hpp"
 #include "actors/peer_actor.hpp"
@@ -438,9 +439,12 @@ int run_management(const management_options& opts, config::management_config cfg
     if (cluster)
       caf::anon_send(cluster, actors::dir_atom::value, directory);
     actors::replica_actor replica;
+    std::shared_ptr<actors::replica_board> replica_board;
     if (replicated) {
       // A copy holds the handles: none may outlive the actor system (rc does).
+      replica_board = std::make_shared<actors::replica_board>();
       auto with_actors = rc;
+      with_actors.board = replica_board;
       with_actors.db = db;
       with_actors.address = rc.host + ":" + std::to_string(opts.port);
       with_actors.directory = directory;
@@ -473,14 +477,57 @@ int run_management(const management_options& opts, config::management_config cfg
       exit_code = 1;
     } else
       spdlog::info("metrics on port {} under /metrics", metrics_door.port());
-    // The inspector console's endpoint (netbird-mgmt inspect): loopback unless NBM_INSPECTOR_ADDR
-    // says otherwise, "off" turns it off; the token stays in the datadir.
+    // The inspector console's endpoint (netbird-mgmt inspect): --inspector-addr, else
+    // NBM_INSPECTOR_ADDR, else the config's InspectorAddress, else loopback 127.0.0.1:33079; "off"
+    // turns it off. The token stays in the datadir.
     std::unique_ptr<inspector_listener> inspect_door;
-    if (const auto where = inspector_address_from_env(); !where.empty() && metrics_ok) {
+    const char* inspector_env = std::getenv("NBM_INSPECTOR_ADDR");
+    const auto where = resolve_inspector_address(
+        opts.inspector_addr,
+        inspector_env ? std::optional<std::string>(inspector_env) : std::nullopt,
+        cfg.inspector_address);
+    const auto addr_file = std::filesystem::path(cfg.datadir) / "inspector.addr";
+    if (where.address.empty()) {
+      spdlog::info("inspector off ({})", where.source);
+      std::error_code ec;
+      std::filesystem::remove(addr_file, ec); // no console finds a listener that is not there
+    } else if (metrics_ok) {
       actors::inspector_config ic;
       ic.directory = directory;
       ic.others = {{"expiry", expiry}, {"geo", observer}, {"session_observer", observers}};
-      ic.replica_id = replica_id();
+      ic.replica_id = replicated ? rc.id : replica_id();
+      if (replica_board) {
+        // The replica table as the replica actor read it at its last heartbeat (never a store
+        // read here: the inspector must not block).
+        ic.replicas = [board = replica_board, self = rc.id]() {
+          actors::replica_table t;
+          const auto snap = board->get();
+          if (!snap.read)
+            return t;
+          const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - snap.read_at)
+                                 .count();
+          t.read_age_ms = since;
+          t.error = snap.error;
+          for (const auto& row : snap.rows) {
+            actors::replica_view v;
+            v.id = row.id;
+            v.address = row.address;
+            v.host = row.host;
+            v.pid = row.pid;
+            v.started_at_ms = row.started_at_ms;
+            v.heartbeat_at_ms = row.heartbeat_at_ms;
+            v.heartbeat_age_ms = row.heartbeat_age_ms + since;
+            v.lease_ms = snap.lease_ms;
+            v.alive = v.heartbeat_age_ms <= snap.lease_ms;
+            v.sessions_recorded = row.sessions_recorded;
+            v.peers_held = row.peers_held;
+            v.self = row.id == self;
+            t.replicas.push_back(std::move(v));
+          }
+          return t;
+        };
+      }
       auto inspector = actors::spawn_inspector(sys, ic);
       try {
         inspect_door =
@@ -491,25 +538,26 @@ int run_management(const management_options& opts, config::management_config cfg
         metrics_ok = false;
       }
       if (inspect_door) {
-        if (std::string why; !inspect_door->start(where, why)) {
+        if (std::string why; !inspect_door->start(where.address, why)) {
           // An address the operator set must work; the default one may be taken by another
           // server on this host: then this one runs without a console.
-          if (std::getenv("NBM_INSPECTOR_ADDR")) {
-            spdlog::error("cannot listen on {} for the inspector (NBM_INSPECTOR_ADDR; off turns "
-                          "it off): {}",
-                          where, why);
+          std::error_code ec;
+          std::filesystem::remove(addr_file, ec);
+          if (where.configured()) {
+            spdlog::error("cannot listen on {} for the inspector ({}; \"off\" turns it off): {}",
+                          where.address.substr(0, 64), where.source, why);
             exit_code = 1;
             metrics_ok = false;
           } else {
-            spdlog::warn("inspector: cannot listen on {} ({}): no console (set "
-                         "NBM_INSPECTOR_ADDR)",
-                         where, why);
+            spdlog::warn("inspector: cannot listen on {} ({}): no console (set --inspector-addr, "
+                         "NBM_INSPECTOR_ADDR or InspectorAddress in the config)",
+                         where.address, why);
           }
           inspect_door.reset();
         } else {
           write_inspector_address(cfg.datadir, inspect_door->bound());
-          spdlog::info("inspector on {} (netbird-mgmt inspect --datadir {})", inspect_door->bound(),
-                       cfg.datadir);
+          spdlog::info("inspector on {} ({}; netbird-mgmt inspect --datadir {})",
+                       inspect_door->bound(), where.source, cfg.datadir);
         }
       }
     }

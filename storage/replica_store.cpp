@@ -124,6 +124,35 @@ std::size_t replica_store::alive_replicas(std::int64_t lease_ms) {
   return static_cast<std::size_t>(n);
 }
 
+std::vector<replica_row> replica_store::list() {
+  std::vector<replica_row> out;
+  soci::rowset<soci::row> rows =
+      impl_->sql.prepare
+      << "SELECT r.id, r.address, r.host, r.pid, "
+         "CAST(EXTRACT(EPOCH FROM r.started_at) * 1000 AS bigint), "
+         "CAST(EXTRACT(EPOCH FROM r.heartbeat_at) * 1000 AS bigint), "
+         "CAST(EXTRACT(EPOCH FROM (now() - r.heartbeat_at)) * 1000 AS bigint), "
+         "(SELECT count(*) FROM nbm_replica_sessions s WHERE s.replica_id = r.id), "
+         "(SELECT count(*) FROM nbm_replica_sessions s JOIN peers p ON p.id = s.peer_id AND "
+         "p.account_id = s.account_id WHERE s.replica_id = r.id AND "
+         "p.peer_status_connected = true AND p.peer_status_session_started_at = s.token) "
+         "FROM nbm_replicas r ORDER BY r.id";
+  for (const auto& r : rows) {
+    replica_row x;
+    x.id = r.get<std::string>(0);
+    x.address = r.get<std::string>(1);
+    x.host = r.get<std::string>(2);
+    x.pid = r.get<long long>(3);
+    x.started_at_ms = r.get<long long>(4);
+    x.heartbeat_at_ms = r.get<long long>(5);
+    x.heartbeat_age_ms = r.get<long long>(6);
+    x.sessions_recorded = r.get<long long>(7);
+    x.peers_held = r.get<long long>(8);
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
 void replica_store::resign(const std::string& id) {
   std::string i = id;
   impl_->sql << "UPDATE nbm_replicas SET heartbeat_at = TIMESTAMPTZ 'epoch' WHERE id = :id",

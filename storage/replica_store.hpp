@@ -35,6 +35,17 @@ struct replica_info {
   std::int64_t pid = 0;
 };
 
+// One row of the replica table as list() reads it (times on the database's clock).
+struct replica_row {
+  std::string id, address, host;
+  std::int64_t pid = 0;
+  std::int64_t started_at_ms = 0;     // unix ms
+  std::int64_t heartbeat_at_ms = 0;   // unix ms (0: resigned, its heartbeat set to the epoch)
+  std::int64_t heartbeat_age_ms = 0;  // now() - heartbeat_at
+  std::int64_t sessions_recorded = 0; // its rows in nbm_replica_sessions
+  std::int64_t peers_held = 0;        // of them, sessions the store still shows (as held())
+};
+
 struct dead_replica {
   std::string id, address;
   std::int64_t silent_ms = 0;      // heartbeat age when it was declared dead
@@ -62,6 +73,9 @@ public:
   std::size_t held(const std::string& id);
   // Live replica rows (heartbeat within `lease_ms`).
   std::size_t alive_replicas(std::int64_t lease_ms);
+  // Every replica row, by id, with the sessions recorded for it and the peers it holds (one
+  // statement; what the inspector's `replicas` shows).
+  std::vector<replica_row> list();
   // Clean shutdown: the heartbeat is set into the past, so a survivor ends any session left at
   // once (fenced: the ones that ended cleanly are not touched).
   void resign(const std::string& id);

@@ -3,6 +3,7 @@
 // that does not answer within the deadline as missing instead of waiting for it.
 #include "actors/expiry_actor.hpp"
 #include "actors/login_service.hpp"
+#include "actors/msg_ring.hpp"
 #include "actors/observer_fanout.hpp"
 #include "actors/status_probe.hpp"
 #include "tests/support/actor_rig.hpp"
@@ -12,8 +13,10 @@
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <future>
 #include <set>
+#include <thread>
 
 using namespace nbm;
 using namespace nbm::actors;
@@ -157,7 +160,70 @@ TEST_CASE("status: every kind the server runs answers, and the directory lists i
       CHECK_MESSAGE(kinds.count(k) == 1, k);
     CHECK(kinds.count("peer") == 2);
     CHECK(kinds.count("store_worker") == listed.count("store_worker"));
+    // Every worker says which one it is: the loader's by index, the status writer's "status_<i>".
+    std::set<std::string> store_ids;
+    for (const auto& s : sample.answers)
+      if (s.kind == "store_worker")
+        store_ids.insert(s.id);
+    CHECK(store_ids.size() == listed.count("store_worker"));
+    CHECK(store_ids.count("0") == 1);
+    CHECK(store_ids.count("status_0") == 1); // the writer's, listed through it
+    CHECK(store_ids.count("") == 0);
     for (auto h : std::vector<status_iface>{expiry, fanout, login})
       caf::anon_send_exit(h, caf::exit_reason::user_shutdown);
   }
+}
+
+TEST_CASE("trace: a traced peer actor sends on every message it handles, in order; a tracer "
+          "that goes away is forgotten") {
+  const auto opts = test::fresh_backends("trace").front(); // SQLite: no store work here
+  test::seed_peers(opts, 1);
+  test::actor_rig r(opts);
+  auto p = r.peer("acc1", "p0");
+  // A burst far beyond the ring's 16 entries (close: no stream, so no other side effect).
+  constexpr std::uint64_t burst = 5000;
+  {
+    caf::scoped_actor tracer{*r.sys};
+    const auto ring = r.ask(p, trace_atom::value, caf::actor_cast<caf::actor>(tracer));
+    CHECK(ring.empty()); // it handled nothing before
+    CHECK(r.ask(p, status_atom::value).gauge("tracers") == 1);
+    for (std::uint64_t i = 0; i < burst; ++i)
+      caf::anon_send(p, close_atom::value, std::string("burst"));
+    std::uint64_t next = 1;
+    bool in_order = true;
+    for (std::uint64_t i = 0; i < burst; ++i)
+      tracer->receive(
+          [&](trace_atom, std::uint64_t seq, std::int64_t at_ms, std::uint8_t what, std::uint64_t,
+              std::uint64_t) {
+            in_order = in_order && seq == next && at_ms > 0 &&
+                       static_cast<ring_event>(what) == ring_event::close;
+            ++next;
+          },
+          caf::after(std::chrono::seconds(10)) >> [&] { in_order = false; });
+    CHECK(in_order);
+    CHECK(next == burst + 1); // every one, none lost
+    CHECK(r.ask(p, status_atom::value).counter("handled") == burst);
+    // A second tracer sees only what comes after it attached; its ring answer holds the last 16.
+    caf::scoped_actor second{*r.sys};
+    const auto ring2 = r.ask(p, trace_atom::value, caf::actor_cast<caf::actor>(second));
+    CHECK(std::count(ring2.begin(), ring2.end(), ';') == 15);
+    CHECK(ring2.rfind(";" + std::to_string(burst) + " ") != std::string::npos);
+    CHECK(ring2.rfind(std::to_string(burst - 15) + " ", 0) == 0);
+    CHECK(r.ask(p, status_atom::value).gauge("tracers") == 2);
+    caf::anon_send(p, close_atom::value, std::string("after"));
+    for (auto* t : {&tracer, &second})
+      (*t)->receive([&](trace_atom, std::uint64_t seq, std::int64_t, std::uint8_t, std::uint64_t,
+                        std::uint64_t) { CHECK(seq == burst + 1); },
+                    caf::after(std::chrono::seconds(10)) >>
+                        [] { FAIL("the message after was not traced"); });
+  } // both tracers go: the actor, which monitored them, forgets them
+  bool forgotten = false;
+  for (int i = 0; i < 500 && !forgotten; ++i) {
+    forgotten = r.ask(p, status_atom::value).gauge("tracers") == 0;
+    if (!forgotten)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(forgotten);
+  caf::anon_send(p, close_atom::value, std::string("untraced"));
+  CHECK(r.ask(p, status_atom::value).counter("handled") == burst + 2);
 }

@@ -360,3 +360,39 @@ TEST_CASE("cli: flags override the config file as NetBird applies them") {
           std::string::npos);
   }
 }
+
+TEST_CASE("cli: the inspector's address: --inspector-addr, NBM_INSPECTOR_ADDR, InspectorAddress, "
+          "the default, in that order; off turns it off") {
+  CHECK_FALSE(options({}).inspector_addr.has_value());
+  CHECK(options({"--inspector-addr", "127.0.0.1:4000"}).inspector_addr == "127.0.0.1:4000");
+  CHECK(options({"--inspector-addr", "off"}).inspector_addr == "off");
+  check_fails({"management", "--inspector-addr"}, "--inspector-addr");
+
+  using std::nullopt;
+  using opt = std::optional<std::string>;
+  auto pick = [](opt flag, opt env, opt cfg) {
+    return server::resolve_inspector_address(flag, env, cfg);
+  };
+  auto d = pick(nullopt, nullopt, nullopt);
+  CHECK(d.address == "127.0.0.1:33079");
+  CHECK(d.source == "default");
+  CHECK_FALSE(d.configured());
+  auto c = pick(nullopt, nullopt, opt("127.0.0.1:1"));
+  CHECK(c.address == "127.0.0.1:1");
+  CHECK(c.source == "InspectorAddress");
+  CHECK(c.configured());
+  auto e = pick(nullopt, opt("[::1]:2"), opt("127.0.0.1:1"));
+  CHECK(e.address == "[::1]:2");
+  CHECK(e.source == "NBM_INSPECTOR_ADDR");
+  auto f = pick(opt("127.0.0.1:3"), opt("[::1]:2"), opt("127.0.0.1:1"));
+  CHECK(f.address == "127.0.0.1:3");
+  CHECK(f.source == "--inspector-addr");
+  for (const char* off : {"off", "", "0", "false", "disabled"}) {
+    INFO(off);
+    CHECK(pick(opt(off), opt("[::1]:2"), nullopt).address.empty());
+    CHECK(pick(nullopt, opt(off), opt("127.0.0.1:1")).address.empty());
+    auto o = pick(nullopt, nullopt, opt(off));
+    CHECK(o.address.empty());
+    CHECK(o.source == "InspectorAddress");
+  }
+}

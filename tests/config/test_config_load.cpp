@@ -636,3 +636,15 @@ TEST_CASE("config: helpers NetBird applies after loading") {
           }).find("single account mode") != std::string::npos);
   }
 }
+
+TEST_CASE("config: InspectorAddress, netbird-mgmt's own key: a string, unset differs from \"\"") {
+  CHECK_FALSE(load("{}").inspector_address.has_value());
+  CHECK(load(R"({"InspectorAddress": "127.0.0.1:4000"})").inspector_address == "127.0.0.1:4000");
+  CHECK(load(R"({"inspectoraddress": "off"})").inspector_address == "off");
+  CHECK(load(R"({"InspectorAddress": ""})").inspector_address == "");
+  CHECK_FALSE(load(R"({"InspectorAddress": null})").inspector_address.has_value());
+  CHECK(load(R"({"InspectorAddress": "x"})").warnings.empty()); // known: no warning
+  CHECK(load_error(R"({"InspectorAddress": 33079})").find("InspectorAddress") != std::string::npos);
+  auto yaml = config::load_text("InspectorAddress: \"127.0.0.1:5\"\n", "m.yaml", no_env());
+  CHECK(yaml.inspector_address == "127.0.0.1:5");
+}

@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <map>
 #include <set>
+#include <thread>
 
 using namespace nbm;
 using namespace nbm::e2e;
@@ -34,8 +36,21 @@ result sh(const std::string& cmd) {
   return r;
 }
 
+std::string inspect_in(const std::string& dir, const std::string& args) {
+  return std::string(NBM_SERVER_BIN) + " inspect --datadir " + dir + " " + args;
+}
+
 std::string inspect_cmd(const server& s, const std::string& args) {
-  return std::string(NBM_SERVER_BIN) + " inspect --datadir " + s.dir + " " + args;
+  return inspect_in(s.dir, args);
+}
+
+json inspect_dir(const std::string& dir, const std::string& command, int want_status = 0) {
+  auto r = sh(inspect_in(dir, "--json " + command) + " 2>/dev/null");
+  INFO("inspect " << command << ": " << r.out);
+  REQUIRE(r.status == want_status);
+  const auto nl = r.out.find('\n');
+  REQUIRE(nl != std::string::npos);
+  return json::parse(r.out.substr(0, nl));
 }
 
 json inspect(const server& s, const std::string& command, int want_status = 0) {
@@ -100,9 +115,26 @@ TEST_CASE("inspect: every command's one-shot JSON describes the live server") {
     CHECK(o["kinds"]["peer"].contains("per_second"));
     CHECK(o["kinds"].contains("status_writer"));
     CHECK(o["kinds"].contains("directory"));
-    CHECK(o["store_workers"].size() >= 1);
+    // Every store worker (the loader's four, the activity log's) and the status writer with its
+    // database worker, each with an id and its queue; an idle server: all answered, queues 0.
+    std::multiset<std::string> workers;
+    for (const auto& w : o["store_workers"]) {
+      INFO(w.dump());
+      workers.insert(w["kind"].get<std::string>() + ":" + w["id"].get<std::string>());
+      CHECK(w["queue"].get<std::int64_t>() == 0);
+      CHECK(w["answered"] == true);
+      if (w["kind"] == "store_worker")
+        CHECK(w["owner"] == (w["id"] == "status_0" ? "status_writer" : "account_loader"));
+    }
+    CHECK(workers == std::multiset<std::string>{
+                         "store_worker:0", "store_worker:1", "store_worker:2", "store_worker:3",
+                         "store_worker:events", "status_writer:", "store_worker:status_0"});
+    // The store workers have run jobs (the account's read at least).
+    std::uint64_t jobs = 0;
     for (const auto& w : o["store_workers"])
-      CHECK(w["queue"].get<std::int64_t>() >= 0);
+      if (w["kind"] == "store_worker")
+        jobs += w["counters"]["jobs"].get<std::uint64_t>();
+    CHECK(jobs >= 1);
     REQUIRE(o["top_mailboxes"].size() >= 2);
     CHECK(o["top_mailboxes"][0]["mailbox"] >= o["top_mailboxes"][1]["mailbox"]);
     CHECK(o["rate_window_ms"].get<int>() >= 400);
@@ -168,6 +200,9 @@ TEST_CASE("inspect: every command's one-shot JSON describes the live server") {
     CHECK(r["replicas"][0]["id"] == "e2e-replica-1");
     CHECK(r["replicas"][0]["self"] == true);
     CHECK(r["replicas"][0]["peers_held"] == 2);
+    CHECK(r["replicas"][0]["alive"] == true);
+    CHECK(r["replicas"][0]["lease_ms"].is_null()); // SQLite: one process, no lease
+    CHECK(r["streams_here"] == 2);
     CHECK(r["source"] == "this replica only");
   }
   { // bad questions: a clear error, exit status 1, the server stays up
@@ -241,7 +276,311 @@ TEST_CASE("inspect: a wrong token is refused, a console that goes away mid-trace
         eventually([&] { return inspect(s, "account " + s.account)["connected"] == 2; }, 10000ms));
     CHECK(inspect(s, "peer alpha")["stream"] == "open");
     CHECK(!t.sb->finished);
+    // The vanished console's tracer is forgotten by alpha's actor (it monitored it).
+    CHECK(eventually([&] { return inspect(s, "peer alpha")["tracers"] == 0; }, 5000ms));
   }
+}
+
+namespace {
+
+// The lines of a file, each parsed as JSON (lines that are not JSON are skipped).
+std::vector<json> json_lines(const std::string& path) {
+  std::vector<json> out;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    try {
+      out.push_back(json::parse(line));
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+pid_t trace_to(const server& s, const std::string& peer, const std::string& out) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(fd, 1);
+    ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "inspect", "--datadir", s.dir.c_str(), "--json",
+            "trace", peer.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+} // namespace
+
+TEST_CASE("inspect: trace loses nothing in a burst; Ctrl-C stops it with the exact count") {
+  two_peers t;
+  auto& s = t.s;
+  const auto out = s.dir + "/burst.out";
+  const pid_t pid = trace_to(s, "alpha", out);
+  // The ring as it stood comes first ("before"); then every message live.
+  REQUIRE(eventually([&] { return read_file(out).find("\"before\":true") != std::string::npos; },
+                     10000ms));
+  REQUIRE(eventually([&] { return inspect(s, "peer alpha")["tracers"] == 1; }, 5000ms));
+  // The burst: alpha's stream replaced again and again by new ones (three at a time), each a
+  // connect, its fenced write, the attach and a map, and the older stream's end: far more than
+  // the ring's 16 entries within a poll's 200 ms.
+  t.sa->cancel();
+  {
+    std::vector<std::thread> th;
+    for (int k = 0; k < 3; ++k)
+      th.emplace_back([&] {
+        for (int i = 0; i < 6; ++i) {
+          stream again(t.a, "alpha");
+          again.wait_maps(1, 5000ms);
+        }
+      });
+    for (auto& x : th)
+      x.join();
+  }
+  // Quiet again: the trace has every message the actor handled, up to its counter.
+  std::uint64_t handled = 0;
+  REQUIRE(eventually(
+      [&] {
+        handled = inspect(s, "peer alpha")["handled"].get<std::uint64_t>();
+        const auto lines = json_lines(out);
+        return !lines.empty() && lines.back().value("seq", std::uint64_t{0}) == handled &&
+               inspect(s, "peer alpha")["handled"].get<std::uint64_t>() == handled;
+      },
+      20000ms));
+  const auto lines = json_lines(out);
+  std::uint64_t before = 0, live = 0, expect = 0;
+  bool contiguous = true;
+  std::map<std::string, int> what;
+  for (const auto& l : lines) {
+    const auto seq = l["seq"].get<std::uint64_t>();
+    contiguous = contiguous && (expect == 0 || seq == expect);
+    expect = seq + 1;
+    CHECK(l["peer"] == t.ida);
+    if (l.value("before", false))
+      ++before;
+    else {
+      ++live;
+      ++what[l["what"].get<std::string>()];
+    }
+  }
+  INFO("before " << before << ", live " << live << ", handled " << handled);
+  CHECK(contiguous);   // no gap: nothing lost
+  CHECK(before >= 4);  // connect, landed, attach, map of the first session
+  CHECK(before <= 16); // the ring
+  CHECK(live >= 40);   // 18 sessions, several messages each
+  CHECK(what["connect"] >= 10);
+  CHECK(what["disconnect"] >= 1);
+  CHECK(what["landed"] >= 10);
+  // Ctrl-C: the console says stop, the server answers with how many it sent and dropped.
+  ::kill(pid, SIGINT);
+  int st = 0;
+  REQUIRE(eventually([&] { return ::waitpid(pid, &st, WNOHANG) == pid; }, 10000ms));
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  const auto all = json_lines(out);
+  REQUIRE(!all.empty());
+  const auto& end = all.back();
+  CHECK(end["stopped"] == true);
+  CHECK(end["dropped"] == 0);
+  CHECK(end["events"].get<std::uint64_t>() == live);
+  CHECK(eventually([&] { return inspect(s, "peer alpha")["tracers"] == 0; }, 5000ms));
+}
+
+namespace {
+
+// A management.json of the test's own: the fixture with `InspectorAddress` set to `address`.
+std::string config_with_inspector(const server& s, const std::string& name,
+                                  const std::string& address) {
+  auto cfg = json::parse(read_file(s.config));
+  cfg["InspectorAddress"] = address;
+  const auto path = s.dir + "/" + name;
+  std::ofstream(path) << cfg.dump(2);
+  return path;
+}
+
+} // namespace
+
+TEST_CASE("inspect: the address from --inspector-addr, NBM_INSPECTOR_ADDR, InspectorAddress, in "
+          "that order, for the server and for `inspect`") {
+  server s{storage::engine::sqlite};
+  const auto port = [] { return std::to_string(free_port()); };
+  const std::string from_config = "127.0.0.1:" + port(), nowhere = "127.0.0.1:" + port();
+  const std::string from_env = "127.0.0.1:" + port(), from_flag = "127.0.0.1:" + port();
+  const auto cfg = config_with_inspector(s, "inspector.json", from_config);
+  const auto cfg_nowhere = config_with_inspector(s, "nowhere.json", nowhere);
+  const auto restart = [&](const std::vector<std::string>& flags) {
+    s.stop();
+    s.extra_args = flags;
+    s.start();
+  };
+  auto bound = [&] {
+    auto a = read_file(s.dir + "/inspector.addr");
+    return a.substr(0, a.find('\n'));
+  };
+  // `inspect` with `env` (an environment of its own: "" = NBM_INSPECTOR_ADDR unset).
+  auto client = [&](const std::string& env, const std::string& args) {
+    return sh((env.empty() ? "env -u NBM_INSPECTOR_ADDR " : "env NBM_INSPECTOR_ADDR=" + env + " ") +
+              inspect_cmd(s, args) + " 2>&1");
+  };
+  ::unsetenv("NBM_INSPECTOR_ADDR"); // the harness's port 0; the config decides now
+  const auto log = [&] { return read_file(s.dir + "/server.log"); };
+  { // the config's InspectorAddress
+    s.config = cfg;
+    restart({});
+    CHECK(bound() == from_config);
+    CHECK(log().find("inspector on " + from_config + " (InspectorAddress") != std::string::npos);
+    // The console finds it through the same config ...
+    auto r = client("", "--config " + cfg + " --json replicas");
+    CHECK(r.status == 0);
+    CHECK(r.out.find("\"command\":\"replicas\"") != std::string::npos);
+    // ... and goes where its config says, before the address the server wrote,
+    r = client("", "--config " + cfg_nowhere + " --json replicas");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("cannot connect to the inspector on " + nowhere) != std::string::npos);
+    // unless --addr or NBM_INSPECTOR_ADDR says otherwise.
+    CHECK(client("", "--config " + cfg_nowhere + " --addr " + from_config + " --json replicas")
+              .status == 0);
+    CHECK(client(from_config, "--config " + cfg_nowhere + " --json replicas").status == 0);
+    // No config, no variable: what the server wrote into its datadir.
+    CHECK(client("", "--config /nonexistent/none.json --json replicas").status == 1);
+    CHECK(client("", "--json replicas").status == 0);
+  }
+  { // NBM_INSPECTOR_ADDR before the config
+    ::setenv("NBM_INSPECTOR_ADDR", from_env.c_str(), 1);
+    restart({});
+    ::unsetenv("NBM_INSPECTOR_ADDR");
+    CHECK(bound() == from_env);
+    CHECK(log().find("inspector on " + from_env + " (NBM_INSPECTOR_ADDR") != std::string::npos);
+    CHECK(client(from_env, "--config " + cfg + " --json replicas").status == 0);
+  }
+  { // --inspector-addr before both
+    ::setenv("NBM_INSPECTOR_ADDR", from_env.c_str(), 1);
+    restart({"--inspector-addr", from_flag});
+    ::unsetenv("NBM_INSPECTOR_ADDR");
+    CHECK(bound() == from_flag);
+    CHECK(log().find("inspector on " + from_flag + " (--inspector-addr") != std::string::npos);
+    // The console cannot see the server's flag: the address the server wrote tells it.
+    CHECK(client("", "--json replicas").status == 0);
+    CHECK(client("", "--addr " + from_flag + " --json replicas").status == 0);
+  }
+  { // off: nothing listens, the address file goes, the console says why
+    restart({"--inspector-addr", "off"});
+    CHECK(!std::filesystem::exists(s.dir + "/inspector.addr"));
+    CHECK(log().find("inspector off (--inspector-addr)") != std::string::npos);
+    auto r = client("off", "--json replicas");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("the inspector is turned off (NBM_INSPECTOR_ADDR)") != std::string::npos);
+    r = client("", "--addr " + from_flag + " --json replicas");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("cannot connect") != std::string::npos);
+  }
+  { // an address that is no address, from the config: the server does not start, and says why
+    s.stop();
+    const auto bad = config_with_inspector(s, "bad.json", "not-an-address");
+    const auto before = log().size();
+    const pid_t pid =
+        spawn_server({"--config", bad, "--datadir", s.dir, "--port", port(), "--log-file",
+                      "console", "--metrics-port", port(), "--disable-legacy-port"},
+                     s.dir + "/server.log");
+    int st = 0;
+    REQUIRE(eventually([&] { return ::waitpid(pid, &st, WNOHANG) == pid; }, 20000ms));
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) != 0);
+    CHECK(log().substr(before).find("for the inspector (InspectorAddress") != std::string::npos);
+    s.config = cfg;
+    s.extra_args = {};
+    s.start(); // the config's address again, for the destructor's clean stop
+    CHECK(bound() == from_config);
+  }
+  ::setenv("NBM_INSPECTOR_ADDR", "127.0.0.1:0", 1);
+}
+
+namespace {
+
+bool have_pg() {
+  if (test::postgres_available())
+    return true;
+  const char* req = std::getenv("NBM_REQUIRE_PG");
+  // Required: go on, so the missing database fails the test (fresh_store throws).
+  return req && std::string(req) == "1";
+}
+
+} // namespace
+
+TEST_CASE("inspect: replicas lists every replica of the PostgreSQL store, its lease and the peers "
+          "it holds, from either replica") {
+  if (!have_pg()) {
+    MESSAGE("no PostgreSQL (NBM_TEST_PG_DSN): skipped; NBM_REQUIRE_PG=1 makes this a failure");
+    return;
+  }
+  ::setenv("NBM_REPLICA_LEASE_MS", "2000", 1);
+  ::setenv("NBM_REPLICA_HEARTBEAT_MS", "250", 1);
+  ::setenv("NBM_REPLICA_ID", "insp-a", 1);
+  server a(storage::engine::postgres);
+  ::setenv("NBM_REPLICA_ID", "insp-b", 1);
+  auto b = std::make_unique<replica>(a);
+  ::unsetenv("NBM_REPLICA_ID");
+  const auto key = a.setup_key("--name fleet --reusable");
+  // One peer streams through A, two through B.
+  tools::peer_client p1(a.target()), p2(b->target()), p3(b->target());
+  REQUIRE(p1.login(key, "one").ok());
+  REQUIRE(p2.login(key, "two").ok());
+  REQUIRE(p3.login(key, "three").ok());
+  stream s1(p1, "one", 60000), s2(p2, "two", 60000), s3(p3, "three", 60000);
+  for (auto* x : {&s1, &s2, &s3})
+    REQUIRE(x->wait_maps(1, 10000ms));
+  // What each replica shows: both rows, alive, with the peers each holds (the table as read at
+  // the last heartbeat: a quarter of a second here).
+  auto listing = [](const json& r) {
+    std::map<std::string, json> by_id;
+    for (const auto& x : r["replicas"])
+      by_id[x["id"].get<std::string>()] = x;
+    return by_id;
+  };
+  for (const auto& [dir, me] :
+       {std::pair{a.dir, std::string("insp-a")}, std::pair{b->dir, std::string("insp-b")}}) {
+    INFO("asking " << me);
+    json r;
+    REQUIRE(eventually(
+        [&] {
+          r = inspect_dir(dir, "replicas");
+          auto l = listing(r);
+          return l.size() == 2 && l["insp-a"]["peers_held"] == 1 && l["insp-b"]["peers_held"] == 2;
+        },
+        10000ms));
+    CHECK(r["source"] == "replica table");
+    CHECK(r["read_age_ms"].get<std::int64_t>() >= 0);
+    CHECK(r["read_age_ms"].get<std::int64_t>() < 5000);
+    CHECK(r["streams_here"] == (me == "insp-a" ? 1 : 2));
+    for (auto& [id, x] : listing(r)) {
+      INFO(x.dump());
+      CHECK(x["self"] == (id == me));
+      CHECK(x["alive"] == true);
+      CHECK(x["lease_ms"] == 2000);
+      CHECK(x["heartbeat_age_ms"].get<std::int64_t>() >= 0);
+      CHECK(x["heartbeat_age_ms"].get<std::int64_t>() < 2000);
+      CHECK(x["lease_expires_in_ms"].get<std::int64_t>() > 0);
+      CHECK(x["pid"] == (id == "insp-a" ? a.pid : b->pid));
+      CHECK(x["sessions_recorded"] == x["peers_held"]);
+      CHECK(x["started_at_ms"].get<std::int64_t>() > 1700000000000);
+    }
+  }
+  // B killed: A shows it silent, then gone once A declared it dead (its two sessions ended).
+  ::kill(b->pid, SIGKILL);
+  ::waitpid(b->pid, nullptr, 0);
+  b->pid = -1;
+  bool seen_dead = false;
+  REQUIRE(eventually(
+      [&] {
+        auto l = listing(inspect_dir(a.dir, "replicas"));
+        if (l.count("insp-b") && l["insp-b"]["alive"] == false)
+          seen_dead = true;
+        return l.size() == 1 && l.count("insp-a") && l["insp-a"]["alive"] == true;
+      },
+      15000ms));
+  MESSAGE("B was seen past its lease before it was swept: " << seen_dead);
+  b.reset();
+  ::unsetenv("NBM_REPLICA_LEASE_MS");
+  ::unsetenv("NBM_REPLICA_HEARTBEAT_MS");
 }
 
 TEST_CASE("inspect: the console in tmux, as a person types it") {
