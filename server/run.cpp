@@ -7,7 +7,7 @@
 #include "actors/inspector.hpp"
 #include "actors/login_service.hpp"
 #include "actors/observer_fanout.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/replica_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "actors/wire_facade_make.hpp"

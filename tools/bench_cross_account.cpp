@@ -10,7 +10,7 @@
 //   build/tools/bench_cross_account [--peers 30000] [--seconds 10] [--workers 4] [--pg-dsn DSN]
 #include "actors/account_actor.hpp"
 #include "actors/admin_facade.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "actors/store_worker.hpp"
 #include "api/http/rest.hpp"

@@ -5,7 +5,7 @@
 //
 //   build/tools/bench_fence [--seconds S] [--peers 1,4,16,64] [--pg-dsn DSN] [--workers N]
 //   scripts/pg_throwaway.sh sh -c 'build/tools/bench_fence --pg-dsn "$NBM_TEST_PG_DSN"'
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "storage/schema.hpp"
 #include "storage/status_store.hpp"

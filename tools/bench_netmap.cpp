@@ -20,7 +20,7 @@
 //   build/tools/bench_netmap [--runs N] [--pg-dsn DSN] [--sizes 50/5,500/100,...]
 //                            [--shape plain|networks]
 #include "actors/account_actor.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "api/grpc/wire_map.hpp"
 #include "crypto/crypto.hpp"

@@ -6,7 +6,7 @@
 //
 //   build/tools/bench_rest [--runs N] [--pg-dsn DSN] [--sizes 500/100,5000/200]
 #include "actors/account_actor.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "api/http/rest.hpp"
 #include "server/front_door.hpp"

@@ -2,7 +2,7 @@
 // status writer (group commit, per-peer order) and the side-effect seam, against real SQLite and
 // PostgreSQL.
 #include "actors/geo_actor.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "geo/geo.hpp"
 #include "storage/account_store.hpp"

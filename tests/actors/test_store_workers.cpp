@@ -2,7 +2,7 @@
 // accounts that share its worker. The slow SQL is real: another session holds the lock the change
 // needs (SQLite: the database's write lock; PostgreSQL: the account's row) until the test lets go.
 #include "actors/account_actor.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "actors/store_worker.hpp"
 #include "storage/admin_store.hpp"

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "actors/account_actor.hpp"
-#include "actors/peer_actor.hpp"
+#include "actors/directory.hpp"
 #include "actors/status_writer.hpp"
 #include "tests/support/account_world.hpp"
 
