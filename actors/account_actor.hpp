@@ -4,10 +4,80 @@
 
 #include "actors/account_loader.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/telemetry.hpp"
 
 #include <caf/fwd.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 namespace nbm::actors {
+
+// A peer's session attached to the account actor (landed): maps go to its peer actor.
+struct attached_session {
+  session_token token = 0;
+  peer_actor peer;
+  std::uint64_t fingerprint = 0; // of the last map sent
+};
+
+// A registration waiting for (or in) the store worker: the Login, the setup key it registers with,
+// the promise of its answer, and how often it conflicted with another replica so far.
+struct pending_registration {
+  login_request req;
+  core::setup_key key;
+  caf::typed_response_promise<peer_view> rp;
+  int attempts = 0;
+};
+
+// Registrations handed to the store worker and not answered yet: their IPs and labels are reserved
+// in the indexes, their keys are not registered again meanwhile.
+struct registration_flight {
+  std::vector<pending_registration> items;
+  std::vector<peer_registration> rows;
+};
+
+// Its state (actors/account_actor.cpp has the behavior).
+struct account_state {
+  account_state_record rec;
+  account_loader loader;
+  core::map_context ctx;
+  account_ptr acc;                        // the account as committed (null: does not exist)
+  std::shared_ptr<core::account> working; // changes applied since the last fan-out
+  std::shared_ptr<account_change> change; // maps of `acc`, built on demand
+  std::unordered_map<std::string, attached_session> sessions; // by peer id
+  bool flush_scheduled = false;
+  // Indexes of the account in memory, kept current with every change (a registration asks them;
+  // it never builds a set of every peer).
+  std::unordered_set<std::string> used_ips, used_labels;  // of peers and reservations
+  std::unordered_map<std::string, std::string> id_by_key; // WireGuard key -> peer id
+  std::unordered_map<std::string, std::size_t> pos_by_id; // peer id -> index in peers
+  std::deque<pending_registration> registrations;         // waiting for the store worker
+  std::shared_ptr<registration_flight> flight;            // in the store worker (one at a time)
+  std::uint64_t polled_serial = 0; // the highest store serial a poll told during a flight
+  peer_directory dir;              // told which keys this account holds (may be invalid: tests)
+  cluster_actor cluster;           // publishes our commits to other replicas (may be invalid)
+  std::uint64_t notes = 0;         // other replicas' writes told
+  std::uint64_t notes_applied = 0; // ... applied exactly (their parts and peers read again)
+  // The meta a Sync brought, by peer id: into memory and the store once its session landed.
+  std::unordered_map<std::string, core::peer_meta> pending_meta;
+  std::mt19937_64 rng{std::random_device{}()};
+  // For the inspector: how long the last fan-out took (maps computed) and how many maps it sent.
+  std::int64_t last_fanout_us = -1;
+  std::uint64_t last_fanout_maps = 0;
+  // Why the next fan-out runs (NetBird's UpdateReason, for its metrics): the latest trigger since
+  // the last one; none: the account was read again.
+  std::optional<telemetry::reason> reason;
+  static inline const char* name = "account_actor";
+};
 
 // `dir` (may be invalid) is told which WireGuard keys the account holds (see key_update);
 // `cluster` (may be invalid) publishes what the actor commits to the other replicas.

@@ -34,8 +34,10 @@ std::int64_t now_ns() {
 // sessions.
 constexpr std::size_t max_queued = 100000;
 
+} // namespace
+
 // The listener thread and what it shares with the actor.
-struct link_thread {
+struct cluster_link {
   cluster_config cfg;
   caf::actor owner; // the cluster actor: told what arrived and when the listener (re)connected
   int wake = -1;    // eventfd: something to publish, or stop
@@ -47,7 +49,7 @@ struct link_thread {
   std::atomic<std::uint64_t> sent{0}, events_sent{0}, connects{0}, dropped{0}, malformed{0};
   std::thread th;
 
-  ~link_thread() {
+  ~cluster_link() {
     if (wake >= 0)
       ::close(wake);
   }
@@ -175,15 +177,7 @@ struct link_thread {
   }
 };
 
-struct cluster_state {
-  cluster_config cfg;
-  cluster_state_record rec;
-  std::vector<std::uint64_t> lag_buckets =
-      std::vector<std::uint64_t>(std::size(cluster_lag_buckets_ms) + 1, 0);
-  peer_directory dir;
-  std::shared_ptr<link_thread> link;
-  static inline const char* name = "cluster";
-};
+namespace {
 
 using cluster_ptr = cluster_actor::stateful_pointer<cluster_state>;
 
@@ -221,7 +215,7 @@ cluster_actor::behavior_type cluster_impl(cluster_ptr self, cluster_config cfg) 
   auto& st = self->state;
   st.cfg = cfg;
   st.rec.replica = cfg.replica;
-  auto l = std::make_shared<link_thread>();
+  auto l = std::make_shared<cluster_link>();
   l->cfg = std::move(cfg);
   l->owner = caf::actor_cast<caf::actor>(self);
   l->wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -13,7 +13,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iterator>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace nbm::actors {
 
@@ -68,5 +71,19 @@ void fields(V& v, cluster_state_record& r) {
   v.gauge("lag_max_ms", r.lag_max_ms);
   v.counter("lag_sum_ms", r.lag_sum_ms);
 }
+
+// The listener thread and what it shares with the actor (defined in actors/cluster.cpp).
+struct cluster_link;
+
+// Its state (actors/cluster.cpp has the behavior).
+struct cluster_state {
+  cluster_config cfg;
+  cluster_state_record rec;
+  std::vector<std::uint64_t> lag_buckets =
+      std::vector<std::uint64_t>(std::size(cluster_lag_buckets_ms) + 1, 0);
+  peer_directory dir;
+  std::shared_ptr<cluster_link> link; // the listener thread (actors/cluster.cpp)
+  static inline const char* name = "cluster";
+};
 
 } // namespace nbm::actors

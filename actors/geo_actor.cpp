@@ -11,14 +11,6 @@ namespace nbm::actors {
 
 namespace {
 
-struct geo_state {
-  storage::db_options db;
-  std::shared_ptr<const geo::database> geo;
-  std::unique_ptr<storage::worker_session> sql;
-  std::uint64_t events = 0, written = 0, errors = 0;
-  static inline const char* name = "geo_actor";
-};
-
 session_observer::behavior_type geo_impl(session_observer::stateful_pointer<geo_state> self,
                                          storage::db_options db,
                                          std::shared_ptr<const geo::database> g) {

@@ -6,12 +6,6 @@ namespace nbm::actors {
 
 namespace {
 
-struct fanout_state {
-  std::vector<session_observer> to;
-  std::uint64_t forwarded = 0;
-  static inline const char* name = "observer_fanout";
-};
-
 session_observer::behavior_type fanout_impl(session_observer::stateful_pointer<fanout_state> self,
                                             std::vector<session_observer> to) {
   self->state.to = std::move(to);

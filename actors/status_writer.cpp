@@ -48,28 +48,11 @@ struct status_batch_job : store_job {
 // --- the non-blocking half: queueing, per-peer ordering, batching
 // --------------------------------------
 
-struct pending {
-  core::status_write write;
-  caf::typed_response_promise<bool> promise;
-};
-
-struct writer_state {
-  std::deque<pending> queue;
-  std::vector<store_worker> idle;
-  std::string replica;
-  std::unordered_set<std::string> busy_peers;   // peers with a write in a batch in flight
-  std::vector<store_worker> all;                // by index: the id each worker answers status with
-  std::vector<std::size_t> in_flight_by_worker; // writes of the batch each worker holds (0: idle)
-  writer_state_record counters;
-  std::size_t max_batch = 1024;
-  static inline const char* name = "status_writer";
-};
-
 using writer_ptr = status_writer::stateful_pointer<writer_state>;
 
 void dispatch(writer_ptr self);
 
-void finish_batch(writer_ptr self, store_worker worker, std::vector<pending>& batch,
+void finish_batch(writer_ptr self, store_worker worker, std::vector<pending_status_write>& batch,
                   const std::vector<bool>* landed, const caf::error* err) {
   auto& st = self->state;
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -96,9 +79,9 @@ void finish_batch(writer_ptr self, store_worker worker, std::vector<pending>& ba
 void dispatch(writer_ptr self) {
   auto& st = self->state;
   while (!st.idle.empty() && !st.queue.empty()) {
-    auto batch = std::make_shared<std::vector<pending>>();
+    auto batch = std::make_shared<std::vector<pending_status_write>>();
     std::unordered_set<std::string> in_batch;
-    std::deque<pending> rest;
+    std::deque<pending_status_write> rest;
     // Take writes in arrival order; a peer already in this batch or in flight keeps its later
     // writes queued, in order, for a later batch.
     while (!st.queue.empty()) {
@@ -164,7 +147,7 @@ status_writer::behavior_type writer_impl(writer_ptr self, std::vector<store_work
   return {
       [self](write_atom, core::status_write& w) -> caf::result<bool> {
         auto rp = self->make_response_promise<bool>();
-        self->state.queue.push_back(pending{std::move(w), rp});
+        self->state.queue.push_back(pending_status_write{std::move(w), rp});
         dispatch(self);
         return rp;
       },

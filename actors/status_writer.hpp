@@ -2,12 +2,17 @@
 #pragma once
 
 #include "actors/interfaces.hpp"
+#include "actors/store_worker.hpp"
 #include "storage/database.hpp"
 
 #include <caf/fwd.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include <cstddef>
+#include <deque>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace nbm::actors {
 
@@ -25,6 +30,25 @@ struct status_writer_config {
   // PostgreSQL: the replica whose sessions the writes record (storage/replica_store.hpp); empty:
   // none recorded.
   std::string replica_id = {};
+};
+
+// A write waiting for a batch (or in one), with the promise of its answer.
+struct pending_status_write {
+  core::status_write write;
+  caf::typed_response_promise<bool> promise;
+};
+
+// Its state (actors/status_writer.cpp has the behavior).
+struct writer_state {
+  std::deque<pending_status_write> queue;
+  std::vector<store_worker> idle;
+  std::string replica;
+  std::unordered_set<std::string> busy_peers;   // peers with a write in a batch in flight
+  std::vector<store_worker> all;                // by index: the id each worker answers status with
+  std::vector<std::size_t> in_flight_by_worker; // writes of the batch each worker holds (0: idle)
+  writer_state_record counters;
+  std::size_t max_batch = 1024;
+  static inline const char* name = "status_writer";
 };
 
 // Spawns the writer and its workers. Batching is natural: while every worker is busy, arriving
