@@ -449,7 +449,7 @@ inspector_actor spawn_inspector(caf::actor_system& sys, inspector_config cfg) {
                   rp.deliver(overview(*a, second, secs).dump());
                 });
               };
-              self->delayed_send(self, self->state.cfg.rate_window, inspect_atom::value, id);
+              self->delayed_send(self, self->state.cfg.rate_window, later_atom::value, id);
             });
             return rp;
           }
@@ -571,7 +571,7 @@ inspector_actor spawn_inspector(caf::actor_system& sys, inspector_config cfg) {
           start_trace(self, rp, query, tracer);
           return rp;
         },
-        [self](inspect_atom, std::uint64_t id) {
+        [self](later_atom, std::uint64_t id) {
           auto it = self->state.later.find(id);
           if (it == self->state.later.end())
             return;

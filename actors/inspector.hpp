@@ -24,6 +24,7 @@
 namespace nbm::actors {
 
 using inspect_atom = caf::atom_constant<caf::atom("inspect")>; // inspector: one console question
+using later_atom = caf::atom_constant<caf::atom("later")>;     // inspector internal: a delayed step
 
 // One replica as the replica table (PostgreSQL: nbm_replicas / nbm_replica_sessions) showed it at
 // the replica actor's last heartbeat, or this replica alone (SQLite, or no table read yet).
@@ -69,7 +70,7 @@ using inspector_actor =
                      // peer_actor's trace_atom) until `tracer` goes down.
                      caf::replies_to<trace_atom, std::string, caf::actor>::with<std::string>,
                      // internal: a delayed step of a question (the overview's second sample)
-                     caf::reacts_to<inspect_atom, std::uint64_t>>::extend_with<status_iface>;
+                     caf::reacts_to<later_atom, std::uint64_t>>::extend_with<status_iface>;
 
 // The inspector's state (one per process; kept here so a reader sees what it holds).
 struct inspector_state {

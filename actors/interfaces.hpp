@@ -43,51 +43,61 @@ using core::session_token;
 
 // --- atoms (CAF 0.17: at most 10 characters)
 // --------------------------------------------------------
-using connect_atom = caf::atom_constant<caf::atom("connect")>;
-using disconn_atom = caf::atom_constant<caf::atom("disconnect")>;
-using write_atom = caf::atom_constant<caf::atom("write")>;
-using landed_atom = caf::atom_constant<caf::atom("landed")>;
-using find_peer_atom = caf::atom_constant<caf::atom("find_peer")>;    // directory: peer actor of
+// Each with its one meaning. An atom used by several interfaces means the same there (a Login is a
+// Login at the directory, the login service and the account actor, each doing its part of it).
+// Atoms are values: two declared with the same text would be one atom, so every text is distinct
+// (CAF's own caf::close_atom, caf::tick_atom, ... share their texts with ours; no actor here
+// handles CAF's).
+using connect_atom = caf::atom_constant<caf::atom("connect")>;     // peer: a Sync stream opened
+using disconn_atom = caf::atom_constant<caf::atom("disconnect")>;  // peer: a Sync stream ended
+using write_atom = caf::atom_constant<caf::atom("write")>;         // status writer: a fenced write
+using landed_atom = caf::atom_constant<caf::atom("landed")>;       // observers: a write landed
+using find_peer_atom = caf::atom_constant<caf::atom("find_peer")>; // directory: peer actor of
 using find_account_atom = caf::atom_constant<caf::atom("find_acct")>; // directory: account actor of
-using members_atom = caf::atom_constant<caf::atom("members")>;        // directory: every actor
-using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;      // account actor: the account
-using serial_atom = caf::atom_constant<caf::atom("serial")>; // account actor: the store's serial
-using poll_atom = caf::atom_constant<caf::atom("poll")>;     // internal: time to poll the store
-using retry_atom = caf::atom_constant<caf::atom("retry")>;   // peer actor: retry a disconnect
+// The actors it knows or owns (directory: every actor; loader, status writer: their store
+// workers), to be asked how they are.
+using members_atom = caf::atom_constant<caf::atom("members")>;
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>; // account actor: the account
+using serial_atom = caf::atom_constant<caf::atom("serial")>;     // account actor: store's serial
+using poll_atom = caf::atom_constant<caf::atom("poll")>;         // internal: time to poll the store
+using retry_atom = caf::atom_constant<caf::atom("retry")>;       // peer actor: retry a disconnect
 using store_peers_atom = caf::atom_constant<caf::atom("storepeers")>; // loader: INSERT peers
-using login_atom = caf::atom_constant<caf::atom("login")>;
-using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
-using logout_atom = caf::atom_constant<caf::atom("logout")>;
-using close_atom = caf::atom_constant<caf::atom("close")>;
-using attach_atom = caf::atom_constant<caf::atom("attach")>;
-using detach_atom = caf::atom_constant<caf::atom("detach")>;
-using map_atom = caf::atom_constant<caf::atom("map")>;
-using added_atom = caf::atom_constant<caf::atom("added")>;
-using deleted_atom = caf::atom_constant<caf::atom("deleted")>;
-using meta_atom = caf::atom_constant<caf::atom("meta")>;
-using reload_atom = caf::atom_constant<caf::atom("reload")>;
-using sync_atom = caf::atom_constant<caf::atom("sync")>;
-using flush_atom = caf::atom_constant<caf::atom("flush")>;
-using load_atom = caf::atom_constant<caf::atom("load")>;
-using tick_atom = caf::atom_constant<caf::atom("tick")>;
-using derive_atom = caf::atom_constant<caf::atom("derive")>;
-using dir_atom = caf::atom_constant<caf::atom("directory")>;
+using login_atom = caf::atom_constant<caf::atom("login")>;            // a Login (its part of it)
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;   // login service: who holds a key
+using logout_atom = caf::atom_constant<caf::atom("logout")>;   // a Logout (its part of it)
+using close_atom = caf::atom_constant<caf::atom("close")>;     // peer: end the live stream
+using attach_atom = caf::atom_constant<caf::atom("attach")>;   // account: a session landed
+using detach_atom = caf::atom_constant<caf::atom("detach")>;   // account: a session ended
+using map_atom = caf::atom_constant<caf::atom("map")>;         // peer: a map for its stream
+using added_atom = caf::atom_constant<caf::atom("added")>;     // account: a peer added elsewhere
+using deleted_atom = caf::atom_constant<caf::atom("deleted")>; // account: a peer deleted
+using meta_atom = caf::atom_constant<caf::atom("meta")>;       // a peer's new meta (its part of it)
+using reload_atom = caf::atom_constant<caf::atom("reload")>;   // account: read the account again
+using sync_atom = caf::atom_constant<caf::atom("sync")>;       // a Sync begins (its part of it)
+using flush_atom = caf::atom_constant<caf::atom("flush")>;     // account internal: run the fan-out
+using load_atom = caf::atom_constant<caf::atom("load")>;       // loader: read an account
+using tick_atom = caf::atom_constant<caf::atom("tick")>;       // expiry: run what is due
+using derive_atom = caf::atom_constant<caf::atom("derive")>;   // expiry: re-derive from the store
+using dir_atom = caf::atom_constant<caf::atom("directory")>;   // here is the directory
 using register_atom = caf::atom_constant<caf::atom("register")>; // account actor: a new peer
-using keys_atom = caf::atom_constant<caf::atom("keys")>;
-using change_atom = caf::atom_constant<caf::atom("change")>;
-using read_atom = caf::atom_constant<caf::atom("read")>;
-using token_atom = caf::atom_constant<caf::atom("token")>;
-using user_atom = caf::atom_constant<caf::atom("user")>;
-using note_atom = caf::atom_constant<caf::atom("note")>;           // what another replica wrote
-using publish_atom = caf::atom_constant<caf::atom("publish")>;     // cluster: tell the others
-using resync_atom = caf::atom_constant<caf::atom("resync")>;       // compare serials with the store
+using keys_atom = caf::atom_constant<caf::atom("keys")>;         // directory: an account's keys
+using change_atom = caf::atom_constant<caf::atom("change")>;     // an admin change (its part of it)
+using read_atom = caf::atom_constant<caf::atom("read")>;         // a REST read (its part of it)
+using token_atom = caf::atom_constant<caf::atom("token")>;       // loader: the account of a PAT
+using user_atom = caf::atom_constant<caf::atom("user")>;         // loader: the account of a user
+using note_atom = caf::atom_constant<caf::atom("note")>;         // what another replica wrote
+using publish_atom = caf::atom_constant<caf::atom("publish")>;   // cluster: tell the others
+using resync_atom = caf::atom_constant<caf::atom("resync")>;     // compare serials with the store
 using supersede_atom = caf::atom_constant<caf::atom("supersede")>; // peer: newer session elsewhere
 using lease_atom = caf::atom_constant<caf::atom("lease")>; // replica actor: heartbeat and sweep
 using fenced_atom =
     caf::atom_constant<caf::atom("fenced")>; // directory: this replica lost its lease
 using events_atom = caf::atom_constant<caf::atom("events")>; // loader: an account's activity log
 using record_atom = caf::atom_constant<caf::atom("record")>; // loader: append activity events
-using trace_atom = caf::atom_constant<caf::atom("trace")>;   // peer actor: a console follows it
+// A console asks to follow (peer actor: this tracer; inspector: the peer it names).
+using trace_atom = caf::atom_constant<caf::atom("trace")>;
+// What a followed peer actor sends its tracer: one message it handled (actors/msg_ring.hpp).
+using traced_atom = caf::atom_constant<caf::atom("traced")>;
 
 // account_change, map_update and session_sink (what a Sync stream's far end sees) live in
 // actors/session_sink.hpp, a header without CAF: the transport includes only that one.
@@ -418,7 +428,7 @@ using peer_actor = caf::typed_actor<
     // disconnect of our older session is dropped here (the store's fence refuses it too).
     caf::reacts_to<supersede_atom, session_token>,
     // The inspector's `trace`: from now on every message the actor handles is sent on to
-    // `tracer` as (trace_atom, seq, at_ms, event, token, serial) (actors/msg_ring.hpp), until
+    // `tracer` as (traced_atom, seq, at_ms, event, token, serial) (actors/msg_ring.hpp), until
     // `tracer` goes down (it is monitored). Answers the ring as it stands (render()), so nothing
     // falls between what the console saw and what it is sent. Costs the actor nothing while no
     // tracer is attached: one null check per message.

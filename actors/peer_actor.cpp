@@ -20,7 +20,8 @@ using peer_ptr = peer_actor::stateful_pointer<peer_state>;
 [[gnu::noinline]] void push_trace(peer_ptr self) {
   const auto& e = self->state.ring.last();
   for (const auto& t : *self->state.tracers)
-    caf::anon_send(t, trace_atom::value, e.seq, e.at_ms, static_cast<std::uint8_t>(e.what), e.token,
+    caf::anon_send(t, traced_atom::value, e.seq, e.at_ms, static_cast<std::uint8_t>(e.what),
+                   e.token,
                    e.serial); // a typed actor may not send() to an untyped one
 }
 

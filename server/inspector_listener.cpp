@@ -181,7 +181,7 @@ struct inspector_listener::impl : std::enable_shared_from_this<impl> {
     std::uint64_t events = 0, dropped = 0;
     bool stop = false, gone = false;
     std::string out;
-    auto on_event = [&](actors::trace_atom, std::uint64_t seq, std::int64_t at_ms,
+    auto on_event = [&](actors::traced_atom, std::uint64_t seq, std::int64_t at_ms,
                         std::uint8_t what, std::uint64_t token, std::uint64_t serial) {
       const auto e = static_cast<actors::ring_event>(what);
       out += "{\"event\":\"trace\",\"seq\":" + std::to_string(seq) +
@@ -203,7 +203,7 @@ struct inspector_listener::impl : std::enable_shared_from_this<impl> {
       if (const auto backlog = tracer->mailbox().size(); backlog > max_trace_backlog) {
         std::uint64_t n = 0;
         while (!tracer->mailbox().empty()) {
-          tracer->receive([&](actors::trace_atom, std::uint64_t, std::int64_t, std::uint8_t,
+          tracer->receive([&](actors::traced_atom, std::uint64_t, std::int64_t, std::uint8_t,
                               std::uint64_t, std::uint64_t) { ++n; },
                           other());
         }

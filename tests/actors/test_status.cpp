@@ -193,7 +193,7 @@ TEST_CASE("trace: a traced peer actor sends on every message it handles, in orde
     bool in_order = true;
     for (std::uint64_t i = 0; i < burst; ++i)
       tracer->receive(
-          [&](trace_atom, std::uint64_t seq, std::int64_t at_ms, std::uint8_t what, std::uint64_t,
+          [&](traced_atom, std::uint64_t seq, std::int64_t at_ms, std::uint8_t what, std::uint64_t,
               std::uint64_t) {
             in_order = in_order && seq == next && at_ms > 0 &&
                        static_cast<ring_event>(what) == ring_event::close;
@@ -212,7 +212,7 @@ TEST_CASE("trace: a traced peer actor sends on every message it handles, in orde
     CHECK(r.ask(p, status_atom::value).gauge("tracers") == 2);
     caf::anon_send(p, close_atom::value, std::string("after"));
     for (auto* t : {&tracer, &second})
-      (*t)->receive([&](trace_atom, std::uint64_t seq, std::int64_t, std::uint8_t, std::uint64_t,
+      (*t)->receive([&](traced_atom, std::uint64_t seq, std::int64_t, std::uint8_t, std::uint64_t,
                         std::uint64_t) { CHECK(seq == burst + 1); },
                     caf::after(std::chrono::seconds(10)) >>
                         [] { FAIL("the message after was not traced"); });
