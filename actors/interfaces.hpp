@@ -1,12 +1,10 @@
 // The message vocabulary of the actor system: every atom, message record and typed actor interface,
 // in one place. Read this file to learn who talks to whom. Handlers are implemented one actor kind
-// per file.
+// per file, its state struct in its header.
 //
-// Message types. CAF 0.17 (the version this project builds on) has no type-ID blocks
-// (CAF_BEGIN_TYPE_ID_BLOCK and caf::init_global_meta_objects arrived with CAF 0.18): a type is
-// usable in a message if it has an inspect() overload (then it could also be serialized) or is
-// declared CAF_ALLOW_UNSAFE_MESSAGE_TYPE at the end of this file, each with the reason it cannot
-// be inspected. Moving to CAF 0.18+ means one type-ID block here listing every record below.
+// Message types. A type is usable in a message if it has an inspect() overload (then it could also
+// be serialized) or is declared CAF_ALLOW_UNSAFE_MESSAGE_TYPE; either way it is listed at the end
+// of this file, in the type-ID block or the unsafe list (with the reason it has no inspect()).
 //
 // Atoms. One name per meaning: an atom is never reused for a different request, so a handler's
 // signature says what it does (status_atom means "how are you?" for every actor, nothing else).
@@ -28,6 +26,7 @@
 #include <caf/fwd.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/replies_to.hpp>
+#include <caf/type_id.hpp>
 #include <caf/typed_actor.hpp>
 
 #include <cstdint>
@@ -192,6 +191,17 @@ struct key_update {
   bool replace = false;
 };
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_update& x) {
+  return f(caf::meta::type_name("key_update"), x.account_id, x.added, x.removed, x.replace);
+}
+
+// Who holds a key (requests.hpp, a header without CAF, defines it).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_ref& x) {
+  return f(caf::meta::type_name("peer_ref"), x.account_id, x.peer_id, x.user_id);
+}
+
 // What the store says about a Login the directory could not answer from memory: an answer (a
 // refusal, or an SSO login that renewed the peer), the peer that holds the key, or the setup key
 // (valid) to register it with.
@@ -269,6 +279,12 @@ struct principal_lookup {
   bool created = false, joined = false, pending_approval = false;
 };
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, principal_lookup& x) {
+  return f(caf::meta::type_name("principal_lookup"), x.failure, x.account_id, x.created, x.joined,
+           x.pending_approval);
+}
+
 // An account's activity log, newest first (NetBird's Get: at most 10,000 events).
 struct events_outcome {
   store_failure failure = store_failure::none;
@@ -282,6 +298,11 @@ struct logout_outcome {
   bool deleted = false;
   std::uint64_t serial_after = 0;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, logout_outcome& x) {
+  return f(caf::meta::type_name("logout_outcome"), x.failure, x.deleted, x.serial_after);
+}
 
 // An IdP user's first login creates an account it owns (NetBird's); what the JWT tells.
 struct idp_user {
@@ -443,6 +464,12 @@ struct sync_verdict {
   std::string account_id, peer_id;
   peer_actor peer;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sync_verdict& x) {
+  return f(caf::meta::type_name("sync_verdict"), x.code, x.message, x.account_id, x.peer_id,
+           x.peer);
+}
 
 // Reads accounts for the account actors: blocking store work on its own thread (detached).
 using account_loader = caf::typed_actor<
@@ -624,42 +651,79 @@ using replica_actor =
 
 } // namespace nbm::actors
 
-// Unsafe message types: allowed in messages without inspect(), so never serialized (they travel
-// between actors of one process only). Each with the reason it has no inspect().
-// Plain values with many optional fields, built by api/grpc (or the facades) and consumed once by
-// one actor.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_open)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::idp_user)
-// core/ stays free of CAF (it includes only the standard library): no inspect() overloads there.
+// --- message types: the type-ID block
+// ---------------------------------------------------------
+// Every type a message carries, in one place: the block below (types with an inspect() overload)
+// and the unsafe list after it. Atoms, the standard scalars, std::string and CAF's own types
+// (caf::actor, caf::error, ...) have IDs from CAF's core block. CAF 0.17.6 only checks the block:
+// built with CAF_ENABLE_TYPE_ID_CHECKS (caf_core's compile arguments in meson.build), a message
+// holding a type that is in neither list does not compile. Moving to CAF 0.18 means adding the
+// atoms (CAF_ADD_ATOM) and the unsafe types to this block and calling
+// caf::init_global_meta_objects<caf::id_block::nbm>() at start-up.
+CAF_BEGIN_TYPE_ID_BLOCK(nbm, caf::first_custom_type_id)
+// The status protocol (actors/status.hpp).
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::actor_status))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::status_target))
+CAF_ADD_TYPE_ID(nbm, (std::vector<nbm::actors::status_target>))
+// Records of this file.
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::session_event))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::key_update))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::peer_ref))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::principal_lookup))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::logout_outcome))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::sync_verdict))
+// Handles sent in messages (a peer actor to its account actor, the directory to the expiry and
+// cluster actors, the directory's answers).
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::peer_actor))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::account_actor))
+CAF_ADD_TYPE_ID(nbm, (nbm::actors::peer_directory))
+// Standard containers not in CAF's block.
+CAF_ADD_TYPE_ID(nbm, (std::vector<std::string>))
+CAF_END_TYPE_ID_BLOCK(nbm)
+
+namespace nbm::actors {
+class store_job; // actors/store_worker.hpp
+} // namespace nbm::actors
+
+// Unsafe message types: allowed in messages without inspect(), so never serialized or printed by
+// CAF (they travel between actors of one process only). Each with the reason it has no inspect().
+// core/ stays free of CAF (it includes only the standard library): no inspect() overloads there,
+// so core values travel unsafe, and so does every record that holds one.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::setup_key)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer_meta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::peer)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::account_note)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::cluster_message)
-// Hold core values (above) by value, so they inherit their reason.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::actors::peer_registration>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::registration_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::key_update)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_lookup)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_ref)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::change_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::principal_lookup)
-// In-process only, like principal_lookup.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::events_outcome)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::logout_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::status_write) // the fenced write peer actors hand over
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::core::activity::event>)
-// Holds an actor handle beside plain values: a handle is meaningful in this process only.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_verdict)
+// Records of actors/requests.hpp (a header without CAF: api/grpc and the fuzz targets decode into
+// them) holding core values: login_request and sync_open a core::peer_meta, peer_view a
+// core::peer.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sync_open)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::peer_view)
+// Records of this file holding core values: peer_registration a core::peer; login_lookup a
+// peer_view, a core::setup_key, JWT groups and activity events; change_outcome a core::problem
+// (and an account_ptr); events_outcome activity events.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<nbm::actors::peer_registration>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::login_lookup)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::change_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::events_outcome)
+// Kept out of CAF's printing (to_string of a message, its log): read_request carries the hash of
+// the personal access token the request authenticated with, idp_user a user's email address.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::idp_user)
+// A vector of an enum: CAF 0.17's deserializer of one (caf::data_processor::fill_range) trips
+// GCC 12's -Wmaybe-uninitialized, an error here (-Werror).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::registration_outcome)
 // Shared pointers: identity and sharing are the point (an immutable account or map shared by every
-// receiver; a sink with one owner at a time); a copy by serialization would defeat it.
+// receiver; a sink with one owner at a time); a copy by serialization would defeat it. read_outcome
+// is an account_ptr with a failure beside it.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::sink_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_update_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::account_ptr)
-// A change handed over, never shared (see admin_change_ptr): one owner at a time.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
+// Handed over, never shared: one owner at a time (the change: the actor, then its store worker;
+// the store job: its asker, then the worker, then its asker again).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::admin_change_ptr)
-// A core value (see above): the fenced write the peer actors hand the status writer.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::core::status_write)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<nbm::actors::store_job>)

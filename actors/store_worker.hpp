@@ -76,5 +76,5 @@ std::size_t store_worker_index(std::string_view key, std::size_t n);
 
 } // namespace nbm::actors
 
-// In-process only: a job is shared by its asker and the worker, one at a time.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::store_job_ptr)
+// store_job_ptr travels as an unsafe message type: declared with its reason in the one list at the
+// end of actors/interfaces.hpp.
