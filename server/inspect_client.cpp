@@ -139,25 +139,19 @@ public:
   std::optional<json> ask(const std::string& line, std::string* raw = nullptr) {
     if (!send_line(line))
       return std::nullopt;
-    for (;;) {
-      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
-        auto text = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        if (raw)
-          *raw = text;
-        try {
-          return json::parse(text);
-        } catch (const std::exception&) {
-          return json{{"error", "an answer that is not JSON"}};
-        }
-      }
-      char chunk[4096];
-      auto n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return std::nullopt;
-      buf_.append(chunk, static_cast<std::size_t>(n));
+    bool interrupted = false;
+    std::optional<std::string> text;
+    do // an answer always comes (or the connection goes): a signal does not end the wait
+      text = next_line(-1, interrupted);
+    while (text && interrupted);
+    if (!text)
+      return std::nullopt;
+    if (raw)
+      *raw = *text;
+    try {
+      return json::parse(*text);
+    } catch (const std::exception&) {
+      return json{{"error", "an answer that is not JSON"}};
     }
   }
 

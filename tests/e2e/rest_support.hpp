@@ -18,6 +18,8 @@ namespace nbm::e2e {
 struct rest_reply {
   int status = 0;
   nlohmann::json body;
+  std::string request_id;  // X-Request-Id
+  std::string retry_after; // the Retry-After header, if any
 };
 
 struct rest_client {
@@ -37,8 +39,15 @@ struct rest_client {
                         : method == "POST" ? cli.Post(path, h, body, "application/json")
                         : method == "PUT"  ? cli.Put(path, h, body, "application/json")
                                            : cli.Delete(path, h);
+    // One port serves gRPC and REST (the harness waited for gRPC): the first attempt must work.
     REQUIRE_MESSAGE(r, method << " " << path << ": no answer");
-    return {r->status, nlohmann::json::parse(r->body, nullptr, false)};
+    return {r->status, nlohmann::json::parse(r->body, nullptr, false),
+            r->get_header_value("X-Request-Id"), r->get_header_value("Retry-After")};
+  }
+  // With this Authorization header instead of the client's ("": none).
+  rest_reply call(const std::string& method, const std::string& path, const std::string& body,
+                  const std::string& authorization) {
+    return call(method, path, body, &authorization);
   }
   rest_reply get(const std::string& p) { return call("GET", p); }
   rest_reply post(const std::string& p, const nlohmann::json& b) {
@@ -72,11 +81,58 @@ inline std::string base64url(const std::string& in) {
   return out;
 }
 
+// A locally generated RSA key: its JWK and RS256 signatures.
+class rsa_key {
+public:
+  rsa_key() = default;
+  ~rsa_key() { EVP_PKEY_free(key_); }
+  rsa_key(const rsa_key&) = delete;
+  rsa_key& operator=(const rsa_key&) = delete;
+
+  nlohmann::json jwk(const std::string& kid) const {
+    return {{"kty", "RSA"},
+            {"kid", kid},
+            {"use", "sig"},
+            {"alg", "RS256"},
+            {"n", bn(OSSL_PKEY_PARAM_RSA_N)},
+            {"e", bn(OSSL_PKEY_PARAM_RSA_E)}};
+  }
+  // A compact JWS of `claims` with header kid `kid`.
+  std::string sign(const std::string& kid, const nlohmann::json& claims) const {
+    const std::string head =
+        base64url(nlohmann::json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", kid}}.dump()) + "." +
+        base64url(claims.dump());
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    std::size_t len = 0;
+    EVP_DigestSignInit(md, nullptr, EVP_sha256(), nullptr, key_);
+    EVP_DigestSign(md, nullptr, &len, reinterpret_cast<const unsigned char*>(head.data()),
+                   head.size());
+    std::string sig(len, '\0');
+    EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &len,
+                   reinterpret_cast<const unsigned char*>(head.data()), head.size());
+    EVP_MD_CTX_free(md);
+    sig.resize(len);
+    return head + "." + base64url(sig);
+  }
+
+private:
+  std::string bn(const char* name) const {
+    BIGNUM* b = nullptr;
+    EVP_PKEY_get_bn_param(key_, name, &b);
+    std::string raw(static_cast<std::size_t>(BN_num_bytes(b)), '\0');
+    BN_bn2bin(b, reinterpret_cast<unsigned char*>(raw.data()));
+    BN_free(b);
+    return base64url(raw);
+  }
+
+  EVP_PKEY* key_ = EVP_RSA_gen(2048);
+};
+
 // An IdP: an RSA key whose JWKS is served on 127.0.0.1, and a management.json naming it.
 class test_idp {
 public:
   test_idp() {
-    const std::string keys = nlohmann::json{{"keys", {jwk()}}}.dump();
+    const std::string keys = nlohmann::json{{"keys", {key_.jwk("k1")}}}.dump();
     jwks_.Get("/.well-known/jwks.json", [keys](const httplib::Request&, httplib::Response& r) {
       r.set_content(keys, "application/json");
     });
@@ -86,7 +142,6 @@ public:
   ~test_idp() {
     jwks_.stop();
     thread_.join();
-    EVP_PKEY_free(key_);
   }
   test_idp(const test_idp&) = delete;
   test_idp& operator=(const test_idp&) = delete;
@@ -113,44 +168,11 @@ public:
                              {"email", email}};
     for (const auto& [k, v] : extra.items())
       claims[k] = v;
-    return "Bearer " + sign(claims);
+    return "Bearer " + key_.sign("k1", claims);
   }
 
 private:
-  std::string bn(const char* name) const {
-    BIGNUM* b = nullptr;
-    EVP_PKEY_get_bn_param(key_, name, &b);
-    std::string raw(static_cast<std::size_t>(BN_num_bytes(b)), '\0');
-    BN_bn2bin(b, reinterpret_cast<unsigned char*>(raw.data()));
-    BN_free(b);
-    return base64url(raw);
-  }
-  nlohmann::json jwk() const {
-    return {{"kty", "RSA"},
-            {"kid", "k1"},
-            {"use", "sig"},
-            {"alg", "RS256"},
-            {"n", bn(OSSL_PKEY_PARAM_RSA_N)},
-            {"e", bn(OSSL_PKEY_PARAM_RSA_E)}};
-  }
-  std::string sign(const nlohmann::json& claims) const {
-    const std::string head =
-        base64url(nlohmann::json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", "k1"}}.dump()) + "." +
-        base64url(claims.dump());
-    EVP_MD_CTX* md = EVP_MD_CTX_new();
-    std::size_t len = 0;
-    EVP_DigestSignInit(md, nullptr, EVP_sha256(), nullptr, key_);
-    EVP_DigestSign(md, nullptr, &len, reinterpret_cast<const unsigned char*>(head.data()),
-                   head.size());
-    std::string sig(len, '\0');
-    EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                   reinterpret_cast<const unsigned char*>(head.data()), head.size());
-    EVP_MD_CTX_free(md);
-    sig.resize(len);
-    return head + "." + base64url(sig);
-  }
-
-  EVP_PKEY* key_ = EVP_RSA_gen(2048);
+  rsa_key key_;
   httplib::Server jwks_;
   int port_ = 0;
   std::thread thread_;

@@ -1,12 +1,9 @@
 // The REST API end to end: the real binary, a PAT from the admin subcommand, NetBird's paths,
 // shapes, status codes and error bodies; changes over REST reach live Sync streams.
-#include "tests/e2e/harness.hpp"
+#include "tests/e2e/rest_support.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/rsa.h>
 
 #include <fstream>
 #include <sstream>
@@ -17,112 +14,10 @@ using json = nlohmann::json;
 
 namespace {
 
-struct reply {
-  int status = 0;
-  json body;
-  std::string request_id;
-  std::string retry_after; // the Retry-After header, if any
-};
-
-struct api_client {
-  int port;
-  std::string auth;
-
-  reply call(const std::string& method, const std::string& path, const std::string& body = "",
-             const std::string& authorization = "\x01") {
-    httplib::Client cli("127.0.0.1", port);
-    cli.set_connection_timeout(5);
-    cli.set_read_timeout(10);
-    httplib::Headers h;
-    const std::string a = authorization == "\x01" ? auth : authorization;
-    if (!a.empty())
-      h.emplace("Authorization", a);
-    const auto send = [&] {
-      if (method == "GET")
-        return cli.Get(path, h);
-      if (method == "POST")
-        return cli.Post(path, h, body, "application/json");
-      if (method == "PUT")
-        return cli.Put(path, h, body, "application/json");
-      return cli.Delete(path, h);
-    };
-    // One port serves gRPC and REST (the harness waited for gRPC): the first attempt must work.
-    auto r = send();
-    REQUIRE_MESSAGE(r, method << " " << path << ": no answer");
-    reply out;
-    out.status = r->status;
-    out.body = json::parse(r->body, nullptr, false);
-    out.request_id = r->get_header_value("X-Request-Id");
-    out.retry_after = r->get_header_value("Retry-After");
-    return out;
-  }
-  reply get(const std::string& p) { return call("GET", p); }
-  reply post(const std::string& p, const json& b) { return call("POST", p, b.dump()); }
-  reply put(const std::string& p, const json& b) { return call("PUT", p, b.dump()); }
-  reply del(const std::string& p) { return call("DELETE", p); }
-};
-
-std::string b64url(const std::string& in) {
-  static const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  unsigned buf = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    buf = (buf << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(chars[(buf >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0)
-    out.push_back(chars[(buf << (6 - bits)) & 0x3F]);
-  return out;
-}
-
-// A locally generated RSA key: its JWK and RS256 signatures.
-struct rsa_key {
-  EVP_PKEY* key = EVP_RSA_gen(2048);
-  ~rsa_key() { EVP_PKEY_free(key); }
-
-  std::string bn_param(const char* name) const {
-    BIGNUM* bn = nullptr;
-    EVP_PKEY_get_bn_param(key, name, &bn);
-    std::string raw(static_cast<std::size_t>(BN_num_bytes(bn)), '\0');
-    BN_bn2bin(bn, reinterpret_cast<unsigned char*>(raw.data()));
-    BN_free(bn);
-    return b64url(raw);
-  }
-  json jwk(const std::string& kid) const {
-    return {{"kty", "RSA"},
-            {"kid", kid},
-            {"use", "sig"},
-            {"alg", "RS256"},
-            {"n", bn_param(OSSL_PKEY_PARAM_RSA_N)},
-            {"e", bn_param(OSSL_PKEY_PARAM_RSA_E)}};
-  }
-  std::string sign(const std::string& kid, const json& claims) const {
-    const std::string head = b64url(json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", kid}}.dump()) +
-                             "." + b64url(claims.dump());
-    EVP_MD_CTX* md = EVP_MD_CTX_new();
-    std::size_t len = 0;
-    EVP_DigestSignInit(md, nullptr, EVP_sha256(), nullptr, key);
-    EVP_DigestSign(md, nullptr, &len, reinterpret_cast<const unsigned char*>(head.data()),
-                   head.size());
-    std::string sig(len, '\0');
-    EVP_DigestSign(md, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                   reinterpret_cast<const unsigned char*>(head.data()), head.size());
-    EVP_MD_CTX_free(md);
-    sig.resize(len);
-    return head + "." + b64url(sig);
-  }
-};
-
-void check_error(const reply& r, int status, const std::string& message) {
-  CHECK(r.status == status);
-  CHECK(r.body.value("code", 0) == status);
-  CHECK(r.body.value("message", std::string()) == message);
-}
+using reply = rest_reply;
+using api_client = rest_client;
+const auto b64url = base64url;
+const auto check_error = check_rest_error;
 
 // Every list the API serves, as one document (peers without their live status).
 json all_lists(api_client& api) {
