@@ -12,6 +12,7 @@
 #include <optional>
 #include <regex>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -501,37 +502,105 @@ bool process(const jvalue& c, const peer& p) {
 
 namespace {
 
-bool passes_parsed(const std::optional<jvalue>& checks, const peer& p) {
-  if (!checks || checks->kind != jvalue::object)
+// A check's kinds, looked up once (nullptr: the check does not hold that kind).
+struct check_kinds {
+  bool valid = false; // the JSON is an object
+  const jvalue *nb = nullptr, *os = nullptr, *geo = nullptr, *range = nullptr, *proc = nullptr;
+
+  explicit check_kinds(const std::optional<jvalue>& checks) {
+    if (!checks || checks->kind != jvalue::object)
+      return;
+    valid = true;
+    const auto present = [&](const char* name) -> const jvalue* {
+      const auto* v = checks->get(name);
+      return v && v->kind == jvalue::object ? v : nullptr;
+    };
+    nb = present("NBVersionCheck");
+    os = present("OSVersionCheck");
+    geo = present("GeoLocationCheck");
+    range = present("PeerNetworkRangeCheck");
+    proc = present("ProcessCheck");
+  }
+};
+
+bool passes_kinds(const check_kinds& k, const peer& p) {
+  if (!k.valid)
     return false;
-  const auto present = [&](const char* name) -> const jvalue* {
-    const auto* v = checks->get(name);
-    return v && v->kind == jvalue::object ? v : nullptr;
-  };
-  if (const auto* x = present("NBVersionCheck"); x && !nb_version(*x, p))
+  if (k.nb && !nb_version(*k.nb, p))
     return false;
-  if (const auto* x = present("OSVersionCheck"); x && !os_version(*x, p))
+  if (k.os && !os_version(*k.os, p))
     return false;
-  if (const auto* x = present("GeoLocationCheck"); x && !geo_location(*x, p))
+  if (k.geo && !geo_location(*k.geo, p))
     return false;
-  if (const auto* x = present("PeerNetworkRangeCheck"); x && !network_range(*x, p))
+  if (k.range && !network_range(*k.range, p))
     return false;
-  if (const auto* x = present("ProcessCheck"); x && !process(*x, p))
+  if (k.proc && !process(*k.proc, p))
     return false;
   return true;
+}
+
+// The peer fields a check's verdict depends on, by kind (NB version: the agent version; OS
+// version: the OS, its version and kernel; geo: the location; process: the OS and the files the
+// peer reported); the fields a kind does not read are left empty. Peers of an account share
+// few distinct values of these (agent versions, OS releases, the same process paths reported), so
+// the verdict is computed once per distinct key.
+struct verdict_key {
+  std::array<std::string_view, 7> f;
+  bool operator==(const verdict_key&) const = default;
+};
+struct verdict_key_hash {
+  std::size_t operator()(const verdict_key& k) const noexcept {
+    std::size_t h = 0;
+    for (const auto& x : k.f)
+      h = h * 1099511628211ull ^ std::hash<std::string_view>{}(x);
+    return h;
+  }
+};
+
+verdict_key key_of(const check_kinds& k, const peer& p) {
+  verdict_key key;
+  if (k.nb)
+    key.f[0] = p.meta.wt_version;
+  if (k.os || k.proc)
+    key.f[1] = p.meta.go_os;
+  if (k.os) {
+    key.f[2] = p.meta.os_version;
+    key.f[3] = p.meta.kernel_version;
+  }
+  if (k.geo) {
+    key.f[4] = p.location.country_code;
+    key.f[5] = p.location.city_name;
+  }
+  if (k.proc)
+    key.f[6] = p.meta.files_json;
+  return key;
 }
 
 } // namespace
 
 bool passes_posture(const posture_check& c, const peer& p) {
-  return passes_parsed(parse_json(c.checks_json), p);
+  const auto checks = parse_json(c.checks_json);
+  return passes_kinds(check_kinds(checks), p);
 }
 
 std::vector<std::uint8_t> passes_posture(const posture_check& c, const std::vector<peer>& peers) {
   const auto checks = parse_json(c.checks_json); // once for every peer
-  std::vector<std::uint8_t> out(peers.size());
-  for (std::size_t i = 0; i < peers.size(); ++i)
-    out[i] = passes_parsed(checks, peers[i]);
+  const check_kinds kinds(checks);
+  std::vector<std::uint8_t> out(peers.size(), 0);
+  if (!kinds.valid)
+    return out;
+  if (kinds.range) { // interface and connection addresses: nearly one of a kind per peer
+    for (std::size_t i = 0; i < peers.size(); ++i)
+      out[i] = passes_kinds(kinds, peers[i]);
+    return out;
+  }
+  std::unordered_map<verdict_key, std::uint8_t, verdict_key_hash> seen;
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    auto [it, fresh] = seen.try_emplace(key_of(kinds, peers[i]), 0);
+    if (fresh)
+      it->second = passes_kinds(kinds, peers[i]);
+    out[i] = it->second;
+  }
   return out;
 }
 

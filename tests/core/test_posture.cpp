@@ -363,6 +363,59 @@ TEST_CASE("several kinds in one check all have to pass; broken JSON fails") {
   CHECK(passes("{}", p)); // no checks: nothing to fail
 }
 
+// The account-wide evaluation reads each check once and decides once per distinct set of the
+// fields a check reads; it must agree with the peer-by-peer evaluation for every peer, including
+// peers that share some of those fields and differ in another.
+TEST_CASE("every peer at once agrees with peer by peer, peers sharing some fields") {
+  std::vector<peer> peers;
+  for (const char* os : {"linux", "windows", "darwin", "android"})
+    for (const char* version : {"0.40.0", "0.20.0", "development"})
+      for (const char* files : {R"([{"Path":"/usr/bin/av","ProcessIsRunning":true}])",
+                                R"([{"Path":"/usr/bin/av","ProcessIsRunning":false}])",
+                                R"([{"Path":"C:\\av.exe","ProcessIsRunning":true}])"})
+        for (const char* country : {"DE", "FR", ""}) {
+          peer p = linux_peer(version);
+          p.id = "p" + std::to_string(peers.size());
+          p.meta.go_os = os;
+          p.meta.os_version = peers.size() % 2 ? "14.2" : "12";
+          p.meta.kernel_version = peers.size() % 3 ? "6.1.0-18-amd64" : "10.0.19045";
+          p.meta.files_json = files;
+          p.location.country_code = country;
+          p.location.city_name = peers.size() % 5 ? "Berlin" : "";
+          p.meta.network_addresses_json =
+              peers.size() % 4 ? R"([{"NetIP":"10.1.2.3/16"}])" : R"([{"NetIP":"2001:db8::5/64"}])";
+          peers.push_back(std::move(p));
+        }
+  int passing = 0, failing = 0;
+  for (
+      const std::string checks :
+      {R"({"NBVersionCheck":{"MinVersion":"0.30.0"}})",
+       R"({"OSVersionCheck":{"Android":{"MinVersion":"13"},"Darwin":{"MinVersion":"14.0"},)"
+       R"("Linux":{"MinKernelVersion":"5.10"},"Windows":{"MinKernelVersion":"10.0.20000"}}})",
+       R"({"GeoLocationCheck":{"Locations":[{"CountryCode":"DE","CityName":"Berlin"}],)"
+       R"("Action":"allow"}})",
+       R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/av","WindowsPath":"C:\\av.exe"}]}})",
+       R"({"PeerNetworkRangeCheck":{"Action":"deny","Ranges":["2001:db8::/32"]}})",
+       R"({"NBVersionCheck":{"MinVersion":"0.30.0"},"ProcessCheck":{"Processes":)"
+       R"([{"LinuxPath":"/usr/bin/av"}]},"GeoLocationCheck":{"Locations":[{"CountryCode":"FR"}],)"
+       R"("Action":"deny"}})",
+       "{}", "not json"}) {
+    CAPTURE(checks);
+    posture_check c;
+    c.id = "c";
+    c.checks_json = checks;
+    const auto all = passes_posture(c, peers);
+    REQUIRE(all.size() == peers.size());
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+      CAPTURE(peers[i].id);
+      CHECK(all[i] == (passes_posture(c, peers[i]) ? 1 : 0));
+      (all[i] ? passing : failing)++;
+    }
+  }
+  CHECK(passing > 100); // both verdicts well represented
+  CHECK(failing > 100);
+}
+
 TEST_CASE("maps: a source peer failing a policy's posture check loses that policy's access") {
   account a;
   a.id = "acc";
