@@ -390,15 +390,15 @@ TEST_CASE("every peer at once agrees with peer by peer, peers sharing some field
   for (
       const std::string checks :
       {R"({"NBVersionCheck":{"MinVersion":"0.30.0"}})",
-       R"({"OSVersionCheck":{"Android":{"MinVersion":"13"},"Darwin":{"MinVersion":"14.0"},)"
-       R"("Linux":{"MinKernelVersion":"5.10"},"Windows":{"MinKernelVersion":"10.0.20000"}}})",
-       R"({"GeoLocationCheck":{"Locations":[{"CountryCode":"DE","CityName":"Berlin"}],)"
-       R"("Action":"allow"}})",
+       (R"({"OSVersionCheck":{"Android":{"MinVersion":"13"},"Darwin":{"MinVersion":"14.0"},)"
+        R"("Linux":{"MinKernelVersion":"5.10"},"Windows":{"MinKernelVersion":"10.0.20000"}}})"),
+       (R"({"GeoLocationCheck":{"Locations":[{"CountryCode":"DE","CityName":"Berlin"}],)"
+        R"("Action":"allow"}})"),
        R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/av","WindowsPath":"C:\\av.exe"}]}})",
        R"({"PeerNetworkRangeCheck":{"Action":"deny","Ranges":["2001:db8::/32"]}})",
-       R"({"NBVersionCheck":{"MinVersion":"0.30.0"},"ProcessCheck":{"Processes":)"
-       R"([{"LinuxPath":"/usr/bin/av"}]},"GeoLocationCheck":{"Locations":[{"CountryCode":"FR"}],)"
-       R"("Action":"deny"}})",
+       (R"({"NBVersionCheck":{"MinVersion":"0.30.0"},"ProcessCheck":{"Processes":)"
+        R"([{"LinuxPath":"/usr/bin/av"}]},"GeoLocationCheck":{"Locations":[{"CountryCode":"FR"}],)"
+        R"("Action":"deny"}})"),
        "{}", "not json"}) {
     CAPTURE(checks);
     posture_check c;
