@@ -700,6 +700,26 @@ TEST_CASE("checks a client reports: the process paths of the checks its source p
   a.policies[0].enabled = false;
   CHECK(client_checks(a, "src").empty());
   CHECK(view().map_for(0).checks.empty());
+
+  // Several groups and policies: each check once, in the account's order of checks, whichever
+  // policy or group asks for it; the map agrees with client_checks for every peer.
+  a.policies[0].enabled = true;
+  a.posture_checks.push_back(
+      {"p3", "acc", "edr", "", R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/opt/edr"}]}})"});
+  a.groups.push_back({"go", "acc", "other", "api", {"other", "src"}, {}});
+  policy second = pol;
+  second.id = "pol2";
+  second.source_posture_checks = {"p3", "p1"};
+  second.rules[0].sources = {"go"};
+  a.policies.push_back(second);
+  const std::vector<std::vector<std::string>> both{{"/usr/bin/other"},
+                                                   {"/opt/edr"}}; // p1 changed above
+  CHECK(client_checks(a, "src") == both);
+  CHECK(client_checks(a, "other") == both);
+  CHECK(client_checks(a, "dst").empty());
+  auto v = view();
+  for (std::uint32_t i = 0; i < a.peers.size(); ++i)
+    CHECK(v.map_for(i).checks == client_checks(a, a.peers[i].id));
 }
 
 TEST_CASE("changes: a posture check saved or deleted as NetBird decides it") {
