@@ -193,19 +193,20 @@ struct account_view::indexes {
   // Per policy applied to a resource: getResourcePolicyPeers (the first rule's source peer, else
   // the members of every rule's source groups), validated peers in rank order.
   std::vector<std::vector<std::uint32_t>> res_pol_peers;
+  // Per peer: the entries of `resources` (ascending) it is a routing peer of or a policy of which
+  // admits it; the others add nothing to its map.
+  std::vector<std::vector<std::uint32_t>> peer_resources;
 
   const account* acc = nullptr;
   // Posture checks: per check an enabled policy names, whether each peer passes it; per policy
   // the checks it names that exist (an unknown id passes, as NetBird skips it).
   std::vector<std::vector<std::uint8_t>> check_pass;
   std::vector<std::vector<std::uint32_t>> policy_checks;
-  // What a peer must report (NetBird's getPeerPostureChecks): per enabled policy naming a check
-  // with process files, the source groups of its enabled rules and those checks' slots in
-  // `check_files` (the account's order of checks).
-  struct reported_checks {
-    std::vector<std::uint32_t> groups, checks;
-  };
-  std::vector<reported_checks> reporting;
+  // What a peer must report (NetBird's getPeerPostureChecks): per group, the slots in
+  // `check_files` (ascending: the account's order of checks) of the checks with process files that
+  // an enabled policy names whose enabled rules have the group as a source.
+  std::vector<std::vector<std::uint32_t>> group_checks;
+  bool any_reported = false;
   std::vector<std::vector<std::string>> check_files; // per posture check of the account
   // Whether peer p passes the source posture checks of policy pol.
   bool posture_ok(std::uint32_t pol, std::uint32_t p) const;
@@ -361,10 +362,13 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
     // The process paths of the checks enabled policies name, for the Checks of the responses.
     ix.check_files.resize(a.posture_checks.size());
     std::vector<std::uint8_t> parsed(a.posture_checks.size(), 0);
+    ix.group_checks.resize(ng);
     for (const auto& pol : a.policies) {
       if (!pol.enabled || pol.source_posture_checks.empty())
         continue;
-      indexes::reported_checks rc;
+      struct {
+        std::vector<std::uint32_t> groups, checks;
+      } rc;
       for (const auto& id : pol.source_posture_checks)
         for (std::uint32_t c = 0; c < a.posture_checks.size(); ++c)
           if (a.posture_checks[c].id == id) {
@@ -382,8 +386,15 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
           for (const auto& gid : r.sources)
             if (auto g = ix.group(gid))
               rc.groups.push_back(*g);
-      if (!rc.groups.empty())
-        ix.reporting.push_back(std::move(rc));
+      for (auto g : rc.groups) {
+        auto& gc = ix.group_checks[g];
+        gc.insert(gc.end(), rc.checks.begin(), rc.checks.end());
+        ix.any_reported = true;
+      }
+    }
+    for (auto& gc : ix.group_checks) {
+      std::sort(gc.begin(), gc.end());
+      gc.erase(std::unique(gc.begin(), gc.end()), gc.end());
     }
   }
 
@@ -574,6 +585,20 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
       ix.resources.push_back(std::move(e));
     }
   }
+  ix.peer_resources.resize(n);
+  for (std::uint32_t ei = 0; ei < ix.resources.size(); ++ei) {
+    const auto& e = ix.resources[ei];
+    const auto add = [&](std::uint32_t p) {
+      auto& list = ix.peer_resources[p];
+      if (list.empty() || list.back() != ei)
+        list.push_back(ei);
+    };
+    for (const auto& r : ix.net_routers[e.net])
+      add(r.peer);
+    for (auto pi : e.pols)
+      for (auto p : ix.res_pol_peers[pi])
+        add(p);
+  }
 }
 
 bool account_view::indexes::posture_ok(std::uint32_t pol, std::uint32_t p) const {
@@ -726,12 +751,11 @@ network_map account_view::map_for(std::uint32_t t) const {
     return m;
   }
 
-  if (!ix.reporting.empty()) {
+  if (ix.any_reported) {
     std::vector<std::uint8_t> wanted(a.posture_checks.size(), 0);
-    for (const auto& rc : ix.reporting)
-      if (ix.in_any(t, rc.groups))
-        for (auto c : rc.checks)
-          wanted[c] = 1;
+    for (auto g : ix.peer_groups[t])
+      for (auto c : ix.group_checks[g])
+        wanted[c] = 1;
     for (std::size_t c = 0; c < wanted.size(); ++c)
       if (wanted[c])
         m.checks.push_back(ix.check_files[c]);
@@ -937,7 +961,8 @@ network_map account_view::map_for(std::uint32_t t) const {
   std::vector<std::uint32_t> res_sources;    // a routing peer's source peers
   std::vector<std::uint32_t> res_zone_peers; // the DNS view the networks add
   bool is_router = false;
-  for (const auto& e : ix.resources) {
+  for (auto ei : ix.peer_resources[t]) {
+    const auto& e = ix.resources[ei];
     const auto& res = a.network_resources[e.res];
     const auto& routers = ix.net_routers[e.net];
     const auto mine =

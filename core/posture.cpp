@@ -12,6 +12,7 @@
 #include <optional>
 #include <regex>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -64,6 +65,39 @@ struct reader {
     i += w.size();
     return true;
   }
+  std::optional<std::uint32_t> hex4() {
+    if (i + 4 > t.size())
+      return std::nullopt;
+    std::uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = t[i++];
+      const int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+      if (d < 0)
+        return std::nullopt;
+      v = v << 4 | static_cast<std::uint32_t>(d);
+    }
+    return v;
+  }
+  static void utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xc0 | cp >> 6);
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xe0 | cp >> 12);
+      out += static_cast<char>(0x80 | (cp >> 6 & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | cp >> 18);
+      out += static_cast<char>(0x80 | (cp >> 12 & 0x3f));
+      out += static_cast<char>(0x80 | (cp >> 6 & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+  }
   std::optional<std::string> str() {
     if (i >= t.size() || t[i] != '"')
       return std::nullopt;
@@ -91,12 +125,24 @@ struct reader {
         case 'f':
           out += '\f';
           break;
-        case 'u': // kept as text: check values are paths, names and versions
-          if (i + 4 > t.size())
+        case 'u': { // Go's decoder: UTF-16 (a pair for a surrogate), a lone surrogate U+FFFD
+          auto cp = hex4();
+          if (!cp)
             return std::nullopt;
-          out += "\\u" + std::string(t.substr(i, 4));
-          i += 4;
+          if (*cp >= 0xd800 && *cp < 0xdc00 && t.substr(i, 2) == "\\u") {
+            const auto save = i;
+            i += 2;
+            auto lo = hex4();
+            if (lo && *lo >= 0xdc00 && *lo < 0xe000)
+              cp = 0x10000 + ((*cp - 0xd800) << 10) + (*lo - 0xdc00);
+            else
+              i = save;
+          }
+          if (*cp >= 0xd800 && *cp < 0xe000)
+            cp = 0xfffd;
+          utf8(out, *cp);
           break;
+        }
         default:
           out += e;
         }
@@ -321,64 +367,112 @@ bool geo_location(const jvalue& c, const peer& p) {
   return action == "deny";
 }
 
-// An IPv4 prefix as (address, bits); nullopt for anything else (IPv6 ranges are not matched).
-std::optional<std::pair<std::uint32_t, int>> v4_prefix(const std::string& text) {
-  auto slash = text.find('/');
-  std::string addr = text.substr(0, slash);
-  int bits = 32;
-  if (slash != std::string::npos) {
-    const auto b = text.substr(slash + 1);
-    if (b.empty() || b.size() > 2 || !std::all_of(b.begin(), b.end(), ::isdigit))
-      return std::nullopt;
-    bits = std::stoi(b);
-    if (bits > 32)
-      return std::nullopt;
-  }
-  unsigned a[4];
-  char tail = 0;
-  if (std::sscanf(addr.c_str(), "%u.%u.%u.%u%c", &a[0], &a[1], &a[2], &a[3], &tail) != 4)
+// Go's netip.Prefix: an IPv4 (the first 4 bytes of `addr`) or IPv6 address and its bit count.
+struct ip_prefix {
+  std::array<unsigned char, 16> addr{};
+  int bits = 0;
+  bool v4 = false;
+};
+
+// Go's netip.ParseAddr: four decimal octets without leading zeros (inet_pton's IPv4 form), or
+// IPv6 text (an IPv4-mapped one stays IPv6); no zone.
+std::optional<ip_prefix> parse_ip(std::string_view text) {
+  if (text.empty() || text.size() > 45 || text.find('%') != std::string_view::npos)
     return std::nullopt;
-  std::uint32_t ip = 0;
-  for (auto x : a) {
-    if (x > 255)
+  const std::string s(text);
+  ip_prefix out;
+  if (s.find(':') == std::string::npos) {
+    if (s.find('.') == std::string::npos || ::inet_pton(AF_INET, s.c_str(), out.addr.data()) != 1)
       return std::nullopt;
-    ip = ip << 8 | x;
+    out.v4 = true;
+    out.bits = 32;
+    return out;
   }
-  return std::pair(ip, bits);
+  if (::inet_pton(AF_INET6, s.c_str(), out.addr.data()) != 1)
+    return std::nullopt;
+  out.bits = 128;
+  return out;
+}
+
+bool v4_mapped(const ip_prefix& p) {
+  return !p.v4 && std::all_of(p.addr.begin(), p.addr.begin() + 10, [](auto x) { return !x; }) &&
+         p.addr[10] == 0xff && p.addr[11] == 0xff;
+}
+
+// Go's netip.ParsePrefix: an address, "/", and a decimal bit count without sign or leading zero,
+// at most the address's length.
+std::optional<ip_prefix> parse_prefix(std::string_view text) {
+  const auto slash = text.rfind('/');
+  if (slash == std::string_view::npos)
+    return std::nullopt;
+  const auto bits = text.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0') ||
+      !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  auto p = parse_ip(text.substr(0, slash));
+  if (!p)
+    return std::nullopt;
+  int n = 0;
+  for (char c : bits)
+    n = n * 10 + (c - '0');
+  if (n > (p->v4 ? 32 : 128))
+    return std::nullopt;
+  p->bits = n;
+  return p;
+}
+
+// A connection address (net.IP's text) as a /32 or /128, an IPv4-mapped one unmapped (Go's
+// Addr.Unmap).
+std::optional<ip_prefix> parse_addr(std::string_view text) {
+  auto p = parse_ip(text);
+  if (p && v4_mapped(*p)) {
+    std::copy(p->addr.begin() + 12, p->addr.end(), p->addr.begin());
+    std::fill(p->addr.begin() + 4, p->addr.end(), 0);
+    p->v4 = true;
+    p->bits = 32;
+  }
+  return p;
+}
+
+// NetBird's prefixContains: the same family, `outer` no more specific than `inner`, and inner's
+// network inside outer (both masked: only outer's leading bits are compared).
+bool prefix_contains(const ip_prefix& outer, const ip_prefix& inner) {
+  if (outer.v4 != inner.v4 || outer.bits > inner.bits)
+    return false;
+  const int whole = outer.bits / 8, rest = outer.bits % 8;
+  if (!std::equal(outer.addr.begin(), outer.addr.begin() + whole, inner.addr.begin()))
+    return false;
+  if (rest == 0)
+    return true;
+  const unsigned mask = (0xffu << (8 - rest)) & 0xffu;
+  return ((outer.addr[whole] ^ inner.addr[whole]) & mask) == 0;
 }
 
 bool network_range(const jvalue& c, const peer& p) {
-  std::vector<std::pair<std::uint32_t, int>> mine;
-  bool any = false;
+  // The peer's interface prefixes (NetBird keeps those Go's ParsePrefix reads when the meta
+  // arrives and drops the rest: an unparsable one here is as if dropped) and its connection
+  // address as a /32 or /128, an IPv4-mapped one unmapped so that an IPv4 range matches it.
+  std::vector<ip_prefix> mine;
   if (auto addrs = parse_json(p.meta.network_addresses_json); addrs && addrs->kind == jvalue::array)
-    for (const auto& a : addrs->items) {
-      any = true;
-      if (auto x = v4_prefix(a.str("NetIP")))
+    for (const auto& a : addrs->items)
+      if (auto x = parse_prefix(a.str("NetIP")))
         mine.push_back(*x);
-    }
-  auto conn = p.location.connection_ip;
-  if (conn.starts_with("::ffff:"))
-    conn = conn.substr(7);
-  if (!conn.empty()) {
-    any = true;
-    if (auto x = v4_prefix(conn))
-      mine.push_back({x->first, 32});
-  }
-  if (!any)
-    return false;
+  if (auto conn = parse_addr(p.location.connection_ip))
+    mine.push_back(*conn);
+  if (mine.empty())
+    return false; // NetBird's error: no addresses to test
   const auto action = c.str("Action");
   if (action != "allow" && action != "deny")
     return false;
-  if (const auto* ranges = c.get("Ranges"); ranges && ranges->kind == jvalue::array)
-    for (const auto& [ip, bits] : mine)
-      for (const auto& r : ranges->items) {
-        auto range = v4_prefix(r.s);
-        if (!range || range->second > bits)
-          continue;
-        const std::uint32_t mask = range->second == 0 ? 0 : ~0u << (32 - range->second);
-        if ((ip & mask) == (range->first & mask))
-          return action == "allow";
-      }
+  std::vector<ip_prefix> ranges;
+  if (const auto* list = c.get("Ranges"); list && list->kind == jvalue::array)
+    for (const auto& r : list->items)
+      if (auto x = parse_prefix(r.s))
+        ranges.push_back(*x);
+  for (const auto& mine_prefix : mine)
+    for (const auto& range : ranges)
+      if (prefix_contains(range, mine_prefix))
+        return action == "allow";
   return action == "deny";
 }
 
@@ -408,37 +502,105 @@ bool process(const jvalue& c, const peer& p) {
 
 namespace {
 
-bool passes_parsed(const std::optional<jvalue>& checks, const peer& p) {
-  if (!checks || checks->kind != jvalue::object)
+// A check's kinds, looked up once (nullptr: the check does not hold that kind).
+struct check_kinds {
+  bool valid = false; // the JSON is an object
+  const jvalue *nb = nullptr, *os = nullptr, *geo = nullptr, *range = nullptr, *proc = nullptr;
+
+  explicit check_kinds(const std::optional<jvalue>& checks) {
+    if (!checks || checks->kind != jvalue::object)
+      return;
+    valid = true;
+    const auto present = [&](const char* name) -> const jvalue* {
+      const auto* v = checks->get(name);
+      return v && v->kind == jvalue::object ? v : nullptr;
+    };
+    nb = present("NBVersionCheck");
+    os = present("OSVersionCheck");
+    geo = present("GeoLocationCheck");
+    range = present("PeerNetworkRangeCheck");
+    proc = present("ProcessCheck");
+  }
+};
+
+bool passes_kinds(const check_kinds& k, const peer& p) {
+  if (!k.valid)
     return false;
-  const auto present = [&](const char* name) -> const jvalue* {
-    const auto* v = checks->get(name);
-    return v && v->kind == jvalue::object ? v : nullptr;
-  };
-  if (const auto* x = present("NBVersionCheck"); x && !nb_version(*x, p))
+  if (k.nb && !nb_version(*k.nb, p))
     return false;
-  if (const auto* x = present("OSVersionCheck"); x && !os_version(*x, p))
+  if (k.os && !os_version(*k.os, p))
     return false;
-  if (const auto* x = present("GeoLocationCheck"); x && !geo_location(*x, p))
+  if (k.geo && !geo_location(*k.geo, p))
     return false;
-  if (const auto* x = present("PeerNetworkRangeCheck"); x && !network_range(*x, p))
+  if (k.range && !network_range(*k.range, p))
     return false;
-  if (const auto* x = present("ProcessCheck"); x && !process(*x, p))
+  if (k.proc && !process(*k.proc, p))
     return false;
   return true;
+}
+
+// The peer fields a check's verdict depends on, by kind (NB version: the agent version; OS
+// version: the OS, its version and kernel; geo: the location; process: the OS and the files the
+// peer reported); the fields a kind does not read are left empty. Peers of an account share
+// few distinct values of these (agent versions, OS releases, the same process paths reported), so
+// the verdict is computed once per distinct key.
+struct verdict_key {
+  std::array<std::string_view, 7> f;
+  bool operator==(const verdict_key&) const = default;
+};
+struct verdict_key_hash {
+  std::size_t operator()(const verdict_key& k) const noexcept {
+    std::size_t h = 0;
+    for (const auto& x : k.f)
+      h = h * 1099511628211ull ^ std::hash<std::string_view>{}(x);
+    return h;
+  }
+};
+
+verdict_key key_of(const check_kinds& k, const peer& p) {
+  verdict_key key;
+  if (k.nb)
+    key.f[0] = p.meta.wt_version;
+  if (k.os || k.proc)
+    key.f[1] = p.meta.go_os;
+  if (k.os) {
+    key.f[2] = p.meta.os_version;
+    key.f[3] = p.meta.kernel_version;
+  }
+  if (k.geo) {
+    key.f[4] = p.location.country_code;
+    key.f[5] = p.location.city_name;
+  }
+  if (k.proc)
+    key.f[6] = p.meta.files_json;
+  return key;
 }
 
 } // namespace
 
 bool passes_posture(const posture_check& c, const peer& p) {
-  return passes_parsed(parse_json(c.checks_json), p);
+  const auto checks = parse_json(c.checks_json);
+  return passes_kinds(check_kinds(checks), p);
 }
 
 std::vector<std::uint8_t> passes_posture(const posture_check& c, const std::vector<peer>& peers) {
   const auto checks = parse_json(c.checks_json); // once for every peer
-  std::vector<std::uint8_t> out(peers.size());
-  for (std::size_t i = 0; i < peers.size(); ++i)
-    out[i] = passes_parsed(checks, peers[i]);
+  const check_kinds kinds(checks);
+  std::vector<std::uint8_t> out(peers.size(), 0);
+  if (!kinds.valid)
+    return out;
+  if (kinds.range) { // interface and connection addresses: nearly one of a kind per peer
+    for (std::size_t i = 0; i < peers.size(); ++i)
+      out[i] = passes_kinds(kinds, peers[i]);
+    return out;
+  }
+  std::unordered_map<verdict_key, std::uint8_t, verdict_key_hash> seen;
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    auto [it, fresh] = seen.try_emplace(key_of(kinds, peers[i]), 0);
+    if (fresh)
+      it->second = passes_kinds(kinds, peers[i]);
+    out[i] = it->second;
+  }
   return out;
 }
 
@@ -452,8 +614,8 @@ std::optional<std::string> opt_string(const jvalue* v, std::string_view key) {
   return v->str(key);
 }
 
-// A JSON string as Go's encoder writes it (without its HTML escapes: the checks' own reader keeps
-// a \u escape as text).
+// A JSON string as Go's encoder writes it (without its HTML escapes, which Go's reader and ours
+// read back the same).
 void put_string(std::string& out, std::string_view s) {
   out += '"';
   for (unsigned char c : s) {
@@ -707,35 +869,15 @@ verdict validate_posture_definition(const std::string& name, const posture_defin
 }
 
 std::optional<std::string> go_prefix(std::string_view text) {
-  const auto slash = text.rfind('/');
-  if (slash == std::string_view::npos || text.size() > 64)
+  const auto p = parse_prefix(text);
+  if (!p)
     return std::nullopt;
-  const std::string addr(text.substr(0, slash));
-  const auto bits = text.substr(slash + 1);
-  // Decimal, no sign, no leading zero (Go refuses "/08").
-  if (bits.empty() || bits.size() > 3 || (bits.size() > 1 && bits[0] == '0') ||
-      !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return std::nullopt;
-  const int n = std::stoi(std::string(bits));
-  if (addr.find('%') != std::string::npos) // a zone: not in a prefix
-    return std::nullopt;
-  if (addr.find(':') == std::string::npos) {
-    in_addr v4{};
-    // inet_pton takes exactly four decimal octets without leading zeros, as Go's ParseAddr.
-    if (addr.find('.') == std::string::npos || ::inet_pton(AF_INET, addr.c_str(), &v4) != 1 ||
-        n > 32)
-      return std::nullopt;
-    return addr + "/" + std::to_string(n);
-  }
-  std::array<unsigned char, 16> b{};
-  if (::inet_pton(AF_INET6, addr.c_str(), b.data()) != 1 || n > 128)
-    return std::nullopt;
+  const auto& b = p->addr;
   std::string out;
-  const bool mapped = std::all_of(b.begin(), b.begin() + 10, [](unsigned char x) { return !x; }) &&
-                      b[10] == 0xff && b[11] == 0xff;
-  if (mapped) { // Go prints an IPv4-mapped address as ::ffff:a.b.c.d
-    out = "::ffff:" + std::to_string(b[12]) + "." + std::to_string(b[13]) + "." +
-          std::to_string(b[14]) + "." + std::to_string(b[15]);
+  if (p->v4 || v4_mapped(*p)) { // Go prints an IPv4-mapped address as ::ffff:a.b.c.d
+    const int at = p->v4 ? 0 : 12;
+    out = (p->v4 ? "" : "::ffff:") + std::to_string(b[at]) + "." + std::to_string(b[at + 1]) + "." +
+          std::to_string(b[at + 2]) + "." + std::to_string(b[at + 3]);
   } else {
     // RFC 5952: the first longest run of at least two zero groups becomes "::".
     const auto group = [&](int i) { return b[2 * i] << 8 | b[2 * i + 1]; };
@@ -763,7 +905,7 @@ std::optional<std::string> go_prefix(std::string_view text) {
       out += hex;
     }
   }
-  return out + "/" + std::to_string(n);
+  return out + "/" + std::to_string(p->bits);
 }
 
 std::vector<std::string> process_files(const posture_check& c) {

@@ -1,4 +1,5 @@
 #include "api/http/decode.hpp"
+#include "api/http/decode_posture.hpp"
 
 #include "core/validate.hpp"
 
@@ -453,6 +454,89 @@ token_spec token_create(std::string_view body) {
   if (t.expires_in_days < 1 || t.expires_in_days > 365)
     invalid("expiration has to be between 1 and 365");
   return t;
+}
+
+} // namespace nbm::api::http::decode
+
+// --- /api/posture-checks (api/http/decode_posture.hpp) ------------------------------------------
+
+namespace nbm::api::http::decode {
+
+namespace {
+
+// An object member (absent or null: none).
+const json* object(const json& o, const char* name) {
+  const auto* v = member(o, name);
+  if (v && !v->is_object())
+    bad_json();
+  return v;
+}
+
+std::optional<std::string> min_of(const json& os, const char* key, const char* field) {
+  const auto* v = object(os, key);
+  if (!v)
+    return std::nullopt;
+  return string(*v, field);
+}
+
+} // namespace
+
+posture_check_spec posture_check(std::string_view body) {
+  using def = core::posture_definition;
+  const auto j = parse(body);
+  posture_check_spec out;
+  out.name = string(j, "name");
+  out.description = string(j, "description");
+  const auto* checks = object(j, "checks");
+  if (!checks)
+    return out;
+  const auto& c = *checks;
+  if (const auto* nb = object(c, "nb_version_check"))
+    out.checks.nb_min_version = string(*nb, "min_version");
+  if (const auto* os = object(c, "os_version_check")) {
+    def::os_versions o;
+    o.android = min_of(*os, "android", "min_version");
+    o.darwin = min_of(*os, "darwin", "min_version");
+    o.ios = min_of(*os, "ios", "min_version");
+    o.linux_kernel = min_of(*os, "linux", "min_kernel_version");
+    o.windows_kernel = min_of(*os, "windows", "min_kernel_version");
+    out.checks.os = std::move(o);
+  }
+  if (const auto* geo = object(c, "geo_location_check")) {
+    def::geo_check g;
+    g.action = string(*geo, "action");
+    if (const auto* list = objects(*geo, "locations"))
+      for (const auto& l : *list)
+        g.locations.push_back({string(l, "country_code"), string(l, "city_name")});
+    out.checks.geo = std::move(g);
+  }
+  if (const auto* net = object(c, "peer_network_range_check")) {
+    def::range_check r;
+    r.action = string(*net, "action");
+    out.raw_ranges = strings(*net, "ranges");
+    out.checks.network_range = std::move(r);
+  }
+  if (const auto* proc = object(c, "process_check")) {
+    std::vector<def::process> list;
+    if (const auto* ps = objects(*proc, "processes"))
+      for (const auto& p : *ps)
+        list.push_back({string(p, "linux_path"), string(p, "mac_path"), string(p, "windows_path")});
+    out.checks.processes = std::move(list);
+  }
+  return out;
+}
+
+void posture_ranges(posture_check_spec& spec) {
+  if (!spec.checks.network_range)
+    return;
+  auto& ranges = spec.checks.network_range->ranges;
+  ranges.clear();
+  for (const auto& r : spec.raw_ranges) {
+    auto p = core::go_prefix(r);
+    if (!p)
+      invalid("invalid network prefix");
+    ranges.push_back(std::move(*p));
+  }
 }
 
 } // namespace nbm::api::http::decode

@@ -1,6 +1,7 @@
 #include "api/http/rest_posture.hpp"
 
 #include "api/http/decode.hpp"
+#include "api/http/decode_posture.hpp"
 #include "core/posture.hpp"
 
 #include <nlohmann/json.hpp>
@@ -10,14 +11,9 @@ namespace nbm::api::http {
 namespace {
 
 using json = nlohmann::json;
-using def = core::posture_definition;
 
 [[noreturn]] void fail(int status, const std::string& message) {
   throw decode::decode_error(status, message);
-}
-
-[[noreturn]] void unparsable() {
-  fail(400, "couldn't parse JSON request");
 }
 
 response json_response(const json& body) {
@@ -29,105 +25,6 @@ const core::posture_check* find(const core::account& a, const std::string& id) {
     if (c.id == id)
       return &c;
   return nullptr;
-}
-
-// Go's json.Decoder into NetBird's api.PostureCheckUpdate: a member of the wrong type is a 400,
-// null leaves a member unset, unknown members are ignored.
-const json* member(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null())
-    return nullptr;
-  return &*it;
-}
-const json* object(const json& j, const char* key) {
-  const auto* v = member(j, key);
-  if (v && !v->is_object())
-    unparsable();
-  return v;
-}
-const json* array(const json& j, const char* key) {
-  const auto* v = member(j, key);
-  if (v && !v->is_array())
-    unparsable();
-  return v;
-}
-std::string text(const json& j, const char* key) {
-  const auto* v = member(j, key);
-  if (!v)
-    return "";
-  if (!v->is_string())
-    unparsable();
-  return v->get<std::string>();
-}
-std::optional<std::string> min_of(const json& os, const char* key, const char* field) {
-  const auto* v = object(os, key);
-  if (!v)
-    return std::nullopt;
-  return text(*v, field);
-}
-
-struct update_body {
-  std::string name, description;
-  def checks;
-  std::vector<std::string> raw_ranges; // as sent; checked after the geo database
-};
-
-update_body decode_update(const std::string& body) {
-  decode::check_body(body);
-  const auto j = json::parse(body, nullptr, false);
-  if (!j.is_object())
-    unparsable();
-  update_body out;
-  out.name = text(j, "name");
-  out.description = text(j, "description");
-  const auto* checks = object(j, "checks");
-  if (!checks)
-    return out; // NetBird dereferences a nil Checks here; nothing to check is refused below
-  const auto& c = *checks;
-  if (const auto* nb = object(c, "nb_version_check"))
-    out.checks.nb_min_version = text(*nb, "min_version");
-  if (const auto* os = object(c, "os_version_check")) {
-    def::os_versions o;
-    o.android = min_of(*os, "android", "min_version");
-    o.darwin = min_of(*os, "darwin", "min_version");
-    o.ios = min_of(*os, "ios", "min_version");
-    o.linux_kernel = min_of(*os, "linux", "min_kernel_version");
-    o.windows_kernel = min_of(*os, "windows", "min_kernel_version");
-    out.checks.os = std::move(o);
-  }
-  if (const auto* geo = object(c, "geo_location_check")) {
-    def::geo_check g;
-    g.action = text(*geo, "action");
-    if (const auto* list = array(*geo, "locations"))
-      for (const auto& l : *list) {
-        if (!l.is_object())
-          unparsable();
-        g.locations.push_back({text(l, "country_code"), text(l, "city_name")});
-      }
-    out.checks.geo = std::move(g);
-  }
-  if (const auto* net = object(c, "peer_network_range_check")) {
-    def::range_check r;
-    r.action = text(*net, "action");
-    if (const auto* list = array(*net, "ranges"))
-      for (const auto& x : *list) {
-        if (!x.is_string())
-          unparsable();
-        out.raw_ranges.push_back(x.get<std::string>());
-      }
-    out.checks.network_range = std::move(r);
-  }
-  if (const auto* proc = object(c, "process_check")) {
-    std::vector<def::process> list;
-    if (const auto* ps = array(*proc, "processes"))
-      for (const auto& p : *ps) {
-        if (!p.is_object())
-          unparsable();
-        list.push_back({text(p, "linux_path"), text(p, "mac_path"), text(p, "windows_path")});
-      }
-    out.checks.processes = std::move(list);
-  }
-  return out;
 }
 
 json min_json(const char* field, const std::optional<std::string>& v) {
@@ -207,16 +104,11 @@ response posture_checks_api(const request& req, const std::string& id, const cor
     // the name (a new check's) is free.
     if (method == "PUT" && !find(a, id))
       not_found();
-    auto in = decode_update(req.body);
+    auto in = decode::posture_check(req.body);
     if (in.checks.geo && !geo_ready)
       fail(412, "Geo location database is not initialized. Check the self-hosted Geo database "
                 "documentation at https://docs.netbird.io/selfhosted/geo-support");
-    for (const auto& r : in.raw_ranges) {
-      auto p = core::go_prefix(r);
-      if (!p)
-        fail(422, "invalid network prefix");
-      in.checks.network_range->ranges.push_back(*p);
-    }
+    decode::posture_ranges(in);
     core::change::save_posture_check c;
     c.c.id = id;
     c.c.name = in.name;

@@ -2,6 +2,7 @@
 // status and message; deep, oversized, malformed and out-of-range bodies are refused before any
 // arithmetic, and nothing else ever escapes.
 #include "api/http/decode.hpp"
+#include "api/http/decode_posture.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -377,4 +378,48 @@ TEST_CASE("decode: arbitrary bytes give a value or a decode_error, nothing else"
   }
   CHECK(values > 0);
   CHECK(refusals > 0);
+}
+
+TEST_CASE("decode: posture checks: every kind, wrong types 400, ranges as Go's netip reads them") {
+  const auto spec = decode::posture_check(
+      R"({"name":"all","description":"d","checks":{"nb_version_check":{"min_version":"0.28.0"},)"
+      R"("os_version_check":{"linux":{"min_kernel_version":"6.0"},"ios":null},)"
+      R"("geo_location_check":{"locations":[{"country_code":"DE"}],"action":"deny"},)"
+      R"("peer_network_range_check":{"ranges":["10.1.2.3/8","2001:DB8:0::/32"],"action":"allow"},)"
+      R"("process_check":{"processes":[{"linux_path":"/usr/bin/av"}]},"unknown":{}}})");
+  CHECK(spec.name == "all");
+  CHECK(spec.description == "d");
+  CHECK(spec.checks.nb_min_version == std::optional<std::string>("0.28.0"));
+  REQUIRE(spec.checks.os.has_value());
+  CHECK(spec.checks.os->linux_kernel == std::optional<std::string>("6.0"));
+  CHECK_FALSE(spec.checks.os->ios.has_value());
+  REQUIRE(spec.checks.geo.has_value());
+  CHECK(spec.checks.geo->locations.size() == 1);
+  REQUIRE(spec.checks.network_range.has_value());
+  CHECK(spec.checks.network_range->ranges.empty()); // read by posture_ranges
+  CHECK(spec.raw_ranges == std::vector<std::string>{"10.1.2.3/8", "2001:DB8:0::/32"});
+  auto ranged = spec;
+  decode::posture_ranges(ranged);
+  CHECK(ranged.checks.network_range->ranges ==
+        std::vector<std::string>{"10.1.2.3/8", "2001:db8::/32"});
+  REQUIRE(spec.checks.processes.has_value());
+  CHECK((*spec.checks.processes)[0].linux_path == "/usr/bin/av");
+
+  CHECK(decode::posture_check(R"({"name":"n"})").checks == nbm::core::posture_definition{});
+  const std::pair<int, std::string> bad_json{400, unparsable},
+      bad_prefix{422, "invalid network prefix"};
+  for (const char* body :
+       {R"({"name":1})", R"({"checks":[]})", R"({"checks":{"nb_version_check":"1"}})",
+        R"({"checks":{"os_version_check":{"linux":{"min_kernel_version":6}}}})",
+        R"({"checks":{"geo_location_check":{"locations":["DE"]}}})",
+        R"({"checks":{"peer_network_range_check":{"ranges":"10.0.0.0/8"}}})",
+        R"({"checks":{"peer_network_range_check":{"ranges":[10]}}})",
+        R"({"checks":{"process_check":{"processes":[{"linux_path":false}]}}})", "[]", "{"})
+    CHECK_MESSAGE(refusal([&] { (void)decode::posture_check(body); }) == bad_json, body);
+  for (const char* range : {"2001:db8::/129", "fe80::1%eth0/64", "10.0.0.1", "2001:db8::/032"}) {
+    auto s = decode::posture_check(
+        std::string(R"({"checks":{"peer_network_range_check":{"ranges":["::/0",")") + range +
+        R"("],"action":"deny"}}})");
+    CHECK_MESSAGE(refusal([&] { decode::posture_ranges(s); }) == bad_prefix, range);
+  }
 }

@@ -101,6 +101,240 @@ TEST_CASE("peer network range: the peer's interfaces and connection address") {
   CHECK_FALSE(passes(allow, p));
 }
 
+// NetBird's TestPeerNetworkRangeCheck_Check (management/server/posture/network_test.go), row by
+// row, then the IPv6 and mixed rows: a range matches a peer prefix it fully contains (the same
+// family, no more specific, the peer's network inside), the connection address taken as a /32 or
+// /128 (an IPv4-mapped one as IPv4), the interfaces as they are (an IPv4-mapped one stays IPv6).
+TEST_CASE("peer network range: NetBird's table, IPv6 and mixed families") {
+  struct row {
+    const char* name;
+    const char* action;
+    std::vector<std::string> ranges;
+    std::vector<std::string> nics; // the meta's NetIP values
+    std::string conn;              // the connection address, "" for none
+    bool pass;
+  };
+  const std::vector<row> rows = {
+      // NetBird's rows.
+      {"allowed range holds an interface",
+       "allow",
+       {"192.168.0.0/24", "10.0.0.0/8"},
+       {"192.168.0.123/24", "fe80::6089:eaff:fe0c:232f/64"},
+       "",
+       true},
+      {"no interface in the allowed ranges",
+       "allow",
+       {"192.168.0.0/24", "10.0.0.0/8"},
+       {"198.19.249.3/24"},
+       "",
+       false},
+      {"no addresses at all (allow): an error, fails", "allow", {"192.168.0.0/16"}, {}, "", false},
+      {"denied range holds an interface",
+       "deny",
+       {"192.168.0.0/24", "10.0.0.0/8"},
+       {"192.168.0.123/24", "fe80::6089:eaff:fe0c:232f/64"},
+       "",
+       false},
+      {"no interface in the denied ranges",
+       "deny",
+       {"192.168.0.0/24", "10.0.0.0/8"},
+       {"198.19.249.3/24"},
+       "",
+       true},
+      {"no addresses at all (deny): an error, fails", "deny", {"192.168.0.0/16"}, {}, "", false},
+      {"connection address is the denied /32",
+       "deny",
+       {"109.41.115.194/32"},
+       {"192.168.0.123/24"},
+       "109.41.115.194",
+       false},
+      {"connection address not the denied /32",
+       "deny",
+       {"109.41.115.194/32"},
+       {"192.168.0.123/24"},
+       "8.8.8.8",
+       true},
+      {"connection address alone, allowed /32",
+       "allow",
+       {"109.41.115.194/32"},
+       {},
+       "109.41.115.194",
+       true},
+      {"IPv6 connection address is the denied /128",
+       "deny",
+       {"2001:db8::1/128"},
+       {},
+       "2001:db8::1",
+       false},
+      {"IPv6 connection address not the denied /128",
+       "deny",
+       {"2001:db8::1/128"},
+       {},
+       "2001:db8::2",
+       true},
+      {"IPv4-mapped connection address matches an IPv4 /32",
+       "deny",
+       {"109.41.115.194/32"},
+       {},
+       "::ffff:109.41.115.194",
+       false},
+      {"connection address inside an allowed /24",
+       "allow",
+       {"1.0.0.0/24", "2.2.2.2/32"},
+       {},
+       "1.0.0.55",
+       true},
+      {"connection address inside an allowed /23", "allow", {"3.0.0.0/23"}, {}, "3.0.1.200", true},
+      {"connection address outside the allowed /24", "allow", {"1.0.0.0/24"}, {}, "1.0.1.5", false},
+      {"connection address inside a denied /24", "deny", {"1.0.0.0/24"}, {}, "1.0.0.7", false},
+      {"an interface /24 is not inside a /32 rule",
+       "allow",
+       {"192.168.0.5/32"},
+       {"192.168.0.5/24"},
+       "",
+       false},
+      {"an interface inside an allowed /16",
+       "allow",
+       {"192.168.0.0/16"},
+       {"192.168.5.7/24"},
+       "",
+       true},
+      // IPv6 interfaces and ranges.
+      {"IPv6 interface inside an allowed /32",
+       "allow",
+       {"2001:db8::/32"},
+       {"2001:db8:1:2::17/64"},
+       "",
+       true},
+      {"IPv6 interface outside the allowed /32",
+       "allow",
+       {"2001:db8::/32"},
+       {"2001:db9::17/64"},
+       "",
+       false},
+      {"IPv6 interface inside a denied /48",
+       "deny",
+       {"fd00:1:2::/48"},
+       {"fd00:1:2:3::5/64"},
+       "",
+       false},
+      {"IPv6 interface outside the denied /48",
+       "deny",
+       {"fd00:1:2::/48"},
+       {"fd00:1:3::5/64"},
+       "",
+       true},
+      {"an IPv6 /64 interface is not inside a /128 rule",
+       "allow",
+       {"2001:db8::5/128"},
+       {"2001:db8::5/64"},
+       "",
+       false},
+      {"host bits of a range are masked away",
+       "allow",
+       {"2001:db8::ffff/32"},
+       {"2001:db8:aaaa::1/64"},
+       "",
+       true},
+      {"a non-octet boundary: /33",
+       "allow",
+       {"2001:db8:8000::/33"},
+       {"2001:db8:8000:1::1/64"},
+       "",
+       true},
+      {"a non-octet boundary: /33, the other half",
+       "allow",
+       {"2001:db8:8000::/33"},
+       {"2001:db8:7fff::1/64"},
+       "",
+       false},
+      {"::/0 holds every IPv6 interface", "allow", {"::/0"}, {"fe80::1/64"}, "", true},
+      {"::/0 holds no IPv4 address", "allow", {"::/0"}, {"10.1.2.3/8"}, "192.0.2.1", false},
+      {"0.0.0.0/0 holds no IPv6 address",
+       "deny",
+       {"0.0.0.0/0"},
+       {"fe80::1/64"},
+       "2001:db8::1",
+       true},
+      // Mixed families.
+      {"mixed ranges: the IPv6 one matches",
+       "allow",
+       {"10.0.0.0/8", "2001:db8::/32"},
+       {"192.168.1.2/24", "2001:db8::2/64"},
+       "",
+       true},
+      {"mixed ranges: the IPv4 one matches the connection",
+       "deny",
+       {"2001:db8::/32", "203.0.113.0/24"},
+       {"fe80::1/64"},
+       "203.0.113.9",
+       false},
+      {"mixed ranges: nothing matches",
+       "deny",
+       {"10.0.0.0/8", "2001:db8::/32"},
+       {"192.168.1.2/24", "fe80::1/64"},
+       "2001:db9::1",
+       true},
+      {"an IPv4-mapped interface stays IPv6: no IPv4 range holds it",
+       "allow",
+       {"192.168.0.0/16"},
+       {"::ffff:192.168.0.1/120"},
+       "",
+       false},
+      {"an IPv4-mapped interface inside an IPv4-mapped range",
+       "allow",
+       {"::ffff:192.168.0.0/112"},
+       {"::ffff:192.168.0.1/120"},
+       "",
+       true},
+      {"an IPv4 connection is not inside an IPv4-mapped range",
+       "allow",
+       {"::ffff:0.0.0.0/96"},
+       {},
+       "192.0.2.1",
+       false},
+      // What Go's ParsePrefix refuses: NetBird drops such an interface when the meta arrives.
+      {"unparsable interfaces only: no addresses, fails",
+       "deny",
+       {"10.0.0.0/8"},
+       {"fe80::1%eth0/64", "10.0.0.01/8", "10.0.0.1", "garbage"},
+       "",
+       false},
+      {"an unparsable interface beside a good one",
+       "allow",
+       {"10.0.0.0/8"},
+       {"10.0.0.1/33", "10.2.3.4/16"},
+       "",
+       true},
+      {"an unparsable connection address is no address",
+       "deny",
+       {"10.0.0.0/8"},
+       {},
+       "10.0.0",
+       false},
+      // An action other than allow or deny: NetBird's error, fails either way.
+      {"unknown action, a match", "permit", {"10.0.0.0/8"}, {"10.2.3.4/16"}, "", false},
+      {"unknown action, no match", "permit", {"10.0.0.0/8"}, {"192.168.2.3/16"}, "", false},
+  };
+  for (const auto& r : rows) {
+    CAPTURE(r.name);
+    // The texts need no escaping: the JSON is written as NetBird's columns hold it.
+    const auto list = [](const std::vector<std::string>& items, const char* key) {
+      std::string out = "[";
+      for (const auto& x : items)
+        out += (out.size() > 1 ? "," : "") + (key ? std::string("{\"") + key + "\":" : "") + "\"" +
+               x + "\"" + (key ? ",\"Mac\":\"aa:bb\"}" : "");
+      return out + "]";
+    };
+    const std::string check = std::string(R"({"PeerNetworkRangeCheck":{"Action":")") + r.action +
+                              R"(","Ranges":)" + list(r.ranges, nullptr) + "}}";
+    auto p = linux_peer();
+    p.meta.network_addresses_json = list(r.nics, "NetIP");
+    p.location.connection_ip = r.conn;
+    CHECK(passes(check, p) == r.pass);
+  }
+}
+
 TEST_CASE("process: every listed process running, by the peer's OS path") {
   const std::string check =
       R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/av","WindowsPath":"C:\\av.exe"}]}})";
@@ -127,6 +361,59 @@ TEST_CASE("several kinds in one check all have to pass; broken JSON fails") {
   CHECK_FALSE(passes(both, p));
   CHECK_FALSE(passes("{not json", p));
   CHECK(passes("{}", p)); // no checks: nothing to fail
+}
+
+// The account-wide evaluation reads each check once and decides once per distinct set of the
+// fields a check reads; it must agree with the peer-by-peer evaluation for every peer, including
+// peers that share some of those fields and differ in another.
+TEST_CASE("every peer at once agrees with peer by peer, peers sharing some fields") {
+  std::vector<peer> peers;
+  for (const char* os : {"linux", "windows", "darwin", "android"})
+    for (const char* version : {"0.40.0", "0.20.0", "development"})
+      for (const char* files : {R"([{"Path":"/usr/bin/av","ProcessIsRunning":true}])",
+                                R"([{"Path":"/usr/bin/av","ProcessIsRunning":false}])",
+                                R"([{"Path":"C:\\av.exe","ProcessIsRunning":true}])"})
+        for (const char* country : {"DE", "FR", ""}) {
+          peer p = linux_peer(version);
+          p.id = "p" + std::to_string(peers.size());
+          p.meta.go_os = os;
+          p.meta.os_version = peers.size() % 2 ? "14.2" : "12";
+          p.meta.kernel_version = peers.size() % 3 ? "6.1.0-18-amd64" : "10.0.19045";
+          p.meta.files_json = files;
+          p.location.country_code = country;
+          p.location.city_name = peers.size() % 5 ? "Berlin" : "";
+          p.meta.network_addresses_json =
+              peers.size() % 4 ? R"([{"NetIP":"10.1.2.3/16"}])" : R"([{"NetIP":"2001:db8::5/64"}])";
+          peers.push_back(std::move(p));
+        }
+  int passing = 0, failing = 0;
+  for (
+      const std::string checks :
+      {R"({"NBVersionCheck":{"MinVersion":"0.30.0"}})",
+       (R"({"OSVersionCheck":{"Android":{"MinVersion":"13"},"Darwin":{"MinVersion":"14.0"},)"
+        R"("Linux":{"MinKernelVersion":"5.10"},"Windows":{"MinKernelVersion":"10.0.20000"}}})"),
+       (R"({"GeoLocationCheck":{"Locations":[{"CountryCode":"DE","CityName":"Berlin"}],)"
+        R"("Action":"allow"}})"),
+       R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/usr/bin/av","WindowsPath":"C:\\av.exe"}]}})",
+       R"({"PeerNetworkRangeCheck":{"Action":"deny","Ranges":["2001:db8::/32"]}})",
+       (R"({"NBVersionCheck":{"MinVersion":"0.30.0"},"ProcessCheck":{"Processes":)"
+        R"([{"LinuxPath":"/usr/bin/av"}]},"GeoLocationCheck":{"Locations":[{"CountryCode":"FR"}],)"
+        R"("Action":"deny"}})"),
+       "{}", "not json"}) {
+    CAPTURE(checks);
+    posture_check c;
+    c.id = "c";
+    c.checks_json = checks;
+    const auto all = passes_posture(c, peers);
+    REQUIRE(all.size() == peers.size());
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+      CAPTURE(peers[i].id);
+      CHECK(all[i] == (passes_posture(c, peers[i]) ? 1 : 0));
+      (all[i] ? passing : failing)++;
+    }
+  }
+  CHECK(passing > 100); // both verdicts well represented
+  CHECK(failing > 100);
 }
 
 TEST_CASE("maps: a source peer failing a policy's posture check loses that policy's access") {
@@ -213,6 +500,37 @@ TEST_CASE("definition: NetBird's stored JSON reads and writes back byte for byte
   CHECK(parse_posture_definition(R"({"NBVersionCheck":null})") == posture_definition{});
 }
 
+TEST_CASE("definition: Go's \\u escapes read as the text they stand for") {
+  // Go's encoder writes <, > and & as \u003c, \u003e, \u0026; a client's JSON may escape anything.
+  const std::string stored =
+      R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/opt/a\u0026b \u003cx\u003e",)"
+      R"("MacPath":"/Applications/\u00e9t\u00E9 \ud83d\ude00","WindowsPath":"C:\\x\ud800y"}]}})";
+  auto d = parse_posture_definition(stored);
+  REQUIRE(d.has_value());
+  REQUIRE(d->processes.has_value());
+  const auto& p = (*d->processes)[0];
+  CHECK(p.linux_path == "/opt/a&b <x>");
+  CHECK(p.mac_path == "/Applications/\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80"); // été, U+1F600
+  CHECK(p.windows_path == "C:\\x\xef\xbf\xbdy"); // a lone surrogate: U+FFFD, as Go
+  // What the reader takes, the writer writes back so that it reads the same.
+  CHECK(parse_posture_definition(posture_definition_json(*d)) == d);
+  posture_check c;
+  c.checks_json = stored;
+  CHECK(process_files(c) == std::vector<std::string>{p.linux_path, p.mac_path, p.windows_path});
+  auto peer = linux_peer();
+  peer.meta.files_json = R"([{"Path":"/opt/a\u0026b \u003cx\u003e","ProcessIsRunning":true}])";
+  CHECK(passes_posture(c, peer));
+  // A control character survives the column: written as \u00XX, read back as itself.
+  posture_definition ctl;
+  ctl.processes = std::vector<posture_definition::process>{{"/tmp/a\x01\x1f", "", ""}};
+  CHECK(posture_definition_json(ctl).find("\\u0001") != std::string::npos);
+  CHECK(parse_posture_definition(posture_definition_json(ctl)) == ctl);
+  for (const char* bad : {R"({"NBVersionCheck":{"MinVersion":"\u00"}})",
+                          R"({"NBVersionCheck":{"MinVersion":"\uzzzz"}})",
+                          R"({"NBVersionCheck":{"MinVersion":"\ud800\u12"}})"})
+    CHECK_MESSAGE(!parse_posture_definition(bad).has_value(), bad);
+}
+
 TEST_CASE("definition: NetBird's Validate, its order and messages") {
   const auto check = [](const posture_definition& d, const std::string& message,
                         const std::string& name = "n") {
@@ -291,8 +609,37 @@ TEST_CASE("prefixes as Go's netip parses and prints them") {
   CHECK(go_prefix("::/0") == std::optional<std::string>("::/0"));
   CHECK(go_prefix("::ffff:1.2.3.4/128") == std::optional<std::string>("::ffff:1.2.3.4/128"));
   CHECK(go_prefix("::1.2.3.4/128") == std::optional<std::string>("::102:304/128"));
-  for (const char* bad : {"10.0.0.1", "10.0.0.01/8", "10.0.0.1/33", "10.0.0.1/08", "10.0.0/8",
-                          "fe80::1%eth0/64", "::1/129", "10.0.0.1/+8", "host/24", "/8", ""})
+  CHECK(go_prefix("::ffff:1.2.3.4/96") == std::optional<std::string>("::ffff:1.2.3.4/96"));
+  CHECK(go_prefix("fd00:0:0:0:0:0:0:0/8") == std::optional<std::string>("fd00::/8"));
+  CHECK(go_prefix("1:0:0:2:0:0:0:3/128") == std::optional<std::string>("1:0:0:2::3/128"));
+  CHECK(go_prefix("0:0:0:0:0:0:0:1/128") == std::optional<std::string>("::1/128"));
+  CHECK(go_prefix("1:2:3:4:5:6:7:0/128") == std::optional<std::string>("1:2:3:4:5:6:7:0/128"));
+  CHECK(go_prefix("2001:db8::/128") == std::optional<std::string>("2001:db8::/128"));
+  for (const char* bad : {"10.0.0.1",
+                          "10.0.0.01/8",
+                          "10.0.0.1/33",
+                          "10.0.0.1/08",
+                          "10.0.0/8",
+                          "fe80::1%eth0/64",
+                          "::1/129",
+                          "10.0.0.1/+8",
+                          "host/24",
+                          "/8",
+                          "",
+                          "2001:db8::/",
+                          "2001:db8::/-1",
+                          "2001:db8::/064",
+                          "2001:db8:::/64",
+                          "2001:db8::1::2/64",
+                          "2001:db8:10000::/48",
+                          "1:2:3:4:5:6:7:8:9/128",
+                          "::ffff:1.2.3.04/128",
+                          "::ffff:1.2.3/128",
+                          "2001:db8::/32/32",
+                          " 2001:db8::/32",
+                          "2001:db8::/32 ",
+                          "[2001:db8::]/32",
+                          "2001:db8::/1000"})
     CHECK_MESSAGE(!go_prefix(bad).has_value(), bad);
 }
 
@@ -353,6 +700,26 @@ TEST_CASE("checks a client reports: the process paths of the checks its source p
   a.policies[0].enabled = false;
   CHECK(client_checks(a, "src").empty());
   CHECK(view().map_for(0).checks.empty());
+
+  // Several groups and policies: each check once, in the account's order of checks, whichever
+  // policy or group asks for it; the map agrees with client_checks for every peer.
+  a.policies[0].enabled = true;
+  a.posture_checks.push_back(
+      {"p3", "acc", "edr", "", R"({"ProcessCheck":{"Processes":[{"LinuxPath":"/opt/edr"}]}})"});
+  a.groups.push_back({"go", "acc", "other", "api", {"other", "src"}, {}});
+  policy second = pol;
+  second.id = "pol2";
+  second.source_posture_checks = {"p3", "p1"};
+  second.rules[0].sources = {"go"};
+  a.policies.push_back(second);
+  const std::vector<std::vector<std::string>> both{{"/usr/bin/other"},
+                                                   {"/opt/edr"}}; // p1 changed above
+  CHECK(client_checks(a, "src") == both);
+  CHECK(client_checks(a, "other") == both);
+  CHECK(client_checks(a, "dst").empty());
+  auto v = view();
+  for (std::uint32_t i = 0; i < a.peers.size(); ++i)
+    CHECK(v.map_for(i).checks == client_checks(a, a.peers[i].id));
 }
 
 TEST_CASE("changes: a posture check saved or deleted as NetBird decides it") {

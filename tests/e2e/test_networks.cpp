@@ -395,6 +395,13 @@ TEST_CASE("posture checks: REST CRUD, bad inputs and another account's ids chang
         post(
             R"({"name":"x","checks":{"peer_network_range_check":{"action":"allow","ranges":["10.0.0.0/33"]}}})"),
         422, "invalid network prefix");
+    for (const char* bad : {"2001:db8::/129", "fe80::1%eth0/64", "2001:db8:::/32", "2001:db8::"})
+      check_error(post(json{{"name", "x"},
+                            {"checks",
+                             {{"peer_network_range_check",
+                               {{"action", "allow"}, {"ranges", {"10.0.0.0/8", bad}}}}}}}
+                           .dump()),
+                  422, "invalid network prefix");
     check_error(
         post(
             R"({"name":"x","checks":{"peer_network_range_check":{"action":"maybe","ranges":["10.0.0.0/8"]}}})"),
