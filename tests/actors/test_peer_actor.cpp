@@ -1,8 +1,8 @@
 // The session fence through the actor system: peer actors (in-memory fence, mailbox order), the
 // status writer (group commit, per-peer order) and the side-effect seam, against real SQLite and
 // PostgreSQL.
-#include "actors/geo_actor.hpp"
 #include "actors/directory.hpp"
+#include "actors/geo_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "geo/geo.hpp"
 #include "storage/account_store.hpp"
@@ -446,35 +446,56 @@ TEST_CASE("geo side effect: a landed connect records the location; the same IP w
       storage::open_session(sql, opts);
       return storage::account_store(sql, opts.kind).peer_by_id("acc1", "p0")->location;
     };
-    auto wait_for = [&](auto pred) {
-      for (int i = 0; i < 300 && !pred(); ++i)
+    // The geo actor answers status at once (its SQL runs on its store worker): `connects` landed
+    // connects seen, `busy_worker_geo` jobs not finished, `locations_written` rows written.
+    auto geo = [&] {
+      caf::scoped_actor self{*r.sys};
+      actor_status out;
+      self->request(r.observer, caf::infinite, status_atom::value)
+          .receive([&](const actor_status& x) { out = x; },
+                   [&](caf::error& e) { FAIL(caf::to_string(e)); });
+      return out;
+    };
+    // Every landed connect so far handled by the worker: then the store holds what it will hold.
+    auto settled = [&](std::uint64_t connects) {
+      for (int i = 0; i < 500; ++i) {
+        const auto s = geo();
+        if (s.counter("connects") == connects && s.gauge("busy_worker_geo") == 0)
+          return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      return pred();
+      }
+      return false;
     };
     auto sink = std::make_shared<test_sink>();
     sink->ip = "198.51.100.77";
     REQUIRE(r.connect(p, 100, sink));
-    REQUIRE(wait_for([&] { return location().country_code == "CH"; }));
+    REQUIRE(settled(1));
+    CHECK(location().country_code == "CH");
     CHECK(location().connection_ip == "198.51.100.77");
     CHECK(location().geo_name_id == 2657896);
+    CHECK(geo().counter("locations_written") == 1);
     // Mark the stored row: a reconnect from the same address must not rewrite it.
     test::exec_sql(opts, "UPDATE peers SET location_country_code = 'XX' WHERE id = 'p0'");
     auto again = std::make_shared<test_sink>();
     again->ip = "198.51.100.77";
     REQUIRE(r.connect(p, 200, again));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    REQUIRE(settled(2));
     CHECK(location().country_code == "XX");
-    // A refused connect (older token) records nothing either.
+    CHECK(geo().counter("locations_written") == 1);
+    // A refused connect (older token) records nothing either: no landed connect reaches the actor
+    // (the next landed one is its third).
     auto stale = std::make_shared<test_sink>();
     stale->ip = "203.0.113.1";
     CHECK_FALSE(r.connect(p, 150, stale));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(location().country_code == "XX");
     // A new address is looked up and written.
     auto moved = std::make_shared<test_sink>();
     moved->ip = "203.0.113.1";
     REQUIRE(r.connect(p, 300, moved));
-    REQUIRE(wait_for([&] { return location().country_code == "GB"; }));
+    REQUIRE(settled(3));
+    CHECK(location().country_code == "GB");
     CHECK(location().geo_name_id == 2643743);
+    CHECK(geo().counter("locations_written") == 2);
+    CHECK(geo().counter("errors") == 0);
   }
 }
