@@ -53,7 +53,7 @@ struct loader_state {
   bool polling = false;
   bool poll_again = false;
   std::uint64_t polls = 0;
-  std::uint64_t resyncs = 0; // serial checks asked for (the cluster channel reconnected)
+  std::uint64_t resyncs = 0;     // serial checks asked for (the cluster channel reconnected)
   std::uint64_t events_busy = 0; // jobs handed to the events worker, not answered yet
   static inline const char* name = "account_loader";
 };

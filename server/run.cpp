@@ -2,12 +2,12 @@
 
 #include "actors/account_actor.hpp"
 #include "actors/cluster.hpp"
+#include "actors/directory.hpp"
 #include "actors/expiry_actor.hpp"
 #include "actors/geo_actor.hpp"
 #include "actors/inspector.hpp"
 #include "actors/login_service.hpp"
 #include "actors/observer_fanout.hpp"
-#include "actors/directory.hpp"
 #include "actors/replica_actor.hpp"
 #include "actors/status_writer.hpp"
 #include "actors/wire_facade_make.hpp"
