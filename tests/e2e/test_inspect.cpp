@@ -88,6 +88,20 @@ struct two_peers {
 
 } // namespace
 
+// `inspect --json trace <peer>` in a child process, its output into `out`.
+pid_t trace_to(const server& s, const std::string& peer, const std::string& out) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(fd, 1);
+    ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "inspect", "--datadir", s.dir.c_str(), "--json",
+            "trace", peer.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
 TEST_CASE("inspect: every command's one-shot JSON describes the live server") {
   ::setenv("NBM_REPLICA_ID", "e2e-replica-1", 1);
   two_peers t;
@@ -245,15 +259,7 @@ TEST_CASE("inspect: a wrong token is refused, a console that goes away mid-trace
   }
   { // trace: follows the peer's messages live; killed mid-trace, the server does not notice
     const auto out = s.dir + "/trace.out";
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(fd, 1);
-      ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "inspect", "--datadir", s.dir.c_str(), "--json",
-              "trace", "alpha", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    const pid_t pid = trace_to(s, "alpha", out);
     REQUIRE(eventually([&] { return read_file(out).find("\"connect\"") != std::string::npos; },
                        10000ms));
     // A new session of alpha: its disconnect and the next connect show up in the trace live.
@@ -289,19 +295,6 @@ std::vector<json> json_lines(const std::string& path) {
     }
   }
   return out;
-}
-
-pid_t trace_to(const server& s, const std::string& peer, const std::string& out) {
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(fd, 1);
-    ::execl(NBM_SERVER_BIN, NBM_SERVER_BIN, "inspect", "--datadir", s.dir.c_str(), "--json",
-            "trace", peer.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  return pid;
 }
 
 } // namespace
