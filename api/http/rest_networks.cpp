@@ -1,6 +1,7 @@
 #include "api/http/rest_networks.hpp"
 
 #include "api/http/decode.hpp"
+#include "api/http/rest_reply.hpp"
 #include "core/networks.hpp"
 
 #include <nlohmann/json.hpp>
@@ -10,14 +11,6 @@ namespace nbm::api::http {
 namespace {
 
 using json = nlohmann::json;
-
-[[noreturn]] void fail(int status, const std::string& message) {
-  throw decode::decode_error(status, message);
-}
-
-response json_response(const json& body) {
-  return {200, body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
-}
 
 template <class T>
 const T* by_id(const std::vector<T>& items, const std::string& id) {
@@ -33,7 +26,7 @@ json parse_body(const std::string& body) {
   decode::check_body(body);
   auto j = json::parse(body, nullptr, false);
   if (!j.is_object())
-    fail(400, "couldn't parse JSON request");
+    refuse(400, "couldn't parse JSON request");
   return j;
 }
 std::string get_string(const json& j, const char* key) {
@@ -41,7 +34,7 @@ std::string get_string(const json& j, const char* key) {
   if (it == j.end() || it->is_null())
     return "";
   if (!it->is_string())
-    fail(400, "couldn't parse JSON request");
+    refuse(400, "couldn't parse JSON request");
   return it->get<std::string>();
 }
 bool get_bool(const json& j, const char* key) {
@@ -49,7 +42,7 @@ bool get_bool(const json& j, const char* key) {
   if (it == j.end() || it->is_null())
     return false;
   if (!it->is_boolean())
-    fail(400, "couldn't parse JSON request");
+    refuse(400, "couldn't parse JSON request");
   return it->get<bool>();
 }
 std::int64_t get_int(const json& j, const char* key) {
@@ -57,7 +50,7 @@ std::int64_t get_int(const json& j, const char* key) {
   if (it == j.end() || it->is_null())
     return 0;
   if (!it->is_number_integer())
-    fail(400, "couldn't parse JSON request");
+    refuse(400, "couldn't parse JSON request");
   return it->get<std::int64_t>();
 }
 std::vector<std::string> get_strings(const json& j, const char* key) {
@@ -66,10 +59,10 @@ std::vector<std::string> get_strings(const json& j, const char* key) {
   if (it == j.end() || it->is_null())
     return out;
   if (!it->is_array())
-    fail(400, "couldn't parse JSON request");
+    refuse(400, "couldn't parse JSON request");
   for (const auto& e : *it) {
     if (!e.is_string())
-      fail(400, "couldn't parse JSON request");
+      refuse(400, "couldn't parse JSON request");
     out.push_back(e.get<std::string>());
   }
   return out;
@@ -145,7 +138,7 @@ response networks_api(const request& req, const std::vector<std::string>& path,
     else
       for (const auto& r : a.network_resources)
         out.push_back(resource_json(a, r));
-    return json_response(out);
+    return json_reply(out);
   }
 
   // --- networks
@@ -154,13 +147,13 @@ response networks_api(const request& req, const std::vector<std::string>& path,
       json out = json::array();
       for (const auto& n : a.networks)
         out.push_back(network_json(a, n));
-      return json_response(out);
+      return json_reply(out);
     }
     if (method == "GET") {
       const auto* n = by_id(a.networks, id);
       if (!n)
-        fail(404, "network: " + core::clip(id) + " not found");
-      return json_response(network_json(a, *n));
+        refuse(404, "network: " + core::clip(id) + " not found");
+      return json_reply(network_json(a, *n));
     }
     if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
       const auto body = parse_body(req.body);
@@ -171,21 +164,21 @@ response networks_api(const request& req, const std::vector<std::string>& path,
       const auto out = commit(core::change::save_network{n});
       const auto* saved = by_id(out.after->networks, out.id);
       if (!saved)
-        fail(404, "network: " + core::clip(out.id) + " not found");
-      return json_response(network_json(*out.after, *saved));
+        refuse(404, "network: " + core::clip(out.id) + " not found");
+      return json_reply(network_json(*out.after, *saved));
     }
     if (method == "DELETE" && !id.empty()) {
       commit(core::change::delete_network{id, {}});
-      return json_response(json::object());
+      return json_reply(json::object());
     }
     return method_not_allowed();
   }
 
   // --- a network's resources and routers
   if (sub != "resources" && sub != "routers")
-    fail(404, "not found");
+    refuse(404, "not found");
   if (!by_id(a.networks, id))
-    fail(404, "network: " + core::clip(id) + " not found");
+    refuse(404, "network: " + core::clip(id) + " not found");
   const bool resources = sub == "resources";
   if (method == "GET" && sub_id.empty()) {
     json out = json::array();
@@ -198,19 +191,19 @@ response networks_api(const request& req, const std::vector<std::string>& path,
         if (r.network_id == id)
           out.push_back(router_json(r));
     }
-    return json_response(out);
+    return json_reply(out);
   }
   if (method == "GET") {
     if (resources) {
       const auto* r = by_id(a.network_resources, sub_id);
       if (!r || r->network_id != id)
-        fail(404, "network resource: " + core::clip(sub_id) + " not found");
-      return json_response(resource_json(a, *r));
+        refuse(404, "network resource: " + core::clip(sub_id) + " not found");
+      return json_reply(resource_json(a, *r));
     }
     const auto* r = by_id(a.network_routers, sub_id);
     if (!r || r->network_id != id)
-      fail(404, "network router: " + core::clip(sub_id) + " not found");
-    return json_response(router_json(*r));
+      refuse(404, "network router: " + core::clip(sub_id) + " not found");
+    return json_reply(router_json(*r));
   }
   if ((method == "POST" && sub_id.empty()) || (method == "PUT" && !sub_id.empty())) {
     const auto body = parse_body(req.body);
@@ -226,8 +219,8 @@ response networks_api(const request& req, const std::vector<std::string>& path,
       const auto out = commit(std::move(c));
       const auto* saved = by_id(out.after->network_resources, out.id);
       if (!saved)
-        fail(404, "network resource: " + core::clip(out.id) + " not found");
-      return json_response(resource_json(*out.after, *saved));
+        refuse(404, "network resource: " + core::clip(out.id) + " not found");
+      return json_reply(resource_json(*out.after, *saved));
     }
     core::change::save_router c;
     c.r.id = sub_id;
@@ -240,15 +233,15 @@ response networks_api(const request& req, const std::vector<std::string>& path,
     const auto out = commit(std::move(c));
     const auto* saved = by_id(out.after->network_routers, out.id);
     if (!saved)
-      fail(404, "network router: " + core::clip(out.id) + " not found");
-    return json_response(router_json(*saved));
+      refuse(404, "network router: " + core::clip(out.id) + " not found");
+    return json_reply(router_json(*saved));
   }
   if (method == "DELETE" && !sub_id.empty()) {
     if (resources)
       commit(core::change::delete_resource{id, sub_id, {}});
     else
       commit(core::change::delete_router{id, sub_id});
-    return json_response(json::object());
+    return json_reply(json::object());
   }
   return method_not_allowed();
 }

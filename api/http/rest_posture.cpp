@@ -2,6 +2,7 @@
 
 #include "api/http/decode.hpp"
 #include "api/http/decode_posture.hpp"
+#include "api/http/rest_reply.hpp"
 #include "core/posture.hpp"
 
 #include <nlohmann/json.hpp>
@@ -11,14 +12,6 @@ namespace nbm::api::http {
 namespace {
 
 using json = nlohmann::json;
-
-[[noreturn]] void fail(int status, const std::string& message) {
-  throw decode::decode_error(status, message);
-}
-
-response json_response(const json& body) {
-  return {200, body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
-}
 
 const core::posture_check* find(const core::account& a, const std::string& id) {
   for (const auto& c : a.posture_checks)
@@ -85,18 +78,18 @@ response method_not_allowed() {
 response posture_checks_api(const request& req, const std::string& id, const core::account& a,
                             bool geo_ready, const networks_commit_fn& commit) {
   const auto& method = req.method;
-  const auto not_found = [&] { fail(404, "posture checks: " + core::clip(id) + " not found"); };
+  const auto not_found = [&] { refuse(404, "posture checks: " + core::clip(id) + " not found"); };
   if (method == "GET" && id.empty()) {
     json out = json::array();
     for (const auto& c : a.posture_checks)
       out.push_back(check_json(c));
-    return json_response(out);
+    return json_reply(out);
   }
   if (method == "GET") {
     const auto* c = find(a, id);
     if (!c)
       not_found();
-    return json_response(check_json(*c));
+    return json_reply(check_json(*c));
   }
   if ((method == "POST" && id.empty()) || (method == "PUT" && !id.empty())) {
     // NetBird's order: an updated check must exist (before the body is read), the body parses,
@@ -106,8 +99,8 @@ response posture_checks_api(const request& req, const std::string& id, const cor
       not_found();
     auto in = decode::posture_check(req.body);
     if (in.checks.geo && !geo_ready)
-      fail(412, "Geo location database is not initialized. Check the self-hosted Geo database "
-                "documentation at https://docs.netbird.io/selfhosted/geo-support");
+      refuse(412, "Geo location database is not initialized. Check the self-hosted Geo database "
+                  "documentation at https://docs.netbird.io/selfhosted/geo-support");
     decode::posture_ranges(in);
     core::change::save_posture_check c;
     c.c.id = id;
@@ -116,16 +109,16 @@ response posture_checks_api(const request& req, const std::string& id, const cor
     c.c.checks_json = core::posture_definition_json(in.checks);
     // Decided here as the actor will (no trip for a plain refusal), and again by the actor.
     if (auto bad = core::prepare_posture_change(a, c))
-      fail(bad->status, bad->message);
+      refuse(bad->status, bad->message);
     const auto out = commit(std::move(c));
     const auto* saved = find(*out.after, out.id);
     if (!saved)
-      fail(404, "posture checks: " + core::clip(out.id) + " not found");
-    return json_response(check_json(*saved));
+      refuse(404, "posture checks: " + core::clip(out.id) + " not found");
+    return json_reply(check_json(*saved));
   }
   if (method == "DELETE" && !id.empty()) {
     commit(core::change::delete_posture_check{id});
-    return json_response(json::object());
+    return json_reply(json::object());
   }
   return method_not_allowed();
 }
