@@ -125,6 +125,28 @@ std::optional<std::string> open_request(const grpc_deps& d, const EncryptedMessa
   return key;
 }
 
+// The auth-flow methods open their envelope as the others do, with NetBird's own wording of the
+// refusals (the method named when the key does not parse).
+template <class Msg>
+std::optional<std::string> open_flow_request(const grpc_deps& d, const EncryptedMessage& req,
+                                             Msg& msg, grpc::ServerUnaryReactor* r,
+                                             const char* method) {
+  auto key = envelope_key(req);
+  if (!key) {
+    r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                     "error while parsing peer's Wireguard public key " +
+                         client_prefix(req.wgpubkey()) + " on " + method + " request."));
+    return std::nullopt;
+  }
+  if (!open_envelope(req.body(), *key, d.server_private, msg)) {
+    r->Finish(Status(StatusCode::INVALID_ARGUMENT,
+                     "error while decrypting peer's message with Wireguard public key " +
+                         client_prefix(req.wgpubkey()) + "."));
+    return std::nullopt;
+  }
+  return key;
+}
+
 // ---- the service
 // ------------------------------------------------------------------------------------------
 
@@ -276,21 +298,10 @@ public:
                                                        const EncryptedMessage* req,
                                                        EncryptedMessage* resp) override {
     auto* r = ctx->DefaultReactor();
-    auto key = envelope_key(*req);
-    if (!key) {
-      r->Finish(
-          Status(StatusCode::INVALID_ARGUMENT, "error while parsing peer's Wireguard public key " +
-                                                   client_prefix(req->wgpubkey()) +
-                                                   " on GetDeviceAuthorizationFlow request."));
-      return r;
-    }
     management::DeviceAuthorizationFlowRequest in;
-    if (!open_envelope(req->body(), *key, d_.server_private, in)) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "error while decrypting peer's message with Wireguard public key " +
-                           client_prefix(req->wgpubkey()) + "."));
+    auto key = open_flow_request(d_, *req, in, r, "GetDeviceAuthorizationFlow");
+    if (!key)
       return r;
-    }
     const auto& flow = d_.cfg.device_auth_flow;
     if (!flow || flow->provider.empty() || flow->provider == "none") {
       r->Finish(
@@ -309,21 +320,10 @@ public:
                                                      const EncryptedMessage* req,
                                                      EncryptedMessage* resp) override {
     auto* r = ctx->DefaultReactor();
-    auto key = envelope_key(*req);
-    if (!key) {
-      r->Finish(
-          Status(StatusCode::INVALID_ARGUMENT, "error while parsing peer's Wireguard public key " +
-                                                   client_prefix(req->wgpubkey()) +
-                                                   " on GetPKCEAuthorizationFlow request."));
-      return r;
-    }
     management::PKCEAuthorizationFlowRequest in;
-    if (!open_envelope(req->body(), *key, d_.server_private, in)) {
-      r->Finish(Status(StatusCode::INVALID_ARGUMENT,
-                       "error while decrypting peer's message with Wireguard public key " +
-                           client_prefix(req->wgpubkey()) + "."));
+    auto key = open_flow_request(d_, *req, in, r, "GetPKCEAuthorizationFlow");
+    if (!key)
       return r;
-    }
     if (!d_.cfg.pkce_auth_flow) {
       r->Finish(Status(StatusCode::NOT_FOUND, "no pkce authorization flow information available"));
       return r;

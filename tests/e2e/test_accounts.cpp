@@ -107,6 +107,15 @@ std::map<std::string, long long> account_rows(const server& s, const std::string
   return out;
 }
 
+// PUT the account's settings: a login expiration of `expiration` s, user approval as `approval`
+// says, and `more` (further settings fields) beside them. Returns the answer.
+rest_reply put_settings(rest_client& owner, const std::string& account, bool approval,
+                        json more = json::object(), int expiration = 86400) {
+  more["peer_login_expiration"] = expiration;
+  more["extra"] = {{"user_approval_required", approval}};
+  return owner.put("/api/accounts/" + account, {{"settings", std::move(more)}});
+}
+
 } // namespace
 
 TEST_CASE("accounts: single-account mode, a new IdP user joins the one account as a user") {
@@ -114,12 +123,7 @@ TEST_CASE("accounts: single-account mode, a new IdP user joins the one account a
   server s(storage::engine::sqlite, idp.config("single"));
   rest_client owner{s.api_port, "Token " + s.pat};
   // NetBird's new accounts require user approval; this one does not.
-  REQUIRE(
-      owner
-          .put("/api/accounts/" + s.account, {{"settings",
-                                               {{"peer_login_expiration", 86400},
-                                                {"extra", {{"user_approval_required", false}}}}}})
-          .status == 200);
+  REQUIRE(put_settings(owner, s.account, false).status == 200);
   rest_client alice{s.api_port, idp.bearer("idp-alice", "alice@gmail.com")};
   rest_client bob{s.api_port, idp.bearer("idp-bob", "bob@elsewhere.example")};
 
@@ -152,12 +156,7 @@ TEST_CASE("accounts: single-account mode, a new IdP user joins the one account a
 
   // The account requires user approval: the next newcomer joins blocked, pending approval, and is
   // answered as NetBird's permissions manager answers.
-  REQUIRE(
-      owner
-          .put("/api/accounts/" + s.account, {{"settings",
-                                               {{"peer_login_expiration", 86400},
-                                                {"extra", {{"user_approval_required", true}}}}}})
-          .status == 200);
+  REQUIRE(put_settings(owner, s.account, true).status == 200);
   rest_client carol{s.api_port, idp.bearer("idp-carol", "carol@corp.example")};
   check_rest_error(carol.get("/api/users/current"), 403, "user is pending approval");
   CHECK(count_rows(s, "accounts") == 1);
@@ -610,15 +609,11 @@ TEST_CASE("accounts on PostgreSQL: a join, JWT groups, an approval and their eve
   test_idp idp;
   server s(storage::engine::postgres, idp.config("pg-accounts"));
   rest_client owner{s.api_port, "Token " + s.pat};
-  REQUIRE(
-      owner
-          .put("/api/accounts/" + s.account, {{"settings",
-                                               {{"peer_login_expiration", 86400},
-                                                {"groups_propagation_enabled", true},
-                                                {"jwt_groups_enabled", true},
-                                                {"jwt_groups_claim_name", "groups"},
-                                                {"extra", {{"user_approval_required", false}}}}}})
-          .status == 200);
+  REQUIRE(put_settings(owner, s.account, false,
+                       {{"groups_propagation_enabled", true},
+                        {"jwt_groups_enabled", true},
+                        {"jwt_groups_claim_name", "groups"}})
+              .status == 200);
   rest_client frank{s.api_port,
                     idp.bearer("idp-frank", "frank@corp.example", {{"groups", {"devs", "ops"}}})};
   auto me = frank.get("/api/users/current");
@@ -626,12 +621,7 @@ TEST_CASE("accounts on PostgreSQL: a join, JWT groups, an approval and their eve
   CHECK(me.body["role"] == "user");
   CHECK(me.body["auto_groups"].size() == 2);
   CHECK(count_rows(s, "accounts") == 1);
-  REQUIRE(
-      owner
-          .put("/api/accounts/" + s.account, {{"settings",
-                                               {{"peer_login_expiration", 86400},
-                                                {"extra", {{"user_approval_required", true}}}}}})
-          .status == 200);
+  REQUIRE(put_settings(owner, s.account, true).status == 200);
   rest_client carol{s.api_port, idp.bearer("idp-carol", "carol@corp.example")};
   check_rest_error(carol.get("/api/users/current"), 403, "user is pending approval");
   REQUIRE(owner.post("/api/users/idp-carol/approve", json::object()).status == 200);
@@ -648,12 +638,7 @@ TEST_CASE("accounts: the owner deletes the account: everything in it, its stream
   test_idp idp;
   server s(storage::engine::sqlite, with_encryption_key(idp.config("delete")));
   rest_client owner{s.api_port, "Token " + s.pat};
-  REQUIRE(
-      owner
-          .put("/api/accounts/" + s.account, {{"settings",
-                                               {{"peer_login_expiration", 86400},
-                                                {"extra", {{"user_approval_required", false}}}}}})
-          .status == 200);
+  REQUIRE(put_settings(owner, s.account, false).status == 200);
   // Something of every kind: a group, a policy, a route, nameservers, a setup key and a peer of
   // Alice (an IdP user who joined), a service user with a token.
   auto g = owner.post("/api/groups", {{"name", "devs"}});
