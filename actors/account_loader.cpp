@@ -165,7 +165,8 @@ bool recently_used(const core::personal_access_token& t) {
   return at && now_unix() - *at < 10.0;
 }
 
-// A REST read: a copy of the account with what changes without a serial read again.
+// A REST read: the account with what changes without a serial (users, tokens, setup keys; the
+// peers' status for /api/peers) read again.
 struct read_job : store_job {
   read_request req;
   account_ptr current;
@@ -175,9 +176,27 @@ struct read_job : store_job {
   void run(soci::session& sql, storage::engine kind) override {
     out = {};
     parts store(sql, kind);
-    auto acc = std::make_shared<core::account>(*current);
-    if (!refresh(store, *acc, req.peers ? unsigned{parts::part_peers} : 0u))
+    // What changes without a serial, read on its own: when the account holds it already (and the
+    // serial has not moved), the answer is the account as its actor holds it, not a copy.
+    const unsigned fresh_parts = parts::part_account | parts::part_principals |
+                                 (req.peers ? unsigned{parts::part_peers} : 0u);
+    core::account fresh;
+    fresh.id = current->id;
+    if (!store.load_parts(fresh, fresh_parts))
       return; // gone
+    account_ptr acc;
+    if (fresh.net.serial != current->net.serial) {
+      store.load_parts(fresh, parts::part_all); // another writer: everything as stored
+      acc = std::make_shared<core::account>(std::move(fresh));
+    } else if (storage::same_parts(fresh, *current, fresh_parts)) {
+      acc = current;
+    } else {
+      // The rest copied, what was read moved in.
+      auto copy = std::make_shared<core::account>(
+          storage::copy_parts(*current, parts::part_all & ~fresh_parts));
+      storage::take_parts(*copy, std::move(fresh), fresh_parts);
+      acc = std::move(copy);
+    }
     if (!req.token_hash.empty())
       for (const auto& t : acc->tokens)
         if (t.hashed_token == req.token_hash && usable(*acc, t) && !recently_used(t))

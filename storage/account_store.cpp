@@ -639,6 +639,66 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
   return true;
 }
 
+namespace {
+
+// Calls `f` with a pointer to each field of core::account in `parts`: every field belongs to the
+// part load_parts reads it in (a field added to core::account is added here too).
+template <class F>
+void each_field(unsigned parts, F&& f) {
+  using A = core::account;
+  if (parts & account_store::part_account) {
+    f(&A::id);
+    f(&A::created_by);
+    f(&A::domain);
+    f(&A::domain_category);
+    f(&A::created_at);
+    f(&A::is_domain_primary_account);
+    f(&A::net);
+    f(&A::dns_disabled_management_groups);
+    f(&A::settings);
+  }
+  if (parts & account_store::part_peers)
+    f(&A::peers);
+  if (parts & account_store::part_principals) {
+    f(&A::users);
+    f(&A::tokens);
+    f(&A::setup_keys);
+  }
+  if (parts & account_store::part_groups)
+    f(&A::groups);
+  if (parts & account_store::part_policies)
+    f(&A::policies);
+  if (parts & account_store::part_routes)
+    f(&A::routes);
+  if (parts & account_store::part_nameservers)
+    f(&A::nameserver_groups);
+  if (parts & account_store::part_posture)
+    f(&A::posture_checks);
+  if (parts & account_store::part_networks) {
+    f(&A::networks);
+    f(&A::network_resources);
+    f(&A::network_routers);
+  }
+}
+
+} // namespace
+
+core::account copy_parts(const core::account& a, unsigned parts) {
+  core::account out;
+  each_field(parts, [&](auto field) { out.*field = a.*field; });
+  return out;
+}
+
+void take_parts(core::account& dst, core::account&& src, unsigned parts) {
+  each_field(parts, [&](auto field) { dst.*field = std::move(src.*field); });
+}
+
+bool same_parts(const core::account& a, const core::account& b, unsigned parts) {
+  bool same = true;
+  each_field(parts, [&](auto field) { same = same && a.*field == b.*field; });
+  return same;
+}
+
 std::optional<core::peer> account_store::peer_by_key(const std::string& wg_key) {
   auto rows = select_rows(sql_, kind_, "peers", "\"key\" = :v", wg_key);
   if (rows.empty())

@@ -338,3 +338,50 @@ TEST_CASE("apply_commit: users, tokens, setup keys and JWT groups are read back,
     CHECK(mem == before);
   }
 }
+
+TEST_CASE("copy_parts, take_parts and same_parts cover every field of an account, part by part") {
+  for (const auto& opts : test::fresh_backends("account_parts")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    core::change::save_resource res;
+    core::network_def net;
+    net.name = "net";
+    res.r.network_id = w.both_ways(core::change::save_network{net});
+    res.r.name = "host";
+    res.address = "10.1.1.1";
+    res.groups = {"g1"};
+    w.both_ways(res);
+    core::change::dns_settings dns{{"g2"}};
+    w.both_ways(dns);
+    core::route rt;
+    rt.network = "10.10.0.0/16";
+    rt.network_type = 1;
+    rt.net_id = "office";
+    rt.peer = "p1";
+    rt.metric = 100;
+    rt.enabled = true;
+    rt.groups = {"g1"};
+    w.both_ways(core::change::save_route{rt});
+    core::nameserver_group ns;
+    ns.name = "primary";
+    ns.nameservers = {{"1.1.1.1", 1, 53}};
+    ns.groups = {"g3"};
+    ns.primary = true;
+    ns.enabled = true;
+    w.both_ways(core::change::save_nameservers{ns});
+    const auto a = w.load();
+    using parts = storage::account_store;
+    CHECK(storage::copy_parts(a, parts::part_all) == a);
+    CHECK(storage::copy_parts(a, 0) == core::account{});
+    for (unsigned p = 1; p < parts::part_all; p <<= 1) {
+      INFO("part " << p);
+      auto rest = storage::copy_parts(a, parts::part_all & ~p);
+      CHECK_FALSE(rest == a); // the part was left out (every part of `a` holds something)
+      CHECK(storage::same_parts(rest, a, parts::part_all & ~p));
+      CHECK_FALSE(storage::same_parts(rest, a, p));
+      storage::take_parts(rest, storage::copy_parts(a, p), p);
+      CHECK(rest == a);
+      CHECK(storage::same_parts(rest, a, parts::part_all));
+    }
+  }
+}
