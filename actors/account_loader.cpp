@@ -54,7 +54,9 @@ bool refresh(parts& store, core::account& acc, unsigned extra) {
 }
 
 // An admin change: decided on the account as its actor holds it (principals read again),
-// committed, and read back.
+// committed, and applied to a copy of it in memory (storage::apply_commit) when the commit's serial
+// is the next one; read back for the kinds it does not apply, or when another writer moved the
+// serial too.
 struct change_job : store_job {
   admin_change_ptr change;
   account_ptr before;
@@ -101,21 +103,15 @@ struct change_job : store_job {
           acc->settings.dns_domain.empty() ? dns_domain : acc->settings.dns_domain);
       return;
     }
-    try {
-      // What the commit wrote, read back; a peer's own change is applied in memory (no read of
-      // every peer of the account for one of them).
-      store.load_parts(*acc, (commit.parts | parts::part_account) & ~unsigned{parts::part_peers});
-      apply_peer_change(*acc);
-      // Users, tokens and setup keys move no serial, everything else moves it by one: a serial
-      // beyond that means another process changed the account meanwhile, and only a full read
-      // has its change too.
-      if (acc->net.serial != seen + (core::moves_serial(*change) ? 1u : 0u))
-        store.load_parts(*acc, parts::part_all);
-    } catch (const std::exception& e) {
-      // Committed, but not read back: the serial moved in the store, so the next read or poll of
-      // this account reads it again.
-      spdlog::warn("account {}: a change was committed but not read back: {}", before->id,
-                   e.what());
+    // Users, tokens and setup keys move no serial, everything else moves it by one: a serial
+    // beyond that means another process changed the account meanwhile, and only a full read has
+    // its change too.
+    const auto expected = seen + (core::moves_serial(*change) ? 1u : 0u);
+    if (expected != seen && commit.serial_after == expected &&
+        storage::apply_commit(*acc, *change, commit)) {
+      acc->net.serial = expected; // ours alone: nothing to read
+    } else {
+      read_back(store, *acc, commit, expected);
     }
     events = core::activity::events_of(*change, *before, *acc, out.id,
                                        acc->settings.dns_domain.empty() ? dns_domain
@@ -123,22 +119,21 @@ struct change_job : store_job {
     out.after = std::move(acc);
   }
 
-  void apply_peer_change(core::account& a) const {
-    if (const auto* upd = std::get_if<core::change::update_peer>(&change->what)) {
-      for (auto& p : a.peers)
-        if (p.id == upd->result.id) {
-          // The columns the update writes; the session status stays as the account holds it.
-          p.name = upd->result.name;
-          p.dns_label = upd->result.dns_label;
-          p.ssh_enabled = upd->result.ssh_enabled;
-          p.login_expiration_enabled = upd->result.login_expiration_enabled;
-          p.inactivity_expiration_enabled = upd->result.inactivity_expiration_enabled;
-          p.status.requires_approval = upd->result.status.requires_approval;
-        }
-    } else if (const auto* del = std::get_if<core::change::delete_peer>(&change->what)) {
-      a.peers.erase(std::remove_if(a.peers.begin(), a.peers.end(),
-                                   [&](const core::peer& p) { return p.id == del->id; }),
-                    a.peers.end());
+  // What the commit wrote, read back; a peer's own change is applied in memory (no read of every
+  // peer of the account for one of them).
+  void read_back(parts& store, core::account& acc, const storage::change_commit& commit,
+                 std::uint64_t expected) const {
+    try {
+      store.load_parts(acc, (commit.parts | parts::part_account) & ~unsigned{parts::part_peers});
+      if (commit.parts & parts::part_peers)
+        storage::apply_commit(acc, *change, commit); // the peer alone (its groups were read)
+      if (acc.net.serial != expected)
+        store.load_parts(acc, parts::part_all);
+    } catch (const std::exception& e) {
+      // Committed, but not read back: the serial moved in the store, so the next read or poll of
+      // this account reads it again.
+      spdlog::warn("account {}: a change was committed but not read back: {}", before->id,
+                   e.what());
     }
   }
 };
@@ -170,7 +165,8 @@ bool recently_used(const core::personal_access_token& t) {
   return at && now_unix() - *at < 10.0;
 }
 
-// A REST read: a copy of the account with what changes without a serial read again.
+// A REST read: the account with what changes without a serial (users, tokens, setup keys; the
+// peers' status for /api/peers) read again.
 struct read_job : store_job {
   read_request req;
   account_ptr current;
@@ -180,9 +176,27 @@ struct read_job : store_job {
   void run(soci::session& sql, storage::engine kind) override {
     out = {};
     parts store(sql, kind);
-    auto acc = std::make_shared<core::account>(*current);
-    if (!refresh(store, *acc, req.peers ? unsigned{parts::part_peers} : 0u))
+    // What changes without a serial, read on its own: when the account holds it already (and the
+    // serial has not moved), the answer is the account as its actor holds it, not a copy.
+    const unsigned fresh_parts = parts::part_account | parts::part_principals |
+                                 (req.peers ? unsigned{parts::part_peers} : 0u);
+    core::account fresh;
+    fresh.id = current->id;
+    if (!store.load_parts(fresh, fresh_parts))
       return; // gone
+    account_ptr acc;
+    if (fresh.net.serial != current->net.serial) {
+      store.load_parts(fresh, parts::part_all); // another writer: everything as stored
+      acc = std::make_shared<core::account>(std::move(fresh));
+    } else if (storage::same_parts(fresh, *current, fresh_parts)) {
+      acc = current;
+    } else {
+      // The rest copied, what was read moved in.
+      auto copy = std::make_shared<core::account>(
+          storage::copy_parts(*current, parts::part_all & ~fresh_parts));
+      storage::take_parts(*copy, std::move(fresh), fresh_parts);
+      acc = std::move(copy);
+    }
     if (!req.token_hash.empty())
       for (const auto& t : acc->tokens)
         if (t.hashed_token == req.token_hash && usable(*acc, t) && !recently_used(t))

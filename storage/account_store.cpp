@@ -349,6 +349,13 @@ bool affected(soci::statement& st) {
   return st.get_affected_rows() > 0;
 }
 
+// " ORDER BY <col>" in byte order on both engines: SQLite's default, PostgreSQL's "C" collation
+// whatever the database's is. A change applied in memory (storage/change_store: apply_commit) puts
+// its objects where a read puts them.
+std::string order_by(engine kind, const char* col) {
+  return std::string(" ORDER BY ") + col + (kind == engine::postgres ? " COLLATE \"C\"" : "");
+}
+
 } // namespace
 
 // ------------------------------------------------------------------------------------------------
@@ -409,14 +416,16 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
   }
   if (parts & part_peers) {
     a.peers.clear();
-    for (const auto& pr : select_rows(sql_, kind_, "peers", "account_id = :v ORDER BY id", id))
+    for (const auto& pr :
+         select_rows(sql_, kind_, "peers", "account_id = :v" + order_by(kind_, "id"), id))
       a.peers.push_back(to_peer(pr));
   }
   if (parts & part_principals) {
     a.users.clear();
     a.tokens.clear();
     a.setup_keys.clear();
-    for (const auto& ur : select_rows(sql_, kind_, "users", "account_id = :v ORDER BY id", id)) {
+    for (const auto& ur :
+         select_rows(sql_, kind_, "users", "account_id = :v" + order_by(kind_, "id"), id)) {
       core::user u;
       u.id = ur.str("id");
       u.account_id = ur.str("account_id");
@@ -434,9 +443,10 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
       u.email = ur.str("email");
       a.users.push_back(std::move(u));
     }
-    for (const auto& tr :
-         select_rows(sql_, kind_, "personal_access_tokens",
-                     "user_id IN (SELECT id FROM users WHERE account_id = :v) ORDER BY id", id)) {
+    for (const auto& tr : select_rows(sql_, kind_, "personal_access_tokens",
+                                      "user_id IN (SELECT id FROM users WHERE account_id = :v)" +
+                                          order_by(kind_, "id"),
+                                      id)) {
       core::personal_access_token t;
       t.id = tr.str("id");
       t.user_id = tr.str("user_id");
@@ -448,16 +458,18 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
       t.last_used = tr.time("last_used");
       a.tokens.push_back(std::move(t));
     }
-    for (const auto& kr : select_rows(sql_, kind_, "setup_keys", "account_id = :v ORDER BY id", id))
+    for (const auto& kr :
+         select_rows(sql_, kind_, "setup_keys", "account_id = :v" + order_by(kind_, "id"), id))
       a.setup_keys.push_back(to_setup_key(kr));
   }
   if (parts & part_groups) {
     a.groups.clear();
     std::map<std::string, std::vector<std::string>> members;
-    for (const auto& m :
-         select_rows(sql_, kind_, "group_peers", "account_id = :v ORDER BY peer_id", id))
+    for (const auto& m : select_rows(sql_, kind_, "group_peers",
+                                     "account_id = :v" + order_by(kind_, "peer_id"), id))
       members[m.str("group_id")].push_back(m.str("peer_id"));
-    for (const auto& gr : select_rows(sql_, kind_, "groups", "account_id = :v ORDER BY id", id)) {
+    for (const auto& gr :
+         select_rows(sql_, kind_, "groups", "account_id = :v" + order_by(kind_, "id"), id)) {
       core::group g;
       g.id = gr.str("id");
       g.account_id = gr.str("account_id");
@@ -476,7 +488,8 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
     std::map<std::string, std::vector<core::policy_rule>> rules;
     for (const auto& rr : select_rows(
              sql_, kind_, "policy_rules",
-             "policy_id IN (SELECT id FROM policies WHERE account_id = :v) ORDER BY id", id)) {
+             "policy_id IN (SELECT id FROM policies WHERE account_id = :v)" + order_by(kind_, "id"),
+             id)) {
       core::policy_rule x;
       x.id = rr.str("id");
       x.policy_id = rr.str("policy_id");
@@ -509,7 +522,8 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
       x.authorized_user = rr.str("authorized_user");
       rules[x.policy_id].push_back(std::move(x));
     }
-    for (const auto& pr : select_rows(sql_, kind_, "policies", "account_id = :v ORDER BY id", id)) {
+    for (const auto& pr :
+         select_rows(sql_, kind_, "policies", "account_id = :v" + order_by(kind_, "id"), id)) {
       core::policy p;
       p.id = pr.str("id");
       p.account_id = pr.str("account_id");
@@ -523,7 +537,8 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
   }
   if (parts & part_routes) {
     a.routes.clear();
-    for (const auto& rr : select_rows(sql_, kind_, "routes", "account_id = :v ORDER BY id", id)) {
+    for (const auto& rr :
+         select_rows(sql_, kind_, "routes", "account_id = :v" + order_by(kind_, "id"), id)) {
       core::route x;
       x.id = rr.str("id");
       x.account_id = rr.str("account_id");
@@ -546,8 +561,8 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
   }
   if (parts & part_nameservers) {
     a.nameserver_groups.clear();
-    for (const auto& nr :
-         select_rows(sql_, kind_, "name_server_groups", "account_id = :v ORDER BY id", id)) {
+    for (const auto& nr : select_rows(sql_, kind_, "name_server_groups",
+                                      "account_id = :v" + order_by(kind_, "id"), id)) {
       core::nameserver_group g;
       g.id = nr.str("id");
       g.account_id = nr.str("account_id");
@@ -569,7 +584,7 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
   if (parts & part_posture) {
     a.posture_checks.clear();
     for (const auto& cr :
-         select_rows(sql_, kind_, "posture_checks", "account_id = :v ORDER BY id", id))
+         select_rows(sql_, kind_, "posture_checks", "account_id = :v" + order_by(kind_, "id"), id))
       a.posture_checks.push_back({cr.str("id"), cr.str("account_id"), cr.str("name"),
                                   cr.str("description"), cr.str("checks")});
   }
@@ -577,11 +592,12 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
     a.networks.clear();
     a.network_resources.clear();
     a.network_routers.clear();
-    for (const auto& nr : select_rows(sql_, kind_, "networks", "account_id = :v ORDER BY id", id))
+    for (const auto& nr :
+         select_rows(sql_, kind_, "networks", "account_id = :v" + order_by(kind_, "id"), id))
       a.networks.push_back(
           {nr.str("id"), nr.str("account_id"), nr.str("name"), nr.str("description")});
-    for (const auto& rr :
-         select_rows(sql_, kind_, "network_resources", "account_id = :v ORDER BY id", id)) {
+    for (const auto& rr : select_rows(sql_, kind_, "network_resources",
+                                      "account_id = :v" + order_by(kind_, "id"), id)) {
       core::network_resource x;
       x.id = rr.str("id");
       x.network_id = rr.str("network_id");
@@ -606,8 +622,8 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
       x.enabled = !rr.at("enabled") || rr.boolean("enabled");
       a.network_resources.push_back(std::move(x));
     }
-    for (const auto& rr :
-         select_rows(sql_, kind_, "network_routers", "account_id = :v ORDER BY id", id)) {
+    for (const auto& rr : select_rows(sql_, kind_, "network_routers",
+                                      "account_id = :v" + order_by(kind_, "id"), id)) {
       core::network_router x;
       x.id = rr.str("id");
       x.network_id = rr.str("network_id");
@@ -621,6 +637,66 @@ bool account_store::load_parts(core::account& a, unsigned parts) {
     }
   }
   return true;
+}
+
+namespace {
+
+// Calls `f` with a pointer to each field of core::account in `parts`: every field belongs to the
+// part load_parts reads it in (a field added to core::account is added here too).
+template <class F>
+void each_field(unsigned parts, F&& f) {
+  using A = core::account;
+  if (parts & account_store::part_account) {
+    f(&A::id);
+    f(&A::created_by);
+    f(&A::domain);
+    f(&A::domain_category);
+    f(&A::created_at);
+    f(&A::is_domain_primary_account);
+    f(&A::net);
+    f(&A::dns_disabled_management_groups);
+    f(&A::settings);
+  }
+  if (parts & account_store::part_peers)
+    f(&A::peers);
+  if (parts & account_store::part_principals) {
+    f(&A::users);
+    f(&A::tokens);
+    f(&A::setup_keys);
+  }
+  if (parts & account_store::part_groups)
+    f(&A::groups);
+  if (parts & account_store::part_policies)
+    f(&A::policies);
+  if (parts & account_store::part_routes)
+    f(&A::routes);
+  if (parts & account_store::part_nameservers)
+    f(&A::nameserver_groups);
+  if (parts & account_store::part_posture)
+    f(&A::posture_checks);
+  if (parts & account_store::part_networks) {
+    f(&A::networks);
+    f(&A::network_resources);
+    f(&A::network_routers);
+  }
+}
+
+} // namespace
+
+core::account copy_parts(const core::account& a, unsigned parts) {
+  core::account out;
+  each_field(parts, [&](auto field) { out.*field = a.*field; });
+  return out;
+}
+
+void take_parts(core::account& dst, core::account&& src, unsigned parts) {
+  each_field(parts, [&](auto field) { dst.*field = std::move(src.*field); });
+}
+
+bool same_parts(const core::account& a, const core::account& b, unsigned parts) {
+  bool same = true;
+  each_field(parts, [&](auto field) { same = same && a.*field == b.*field; });
+  return same;
 }
 
 std::optional<core::peer> account_store::peer_by_key(const std::string& wg_key) {

@@ -111,6 +111,13 @@ private:
   engine kind_;
 };
 
+// The fields of `a` in the given parts (account_store::part bits), the others left empty.
+core::account copy_parts(const core::account& a, unsigned parts);
+// `dst`'s fields in the given parts replaced by `src`'s (moved out of it).
+void take_parts(core::account& dst, core::account&& src, unsigned parts);
+// Whether `a` and `b` hold the same in the given parts.
+bool same_parts(const core::account& a, const core::account& b, unsigned parts);
+
 // Reads cache each table's columns (per engine); ensure_schema calls this after it changed a
 // schema.
 void forget_catalog();

@@ -13,6 +13,7 @@
 
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <type_traits>
 
 namespace nbm::storage {
@@ -50,7 +51,11 @@ struct committer {
     return removed(cfg().delete_group(a.id, c.id).has_value(), parts::part_groups);
   }
   change_commit operator()(const core::change::save_policy& c) const {
-    return wrote(parts::part_policies, cfg().save_policy(c.p).id);
+    const auto p = config_store::as_saved(c.p); // the rules' ids are chosen here
+    auto out = wrote(parts::part_policies, cfg().save_policy(p).id);
+    for (const auto& x : p.rules)
+      out.rule_ids.push_back(x.id);
+    return out;
   }
   change_commit operator()(const core::change::delete_policy& c) const {
     return removed(cfg().delete_policy(a.id, c.id).has_value(), parts::part_policies);
@@ -170,7 +175,9 @@ struct committer {
       r.id = detail::or_new_id("");
       touched = core::regroup_resource(a, {r.id, r.type}, c.groups);
     }
-    return saved_as(nets().save_resource(r, touched), net_parts);
+    auto out = saved_as(nets().save_resource(r, touched), net_parts);
+    out.regrouped = std::move(touched);
+    return out;
   }
   change_commit operator()(const core::change::delete_resource& c) const {
     return removed(nets().delete_resource(a.id, c.id, c.touched), net_parts);
@@ -264,7 +271,193 @@ struct committer {
 
 change_commit commit_change(soci::session& sql, engine kind, const core::account& a,
                             const core::admin_change& c) {
-  return std::visit(committer{sql, kind, a, c.caller}, c.what);
+  auto out = std::visit(committer{sql, kind, a, c.caller}, c.what);
+  if (!out.found)
+    return out;
+  // Committed: a failure from here on leaves serial_after 0, and the caller reads back.
+  try {
+    long long serial = 0;
+    soci::indicator ind = soci::i_null;
+    sql << "SELECT network_serial FROM accounts WHERE id = :acc", soci::use(a.id, "acc"),
+        soci::into(serial, ind);
+    out.serial_after = sql.got_data() && ind == soci::i_ok ? static_cast<std::uint64_t>(serial) : 0;
+  } catch (const std::exception&) {
+    out.serial_after = 0;
+  }
+  return out;
+}
+
+namespace {
+
+// An object in a list load_parts reads in id order: the one of its id replaced, else inserted
+// before the first with a greater id (byte order, as the read's ORDER BY).
+template <class T>
+void put_by_id(std::vector<T>& v, T x) {
+  for (auto& y : v)
+    if (y.id == x.id) {
+      y = std::move(x);
+      return;
+    }
+  const auto pos = std::find_if(v.begin(), v.end(), [&](const T& y) { return x.id < y.id; });
+  v.insert(pos, std::move(x));
+}
+
+template <class T>
+void erase_by_id(std::vector<T>& v, const std::string& id) {
+  std::erase_if(v, [&](const T& y) { return y.id == id; });
+}
+
+struct applier {
+  core::account& a;
+  const change_commit& commit;
+
+  // The groups whose resources column a network change rewrote (write_group_resources).
+  void regroup(const std::vector<core::group>& touched) const {
+    for (const auto& t : touched)
+      for (auto& g : a.groups)
+        if (g.id == t.id && g.account_id == t.account_id)
+          g.resources = t.resources;
+  }
+
+  bool operator()(const core::change::save_group& c) const {
+    auto g = c.g;
+    g.id = commit.id;
+    // group_peers: one row per member (its key), read back in peer id order.
+    std::sort(g.peers.begin(), g.peers.end());
+    g.peers.erase(std::unique(g.peers.begin(), g.peers.end()), g.peers.end());
+    put_by_id(a.groups, std::move(g));
+    return true;
+  }
+  bool operator()(const core::change::delete_group& c) const {
+    erase_by_id(a.groups, c.id);
+    return true;
+  }
+  bool operator()(const core::change::save_policy& c) const {
+    if (commit.rule_ids.size() != c.p.rules.size())
+      return false;
+    auto p = c.p;
+    p.id = commit.id;
+    for (std::size_t i = 0; i < p.rules.size(); ++i) {
+      p.rules[i].id = commit.rule_ids[i];
+      p.rules[i].policy_id = p.id;
+    }
+    std::sort(p.rules.begin(), p.rules.end(),
+              [](const core::policy_rule& x, const core::policy_rule& y) { return x.id < y.id; });
+    put_by_id(a.policies, std::move(p));
+    return true;
+  }
+  bool operator()(const core::change::delete_policy& c) const {
+    erase_by_id(a.policies, c.id);
+    return true;
+  }
+  bool operator()(const core::change::save_route& c) const {
+    auto r = c.r;
+    r.id = commit.id;
+    put_by_id(a.routes, std::move(r));
+    return true;
+  }
+  bool operator()(const core::change::delete_route& c) const {
+    erase_by_id(a.routes, c.id);
+    return true;
+  }
+  bool operator()(const core::change::save_nameservers& c) const {
+    auto g = c.g;
+    g.id = commit.id;
+    put_by_id(a.nameserver_groups, std::move(g));
+    return true;
+  }
+  bool operator()(const core::change::delete_nameservers& c) const {
+    erase_by_id(a.nameserver_groups, c.id);
+    return true;
+  }
+  bool operator()(const core::change::dns_settings& c) const {
+    a.dns_disabled_management_groups = c.disabled_management_groups;
+    return true;
+  }
+  bool operator()(const core::change::settings& c) const {
+    a.settings = c.s; // update_settings writes every settings_* column
+    return true;
+  }
+  bool operator()(const core::change::update_peer& c) const {
+    for (auto& p : a.peers)
+      if (p.id == c.result.id) {
+        // The columns admin_store::update_peer writes; the session status stays as it is.
+        p.name = c.result.name;
+        p.dns_label = c.result.dns_label;
+        p.ssh_enabled = c.result.ssh_enabled;
+        p.login_expiration_enabled = c.result.login_expiration_enabled;
+        p.inactivity_expiration_enabled = c.result.inactivity_expiration_enabled;
+        p.status.requires_approval = c.result.status.requires_approval;
+      }
+    return true;
+  }
+  bool operator()(const core::change::delete_peer& c) const {
+    erase_by_id(a.peers, c.id);
+    for (auto& g : a.groups)
+      std::erase(g.peers, c.id);
+    return true;
+  }
+  bool operator()(const core::change::save_network& c) const {
+    auto n = c.n;
+    n.id = commit.id;
+    put_by_id(a.networks, std::move(n));
+    return true;
+  }
+  bool operator()(const core::change::delete_network& c) const {
+    erase_by_id(a.networks, c.id);
+    std::erase_if(a.network_resources,
+                  [&](const core::network_resource& r) { return r.network_id == c.id; });
+    std::erase_if(a.network_routers,
+                  [&](const core::network_router& r) { return r.network_id == c.id; });
+    regroup(c.touched);
+    return true;
+  }
+  bool operator()(const core::change::save_resource& c) const {
+    auto r = c.r;
+    r.id = commit.id;
+    put_by_id(a.network_resources, std::move(r));
+    regroup(commit.regrouped);
+    return true;
+  }
+  bool operator()(const core::change::delete_resource& c) const {
+    erase_by_id(a.network_resources, c.id);
+    regroup(c.touched);
+    return true;
+  }
+  bool operator()(const core::change::save_router& c) const {
+    auto r = c.r;
+    r.id = commit.id;
+    put_by_id(a.network_routers, std::move(r));
+    return true;
+  }
+  bool operator()(const core::change::delete_router& c) const {
+    erase_by_id(a.network_routers, c.id);
+    return true;
+  }
+  bool operator()(const core::change::save_posture_check& c) const {
+    auto pc = c.c;
+    pc.id = commit.id;
+    put_by_id(a.posture_checks, std::move(pc));
+    return true;
+  }
+  bool operator()(const core::change::delete_posture_check& c) const {
+    erase_by_id(a.posture_checks, c.id);
+    return true;
+  }
+  // Users, tokens and setup keys (times and keys made by the store), JWT groups (ids made in the
+  // transaction), a deleted account: read back.
+  template <class Other>
+  bool operator()(const Other&) const {
+    return false;
+  }
+};
+
+} // namespace
+
+bool apply_commit(core::account& a, const core::admin_change& c, const change_commit& commit) {
+  if (!commit.found)
+    return false;
+  return std::visit(applier{a, commit}, c.what);
 }
 
 } // namespace nbm::storage

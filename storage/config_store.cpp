@@ -144,7 +144,7 @@ std::optional<std::uint64_t> config_store::delete_group(const std::string& accou
                        [&] { delete_children(sql_, "group_peers", "group_id", group_id); });
 }
 
-saved config_store::save_policy(const core::policy& in) {
+core::policy config_store::as_saved(const core::policy& in) {
   core::policy p = in;
   p.id = detail::or_new_id(p.id);
   bool policy_id_taken = false;
@@ -157,6 +157,11 @@ saved config_store::save_policy(const core::policy& in) {
       policy_id_taken = true;
     }
   }
+  return p;
+}
+
+saved config_store::save_policy(const core::policy& in) {
+  const core::policy p = as_saved(in);
   return save_object(
       sql_, kind_, "policy", "policies", detail::policy_row(p), p.id, p.account_id, [&] {
         delete_children(sql_, "policy_rules", "policy_id", p.id);

@@ -52,6 +52,9 @@ public:
   // the policy's own id (what NetBird's API gives the rule of a one-rule policy), any further one
   // a fresh id. policy_id of every rule is the policy's id whatever the model says.
   saved save_policy(const core::policy& p);
+  // The policy as save_policy writes it: its id (a new one when empty), its rules' ids as above
+  // and their policy_id. Applied to a policy that has them all, it changes nothing.
+  static core::policy as_saved(const core::policy& p);
   std::optional<std::uint64_t> delete_policy(const std::string& account_id,
                                              const std::string& policy_id);
 

@@ -16,6 +16,7 @@
 
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -295,23 +296,39 @@ json group_minimums(const core::account& a, const std::vector<std::string>& ids)
   return out;
 }
 
-// Lookups over one loaded account, so lists stay linear in its size.
-struct account_index {
-  std::unordered_map<std::string_view, const core::peer*> peers;
-  std::unordered_map<std::string_view, std::vector<const core::group*>> groups_of;
+// Lookups over one loaded account, so lists stay linear in its size; each built on its first use
+// (most requests need neither: a change's checks, policies, routes).
+class account_index {
+public:
+  explicit account_index(const core::account& a) : a_(a) {}
 
-  explicit account_index(const core::account& a) {
-    peers.reserve(a.peers.size());
-    for (const auto& p : a.peers)
-      peers.emplace(p.id, &p);
-    for (const auto& g : a.groups)
-      for (const auto& pid : g.peers)
-        groups_of[pid].push_back(&g);
-  }
   const core::peer* peer(const std::string& id) const {
-    auto it = peers.find(id);
-    return it == peers.end() ? nullptr : it->second;
+    if (!peers_) {
+      peers_.emplace();
+      peers_->reserve(a_.peers.size());
+      for (const auto& p : a_.peers)
+        peers_->emplace(p.id, &p);
+    }
+    auto it = peers_->find(id);
+    return it == peers_->end() ? nullptr : it->second;
   }
+  // The groups peer `id` is in (null: none).
+  const std::vector<const core::group*>* groups_of(const std::string& id) const {
+    if (!groups_of_) {
+      groups_of_.emplace();
+      for (const auto& g : a_.groups)
+        for (const auto& pid : g.peers)
+          (*groups_of_)[pid].push_back(&g);
+    }
+    auto it = groups_of_->find(id);
+    return it == groups_of_->end() ? nullptr : &it->second;
+  }
+
+private:
+  const core::account& a_;
+  mutable std::optional<std::unordered_map<std::string_view, const core::peer*>> peers_;
+  mutable std::optional<std::unordered_map<std::string_view, std::vector<const core::group*>>>
+      groups_of_;
 };
 
 json group_json(const account_index& ix, const core::group& g) {
@@ -461,8 +478,8 @@ void write_peer(json_writer& w, const account_index& ix, const core::peer& p,
       .field("geoname_id", p.location.geo_name_id)
       .field("version", m.wt_version);
   w.key("groups").begin_array();
-  if (auto it = ix.groups_of.find(p.id); it != ix.groups_of.end())
-    for (const auto* g : it->second)
+  if (const auto* groups = ix.groups_of(p.id))
+    for (const auto* g : *groups)
       w.begin_object()
           .field("id", g->id)
           .field("name", g->name)

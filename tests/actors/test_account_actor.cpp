@@ -444,3 +444,51 @@ TEST_CASE("account actor: an admin change is decided on the account it holds, co
     CHECK_FALSE(w.accounts().peer_by_id(w.account, "p2"));
   }
 }
+
+TEST_CASE("account actor: a change applied in memory equals the store; one another writer's "
+          "commit joined is read back whole") {
+  // SQLite: a trigger stands in for another writer committing inside the change's transaction.
+  const auto opts = test::fresh_store(storage::engine::sqlite, "acct_apply");
+  world w(opts);
+  w.add_group("g1", {});
+  w.add_peer("p0", 10, {"g1"});
+  w.add_peer("p1", 11);
+  const auto owner = w.accounts().load_account(w.account)->users.at(0).id;
+  const auto change = [&](core::change_kind what) {
+    return std::make_shared<core::admin_change>(core::admin_change{owner, std::move(what)});
+  };
+  rig r(opts);
+  auto acc = r.account(w.account);
+  const auto serial0 = r.ask(acc, snapshot_atom::value, std::uint64_t{0})->net.serial;
+
+  // Ours alone: applied in memory, and what the store holds.
+  core::group g1;
+  g1.id = "g1";
+  g1.name = "first";
+  g1.peers = {"p1", "p0", "p1"};
+  auto applied = r.ask(acc, change_atom::value, change(core::change::save_group{g1}));
+  REQUIRE_FALSE(applied.refused);
+  REQUIRE(applied.after);
+  auto stored = *w.accounts().load_account(w.account);
+  CHECK(applied.after->net.serial == serial0 + 1);
+  CHECK(applied.after->net.serial == stored.net.serial);
+  CHECK(applied.after->groups == stored.groups);
+  CHECK(applied.after->policies == stored.policies);
+
+  // Another writer's group and serial bump land in the same commit: the serial after it is two
+  // ahead, so the actor gets the account as stored, the other group included.
+  *w.sql << "CREATE TRIGGER other_writer AFTER UPDATE ON groups WHEN NEW.id = 'g1' BEGIN "
+            "INSERT INTO groups (id, account_id, name, issued, resources) VALUES ('g-other', "
+            "NEW.account_id, 'other', 'api', '[]'); UPDATE accounts SET network_serial = "
+            "network_serial + 1 WHERE id = NEW.account_id; END";
+  g1.name = "renamed";
+  auto joined = r.ask(acc, change_atom::value, change(core::change::save_group{g1}));
+  REQUIRE_FALSE(joined.refused);
+  REQUIRE(joined.after);
+  stored = *w.accounts().load_account(w.account);
+  CHECK(stored.net.serial == serial0 + 3);
+  CHECK(joined.after->net.serial == stored.net.serial);
+  CHECK(joined.after->groups == stored.groups);
+  CHECK(std::any_of(joined.after->groups.begin(), joined.after->groups.end(),
+                    [](const core::group& x) { return x.id == "g-other"; }));
+}
