@@ -6,7 +6,7 @@ pkgs=(meson ninja-build pkg-config g++ python3
   libsoci-dev libboost-dev libpq-dev libsqlite3-dev sqlite3 postgresql
   libyaml-cpp-dev doctest-dev libsodium-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev prometheus-cpp-dev libmaxminddb-dev libcurl4-openssl-dev libssl-dev
-  libreadline-dev)
+  libreadline-dev libnghttp2-dev)
 # prometheus-cpp-dev: only its core library is linked (the metrics registry and text format);
 # /metrics is served by our own listener, not by its civetweb-based Exposer (no IPv6 in Debian's).
 # libreadline-dev: `netbird-mgmt inspect`'s console (line editing, history, completion). GNU

@@ -15,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build-san
 suites=(tests/core/test_core tests/crypto/test_crypto tests/config/test_config
-  tests/geo/test_geo tests/storage/test_storage)
-targets=(fuzz_envelope fuzz_config fuzz_first_bytes fuzz_rest_decode fuzz_posture)
+  tests/geo/test_geo tests/storage/test_storage tests/api/test_h2)
+targets=(fuzz_envelope fuzz_config fuzz_first_bytes fuzz_rest_decode fuzz_posture fuzz_h2)
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

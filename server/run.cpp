@@ -586,7 +586,7 @@ int run_management(const management_options& opts, config::management_config cfg
     // connections.
     const bool shared_port = opts.api_port == 0 || opts.api_port == opts.port;
     const int api_port = shared_port ? opts.port : opts.api_port;
-    api::grpc_server grpc(std::move(deps), std::string());
+    api::grpc_server grpc(std::move(deps));
     api::http::rest_deps rd;
     rd.facade = std::make_shared<actors::admin_facade>(sys, caf::actor_cast<caf::actor>(directory),
                                                        caf::actor_cast<caf::actor>(loader));

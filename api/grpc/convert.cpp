@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <optional>
-#include <cctype>
 
 namespace nbm::api {
 
@@ -34,7 +34,8 @@ void fill_host(management::HostConfig& out, const config::host& h) {
 
 } // namespace
 
-management::NetbirdConfig to_netbird_config(const config::management_config& cfg, std::int64_t now_unix) {
+management::NetbirdConfig to_netbird_config(const config::management_config& cfg,
+                                            std::int64_t now_unix) {
   management::NetbirdConfig nc;
   for (const auto& s : cfg.stuns)
     fill_host(*nc.add_stuns(), s);
@@ -43,8 +44,9 @@ management::NetbirdConfig to_netbird_config(const config::management_config& cfg
     std::optional<crypto::timed_token> creds;
     if (cfg.turn->time_based_credentials)
       creds = crypto::turn_credentials(
-        cfg.turn->secret,
-        now_unix + std::chrono::duration_cast<std::chrono::seconds>(cfg.turn->credentials_ttl).count());
+          cfg.turn->secret,
+          now_unix +
+              std::chrono::duration_cast<std::chrono::seconds>(cfg.turn->credentials_ttl).count());
     for (const auto& t : cfg.turn->turns) {
       auto* pt = nc.add_turns();
       fill_host(*pt->mutable_hostconfig(), t);
@@ -59,8 +61,9 @@ management::NetbirdConfig to_netbird_config(const config::management_config& cfg
     for (const auto& a : cfg.relay->addresses)
       relay->add_urls(a);
     auto token = crypto::relay_token(
-      cfg.relay->secret,
-      now_unix + std::chrono::duration_cast<std::chrono::seconds>(cfg.relay->credentials_ttl).count());
+        cfg.relay->secret,
+        now_unix +
+            std::chrono::duration_cast<std::chrono::seconds>(cfg.relay->credentials_ttl).count());
     relay->set_tokenpayload(token.payload);
     relay->set_tokensignature(token.signature);
   }

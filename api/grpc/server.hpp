@@ -1,4 +1,4 @@
-// The gRPC ManagementService on its listening port: envelope crypto, and hand-off to the actors.
+// NetBird's gRPC ManagementService: envelope crypto, and hand-off to the actors.
 #pragma once
 
 #include "actors/wire_facade.hpp"
@@ -23,19 +23,17 @@ struct grpc_deps {
 
 class grpc_server {
 public:
-  // Binds `address` ("0.0.0.0:33073", "127.0.0.1:0") and starts serving; throws std::runtime_error
-  // if the port cannot be bound. An empty address: no port of its own; connections arrive through
-  // adopt() (a listener shared with the HTTP API).
-  grpc_server(grpc_deps deps, const std::string& address);
+  // Serves NetBird's ManagementService over our own HTTP/2 transport (api/grpc/h2_server); it
+  // listens on no port: connections arrive through adopt() from the front doors.
+  explicit grpc_server(grpc_deps deps);
   ~grpc_server();
   grpc_server(const grpc_server&) = delete;
   grpc_server& operator=(const grpc_server&) = delete;
 
-  int port() const;
   // Serves an accepted connection (its HTTP/2 preface not yet read) from `remote_ip`; `remote` is
   // the same with its port, as the logs name the connection ("192.0.2.1:51820").
   void adopt(int fd, const std::string& remote_ip, const std::string& remote);
-  // Ends every stream and stops serving (waits at most a few seconds).
+  // Ends every stream and stops serving.
   void shutdown();
 
 private:

@@ -5,6 +5,7 @@
 #include "api/grpc/wire_map.hpp"
 #include "api/metrics/counters.hpp"
 #include "crypto/crypto.hpp"
+#include "management.pb.h"
 
 #include <spdlog/spdlog.h>
 
@@ -13,8 +14,6 @@
 
 namespace nbm::api {
 
-using grpc::Status;
-using grpc::StatusCode;
 using management::EncryptedMessage;
 
 namespace {
@@ -72,96 +71,21 @@ void encoder_pool::run() {
   }
 }
 
-// ---- the reactor
-// -----------------------------------------------------------------------------------------
-
-void sync_reactor::push(EncryptedMessage msg) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (finish_requested_)
-    return;
-  if (writing_) {
-    pending_ = std::move(msg); // the newest map replaces an older unsent one
-    return;
-  }
-  current_ = std::move(msg);
-  writing_ = true;
-  lk.unlock();
-  StartWrite(&current_);
-}
-
-void sync_reactor::finish(Status s) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (finish_requested_)
-    return;
-  finish_requested_ = true;
-  status_ = std::move(s);
-  if (writing_)
-    return; // OnWriteDone finishes
-  lk.unlock();
-  Finish(status_);
-}
-
-void sync_reactor::OnWriteDone(bool ok) {
-  std::unique_lock<std::mutex> lk(mu_);
-  writing_ = false;
-  // Written: the stream keeps no encoded map (a map of a 2,000-peer account is ~200 KB; the account
-  // actor's fingerprint decides whether the next one differs).
-  current_ = EncryptedMessage();
-  if (!ok) {
-    const bool first = !finish_requested_;
-    finish_requested_ = true;
-    lk.unlock();
-    if (first)
-      Finish(Status(StatusCode::INTERNAL, "failed sending update message"));
-    else
-      Finish(status_);
-    return;
-  }
-  if (pending_ && !finish_requested_) {
-    current_ = std::move(*pending_);
-    pending_.reset();
-    writing_ = true;
-    lk.unlock();
-    StartWrite(&current_);
-    return;
-  }
-  if (finish_requested_) {
-    lk.unlock();
-    Finish(status_);
-  }
-}
-
-void sync_reactor::OnCancel() {
-  finish(Status::CANCELLED);
-}
-
-void sync_reactor::OnDone() {
-  actors::sync_session_ptr session;
-  {
-    std::lock_guard<std::mutex> lk(st_->mu);
-    st_->reactor = nullptr;
-    session = std::move(st_->session);
-  }
-  // The session ends, fenced on its token (the facade orders it behind its connect).
-  st_->deps->door->stream_end(session);
-  delete this;
-}
-
 // ---- the sink
 // --------------------------------------------------------------------------------------------
 
 void sync_stream::close(const std::string& reason) {
   std::lock_guard<std::mutex> lk(mu);
   spdlog::debug("closing sync stream of session {}: {}", token, reason);
-  if (reactor)
-    reactor->finish(Status::OK); // NetBird ends a replaced stream cleanly; the client reconnects
+  if (call)
+    call->finish({}); // NetBird ends a replaced stream cleanly; the client reconnects
 }
 
 void sync_stream::deliver(actors::map_update_ptr update, bool initial) {
   // NetBird's SendUpdate: found (the stream is there), dropped (an unsent older map replaced).
   const auto began = actors::telemetry::now_ns();
   std::lock_guard<std::mutex> lk(mu);
-  if (!reactor) {
+  if (!call) {
     actors::telemetry::update_sent(actors::telemetry::us_since(began), false, false);
     return;
   }
@@ -177,7 +101,7 @@ void sync_stream::deliver(actors::map_update_ptr update, bool initial) {
 
 void sync_stream::encode_pending() {
   std::unique_lock<std::mutex> lk(mu);
-  while (pending && reactor) {
+  while (pending && call) {
     auto u = std::move(pending);
     const bool initial = std::exchange(pending_initial, false);
     lk.unlock();
@@ -197,8 +121,8 @@ void sync_stream::encode_pending() {
                     initial ? " (initial)" : "", token);
     }
     lk.lock();
-    if (reactor) {
-      reactor->push(std::move(env));
+    if (call) {
+      call->write(env.SerializeAsString());
       if (!first_map_sent) { // NetBird's sync duration: from the call to its first map
         first_map_sent = true;
         metrics::grpc_duration(
@@ -211,10 +135,10 @@ void sync_stream::encode_pending() {
   encoding = false;
 }
 
-void sync_stream::fail(Status s) {
+void sync_stream::fail(rpc_status s) {
   std::lock_guard<std::mutex> lk(mu);
-  if (reactor)
-    reactor->finish(std::move(s));
+  if (call)
+    call->finish(std::move(s));
 }
 
 } // namespace nbm::api

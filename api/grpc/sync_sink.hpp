@@ -1,16 +1,13 @@
-// The far end of a Sync stream: the session_sink the peer actor holds (sync_stream), the gRPC
-// write reactor that writes its messages (sync_reactor), and the encoder threads that turn a map
+// The far end of a Sync stream: the session_sink the peer actor holds (sync_stream), which writes
+// its messages to the stream's call (api/grpc/h2_server), and the encoder threads that turn a map
 // update into a sealed SyncResponse off the actors' threads (encoder_pool). The RPC orchestration
 // (which actors a Sync asks, in what order) lives in api/grpc/server.cpp.
 #pragma once
 
 #include "actors/session_sink.hpp"
 #include "actors/wire_facade.hpp"
+#include "api/grpc/h2_server.hpp"
 #include "api/grpc/server.hpp"
-#include "management.grpc.pb.h"
-
-#include <grpcpp/support/server_callback.h>
-#include <grpcpp/support/status.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -43,8 +40,6 @@ private:
   bool stop_ = false;
 };
 
-class sync_reactor;
-
 // What the peer actor holds: the stream of exactly one session token. Outlives the reactor.
 struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_stream> {
   const grpc_deps* deps = nullptr;
@@ -52,8 +47,8 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   std::string wg_key_b64, wg_key_raw;
   std::string box_key; // precomputed for this peer and the server key: one scalar mult per stream
   std::mutex mu;
-  sync_reactor* reactor = nullptr;  // null once gRPC is done with the stream
-  actors::sync_session_ptr session; // the facade's: ended when gRPC is done with the stream
+  std::shared_ptr<rpc_call> call;   // null once the stream ended
+  actors::sync_session_ptr session; // the facade's: ended when the stream ends
   core::session_token token = 0;
 
   std::string ip; // the stream's remote address
@@ -68,30 +63,7 @@ struct sync_stream : actors::session_sink, std::enable_shared_from_this<sync_str
   void deliver(actors::map_update_ptr update, bool initial) override;
   void encode_pending();
   std::string remote_ip() const override { return ip; }
-  void fail(grpc::Status s);
-};
-
-// gRPC's side of one Sync stream: one write in flight, the newest unsent message replaces an older
-// one. Deletes itself when gRPC is done with the stream (and tells the facade: the session ended).
-class sync_reactor final : public grpc::ServerWriteReactor<management::EncryptedMessage> {
-public:
-  explicit sync_reactor(std::shared_ptr<sync_stream> st) : st_(std::move(st)) {}
-
-  void push(management::EncryptedMessage msg);
-  void finish(grpc::Status s);
-
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
-  void OnDone() override;
-
-private:
-  std::shared_ptr<sync_stream> st_;
-  std::mutex mu_;
-  bool writing_ = false;
-  bool finish_requested_ = false;
-  grpc::Status status_;
-  management::EncryptedMessage current_;
-  std::optional<management::EncryptedMessage> pending_;
+  void fail(rpc_status s);
 };
 
 } // namespace nbm::api
