@@ -266,12 +266,15 @@ void schedule_flush(account_ptr_t self) {
 
 // ---- maps -----------------------------------------------------------------------------------
 // A fan-out computes every connected peer's map against one immutable view of the account (the
-// change: shared, never changed) and sends those whose fingerprint moved. Small ones run here; a
-// large one goes to the map workers in batches while the actor handles its other messages. One
-// fan-out is in flight per account: a change arriving meanwhile makes one more after it (against
-// the account as it is then), so a peer never gets an older map after a newer one. A session's
-// first map goes the same way (a cheap one at once, even beside a flight: the new session is in
-// none of the flight's batches).
+// change: shared, never changed) and sends those whose fingerprint moved, each as soon as it is
+// computed: a map of a large account with NetBird's default All policy is hundreds of KB, so a
+// fan-out never holds many at once. Small ones run here, one map computed and sent at a time; a
+// large one goes to the map workers a small batch at a time (at most their credit() batches out;
+// the next goes out once one came back and its maps were sent) while the actor handles its other
+// messages. One fan-out is in flight per account: a change arriving meanwhile makes one more
+// after it (against the account as it is then), so a peer never gets an older map after a newer
+// one. A session's first map goes the same way (a cheap one at once, even beside a flight: the
+// new session is in none of the flight's batches).
 
 // What `maps` maps of this account are expected to cost: as its last batches measured them, else a
 // guess from its size (tools/bench_netmap: about 10 us a map at 50 peers, 13 us at 5,000 peers in
@@ -287,34 +290,44 @@ bool cheap(const account_state& st, std::size_t maps) {
   return !st.workers || estimated_ns(st, maps) < st.workers->inline_ns();
 }
 
-// A computed batch's maps to the sessions they were computed for (a session that ended or was
-// superseded meanwhile gets nothing): a first map always, the others when their map changed.
-void deliver_maps(account_ptr_t self, map_batch& b) {
+// Maps in a batch handed to the workers: about map_workers::batch_ns of work, at most batch_max.
+std::size_t batch_size(const account_state& st) {
+  return static_cast<std::size_t>(std::clamp<std::int64_t>(
+      map_workers::batch_ns / std::max<std::int64_t>(1, estimated_ns(st, 1)), 1,
+      static_cast<std::int64_t>(st.workers->batch_max())));
+}
+
+// The estimate follows what a batch measured; a small batch weighs less.
+void learn_cost(account_state& st, const map_batch& b) {
+  if (b.computed == 0)
+    return;
+  const auto per = std::max<std::int64_t>(1, b.compute_ns / static_cast<std::int64_t>(b.computed));
+  const auto w = static_cast<std::int64_t>(std::min<std::size_t>(b.computed, 16));
+  st.ns_per_map = st.ns_per_map > 0 ? (st.ns_per_map * (16 - w) + per * w) / 16 : per;
+}
+
+// A computed map to the session it was computed for (a session that ended or was superseded
+// meanwhile gets nothing): a first map always, another when it changed. The item lets go of it.
+void deliver_map(account_ptr_t self, map_item& item) {
   auto& st = self->state;
-  if (!b.items.empty() && !b.failed) { // the estimate follows, a small batch weighs less
-    const auto per =
-        std::max<std::int64_t>(1, b.compute_ns / static_cast<std::int64_t>(b.items.size()));
-    const auto w = static_cast<std::int64_t>(std::min<std::size_t>(b.items.size(), 16));
-    st.ns_per_map = st.ns_per_map > 0 ? (st.ns_per_map * (16 - w) + per * w) / 16 : per;
-  }
-  for (auto& item : b.items) {
-    auto it = st.sessions.find(item.peer_id);
-    if (it == st.sessions.end() || it->second.token != item.token) {
-      ++st.maps_stale;
-      continue;
-    }
+  const bool held = item.update != nullptr;
+  auto it = st.sessions.find(item.peer_id);
+  if (it == st.sessions.end() || it->second.token != item.token) {
+    ++st.maps_stale;
+  } else if (item.failed) {
+    // logged; the next fan-out computes it again (a first map stays first)
+  } else if (!item.update) {
+    ++st.rec.maps_skipped;
+  } else {
     auto& s = it->second;
-    if (b.failed)
-      continue; // logged; the next fan-out computes it again (a first map stays first)
-    if (!item.update) {
-      ++st.rec.maps_skipped;
-      continue;
-    }
     s.fingerprint = item.fingerprint;
     s.first_sent = true;
     self->send(s.peer, map_atom::value, s.token, std::move(item.update), item.initial);
     ++st.rec.maps_sent;
   }
+  item.update.reset();
+  if (held)
+    st.held->sub(1);
 }
 
 // The inspector's and NetBird's view of a fan-out that ended.
@@ -327,15 +340,56 @@ void fanout_done(account_state& st, std::chrono::steady_clock::time_point starte
   st.last_fanout_maps = st.rec.maps_sent - sent_before;
 }
 
+void run_maps(account_ptr_t self);
+
+// Hands the flight's next batches to the workers, up to their credit (skipping sessions that
+// ended or were superseded since it began); the flight ends when every batch came back.
+void hand_out(account_ptr_t self) {
+  auto& st = self->state;
+  auto& fl = *st.mapping;
+  auto& todo = fl.todo->items;
+  const auto me = caf::actor_cast<account_actor>(self);
+  while (fl.out < st.workers->credit() && fl.next < todo.size()) {
+    auto part = std::make_shared<map_batch>();
+    part->change = fl.todo->change;
+    part->reason = fl.todo->reason;
+    part->flight = fl.id;
+    part->held = st.held;
+    const auto size = batch_size(st);
+    while (part->items.size() < size && fl.next < todo.size()) {
+      auto& item = todo[fl.next++];
+      if (auto it = st.sessions.find(item.peer_id);
+          it != st.sessions.end() && it->second.token == item.token)
+        part->items.push_back(std::move(item));
+    }
+    if (part->items.empty())
+      continue;
+    ++fl.out;
+    st.workers->post([part, me] {
+      part->compute();
+      caf::anon_send(me, mapped_atom::value, part);
+    });
+  }
+  if (fl.out > 0 || fl.next < todo.size())
+    return;
+  const auto done = std::move(*st.mapping);
+  st.mapping.reset();
+  if (done.full)
+    fanout_done(st, done.started, done.sent_before);
+  update_record(st);
+  run_maps(self); // what changed meanwhile, and the first maps of sessions that attached
+}
+
 // Computes maps against the account as it is now: every session's (`full`, a fan-out) or the first
-// maps of the sessions waiting for one. Here when cheap (or `offload` is false), else on the map
-// workers as this account's flight.
+// maps of the sessions waiting for one. Here when cheap (or `offload` is false), one computed and
+// sent at a time; else on the map workers as this account's flight.
 void compute_maps(account_ptr_t self, bool full, bool offload) {
   auto& st = self->state;
   const auto started = std::chrono::steady_clock::now();
   const auto sent_before = st.rec.maps_sent;
   auto b = std::make_shared<map_batch>();
   b->change = current_change(st);
+  b->held = st.held;
   if (full) {
     ++st.rec.changes;
     b->reason = st.reason.value_or(telemetry::reason{});
@@ -375,42 +429,29 @@ void compute_maps(account_ptr_t self, bool full, bool offload) {
   st.awaiting_first.clear();
   const auto n = b->items.size();
   if (n == 0 || !offload || cheap(st, n)) {
-    b->compute();
+    // Here: each map goes to its peer actor (which encodes and writes it) before the next is
+    // computed, so no more than one is held.
+    for (auto& item : b->items) {
+      b->compute(item);
+      deliver_map(self, item);
+    }
+    learn_cost(st, *b);
     ++st.batches_here;
-    deliver_maps(self, *b);
     if (full)
       fanout_done(st, started, sent_before);
     update_record(st);
     return;
   }
-  // Split over the workers, a batch each, when it is worth it (each at least a few handovers'
-  // worth of maps).
-  const auto per_batch = std::max<std::int64_t>(1, 4 * st.workers->inline_ns());
-  const auto parts = static_cast<std::size_t>(std::clamp<std::int64_t>(
-      estimated_ns(st, n) / per_batch, 1, std::max(1u, st.workers->threads())));
   map_flight fl;
   fl.id = ++st.flights;
-  fl.batches_left = parts;
+  fl.todo = std::move(b);
   fl.maps = n;
   fl.full = full;
   fl.started = started;
   fl.sent_before = sent_before;
-  st.mapping = fl;
-  const auto me = caf::actor_cast<account_actor>(self);
-  for (std::size_t p = 0; p < parts; ++p) {
-    auto part = std::make_shared<map_batch>();
-    part->change = b->change;
-    part->reason = b->reason;
-    part->flight = fl.id;
-    const auto from = n * p / parts, to = n * (p + 1) / parts;
-    part->items.assign(std::make_move_iterator(b->items.begin() + from),
-                       std::make_move_iterator(b->items.begin() + to));
-    st.workers->post([part, me] {
-      part->compute();
-      caf::anon_send(me, mapped_atom::value, part);
-    });
-  }
+  st.mapping = std::move(fl);
   update_record(st);
+  hand_out(self);
 }
 
 // Starts whatever maps wait, unless a flight is under way (then only first maps that are cheap).
@@ -889,6 +930,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                                           std::shared_ptr<map_workers> workers) {
   auto& st = self->state;
   st.workers = std::move(workers);
+  st.held = std::make_shared<maps_held>();
   st.dir = std::move(dir);
   st.cluster = std::move(cluster);
   st.rec.account_id = std::move(account_id);
@@ -1201,20 +1243,20 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       },
       [self](mapped_atom, map_batch_ptr& b) {
         auto& st = self->state;
-        if (!st.mapping || st.mapping->id != b->flight)
-          return; // not this actor's flight (cannot happen: one flight at a time)
-        ++st.batches_off;
-        deliver_maps(self, *b);
-        if (--st.mapping->batches_left > 0) {
-          update_record(st);
+        if (!st.mapping || st.mapping->id != b->flight) {
+          for (auto& item : b->items) // not this actor's flight (cannot happen: one at a time)
+            if (std::exchange(item.update, nullptr))
+              st.held->sub(1);
           return;
         }
-        const auto fl = *st.mapping;
-        st.mapping.reset();
-        if (fl.full)
-          fanout_done(st, fl.started, fl.sent_before);
+        ++st.batches_off;
+        learn_cost(st, *b);
+        for (auto& item : b->items)
+          deliver_map(self, item);
+        b.reset(); // its maps are with their peer actors: the next batch may be computed
+        --st.mapping->out;
+        hand_out(self);
         update_record(st);
-        run_maps(self); // what changed meanwhile, and the first maps of sessions that attached
       },
       [self](status_atom) {
         update_record(self->state);
@@ -1229,11 +1271,14 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         s.gauges["pending_changes"] =
             (st.working || st.flush_scheduled || st.fanout_wanted) ? 1 : 0;
         // Maps off the scheduler: the maps of the fan-out in flight, the sessions waiting for
-        // their first map, the last measured time per map; batches computed by the workers and
-        // here, and maps computed for sessions that ended or were superseded meanwhile.
+        // their first map, the last measured time per map, the maps computed and not yet sent to
+        // their peer actors (now and at most); batches computed by the workers and here, and
+        // maps computed for sessions that ended or were superseded meanwhile.
         s.gauges["maps_in_flight"] = st.mapping ? static_cast<std::int64_t>(st.mapping->maps) : 0;
         s.gauges["awaiting_first_map"] = static_cast<std::int64_t>(st.awaiting_first.size());
         s.gauges["ns_per_map"] = st.ns_per_map;
+        s.gauges["maps_held"] = st.held->now.load(std::memory_order_relaxed);
+        s.gauges["maps_held_peak"] = st.held->peak.load(std::memory_order_relaxed);
         s.counters["map_batches_offloaded"] = st.batches_off;
         s.counters["map_batches_inline"] = st.batches_here;
         s.counters["maps_stale"] = st.maps_stale;

@@ -24,6 +24,7 @@
 namespace nbm::actors {
 
 class map_workers; // actors/map_workers.hpp
+struct maps_held;  // actors/map_workers.hpp
 
 // A peer's session attached to the account actor (landed): maps go to its peer actor.
 struct attached_session {
@@ -33,12 +34,16 @@ struct attached_session {
   bool first_sent = false;       // its first (initial) map went out
 };
 
-// A fan-out whose maps the map workers compute: one at a time per account.
+// A fan-out (or a round of first maps) whose maps the map workers compute: one at a time per
+// account. Its sessions are handed out a batch at a time, at most the workers' credit() batches
+// out at once; the next goes out when one came back and its maps were sent.
 struct map_flight {
   std::uint64_t id = 0;
-  std::size_t batches_left = 0; // handed to the workers, not back yet
-  std::size_t maps = 0;         // sessions in its batches
-  bool full = false;            // every session (a change), not only first maps
+  map_batch_ptr todo;   // the view, the reason and every session's item (handed out up to `next`)
+  std::size_t next = 0; // the first item not handed out yet
+  std::size_t out = 0;  // batches handed to the workers, not back yet
+  std::size_t maps = 0; // sessions in it
+  bool full = false;    // every session (a change), not only first maps
   std::chrono::steady_clock::time_point started;
   std::uint64_t sent_before = 0; // maps_sent when it began
 };
@@ -99,9 +104,10 @@ struct account_state {
   bool fanout_wanted = false;
   std::unordered_set<std::string> awaiting_first; // peer ids
   std::int64_t ns_per_map = 0;                    // measured on the last batch (0: not yet)
-  std::uint64_t maps_stale = 0;   // computed for a session that ended or was superseded meanwhile
-  std::uint64_t batches_off = 0;  // batches the map workers computed
-  std::uint64_t batches_here = 0; // batches computed on the actor (small ones)
+  std::uint64_t maps_stale = 0;    // computed for a session that ended or was superseded meanwhile
+  std::uint64_t batches_off = 0;   // batches the map workers computed
+  std::uint64_t batches_here = 0;  // batches computed on the actor (small ones)
+  std::shared_ptr<maps_held> held; // maps computed, not yet sent to their peer actors
   static inline const char* name = "account_actor";
 };
 

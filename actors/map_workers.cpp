@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <utility>
 
 namespace nbm::actors {
 
@@ -18,36 +19,49 @@ std::size_t map_objects(const core::network_map& m) {
 
 } // namespace
 
-void map_batch::compute() {
+void maps_held::add(std::int64_t n) {
+  const auto v = now.fetch_add(n, std::memory_order_relaxed) + n;
+  auto p = peak.load(std::memory_order_relaxed);
+  while (v > p && !peak.compare_exchange_weak(p, v, std::memory_order_relaxed)) {
+  }
+}
+
+void map_batch::compute(map_item& item) {
   const auto began = telemetry::now_ns();
   try {
     const auto& view = *change->view;
-    for (auto& item : items) {
-      const auto map_began = telemetry::now_ns();
-      auto u = std::make_shared<map_update>();
-      u->change = change;
-      u->peer = item.peer;
-      u->map = view.map_for(item.peer);
-      const auto ms = telemetry::ms_since(map_began);
-      if (item.initial)
-        telemetry::network_map_built(ms, map_objects(u->map));
-      else
-        telemetry::network_map_computed(reason, ms, map_objects(u->map));
-      item.fingerprint = view.fingerprint(u->map);
-      if (item.initial || item.fingerprint != item.sent_fingerprint)
-        item.update = std::move(u);
+    auto u = std::make_shared<map_update>();
+    u->change = change;
+    u->peer = item.peer;
+    u->map = view.map_for(item.peer);
+    const auto ms = telemetry::ms_since(began);
+    if (item.initial)
+      telemetry::network_map_built(ms, map_objects(u->map));
+    else
+      telemetry::network_map_computed(reason, ms, map_objects(u->map));
+    item.fingerprint = view.fingerprint(u->map);
+    if (item.initial || item.fingerprint != item.sent_fingerprint) {
+      item.update = std::move(u);
+      if (held)
+        held->add(1);
     }
+    ++computed;
   } catch (const std::exception& e) {
-    spdlog::error("account {}: computing {} network map(s) failed: {}", change->view->acc().id,
-                  items.size(), e.what());
-    failed = true;
-    for (auto& item : items)
-      item.update.reset();
+    if (!std::exchange(logged_, true))
+      spdlog::error("account {}: computing the network map of peer {} failed: {}",
+                    change->view->acc().id, item.peer_id, e.what());
+    item.failed = true;
   }
-  compute_ns = telemetry::now_ns() - began;
+  compute_ns += telemetry::now_ns() - began;
 }
 
-map_workers::map_workers(unsigned threads, std::int64_t inline_ns) : inline_ns_(inline_ns) {
+void map_batch::compute() {
+  for (auto& item : items)
+    compute(item);
+}
+
+map_workers::map_workers(unsigned threads, std::int64_t inline_ns, std::size_t batch_max)
+    : inline_ns_(inline_ns), batch_max_(std::max<std::size_t>(1, batch_max)) {
   for (unsigned i = 0; i < threads; ++i)
     threads_.emplace_back([this] { run(); });
 }

@@ -3,8 +3,11 @@
 // held "in flight" for exactly as long as a test needs: a change during a fan-out in flight makes
 // exactly one more fan-out, with the newest map; a session superseded or ended while its map was
 // computed gets nothing; an unchanged map is not sent again; the account actor answers while maps
-// are computed. With real threads: the workers run jobs, stop() drops what waits and joins, and
-// rapid changes reach every stream in order, ending with the newest map.
+// are computed; a fan-out is handed out a batch at a time, the next computed only after the
+// previous one's maps went to their peers; without workers each map is sent before the next is
+// computed. With real threads: the workers run jobs, stop() drops what waits and joins, and rapid
+// changes reach every stream in order, ending with the newest map, with no more maps held at once
+// than the workers' credit allows.
 #include "actors/map_workers.hpp"
 #include "storage/admin_store.hpp"
 #include "tests/support/actor_rig.hpp"
@@ -111,17 +114,20 @@ struct world : test::account_world {
 };
 
 // The server's actors on the test coordinator, with map workers whose jobs wait for the test
-// (no thread; every batch goes to them: nothing is cheap enough to compute on the actor).
+// (no thread; every batch goes to them: nothing is cheap enough to compute on the actor), or
+// none (`workers` null: every map is computed on the account actor).
 struct map_rig {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
-  std::shared_ptr<map_workers> workers = std::make_shared<map_workers>(0, 0);
+  std::shared_ptr<map_workers> workers;
   status_writer writer;
   account_loader loader;
   peer_directory dir;
 
-  explicit map_rig(const storage::db_options& db) {
+  explicit map_rig(const storage::db_options& db,
+                   std::shared_ptr<map_workers> w = std::make_shared<map_workers>(0, 0))
+      : workers(std::move(w)) {
     cfg.set("scheduler.policy", caf::atom("testing"));
     sys = std::make_unique<caf::actor_system>(cfg);
     sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
@@ -146,7 +152,8 @@ struct map_rig {
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     sched->run();
-    workers->stop(); // batches still queued go (with their actor handles) before the system
+    if (workers)
+      workers->stop(); // batches still queued go (with their actor handles) before the system
     dir = peer_directory{};
     writer = status_writer{};
     loader = account_loader{};
@@ -180,6 +187,8 @@ struct map_rig {
   }
   // One round of the map workers: the batches queued now, their results handled.
   std::size_t compute() {
+    if (!workers)
+      return 0;
     const auto n = workers->run_queued();
     sched->run();
     return n;
@@ -368,6 +377,91 @@ TEST_CASE("map workers: an unchanged map is not sent again; a first map is sent 
   CHECK(after.maps_skipped == before.maps_skipped + 4);
 }
 
+TEST_CASE("map workers: a fan-out is computed a batch at a time; the next batch only after the "
+          "previous one's maps went to their peers") {
+  const auto opts = test::fresh_store(storage::engine::sqlite, "maps_batches");
+  world w(opts); // NetBird's default policy: every map changes with every new peer
+  const ids names{"pa", "pb", "pc", "pd", "pe"};
+  for (std::size_t i = 0; i < names.size(); ++i)
+    w.add_peer(names[i], static_cast<int>(1 + i));
+  map_rig r(opts, std::make_shared<map_workers>(0, 0, 2)); // batches of at most 2 maps
+  auto acc = r.account(w.account);
+  std::vector<std::shared_ptr<recording_sink>> sinks;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    sinks.push_back(std::make_shared<recording_sink>());
+    REQUIRE(r.connect(r.peer(w.account, names[i]), session_token(100 + i), sinks.back()));
+  }
+  r.settle();
+  const auto maps_delivered = [&] {
+    std::size_t n = 0;
+    for (const auto& s : sinks)
+      n += s->maps.size();
+    return n;
+  };
+  REQUIRE(maps_delivered() == names.size());
+  const auto batches_before = r.status(acc).counter("map_batches_offloaded");
+
+  // A change: five maps to compute, handed out two at a time.
+  auto pz = w.add_peer("pz", 9);
+  caf::anon_send(acc, added_atom::value, pz, std::vector<std::string>{w.all_group}, w.serial());
+  r.sched->run();
+  std::vector<std::size_t> batch_maps;
+  while (r.workers->queued() > 0) {
+    CHECK(r.workers->queued() == 1); // one batch out at a time (no thread: a credit of one)
+    const auto before = maps_delivered();
+    CHECK(r.workers->run_queued() == 1);
+    // Computed and handed back, not yet sent: nothing more is computed meanwhile.
+    CHECK(r.workers->queued() == 0);
+    CHECK(r.workers->run_queued() == 0);
+    CHECK(maps_delivered() == before);
+    r.sched->run(); // the actor sends the batch's maps, then hands out the next batch
+    batch_maps.push_back(maps_delivered() - before);
+  }
+  CHECK(batch_maps == std::vector<std::size_t>{2, 2, 1});
+  for (const auto& s : sinks) {
+    REQUIRE(s->maps.size() == 2);
+    CHECK_FALSE(s->maps.back().second);
+    const auto remote = s->remote_ids();
+    CHECK(std::count(remote.begin(), remote.end(), "pz") == 1);
+  }
+  const auto s = r.status(acc);
+  CHECK(s.counter("map_batches_offloaded") == batches_before + 3);
+  CHECK(s.gauge("maps_in_flight") == 0);
+  CHECK(s.gauge("maps_held") == 0);
+  CHECK(s.gauge("maps_held_peak") == 2); // never more than a batch computed and not yet sent
+  CHECK(s.gauge("last_fanout_maps") == 5);
+}
+
+TEST_CASE("map workers: without workers each map is sent before the next is computed") {
+  const auto opts = test::fresh_store(storage::engine::sqlite, "maps_inline");
+  world w(opts);
+  const ids names{"pa", "pb", "pc", "pd"};
+  for (std::size_t i = 0; i < names.size(); ++i)
+    w.add_peer(names[i], static_cast<int>(1 + i));
+  map_rig r(opts, nullptr);
+  auto acc = r.account(w.account);
+  std::vector<std::shared_ptr<recording_sink>> sinks;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    sinks.push_back(std::make_shared<recording_sink>());
+    REQUIRE(r.connect(r.peer(w.account, names[i]), session_token(100 + i), sinks.back()));
+    REQUIRE(sinks.back()->maps.size() == 1); // the first map at once, on the actor
+  }
+  auto pz = w.add_peer("pz", 9);
+  caf::anon_send(acc, added_atom::value, pz, std::vector<std::string>{w.all_group}, w.serial());
+  r.sched->run();
+  for (const auto& s : sinks) {
+    REQUIRE(s->maps.size() == 2);
+    const auto remote = s->remote_ids();
+    CHECK(std::count(remote.begin(), remote.end(), "pz") == 1);
+  }
+  const auto s = r.status(acc);
+  CHECK(s.gauge("last_fanout_maps") == 4);
+  CHECK(s.gauge("maps_held") == 0);
+  CHECK(s.gauge("maps_held_peak") == 1); // one map at a time, sent before the next
+  CHECK(s.counter("map_batches_offloaded") == 0);
+  CHECK(s.counter("map_batches_inline") >= 5);
+}
+
 TEST_CASE("map workers: jobs run on the workers' threads; stop() drops what waits and joins") {
   map_workers pool(2, 0);
   CHECK(pool.threads() == 2);
@@ -448,8 +542,9 @@ TEST_CASE("map workers: with real threads, rapid changes reach every stream in o
   };
 
   test::actor_rig base(opts);
-  // The rig's directory without workers; this one hands every batch to two threads.
-  auto workers = std::make_shared<map_workers>(2, 0);
+  // The rig's directory without workers; this one hands every batch to two threads, at most two
+  // maps a batch.
+  auto workers = std::make_shared<map_workers>(2, 0, 2);
   directory_config dc;
   dc.writer = base.writer;
   dc.loader = base.loader;
@@ -483,6 +578,10 @@ TEST_CASE("map workers: with real threads, rapid changes reach every stream in o
   }
   const auto st = base.ask(acc, status_atom::value);
   CHECK(st.counter("map_batches_offloaded") >= 2);
+  // Never more maps computed and not yet sent than a batch per thread.
+  CHECK(st.gauge("maps_held_peak") >= 1);
+  CHECK(st.gauge("maps_held_peak") <= 4);
+  CHECK(st.gauge("maps_held") == 0);
   caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
   workers->stop();
 }
