@@ -290,20 +290,29 @@ bool cheap(const account_state& st, std::size_t maps) {
   return !st.workers || estimated_ns(st, maps) < st.workers->inline_ns();
 }
 
-// Maps in a batch handed to the workers: about map_workers::batch_ns of work, at most batch_max.
+// Maps in a batch handed to the workers: at most batch_max, fewer for large maps (about
+// map_workers::batch_objects objects) or slow ones (about map_workers::batch_ns of work).
 std::size_t batch_size(const account_state& st) {
-  return static_cast<std::size_t>(std::clamp<std::int64_t>(
-      map_workers::batch_ns / std::max<std::int64_t>(1, estimated_ns(st, 1)), 1,
-      static_cast<std::int64_t>(st.workers->batch_max())));
+  auto n = static_cast<std::int64_t>(st.workers->batch_max());
+  n = std::min(n, map_workers::batch_ns / std::max<std::int64_t>(1, estimated_ns(st, 1)));
+  if (st.objects_per_map > 0)
+    n = std::min(n, static_cast<std::int64_t>(map_workers::batch_objects / st.objects_per_map));
+  return static_cast<std::size_t>(std::max<std::int64_t>(1, n));
 }
 
-// The estimate follows what a batch measured; a small batch weighs less.
+// The estimates follow what a batch measured; a small batch weighs less.
 void learn_cost(account_state& st, const map_batch& b) {
   if (b.computed == 0)
     return;
-  const auto per = std::max<std::int64_t>(1, b.compute_ns / static_cast<std::int64_t>(b.computed));
   const auto w = static_cast<std::int64_t>(std::min<std::size_t>(b.computed, 16));
-  st.ns_per_map = st.ns_per_map > 0 ? (st.ns_per_map * (16 - w) + per * w) / 16 : per;
+  const auto follow = [w](std::int64_t old, std::int64_t now) {
+    return old > 0 ? (old * (16 - w) + now * w) / 16 : now;
+  };
+  const auto n = static_cast<std::int64_t>(b.computed);
+  st.ns_per_map = follow(st.ns_per_map, std::max<std::int64_t>(1, b.compute_ns / n));
+  st.objects_per_map = static_cast<std::size_t>(
+      follow(static_cast<std::int64_t>(st.objects_per_map),
+             std::max<std::int64_t>(1, static_cast<std::int64_t>(b.objects) / n)));
 }
 
 // A computed map to the session it was computed for (a session that ended or was superseded
@@ -1277,6 +1286,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         s.gauges["maps_in_flight"] = st.mapping ? static_cast<std::int64_t>(st.mapping->maps) : 0;
         s.gauges["awaiting_first_map"] = static_cast<std::int64_t>(st.awaiting_first.size());
         s.gauges["ns_per_map"] = st.ns_per_map;
+        s.gauges["objects_per_map"] = static_cast<std::int64_t>(st.objects_per_map);
         s.gauges["maps_held"] = st.held->now.load(std::memory_order_relaxed);
         s.gauges["maps_held_peak"] = st.held->peak.load(std::memory_order_relaxed);
         s.counters["map_batches_offloaded"] = st.batches_off;

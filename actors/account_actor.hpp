@@ -103,7 +103,8 @@ struct account_state {
   std::uint64_t flights = 0;
   bool fanout_wanted = false;
   std::unordered_set<std::string> awaiting_first; // peer ids
-  std::int64_t ns_per_map = 0;                    // measured on the last batch (0: not yet)
+  std::int64_t ns_per_map = 0;                    // measured on the last batches (0: not yet)
+  std::size_t objects_per_map = 0;                // the same, NetBird's objects of a map
   std::uint64_t maps_stale = 0;    // computed for a session that ended or was superseded meanwhile
   std::uint64_t batches_off = 0;   // batches the map workers computed
   std::uint64_t batches_here = 0;  // batches computed on the actor (small ones)

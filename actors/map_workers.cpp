@@ -35,10 +35,12 @@ void map_batch::compute(map_item& item) {
     u->peer = item.peer;
     u->map = view.map_for(item.peer);
     const auto ms = telemetry::ms_since(began);
+    const auto objects = map_objects(u->map);
     if (item.initial)
-      telemetry::network_map_built(ms, map_objects(u->map));
+      telemetry::network_map_built(ms, objects);
     else
-      telemetry::network_map_computed(reason, ms, map_objects(u->map));
+      telemetry::network_map_computed(reason, ms, objects);
+    this->objects += objects;
     item.fingerprint = view.fingerprint(u->map);
     if (item.initial || item.fingerprint != item.sent_fingerprint) {
       item.update = std::move(u);

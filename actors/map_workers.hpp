@@ -57,6 +57,7 @@ struct map_batch {
   std::shared_ptr<maps_held> held; // may be null
   std::int64_t compute_ns = 0;     // how long its maps took to compute, so far
   std::size_t computed = 0;        // maps computed without failing, so far
+  std::size_t objects = 0;         // their objects (peers, rules, routes), NetBird's count
 
   // Computes `item`'s map and fingerprint and counts it (network_map_computed, or
   // network_map_built for an initial map); keeps the map when it is to be sent. A failure is
@@ -76,10 +77,13 @@ public:
   // A batch estimated to take less than this (maps times the account's measured time per map)
   // is computed on the account actor: handing it over would cost more than it saves.
   static constexpr std::int64_t default_inline_ns = 200'000;
-  // A fan-out is handed out in batches of about this much work (maps times the account's time per
-  // map), at most `batch_max` maps each; an account has at most credit() batches out at once.
-  static constexpr std::int64_t batch_ns = 2'000'000;
-  static constexpr std::size_t default_batch_max = 64;
+  // A fan-out is handed out in batches of at most `batch_max` maps, fewer when its maps are large
+  // (about batch_objects objects a batch: with NetBird's default All policy at 2,000 peers a map
+  // holds ~6,000 objects, ~700 KB) or slow (about batch_ns of work a batch). An account has at
+  // most credit() batches out at once.
+  static constexpr std::int64_t batch_ns = 20'000'000;
+  static constexpr std::size_t batch_objects = 32'768;
+  static constexpr std::size_t default_batch_max = 1024;
 
   // `threads` 0: no thread; posted jobs wait until run_queued() runs them (tests decide when).
   explicit map_workers(unsigned threads, std::int64_t inline_ns = default_inline_ns,
@@ -101,8 +105,9 @@ public:
   std::int64_t inline_ns() const { return inline_ns_; }
   std::size_t batch_max() const { return batch_max_; }
   // Batches one fan-out may have computed or computing and not yet handed back to its account
-  // actor: one per thread (at least one).
-  std::size_t credit() const { return std::max<std::size_t>(1, threads_.size()); }
+  // actor: two per thread (one computed while the other waits for the actor), one without
+  // threads (the test runs the queue).
+  std::size_t credit() const { return threads_.empty() ? 1 : 2 * threads_.size(); }
   std::size_t queued() const;
   std::uint64_t jobs_run() const { return jobs_run_.load(std::memory_order_relaxed); }
 
