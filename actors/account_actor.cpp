@@ -1,5 +1,7 @@
 #include "actors/account_actor.hpp"
 
+#include "actors/map_workers.hpp"
+
 #include "core/expiry.hpp"
 #include "core/posture.hpp"
 #include "core/registration.hpp"
@@ -95,12 +97,6 @@ telemetry::reason reason_of(const core::admin_change& c) {
           return {resource::user, operation::update};
       },
       c.what);
-}
-
-// NetBird's objects of a network map (its CountNetworkMapObjects).
-std::size_t map_objects(const core::network_map& m) {
-  return m.remote_peers.size() + m.offline_peers.size() + m.routes.size() +
-         m.firewall_rules.size() + m.route_firewall_rules.size();
 }
 
 // ---- account_actor ---------------------------------------------------------------------------
@@ -268,16 +264,231 @@ void schedule_flush(account_ptr_t self) {
   }
 }
 
+// ---- maps -----------------------------------------------------------------------------------
+// A fan-out computes every connected peer's map against one immutable view of the account (the
+// change: shared, never changed) and sends those whose fingerprint moved, each as soon as it is
+// computed: a map of a large account with NetBird's default All policy is hundreds of KB, so a
+// fan-out never holds many at once. Small ones run here, one map computed and sent at a time; a
+// large one goes to the map workers a small batch at a time (at most their credit() batches out;
+// the next goes out once one came back and its maps were sent) while the actor handles its other
+// messages. One fan-out is in flight per account: a change arriving meanwhile makes one more
+// after it (against the account as it is then), so a peer never gets an older map after a newer
+// one. A session's first map goes the same way (a cheap one at once, even beside a flight: the
+// new session is in none of the flight's batches).
+
+// What `maps` maps of this account are expected to cost: as its last batches measured them, else a
+// guess from its size (tools/bench_netmap: about 10 us a map at 50 peers, 13 us at 5,000 peers in
+// 200 groups, 100 us at 5,000 in 15; the guess errs high, towards the workers).
+std::int64_t estimated_ns(const account_state& st, std::size_t maps) {
+  const auto per = st.ns_per_map > 0
+                       ? st.ns_per_map
+                       : 2'000 + 50 * static_cast<std::int64_t>(current(st).peers.size());
+  return per * static_cast<std::int64_t>(maps);
+}
+
+bool cheap(const account_state& st, std::size_t maps) {
+  return !st.workers || estimated_ns(st, maps) < st.workers->inline_ns();
+}
+
+// Maps in a batch handed to the workers: at most batch_max, fewer for large maps (about
+// map_workers::batch_objects objects) or slow ones (about map_workers::batch_ns of work).
+std::size_t batch_size(const account_state& st) {
+  auto n = static_cast<std::int64_t>(st.workers->batch_max());
+  n = std::min(n, map_workers::batch_ns / std::max<std::int64_t>(1, estimated_ns(st, 1)));
+  if (st.objects_per_map > 0)
+    n = std::min(n, static_cast<std::int64_t>(map_workers::batch_objects / st.objects_per_map));
+  return static_cast<std::size_t>(std::max<std::int64_t>(1, n));
+}
+
+// The estimates follow what a batch measured; a small batch weighs less.
+void learn_cost(account_state& st, const map_batch& b) {
+  if (b.computed == 0)
+    return;
+  const auto w = static_cast<std::int64_t>(std::min<std::size_t>(b.computed, 16));
+  const auto follow = [w](std::int64_t old, std::int64_t now) {
+    return old > 0 ? (old * (16 - w) + now * w) / 16 : now;
+  };
+  const auto n = static_cast<std::int64_t>(b.computed);
+  st.ns_per_map = follow(st.ns_per_map, std::max<std::int64_t>(1, b.compute_ns / n));
+  st.objects_per_map = static_cast<std::size_t>(
+      follow(static_cast<std::int64_t>(st.objects_per_map),
+             std::max<std::int64_t>(1, static_cast<std::int64_t>(b.objects) / n)));
+}
+
+// A computed map to the session it was computed for (a session that ended or was superseded
+// meanwhile gets nothing): a first map always, another when it changed. The item lets go of it.
+void deliver_map(account_ptr_t self, map_item& item) {
+  auto& st = self->state;
+  const bool held = item.update != nullptr;
+  auto it = st.sessions.find(item.peer_id);
+  if (it == st.sessions.end() || it->second.token != item.token) {
+    ++st.maps_stale;
+  } else if (item.failed) {
+    // logged; the next fan-out computes it again (a first map stays first)
+  } else if (!item.update) {
+    ++st.rec.maps_skipped;
+  } else {
+    auto& s = it->second;
+    s.fingerprint = item.fingerprint;
+    s.first_sent = true;
+    self->send(s.peer, map_atom::value, s.token, std::move(item.update), item.initial);
+    ++st.rec.maps_sent;
+  }
+  item.update.reset();
+  if (held)
+    st.held->sub(1);
+}
+
+// The inspector's and NetBird's view of a fan-out that ended.
+void fanout_done(account_state& st, std::chrono::steady_clock::time_point started,
+                 std::uint64_t sent_before) {
+  st.last_fanout_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+  telemetry::peers_update_duration(static_cast<double>(st.last_fanout_us) / 1000.0);
+  st.last_fanout_maps = st.rec.maps_sent - sent_before;
+}
+
+void run_maps(account_ptr_t self);
+
+// Hands the flight's next batches to the workers, up to their credit (skipping sessions that
+// ended or were superseded since it began); the flight ends when every batch came back.
+void hand_out(account_ptr_t self) {
+  auto& st = self->state;
+  auto& fl = *st.mapping;
+  auto& todo = fl.todo->items;
+  const auto me = caf::actor_cast<account_actor>(self);
+  while (fl.out < st.workers->credit() && fl.next < todo.size()) {
+    auto part = std::make_shared<map_batch>();
+    part->change = fl.todo->change;
+    part->reason = fl.todo->reason;
+    part->flight = fl.id;
+    part->held = st.held;
+    const auto size = batch_size(st);
+    while (part->items.size() < size && fl.next < todo.size()) {
+      auto& item = todo[fl.next++];
+      if (auto it = st.sessions.find(item.peer_id);
+          it != st.sessions.end() && it->second.token == item.token)
+        part->items.push_back(std::move(item));
+    }
+    if (part->items.empty())
+      continue;
+    ++fl.out;
+    st.workers->post([part, me] {
+      part->compute();
+      caf::anon_send(me, mapped_atom::value, part);
+    });
+  }
+  if (fl.out > 0 || fl.next < todo.size())
+    return;
+  const auto done = std::move(*st.mapping);
+  st.mapping.reset();
+  if (done.full)
+    fanout_done(st, done.started, done.sent_before);
+  update_record(st);
+  run_maps(self); // what changed meanwhile, and the first maps of sessions that attached
+}
+
+// Computes maps against the account as it is now: every session's (`full`, a fan-out) or the first
+// maps of the sessions waiting for one. Here when cheap (or `offload` is false), one computed and
+// sent at a time; else on the map workers as this account's flight.
+void compute_maps(account_ptr_t self, bool full, bool offload) {
+  auto& st = self->state;
+  const auto started = std::chrono::steady_clock::now();
+  const auto sent_before = st.rec.maps_sent;
+  auto b = std::make_shared<map_batch>();
+  b->change = current_change(st);
+  b->held = st.held;
+  if (full) {
+    ++st.rec.changes;
+    b->reason = st.reason.value_or(telemetry::reason{});
+    st.reason.reset();
+  }
+  const auto& view = *b->change->view;
+  // A session whose peer is gone or whose login expired ends (false); the others get an item.
+  const auto consider = [&](const std::string& id, const attached_session& s) {
+    auto idx = view.peer_index(id);
+    if (!idx) { // the peer is gone: its stream ends
+      self->send(s.peer, close_atom::value, std::string("peer deleted"));
+      return false;
+    }
+    if (core::must_log_in_again(view.acc(), view.acc().peers[*idx], now_unix())) {
+      // Its login expired (marked by the expiry actor here or on another replica): the stream
+      // ends, and the next Sync is refused until the peer logs in again.
+      self->send(s.peer, close_atom::value, std::string("peer login expired"));
+      return false;
+    }
+    map_item item;
+    item.peer_id = id;
+    item.token = s.token;
+    item.peer = *idx;
+    item.initial = !s.first_sent;
+    item.sent_fingerprint = s.fingerprint;
+    b->items.push_back(std::move(item));
+    return true;
+  };
+  if (full) {
+    for (auto it = st.sessions.begin(); it != st.sessions.end();)
+      it = consider(it->first, it->second) ? std::next(it) : st.sessions.erase(it);
+  } else {
+    for (const auto& id : st.awaiting_first)
+      if (auto it = st.sessions.find(id); it != st.sessions.end() && !consider(id, it->second))
+        st.sessions.erase(it);
+  }
+  st.awaiting_first.clear();
+  const auto n = b->items.size();
+  if (n == 0 || !offload || cheap(st, n)) {
+    // Here: each map goes to its peer actor (which encodes and writes it) before the next is
+    // computed, so no more than one is held.
+    for (auto& item : b->items) {
+      b->compute(item);
+      deliver_map(self, item);
+    }
+    learn_cost(st, *b);
+    ++st.batches_here;
+    if (full)
+      fanout_done(st, started, sent_before);
+    update_record(st);
+    return;
+  }
+  map_flight fl;
+  fl.id = ++st.flights;
+  fl.todo = std::move(b);
+  fl.maps = n;
+  fl.full = full;
+  fl.started = started;
+  fl.sent_before = sent_before;
+  st.mapping = std::move(fl);
+  update_record(st);
+  hand_out(self);
+}
+
+// Starts whatever maps wait, unless a flight is under way (then only first maps that are cheap).
+void run_maps(account_ptr_t self) {
+  auto& st = self->state;
+  if (st.mapping) {
+    if (!st.awaiting_first.empty() && cheap(st, st.awaiting_first.size()))
+      compute_maps(self, false, false);
+    return;
+  }
+  if (st.fanout_wanted) {
+    st.fanout_wanted = false;
+    compute_maps(self, true, true);
+  } else if (!st.awaiting_first.empty()) {
+    compute_maps(self, false, true);
+  }
+}
+
 // Every connected peer whose map the changes altered gets its new map, once; the others nothing.
 void fan_out(account_ptr_t self) {
   auto& st = self->state;
-  ++st.rec.changes;
   // NetBird counts every update of an account's peers by its reason; a read of the account (no
   // change of ours) counts as account/reload.
   if (!st.reason)
     triggered(st, {});
-  const auto reason = *std::exchange(st.reason, std::nullopt);
   if (st.sessions.empty()) { // nobody to tell: commit the changes, index them when needed
+    ++st.rec.changes;
+    st.reason.reset();
     if (st.working) {
       st.acc = std::move(st.working);
       st.working.reset();
@@ -286,48 +497,8 @@ void fan_out(account_ptr_t self) {
     update_record(st);
     return;
   }
-  const auto started = std::chrono::steady_clock::now();
-  const auto sent_before = st.rec.maps_sent;
-  const auto ch = current_change(st);
-  const auto& view = *ch->view;
-  for (auto it = st.sessions.begin(); it != st.sessions.end();) {
-    auto& s = it->second;
-    auto idx = view.peer_index(it->first);
-    if (!idx) { // the peer is gone: its stream ends
-      self->send(s.peer, close_atom::value, std::string("peer deleted"));
-      it = st.sessions.erase(it);
-      continue;
-    }
-    if (core::must_log_in_again(view.acc(), view.acc().peers[*idx], now_unix())) {
-      // Its login expired (marked by the expiry actor here or on another replica): the stream
-      // ends, and the next Sync is refused until the peer logs in again.
-      self->send(s.peer, close_atom::value, std::string("peer login expired"));
-      it = st.sessions.erase(it);
-      continue;
-    }
-    const auto map_began = telemetry::now_ns();
-    auto m = view.map_for(*idx);
-    telemetry::network_map_computed(reason, telemetry::ms_since(map_began), map_objects(m));
-    const auto fp = view.fingerprint(m);
-    if (fp == s.fingerprint) {
-      ++st.rec.maps_skipped;
-    } else {
-      s.fingerprint = fp;
-      auto u = std::make_shared<map_update>();
-      u->change = ch;
-      u->peer = *idx;
-      u->map = std::move(m);
-      self->send(s.peer, map_atom::value, s.token, map_update_ptr(std::move(u)), false);
-      ++st.rec.maps_sent;
-    }
-    ++it;
-  }
-  st.last_fanout_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::steady_clock::now() - started)
-                          .count();
-  telemetry::peers_update_duration(static_cast<double>(st.last_fanout_us) / 1000.0);
-  st.last_fanout_maps = st.rec.maps_sent - sent_before;
-  update_record(st);
+  st.fanout_wanted = true;
+  run_maps(self);
 }
 
 // The account with every change applied so far (shared with whoever reads it: never changed).
@@ -348,6 +519,7 @@ void account_gone(account_ptr_t self) {
   for (auto& [id, s] : st.sessions)
     self->send(s.peer, close_atom::value, std::string("account deleted"));
   st.sessions.clear();
+  st.awaiting_first.clear();
   for (auto& r : st.registrations)
     r.rp.deliver(fail(not_found, "couldn't add peer: setup key is invalid"));
   st.registrations.clear();
@@ -670,6 +842,7 @@ void drop_peer(account_ptr_t self, const std::string& peer_id) {
   if (auto it = st.sessions.find(peer_id); it != st.sessions.end()) {
     self->send(it->second.peer, close_atom::value, std::string("peer deleted"));
     st.sessions.erase(it);
+    st.awaiting_first.erase(peer_id);
   }
   schedule_flush(self);
 }
@@ -762,8 +935,11 @@ void on_note(account_ptr_t self, core::account_note note) {
 
 account_actor::behavior_type account_impl(account_ptr_t self, std::string account_id,
                                           account_loader loader, core::map_context ctx,
-                                          peer_directory dir, cluster_actor cluster) {
+                                          peer_directory dir, cluster_actor cluster,
+                                          std::shared_ptr<map_workers> workers) {
   auto& st = self->state;
+  st.workers = std::move(workers);
+  st.held = std::make_shared<maps_held>();
   st.dir = std::move(dir);
   st.cluster = std::move(cluster);
   st.rec.account_id = std::move(account_id);
@@ -801,32 +977,33 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         auto idx = ch->view->peer_index(peer_id);
         if (!idx) {
           st.sessions.erase(peer_id);
+          st.awaiting_first.erase(peer_id);
           self->send(peer, close_atom::value, std::string("peer not found"));
           return;
         }
         if (core::must_log_in_again(ch->view->acc(), ch->view->acc().peers[*idx], now_unix())) {
           st.sessions.erase(peer_id);
+          st.awaiting_first.erase(peer_id);
           self->send(peer, close_atom::value, std::string("peer login expired"));
           return;
         }
         s.token = token;
         s.peer = std::move(peer);
-        auto u = std::make_shared<map_update>();
-        u->change = ch;
-        u->peer = *idx;
-        const auto map_began = telemetry::now_ns();
-        u->map = ch->view->map_for(*idx);
-        telemetry::network_map_built(telemetry::ms_since(map_began), map_objects(u->map));
-        s.fingerprint = ch->view->fingerprint(u->map);
-        self->send(s.peer, map_atom::value, token, map_update_ptr(std::move(u)), true);
-        ++st.rec.maps_sent;
+        s.fingerprint = 0;
+        s.first_sent = false;
+        // Its first map: at once when cheap, else by the map workers (batched with the other
+        // sessions waiting for theirs, behind the fan-out in flight).
+        st.awaiting_first.insert(peer_id);
+        run_maps(self);
         update_record(st);
       },
       [self](detach_atom, const std::string& peer_id, session_token token) {
         auto& st = self->state;
         auto it = st.sessions.find(peer_id);
-        if (it != st.sessions.end() && it->second.token == token)
+        if (it != st.sessions.end() && it->second.token == token) {
           st.sessions.erase(it);
+          st.awaiting_first.erase(peer_id);
+        }
         update_record(st);
       },
       [self](sync_atom, const std::string& peer_id, const sync_open& open,
@@ -1073,6 +1250,23 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         self->state.flush_scheduled = false;
         fan_out(self);
       },
+      [self](mapped_atom, map_batch_ptr& b) {
+        auto& st = self->state;
+        if (!st.mapping || st.mapping->id != b->flight) {
+          for (auto& item : b->items) // not this actor's flight (cannot happen: one at a time)
+            if (std::exchange(item.update, nullptr))
+              st.held->sub(1);
+          return;
+        }
+        ++st.batches_off;
+        learn_cost(st, *b);
+        for (auto& item : b->items)
+          deliver_map(self, item);
+        b.reset(); // its maps are with their peer actors: the next batch may be computed
+        --st.mapping->out;
+        hand_out(self);
+        update_record(st);
+      },
       [self](status_atom) {
         update_record(self->state);
         auto s = status_of(self, "account", self->state.rec.account_id);
@@ -1083,7 +1277,21 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         const auto& st = self->state;
         s.gauges["last_fanout_us"] = st.last_fanout_us;
         s.gauges["last_fanout_maps"] = static_cast<std::int64_t>(st.last_fanout_maps);
-        s.gauges["pending_changes"] = (st.working || st.flush_scheduled) ? 1 : 0;
+        s.gauges["pending_changes"] =
+            (st.working || st.flush_scheduled || st.fanout_wanted) ? 1 : 0;
+        // Maps off the scheduler: the maps of the fan-out in flight, the sessions waiting for
+        // their first map, the last measured time per map, the maps computed and not yet sent to
+        // their peer actors (now and at most); batches computed by the workers and here, and
+        // maps computed for sessions that ended or were superseded meanwhile.
+        s.gauges["maps_in_flight"] = st.mapping ? static_cast<std::int64_t>(st.mapping->maps) : 0;
+        s.gauges["awaiting_first_map"] = static_cast<std::int64_t>(st.awaiting_first.size());
+        s.gauges["ns_per_map"] = st.ns_per_map;
+        s.gauges["objects_per_map"] = static_cast<std::int64_t>(st.objects_per_map);
+        s.gauges["maps_held"] = st.held->now.load(std::memory_order_relaxed);
+        s.gauges["maps_held_peak"] = st.held->peak.load(std::memory_order_relaxed);
+        s.counters["map_batches_offloaded"] = st.batches_off;
+        s.counters["map_batches_inline"] = st.batches_here;
+        s.counters["maps_stale"] = st.maps_stale;
         s.gauges["pending_registrations"] = static_cast<std::int64_t>(st.registrations.size());
         s.gauges["pending_meta"] = static_cast<std::int64_t>(st.pending_meta.size());
         return s;
@@ -1095,9 +1303,9 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
 
 account_actor spawn_account_actor(caf::actor_system& sys, std::string account_id,
                                   account_loader loader, core::map_context maps, peer_directory dir,
-                                  cluster_actor cluster) {
+                                  cluster_actor cluster, std::shared_ptr<map_workers> workers) {
   return sys.spawn(account_impl, std::move(account_id), std::move(loader), std::move(maps),
-                   std::move(dir), std::move(cluster));
+                   std::move(dir), std::move(cluster), std::move(workers));
 }
 
 } // namespace nbm::actors

@@ -1,6 +1,7 @@
 #include "actors/directory.hpp"
 
 #include "actors/account_actor.hpp"
+#include "actors/map_workers.hpp"
 #include "actors/peer_actor.hpp"
 
 #include <caf/all.hpp>
@@ -56,7 +57,7 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
     if (it != st.accounts.end())
       return it->second;
     auto a = spawn_account_actor(self->system(), account_id, st.cfg.loader, st.cfg.maps,
-                                 peer_directory{self}, st.cfg.cluster);
+                                 peer_directory{self}, st.cfg.cluster, st.cfg.mappers);
     self->monitor(a);
     st.accounts.emplace(account_id, a);
     return a;
@@ -156,6 +157,12 @@ peer_directory::behavior_type directory_impl(peer_directory::stateful_pointer<di
         s.gauges["peer_actors"] = static_cast<std::int64_t>(self->state.peers.size());
         s.gauges["account_actors"] = static_cast<std::int64_t>(self->state.accounts.size());
         s.gauges["known_keys"] = static_cast<std::int64_t>(self->state.by_key.size());
+        // The map workers the account actors hand large fan-outs to (actors/map_workers).
+        if (const auto& w = self->state.cfg.mappers) {
+          s.gauges["map_workers"] = w->threads();
+          s.gauges["map_jobs_queued"] = static_cast<std::int64_t>(w->queued());
+          s.counters["map_jobs"] = w->jobs_run();
+        }
         return s;
       },
       [self, account_of](login_atom, login_request& req) -> caf::result<peer_view> {

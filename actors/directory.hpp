@@ -8,11 +8,14 @@
 
 #include <caf/fwd.hpp>
 
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
 
 namespace nbm::actors {
+
+class map_workers; // actors/map_workers.hpp
 
 struct directory_config {
   status_writer writer;
@@ -21,6 +24,8 @@ struct directory_config {
   core::map_context maps;    // the server-side inputs of maps (DNS domain)
   login_service login;       // store lookups of keys it does not know (invalid: refused)
   cluster_actor cluster;     // the other replicas (PostgreSQL; invalid: none)
+  // Compute large fan-outs' maps off the scheduler (null: the account actors compute them all).
+  std::shared_ptr<map_workers> mappers = nullptr;
 };
 
 // Its state (actors/directory.cpp has the behavior).

@@ -515,6 +515,8 @@ inspector_actor spawn_inspector(caf::actor_system& sys, inspector_config cfg) {
               out["pending_changes"] = a->gauge("pending_changes");
               out["pending_registrations"] = a->gauge("pending_registrations");
               out["pending_meta"] = a->gauge("pending_meta");
+              out["maps_in_flight"] = a->gauge("maps_in_flight");
+              out["awaiting_first_map"] = a->gauge("awaiting_first_map");
               out["mailbox"] = a->mailbox;
               out["counters"] = a->counters;
               out["missing"] = missing_json(r);

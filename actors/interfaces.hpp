@@ -74,6 +74,7 @@ using meta_atom = caf::atom_constant<caf::atom("meta")>;       // a peer's new m
 using reload_atom = caf::atom_constant<caf::atom("reload")>;   // account: read the account again
 using sync_atom = caf::atom_constant<caf::atom("sync")>;       // a Sync begins (its part of it)
 using flush_atom = caf::atom_constant<caf::atom("flush")>;     // account internal: run the fan-out
+using mapped_atom = caf::atom_constant<caf::atom("mapped")>;   // account: a map worker's batch
 using load_atom = caf::atom_constant<caf::atom("load")>;       // loader: read an account
 using tick_atom = caf::atom_constant<caf::atom("tick")>;       // expiry: run what is due
 using derive_atom = caf::atom_constant<caf::atom("derive")>;   // expiry: re-derive from the store
@@ -100,6 +101,10 @@ using traced_atom = caf::atom_constant<caf::atom("traced")>;
 
 // account_change, map_update and session_sink (what a Sync stream's far end sees) live in
 // actors/session_sink.hpp, a header without CAF: the transport includes only that one.
+
+// Maps of some of an account's sessions, computed off the scheduler (actors/map_workers.hpp).
+struct map_batch;
+using map_batch_ptr = std::shared_ptr<map_batch>;
 
 // --- message records
 // -------------------------------------------------------------------------------- A landed
@@ -513,9 +518,13 @@ using account_loader = caf::typed_actor<
 
 // One per account in use: owns the in-memory account, computes maps (core::account_view) and hands
 // each connected peer whose map a change altered its new map, once. Changes are applied after
-// they were committed to the store; several changes arriving together are fanned out once.
+// they were committed to the store; several changes arriving together are fanned out once. A
+// large fan-out's maps are computed by the map workers (actors/map_workers) while the actor goes
+// on with its messages; one fan-out is in flight at a time, changes arriving meanwhile are fanned
+// out once more after it.
 using account_actor = caf::typed_actor<
-    // A peer's session landed (committed): the peer actor's session `token` gets its first map.
+    // A peer's session landed (committed): the peer actor's session `token` gets its first map
+    // (computed at once when cheap, else by the map workers with the others waiting for theirs).
     caf::reacts_to<attach_atom, std::string, session_token, peer_actor>,
     // The session `token` of a peer ended.
     caf::reacts_to<detach_atom, std::string, session_token>,
@@ -563,11 +572,15 @@ using account_actor = caf::typed_actor<
     caf::replies_to<read_atom, read_request>::with<read_outcome>,
     // An admin change (REST): decided by core::prepare_change on the account the actor holds
     // (users, tokens and setup keys read again first), committed by its store worker in one
-    // transaction, then held and fanned out before the answer. Changes of one account run one at
-    // a time, in order with registrations and session attaches.
+    // transaction, then held and fanned out (a large fan-out's maps computed by the map workers
+    // after the answer). Changes of one account run one at a time, in order with registrations
+    // and session attaches.
     caf::replies_to<change_atom, admin_change_ptr>::with<change_outcome>,
     // Internal: run the fan-out of the changes applied so far.
     caf::reacts_to<flush_atom>,
+    // Internal: a batch of maps a map worker computed (one fan-out in flight at a time; sessions
+    // that ended or were superseded meanwhile get nothing).
+    caf::reacts_to<mapped_atom, map_batch_ptr>,
     // Another replica committed a write to this account: applied exactly (the parts and peers it
     // names, read again) when it is the one write since the serial held here, else the account is
     // read again; then fanned out.
@@ -727,3 +740,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::read_outcome)
 // the store job: its asker, then the worker, then its asker again).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::admin_change_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<nbm::actors::store_job>)
+// Handed back, never shared: a map worker's batch (computed, then the account actor's).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nbm::actors::map_batch_ptr)

@@ -7,6 +7,7 @@
 #include "actors/geo_actor.hpp"
 #include "actors/inspector.hpp"
 #include "actors/login_service.hpp"
+#include "actors/map_workers.hpp"
 #include "actors/observer_fanout.hpp"
 #include "actors/replica_actor.hpp"
 #include "actors/status_writer.hpp"
@@ -427,7 +428,16 @@ int run_management(const management_options& opts, config::management_config cfg
     // Store lookups of keys and setup keys the account actors do not hold (no directory needed:
     // the directory asks it).
     auto login = actors::spawn_login_service(sys, {db, opts.dns_domain});
+    // Large fan-outs' maps are computed by threads of their own, off CAF's scheduler threads
+    // (NBM_MAP_WORKERS; 0: on the account actors).
+    std::shared_ptr<actors::map_workers> mappers;
+    if (const auto n = actors::map_workers_from_env(); n > 0) {
+      mappers = std::make_shared<actors::map_workers>(n, actors::map_inline_ns_from_env());
+      spdlog::debug("{} map worker thread(s); batches under {} us are computed on the actors", n,
+                    mappers->inline_ns() / 1000);
+    }
     actors::directory_config dc;
+    dc.mappers = mappers;
     dc.login = login;
     dc.writer = writer;
     dc.observer = observers;
@@ -713,6 +723,12 @@ int run_management(const management_options& opts, config::management_config cfg
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
     step("actors told to stop");
+    // No map is computed any more: queued batches are dropped (with the actor handles they hold,
+    // while the actor system is up), the threads joined; an account actor still finishing hands
+    // its batches to nobody.
+    if (mappers)
+      mappers->stop();
+    step("map workers stopped");
     if (replicated) {
       // Resigned: a survivor ends at once whatever session of this replica is still recorded
       // (fenced: the ones whose disconnect landed are gone already).

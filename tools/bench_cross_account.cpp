@@ -5,12 +5,19 @@
 // Sync check of its account actor (sync_atom: what a Sync asks the account before its fence).
 // Both are measured first with A idle, then while A changes. Prints p50 / p99 / max per phase and
 // the delay (busy minus idle). Served as the server serves it (front door, facade, account
-// actors, loader with N store workers) over a SQLite file (PostgreSQL with --pg-dsn).
+// actors, loader with N store workers, map workers as NBM_MAP_WORKERS says) over a SQLite file
+// (PostgreSQL with --pg-dsn). With --sessions N, N of A's peers hold a session (a sink that
+// drops what it gets) before the phases, so each change of A computes N maps (its fan-out):
+// that work then competes with B for the actors' threads, and A's own Sync check (a peer of A
+// beginning a Sync while A changes) shows how long A's account actor is busy. --groups sets A's
+// groups (default one per 300 peers).
 //
-//   build/tools/bench_cross_account [--peers 30000] [--seconds 10] [--workers 4] [--pg-dsn DSN]
+//   build/tools/bench_cross_account [--peers 30000] [--groups G] [--sessions N] [--seconds 10]
+//                                   [--workers 4] [--pg-dsn DSN]
 #include "actors/account_actor.hpp"
 #include "actors/admin_facade.hpp"
 #include "actors/directory.hpp"
+#include "actors/map_workers.hpp"
 #include "actors/status_writer.hpp"
 #include "actors/store_worker.hpp"
 #include "api/http/rest.hpp"
@@ -27,8 +34,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -53,6 +62,29 @@ stats summarize(std::vector<double> ms) {
   s.max = ms.back();
   return s;
 }
+
+// The far end of A's streams: drops every map (the fan-out's cost here is computing the maps) and
+// counts the first ones, to be waited for.
+struct null_sinks {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::size_t first_maps = 0;
+  struct sink : actors::session_sink {
+    null_sinks* all = nullptr;
+    void close(const std::string&) override {}
+    void deliver(actors::map_update_ptr, bool initial) override {
+      if (!initial)
+        return;
+      std::lock_guard<std::mutex> lk(all->mu);
+      ++all->first_maps;
+      all->cv.notify_all();
+    }
+  };
+  void wait_for(std::size_t n) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return first_maps >= n; });
+  }
+};
 
 // Every id of a bench account prefixed (peers, groups, policies, rules, routes), so that two of
 // them fit in one store.
@@ -114,13 +146,17 @@ std::string with_owner(core::account& acc) {
 } // namespace
 
 int main(int argc, char** argv) {
-  int peers = 30000, seconds = 10;
+  int peers = 30000, seconds = 10, groups = 0, sessions = 0;
   std::size_t workers = 4;
   std::string pg_dsn;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--peers" && i + 1 < argc)
       peers = std::max(10, std::atoi(argv[++i]));
+    else if (a == "--groups" && i + 1 < argc)
+      groups = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--sessions" && i + 1 < argc)
+      sessions = std::max(0, std::atoi(argv[++i]));
     else if (a == "--seconds" && i + 1 < argc)
       seconds = std::max(1, std::atoi(argv[++i]));
     else if (a == "--workers" && i + 1 < argc)
@@ -128,7 +164,9 @@ int main(int argc, char** argv) {
     else if (a == "--pg-dsn" && i + 1 < argc)
       pg_dsn = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--peers N] [--seconds S] [--workers N] [--pg-dsn DSN]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--peers N] [--groups G] [--sessions N] [--seconds S] [--workers N] "
+                   "[--pg-dsn DSN]\n",
                    argv[0]);
       return 2;
     }
@@ -150,7 +188,8 @@ int main(int argc, char** argv) {
     sql << std::string("DELETE FROM ") + t;
 
   // A: the large account; B: a small one on another store worker (when there are several).
-  const int groups_a = std::max(1, peers / 300);
+  const int groups_a = groups > 0 ? groups : std::max(1, peers / 300);
+  sessions = std::min(sessions, peers);
   auto a = prefixed(bench::bench_account(peers, groups_a), "big", "a-");
   std::string b_id = "small";
   for (int i = 0; workers > 1 && actors::store_worker_index(b_id, workers) ==
@@ -178,7 +217,13 @@ int main(int argc, char** argv) {
   actors::directory_config dc;
   dc.writer = writer;
   dc.loader = loader;
+  // As the server: large fan-outs' maps on threads of their own (NBM_MAP_WORKERS; 0: none).
+  std::shared_ptr<actors::map_workers> mappers;
+  if (const auto n = actors::map_workers_from_env(); n > 0)
+    mappers = std::make_shared<actors::map_workers>(n, actors::map_inline_ns_from_env());
+  dc.mappers = mappers;
   auto directory = actors::spawn_peer_directory(sys, dc);
+  std::printf("map workers: %u\n", mappers ? mappers->threads() : 0u);
   int rc = 0;
   {
     api::http::rest_deps deps;
@@ -196,11 +241,16 @@ int main(int argc, char** argv) {
         .receive([&](actors::account_actor& x) { acc_b = x; }, [&](caf::error&) { std::exit(1); });
     const auto b_peer = b.peers.front().id;
 
-    // One round of B's requests: a REST read and the Sync check, each timed.
+    actors::account_actor acc_a;
+    self->request(directory, std::chrono::seconds(30), actors::find_account_atom::value, a.id)
+        .receive([&](actors::account_actor& x) { acc_a = x; }, [&](caf::error&) { std::exit(1); });
+    // One round of B's requests: a REST read and the Sync check, each timed; then A's own Sync
+    // check (a peer of A begins a Sync while A changes: its account actor answers).
     httplib::Client cli_b("127.0.0.1", http.port());
     cli_b.set_read_timeout(60);
     const httplib::Headers hb{{"Authorization", "Token " + pat_b}};
-    const auto probe = [&](std::vector<double>& rest_ms, std::vector<double>& sync_ms) {
+    const auto probe = [&](std::vector<double>& rest_ms, std::vector<double>& sync_ms,
+                           std::vector<double>& sync_a_ms) {
       auto s = clk::now();
       auto res = cli_b.Get("/api/groups", hb);
       rest_ms.push_back(std::chrono::duration<double, std::milli>(clk::now() - s).count());
@@ -213,11 +263,16 @@ int main(int argc, char** argv) {
                     actors::sync_open{}, actors::peer_actor{})
           .receive([](actors::sync_verdict&) {}, [](caf::error&) { std::exit(1); });
       sync_ms.push_back(std::chrono::duration<double, std::milli>(clk::now() - s).count());
+      s = clk::now();
+      self->request(acc_a, std::chrono::seconds(30), actors::sync_atom::value, a.peers.back().id,
+                    actors::sync_open{}, actors::peer_actor{})
+          .receive([](actors::sync_verdict&) {}, [](caf::error&) { std::exit(1); });
+      sync_a_ms.push_back(std::chrono::duration<double, std::milli>(clk::now() - s).count());
     };
     // Warm-up: both accounts loaded, B's token known.
-    std::vector<double> ignore_r, ignore_s;
+    std::vector<double> ignore_r, ignore_s, ignore_a;
     for (int i = 0; i < 5; ++i)
-      probe(ignore_r, ignore_s);
+      probe(ignore_r, ignore_s, ignore_a);
     httplib::Client cli_a("127.0.0.1", http.port());
     cli_a.set_read_timeout(120);
     const httplib::Headers ha{{"Authorization", "Token " + pat_a}};
@@ -235,9 +290,36 @@ int main(int argc, char** argv) {
       return std::chrono::duration<double, std::milli>(clk::now() - s).count();
     };
     put_a(0); // A loaded
+    // A's sessions: each connect lands (fenced write) and gets its first map.
+    null_sinks sinks;
+    if (sessions > 0) {
+      const auto began = clk::now();
+      for (int i = 0; i < sessions; ++i) {
+        actors::peer_actor p;
+        self->request(directory, std::chrono::seconds(30), actors::find_peer_atom::value, a.id,
+                      a.peers[static_cast<std::size_t>(i)].id)
+            .receive([&](actors::peer_actor& x) { p = x; }, [&](caf::error&) { std::exit(1); });
+        auto sk = std::make_shared<null_sinks::sink>();
+        sk->all = &sinks;
+        self->request(p, std::chrono::seconds(60), actors::connect_atom::value,
+                      core::session_token(1000 + i), actors::sink_ptr(sk))
+            .receive([](bool) {}, [&](caf::error&) { std::exit(1); });
+      }
+      sinks.wait_for(static_cast<std::size_t>(sessions)); // computed after the connects landed
+      std::printf("A: %d sessions connected with their first maps in %.1f s\n", sessions,
+                  std::chrono::duration<double>(clk::now() - began).count());
+    }
+    const auto status_a = [&] {
+      actors::actor_status st;
+      self->request(acc_a, std::chrono::seconds(30), actors::status_atom::value)
+          .receive([&](actors::actor_status& x) { st = std::move(x); },
+                   [&](caf::error&) { std::exit(1); });
+      return st;
+    };
+    const auto before_a = status_a();
 
     const auto run_phase = [&](bool busy) {
-      std::vector<double> rest_ms, sync_ms, change_ms;
+      std::vector<double> rest_ms, sync_ms, sync_a_ms, change_ms;
       std::atomic<bool> stop{false};
       std::thread changer;
       if (busy)
@@ -247,15 +329,16 @@ int main(int argc, char** argv) {
         });
       const auto until = clk::now() + std::chrono::seconds(seconds);
       while (clk::now() < until)
-        probe(rest_ms, sync_ms);
+        probe(rest_ms, sync_ms, sync_a_ms);
       stop = true;
       if (changer.joinable())
         changer.join();
-      return std::make_tuple(summarize(rest_ms), summarize(sync_ms), summarize(change_ms));
+      return std::make_tuple(summarize(rest_ms), summarize(sync_ms), summarize(sync_a_ms),
+                             summarize(change_ms));
     };
-    const auto [idle_rest, idle_sync, unused] = run_phase(false);
+    const auto [idle_rest, idle_sync, idle_sync_a, unused] = run_phase(false);
     (void)unused;
-    const auto [busy_rest, busy_sync, changes] = run_phase(true);
+    const auto [busy_rest, busy_sync, busy_sync_a, changes] = run_phase(true);
     const auto row = [](const char* what, const stats& s) {
       std::printf("  %-44s n=%6zu  p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms\n", what, s.n, s.p50,
                   s.p99, s.max);
@@ -264,7 +347,18 @@ int main(int argc, char** argv) {
     row("B: GET /api/groups, A changing", busy_rest);
     row("B: Sync check (account actor), A idle", idle_sync);
     row("B: Sync check (account actor), A changing", busy_sync);
-    row("A: PUT /api/groups/{id} (30k-peer account)", changes);
+    row("A: Sync check (account actor), A idle", idle_sync_a);
+    row("A: Sync check (account actor), A changing", busy_sync_a);
+    row("A: PUT /api/groups/{id}", changes);
+    const auto after_a = status_a();
+    std::printf(
+        "A: %lld fan-outs during the changes, %lld maps computed (%lld sent), last fan-out "
+        "%.1f ms\n",
+        static_cast<long long>(after_a.counter("changes") - before_a.counter("changes")),
+        static_cast<long long>(after_a.counter("maps_sent") + after_a.counter("maps_skipped") -
+                               before_a.counter("maps_sent") - before_a.counter("maps_skipped")),
+        static_cast<long long>(after_a.counter("maps_sent") - before_a.counter("maps_sent")),
+        static_cast<double>(after_a.gauge("last_fanout_us")) / 1000.0);
     std::printf("delay of B by A's changes: REST read p50 %+.2f ms, p99 %+.2f ms; Sync check p50 "
                 "%+.2f ms, p99 %+.2f ms (goal: at most 50 ms)\n",
                 busy_rest.p50 - idle_rest.p50, busy_rest.p99 - idle_rest.p99,
@@ -276,6 +370,8 @@ int main(int argc, char** argv) {
   caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+  if (mappers)
+    mappers->stop();
   std::filesystem::remove_all(dir);
   return rc;
 }

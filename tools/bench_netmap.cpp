@@ -21,6 +21,7 @@
 //                            [--shape plain|networks]
 #include "actors/account_actor.hpp"
 #include "actors/directory.hpp"
+#include "actors/map_workers.hpp"
 #include "actors/status_writer.hpp"
 #include "api/grpc/wire_map.hpp"
 #include "crypto/crypto.hpp"
@@ -202,7 +203,11 @@ sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int gro
   caf::actor_system sys{cfg};
   auto writer = actors::spawn_status_writer(sys, {db, 1, 1024});
   auto loader = actors::spawn_account_loader(sys, {db, std::chrono::milliseconds(0)});
-  auto dir = actors::spawn_peer_directory(sys, {writer, {}, loader, {}, {}, {}});
+  actors::directory_config dc{writer, {}, loader, {}, {}, {}};
+  // As the server: large fan-outs' maps on threads of their own (NBM_MAP_WORKERS; 0: none).
+  if (const auto n = actors::map_workers_from_env(); n > 0)
+    dc.mappers = std::make_shared<actors::map_workers>(n, actors::map_inline_ns_from_env());
+  auto dir = actors::spawn_peer_directory(sys, dc);
   const auto server = crypto::make_wg_key_pair();
   caf::scoped_actor self{sys};
   actors::peer_actor p;
@@ -236,6 +241,8 @@ sync_result sync_and_mark_peer(const storage::db_options& db, int peers, int gro
   caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+  if (dc.mappers)
+    dc.mappers->stop();
   return r;
 }
 
