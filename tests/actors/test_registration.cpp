@@ -345,6 +345,37 @@ TEST_CASE("deleted peer: its IP, label and key are free again at once, the direc
   }
 }
 
+TEST_CASE("renamed peer: its old DNS label is free again at once, its new one taken") {
+  for (const auto& opts : test::fresh_backends("rename_label")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    const auto owner = w.accounts().load_account(w.account)->users.at(0).id;
+    det_rig r(opts, w.account);
+    auto a = r.register_peer("wg-a", "alpha", w.key);
+    r.sched->run();
+    REQUIRE((*a)->code == 0);
+    const auto reloads = r.status().reloads;
+    core::change::update_peer rename;
+    rename.id = (*a)->peer.id;
+    rename.name = "omega";
+    auto out = r.ask<change_outcome>(change_atom::value, std::make_shared<core::admin_change>(
+                                                             core::admin_change{owner, rename}));
+    r.sched->run();
+    REQUIRE(out->has_value());
+    REQUIRE_FALSE((*out)->refused);
+    REQUIRE((*out)->after);
+    CHECK((*out)->after->find_peer((*a)->peer.id)->dns_label == "omega");
+    auto b = r.register_peer("wg-b", "alpha", w.key);
+    auto c = r.register_peer("wg-c", "omega", w.key);
+    r.sched->run();
+    REQUIRE((*b)->code == 0);
+    REQUIRE((*c)->code == 0);
+    CHECK((*b)->peer.dns_label == "alpha");   // freed by the rename
+    CHECK((*c)->peer.dns_label == "omega-1"); // the renamed peer holds it
+    CHECK(r.status().reloads == reloads);
+  }
+}
+
 TEST_CASE("registration: a peer another process inserted meanwhile is read, its label conflict "
           "retried, and the actor then holds both") {
   for (const auto& opts : test::fresh_backends("reg_other_writer")) {
