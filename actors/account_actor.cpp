@@ -160,8 +160,8 @@ void publish(const account_state& st, core::account_note n) {
   }
 }
 
-// After the account was read (or a peer removed): the indexes from scratch, plus the reservations
-// of registrations in flight.
+// After the account was read: the indexes from scratch, plus the reservations of registrations
+// in flight.
 void rebuild_indexes(account_state& st) {
   st.used_ips.clear();
   st.used_labels.clear();
@@ -188,6 +188,73 @@ void rebuild_indexes(account_state& st) {
     if (!st.id_by_key.count(key))
       u.removed.push_back(key);
   tell_directory(st, std::move(u));
+}
+
+// Whether a peer other than the one at `pos`, or a registration in flight, holds `value` in the
+// field `of` (a store from before the unique indexes may hold a duplicate): then it stays used.
+bool held_elsewhere(const account_state& st, const core::account& a, std::size_t pos,
+                    std::string core::peer::*of, const std::string& value) {
+  for (std::size_t i = 0; i < a.peers.size(); ++i)
+    if (i != pos && a.peers[i].*of == value)
+      return true;
+  if (st.flight)
+    for (const auto& r : st.flight->rows)
+      if (r.peer.*of == value)
+        return true;
+  return false;
+}
+
+// The peer at `pos` of `a` (the account the indexes describe) out of the indexes before it leaves
+// `a` (a deletion): its IP, label, key and position; the peers after it move one place up. The
+// indexes end as rebuild_indexes would leave them for `a` without it, and the directory forgets
+// exactly its key. Scans compare strings rather than hashing every peer again.
+void unindex_peer(account_state& st, const core::account& a, std::size_t pos) {
+  const auto& gone = a.peers[pos];
+  if (!held_elsewhere(st, a, pos, &core::peer::ip, gone.ip))
+    st.used_ips.erase(gone.ip);
+  if (!held_elsewhere(st, a, pos, &core::peer::dns_label, gone.dns_label))
+    st.used_labels.erase(gone.dns_label);
+  key_update u;
+  u.account_id = st.rec.account_id;
+  if (auto it = st.id_by_key.find(gone.key); it != st.id_by_key.end() && it->second == gone.id) {
+    st.id_by_key.erase(it);
+    u.removed.push_back(gone.key);
+  }
+  st.pos_by_id.erase(gone.id);
+  for (std::size_t i = pos + 1; i < a.peers.size(); ++i)
+    st.pos_by_id[a.peers[i].id] = i - 1;
+  tell_directory(st, std::move(u));
+}
+
+// After a committed change of one peer (`peer_id`) that moved the serial by one, `before` the
+// account the indexes describe and `after` the account the change left: the indexes brought up to
+// date in place when the peer was deleted (`after` holds the others in the same order) or kept its
+// place (a rename may have changed its label). False: they were not (rebuild them).
+bool reindex_peer_change(account_state& st, const core::account& before, const core::account& after,
+                         const std::string& peer_id) {
+  auto it = st.pos_by_id.find(peer_id);
+  if (it == st.pos_by_id.end() || it->second >= before.peers.size() ||
+      before.peers[it->second].id != peer_id)
+    return false;
+  const auto pos = it->second;
+  if (after.peers.size() + 1 == before.peers.size()) { // deleted
+    if (pos < after.peers.size() && after.peers[pos].id != before.peers[pos + 1].id)
+      return false;
+    unindex_peer(st, before, pos);
+    return true;
+  }
+  if (after.peers.size() != before.peers.size() || after.peers[pos].id != peer_id)
+    return false;
+  const auto& was = before.peers[pos];
+  const auto& now = after.peers[pos];
+  if (now.key != was.key || now.ip != was.ip)
+    return false;
+  if (now.dns_label != was.dns_label) {
+    if (!held_elsewhere(st, before, pos, &core::peer::dns_label, was.dns_label))
+      st.used_labels.erase(was.dns_label);
+    st.used_labels.insert(now.dns_label);
+  }
+  return true;
 }
 
 const core::peer* find_peer(const account_state& st, const std::string& id) {
@@ -833,10 +900,11 @@ sync_verdict sync_verdict_of(account_ptr_t self, const std::string& peer_id, con
 void drop_peer(account_ptr_t self, const std::string& peer_id) {
   auto& st = self->state;
   auto& a = mutable_account(st);
-  a.peers.erase(a.peers.begin() + static_cast<std::ptrdiff_t>(st.pos_by_id[peer_id]));
+  const auto pos = st.pos_by_id.at(peer_id); // the caller found it
+  unindex_peer(st, a, pos);
+  a.peers.erase(a.peers.begin() + static_cast<std::ptrdiff_t>(pos));
   for (auto& g : a.groups)
     g.peers.erase(std::remove(g.peers.begin(), g.peers.end(), peer_id), g.peers.end());
-  rebuild_indexes(st);
   triggered(st, {telemetry::resource::peer, telemetry::operation::del});
   st.pending_meta.erase(peer_id);
   if (auto it = st.sessions.find(peer_id); it != st.sessions.end()) {
@@ -1205,6 +1273,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
             .await(
                 [self, rp, before, note, deleting, why](change_outcome& out) mutable {
                   auto& st = self->state;
+                  const auto changed_peer = note.peers.size() == 1 ? note.peers.front() : "";
                   if (!out.refused && out.failure == store_failure::none)
                     triggered(st, why);
                   if (deleting && !out.refused && out.failure == store_failure::none) {
@@ -1233,7 +1302,13 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
                         !moved_by_more &&
                         !(out.parts & unsigned{storage::account_store::part_peers}) &&
                         out.after->peers.size() == before->peers.size();
-                    adopt(self, out.after, same_peers);
+                    // A peer's own change (deleted, updated) brings the indexes up to date in
+                    // place: no rebuild of every peer's entries for one of them.
+                    const bool reindexed =
+                        !same_peers && !moved_by_more && !changed_peer.empty() && !out.refused &&
+                        out.failure == store_failure::none &&
+                        reindex_peer_change(st, *before, *out.after, changed_peer);
+                    adopt(self, out.after, same_peers || reindexed);
                     if (moved_by_more) // someone else wrote in between: make sure we have it all
                       self->send(self, serial_atom::value, out.after->net.serial + 1);
                   }

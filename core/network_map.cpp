@@ -294,10 +294,18 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
   ix.rank.resize(n);
   for (std::uint32_t i = 0; i < n; ++i)
     ix.by_rank[i] = i;
-  std::sort(ix.by_rank.begin(), ix.by_rank.end(),
-            [&](auto x, auto y) { return a.peers[x].id < a.peers[y].id; });
+  // A read puts the peers in id order already (registrations since append theirs at the end).
+  const auto by_id = [&](auto x, auto y) { return a.peers[x].id < a.peers[y].id; };
+  if (!std::is_sorted(ix.by_rank.begin(), ix.by_rank.end(), by_id))
+    std::sort(ix.by_rank.begin(), ix.by_rank.end(), by_id);
   for (std::uint32_t r = 0; r < n; ++r)
     ix.rank[ix.by_rank[r]] = r;
+  // What an agent version allows, worked out once per distinct version (an account's peers run a
+  // few): the features, and whether it is 0.59.0 or newer (the DNS forwarder port).
+  struct version_facts {
+    bool dev = false, port_ranges = false, native_ssh = false, new_enough = false;
+  };
+  std::unordered_map<std::string_view, version_facts> versions;
   bool all_new_enough = n > 0;
   for (std::uint32_t i = 0; i < n; ++i) {
     const auto& p = a.peers[i];
@@ -306,13 +314,18 @@ account_view::account_view(std::shared_ptr<const account> acc, map_context ctx)
     ix.valid[i] = !p.status.requires_approval;
     ix.expired[i] = login_expired(a, p, now_unix);
     const auto& v = p.meta.wt_version;
-    const bool dev = is_development_version(v);
-    ix.feat[i] = {dev || meets_min_version("0.48.0", v), dev || meets_min_version("0.60.0", v),
-                  server_ssh_allowed(p.meta.flags_json)};
-    if (all_new_enough && !dev) {
-      auto have = parse_version("v" + v, true);
-      all_new_enough = have && have->key() >= version_number{0, 59, 0, false}.key();
+    auto [known, fresh] = versions.try_emplace(v);
+    auto& f = known->second;
+    if (fresh) {
+      f.dev = is_development_version(v);
+      f.port_ranges = f.dev || meets_min_version("0.48.0", v);
+      f.native_ssh = f.dev || meets_min_version("0.60.0", v);
+      const auto have = parse_version("v" + v, true);
+      f.new_enough = have && have->key() >= version_number{0, 59, 0, false}.key();
     }
+    ix.feat[i] = {f.port_ranges, f.native_ssh, server_ssh_allowed(p.meta.flags_json)};
+    if (!f.dev)
+      all_new_enough = all_new_enough && f.new_enough;
   }
   ix.forwarder_port = all_new_enough ? 22054 : 5353;
 

@@ -1,5 +1,6 @@
-// REST latency: GET /api/peers (and /api/groups, /api/policies) and a group update (PUT
-// /api/groups/{id}, a mutation through the account actor) over HTTP on 127.0.0.1 against an
+// REST latency: GET /api/peers (and /api/groups, /api/policies), a group update (PUT
+// /api/groups/{id}, a mutation through the account actor), a peer's rename (PUT /api/peers/{id})
+// and peers deleted (DELETE /api/peers/{id}) over HTTP on 127.0.0.1 against an
 // account of NetBird's benchmark shape in a real store (SQLite file; PostgreSQL with --pg-dsn),
 // authenticated with a PAT, served as the server serves it (account actors, loader, directory).
 // Prints p50 / p99 per size.
@@ -36,9 +37,12 @@ struct result {
   std::size_t bytes = 0;
 };
 
-// GET `path`, or PUT `body(i)` to it when `body` is given.
-result measure(int port, const std::string& pat, const std::string& path, int runs,
-               const std::function<std::string(int)>& body = {}) {
+enum class method { get, put, del };
+
+// GET `path(i)`, PUT `body(i)` to it, or DELETE it (`runs` + 2 requests, the first two for
+// warm-up).
+result measure(int port, const std::string& pat, const std::function<std::string(int)>& path,
+               int runs, method how, const std::function<std::string(int)>& body = {}) {
   httplib::Client cli("127.0.0.1", port);
   cli.set_read_timeout(60);
   httplib::Headers h{{"Authorization", "Token " + pat}};
@@ -46,10 +50,12 @@ result measure(int port, const std::string& pat, const std::string& path, int ru
   result r;
   for (int i = 0; i < runs + 2; ++i) {
     const auto t0 = clk::now();
-    auto res = body ? cli.Put(path, h, body(i), "application/json") : cli.Get(path, h);
+    auto res = how == method::put   ? cli.Put(path(i), h, body(i), "application/json")
+               : how == method::del ? cli.Delete(path(i), h)
+                                    : cli.Get(path(i), h);
     const double d = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
     if (!res || res->status != 200) {
-      std::fprintf(stderr, "GET %s failed: %d\n", path.c_str(), res ? res->status : -1);
+      std::fprintf(stderr, "%s failed: %d\n", path(i).c_str(), res ? res->status : -1);
       std::exit(1);
     }
     r.bytes = res->body.size();
@@ -136,14 +142,38 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
         };
         for (const char* path : {"/api/peers", "/api/groups", "/api/policies"})
-          print(std::string("GET ") + path, measure(http.port(), pat.plain, path, runs));
+          print(std::string("GET ") + path,
+                measure(
+                    http.port(), pat.plain, [&](int) { return std::string(path); }, runs,
+                    method::get));
         // A rename of a group with its members: validated, written and read back in the actor.
         const auto& g = acc.groups.at(1);
         print("PUT /api/groups/{id}",
-              measure(http.port(), pat.plain, "/api/groups/" + g.id, runs, [&](int i) {
-                return nlohmann::json{{"name", "bench-" + std::to_string(i)}, {"peers", g.peers}}
-                    .dump();
-              }));
+              measure(
+                  http.port(), pat.plain, [&](int) { return "/api/groups/" + g.id; }, runs,
+                  method::put,
+                  [&](int i) {
+                    return nlohmann::json{{"name", "bench-" + std::to_string(i)},
+                                          {"peers", g.peers}}
+                        .dump();
+                  }));
+        // A peer renamed (its DNS label follows), then peers deleted: a different peer each time,
+        // from the front of the account's peers (every later peer moves up one place).
+        print("PUT /api/peers/{id}",
+              measure(
+                  http.port(), pat.plain, [&](int i) { return "/api/peers/" + acc.peers.at(i).id; },
+                  runs, method::put,
+                  [&](int i) {
+                    return nlohmann::json{{"name", "renamed-" + std::to_string(i)},
+                                          {"ssh_enabled", false},
+                                          {"login_expiration_enabled", false},
+                                          {"inactivity_expiration_enabled", false}}
+                        .dump();
+                  }));
+        print("DELETE /api/peers/{id}",
+              measure(
+                  http.port(), pat.plain, [&](int i) { return "/api/peers/" + acc.peers.at(i).id; },
+                  runs, method::del));
         http.stop();
       }
       caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);

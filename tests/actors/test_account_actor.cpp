@@ -5,6 +5,7 @@
 #include "storage/config_store.hpp"
 #include "tests/support/actor_rig.hpp"
 #include "tests/support/test_db.hpp"
+#include "tests/support/wait.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
@@ -12,25 +13,30 @@
 
 #include <algorithm>
 #include <mutex>
-#include <thread>
 
 using namespace nbm;
 using namespace nbm::actors;
 
 namespace {
 
-// Records every map it is handed.
+// Records every map it is handed (and wakes NBM_WAIT_UNTIL).
 struct map_sink : session_sink {
   std::mutex mu;
   std::vector<std::pair<map_update_ptr, bool>> maps;
   int closes = 0;
   void close(const std::string&) override {
-    std::lock_guard<std::mutex> lk(mu);
-    ++closes;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      ++closes;
+    }
+    test::changed();
   }
   void deliver(map_update_ptr u, bool initial) override {
-    std::lock_guard<std::mutex> lk(mu);
-    maps.emplace_back(std::move(u), initial);
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      maps.emplace_back(std::move(u), initial);
+    }
+    test::changed();
   }
   std::size_t count() {
     std::lock_guard<std::mutex> lk(mu);
@@ -139,8 +145,12 @@ struct rig : test::actor_rig {
   account_state_record status(const account_actor& a) {
     return record_of<account_state_record>(ask(a, status_atom::value));
   }
-  // Until everything sent so far ran: the account actor's queued changes and fan-out, and the
-  // peer actors' deliveries (attach comes from a peer actor after its write landed: wait for it).
+  // Until everything sent so far ran, by markers rather than time: a status request queues behind
+  // every message already in an actor's mailbox (a request the account actor awaits holds it back
+  // until that work is done), so its answer says they were handled. Each round covers one more
+  // hop; the longest chain here has two: the account actor's flush to itself, then the peer
+  // actors' deliveries to their sinks. (An attach comes from a peer actor after its write landed:
+  // wait for its first map instead.)
   void settle(const account_actor& a, const std::vector<peer_actor>& peers) {
     for (int i = 0; i < 3; ++i) {
       status(a);
@@ -149,16 +159,6 @@ struct rig : test::actor_rig {
     }
   }
 };
-
-template <class Pred>
-bool eventually(Pred pred) {
-  for (int i = 0; i < 500; ++i) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
-}
 
 using ids = std::vector<std::string>;
 
@@ -177,11 +177,11 @@ TEST_CASE("account actor: a landed session gets its first map; a new peer reache
     auto a = r.peer(w.account, "pa"), b = r.peer(w.account, "pb"), c = r.peer(w.account, "pc");
     auto sa = std::make_shared<map_sink>(), sb = std::make_shared<map_sink>();
     REQUIRE(r.connect(a, 10, sa));
-    REQUIRE(eventually([&] { return sa->count() == 1; }));
+    NBM_WAIT_UNTIL(sa->count() == 1);
     CHECK(sa->last().second);                   // initial
     CHECK(sa->remote_ids() == ids{"pb", "pc"}); // a disconnected peer is still in the map
     REQUIRE(r.connect(b, 11, sb));
-    REQUIRE(eventually([&] { return sb->count() == 1; }));
+    NBM_WAIT_UNTIL(sb->count() == 1);
     CHECK(sb->remote_ids() == ids{"pa", "pc"});
     r.settle(acc, {a, b});
     CHECK(sa->count() == 1); // b's connect changed no map
@@ -189,7 +189,7 @@ TEST_CASE("account actor: a landed session gets its first map; a new peer reache
     // c connects and disconnects: nobody hears of it.
     auto sc = std::make_shared<map_sink>();
     REQUIRE(r.connect(c, 12, sc));
-    REQUIRE(eventually([&] { return sc->count() == 1; }));
+    NBM_WAIT_UNTIL(sc->count() == 1);
     REQUIRE(r.disconnect(c, 12));
     r.settle(acc, {a, b, c});
     CHECK(sa->count() == 1);
@@ -201,7 +201,7 @@ TEST_CASE("account actor: a landed session gets its first map; a new peer reache
     const auto serial = w.serial(); // add_peer's write, the only one since the actor read
 
     caf::anon_send(acc, added_atom::value, pd, std::vector<std::string>{w.all_group}, serial);
-    REQUIRE(eventually([&] { return sa->count() == 2 && sb->count() == 2; }));
+    NBM_WAIT_UNTIL(sa->count() == 2 && sb->count() == 2);
     r.settle(acc, {a, b});
     CHECK(sa->count() == 2);
     CHECK(sb->count() == 2);
@@ -234,9 +234,8 @@ TEST_CASE("account actor: a change that alters k of n maps sends exactly k maps"
       sinks.push_back(std::make_shared<map_sink>());
       REQUIRE(r.connect(peers.back(), 100 + i, sinks.back()));
     }
-    REQUIRE(eventually([&] {
-      return std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; });
-    }));
+    NBM_WAIT_UNTIL(
+        std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; }));
     CHECK(sinks[0]->remote_ids() == ids{"p1", "p2"});
     CHECK(sinks[4]->remote_ids() == ids{"p3", "p5"});
     const auto before = r.status(acc).maps_sent;
@@ -245,7 +244,7 @@ TEST_CASE("account actor: a change that alters k of n maps sends exactly k maps"
     auto p6 = w.add_peer("p6", 20, {"g2"});
     caf::anon_send(acc, added_atom::value, p6, std::vector<std::string>{w.all_group, "g2"},
                    w.serial());
-    REQUIRE(eventually([&] { return sinks[3]->count() == 2; }));
+    NBM_WAIT_UNTIL(sinks[3]->count() == 2);
     r.settle(acc, peers);
     for (int i = 0; i < 3; ++i)
       CHECK(sinks[i]->count() == 1);
@@ -260,7 +259,7 @@ TEST_CASE("account actor: a change that alters k of n maps sends exactly k maps"
     w.add_policy("pol3", "g1", "g2");
     const auto s = w.bump();
     caf::anon_send(acc, serial_atom::value, s);
-    REQUIRE(eventually([&] { return sinks[0]->count() == 2 && sinks[5]->count() == 3; }));
+    NBM_WAIT_UNTIL(sinks[0]->count() == 2 && sinks[5]->count() == 3);
     r.settle(acc, peers);
     for (int i = 0; i < 3; ++i)
       CHECK(sinks[i]->count() == 2);
@@ -287,18 +286,18 @@ TEST_CASE("account actor: a newer session takes the maps; a deleted peer's strea
     auto old_sink = std::make_shared<map_sink>(), new_sink = std::make_shared<map_sink>();
     auto sb = std::make_shared<map_sink>();
     REQUIRE(r.connect(a, 100, old_sink));
-    REQUIRE(eventually([&] { return old_sink->count() == 1; }));
+    NBM_WAIT_UNTIL(old_sink->count() == 1);
     REQUIRE(r.connect(a, 200, new_sink));
-    REQUIRE(eventually([&] { return new_sink->count() == 1; }));
+    NBM_WAIT_UNTIL(new_sink->count() == 1);
     CHECK(new_sink->last().second); // the new session's own first map
     CHECK(old_sink->closed() == 1);
     REQUIRE(r.connect(b, 300, sb));
-    REQUIRE(eventually([&] { return sb->count() == 1; }));
+    NBM_WAIT_UNTIL(sb->count() == 1);
     // The old stream ends late: its disconnect is dropped, the new session keeps its maps.
     CHECK_FALSE(r.disconnect(a, 100));
     auto pc = w.add_peer("pc", 3);
     caf::anon_send(acc, added_atom::value, pc, std::vector<std::string>{w.all_group}, w.serial());
-    REQUIRE(eventually([&] { return new_sink->count() == 2; }));
+    NBM_WAIT_UNTIL(new_sink->count() == 2);
     r.settle(acc, {a, b});
     CHECK(old_sink->count() == 1);
     CHECK(new_sink->remote_ids() == ids{"pb", "pc"});
@@ -306,8 +305,8 @@ TEST_CASE("account actor: a newer session takes the maps; a deleted peer's strea
     // b is deleted (committed): its stream ends, a's map loses it.
     storage::admin_store(*w.sql, opts.kind).delete_peer(w.account, "pb");
     caf::anon_send(acc, deleted_atom::value, std::string("pb"));
-    REQUIRE(eventually([&] { return new_sink->count() == 3; }));
-    REQUIRE(eventually([&] { return sb->closed() == 1; }));
+    NBM_WAIT_UNTIL(new_sink->count() == 3);
+    NBM_WAIT_UNTIL(sb->closed() == 1);
     CHECK(new_sink->remote_ids() == ids{"pc"});
     r.settle(acc, {a});
     CHECK(r.status(acc).connected == 1);
@@ -338,9 +337,8 @@ TEST_CASE("account actor: an admin change is decided on the account it holds, co
       sinks.push_back(std::make_shared<map_sink>());
       REQUIRE(r.connect(peers.back(), 100 + i, sinks.back()));
     }
-    REQUIRE(eventually([&] {
-      return std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; });
-    }));
+    NBM_WAIT_UNTIL(
+        std::all_of(sinks.begin(), sinks.end(), [](auto& s) { return s->count() == 1; }));
     CHECK(sinks[2]->remote_ids().empty());
     const auto serial0 = r.ask(acc, snapshot_atom::value, std::uint64_t{0})->net.serial;
 
@@ -358,9 +356,9 @@ TEST_CASE("account actor: an admin change is decided on the account it holds, co
     const auto stored = *w.accounts().load_account(w.account);
     CHECK(joined.after->groups == stored.groups); // what the actor holds is what was committed
     CHECK(joined.after->net.serial == stored.net.serial);
-    REQUIRE(eventually([&] { return sinks[2]->count() == 2; }));
+    NBM_WAIT_UNTIL(sinks[2]->count() == 2);
     CHECK(sinks[2]->remote_ids() == ids{"p0", "p1"});
-    REQUIRE(eventually([&] { return sinks[0]->count() == 2; }));
+    NBM_WAIT_UNTIL(sinks[0]->count() == 2);
     CHECK(sinks[0]->remote_ids() == ids{"p1", "p2"});
 
     // Refused changes: NetBird's status and message come back, nothing moved, nobody gets a map.

@@ -11,6 +11,7 @@
 #include "tests/support/actor_rig.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
+#include "tests/support/wait.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
@@ -19,7 +20,6 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <thread>
 
 using namespace nbm;
 using namespace nbm::actors;
@@ -33,17 +33,24 @@ constexpr unix_ns hour = 3600 * sec;
 const std::string t0 = "2024-05-01 10:00:00+00:00";
 const unix_ns t0_ns = 1714557600 * sec;
 
+// Records the maps and closes of a stream (and wakes NBM_WAIT_UNTIL).
 struct sink : session_sink {
   std::mutex mu;
   std::vector<map_update_ptr> maps;
   std::vector<std::string> closes;
   void close(const std::string& why) override {
-    std::lock_guard<std::mutex> lk(mu);
-    closes.push_back(why);
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      closes.push_back(why);
+    }
+    test::changed();
   }
   void deliver(map_update_ptr u, bool) override {
-    std::lock_guard<std::mutex> lk(mu);
-    maps.push_back(std::move(u));
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      maps.push_back(std::move(u));
+    }
+    test::changed();
   }
   std::size_t count() {
     std::lock_guard<std::mutex> lk(mu);
@@ -155,16 +162,6 @@ struct rig : test::actor_rig {
   }
 };
 
-template <class Pred>
-bool eventually(Pred pred) {
-  for (int i = 0; i < 500; ++i) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
-}
-
 using ids = std::vector<std::string>;
 
 } // namespace
@@ -185,7 +182,7 @@ TEST_CASE("expiry actor: login expiration marks the SSO peer, moves it to the ot
     rig r(opts);
     auto sso_sink = r.connect(w.account, "sso", 10);
     auto other_sink = r.connect(w.account, "other", 11);
-    REQUIRE(eventually([&] { return other_sink->count() == 1 && sso_sink->count() == 1; }));
+    NBM_WAIT_UNTIL(other_sink->count() == 1 && sso_sink->count() == 1);
     CHECK(other_sink->ids(false) == ids{"sso"});
 
     auto e = r.expiry(opts);
@@ -206,10 +203,10 @@ TEST_CASE("expiry actor: login expiration marks the SSO peer, moves it to the ot
     CHECK(w.serial() == serial + 1);
     // The account actor read the account again: the expired peer is offline for the others, its
     // own stream ended, and its next Sync is refused with NetBird's answer.
-    REQUIRE(eventually([&] { return other_sink->count() == 2; }));
+    NBM_WAIT_UNTIL(other_sink->count() == 2);
     CHECK(other_sink->ids(false).empty());
     CHECK(other_sink->ids(true) == ids{"sso"});
-    REQUIRE(eventually([&] { return !sso_sink->closed().empty(); }));
+    NBM_WAIT_UNTIL(!sso_sink->closed().empty());
     CHECK(sso_sink->closed().front() == "peer login expired");
     auto verdict = r.sync_check(w.account, "sso");
     CHECK(verdict.first == 7);
@@ -285,7 +282,7 @@ TEST_CASE("expiry actor: an ephemeral peer is deleted after the lifetime disconn
     w.add("other", 3, false, false);
     rig r(opts);
     auto other_sink = r.connect(w.account, "other", 11);
-    REQUIRE(eventually([&] { return other_sink->count() == 1; }));
+    NBM_WAIT_UNTIL(other_sink->count() == 1);
     CHECK(other_sink->ids(false) == ids{"eph", "keep"});
     auto e = r.expiry(opts, 600 * sec);
     CHECK(r.status(e).peers == 2);
@@ -302,7 +299,7 @@ TEST_CASE("expiry actor: an ephemeral peer is deleted after the lifetime disconn
     CHECK_FALSE(w.exists("eph"));
     CHECK(w.exists("keep"));
     CHECK(w.serial() == serial + 1);
-    REQUIRE(eventually([&] { return other_sink->count() == 2; }));
+    NBM_WAIT_UNTIL(other_sink->count() == 2);
     CHECK(other_sink->ids(false) == ids{"keep"});
     CHECK(r.status(e).next_ns == 0);
 

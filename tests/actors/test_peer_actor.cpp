@@ -12,11 +12,13 @@
 #include "tests/support/test_db.hpp"
 
 #include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
 #include <doctest/doctest.h>
 #include <soci/soci.h>
 
 #include <barrier>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -136,6 +138,12 @@ struct rig {
         .receive([&](const actor_status& x) { r = record_of<writer_state_record>(x); },
                  [&](caf::error& e) { FAIL(caf::to_string(e)); });
     return r;
+  }
+  // The observer's status (any answer: it handled everything sent to it before).
+  void observer_status() {
+    caf::scoped_actor self{*sys};
+    self->request(observer, caf::infinite, status_atom::value)
+        .receive([](const actor_status&) {}, [&](caf::error& e) { FAIL(caf::to_string(e)); });
   }
   std::vector<session_event> events() {
     std::lock_guard<std::mutex> lk(seen->mu);
@@ -286,25 +294,25 @@ TEST_CASE("side effects fire once per landed write, after commit, never for a dr
     }
     rig r(opts, 1, true);
     auto p = r.peer("p0");
-    // Each step waits for the notices it may cause, so the observer reads the database before the
-    // next write: a notice must find its own write committed.
-    auto settle = [&](std::size_t n) {
-      for (int i = 0; i < 300 && r.events().size() < n; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      std::this_thread::sleep_for(std::chrono::milliseconds(20)); // and no extra one follows
+    // The notices a step caused, all of them: the peer actor sends a write's notice before it
+    // answers the step, so a status request sent to the observer after the answer is behind the
+    // notices in its mailbox, and its reply says they were handled. Each step so waits for its
+    // notices before the next write: a notice must find its own write committed.
+    auto settle = [&] {
+      r.observer_status();
       return r.events().size();
     };
     CHECK_FALSE(r.connect(p, 800)); // passes memory, refused by the database fence: no effect
-    CHECK(settle(0) == 0);
+    CHECK(settle() == 0);
     CHECK(r.connect(p, 1000)); // lands: effect
-    CHECK(settle(1) == 1);
+    CHECK(settle() == 1);
     CHECK_FALSE(r.connect(p, 999));    // dropped in memory: no effect
     CHECK_FALSE(r.disconnect(p, 900)); // not ours: no effect
-    CHECK(settle(1) == 1);
+    CHECK(settle() == 1);
     CHECK(r.disconnect(p, 1000)); // lands: effect
-    CHECK(settle(2) == 2);
+    CHECK(settle() == 2);
     CHECK(r.connect(p, 1100)); // lands: effect
-    CHECK(settle(3) == 3);
+    CHECK(settle() == 3);
     auto evs = r.events();
     REQUIRE(evs.size() == 3);
     CHECK(evs[0].token == 1000);
@@ -434,42 +442,81 @@ TEST_CASE("peer actors: randomized bursts keep mailbox order through group commi
   }
 }
 
+// The geo actor with its store worker, the status writer and the directory on CAF's deterministic
+// scheduler: `ask` runs the scheduler until nothing is left to run, so once a connect is answered
+// its landed notice was handled and the worker's lookup and write are done.
+struct geo_rig {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  status_writer writer;
+  session_observer geo;
+  peer_directory dir;
+
+  geo_rig(const storage::db_options& db, std::shared_ptr<const geo::database> geo_db) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    status_writer_config wc;
+    wc.db = db;
+    wc.detached = false;
+    writer = spawn_status_writer(*sys, wc);
+    geo = spawn_geo_actor(*sys, db, std::move(geo_db), false);
+    directory_config dc;
+    dc.writer = writer;
+    dc.observer = geo;
+    dir = spawn_peer_directory(*sys, dc);
+    sched->run();
+  }
+  ~geo_rig() {
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(geo, caf::exit_reason::user_shutdown);
+    sched->run();
+    dir = peer_directory{};
+    writer = status_writer{};
+    geo = session_observer{};
+    sys.reset();
+  }
+  // The answer, after everything it caused ran.
+  template <class R, class Handle, class... Ts>
+  R ask(const Handle& h, Ts... xs) {
+    auto out = std::make_shared<std::optional<R>>();
+    sys->spawn([=](caf::event_based_actor* self) {
+      self->request(h, caf::infinite, xs...)
+          .then([=](R& r) { *out = std::move(r); },
+                [=](caf::error& e) { FAIL("request failed: " << caf::to_string(e)); });
+    });
+    sched->run();
+    REQUIRE(out->has_value());
+    return std::move(**out);
+  }
+  bool connect(const peer_actor& p, session_token t, std::shared_ptr<test_sink> sink) {
+    return ask<bool>(p, connect_atom::value, t, sink_ptr(std::move(sink)));
+  }
+};
+
 TEST_CASE("geo side effect: a landed connect records the location; the same IP writes nothing") {
   auto geo_db = std::make_shared<const geo::database>(test::city_database());
   for (const auto& opts : test::fresh_backends("actor_geo")) {
     INFO(test::backend_name(opts));
     test::seed_peers(opts, 1);
-    rig r(opts, 1, false, geo_db);
-    auto p = r.peer("p0");
+    geo_rig r(opts, geo_db);
+    auto p =
+        r.ask<peer_actor>(r.dir, find_peer_atom::value, std::string("acc1"), std::string("p0"));
     auto location = [&] {
       soci::session sql;
       storage::open_session(sql, opts);
       return storage::account_store(sql, opts.kind).peer_by_id("acc1", "p0")->location;
     };
-    // The geo actor answers status at once (its SQL runs on its store worker): `connects` landed
-    // connects seen, `busy_worker_geo` jobs not finished, `locations_written` rows written.
-    auto geo = [&] {
-      caf::scoped_actor self{*r.sys};
-      actor_status out;
-      self->request(r.observer, caf::infinite, status_atom::value)
-          .receive([&](const actor_status& x) { out = x; },
-                   [&](caf::error& e) { FAIL(caf::to_string(e)); });
-      return out;
-    };
-    // Every landed connect so far handled by the worker: then the store holds what it will hold.
-    auto settled = [&](std::uint64_t connects) {
-      for (int i = 0; i < 500; ++i) {
-        const auto s = geo();
-        if (s.counter("connects") == connects && s.gauge("busy_worker_geo") == 0)
-          return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      return false;
-    };
+    // `connects` landed connects seen, `busy_worker_geo` jobs not finished, `locations_written`
+    // rows written.
+    auto geo = [&] { return r.ask<actor_status>(r.geo, status_atom::value); };
     auto sink = std::make_shared<test_sink>();
     sink->ip = "198.51.100.77";
     REQUIRE(r.connect(p, 100, sink));
-    REQUIRE(settled(1));
+    CHECK(geo().counter("connects") == 1);
+    CHECK(geo().gauge("busy_worker_geo") == 0);
     CHECK(location().country_code == "CH");
     CHECK(location().connection_ip == "198.51.100.77");
     CHECK(location().geo_name_id == 2657896);
@@ -479,20 +526,20 @@ TEST_CASE("geo side effect: a landed connect records the location; the same IP w
     auto again = std::make_shared<test_sink>();
     again->ip = "198.51.100.77";
     REQUIRE(r.connect(p, 200, again));
-    REQUIRE(settled(2));
+    CHECK(geo().counter("connects") == 2);
     CHECK(location().country_code == "XX");
     CHECK(geo().counter("locations_written") == 1);
-    // A refused connect (older token) records nothing either: no landed connect reaches the actor
-    // (the next landed one is its third).
+    // A refused connect (older token) records nothing either: no landed connect reaches the actor.
     auto stale = std::make_shared<test_sink>();
     stale->ip = "203.0.113.1";
     CHECK_FALSE(r.connect(p, 150, stale));
+    CHECK(geo().counter("connects") == 2);
     CHECK(location().country_code == "XX");
     // A new address is looked up and written.
     auto moved = std::make_shared<test_sink>();
     moved->ip = "203.0.113.1";
     REQUIRE(r.connect(p, 300, moved));
-    REQUIRE(settled(3));
+    CHECK(geo().counter("connects") == 3);
     CHECK(location().country_code == "GB");
     CHECK(location().geo_name_id == 2643743);
     CHECK(geo().counter("locations_written") == 2);

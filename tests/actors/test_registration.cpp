@@ -2,6 +2,7 @@
 // is the test's, never the machine's): IP and DNS label from the actor's indexes, one transaction,
 // the peer applied to memory without reading the account back, and the serial rule: the actor
 // moves to a store serial only with everything that serial holds.
+#include "core/change.hpp"
 #include "storage/admin_store.hpp"
 #include "tests/support/actor_rig.hpp"
 #include "tests/support/test_db.hpp"
@@ -28,9 +29,12 @@ struct det_rig {
   std::unique_ptr<caf::actor_system> sys;
   caf::scheduler::test_coordinator* sched = nullptr;
   account_loader loader;
+  peer_directory
+      dir; // with_directory: the directory spawned the account actor, which tells it keys
   account_actor acc;
 
-  det_rig(const storage::db_options& db, const std::string& account_id) {
+  det_rig(const storage::db_options& db, const std::string& account_id,
+          bool with_directory = false) {
     cfg.set("scheduler.policy", caf::atom("testing"));
     sys = std::make_unique<caf::actor_system>(cfg);
     sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
@@ -39,13 +43,26 @@ struct det_rig {
     lc.poll_interval = std::chrono::milliseconds(0);
     lc.detached = false; // its store work runs when the scheduler runs it
     loader = spawn_account_loader(*sys, lc);
-    acc = spawn_account_actor(*sys, account_id, loader, {});
-    sched->run(); // the first load
+    if (with_directory) {
+      directory_config dc;
+      dc.loader = loader;
+      dir = spawn_peer_directory(*sys, dc);
+      auto found = ask_of<account_actor>(dir, find_account_atom::value, account_id);
+      sched->run(); // the first load
+      REQUIRE(found->has_value());
+      acc = **found;
+    } else {
+      acc = spawn_account_actor(*sys, account_id, loader, {});
+      sched->run(); // the first load
+    }
   }
   ~det_rig() {
+    if (dir)
+      caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(acc, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
     sched->run();
+    dir = peer_directory{};
     acc = account_actor{};
     loader = account_loader{};
     sys.reset();
@@ -55,8 +72,11 @@ struct det_rig {
   // order); the answer lands in the returned slot.
   template <class R, class... Ts>
   std::shared_ptr<std::optional<R>> ask(Ts... xs) {
+    return ask_of<R>(acc, xs...);
+  }
+  template <class R, class Handle, class... Ts>
+  std::shared_ptr<std::optional<R>> ask_of(const Handle& dest, Ts... xs) {
     auto out = std::make_shared<std::optional<R>>();
-    auto dest = acc;
     sys->spawn([=](caf::event_based_actor* self) {
       self->request(dest, caf::infinite, xs...)
           .then([=](R& r) { *out = std::move(r); },
@@ -240,6 +260,119 @@ TEST_CASE("registration: two registrations racing for the last IPs get distinct 
     CHECK((*c)->code == 9); // FAILED_PRECONDITION
     CHECK((*c)->message == "network 100.77.0.0/30 is out of IPs");
     CHECK(w.stored_peers() == 2);
+  }
+}
+
+TEST_CASE("deleted peer: its IP, label and key are free again at once, the directory forgets that "
+          "key alone, and the peers after it are still found (REST delete and Logout)") {
+  for (const bool by_logout : {false, true}) {
+    for (const auto& opts : test::fresh_backends(by_logout ? "del_logout" : "del_rest")) {
+      INFO(test::backend_name(opts));
+      INFO((by_logout ? "Logout" : "REST delete"));
+      world w(opts);
+      // A /30: two host addresses, so the next registration's IP can only be a freed one.
+      const std::string net = R"({"IP":"100.77.0.0","Mask":"/////A=="})";
+      *w.sql << "UPDATE accounts SET network_net = :n WHERE id = :id", soci::use(net),
+          soci::use(w.account);
+      const auto owner = w.accounts().load_account(w.account)->users.at(0).id;
+      det_rig r(opts, w.account, true);
+      const auto known_keys = [&] {
+        auto s = r.ask_of<actor_status>(r.dir, status_atom::value);
+        r.sched->run();
+        REQUIRE(s->has_value());
+        return (*s)->gauge("known_keys");
+      };
+      // A Login through the directory: a key it knows goes to the account actor, which finds the
+      // peer by the position its index holds (a wrong one would make it read the account again).
+      const auto login = [&](const std::string& key) {
+        login_request req;
+        req.wg_key = key;
+        auto v = r.ask_of<peer_view>(r.dir, login_atom::value, req);
+        r.sched->run();
+        REQUIRE(v->has_value());
+        return **v;
+      };
+      auto a = r.register_peer("wg-a", "alpha", w.key); // first in the account's peers
+      r.sched->run();
+      auto b = r.register_peer("wg-b", "beta", w.key);
+      r.sched->run();
+      REQUIRE((*a)->code == 0);
+      REQUIRE((*b)->code == 0);
+      auto full = r.register_peer("wg-c", "alpha", w.key);
+      r.sched->run();
+      CHECK((*full)->code == 9); // out of IPs
+      CHECK(known_keys() == 2);
+      const auto reloads = r.status().reloads;
+
+      const auto a_id = (*a)->peer.id;
+      if (by_logout) {
+        auto out = r.ask<peer_view>(logout_atom::value, a_id, std::string("wg-a"));
+        r.sched->run();
+        REQUIRE(out->has_value());
+        CHECK((*out)->code == 0);
+      } else {
+        auto del = std::make_shared<core::admin_change>(
+            core::admin_change{owner, core::change::delete_peer{a_id}});
+        auto out = r.ask<change_outcome>(change_atom::value, del);
+        r.sched->run();
+        REQUIRE(out->has_value());
+        CHECK_FALSE((*out)->refused);
+        CHECK((*out)->failure == store_failure::none);
+      }
+      CHECK(w.stored_peers() == 1);
+      CHECK(known_keys() == 1); // wg-a forgotten, and only it:
+      auto seen_b = login("wg-b");
+      CHECK(seen_b.code == 0);
+      CHECK(seen_b.peer.id == (*b)->peer.id);
+      CHECK(seen_b.peer.key == "wg-b");
+      CHECK(login("wg-a").code != 0);
+
+      // The freed IP and label are the next registration's.
+      auto c = r.register_peer("wg-c", "alpha", w.key);
+      r.sched->run();
+      REQUIRE((*c)->code == 0);
+      CHECK((*c)->peer.ip == (*a)->peer.ip);
+      CHECK((*c)->peer.dns_label == "alpha");
+      CHECK(known_keys() == 2);
+      CHECK(login("wg-c").peer.id == (*c)->peer.id);
+      CHECK(login("wg-b").peer.id == (*b)->peer.id);
+      auto d = r.register_peer("wg-d", "delta", w.key);
+      r.sched->run();
+      CHECK((*d)->code == 9);               // full again: both IPs are used
+      CHECK(r.status().reloads == reloads); // nothing was read again to find a peer
+      CHECK(r.status().peers == 2);
+    }
+  }
+}
+
+TEST_CASE("renamed peer: its old DNS label is free again at once, its new one taken") {
+  for (const auto& opts : test::fresh_backends("rename_label")) {
+    INFO(test::backend_name(opts));
+    world w(opts);
+    const auto owner = w.accounts().load_account(w.account)->users.at(0).id;
+    det_rig r(opts, w.account);
+    auto a = r.register_peer("wg-a", "alpha", w.key);
+    r.sched->run();
+    REQUIRE((*a)->code == 0);
+    const auto reloads = r.status().reloads;
+    core::change::update_peer rename;
+    rename.id = (*a)->peer.id;
+    rename.name = "omega";
+    auto out = r.ask<change_outcome>(change_atom::value, std::make_shared<core::admin_change>(
+                                                             core::admin_change{owner, rename}));
+    r.sched->run();
+    REQUIRE(out->has_value());
+    REQUIRE_FALSE((*out)->refused);
+    REQUIRE((*out)->after);
+    CHECK((*out)->after->find_peer((*a)->peer.id)->dns_label == "omega");
+    auto b = r.register_peer("wg-b", "alpha", w.key);
+    auto c = r.register_peer("wg-c", "omega", w.key);
+    r.sched->run();
+    REQUIRE((*b)->code == 0);
+    REQUIRE((*c)->code == 0);
+    CHECK((*b)->peer.dns_label == "alpha");   // freed by the rename
+    CHECK((*c)->peer.dns_label == "omega-1"); // the renamed peer holds it
+    CHECK(r.status().reloads == reloads);
   }
 }
 

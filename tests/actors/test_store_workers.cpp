@@ -8,6 +8,7 @@
 #include "storage/admin_store.hpp"
 #include "storage/schema.hpp"
 #include "tests/support/test_db.hpp"
+#include "tests/support/wait.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
@@ -70,15 +71,15 @@ struct rig {
   }
 };
 
-template <class Pred>
-bool within(std::chrono::milliseconds limit, Pred pred) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
+// Until the loader says a job is with the given worker. The loader's gauge is seen only by asking
+// it, and nothing tells the test when the account actor handed its change over: each ask waits for
+// the loader's answer and the next follows at once (no sleep), until the deadline.
+bool busy_worker(rig& r, std::size_t worker) {
+  const auto until = std::chrono::steady_clock::now() + test::wait_deadline;
+  while (std::chrono::steady_clock::now() < until)
+    if (r.status().busy_by_worker.at(worker) > 0)
+      return true;
+  return false;
 }
 
 struct two_accounts {
@@ -119,25 +120,41 @@ struct lock_holder {
   void release() { sql << "ROLLBACK"; }
 };
 
-// Sends a change to `acc` from an actor of its own; `done` turns true when it is answered.
-struct pending_change {
+// A request sent from an actor of its own: `done` turns true when it is answered (waking
+// NBM_WAIT_UNTIL), `order` tells the how-many-th answer of the test it was.
+template <class R>
+struct pending {
   std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<change_outcome> out = std::make_shared<change_outcome>();
+  std::shared_ptr<std::atomic<int>> order = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<R> out = std::make_shared<R>();
 };
 
-pending_change send_change(caf::actor_system& sys, const account_actor& acc, core::admin_change c) {
-  pending_change p;
-  auto ptr = std::make_shared<core::admin_change>(std::move(c));
-  sys.spawn([p, acc, ptr](caf::event_based_actor* self) {
-    self->request(acc, caf::infinite, change_atom::value, ptr)
+template <class R, class Handle, class... Ts>
+pending<R> send_request(caf::actor_system& sys, std::shared_ptr<std::atomic<int>> answers,
+                        const Handle& h, Ts... xs) {
+  pending<R> p;
+  sys.spawn([=](caf::event_based_actor* self) {
+    const auto answered = [=] {
+      *p.order = ++*answers;
+      *p.done = true;
+      test::changed();
+    };
+    self->request(h, caf::infinite, xs...)
         .then(
-            [p](change_outcome& o) {
+            [=](R& o) {
               *p.out = std::move(o);
-              *p.done = true;
+              answered();
             },
-            [p](caf::error&) { *p.done = true; });
+            [=](caf::error&) { answered(); });
   });
   return p;
+}
+
+pending<change_outcome>
+send_change(caf::actor_system& sys, const account_actor& acc, core::admin_change c,
+            std::shared_ptr<std::atomic<int>> answers = std::make_shared<std::atomic<int>>(0)) {
+  return send_request<change_outcome>(sys, std::move(answers), acc, change_atom::value,
+                                      std::make_shared<core::admin_change>(std::move(c)));
 }
 
 core::admin_change new_group(const std::string& owner, const std::string& name) {
@@ -168,7 +185,7 @@ TEST_CASE("store workers: a change of one account waiting for a lock holds up no
     lock_holder lock(opts, acc.a);
     auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"));
     // A's change is with its worker (it waits there for the lock).
-    REQUIRE(within(std::chrono::seconds(10), [&] { return r.status().busy_by_worker[wa] > 0; }));
+    REQUIRE(busy_worker(r, wa));
 
     auto read_b =
         r.ask<read_outcome>(std::chrono::seconds(10), b, read_atom::value, read_request{true, {}});
@@ -188,7 +205,7 @@ TEST_CASE("store workers: a change of one account waiting for a lock holds up no
     CHECK_FALSE(slow.done->load()); // A's change was waiting all along
 
     lock.release();
-    REQUIRE(within(std::chrono::seconds(30), [&] { return slow.done->load(); }));
+    NBM_WAIT_UNTIL(slow.done->load());
     CHECK_FALSE(slow.out->refused);
     CHECK(slow.out->failure == store_failure::none);
     REQUIRE(slow.out->after);
@@ -210,17 +227,17 @@ TEST_CASE("store workers: with one worker the same read waits behind the change 
   auto a = r.account(acc.a);
   auto b = r.account(acc.b);
   lock_holder lock(opts, acc.a);
-  auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"));
-  REQUIRE(within(std::chrono::seconds(10), [&] { return r.status().busy_by_worker[0] > 0; }));
-  // Behind A's change on the one worker: no answer while the lock is held.
-  CHECK_FALSE(
-      r.ask<read_outcome>(std::chrono::milliseconds(500), b, read_atom::value, read_request{}));
-  CHECK_FALSE(slow.done->load());
+  auto answers = std::make_shared<std::atomic<int>>(0);
+  auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"), answers);
+  REQUIRE(busy_worker(r, 0));
+  // Behind A's change on the one worker: answered only after it, so not while the lock is held
+  // (the change cannot finish before).
+  auto read_b = send_request<read_outcome>(*r.sys, answers, b, read_atom::value, read_request{});
   lock.release();
-  REQUIRE(within(std::chrono::seconds(30), [&] { return slow.done->load(); }));
-  auto read_b = r.ask<read_outcome>(std::chrono::seconds(10), b, read_atom::value, read_request{});
-  REQUIRE(read_b);
-  CHECK(read_b->acc);
+  NBM_WAIT_UNTIL(slow.done->load() && read_b.done->load());
+  CHECK(*slow.order == 1);
+  CHECK(*read_b.order == 2);
+  CHECK(read_b.out->acc);
 }
 
 TEST_CASE("store workers: an account's worker is the same for every process (FNV-1a)") {
@@ -254,15 +271,16 @@ struct crossing_job : store_job {
     sql << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(first), soci::into(id);
     if (n == 1) {
       *mine_locked = true;
-      within(std::chrono::seconds(10), [&] { return theirs_locked->load(); });
+      test::changed();
+      test::wait_until([&] { return theirs_locked->load(); });
     }
     sql << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(second), soci::into(id);
     tr.commit();
   }
 };
 
-// What the job ended as, after the other session (taking b then a, 300 ms after the job waits for
-// b, so the job waits first and PostgreSQL picks it as the deadlock's victim) gave up its locks.
+// What the job ended as, after the other session (taking b then a, with a deadlock check much
+// later than the job's, so PostgreSQL picks the job as the deadlock's victim) gave up its locks.
 store_failure run_crossing(const storage::db_options& opts, crossing_job& job,
                            caf::actor_system& sys, const store_worker& w, const two_accounts& acc) {
   std::atomic<bool> mine{false}, theirs{false};
@@ -273,12 +291,16 @@ store_failure run_crossing(const storage::db_options& opts, crossing_job& job,
   std::thread other([&] {
     soci::session s;
     storage::open_session(s, opts);
-    within(std::chrono::seconds(10), [&] { return mine.load(); });
+    test::wait_until([&] { return mine.load(); });
+    // PostgreSQL's deadlock check runs in a backend that has waited deadlock_timeout (1 s) for a
+    // lock, and that backend is the victim. This side's check comes only after a minute, so the
+    // job's is the one that finds the deadlock, whichever of the two begins to wait first.
+    s << "SET deadlock_timeout = '60s'";
     s << "BEGIN";
     std::string id;
     s << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(acc.b), soci::into(id);
     theirs = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    test::changed();
     try {
       s << "SELECT id FROM accounts WHERE id = :id FOR UPDATE", soci::use(acc.a), soci::into(id);
       s << "COMMIT";
