@@ -19,7 +19,8 @@ pkgs=(meson ninja-build pkg-config g++ python3
 san_pkgs=()
 # pebble (with pebble-challtestsrv): the private ACME CA the Let's Encrypt tests issue from.
 # tmux: the inspector console's e2e test drives it as a person would (send-keys, capture-pane).
-[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev pebble tmux)
+# golang-go, golang-google-grpc-dev: gRPC's Go client (NetBird's agents are Go) in tests/e2e/run.sh.
+[ "${1:-}" = --test ] && san_pkgs=(clang libclang-rt-14-dev pebble tmux golang-go golang-google-grpc-dev)
 missing=(); san_missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -234,5 +234,24 @@ config_flow() { # $1 = label, rest = env
 config_flow sqlite NETBIRD_STORE_ENGINE=sqlite
 [ -n "${NBM_TEST_PG_DSN:-}" ] && config_flow postgres NETBIRD_STORE_ENGINE=postgres NB_STORE_ENGINE_POSTGRES_DSN="$NBM_TEST_PG_DSN"
 
+# gRPC's Go client (what NetBird's agents are built on) against the server's HTTP/2 transport
+gopath="$work/gopath"; mkdir -p "$gopath/src/go_client"
+cp tests/e2e/go_client/main.go "$gopath/src/go_client/"
+if out=$(cd "$gopath/src/go_client" && GO111MODULE=off GOPATH="$gopath:/usr/share/gocode" GOCACHE="$work/gocache" \
+    go build -o "$work/go_client" . 2>&1); then
+  mkdir -p "$work/d9"
+  port=$(free_port)
+  $bin management --config "$fixtures/management.json" --datadir "$work/d9" --log-file console \
+    --log-level debug --port "$port" --metrics-port "$(free_port)" --disable-legacy-port >"$work/d9.log" 2>&1 &
+  pid=$!
+  if wait_for 10 grep -q "ready" "$work/d9.log"; then
+    out=$(timeout 60 "$work/go_client" "127.0.0.1:$port" 2>&1); rc=$?
+    if [ $rc -eq 0 ]; then ok "grpc-go client: unary, refusals, a stream, keepalive"; else bad "grpc-go client (rc=$rc)" "$out"; fi
+  else bad "grpc-go client: server did not start" "$(cat "$work/d9.log")"; fi
+  kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+else
+  bad "grpc-go client: build (scripts/install-deps.sh --test installs golang-go golang-google-grpc-dev)" "$out"
+fi
+
 echo "e2e: $pass passed, $fail failed"
 [ $fail -eq 0 ]
