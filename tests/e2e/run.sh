@@ -66,7 +66,15 @@ err=$($bin management --config "$work/missing.json" --datadir "$work/d0" --log-f
 if [ $rc -ne 0 ] && grep -q "missing.json" <<<"$err"; then ok "a missing config file is named"; else bad "missing config (rc=$rc)" "$err"; fi
 
 # start on SQLite: creates <datadir>/store.db with NetBird's schema, stops cleanly on SIGTERM
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# A port that binds now, drawn below the ephemeral range (tests/support/free_port.hpp says why).
+free_port() { python3 -c 'import random,socket
+while True:
+  p=random.randint(20000,32767)
+  try: s=socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0); a=("::",p)
+  except OSError: s=socket.socket(); a=("0.0.0.0",p)
+  try: s.bind(a); print(p); break
+  except OSError: pass
+  finally: s.close()'; }
 start_server() { # $1 = datadir, rest = env; sets $pid
   local dir=$1; shift
   local port metrics; port=$(free_port); metrics=$(free_port)
