@@ -11,6 +11,7 @@
 #include "actors/map_workers.hpp"
 #include "storage/admin_store.hpp"
 #include "tests/support/actor_rig.hpp"
+#include "tests/support/det_ask.hpp"
 #include "tests/support/test_db.hpp"
 
 #include <caf/all.hpp>
@@ -162,15 +163,7 @@ struct map_rig {
 
   template <class R, class Handle, class... Ts>
   R ask(const Handle& h, Ts... xs) {
-    auto out = std::make_shared<std::optional<R>>();
-    sys->spawn([=](caf::event_based_actor* self) {
-      self->request(h, caf::infinite, xs...)
-          .then([=](R& r) { *out = std::move(r); },
-                [=](caf::error& e) { FAIL("request failed: " << caf::to_string(e)); });
-    });
-    sched->run();
-    REQUIRE(out->has_value());
-    return std::move(**out);
+    return test::det_ask<R>(*sys, *sched, h, xs...);
   }
   account_actor account(const std::string& id) {
     return ask<account_actor>(dir, find_account_atom::value, id);

@@ -7,6 +7,7 @@
 #include "geo/geo.hpp"
 #include "storage/account_store.hpp"
 #include "storage/status_store.hpp"
+#include "tests/support/det_ask.hpp"
 #include "tests/support/mmdb_writer.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
@@ -481,15 +482,7 @@ struct geo_rig {
   // The answer, after everything it caused ran.
   template <class R, class Handle, class... Ts>
   R ask(const Handle& h, Ts... xs) {
-    auto out = std::make_shared<std::optional<R>>();
-    sys->spawn([=](caf::event_based_actor* self) {
-      self->request(h, caf::infinite, xs...)
-          .then([=](R& r) { *out = std::move(r); },
-                [=](caf::error& e) { FAIL("request failed: " << caf::to_string(e)); });
-    });
-    sched->run();
-    REQUIRE(out->has_value());
-    return std::move(**out);
+    return test::det_ask<R>(*sys, *sched, h, xs...);
   }
   bool connect(const peer_actor& p, session_token t, std::shared_ptr<test_sink> sink) {
     return ask<bool>(p, connect_atom::value, t, sink_ptr(std::move(sink)));

@@ -10,6 +10,7 @@
 #include "actors/wire_facade_make.hpp"
 #include "storage/admin_store.hpp"
 #include "tests/support/actor_rig.hpp"
+#include "tests/support/det_ask.hpp"
 #include "tests/support/peer_rows.hpp"
 #include "tests/support/test_db.hpp"
 
@@ -138,15 +139,7 @@ struct door_rig {
 
   template <class R, class Handle, class... Ts>
   R ask(const Handle& h, Ts... xs) {
-    auto out = std::make_shared<std::optional<R>>();
-    sys->spawn([=](caf::event_based_actor* self) {
-      self->request(h, caf::infinite, xs...)
-          .then([=](R& r) { *out = std::move(r); },
-                [=](caf::error& e) { FAIL("request failed: " << caf::to_string(e)); });
-    });
-    sched->run();
-    REQUIRE(out->has_value());
-    return std::move(**out);
+    return test::det_ask<R>(*sys, *sched, h, xs...);
   }
   peer_state_record peer_state(const std::string& account, const std::string& id) {
     auto p = ask<peer_actor>(dir, find_peer_atom::value, account, id);
