@@ -144,9 +144,12 @@ struct text_row {
   }
 };
 
-// SELECT every column of `table` as text WHERE <where> (with one bound value :v, if given).
+// SELECT every column of `table` as text WHERE <where> (with one bound value :v, if given). With
+// `one`, at most one row, read by a one-shot statement: one round trip, where a rowset prepares,
+// executes and deallocates a named statement (three on PostgreSQL).
 std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::string& table,
-                                  const std::string& where, const std::string& value) {
+                                  const std::string& where, const std::string& value,
+                                  bool one = false) {
   const auto cols_ptr = cached_columns(sql, kind, table);
   const auto& cols = *cols_ptr;
   std::vector<bool> pg_time(cols.size(), false);
@@ -171,28 +174,40 @@ std::vector<text_row> select_rows(soci::session& sql, engine kind, const std::st
   auto index = std::make_shared<std::unordered_map<std::string, std::size_t>>();
   for (std::size_t i = 0; i < cols.size(); ++i)
     index->emplace(cols[i].name, i);
-  auto consume = [&](soci::rowset<soci::row>& rs) {
-    for (const auto& r : rs) {
-      text_row tr;
-      tr.index = index;
-      tr.values.resize(cols.size());
-      for (std::size_t i = 0; i < cols.size(); ++i) {
-        if (r.get_indicator(i) == soci::i_null)
-          continue;
-        auto& v = tr.values[i];
-        v = r.get<std::string>(i);
-        if (pg_time[i])
-          v = go_utc_time(*v);
-      }
-      out.push_back(std::move(tr));
+  auto take = [&](const soci::row& r) {
+    text_row tr;
+    tr.index = index;
+    tr.values.resize(cols.size());
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      if (r.get_indicator(i) == soci::i_null)
+        continue;
+      auto& v = tr.values[i];
+      v = r.get<std::string>(i);
+      if (pg_time[i])
+        v = go_utc_time(*v);
     }
+    out.push_back(std::move(tr));
   };
-  if (where.find(":v") == std::string::npos) {
+  const bool has_value = where.find(":v") != std::string::npos;
+  if (one) {
+    soci::row r;
+    q += " LIMIT 1";
+    if (has_value)
+      sql << q, soci::use(bound, "v"), soci::into(r);
+    else
+      sql << q, soci::into(r);
+    if (sql.got_data())
+      take(r);
+    return out;
+  }
+  if (!has_value) {
     soci::rowset<soci::row> rs = (sql.prepare << q);
-    consume(rs);
+    for (const auto& r : rs)
+      take(r);
   } else {
     soci::rowset<soci::row> rs = (sql.prepare << q, soci::use(bound, "v"));
-    consume(rs);
+    for (const auto& r : rs)
+      take(r);
   }
   return out;
 }
@@ -380,7 +395,7 @@ std::optional<core::account> account_store::load_account(const std::string& id) 
 bool account_store::load_parts(core::account& a, unsigned parts) {
   const std::string id = a.id;
   if (parts & part_account) {
-    auto rows = select_rows(sql_, kind_, "accounts", "id = :v", id);
+    auto rows = select_rows(sql_, kind_, "accounts", "id = :v", id, true);
     if (rows.empty())
       return false;
     const auto& r = rows.front();
@@ -700,7 +715,7 @@ bool same_parts(const core::account& a, const core::account& b, unsigned parts) 
 }
 
 std::optional<core::peer> account_store::peer_by_key(const std::string& wg_key) {
-  auto rows = select_rows(sql_, kind_, "peers", "\"key\" = :v", wg_key);
+  auto rows = select_rows(sql_, kind_, "peers", "\"key\" = :v", wg_key, true);
   if (rows.empty())
     return std::nullopt;
   return to_peer(rows.front());
@@ -722,7 +737,7 @@ std::optional<account_store::peer_ref> account_store::peer_ref_by_key(const std:
 
 std::optional<core::peer> account_store::peer_by_id(const std::string& account_id,
                                                     const std::string& peer_id) {
-  auto rows = select_rows(sql_, kind_, "peers", "id = :v", peer_id);
+  auto rows = select_rows(sql_, kind_, "peers", "id = :v", peer_id, true);
   if (rows.empty() || rows.front().str("account_id") != account_id)
     return std::nullopt;
   return to_peer(rows.front());
@@ -750,7 +765,7 @@ std::optional<std::string> account_store::account_of_user(const std::string& use
 }
 
 std::optional<core::setup_key> account_store::setup_key_by_hashed_key(const std::string& hashed) {
-  auto rows = select_rows(sql_, kind_, "setup_keys", "\"key\" = :v", hashed);
+  auto rows = select_rows(sql_, kind_, "setup_keys", "\"key\" = :v", hashed, true);
   if (rows.empty())
     return std::nullopt;
   return to_setup_key(rows.front());
@@ -758,7 +773,7 @@ std::optional<core::setup_key> account_store::setup_key_by_hashed_key(const std:
 
 std::optional<core::setup_key> account_store::setup_key_by_id(const std::string& account_id,
                                                               const std::string& key_id) {
-  auto rows = select_rows(sql_, kind_, "setup_keys", "id = :v", key_id);
+  auto rows = select_rows(sql_, kind_, "setup_keys", "id = :v", key_id, true);
   if (rows.empty() || rows.front().str("account_id") != account_id)
     return std::nullopt;
   return to_setup_key(rows.front());
@@ -979,9 +994,10 @@ void account_store::insert_posture_check(const core::posture_check& c) {
 // ------------------------------------------------------------------------------------------------
 // Setup keys
 
-bool account_store::use_setup_key(const std::string& key_id) {
+bool account_store::use_setup_key(const std::string& key_id, long long uses) {
   // NetBird's IsValid (not revoked, not expired, not over-used) as the guard of the increment, so
-  // check and count are one statement and concurrent uses cannot overshoot the limit.
+  // check and count are one statement and concurrent uses cannot overshoot the limit. One-shot
+  // with RETURNING (PostgreSQL, SQLite >= 3.35): no prepared statement to deallocate afterwards.
   const bool pg = kind_ == engine::postgres;
   const std::string now = pg ? "CURRENT_TIMESTAMP" : "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')";
   const std::string not_revoked =
@@ -994,14 +1010,14 @@ bool account_store::use_setup_key(const std::string& key_id) {
            "julianday(expires_at) > julianday('now'))";
   const std::string limit = "(CASE WHEN type = 'one-off' THEN 1 ELSE COALESCE(usage_limit, 0) END)";
   std::string id = key_id;
-  soci::statement st =
-      (sql_.prepare << "UPDATE setup_keys SET used_times = COALESCE(used_times, 0) + 1, "
-                       "last_used = " +
-                           now + " WHERE id = :id AND " + not_revoked + " AND " + not_expired +
-                           " AND (" + limit + " = 0 OR COALESCE(used_times, 0) < " + limit + ")",
-       soci::use(id, "id"));
-  st.execute(true);
-  return affected(st);
+  long long n = uses;
+  std::string landed;
+  soci::indicator ind = soci::i_null;
+  sql_ << "UPDATE setup_keys SET used_times = COALESCE(used_times, 0) + :n, last_used = " + now +
+              " WHERE id = :id AND " + not_revoked + " AND " + not_expired + " AND (" + limit +
+              " = 0 OR COALESCE(used_times, 0) + :n2 <= " + limit + ") RETURNING id",
+      soci::use(n, "n"), soci::use(id, "id"), soci::use(n, "n2"), soci::into(landed, ind);
+  return sql_.got_data() && ind == soci::i_ok;
 }
 
 bool account_store::mark_token_used(const std::string& token_id) {

@@ -89,8 +89,9 @@ public:
   // expired (a NULL or Go-zero expires_at never expires) and used fewer times than its limit
   // (one-off keys: 1, whatever usage_limit says; reusable: usage_limit, 0 = unlimited), so of
   // racing registrations exactly as many land as the key allows. Sets last_used from the database
-  // clock. Returns whether the use landed.
-  bool use_setup_key(const std::string& key_id);
+  // clock. Returns whether the use landed. With `uses` > 1, all of them land or none (the key
+  // must have that many uses left).
+  bool use_setup_key(const std::string& key_id, long long uses = 1);
   // A personal access token was used now (NetBird's MarkPATUsed); false if it is gone.
   bool mark_token_used(const std::string& token_id);
 

@@ -9,9 +9,11 @@
 #include <soci/soci.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <ctime>
+#include <map>
 
 namespace nbm::storage {
 
@@ -271,65 +273,6 @@ bool unique_violation(const soci::soci_error& e) {
 
 } // namespace
 
-void admin_store::insert_registered_peer(const core::peer& p,
-                                         const std::vector<std::string>& group_ids) {
-  const std::string now = p.last_login ? *p.last_login : store_time();
-  const std::string ip = json(p.ip).dump(); // NetBird stores the IP as a JSON string
-  const std::string ipv6 = json(p.ipv6).dump();
-  const std::string labels = json(p.extra_dns_labels).dump();
-  // JSON columns hold JSON: an empty value is written as null (Go's decoder rejects '').
-  auto js = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
-  const core::peer_meta m = [&] {
-    core::peer_meta x = p.meta;
-    x.network_addresses_json = js(x.network_addresses_json);
-    x.environment_json = js(x.environment_json);
-    x.flags_json = js(x.flags_json);
-    x.files_json = js(x.files_json);
-    x.capabilities_json = js(x.capabilities_json);
-    return x;
-  }();
-  sql_ << "INSERT INTO peers (id, account_id, \"key\", ip, ipv6, name, dns_label, user_id, "
-          "ssh_key, "
-          "ssh_enabled, login_expiration_enabled, inactivity_expiration_enabled, last_login, "
-          "created_at, "
-          "ephemeral, extra_dns_labels, allow_extra_dns_labels, meta_hostname, meta_go_os, "
-          "meta_kernel, "
-          "meta_core, meta_platform, meta_os, meta_os_version, meta_wt_version, meta_ui_version, "
-          "meta_kernel_version, meta_system_serial_number, meta_system_product_name, "
-          "meta_system_manufacturer, meta_network_addresses, meta_environment, meta_flags, "
-          "meta_files, "
-          "meta_capabilities, peer_status_last_seen, peer_status_session_started_at, "
-          "peer_status_connected, peer_status_login_expired, peer_status_requires_approval) "
-          "VALUES (:id, "
-          ":acc, :key, :ip, :ipv6, :name, :label, :user, :ssh, " +
-              as_bool(kind_, "f1") + ", " + as_bool(kind_, "lee") + ", " + as_bool(kind_, "iee") +
-              ", " + as_time(kind_, "now") + ", " + as_time(kind_, "now") + ", " +
-              as_bool(kind_, "eph") + ", :labels, " + as_bool(kind_, "aedl") +
-              ", :h, :goos, :k, :c, :pl, :os, :osv, :wt, :ui, :kv, :sn, :pn, :mf, :na, :env, "
-              ":fl, :fi, :cap, " +
-              as_time(kind_, "now") + ", 0, " + as_bool(kind_, "f2") + ", " + as_bool(kind_, "f3") +
-              ", " + as_bool(kind_, "f4") + ")",
-      soci::use(p.id, "id"), soci::use(p.account_id, "acc"), soci::use(p.key, "key"),
-      soci::use(ip, "ip"), soci::use(ipv6, "ipv6"), soci::use(p.name, "name"),
-      soci::use(p.dns_label, "label"), soci::use(p.user_id, "user"), soci::use(p.ssh_key, "ssh"),
-      soci::use(b(p.ssh_enabled), "f1"), soci::use(b(p.login_expiration_enabled), "lee"),
-      soci::use(b(p.inactivity_expiration_enabled), "iee"), soci::use(now, "now"),
-      soci::use(b(p.ephemeral), "eph"), soci::use(labels, "labels"), soci::use(b(false), "aedl"),
-      soci::use(m.hostname, "h"), soci::use(m.go_os, "goos"), soci::use(m.kernel, "k"),
-      soci::use(m.core, "c"), soci::use(m.platform, "pl"), soci::use(m.os, "os"),
-      soci::use(m.os_version, "osv"), soci::use(m.wt_version, "wt"), soci::use(m.ui_version, "ui"),
-      soci::use(m.kernel_version, "kv"), soci::use(m.system_serial_number, "sn"),
-      soci::use(m.system_product_name, "pn"), soci::use(m.system_manufacturer, "mf"),
-      soci::use(m.network_addresses_json, "na"), soci::use(m.environment_json, "env"),
-      soci::use(m.flags_json, "fl"), soci::use(m.files_json, "fi"),
-      soci::use(m.capabilities_json, "cap"), soci::use(b(false), "f2"), soci::use(b(false), "f3"),
-      soci::use(b(false), "f4");
-  for (const auto& g : group_ids)
-    sql_ << "INSERT INTO group_peers (account_id, group_id, peer_id) VALUES (:acc, :g, :p) "
-            "ON CONFLICT DO NOTHING",
-        soci::use(p.account_id, "acc"), soci::use(g, "g"), soci::use(p.id, "p");
-}
-
 admin_store::register_result admin_store::register_peer(const core::peer& p,
                                                         const std::vector<std::string>& group_ids,
                                                         const std::string& setup_key_id) {
@@ -339,7 +282,7 @@ admin_store::register_result admin_store::register_peer(const core::peer& p,
       tr.rollback();
       return register_result::key_refused;
     }
-    insert_registered_peer(p, group_ids);
+    insert_registered_peers({{p, group_ids, setup_key_id}});
     sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",
         soci::use(p.account_id, "acc");
     tr.commit();
@@ -351,31 +294,198 @@ admin_store::register_result admin_store::register_peer(const core::peer& p,
   }
 }
 
+namespace {
+
+// The columns a registration writes.
+constexpr const char* registered_peer_columns[] = {"id",
+                                                   "account_id",
+                                                   "key",
+                                                   "ip",
+                                                   "ipv6",
+                                                   "name",
+                                                   "dns_label",
+                                                   "user_id",
+                                                   "ssh_key",
+                                                   "ssh_enabled",
+                                                   "login_expiration_enabled",
+                                                   "inactivity_expiration_enabled",
+                                                   "last_login",
+                                                   "created_at",
+                                                   "ephemeral",
+                                                   "extra_dns_labels",
+                                                   "allow_extra_dns_labels",
+                                                   "meta_hostname",
+                                                   "meta_go_os",
+                                                   "meta_kernel",
+                                                   "meta_core",
+                                                   "meta_platform",
+                                                   "meta_os",
+                                                   "meta_os_version",
+                                                   "meta_wt_version",
+                                                   "meta_ui_version",
+                                                   "meta_kernel_version",
+                                                   "meta_system_serial_number",
+                                                   "meta_system_product_name",
+                                                   "meta_system_manufacturer",
+                                                   "meta_network_addresses",
+                                                   "meta_environment",
+                                                   "meta_flags",
+                                                   "meta_files",
+                                                   "meta_capabilities",
+                                                   "peer_status_last_seen",
+                                                   "peer_status_session_started_at",
+                                                   "peer_status_connected",
+                                                   "peer_status_login_expired",
+                                                   "peer_status_requires_approval"};
+
+// One registered peer as the JSON object of its row. JSON columns hold JSON: an empty value is
+// written as null (Go's decoder rejects ''). Its last login is also its creation and last-seen
+// time: the account actor holds the same values without reading them back.
+json registered_peer_row(const core::peer& p) {
+  const std::string now = p.last_login ? *p.last_login : store_time();
+  auto js = [](const std::string& v) { return v.empty() ? std::string("null") : v; };
+  const auto& m = p.meta;
+  return json{{"id", p.id},
+              {"account_id", p.account_id},
+              {"key", p.key},
+              {"ip", json(p.ip).dump()},
+              {"ipv6", json(p.ipv6).dump()},
+              {"name", p.name},
+              {"dns_label", p.dns_label},
+              {"user_id", p.user_id},
+              {"ssh_key", p.ssh_key},
+              {"ssh_enabled", p.ssh_enabled},
+              {"login_expiration_enabled", p.login_expiration_enabled},
+              {"inactivity_expiration_enabled", p.inactivity_expiration_enabled},
+              {"last_login", now},
+              {"created_at", now},
+              {"ephemeral", p.ephemeral},
+              {"extra_dns_labels", json(p.extra_dns_labels).dump()},
+              {"allow_extra_dns_labels", false},
+              {"meta_hostname", m.hostname},
+              {"meta_go_os", m.go_os},
+              {"meta_kernel", m.kernel},
+              {"meta_core", m.core},
+              {"meta_platform", m.platform},
+              {"meta_os", m.os},
+              {"meta_os_version", m.os_version},
+              {"meta_wt_version", m.wt_version},
+              {"meta_ui_version", m.ui_version},
+              {"meta_kernel_version", m.kernel_version},
+              {"meta_system_serial_number", m.system_serial_number},
+              {"meta_system_product_name", m.system_product_name},
+              {"meta_system_manufacturer", m.system_manufacturer},
+              {"meta_network_addresses", js(m.network_addresses_json)},
+              {"meta_environment", js(m.environment_json)},
+              {"meta_flags", js(m.flags_json)},
+              {"meta_files", js(m.files_json)},
+              {"meta_capabilities", js(m.capabilities_json)},
+              {"peer_status_last_seen", now},
+              {"peer_status_session_started_at", 0},
+              {"peer_status_connected", false},
+              {"peer_status_login_expired", false},
+              {"peer_status_requires_approval", false}};
+}
+
+// INSERT INTO <table> (<columns>) of every object of the JSON array bound as :rows, in one
+// statement: PostgreSQL converts each value with its column's input function
+// (json_populate_recordset over the table's row type), SQLite takes json_extract's value (a JSON
+// true is 1, as the per-row statements store it).
+std::string insert_from_json(engine kind, const std::string& table,
+                             const std::vector<std::string>& columns, const std::string& tail) {
+  std::string names, values;
+  for (const auto& c : columns) {
+    const std::string quoted = "\"" + c + "\"";
+    names += (names.empty() ? "" : ", ") + quoted;
+    values += (values.empty() ? "" : ", ") +
+              (kind == engine::postgres ? quoted : "json_extract(value, '$.\"" + c + "\"')");
+  }
+  const std::string source =
+      kind == engine::postgres
+          ? " FROM json_populate_recordset(NULL::\"" + table + "\", CAST(:rows AS json))"
+          : " FROM json_each(:rows) WHERE true"; // WHERE: SQLite's upsert parse needs it
+  return "INSERT INTO \"" + table + "\" (" + names + ") SELECT " + values + source + tail;
+}
+
+} // namespace
+
+void admin_store::insert_registered_peers(const std::vector<registration>& batch) {
+  json peers = json::array(), members = json::array();
+  for (const auto& r : batch) {
+    peers.push_back(registered_peer_row(r.peer));
+    for (const auto& g : r.group_ids)
+      members.push_back(
+          json{{"account_id", r.peer.account_id}, {"group_id", g}, {"peer_id", r.peer.id}});
+  }
+  static const std::vector<std::string> peer_columns(std::begin(registered_peer_columns),
+                                                     std::end(registered_peer_columns));
+  static const std::vector<std::string> member_columns = {"account_id", "group_id", "peer_id"};
+  const std::string peer_rows = peers.dump(), member_rows = members.dump();
+  sql_ << insert_from_json(kind_, "peers", peer_columns, ""), soci::use(peer_rows, "rows");
+  if (!members.empty())
+    sql_ << insert_from_json(kind_, "group_peers", member_columns, " ON CONFLICT DO NOTHING"),
+        soci::use(member_rows, "rows");
+}
+
+// The whole batch at once: one guarded use per setup key (all of its uses or none), one INSERT of
+// the peers, one of their memberships. False (and nothing written) when a key has not enough uses
+// left or a row conflicts (key, IP or label taken meanwhile by another replica): the caller then
+// goes row by row, which sorts out which ones.
+bool admin_store::register_all(const std::vector<registration>& batch) {
+  std::map<std::string, long long> uses;
+  for (const auto& r : batch)
+    if (!r.setup_key_id.empty())
+      ++uses[r.setup_key_id];
+  sql_ << "SAVEPOINT nbm_register_all";
+  try {
+    for (const auto& [key_id, n] : uses)
+      if (!account_store(sql_, kind_).use_setup_key(key_id, n)) {
+        sql_ << "ROLLBACK TO SAVEPOINT nbm_register_all";
+        sql_ << "RELEASE SAVEPOINT nbm_register_all";
+        return false;
+      }
+    insert_registered_peers(batch);
+  } catch (const soci::soci_error& e) {
+    if (!unique_violation(e))
+      throw; // the transaction rolls back: nothing of the batch is written
+    sql_ << "ROLLBACK TO SAVEPOINT nbm_register_all";
+    sql_ << "RELEASE SAVEPOINT nbm_register_all";
+    return false;
+  }
+  sql_ << "RELEASE SAVEPOINT nbm_register_all";
+  return true;
+}
+
 std::vector<admin_store::register_result>
 admin_store::register_peers(const std::string& account_id, const std::vector<registration>& batch,
                             std::uint64_t& serial_after) {
   std::vector<register_result> out(batch.size(), register_result::conflict);
   soci::transaction tr(sql_);
   long long registered = 0;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    const auto& r = batch[i];
-    sql_ << "SAVEPOINT nbm_register";
-    try {
-      if (!r.setup_key_id.empty() && !use_setup_key(r.setup_key_id)) {
+  if (batch.size() > 1 && register_all(batch)) {
+    std::fill(out.begin(), out.end(), register_result::registered);
+    registered = static_cast<long long>(batch.size());
+  } else {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& r = batch[i];
+      sql_ << "SAVEPOINT nbm_register";
+      try {
+        if (!r.setup_key_id.empty() && !use_setup_key(r.setup_key_id)) {
+          sql_ << "ROLLBACK TO SAVEPOINT nbm_register";
+          out[i] = register_result::key_refused;
+        } else {
+          insert_registered_peers({r});
+          out[i] = register_result::registered;
+          ++registered;
+        }
+      } catch (const soci::soci_error& e) {
+        if (!unique_violation(e))
+          throw; // the transaction rolls back: nothing of the batch is written
         sql_ << "ROLLBACK TO SAVEPOINT nbm_register";
-        out[i] = register_result::key_refused;
-      } else {
-        insert_registered_peer(r.peer, r.group_ids);
-        out[i] = register_result::registered;
-        ++registered;
+        out[i] = register_result::conflict;
       }
-    } catch (const soci::soci_error& e) {
-      if (!unique_violation(e))
-        throw; // the transaction rolls back: nothing of the batch is written
-      sql_ << "ROLLBACK TO SAVEPOINT nbm_register";
-      out[i] = register_result::conflict;
+      sql_ << "RELEASE SAVEPOINT nbm_register";
     }
-    sql_ << "RELEASE SAVEPOINT nbm_register";
   }
   if (registered > 0)
     sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + :n WHERE id = "

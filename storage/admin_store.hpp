@@ -134,8 +134,11 @@ public:
   server_key server_key_pair(const std::string& encryption_key_b64);
 
 private:
-  // The INSERTs of one registration (peer row, group memberships); throws soci_error.
-  void insert_registered_peer(const core::peer& p, const std::vector<std::string>& group_ids);
+  // The INSERTs of registrations (peer rows, group memberships), one statement per table;
+  // throws soci_error.
+  void insert_registered_peers(const std::vector<registration>& batch);
+  // The whole batch inside a savepoint, or nothing of it (false): see register_peers.
+  bool register_all(const std::vector<registration>& batch);
 
   soci::session& sql_;
   engine kind_;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <thread>
@@ -361,5 +362,139 @@ TEST_CASE("events: a deleted user's name and email kept encrypted, as NetBird's 
     CHECK(n == 0);
     s.sql << "SELECT meta FROM events WHERE target_id = 'erin'", soci::into(stored_meta);
     CHECK(nlohmann::json::parse(stored_meta)["email"] == "dave@corp.example");
+  }
+}
+
+namespace {
+
+// A peer as the account actor hands it to register_peers: every written field set.
+core::peer batch_peer(const std::string& account_id, int i) {
+  core::peer p;
+  p.id = crypto::random_id();
+  p.account_id = account_id;
+  p.key = crypto::base64_encode(crypto::make_wg_key_pair().public_key);
+  p.ip = "100.64.0." + std::to_string(10 + i);
+  p.dns_label = "host-" + std::to_string(i);
+  p.name = "host " + std::to_string(i);
+  p.ssh_key = "ssh-ed25519 AAAA" + std::to_string(i);
+  p.ssh_enabled = i % 2 == 0;
+  p.login_expiration_enabled = i % 2 == 1;
+  p.ephemeral = i == 2;
+  p.extra_dns_labels = {"extra-" + std::to_string(i)};
+  p.meta.hostname = p.name;
+  p.meta.go_os = "linux";
+  p.meta.kernel = "Linux";
+  p.meta.os = "Debian \"bookworm\"";
+  p.meta.wt_version = "0.36.0";
+  p.meta.system_serial_number = "Ser\\ial " + std::to_string(i);
+  p.meta.network_addresses_json =
+      R"([{"NetIP":"10.0.0.)" + std::to_string(i) + R"(/24","Mac":""}])";
+  p.meta.capabilities_json = i == 0 ? "" : "[1,2]";
+  p.last_login = storage::store_time();
+  return p;
+}
+
+std::uint64_t serial_of(soci::session& sql, const std::string& account_id) {
+  long long serial = 0;
+  sql << "SELECT network_serial FROM accounts WHERE id = :a", soci::use(account_id, "a"),
+      soci::into(serial);
+  return static_cast<std::uint64_t>(serial);
+}
+
+bool contains_peer(const core::account& a, const std::string& peer_id) {
+  const auto& members = a.find_group_by_name("All")->peers;
+  return std::find(members.begin(), members.end(), peer_id) != members.end();
+}
+
+long long used_times(soci::session& sql, const std::string& key_id) {
+  long long n = 0;
+  sql << "SELECT used_times FROM setup_keys WHERE id = :k", soci::use(key_id, "k"), soci::into(n);
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("admin: a batch of registrations lands in one go, or row by row when one cannot") {
+  using rr = admin_store::register_result;
+  for (const auto& opts : test::fresh_backends("admin_batch")) {
+    INFO(test::backend_name(opts));
+    session_of s(opts);
+    admin_store admin(s.sql, opts.kind);
+    storage::account_store accounts(s.sql, opts.kind);
+    auto bulk = admin.create_account({"bulk.example", "", "", true, false, ""});
+    auto key_for = [&](const std::string& account_id, bool reusable, std::int64_t limit) {
+      storage::new_setup_key k;
+      k.account_id = account_id;
+      k.name = "k";
+      k.reusable = reusable;
+      k.usage_limit = limit;
+      return admin.create_setup_key(k).first.id;
+    };
+    const auto bulk_key = key_for(bulk.account_id, true, 0);
+
+    // Three peers in one batch (one INSERT per table): stored exactly as the account actor holds
+    // them without reading them back (created and last seen at their login time).
+    std::vector<admin_store::registration> batch;
+    for (int i = 0; i < 3; ++i)
+      batch.push_back({batch_peer(bulk.account_id, i), {bulk.all_group_id}, bulk_key});
+    const auto bulk_serial = serial_of(s.sql, bulk.account_id);
+    std::uint64_t serial_after = 0;
+    CHECK(admin.register_peers(bulk.account_id, batch, serial_after) ==
+          std::vector<rr>(3, rr::registered));
+    CHECK(serial_after == bulk_serial + 3);
+    CHECK(used_times(s.sql, bulk_key) == 3);
+    const auto a = accounts.load_account(bulk.account_id);
+    REQUIRE(a);
+    REQUIRE(a->peers.size() == 3);
+    CHECK(a->find_group_by_name("All")->peers.size() == 3);
+    for (const auto& r : batch) {
+      auto want = r.peer;
+      want.created_at = want.last_login;
+      want.status.last_seen = want.last_login;
+      const auto* got = a->find_peer(want.id);
+      REQUIRE(got);
+      CHECK(*got == want);
+      CHECK(contains_peer(*a, want.id));
+    }
+
+    // A one-off key used twice in a batch: the first row lands, the second is refused.
+    const auto once = key_for(bulk.account_id, false, 0);
+    batch.clear();
+    for (int i = 3; i < 5; ++i)
+      batch.push_back({batch_peer(bulk.account_id, i), {bulk.all_group_id}, once});
+    CHECK(admin.register_peers(bulk.account_id, batch, serial_after) ==
+          std::vector<rr>{rr::registered, rr::key_refused});
+    CHECK(serial_after == bulk_serial + 4);
+    CHECK(used_times(s.sql, once) == 1);
+
+    // A key with 1 use left among 2 rows: as many land as the key allows.
+    const auto limited = key_for(bulk.account_id, true, 3);
+    batch.clear();
+    for (int i = 5; i < 7; ++i)
+      batch.push_back({batch_peer(bulk.account_id, i), {bulk.all_group_id}, limited});
+    CHECK(admin.register_peers(bulk.account_id, batch, serial_after) ==
+          std::vector<rr>(2, rr::registered));
+    batch.clear();
+    for (int i = 7; i < 9; ++i)
+      batch.push_back({batch_peer(bulk.account_id, i), {bulk.all_group_id}, limited});
+    CHECK(admin.register_peers(bulk.account_id, batch, serial_after) ==
+          std::vector<rr>{rr::registered, rr::key_refused});
+    CHECK(used_times(s.sql, limited) == 3);
+
+    // A row whose WireGuard key is taken (another replica registered it): only it conflicts, the
+    // others land, and the key counts only the uses that landed.
+    const auto taken = accounts.load_account(bulk.account_id)->peers.front().key;
+    batch.clear();
+    for (int i = 9; i < 12; ++i)
+      batch.push_back({batch_peer(bulk.account_id, i), {bulk.all_group_id}, bulk_key});
+    batch[1].peer.key = taken;
+    const auto before = serial_of(s.sql, bulk.account_id);
+    CHECK(admin.register_peers(bulk.account_id, batch, serial_after) ==
+          std::vector<rr>{rr::registered, rr::conflict, rr::registered});
+    CHECK(serial_after == before + 2);
+    CHECK(used_times(s.sql, bulk_key) == 5);
+    const auto after = accounts.load_account(bulk.account_id);
+    CHECK(after->peers.size() == 9);
+    CHECK(after->find_group_by_name("All")->peers.size() == 9);
   }
 }
