@@ -159,7 +159,7 @@ struct h2_server::impl {
   void start_response(h2_connection& c, rpc_call& call);
   void trailers_only(h2_connection& c, rpc_call& call);
   void decide(rpc_call& call, rpc_status s);
-  void dispatch(h2_connection& c, const std::shared_ptr<rpc_call>& call);
+  void dispatch(const std::shared_ptr<rpc_call>& call);
   void end_call(h2_connection& c, int32_t stream);
 };
 
@@ -169,39 +169,39 @@ struct h2_server::impl {
 rpc_call::rpc_call(const std::shared_ptr<h2_server>& owner) : owner_(owner) {}
 rpc_call::~rpc_call() = default;
 
-void rpc_call::reply(rpc_status s, std::string response) {
+template <class Fn>
+void rpc_call::on_loop(Fn fn) {
   auto srv = owner_.lock();
   if (!srv)
     return;
-  srv->impl_->post([c = shared_from_this(), s = std::move(s), r = std::move(response)]() mutable {
+  srv->impl_->post([c = shared_from_this(), fn = std::move(fn)]() mutable {
     auto& w = *c->wire_;
     if (!w.conn || w.finishing)
       return;
-    auto& impl = *w.conn->srv;
+    fn(*c, w, *w.conn->srv);
+  });
+}
+
+void rpc_call::reply(rpc_status s, std::string response) {
+  on_loop([s = std::move(s), r = std::move(response)](rpc_call& c, wire& w,
+                                                      h2_server::impl& impl) mutable {
     if (s.code == 0) {
       w.cur = framed(r);
       w.off = 0;
     }
-    impl.decide(*c, std::move(s));
+    impl.decide(c, std::move(s));
     impl.flush(*w.conn);
   });
 }
 
 void rpc_call::write(std::string message) {
-  auto srv = owner_.lock();
-  if (!srv)
-    return;
-  srv->impl_->post([c = shared_from_this(), m = std::move(message)]() mutable {
-    auto& w = *c->wire_;
-    if (!w.conn || w.finishing)
-      return;
+  on_loop([m = std::move(message)](rpc_call& c, wire& w, h2_server::impl& impl) {
     if (w.cur.empty() || (w.off == 0 && !w.active))
       w.cur = framed(m), w.off = 0; // a newer map replaces one not begun
     else
       w.next = framed(m); // behind the one being written, replacing an older one waiting
-    auto& impl = *w.conn->srv;
     if (!w.started)
-      impl.start_response(*w.conn, *c);
+      impl.start_response(*w.conn, c);
     else if (w.deferred && !w.queued) {
       w.deferred = false;
       nghttp2_session_resume_data(w.conn->session, w.stream);
@@ -211,15 +211,9 @@ void rpc_call::write(std::string message) {
 }
 
 void rpc_call::finish(rpc_status s) {
-  auto srv = owner_.lock();
-  if (!srv)
-    return;
-  srv->impl_->post([c = shared_from_this(), s = std::move(s)]() mutable {
-    auto& w = *c->wire_;
-    if (!w.conn || w.finishing)
-      return;
-    w.conn->srv->decide(*c, std::move(s));
-    w.conn->srv->flush(*w.conn);
+  on_loop([s = std::move(s)](rpc_call& c, wire& w, h2_server::impl& impl) mutable {
+    impl.decide(c, std::move(s));
+    impl.flush(*w.conn);
   });
 }
 
@@ -461,7 +455,7 @@ int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* user) {
   if (end) {
     w.request_done = true;
     if (!w.dispatched)
-      c.srv->dispatch(c, it->second);
+      c.srv->dispatch(it->second);
   }
   return 0;
 }
@@ -485,7 +479,7 @@ int on_stream_close(nghttp2_session*, int32_t stream, uint32_t, void* user) {
 
 } // namespace
 
-void h2_server::impl::dispatch(h2_connection& c, const std::shared_ptr<rpc_call>& call) {
+void h2_server::impl::dispatch(const std::shared_ptr<rpc_call>& call) {
   auto& w = *call->wire_;
   w.dispatched = true;
   call->method = w.path.substr(std::strlen(service_prefix));
@@ -503,7 +497,6 @@ void h2_server::impl::dispatch(h2_connection& c, const std::shared_ptr<rpc_call>
     decide(*call,
            {compressed ? unimplemented : invalid_argument,
             compressed ? "compressed messages are not supported" : "invalid request message"});
-    (void)c;
     return;
   }
   call->request = w.in.substr(5);

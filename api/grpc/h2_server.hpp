@@ -55,6 +55,10 @@ private:
   friend class h2_server;
   friend struct h2_connection;
   void ended(); // runs on_done once
+  // Runs fn(call, wire, server) on the event-loop thread if the call is still live then (its
+  // connection open, its end not yet decided); nothing once the server is gone.
+  template <class Fn>
+  void on_loop(Fn fn);
   std::weak_ptr<h2_server> owner_;
   std::mutex mu_;
   std::function<void()> done_;
