@@ -632,6 +632,20 @@ void reload(account_ptr_t self) {
           });
 }
 
+// A write that moved the store's serial to `serial`, whose effect memory already follows: that
+// serial is taken when the write was the one since ours, else everything it holds is read. While
+// a registration batch is in flight, its outcome decides (this write counts).
+void follow_serial(account_ptr_t self, std::uint64_t serial) {
+  auto& st = self->state;
+  const auto ours = current(st).net.serial;
+  if (st.flight)
+    st.polled_serial = std::max(st.polled_serial, serial);
+  else if (serial == ours + 1)
+    mutable_account(st).net.serial = serial; // that write alone: nothing else to read
+  else if (serial > ours)
+    reload(self); // another write came between: read everything that serial holds
+}
+
 // A Login of a peer the account holds, decided from memory.
 peer_view login_view(const account_state& st, const core::peer& p) {
   const auto& a = current(st);
@@ -959,12 +973,7 @@ void logout(account_ptr_t self, caf::typed_response_promise<peer_view> rp,
             n.peers.push_back(v.peer.id);
             n.parts = storage::account_store::part_groups;
             publish(st, std::move(n));
-            if (st.flight) // the batch's outcome decides whether to read again; this write counts
-              st.polled_serial = std::max(st.polled_serial, out.serial_after);
-            else if (out.serial_after == ours + 1)
-              mutable_account(st).net.serial = out.serial_after; // ours alone: nothing to read
-            else if (out.serial_after > ours)
-              reload(self); // someone else wrote too: their change comes with a full read
+            follow_serial(self, out.serial_after);
             rp.deliver(std::move(v));
           },
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -1162,25 +1171,41 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       [self](added_atom, core::peer& p, const std::vector<std::string>& groups,
              std::uint64_t serial) {
         auto& st = self->state;
-        const auto ours = current(st).net.serial;
         add_peer(st, std::move(p), groups);
-        if (serial == ours + 1)
-          mutable_account(st).net.serial = serial; // that write alone: the serial holds it all
-        else if (serial > ours)
-          reload(self); // another write came between: read everything that serial holds
+        follow_serial(self, serial);
         triggered(st, {telemetry::resource::peer, telemetry::operation::create});
         schedule_flush(self);
       },
-      [self](deleted_atom, const std::string& peer_id) {
+      [self](deleted_atom, const std::string& peer_id, std::uint64_t serial) {
+        // Deleted by the expiry here: the other replicas read that peer and the groups again.
         auto& st = self->state;
-        if (!find_peer(st, peer_id))
-          return;
-        // Deleted here (the expiry): the serial it left is not known, the others read the
-        // account again.
         core::account_note n;
+        n.serial = serial;
+        n.moved = 1;
+        n.peers.push_back(peer_id);
+        n.parts = storage::account_store::part_groups;
+        publish(st, std::move(n));
+        if (find_peer(st, peer_id))
+          drop_peer(self, peer_id);
+        follow_serial(self, serial);
+      },
+      [self](expired_atom, const std::string& peer_id, std::uint64_t serial) {
+        // Marked login-expired by the expiry here: memory follows (its stream ends at the fan-out,
+        // the others' maps show it offline); the other replicas read that peer again.
+        auto& st = self->state;
+        core::account_note n;
+        n.serial = serial;
+        n.moved = 1;
         n.peers.push_back(peer_id);
         publish(st, std::move(n));
-        drop_peer(self, peer_id);
+        if (find_peer(st, peer_id)) {
+          auto& status = mutable_account(st).peers[st.pos_by_id.at(peer_id)].status;
+          status.login_expired = true;
+          status.connected = false;
+          triggered(st, {telemetry::resource::peer, telemetry::operation::update});
+          schedule_flush(self);
+        }
+        follow_serial(self, serial);
       },
       [self](logout_atom, const std::string& peer_id,
              const std::string& wg_key) -> caf::result<peer_view> {
@@ -1209,12 +1234,6 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         }
         if (serial > current(st).net.serial)
           reload(self);
-      },
-      [self](reload_atom) {
-        // The expiry marked a peer of this account (a write whose serial it does not tell): the
-        // other replicas read the account again too.
-        publish(self->state, core::account_note{});
-        reload(self);
       },
       [self](note_atom, core::account_note& note) { on_note(self, std::move(note)); },
       [self](snapshot_atom, std::uint64_t serial) -> caf::result<account_ptr> {

@@ -92,6 +92,7 @@ struct due_job : store_job {
     result r = result::gone;
     std::optional<core::lifecycle_facts> facts; // the row as decided on (refused: as it is now)
     std::optional<core::peer> seen;             // for the activity log, read before the write
+    std::uint64_t serial = 0;                   // expired, deleted: the serial the write left
   };
   std::vector<core::expiry_book::due_item> items;
   std::vector<outcome> outcomes; // one per item done
@@ -124,8 +125,8 @@ struct due_job : store_job {
     // What the event tells of the peer (NetBird's Peer.EventMeta), read before it changes.
     if (read_seen)
       o.seen = storage::account_store(sql, kind).peer_by_id(item.account_id, item.peer_id);
-    const bool landed =
-        ephemeral ? store.delete_ephemeral(*f) : store.mark_login_expired(*f, item.rule);
+    const bool landed = ephemeral ? store.delete_ephemeral(*f, &o.serial)
+                                  : store.mark_login_expired(*f, item.rule, &o.serial);
     if (!landed) { // the row changed between our read and the write (another replica?)
       o.r = result::refused;
       o.facts = store.peer(item.account_id, item.peer_id);
@@ -286,8 +287,11 @@ void poll_serials(expiry_ptr self) {
 
 // What landed, for the actors that own the account and the peer.
 struct effects {
-  std::set<std::string> reload;                               // accounts with expired peers
-  std::vector<std::pair<std::string, std::string>> deletions; // (account, peer)
+  struct landed {
+    std::string account_id, peer_id;
+    std::uint64_t serial = 0; // the account's serial as the write left it
+  };
+  std::vector<landed> expired, deletions;
 };
 
 void tell(expiry_ptr self, effects fx) {
@@ -296,30 +300,29 @@ void tell(expiry_ptr self, effects fx) {
     return;
   // A directory that cannot answer (shutting down) costs the effects, never this actor.
   auto ignore = [](caf::error&) {};
-  for (const auto& acc : fx.reload)
-    self->request(dir, caf::infinite, find_account_atom::value, acc)
+  for (auto& e : fx.expired)
+    self->request(dir, caf::infinite, find_account_atom::value, e.account_id)
         .then(
-            [self](account_actor a) {
-              // The account is read again: the expired peer moves to the others' offline peers
-              // and its own stream ends (account_actor closes sessions of login-expired peers).
+            [self, e](account_actor a) {
+              // The account actor marks the peer in memory: its stream ends, the others' maps
+              // show it offline, the other replicas read it again.
               if (a)
-                self->send(a, reload_atom::value);
+                self->send(a, expired_atom::value, e.peer_id, e.serial);
             },
             ignore);
-  for (const auto& [acc, peer] : fx.deletions) {
-    const std::string a_id = acc, p_id = peer;
-    self->request(dir, caf::infinite, find_peer_atom::value, a_id, p_id)
+  for (auto& d : fx.deletions) {
+    self->request(dir, caf::infinite, find_peer_atom::value, d.account_id, d.peer_id)
         .then(
             [self](peer_actor p) {
               if (p)
                 self->send(p, close_atom::value, std::string("peer deleted"));
             },
             ignore);
-    self->request(dir, caf::infinite, find_account_atom::value, a_id)
+    self->request(dir, caf::infinite, find_account_atom::value, d.account_id)
         .then(
-            [self, p_id](account_actor a) {
+            [self, d](account_actor a) {
               if (a)
-                self->send(a, deleted_atom::value, p_id);
+                self->send(a, deleted_atom::value, d.peer_id, d.serial);
             },
             ignore);
   }
@@ -365,7 +368,7 @@ void run_due(expiry_ptr self) {
         spdlog::info("ephemeral peer {} of account {} deleted: disconnected longer than {} s",
                      item.peer_id, item.account_id, st.book.ephemeral_lifetime() / 1000000000);
         st.book.forget(item.peer_id);
-        fx.deletions.emplace_back(item.account_id, item.peer_id);
+        fx.deletions.push_back({item.account_id, item.peer_id, o.serial});
         if (o.seen) {
           core::activity::event e;
           e.activity = core::activity::peer_removed_by_user;
@@ -397,7 +400,7 @@ void run_due(expiry_ptr self) {
         f.login_expired = true;
         f.connected = false;
         st.book.upsert(f);
-        fx.reload.insert(item.account_id);
+        fx.expired.push_back({item.account_id, item.peer_id, o.serial});
         break;
       }
       }

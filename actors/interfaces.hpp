@@ -70,8 +70,8 @@ using detach_atom = caf::atom_constant<caf::atom("detach")>;   // account: a ses
 using map_atom = caf::atom_constant<caf::atom("map")>;         // peer: a map for its stream
 using added_atom = caf::atom_constant<caf::atom("added")>;     // account: a peer added elsewhere
 using deleted_atom = caf::atom_constant<caf::atom("deleted")>; // account: a peer deleted
+using expired_atom = caf::atom_constant<caf::atom("expired")>; // account: a peer's login expired
 using meta_atom = caf::atom_constant<caf::atom("meta")>;       // a peer's new meta (its part of it)
-using reload_atom = caf::atom_constant<caf::atom("reload")>;   // account: read the account again
 using sync_atom = caf::atom_constant<caf::atom("sync")>;       // a Sync begins (its part of it)
 using flush_atom = caf::atom_constant<caf::atom("flush")>;     // account internal: run the fan-out
 using mapped_atom = caf::atom_constant<caf::atom("mapped")>;   // account: a map worker's batch
@@ -550,9 +550,12 @@ using account_actor = caf::typed_actor<
     // serial after that write is `serial`. The actor takes that serial only when it was the one
     // write since its own; otherwise it reads the account again.
     caf::reacts_to<added_atom, core::peer, std::vector<std::string>, std::uint64_t>,
-    // A peer was deleted (committed). The serial stays: the store's next serial is read with the
-    // account (poll, REST read) and brings whatever else it holds.
-    caf::reacts_to<deleted_atom, std::string>,
+    // The expiry deleted a peer (committed; the store's serial after that write is `serial`), or
+    // marked its login expired: memory follows, the other replicas are told which peer to read
+    // again, and the serial is taken only when that was the one write since ours (else the
+    // account is read again).
+    caf::reacts_to<deleted_atom, std::string, std::uint64_t>,
+    caf::reacts_to<expired_atom, std::string, std::uint64_t>,
     // Logout of the peer `peer_id` (its WireGuard key `wg_key`, for the refusal's message): the
     // store worker deletes it, then memory (one step: nothing else of the account is handled in
     // between); its stream ends, the other peers' maps lose it, the other replicas are told.
@@ -561,8 +564,6 @@ using account_actor = caf::typed_actor<
     // The store's serial of this account is `serial`: reload when it is ahead of ours (a change
     // made by another process or replica).
     caf::reacts_to<serial_atom, std::uint64_t>,
-    // Read the account again from the store and fan out what changed.
-    caf::reacts_to<reload_atom>,
     // The account as committed, for readers; read again from the store first when `serial` (the
     // store's, as the asker just read it) is ahead of it.
     caf::replies_to<snapshot_atom, std::uint64_t>::with<account_ptr>,

@@ -144,13 +144,17 @@ std::optional<core::lifecycle_facts> lifecycle_store::peer(const std::string& ac
   return std::move(rows.front());
 }
 
-void lifecycle_store::bump_serial(const std::string& account_id) {
-  sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc",
-      soci::use(account_id, "acc");
+std::uint64_t lifecycle_store::bump_serial(const std::string& account_id) {
+  long long serial = 0;
+  soci::indicator ind = soci::i_null;
+  sql_ << "UPDATE accounts SET network_serial = COALESCE(network_serial, 0) + 1 WHERE id = :acc "
+          "RETURNING network_serial",
+      soci::use(account_id, "acc"), soci::into(serial, ind);
+  return sql_.got_data() && ind == soci::i_ok ? static_cast<std::uint64_t>(serial) : 0;
 }
 
 bool lifecycle_store::mark_login_expired(const core::lifecycle_facts& observed,
-                                         core::lifecycle_rule rule) {
+                                         core::lifecycle_rule rule, std::uint64_t* serial_after) {
   const bool login = rule == core::lifecycle_rule::login;
   if (!login && rule != core::lifecycle_rule::inactivity)
     return false;
@@ -186,13 +190,17 @@ bool lifecycle_store::mark_login_expired(const core::lifecycle_facts& observed,
           soci::use(period, "period"));
   st.execute(true);
   const bool landed = st.get_affected_rows() > 0;
-  if (landed)
-    bump_serial(observed.account_id);
+  if (landed) {
+    const auto serial = bump_serial(observed.account_id);
+    if (serial_after)
+      *serial_after = serial;
+  }
   tr.commit();
   return landed;
 }
 
-bool lifecycle_store::delete_ephemeral(const core::lifecycle_facts& observed) {
+bool lifecycle_store::delete_ephemeral(const core::lifecycle_facts& observed,
+                                       std::uint64_t* serial_after) {
   const auto& t = observed.last_seen;
   std::string q = "DELETE FROM peers WHERE account_id = :acc AND id = :id AND ephemeral = true "
                   "AND COALESCE(peer_status_connected, false) = false "
@@ -212,7 +220,9 @@ bool lifecycle_store::delete_ephemeral(const core::lifecycle_facts& observed) {
   if (landed) {
     sql_ << "DELETE FROM group_peers WHERE account_id = :acc AND peer_id = :id",
         soci::use(acc, "acc"), soci::use(id, "id");
-    bump_serial(observed.account_id);
+    const auto serial = bump_serial(observed.account_id);
+    if (serial_after)
+      *serial_after = serial;
   }
   tr.commit();
   return landed;

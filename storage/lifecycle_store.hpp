@@ -49,13 +49,16 @@ public:
   //   inactivity: SSO, inactivity expiration enabled, not expired, disconnected, last_seen as
   //               observed, and the account's inactivity expiration still enabled with that
   //               period.
-  // Returns whether it landed (then the serial was bumped).
-  bool mark_login_expired(const core::lifecycle_facts& observed, core::lifecycle_rule rule);
+  // Returns whether it landed (then the serial was bumped; `serial_after` is the account's serial
+  // as this write left it).
+  bool mark_login_expired(const core::lifecycle_facts& observed, core::lifecycle_rule rule,
+                          std::uint64_t* serial_after = nullptr);
 
   // Deletes the ephemeral peer with its group memberships, only if it is still ephemeral,
   // disconnected, with the observed session token and last_seen. Returns whether it landed (then
-  // the serial was bumped).
-  bool delete_ephemeral(const core::lifecycle_facts& observed);
+  // the serial was bumped; `serial_after` as with mark_login_expired).
+  bool delete_ephemeral(const core::lifecycle_facts& observed,
+                        std::uint64_t* serial_after = nullptr);
 
   // A successful login of the peer: last_login = `when` (store time text), login_expired = false;
   // bumps the serial. Returns whether the peer was there.
@@ -66,7 +69,7 @@ private:
   std::vector<core::lifecycle_facts> select(const std::string& where, const std::string& account,
                                             const std::string& peer);
   std::string time_expr(const std::string& column) const;
-  void bump_serial(const std::string& account_id);
+  std::uint64_t bump_serial(const std::string& account_id); // the serial it moved to
 
   soci::session& sql_;
   engine kind_;

@@ -303,13 +303,19 @@ TEST_CASE("account actor: a newer session takes the maps; a deleted peer's strea
     CHECK(new_sink->remote_ids() == ids{"pb", "pc"});
 
     // b is deleted (committed): its stream ends, a's map loses it.
-    storage::admin_store(*w.sql, opts.kind).delete_peer(w.account, "pb");
-    caf::anon_send(acc, deleted_atom::value, std::string("pb"));
+    // The serial that write left is the one after the account's: taken without a read.
+    const auto reloads = r.status(acc).reloads;
+    std::uint64_t after = 0;
+    REQUIRE(storage::admin_store(*w.sql, opts.kind).delete_peer(w.account, "pb", &after));
+    caf::anon_send(acc, deleted_atom::value, std::string("pb"), after);
     NBM_WAIT_UNTIL(new_sink->count() == 3);
     NBM_WAIT_UNTIL(sb->closed() == 1);
     CHECK(new_sink->remote_ids() == ids{"pc"});
     r.settle(acc, {a});
-    CHECK(r.status(acc).connected == 1);
+    const auto st = r.status(acc);
+    CHECK(st.connected == 1);
+    CHECK(st.serial == after);
+    CHECK(st.reloads == reloads);
   }
 }
 

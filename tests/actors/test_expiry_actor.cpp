@@ -132,6 +132,9 @@ struct rig : test::actor_rig {
   expiry_state_record status(const expiry_actor& e) {
     return record_of<expiry_state_record>(ask(e, status_atom::value));
   }
+  account_state_record account_status(const std::string& acc) {
+    return record_of<account_state_record>(ask(account(acc), status_atom::value));
+  }
   // Moves the clock and runs what is due; answers the actor's state afterwards.
   expiry_state_record at(const expiry_actor& e, unix_ns now) {
     clock->store(now);
@@ -190,6 +193,7 @@ TEST_CASE("expiry actor: login expiration marks the SSO peer, moves it to the ot
     CHECK(st.peers == 1);
     CHECK(st.next_ns == login_ns + hour); // last_login + the account's period
     const auto serial = w.serial();
+    const auto reloads = r.account_status(w.account).reloads;
     st = r.at(e, login_ns + hour - sec); // not yet
     CHECK(st.expired == 0);
     CHECK_FALSE(test::read_status(opts, "sso").login_expired);
@@ -201,9 +205,13 @@ TEST_CASE("expiry actor: login expiration marks the SSO peer, moves it to the ot
     CHECK(row.login_expired);
     CHECK_FALSE(row.connected);
     CHECK(w.serial() == serial + 1);
-    // The account actor read the account again: the expired peer is offline for the others, its
-    // own stream ended, and its next Sync is refused with NetBird's answer.
+    // The account actor marked it in memory (no read of the account) and took the serial the
+    // write left: the expired peer is offline for the others, its own stream ended, and its next
+    // Sync is refused with NetBird's answer.
     NBM_WAIT_UNTIL(other_sink->count() == 2);
+    const auto acc = r.account_status(w.account);
+    CHECK(acc.reloads == reloads);
+    CHECK(acc.serial == serial + 1);
     CHECK(other_sink->ids(false).empty());
     CHECK(other_sink->ids(true) == ids{"sso"});
     NBM_WAIT_UNTIL(!sso_sink->closed().empty());
@@ -218,7 +226,7 @@ TEST_CASE("expiry actor: login expiration marks the SSO peer, moves it to the ot
     const auto relogin = storage::store_time(5);
     REQUIRE(w.life().record_login(w.account, "sso", relogin));
     caf::anon_send(e, poll_atom::value);
-    caf::anon_send(r.account(w.account), reload_atom::value);
+    caf::anon_send(r.account(w.account), serial_atom::value, w.serial());
     st = r.status(e);
     CHECK(st.next_ns == *core::store_time_ns(relogin) + hour);
     CHECK(r.sync_check(w.account, "sso").first == 0);
@@ -294,6 +302,7 @@ TEST_CASE("expiry actor: an ephemeral peer is deleted after the lifetime disconn
     r.landed(e, w.account, "keep", true);
     CHECK(r.at(e, t0_ns + 600 * sec - 1).deleted == 0);
     const auto serial = w.serial();
+    const auto reloads = r.account_status(w.account).reloads;
     auto st = r.at(e, t0_ns + 600 * sec);
     CHECK(st.deleted == 1);
     CHECK_FALSE(w.exists("eph"));
@@ -301,6 +310,10 @@ TEST_CASE("expiry actor: an ephemeral peer is deleted after the lifetime disconn
     CHECK(w.serial() == serial + 1);
     NBM_WAIT_UNTIL(other_sink->count() == 2);
     CHECK(other_sink->ids(false) == ids{"keep"});
+    // Dropped from memory with the serial the delete left, not by reading the account again.
+    const auto acc = r.account_status(w.account);
+    CHECK(acc.reloads == reloads);
+    CHECK(acc.serial == serial + 1);
     CHECK(r.status(e).next_ns == 0);
 
     // "keep" leaves: its lifetime starts at the landed disconnect.
