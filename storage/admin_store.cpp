@@ -48,10 +48,17 @@ std::string store_time(std::int64_t offset_seconds) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00:00", tm.tm_year + 1900,
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06lld", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<long long>(micros));
-  return buf;
+  // Go's layout: no trailing zeros in the fraction (a PostgreSQL timestamptz is read back that way,
+  // so memory and a read of the store hold the same text).
+  std::string out = buf;
+  while (out.back() == '0')
+    out.pop_back();
+  if (out.back() == '.')
+    out.pop_back();
+  return out + "+00:00";
 }
 
 created_account admin_store::create_account(const new_account& spec) {

@@ -16,7 +16,8 @@ class session;
 
 namespace nbm::storage {
 
-// "YYYY-MM-DD HH:MM:SS.ffffff+00:00" for now + offset_seconds (NetBird's text form of a UTC time).
+// "YYYY-MM-DD HH:MM:SS.ffffff+00:00" for now + offset_seconds (NetBird's text form of a UTC time:
+// Go's layout, no trailing zeros in the fraction).
 std::string store_time(std::int64_t offset_seconds = 0);
 
 struct new_account {

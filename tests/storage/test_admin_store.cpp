@@ -390,7 +390,10 @@ core::peer batch_peer(const std::string& account_id, int i) {
   p.meta.network_addresses_json =
       R"([{"NetIP":"10.0.0.)" + std::to_string(i) + R"(/24","Mac":""}])";
   p.meta.capabilities_json = i == 0 ? "" : "[1,2]";
-  p.last_login = storage::store_time();
+  // Times as store_time() writes them (Go's layout), with and without trailing fraction digits.
+  p.last_login = i % 3 == 0   ? storage::store_time()
+                 : i % 3 == 1 ? "2026-11-30 08:00:00.25+00:00"
+                              : "2026-11-30 08:00:01+00:00";
   return p;
 }
 
