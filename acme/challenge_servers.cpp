@@ -195,15 +195,18 @@ struct tls_alpn01_server::impl {
     SSL_CTX_free(ctx);
   }
 
-  // ALPN: only acme-tls/1 is spoken here.
+  // ALPN: only acme-tls/1 is spoken here. Chosen after SNI found the challenge certificate (the
+  // servername callback runs first), before the server's flight: counted here, the answer is on
+  // record before the CA can have read the certificate.
   static int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
-                         const unsigned char* in, unsigned int inlen, void*) {
+                         const unsigned char* in, unsigned int inlen, void* arg) {
     static const unsigned char proto[] = "acme-tls/1";
     for (unsigned int i = 0; i < inlen;) {
       unsigned int n = in[i];
       if (i + 1 + n <= inlen && n == sizeof proto - 1 && std::memcmp(in + i + 1, proto, n) == 0) {
         *out = in + i + 1;
         *outlen = static_cast<unsigned char>(n);
+        ++static_cast<tls_alpn01_server*>(arg)->answered_;
         return SSL_TLSEXT_ERR_OK;
       }
       i += 1 + n;
@@ -237,7 +240,7 @@ tls_alpn01_server::tls_alpn01_server(const std::string& host, int port)
   if (!impl_->ctx)
     throw acme_error("ACME TLS-ALPN-01 responder: cannot create a TLS context");
   SSL_CTX_set_min_proto_version(impl_->ctx, TLS1_2_VERSION);
-  SSL_CTX_set_alpn_select_cb(impl_->ctx, &impl::select_alpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(impl_->ctx, &impl::select_alpn, this);
   SSL_CTX_set_tlsext_servername_callback(impl_->ctx, &impl::select_cert);
   SSL_CTX_set_tlsext_servername_arg(impl_->ctx, impl_.get());
   std::tie(listen_fd_, port_) = listen_on(host, port, "TLS-ALPN-01 responder");
@@ -292,14 +295,8 @@ void tls_alpn01_server::loop() {
     SSL* ssl = SSL_new(impl_->ctx);
     if (ssl) {
       SSL_set_fd(ssl, fd);
-      if (SSL_accept(ssl) == 1) {
-        const unsigned char* proto = nullptr;
-        unsigned int n = 0;
-        SSL_get0_alpn_selected(ssl, &proto, &n);
-        if (n == 10 && std::memcmp(proto, "acme-tls/1", 10) == 0)
-          ++answered_;
+      if (SSL_accept(ssl) == 1)
         SSL_shutdown(ssl);
-      }
       SSL_free(ssl);
     }
     ERR_clear_error();

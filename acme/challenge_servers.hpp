@@ -51,7 +51,8 @@ public:
   void set(const std::string& domain, const std::string& cert_pem, const std::string& key_pem);
   void clear(const std::string& domain);
   void add_to(challenge_hooks& hooks);
-  std::size_t answered() const { return answered_; } // handshakes completed with acme-tls/1
+  // ClientHellos for a challenge name that offered acme-tls/1 (answered with its certificate).
+  std::size_t answered() const { return answered_; }
 
   struct impl; // OpenSSL state, kept out of this header
 
