@@ -14,6 +14,7 @@
 #include <soci/soci.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -200,20 +201,29 @@ struct lookup_job : store_job {
   }
 };
 
+// The store worker of a WireGuard key's lookups.
+const store_worker& worker_for(const login_service_state& st, const std::string& wg_key) {
+  return st.workers[store_worker_index(wg_key, st.workers.size())];
+}
+
 login_service::behavior_type impl(login_service::stateful_pointer<login_service_state> self,
                                   login_service_config cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  st.worker = spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached, "login");
-  self->link_to(st.worker); // it lives and dies with the service
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, st.cfg.workers); ++i) {
+    st.workers.push_back(spawn_store_worker(self->system(), st.cfg.db, st.cfg.detached,
+                                            "login_" + std::to_string(i)));
+    self->link_to(st.workers.back()); // it lives and dies with the service
+  }
   return {
       [self](login_atom, login_request& req) -> caf::result<login_lookup> {
         auto& st = self->state;
         ++st.logins;
         ++st.in_flight;
         auto rp = self->make_response_promise<login_lookup>();
+        const auto& worker = worker_for(st, req.wg_key);
         auto job = std::make_shared<login_job>(std::move(req), st.cfg.dns_domain);
-        self->request(st.worker, caf::infinite, run_atom::value, store_job_ptr(job))
+        self->request(worker, caf::infinite, run_atom::value, store_job_ptr(job))
             .then(
                 [self, rp, job](const store_job_ptr&) mutable {
                   --self->state.in_flight;
@@ -241,8 +251,9 @@ login_service::behavior_type impl(login_service::stateful_pointer<login_service_
         ++st.lookups;
         ++st.in_flight;
         auto rp = self->make_response_promise<peer_ref>();
+        const auto& worker = worker_for(st, key);
         auto job = std::make_shared<lookup_job>(std::move(key));
-        self->request(st.worker, caf::infinite, run_atom::value, store_job_ptr(job))
+        self->request(worker, caf::infinite, run_atom::value, store_job_ptr(job))
             .then(
                 [self, rp, job](const store_job_ptr&) mutable {
                   --self->state.in_flight;
@@ -260,7 +271,7 @@ login_service::behavior_type impl(login_service::stateful_pointer<login_service_
         return rp;
       },
       [self](status_atom) {
-        // Never blocks (the SQL runs on its store worker): answers at once.
+        // Never blocks (the SQL runs on its store workers): answers at once.
         auto& st = self->state;
         auto s = status_of(self, "login_service");
         s.gauges["in_flight"] = static_cast<std::int64_t>(st.in_flight);

@@ -1,5 +1,5 @@
 // login_service: the store lookups of the wire RPCs that memory cannot answer (see interfaces.hpp),
-// run as jobs on a store worker of its own (actors/store_worker); the service itself never blocks.
+// run as jobs on store workers of its own (actors/store_worker); the service itself never blocks.
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -10,21 +10,25 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace nbm::actors {
 
 struct login_service_config {
   storage::db_options db;
   std::string dns_domain = "netbird.selfhosted"; // for FQDNs (--dns-domain)
-  // Its store worker on a thread of its own (the server); tests on CAF's deterministic scheduler
-  // spawn it as an ordinary actor.
+  // Its store workers on threads of their own (the server); tests on CAF's deterministic scheduler
+  // spawn them as ordinary actors.
   bool detached = true;
+  // How many store workers (each its own session); a key's lookups always go to the same one
+  // (store_worker_index), so two Logins of one key keep their order.
+  std::size_t workers = 2;
 };
 
 // Its state (actors/login_service.cpp has the behavior).
 struct login_service_state {
   login_service_config cfg;
-  store_worker worker;
+  std::vector<store_worker> workers; // "login_0" ..
   std::uint64_t logins = 0, lookups = 0, failed = 0, in_flight = 0;
   static inline const char* name = "login_service";
 };
