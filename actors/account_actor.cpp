@@ -1255,14 +1255,23 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       [self](read_atom, read_request& req) -> caf::result<read_outcome> {
         auto& st = self->state;
         auto rp = self->make_response_promise<read_outcome>();
+        auto held = committed(st);
         // then, not await: a read holds nothing of the account up while its store work runs.
-        self->request(st.loader, caf::infinite, read_atom::value, std::move(req), committed(st))
+        self->request(st.loader, caf::infinite, read_atom::value, std::move(req), held)
             .then(
-                [self, rp](read_outcome& out) mutable {
+                [self, rp, held](read_outcome& out) mutable {
+                  auto& st = self->state;
                   // The store's serial moved: the reader has the account as stored; the actor
                   // reads it too (unless a registration in flight will tell).
-                  if (out.acc && out.acc->net.serial > current(self->state).net.serial)
+                  if (out.acc && out.acc->net.serial > current(st).net.serial)
                     self->send(self, serial_atom::value, out.acc->net.serial);
+                  else if (out.acc && held && out.acc != held && st.acc == held && !st.working &&
+                           out.acc->net.serial == held->net.serial)
+                    // Same serial, principals moved (a token or setup key used, on this replica
+                    // or another): the reader got the actor's account with them read again, and
+                    // the actor keeps that copy, so the next read finds them the same and answers
+                    // without copying the account again. The rest is the actor's own.
+                    st.acc = out.acc;
                   rp.deliver(std::move(out));
                 },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });

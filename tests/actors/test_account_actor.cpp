@@ -432,6 +432,18 @@ TEST_CASE("account actor: an admin change is decided on the account it holds, co
                       [](const core::group& x) { return x.id == "g11"; }));
     CHECK(both.after->groups == w.accounts().load_account(w.account)->groups);
 
+    // Principals moved in the store without the serial (as when a token or setup key is used): a
+    // read has them read again, and the actor keeps that account, so the next read answers with
+    // it as it is rather than with another copy of the whole account.
+    *w.sql << "UPDATE users SET name = 'seen-again' WHERE id = 'svc-user'";
+    auto first = r.ask(acc, read_atom::value, read_request{});
+    REQUIRE(first.acc);
+    CHECK(first.acc != both.after);
+    CHECK(std::any_of(first.acc->users.begin(), first.acc->users.end(),
+                      [](const core::user& x) { return x.name == "seen-again"; }));
+    auto second = r.ask(acc, read_atom::value, read_request{});
+    CHECK(second.acc == first.acc);
+
     // A peer's update is applied in memory (its status stays), a deletion ends its stream.
     core::change::update_peer rename;
     rename.id = "p1";
