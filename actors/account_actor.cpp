@@ -160,6 +160,18 @@ void publish(const account_state& st, core::account_note n) {
   }
 }
 
+// One write of one peer that moved the serial by one to `serial` (a Logout, the expiry's delete
+// or login expiration): the other replicas read that peer, and `parts` besides.
+void publish_peer_write(const account_state& st, const std::string& peer_id, std::uint64_t serial,
+                        unsigned parts = 0) {
+  core::account_note n;
+  n.serial = serial;
+  n.moved = 1;
+  n.peers.push_back(peer_id);
+  n.parts = parts;
+  publish(st, std::move(n));
+}
+
 // After the account was read: the indexes from scratch, plus the reservations of registrations
 // in flight.
 void rebuild_indexes(account_state& st) {
@@ -967,12 +979,8 @@ void logout(account_ptr_t self, caf::typed_response_promise<peer_view> rp,
             spdlog::info("peer {} of account {} logged out and deleted", v.peer.id,
                          st.rec.account_id);
             // As a REST delete: the others read that peer (gone) and the groups again.
-            core::account_note n;
-            n.serial = out.serial_after;
-            n.moved = 1;
-            n.peers.push_back(v.peer.id);
-            n.parts = storage::account_store::part_groups;
-            publish(st, std::move(n));
+            publish_peer_write(st, v.peer.id, out.serial_after,
+                               storage::account_store::part_groups);
             follow_serial(self, out.serial_after);
             rp.deliver(std::move(v));
           },
@@ -1179,12 +1187,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
       [self](deleted_atom, const std::string& peer_id, std::uint64_t serial) {
         // Deleted by the expiry here: the other replicas read that peer and the groups again.
         auto& st = self->state;
-        core::account_note n;
-        n.serial = serial;
-        n.moved = 1;
-        n.peers.push_back(peer_id);
-        n.parts = storage::account_store::part_groups;
-        publish(st, std::move(n));
+        publish_peer_write(st, peer_id, serial, storage::account_store::part_groups);
         if (find_peer(st, peer_id))
           drop_peer(self, peer_id);
         follow_serial(self, serial);
@@ -1193,11 +1196,7 @@ account_actor::behavior_type account_impl(account_ptr_t self, std::string accoun
         // Marked login-expired by the expiry here: memory follows (its stream ends at the fan-out,
         // the others' maps show it offline); the other replicas read that peer again.
         auto& st = self->state;
-        core::account_note n;
-        n.serial = serial;
-        n.moved = 1;
-        n.peers.push_back(peer_id);
-        publish(st, std::move(n));
+        publish_peer_write(st, peer_id, serial);
         if (find_peer(st, peer_id)) {
           auto& status = mutable_account(st).peers[st.pos_by_id.at(peer_id)].status;
           status.login_expired = true;

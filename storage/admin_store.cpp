@@ -303,48 +303,6 @@ admin_store::register_result admin_store::register_peer(const core::peer& p,
 
 namespace {
 
-// The columns a registration writes.
-constexpr const char* registered_peer_columns[] = {"id",
-                                                   "account_id",
-                                                   "key",
-                                                   "ip",
-                                                   "ipv6",
-                                                   "name",
-                                                   "dns_label",
-                                                   "user_id",
-                                                   "ssh_key",
-                                                   "ssh_enabled",
-                                                   "login_expiration_enabled",
-                                                   "inactivity_expiration_enabled",
-                                                   "last_login",
-                                                   "created_at",
-                                                   "ephemeral",
-                                                   "extra_dns_labels",
-                                                   "allow_extra_dns_labels",
-                                                   "meta_hostname",
-                                                   "meta_go_os",
-                                                   "meta_kernel",
-                                                   "meta_core",
-                                                   "meta_platform",
-                                                   "meta_os",
-                                                   "meta_os_version",
-                                                   "meta_wt_version",
-                                                   "meta_ui_version",
-                                                   "meta_kernel_version",
-                                                   "meta_system_serial_number",
-                                                   "meta_system_product_name",
-                                                   "meta_system_manufacturer",
-                                                   "meta_network_addresses",
-                                                   "meta_environment",
-                                                   "meta_flags",
-                                                   "meta_files",
-                                                   "meta_capabilities",
-                                                   "peer_status_last_seen",
-                                                   "peer_status_session_started_at",
-                                                   "peer_status_connected",
-                                                   "peer_status_login_expired",
-                                                   "peer_status_requires_approval"};
-
 // One registered peer as the JSON object of its row. JSON columns hold JSON: an empty value is
 // written as null (Go's decoder rejects ''). Its last login is also its creation and last-seen
 // time: the account actor holds the same values without reading them back.
@@ -394,14 +352,14 @@ json registered_peer_row(const core::peer& p) {
               {"peer_status_requires_approval", false}};
 }
 
-// INSERT INTO <table> (<columns>) of every object of the JSON array bound as :rows, in one
-// statement: PostgreSQL converts each value with its column's input function
-// (json_populate_recordset over the table's row type), SQLite takes json_extract's value (a JSON
-// true is 1, as the per-row statements store it).
-std::string insert_from_json(engine kind, const std::string& table,
-                             const std::vector<std::string>& columns, const std::string& tail) {
+// INSERT INTO <table> of every object of the JSON array `rows`, bound as :rows, in one statement;
+// the columns are the keys of its objects (all alike). PostgreSQL converts each value with its
+// column's input function (json_populate_recordset over the table's row type), SQLite takes
+// json_extract's value (a JSON true is 1, as the per-row statements store it).
+std::string insert_from_json(engine kind, const std::string& table, const json& rows,
+                             const std::string& tail) {
   std::string names, values;
-  for (const auto& c : columns) {
+  for (const auto& [c, _] : rows.front().items()) {
     const std::string quoted = "\"" + c + "\"";
     names += (names.empty() ? "" : ", ") + quoted;
     values += (values.empty() ? "" : ", ") +
@@ -424,13 +382,12 @@ void admin_store::insert_registered_peers(const std::vector<registration>& batch
       members.push_back(
           json{{"account_id", r.peer.account_id}, {"group_id", g}, {"peer_id", r.peer.id}});
   }
-  static const std::vector<std::string> peer_columns(std::begin(registered_peer_columns),
-                                                     std::end(registered_peer_columns));
-  static const std::vector<std::string> member_columns = {"account_id", "group_id", "peer_id"};
+  if (peers.empty())
+    return;
   const std::string peer_rows = peers.dump(), member_rows = members.dump();
-  sql_ << insert_from_json(kind_, "peers", peer_columns, ""), soci::use(peer_rows, "rows");
+  sql_ << insert_from_json(kind_, "peers", peers, ""), soci::use(peer_rows, "rows");
   if (!members.empty())
-    sql_ << insert_from_json(kind_, "group_peers", member_columns, " ON CONFLICT DO NOTHING"),
+    sql_ << insert_from_json(kind_, "group_peers", members, " ON CONFLICT DO NOTHING"),
         soci::use(member_rows, "rows");
 }
 

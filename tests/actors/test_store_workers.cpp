@@ -121,21 +121,18 @@ struct lock_holder {
 };
 
 // A request sent from an actor of its own: `done` turns true when it is answered (waking
-// NBM_WAIT_UNTIL), `order` tells the how-many-th answer of the test it was.
+// NBM_WAIT_UNTIL).
 template <class R>
 struct pending {
   std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<std::atomic<int>> order = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<R> out = std::make_shared<R>();
 };
 
 template <class R, class Handle, class... Ts>
-pending<R> send_request(caf::actor_system& sys, std::shared_ptr<std::atomic<int>> answers,
-                        const Handle& h, Ts... xs) {
+pending<R> send_request(caf::actor_system& sys, const Handle& h, Ts... xs) {
   pending<R> p;
   sys.spawn([=](caf::event_based_actor* self) {
     const auto answered = [=] {
-      *p.order = ++*answers;
       *p.done = true;
       test::changed();
     };
@@ -150,10 +147,9 @@ pending<R> send_request(caf::actor_system& sys, std::shared_ptr<std::atomic<int>
   return p;
 }
 
-pending<change_outcome>
-send_change(caf::actor_system& sys, const account_actor& acc, core::admin_change c,
-            std::shared_ptr<std::atomic<int>> answers = std::make_shared<std::atomic<int>>(0)) {
-  return send_request<change_outcome>(sys, std::move(answers), acc, change_atom::value,
+pending<change_outcome> send_change(caf::actor_system& sys, const account_actor& acc,
+                                    core::admin_change c) {
+  return send_request<change_outcome>(sys, acc, change_atom::value,
                                       std::make_shared<core::admin_change>(std::move(c)));
 }
 
@@ -227,12 +223,11 @@ TEST_CASE("store workers: with one worker the same read waits behind the change 
   auto a = r.account(acc.a);
   auto b = r.account(acc.b);
   lock_holder lock(opts, acc.a);
-  auto answers = std::make_shared<std::atomic<int>>(0);
-  auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"), answers);
+  auto slow = send_change(*r.sys, a, new_group(acc.owner_a, "slow"));
   REQUIRE(busy_worker(r, 0));
   // Behind A's change on the one worker: answered only after it, so not while the lock is held
   // (the change cannot finish before).
-  auto read_b = send_request<read_outcome>(*r.sys, answers, b, read_atom::value, read_request{});
+  auto read_b = send_request<read_outcome>(*r.sys, b, read_atom::value, read_request{});
   // Both jobs are on the worker, the read behind the change the lock holds up: not answered.
   // (The order in which the two answers then arrive is the actors' business: A's applies its
   // change before it answers, so B's read may overtake it.)
